@@ -1,0 +1,112 @@
+"""Shared plumbing for client subcommands: flags, connecting, output, exit codes.
+
+Exit codes: 0 success, 1 failure reported by the daemon, 2 usage error,
+3 daemon unreachable (the message says how to start it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any, Awaitable, Callable
+
+from dgx_music.common.client import Client, DaemonUnavailable, RequestTimeout
+from dgx_music.common.config import ConfigError, Settings, load_settings
+from dgx_music.common.protocol import RemoteError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    pass
+
+
+def add_client_flags(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    g = p.add_argument_group("connection")
+    g.add_argument("--socket", metavar="PATH", help="daemon socket (default: config, $DGX_MUSIC_SOCKET, "
+                   "or $XDG_RUNTIME_DIR/dgx-music/daemon.sock)")
+    g.add_argument("--config", metavar="FILE", help="config file (default: ~/.config/dgx-music/config.toml)")
+    g.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait for an answer")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+
+
+def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
+    flags = {"daemon.socket": getattr(args, "socket", None), **overrides}
+    return load_settings(getattr(args, "config", None), flags)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str | None]) -> None:
+    if getattr(args, "json", False):
+        print_json(data)
+    else:
+        text = human(data)
+        if text:
+            print(text)
+
+
+def fail(args: argparse.Namespace, code: str, message: str, exit_code: int, **extra: Any) -> int:
+    if getattr(args, "json", False):
+        print_json({"error": {"code": code, "message": message, **extra}})
+    else:
+        print(f"dgx-music: {message}", file=sys.stderr)
+    return exit_code
+
+
+ClientFn = Callable[[Client, argparse.Namespace], Awaitable[int]]
+
+
+def run_client(args: argparse.Namespace, fn: ClientFn) -> int:
+    """Connect, run `fn`, and turn every failure into a message and an exit code."""
+    try:
+        settings = settings_from(args)
+    except ConfigError as exc:
+        return fail(args, "config", str(exc), EXIT_USAGE)
+
+    async def go() -> int:
+        client = await Client.connect(settings.socket, timeout=min(args.timeout, 10.0))
+        async with client:
+            return await fn(client, args)
+
+    try:
+        return asyncio.run(go())
+    except DaemonUnavailable as exc:
+        return fail(args, "unreachable", str(exc), EXIT_UNREACHABLE)
+    except RemoteError as exc:
+        return fail(args, exc.code, exc.message, EXIT_FAILED, **exc.data)
+    except RequestTimeout as exc:
+        return fail(args, "timeout", str(exc), EXIT_FAILED)
+    except UsageError as exc:
+        return fail(args, "usage", str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return 130
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(round(seconds)), 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

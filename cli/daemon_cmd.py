@@ -1,0 +1,48 @@
+"""`dgx-music daemon`: run the daemon in the foreground (systemd runs it so)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from dgx_music.cli.common import EXIT_USAGE
+from dgx_music.common.config import ConfigError, load_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "daemon", help="run the daemon in the foreground",
+        description="Run the daemon in the foreground: it owns the GPU and the model, the job queue and "
+                    "the library, and serves the socket protocol. Logs go to stderr (journald under systemd). "
+                    "Stop it with Ctrl-C or SIGTERM; queued jobs survive a restart.")
+    p.add_argument("--socket", metavar="PATH", help="socket to listen on")
+    p.add_argument("--data-dir", metavar="DIR", help="library, database and trash (default ~/.local/share/dgx-music)")
+    p.add_argument("--config", metavar="FILE", help="TOML config file")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
+    p.add_argument("--model", metavar="M", help="default model: small, medium, large, melody, random:small, a hub id or a directory")
+    p.add_argument("--backend", choices=("transformers", "audiocraft"), help="model backend")
+    p.add_argument("--device", metavar="DEV", help="auto, cuda, cuda:N, mps or cpu")
+    p.add_argument("--keep-alive", type=float, metavar="S", help="idle seconds before the model unloads (0: at once, -1: never)")
+    p.add_argument("--offline", action="store_true", default=None, help="never download; fail if the model is not cached")
+    p.add_argument("--preload", action="store_true", default=None, help="load the model at start")
+    p.add_argument("--http", metavar="HOST:PORT", help="also serve the HTTP API here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dgx_music.daemon import app
+
+    try:
+        settings = load_settings(args.config, {
+            "daemon.socket": args.socket, "daemon.data_dir": args.data_dir,
+            "daemon.log_level": args.log_level, "engine.model": args.model,
+            "engine.backend": args.backend, "engine.device": args.device,
+            "engine.keep_alive": args.keep_alive, "engine.offline": args.offline,
+            "engine.preload": args.preload, "http.listen": args.http,
+        })
+    except ConfigError as exc:
+        print(f"dgx-music daemon: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    app.setup_logging(settings["daemon.log_level"])
+    return asyncio.run(app.run(settings))

@@ -1,0 +1,42 @@
+"""`dgx-music status`: is the daemon up, and what is it doing."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dgx_music.cli.common import add_client_flags, emit, human_bytes, human_duration, run_client
+from dgx_music.common.client import Client
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="show the daemon's state",
+                       description="Show the daemon's version, uptime, clients, model and queue. "
+                                   "Exit code 3 means no daemon answered.")
+    add_client_flags(p)
+    p.set_defaults(func=lambda args: run_client(args, _status))
+
+
+async def _status(client: Client, args: argparse.Namespace) -> int:
+    emit(args, await client.call("status", timeout=args.timeout), format_status)
+    return 0
+
+
+def format_status(st: dict[str, Any]) -> str:
+    lines = [
+        f"dgx-music {st['version']} (protocol {st['protocol']}), pid {st['pid']}, up {human_duration(st['uptime'])}",
+        f"socket   {st['socket']}",
+        f"data     {st['data_dir']}",
+        f"clients  {st['clients']} connected, {st['subscribers']} subscribed",
+    ]
+    model = st.get("model")
+    if model:
+        mem = model.get("memory") or {}
+        where = f" on {model['device']}" if model.get("device") else ""
+        extra = f", GPU {human_bytes(mem['cuda_allocated'])}" if mem.get("cuda_allocated") else ""
+        lines.append(f"model    {model.get('model')} [{model.get('backend')}] {model.get('state')}{where}{extra}")
+    queue = st.get("queue")
+    if queue:
+        lines.append("queue    " + ", ".join(f"{n} {k}" for k, n in queue.items() if n) if any(queue.values())
+                     else "queue    empty")
+    return "\n".join(lines)

@@ -1,0 +1,209 @@
+"""Settings: defaults < TOML config file < DGX_MUSIC_* environment < command-line flags.
+
+Every option is declared once in OPTIONS with its type, default, environment
+variable and help text; `dgx-music config show` prints each effective value and
+where it came from. Unknown keys and wrong types are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from dgx_music.common import paths
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str  # "section.name"
+    type: type
+    default: Callable[[], Any] | Any
+    help: str
+    env: str = ""
+    choices: tuple[Any, ...] = ()
+
+    @property
+    def env_name(self) -> str:
+        return self.env or "DGX_MUSIC_" + self.key.split(".", 1)[1].upper()
+
+    def default_value(self) -> Any:
+        return self.default() if callable(self.default) else self.default
+
+
+def _lazy(fn: Callable[[], Path]) -> Callable[[], str]:
+    return lambda: str(fn())
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("daemon.socket", str, _lazy(paths.default_socket), "Unix socket path."),
+    Option("daemon.data_dir", str, _lazy(paths.default_data_dir), "Library, database and trash."),
+    Option("daemon.socket_mode", str, "0600", "Socket file mode (octal); 0660 with socket_group."),
+    Option("daemon.socket_group", str, "", "Group whose members may also connect (empty: none)."),
+    Option("daemon.max_frame", int, 8 * 1024 * 1024, "Largest protocol frame accepted, bytes."),
+    Option("daemon.read_timeout", float, 30.0, "Seconds a client may take to finish a frame."),
+    Option("daemon.subscriber_buffer", int, 4096, "KiB of unread events a subscriber may fall behind before it is dropped."),
+    Option("daemon.log_level", str, "info", "debug, info, warning or error.",
+           choices=("debug", "info", "warning", "error")),
+    Option("daemon.queue_limit", int, 1000, "Most jobs waiting or running at once."),
+    Option("daemon.max_attempts", int, 3, "Tries per job before a transient failure is final."),
+    Option("engine.model", str, "small", "small, medium, large, melody, random:small, a hub id or a directory."),
+    Option("engine.backend", str, "transformers", "Model backend.", choices=("transformers", "audiocraft")),
+    Option("engine.device", str, "auto", "auto, cuda, cuda:N, mps or cpu."),
+    Option("engine.keep_alive", float, 600.0, "Idle seconds before the model unloads; 0 at once, -1 never."),
+    Option("engine.hang_timeout", float, 120.0, "Seconds without progress before a worker is killed."),
+    Option("engine.offline", bool, False, "Never touch the network; fail if the model is not cached."),
+    Option("engine.preload", bool, False, "Load the model at start instead of on the first job."),
+    Option("engine.max_count", int, 16, "Most variations one job may ask for."),
+    Option("audio.target_lufs", float, -14.0, "Loudness target, LUFS integrated."),
+    Option("audio.ceiling_dbtp", float, -1.0, "True-peak ceiling, dBTP."),
+    Option("audio.bit_depth", int, 16, "Library WAV bit depth: 16, 24 or 32 (float).", choices=(16, 24, 32)),
+    Option("http.listen", str, "", "HOST:PORT for the HTTP API; empty: off.", env="DGX_MUSIC_HTTP"),
+    Option("http.token_file", str, "", "Bearer token file (mode 0600), required off loopback."),
+)
+BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}
+
+
+def _coerce(opt: Option, value: Any, source: str) -> Any:
+    where = f"{opt.key} (from {source})"
+    if opt.type is bool:
+        if isinstance(value, bool):
+            out: Any = value
+        elif isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            out = True
+        elif isinstance(value, str) and value.lower() in ("0", "false", "no", "off", ""):
+            out = False
+        else:
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    elif opt.type is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            out = int(value) if not isinstance(value, float) or value.is_integer() else None
+        except (TypeError, ValueError):
+            out = None
+        if out is None:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    elif opt.type is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    else:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected text, got {type(value).__name__}")
+        out = value
+    if opt.choices and out not in opt.choices:
+        allowed = ", ".join(str(c) for c in opt.choices)
+        raise ConfigError(f"{where}: {out!r} is not one of {allowed}")
+    return out
+
+
+class Settings:
+    """Effective settings with the source of each value (default, file, env, flag)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+        self._sources: dict[str, str] = {}
+        self.config_file: Path | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._values:
+            self._values[key] = BY_KEY[key].default_value()
+            self._sources[key] = "default"
+        return self._values[key]
+
+    def source(self, key: str) -> str:
+        self[key]
+        return self._sources[key]
+
+    def set(self, key: str, value: Any, source: str) -> None:
+        if key not in BY_KEY:
+            raise ConfigError(f"unknown setting {key!r}")
+        self._values[key] = _coerce(BY_KEY[key], value, source)
+        self._sources[key] = source
+
+    def items(self) -> list[tuple[str, Any, str]]:
+        return [(o.key, self[o.key], self.source(o.key)) for o in OPTIONS]
+
+    @property
+    def socket(self) -> Path:
+        return Path(self["daemon.socket"]).expanduser()
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self["daemon.data_dir"]).expanduser()
+
+
+def _flatten(doc: Mapping[str, Any], source: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, body in doc.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: top-level key {section!r} must be a [section] table")
+        for name, value in body.items():
+            key = f"{section}.{name}"
+            if key not in BY_KEY:
+                raise ConfigError(f"{source}: unknown setting {key!r}")
+            flat[key] = value
+    return flat
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build settings from every layer; a missing default config file is fine, a named one is not."""
+    env = os.environ if env is None else env
+    s = Settings()
+    explicit = config_file or env.get("DGX_MUSIC_CONFIG")
+    path = Path(explicit).expanduser() if explicit else paths.default_config_file()
+    if path.exists():
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc}") from None
+        for key, value in _flatten(doc, str(path)).items():
+            s.set(key, value, f"file {path}")
+        s.config_file = path
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist")
+    for opt in OPTIONS:
+        if opt.env_name in env:
+            s.set(opt.key, env[opt.env_name], f"env {opt.env_name}")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            s.set(key, value, "flag")
+    return s
+
+
+def render_default_toml() -> str:
+    """A documented config file with every option commented out at its default."""
+    lines = ["# DGX Music configuration. Every option, at its default.", ""]
+    section = ""
+    for opt in OPTIONS:
+        sec, name = opt.key.split(".", 1)
+        if sec != section:
+            lines += ([""] if section else []) + [f"[{sec}]"]
+            section = sec
+        value = opt.default_value()
+        rendered = (
+            ("true" if value else "false") if isinstance(value, bool)
+            else repr(value).replace("'", '"') if isinstance(value, str) else str(value)
+        )
+        lines.append(f"# {opt.help} (env {opt.env_name})")
+        lines.append(f"# {name} = {rendered}")
+    return "\n".join(lines) + "\n"

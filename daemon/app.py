@@ -1,0 +1,123 @@
+"""The daemon: wires settings, storage, engine, scheduler and server, and runs them.
+
+Start order matters for durability: the database is checked and recovered
+before the socket listens, so no client ever sees half-restored state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dgx_music import __version__
+from dgx_music.common import protocol
+from dgx_music.common.config import Settings
+from dgx_music.daemon import handlers
+from dgx_music.daemon.events import EventHub
+from dgx_music.daemon.server import Server, StartupError
+
+log = logging.getLogger("dgx_music.daemon")
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data_dir: Path = settings.data_dir
+        self.events = EventHub()
+        self.server = Server(self)
+        self.started = time.time()
+        self.stopping = False
+        self._stop = asyncio.Event()
+        # Filled in by later stages of start(); handlers check for None.
+        self.store: Any = None
+        self.engine: Any = None
+        self.scheduler: Any = None
+        self.library: Any = None
+        self.extras: list[Any] = []  # optional services (HTTP API, notifier) with async close()
+        handlers.load_all()
+
+    def publish(self, name: str, data: dict[str, Any]) -> None:
+        self.events.publish(name, data)
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "version": __version__,
+            "protocol": protocol.PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "uptime": round(time.time() - self.started, 3),
+            "data_dir": str(self.data_dir),
+            "socket": str(self.server.path),
+            "clients": len(self.server.connections),
+            "subscribers": self.events.subscriber_count,
+        }
+        if self.engine is not None:
+            out["model"] = self.engine.state()
+        if self.scheduler is not None:
+            out["queue"] = self.scheduler.summary()
+        return out
+
+    async def start(self, inherited: socket.socket | None = None) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        await self._start_components()
+        await self.server.start(inherited)
+        self.publish("daemon.started", {"pid": os.getpid(), "version": __version__})
+
+    async def _start_components(self) -> None:
+        """Storage, engine and scheduler, when their modules are present."""
+        from dgx_music.daemon import components
+
+        await components.start(self)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def serve_forever(self) -> None:
+        await self._stop.wait()
+
+    async def close(self) -> None:
+        self.stopping = True
+        for extra in reversed(self.extras):
+            try:
+                await extra.close()
+            except Exception:
+                log.exception("error while closing %r", extra)
+        await self.server.close()
+        from dgx_music.daemon import components
+
+        await components.close(self)
+
+
+def setup_logging(level: str) -> None:
+    """Plain lines on stderr: journald adds the timestamp and unit itself."""
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if sys.stderr.isatty():
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
+
+
+async def run(settings: Settings, inherited: socket.socket | None = None) -> int:
+    daemon = Daemon(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    try:
+        await daemon.start(inherited)
+    except StartupError as exc:
+        log.error("%s", exc)
+        await daemon.close()
+        return 1
+    log.info("dgx-music %s ready (pid %d, data %s)", __version__, os.getpid(), daemon.data_dir)
+    try:
+        await daemon.serve_forever()
+    finally:
+        log.info("shutting down")
+        await daemon.close()
+    return 0

@@ -1,0 +1,85 @@
+"""Typed access to a request's params map, with errors that name the parameter."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, TypeVar
+
+from dgx_music.common import protocol
+from dgx_music.daemon.handlers import HandlerError
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+def _bad(name: str, message: str) -> HandlerError:
+    return HandlerError(protocol.INVALID_PARAMS, f"{name}: {message}", field=name)
+
+
+class Args:
+    def __init__(self, params: Any) -> None:
+        if not isinstance(params, dict):
+            raise _bad("params", f"must be a map, got {type(params).__name__}")
+        self.params = params
+
+    def _get(self, name: str, default: Any) -> Any:
+        value = self.params.get(name, _MISSING)
+        if value is _MISSING or value is None:
+            if default is _MISSING:
+                raise _bad(name, "is required")
+            return default
+        return value
+
+    def int(self, name: str, default: Any = _MISSING, *, lo: int | None = None, hi: int | None = None) -> Any:
+        value = self._get(name, default)
+        if value is default and default is not _MISSING:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(name, f"must be an integer, got {type(value).__name__}")
+        if lo is not None and value < lo or hi is not None and value > hi:
+            raise _bad(name, f"must be between {lo} and {hi}, got {value}")
+        return value
+
+    def float(self, name: str, default: Any = _MISSING) -> Any:
+        value = self._get(name, default)
+        if value is default and default is not _MISSING:
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _bad(name, f"must be a number, got {type(value).__name__}")
+        return float(value)
+
+    def str(self, name: str, default: Any = _MISSING, *, max_len: int = 4096, choices: Iterable[str] = ()) -> Any:
+        value = self._get(name, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not isinstance(value, str):
+            raise _bad(name, f"must be text, got {type(value).__name__}")
+        if len(value) > max_len:
+            raise _bad(name, f"is longer than {max_len} characters")
+        allowed = tuple(choices)
+        if allowed and value not in allowed:
+            raise _bad(name, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def bool(self, name: str, default: Any = _MISSING) -> Any:
+        value = self._get(name, default)
+        if not isinstance(value, bool):
+            raise _bad(name, f"must be true or false, got {type(value).__name__}")
+        return value
+
+    def str_list(self, name: str, default: Any = _MISSING, *, max_items: int = 256) -> Any:
+        value = self._get(name, default)
+        if value is default and default is not _MISSING:
+            return value
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _bad(name, "must be a list of text")
+        if len(value) > max_items:
+            raise _bad(name, f"has more than {max_items} items")
+        return value
+
+    def map(self, name: str, default: Any = _MISSING) -> Any:
+        value = self._get(name, default)
+        if not isinstance(value, dict):
+            raise _bad(name, f"must be a map, got {type(value).__name__}")
+        return value

@@ -1,0 +1,296 @@
+"""The Unix-socket server: owner-only socket, peer-uid check, bounded reads and writes.
+
+One reader loop per connection decodes frames and starts one task per request,
+so a slow request never holds up a quick one on the same connection. Writes go
+straight to the transport; its buffer size is the backpressure signal, which
+lets a subscriber that stops reading be dropped instead of stalling the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import grp
+import logging
+import os
+import pwd
+import socket
+import stat
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dgx_music.common import protocol
+from dgx_music.common.paths import ensure_private_dir, runtime_dir
+from dgx_music.daemon import handlers
+from dgx_music.daemon.handlers import Context, HandlerError
+
+if TYPE_CHECKING:
+    from dgx_music.daemon.app import Daemon
+
+log = logging.getLogger(__name__)
+
+#: Requests one connection may have in flight; beyond it the reader waits (backpressure).
+MAX_IN_FLIGHT = 64
+#: Buffered outgoing bytes at which a response write waits for the client to read.
+WRITE_HIGH_WATER = 1 * 1024 * 1024
+WRITE_TIMEOUT = 30.0
+
+
+class StartupError(RuntimeError):
+    """The daemon cannot start; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class PeerPolicy:
+    """Who may connect: the daemon's own uid, root, and members of an optional group."""
+
+    uid: int
+    group_gid: int | None = None
+    group_members: frozenset[str] = frozenset()
+
+    @classmethod
+    def for_group(cls, group: str) -> "PeerPolicy":
+        if not group:
+            return cls(os.getuid())
+        try:
+            g = grp.getgrnam(group)
+        except KeyError:
+            raise StartupError(f"socket_group {group!r} does not exist") from None
+        return cls(os.getuid(), g.gr_gid, frozenset(g.gr_mem))
+
+    def allows(self, uid: int, gid: int) -> bool:
+        if uid in (self.uid, 0):
+            return True
+        if self.group_gid is None:
+            return False
+        if gid == self.group_gid:
+            return True
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return False
+        return name in self.group_members
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process on the other end, from the kernel (SO_PEERCRED)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)
+
+
+class Connection:
+    """One client. Implements the event hub's Subscriber protocol."""
+
+    _next_id = 0
+
+    def __init__(self, server: "Server", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        Connection._next_id += 1
+        self.id = Connection._next_id
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.transport = writer.transport
+        self.topics: set[str] = set()
+        self.closed = False
+        self.client_name = ""
+        self.pid = self.uid = -1
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    # -- writing -------------------------------------------------------
+    def _write(self, frame: bytes) -> None:
+        if not self.closed and not self.transport.is_closing():
+            self.transport.write(frame)
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        try:
+            frame = protocol.pack(msg)
+        except (TypeError, ValueError, OverflowError) as exc:
+            log.error("cannot encode answer %r: %s", msg.get("id"), exc)
+            frame = protocol.pack(protocol.error(msg.get("id"), protocol.INTERNAL, "answer could not be encoded"))
+        if len(frame) - protocol.HEADER.size > self.server.max_frame:
+            frame = protocol.pack(protocol.error(msg.get("id"), protocol.FRAME_TOO_LARGE,
+                                                 "the answer is over the frame limit; ask for less"))
+        self._write(frame)
+        if self.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+            try:
+                await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT)
+            except (asyncio.TimeoutError, ConnectionError):
+                log.warning("client %d stopped reading answers; closing it", self.id)
+                self.close()
+
+    def push(self, frame: bytes) -> None:
+        """Queue an event; a subscriber whose buffer is full is told why and dropped."""
+        if self.closed:
+            return
+        if self.transport.get_write_buffer_size() + len(frame) > self.server.subscriber_buffer:
+            log.warning("client %d fell behind on events (buffer full); dropping it", self.id)
+            self._write(protocol.pack(protocol.event(
+                "daemon.dropped", {"reason": "event buffer overflow: the client did not read fast enough"})))
+            self.close()
+            return
+        self._write(frame)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.server.daemon.events.remove(self)
+        try:
+            self.transport.close()
+        except Exception:  # closing a dead transport can raise on some loops
+            pass
+
+    # -- reading -------------------------------------------------------
+    async def serve(self) -> None:
+        try:
+            while not self.closed:
+                try:
+                    msg = await protocol.read_frame(
+                        self.reader, max_frame=self.server.max_frame, body_timeout=self.server.read_timeout)
+                except protocol.ProtocolError as exc:
+                    # The stream can no longer be trusted: say why, then hang up.
+                    await self.send(protocol.error(None, exc.code, exc.message))
+                    break
+                if msg is None:
+                    break
+                await self._slots.acquire()
+                task = asyncio.create_task(self._handle(msg))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            for task in list(self._tasks):
+                if not task.done() and self.closed:
+                    task.cancel()
+            self.close()
+
+    async def _handle(self, msg: dict[str, Any]) -> None:
+        try:
+            req_id = msg.get("id")
+            name = msg.get("method")
+            if not isinstance(name, str) or "params" in msg and not isinstance(msg["params"], dict):
+                await self.send(protocol.error(
+                    req_id, protocol.BAD_REQUEST,
+                    "a request is a map with 'id', 'method' (text) and 'params' (a map)"))
+                return
+            try:
+                value = await handlers.dispatch(Context(self.server.daemon, self), name, msg.get("params") or {})
+                await self.send(protocol.result(req_id, value))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                mapped = handlers.map_error(exc)
+                if mapped is None:
+                    log.exception("method %s failed", name)
+                    mapped = HandlerError(protocol.INTERNAL, f"internal error in {name}: {exc}")
+                await self.send(protocol.error(req_id, mapped.code, mapped.message, **mapped.data))
+        finally:
+            self._slots.release()
+
+
+class Server:
+    def __init__(self, daemon: "Daemon") -> None:
+        self.daemon = daemon
+        s = daemon.settings
+        self.path = s.socket
+        self.max_frame = int(s["daemon.max_frame"])
+        self.read_timeout = float(s["daemon.read_timeout"])
+        self.subscriber_buffer = int(s["daemon.subscriber_buffer"]) * 1024
+        self.mode = int(s["daemon.socket_mode"], 8)
+        self.group = s["daemon.socket_group"]
+        self.policy = PeerPolicy.for_group(self.group)
+        self.connections: set[Connection] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._owns_path = False
+
+    async def start(self, inherited: socket.socket | None = None) -> None:
+        """Listen on the configured path, or on a socket handed over by systemd."""
+        if inherited is not None:
+            self._server = await asyncio.start_unix_server(self._accept, sock=inherited, limit=2**16)
+            log.info("listening on inherited socket %s", inherited.getsockname())
+            return
+        await self._claim_path()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # no window in which the socket exists with looser permissions
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        self._owns_path = True
+        os.chmod(self.path, self.mode)
+        if self.group:
+            os.chown(self.path, -1, self.policy.group_gid or -1)
+        sock.listen(256)
+        self._server = await asyncio.start_unix_server(self._accept, sock=sock, limit=2**16)
+        log.info("listening on %s (mode %o)", self.path, self.mode)
+
+    async def _claim_path(self) -> None:
+        if self.path.parent == runtime_dir():
+            ensure_private_dir(self.path.parent)  # the default place must be ours alone
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise StartupError(f"{self.path} exists and is not a socket; move it away or choose another --socket")
+        try:
+            _r, w = await asyncio.wait_for(asyncio.open_unix_connection(str(self.path)), 2.0)
+        except (ConnectionRefusedError, FileNotFoundError, asyncio.TimeoutError):
+            log.info("removing stale socket %s left by an earlier run", self.path)
+            self.path.unlink(missing_ok=True)
+            return
+        except OSError as exc:
+            if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+                self.path.unlink(missing_ok=True)
+                return
+            raise StartupError(f"cannot check existing socket {self.path}: {exc}") from None
+        w.close()
+        raise StartupError(
+            f"another dgx-music daemon is already listening on {self.path}; "
+            "stop it first (systemctl --user stop dgx-music) or pass another --socket")
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(self, reader, writer)
+        sock = writer.get_extra_info("socket")
+        try:
+            conn.pid, conn.uid, gid = peer_credentials(sock)
+        except OSError:
+            conn.uid, gid = -1, -1
+        if not self.policy.allows(conn.uid, gid):
+            log.warning("refused connection from uid %d (pid %d)", conn.uid, conn.pid)
+            await conn.send(protocol.error(None, protocol.FORBIDDEN,
+                                           f"uid {conn.uid} may not use this daemon (owner uid {self.policy.uid})"))
+            conn.close()
+            return
+        if self.daemon.stopping:
+            await conn.send(protocol.error(None, protocol.SHUTTING_DOWN, "the daemon is shutting down"))
+            conn.close()
+            return
+        self.connections.add(conn)
+        try:
+            await conn.serve()
+        finally:
+            self.connections.discard(conn)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.push(protocol.pack(protocol.event("daemon.shutdown", {"reason": "daemon stopping"})))
+            conn.close()
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            except asyncio.TimeoutError:
+                pass
+        if self._owns_path:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
