@@ -1,0 +1,147 @@
+"""Schema of the DGX Music database, as forward migrations.
+
+``MIGRATIONS[n]`` takes a database at ``PRAGMA user_version = n`` to ``n + 1``.
+A fresh database runs all of them in order, so a new install and an old install
+that was migrated up end with the same schema (tests/store/test_migrations.py
+checks this against a frozen copy of every earlier schema).
+
+Rules for changing the schema:
+  * never edit a migration that has shipped; append a new one;
+  * freeze the schema you are leaving as tests/store/fixtures/schema_vN.sql
+    (with a few rows) so the migration from it stays tested;
+  * each migration is a list of single SQL statements, run in ONE transaction
+    together with the ``user_version`` bump (SQLite DDL is transactional), so a
+    crash mid-migration leaves the previous version intact.
+
+Only daemon/store*.py may contain SQL.
+"""
+
+from __future__ import annotations
+
+# --- v1: jobs, tracks, tags, full-text index ------------------------------------
+#
+# tracks.seq is an explicit INTEGER PRIMARY KEY (a rowid alias, so VACUUM cannot
+# renumber it): it is the FTS rowid and the tie-breaker of keyset pagination.
+# tracks.id is the public id "<job>-<index>", UNIQUE, so a job can never produce
+# its tracks twice.
+#
+# tracks_fts is a regular FTS5 table (it keeps its own copy of the text) kept in
+# sync by triggers, so no code path can forget it: insert/update/delete of a
+# track and insert/delete of a tag link each rewrite the affected FTS row.
+V1 = [
+    """
+    CREATE TABLE jobs (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        state        TEXT    NOT NULL
+                     CHECK (state IN ('queued','running','processing','done','failed','cancelled')),
+        prompt       TEXT    NOT NULL,
+        params       TEXT    NOT NULL DEFAULT '{}',
+        count        INTEGER NOT NULL CHECK (count >= 1),
+        seed         INTEGER NOT NULL,
+        model        TEXT,
+        backend      TEXT,
+        position     INTEGER NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL DEFAULT 3,
+        error        TEXT,
+        created      REAL    NOT NULL,
+        started      REAL,
+        finished     REAL
+    )
+    """,
+    "CREATE INDEX jobs_state_position ON jobs (state, position)",
+    """
+    CREATE TABLE tracks (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        id             TEXT    NOT NULL UNIQUE,
+        job_id         INTEGER REFERENCES jobs (id),
+        path           TEXT    NOT NULL,
+        prompt         TEXT    NOT NULL,
+        title          TEXT    NOT NULL,
+        model          TEXT,
+        backend        TEXT,
+        seed           INTEGER,
+        idx            INTEGER NOT NULL DEFAULT 0,
+        params         TEXT    NOT NULL DEFAULT '{}',
+        duration       REAL    NOT NULL,
+        sample_rate    INTEGER NOT NULL,
+        channels       INTEGER NOT NULL,
+        created        REAL    NOT NULL,
+        lufs_before    REAL,
+        lufs           REAL,
+        true_peak      REAL,
+        gain_db        REAL,
+        loudness_note  TEXT,
+        bpm            REAL,
+        bpm_confidence REAL,
+        key            TEXT,
+        key_confidence REAL,
+        peaks          BLOB,
+        rating         INTEGER NOT NULL DEFAULT 0 CHECK (rating BETWEEN 0 AND 5),
+        favorite       INTEGER NOT NULL DEFAULT 0 CHECK (favorite IN (0, 1)),
+        notes          TEXT    NOT NULL DEFAULT ''
+    )
+    """,
+    "CREATE INDEX tracks_job ON tracks (job_id)",
+    "CREATE INDEX tracks_created ON tracks (created)",
+    """
+    CREATE TABLE tags (
+        id   INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    )
+    """,
+    """
+    CREATE TABLE track_tags (
+        tag_id    INTEGER NOT NULL REFERENCES tags (id) ON DELETE CASCADE,
+        track_seq INTEGER NOT NULL REFERENCES tracks (seq) ON DELETE CASCADE,
+        PRIMARY KEY (tag_id, track_seq)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX track_tags_track ON track_tags (track_seq)",
+    """
+    CREATE VIRTUAL TABLE tracks_fts USING fts5 (
+        prompt, title, tags, notes,
+        tokenize = 'unicode61 remove_diacritics 2',
+        prefix = '2 3'
+    )
+    """,
+    """
+    CREATE TRIGGER tracks_fts_insert AFTER INSERT ON tracks BEGIN
+        INSERT INTO tracks_fts (rowid, prompt, title, tags, notes)
+        VALUES (new.seq, new.prompt, new.title, '', new.notes);
+    END
+    """,
+    """
+    CREATE TRIGGER tracks_fts_update AFTER UPDATE OF prompt, title, notes ON tracks BEGIN
+        UPDATE tracks_fts SET prompt = new.prompt, title = new.title, notes = new.notes
+        WHERE rowid = new.seq;
+    END
+    """,
+    """
+    CREATE TRIGGER tracks_fts_delete AFTER DELETE ON tracks BEGIN
+        DELETE FROM tracks_fts WHERE rowid = old.seq;
+    END
+    """,
+    """
+    CREATE TRIGGER track_tags_fts_insert AFTER INSERT ON track_tags BEGIN
+        UPDATE tracks_fts SET tags = (
+            SELECT ifnull(group_concat(g.name, ' '), '')
+            FROM track_tags tt JOIN tags g ON g.id = tt.tag_id
+            WHERE tt.track_seq = new.track_seq)
+        WHERE rowid = new.track_seq;
+    END
+    """,
+    """
+    CREATE TRIGGER track_tags_fts_delete AFTER DELETE ON track_tags BEGIN
+        UPDATE tracks_fts SET tags = (
+            SELECT ifnull(group_concat(g.name, ' '), '')
+            FROM track_tags tt JOIN tags g ON g.id = tt.tag_id
+            WHERE tt.track_seq = old.track_seq)
+        WHERE rowid = old.track_seq;
+    END
+    """,
+]
+
+MIGRATIONS: list[list[str]] = [V1]
+
+LATEST_VERSION = len(MIGRATIONS)
