@@ -138,8 +138,11 @@ class Connection:
             return
         self.closed = True
         self.server.daemon.events.remove(self)
+        self.server.connections.discard(self)
         try:
             self.transport.close()
+            # close() flushes first; a peer that never reads would keep it open forever.
+            asyncio.get_running_loop().call_later(5.0, self.transport.abort)
         except Exception:  # closing a dead transport can raise on some loops
             pass
 

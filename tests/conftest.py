@@ -1,0 +1,142 @@
+"""Fixtures shared by every test: a real daemon on a short temporary socket path."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Iterator
+
+import pytest
+
+from dgx_music.common.client import Client
+from dgx_music.common.config import Settings, load_settings
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temp dir with a short path: Unix socket paths are limited to ~107 bytes."""
+    d = Path(tempfile.mkdtemp(prefix="dgxm-", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def make_settings(root: Path, **overrides: Any) -> Settings:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DGX_MUSIC_")}
+    base = {
+        "daemon.socket": str(root / "d.sock"),
+        "daemon.data_dir": str(root / "data"),
+        "engine.keep_alive": -1,
+    }
+    base.update({k.replace("__", "."): v for k, v in overrides.items()})
+    cfg = root / "config.toml"  # an empty file, so the user's own config never leaks into a test
+    cfg.touch()
+    return load_settings(cfg, base, env=env)
+
+
+@pytest.fixture
+async def daemon_factory(short_tmp: Path) -> AsyncIterator[Callable[..., Any]]:
+    """Start in-process daemons; each is closed at the end of the test."""
+    from dgx_music.daemon.app import Daemon
+
+    started: list[Daemon] = []
+
+    async def start(**overrides: Any) -> Daemon:
+        d = Daemon(make_settings(short_tmp, **overrides))
+        await d.start()
+        started.append(d)
+        return d
+
+    yield start
+    for d in reversed(started):
+        await d.close()
+
+
+@pytest.fixture
+async def daemon(daemon_factory: Callable[..., Any]) -> Any:
+    return await daemon_factory()
+
+
+@pytest.fixture
+async def client(daemon: Any) -> AsyncIterator[Client]:
+    c = await Client.connect(daemon.server.path)
+    yield c
+    await c.close()
+
+
+class DaemonProcess:
+    """A daemon in a child process, for signals, restarts and kill -9."""
+
+    def __init__(self, root: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.socket = root / "d.sock"
+        self.data_dir = root / "data"
+        self.log = root / "daemon.log"
+        self.extra = extra
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> "DaemonProcess":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DGX_MUSIC_")}
+        env.update(self.env)
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dgx_music", "daemon", "--socket", str(self.socket),
+                 "--data-dir", str(self.data_dir), "--log-level", "debug", *self.extra],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            if self.socket.exists():
+                try:
+                    asyncio.run(_ping(self.socket))
+                    return
+                except Exception:
+                    pass
+            time.sleep(0.05)
+        raise AssertionError(f"daemon not ready in {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self, sig: int = 15, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+async def _ping(sock: Path) -> None:
+    async with await Client.connect(sock, timeout=1.0) as c:
+        await c.call("status", timeout=2.0)
+
+
+@pytest.fixture
+def daemon_process(short_tmp: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    procs: list[DaemonProcess] = []
+
+    def make(*extra: str, env: dict[str, str] | None = None) -> DaemonProcess:
+        p = DaemonProcess(short_tmp, *extra, env=env)
+        procs.append(p)
+        return p
+
+    yield make
+    for p in procs:
+        if p.proc is not None and p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
