@@ -1,0 +1,123 @@
+"""The thin interface both model backends implement, plus device/dtype choice.
+
+Runs inside the worker process only: importing this module imports torch.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from typing import Callable
+
+import numpy as np
+
+ProgressCb = Callable[[float | None, str], None]
+StepCb = Callable[[int, int], None]
+
+BACKENDS = ("transformers", "audiocraft")
+
+
+def pick_device(requested: str = "auto") -> str:
+    """cuda, then mps, then cpu for "auto"; a forced device must exist."""
+    import torch
+
+    from dgx_music.daemon.engine.errors import EngineError
+
+    req = (requested or "auto").strip().lower()
+    if req == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if req.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise EngineError("bad_request", f"device {requested} asked for, but torch {torch.__version__} "
+                                             f"sees no CUDA device")
+        idx = int(req.split(":", 1)[1]) if ":" in req else 0
+        if idx >= torch.cuda.device_count():
+            raise EngineError("bad_request", f"device {requested} does not exist "
+                                             f"({torch.cuda.device_count()} CUDA device(s))")
+        return req
+    if req == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise EngineError("bad_request", "device mps asked for, but MPS is not available")
+        return req
+    if req == "cpu":
+        return req
+    raise EngineError("bad_request", f"unknown device {requested!r}: use auto, cuda, cuda:N, mps or cpu")
+
+
+def pick_dtype(device: str, requested: str = "auto") -> "torch.dtype":  # noqa: F821
+    """bf16 on CUDA when supported (fp16 otherwise), fp16 on MPS, fp32 on CPU.
+
+    transformers loads fp32 by default, which doubles GPU memory and time for
+    nothing; CPUs are slow in half precision, so they keep fp32.
+    DGX_MUSIC_DTYPE (float32, float16, bfloat16) overrides, for experiments.
+    """
+    import torch
+
+    req = os.environ.get("DGX_MUSIC_DTYPE", requested) or "auto"
+    if req != "auto":
+        return {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+                "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}[req]
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every RNG sampling can touch, so a job can be reproduced exactly."""
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+class Backend(abc.ABC):
+    """Load one model, generate batches from it, close. One instance per worker process."""
+
+    name: str = "?"
+    model_name: str = ""
+    device: str = "cpu"
+    dtype: str = "float32"
+    sample_rate: int = 32000
+
+    @abc.abstractmethod
+    def load(self, model_spec: str, device: str, dtype: str, progress_cb: ProgressCb, *,
+             offline: bool = False, cache_dir: str | None = None) -> None:
+        """Load `model_spec` (name, hub id, directory or random:<size>) onto `device`."""
+
+    @abc.abstractmethod
+    def generate(self, prompts: list[str], duration: float, temperature: float, top_k: int, top_p: float,
+                 cfg: float, seed: int, on_step: StepCb) -> tuple[np.ndarray, int]:
+        """Return (float32 [batch, channels, samples], sample_rate). `on_step` may raise to cancel."""
+
+    def close(self) -> None:
+        """Drop the model; the worker exits right after, which frees GPU memory for good."""
+
+
+def get_backend(name: str) -> Backend:
+    from dgx_music.daemon.engine.errors import EngineError
+
+    if name == "transformers":
+        from dgx_music.daemon.engine.transformers_backend import TransformersBackend
+
+        return TransformersBackend()
+    if name == "audiocraft":
+        from dgx_music.daemon.engine.audiocraft_backend import AudiocraftBackend
+
+        return AudiocraftBackend()
+    raise EngineError("bad_request", f"unknown backend {name!r}: use {' or '.join(BACKENDS)}")
+
+
+def frames_for(duration: float, frame_rate: float) -> int:
+    """Number of codec frames for `duration` seconds (at least one)."""
+    return max(1, int(round(duration * frame_rate)))

@@ -1,0 +1,133 @@
+"""The default backend: Hugging Face transformers' MusicGen.
+
+It installs with any recent torch (including aarch64 + CUDA 13 on DGX Spark),
+keeps T5 in the same checkpoint, and was measured ~20% faster and 1.7 GB
+lighter than audiocraft on the same architecture on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from dgx_music.daemon.engine.backend import Backend, ProgressCb, StepCb, frames_for, pick_dtype, seed_everything
+from dgx_music.daemon.engine.errors import EngineError
+from dgx_music.daemon.engine.models import fetch_model, resolve_model
+
+
+class _StepHook(LogitsProcessor):
+    """Called once per decode step (the streamer is not, for MusicGen); raising here aborts generate."""
+
+    def __init__(self, total: int, on_step: StepCb) -> None:
+        self.total = total
+        self.step = 0
+        self.on_step = on_step
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.step += 1
+        self.on_step(self.step, self.total)
+        return scores
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+class TransformersBackend(Backend):
+    name = "transformers"
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.processor: Any = None
+        self.frame_rate = 50.0
+        self.delay = 3
+
+    def load(self, model_spec: str, device: str, dtype: str, progress_cb: ProgressCb, *,
+             offline: bool = False, cache_dir: str | None = None) -> None:
+        spec = resolve_model(model_spec)
+        self.model_name = spec.name
+        self.device = device
+        torch_dtype = pick_dtype(device, dtype)
+        self.dtype = _dtype_name(torch_dtype)
+        if spec.kind == "random":
+            from dgx_music.daemon.engine.testmodel import build_random_model
+
+            progress_cb(None, f"building the {spec.ref} architecture with random weights")
+            model, processor = build_random_model(spec.ref)
+            model = model.to(dtype=torch_dtype)
+        else:
+            path = fetch_model(spec, "transformers", offline=offline, cache_dir=cache_dir, progress_cb=progress_cb)
+            model, processor = self._from_dir(Path(path), torch_dtype, progress_cb)
+        progress_cb(None, f"moving the model to {device}")
+        self.model = model.to(device).eval()
+        self.processor = processor
+        cfg = self.model.config
+        self.sample_rate = int(cfg.audio_encoder.sampling_rate)
+        self.frame_rate = float(cfg.audio_encoder.frame_rate)
+        channels = int(getattr(cfg.decoder, "audio_channels", 1) or 1)
+        # The delay pattern shifts codebook k by k steps: num_codebooks-1 extra steps per channel group.
+        self.delay = int(cfg.decoder.num_codebooks) // channels - 1
+
+    def _from_dir(self, path: Path, torch_dtype: torch.dtype, progress_cb: ProgressCb) -> tuple[Any, Any]:
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
+            if (path / "state_dict.bin").is_file():
+                raise EngineError("bad_model", f"{path} holds an audiocraft checkpoint; use --backend audiocraft")
+            raise EngineError("bad_model", f"{path} has no config.json: not a transformers MusicGen model")
+        try:
+            model_type = json.loads(cfg_file.read_text()).get("model_type")
+        except (OSError, ValueError) as exc:
+            raise EngineError("bad_model", f"cannot read {cfg_file}: {exc}") from None
+        if model_type == "musicgen":
+            from transformers import MusicgenForConditionalGeneration as cls
+            from transformers import MusicgenProcessor as proc_cls
+        elif model_type == "musicgen_melody":
+            from transformers import MusicgenMelodyForConditionalGeneration as cls  # type: ignore[no-redef]
+            from transformers import MusicgenMelodyProcessor as proc_cls  # type: ignore[no-redef]
+        else:
+            raise EngineError("bad_model", f"{path} is a {model_type!r} model, not MusicGen")
+        progress_cb(None, f"loading weights from {path}")
+        try:
+            model = cls.from_pretrained(path, dtype=torch_dtype)
+            processor = proc_cls.from_pretrained(path)
+        except EngineError:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            if "out of memory" in str(exc).lower():
+                raise
+            raise EngineError("bad_model", f"cannot load {path}: {exc}") from None
+        return model, processor
+
+    def generate(self, prompts: list[str], duration: float, temperature: float, top_k: int, top_p: float,
+                 cfg: float, seed: int, on_step: StepCb) -> tuple[np.ndarray, int]:
+        if self.model is None:
+            raise EngineError("internal", "generate before load")
+        total = frames_for(duration, self.frame_rate) + self.delay
+        inputs = self.processor(text=list(prompts), padding=True, return_tensors="pt").to(self.device)
+        kwargs: dict[str, Any] = dict(
+            do_sample=True, max_new_tokens=total, temperature=float(temperature),
+            # audiocraft semantics: top_p > 0 replaces top_k; 0 disables each.
+            top_k=0 if top_p > 0 else int(top_k), top_p=float(top_p) if 0 < top_p < 1 else 1.0,
+            guidance_scale=float(cfg) if cfg > 1 else None,
+            logits_processor=LogitsProcessorList([_StepHook(total, on_step)]),
+        )
+        seed_everything(seed)
+        audio = self.model.generate(**inputs, **kwargs)
+        if isinstance(audio, tuple):
+            audio = audio[0]
+        out = audio.detach().to(torch.float32).cpu().numpy()
+        if out.ndim == 2:
+            out = out[:, None, :]
+        return np.ascontiguousarray(out, dtype=np.float32), self.sample_rate
+
+    def close(self) -> None:
+        self.model = None
+        self.processor = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
