@@ -39,7 +39,9 @@ class Daemon:
         self.store: Any = None
         self.engine: Any = None
         self.scheduler: Any = None
-        self.library: Any = None
+        self.recovery: dict[str, Any] = {}
+        self.warmup: Any = None  # future of the audio warm-up
+        self.preload: Any = None  # task loading the model at start, with --preload
         self.extras: list[Any] = []  # optional services (HTTP API, notifier) with async close()
         handlers.load_all()
 

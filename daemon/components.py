@@ -1,20 +1,86 @@
 """Start and stop the daemon's components in dependency order.
 
-Kept apart from app.py so the order (store, recovery, engine, scheduler) is
-visible in one place.
+Store (integrity check, migrations) -> engine supervisor (no model loaded yet,
+unless preload) -> scheduler (crash recovery, orphan files, then the runner).
+Only after all of this does the server listen, so clients never see a queue
+that is still being restored.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from dgx_music.daemon.engine.supervisor import EngineSettings, EngineSupervisor
+from dgx_music.daemon.scheduler import Scheduler
+from dgx_music.daemon.server import StartupError
+from dgx_music.daemon.store import Store, StoreError
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
 
+log = logging.getLogger("dgx_music.daemon")
+
+DB_NAME = "dgx-music.db"
+
+
+def engine_settings(daemon: "Daemon") -> EngineSettings:
+    s = daemon.settings
+    return EngineSettings(
+        model=s["engine.model"], backend=s["engine.backend"], device=s["engine.device"],
+        keep_alive=float(s["engine.keep_alive"]), hang_timeout=float(s["engine.hang_timeout"]),
+        offline=bool(s["engine.offline"]), preload=bool(s["engine.preload"]),
+    )
+
 
 async def start(daemon: "Daemon") -> None:
-    return None
+    try:
+        daemon.store = await Store.open(daemon.data_dir / DB_NAME,
+                                        queue_limit=int(daemon.settings["daemon.queue_limit"]))
+    except StoreError as exc:
+        raise StartupError(f"database {daemon.data_dir / DB_NAME}: {exc}") from None
+
+    def on_engine_event(name: str, data: dict[str, Any]) -> None:
+        daemon.publish("model.crashed" if name == "worker.crashed" else name, data)
+
+    daemon.engine = EngineSupervisor(engine_settings(daemon), on_engine_event)
+    daemon.scheduler = Scheduler(daemon)
+    report = await daemon.scheduler.start()
+    daemon.recovery = report
+    # numba compiles librosa's kernels on first use (seconds); do it now, off the loop,
+    # so the first finished job does not wait for it.
+    loop = asyncio.get_running_loop()
+    daemon.warmup = loop.run_in_executor(daemon.scheduler.pool, _warm_audio)
+    if daemon.settings["engine.preload"]:
+        daemon.preload = asyncio.create_task(_preload(daemon))
+    else:
+        try:
+            await daemon.engine.start()  # checks the model name; loads nothing yet
+        except Exception as exc:
+            raise StartupError(f"model {daemon.settings['engine.model']!r}: {exc}") from None
+
+
+def _warm_audio() -> None:
+    try:
+        from dgx_music.daemon.audio import analysis
+
+        analysis.warm_up()
+    except Exception:  # warming is an optimisation; a failure shows up on the first real job
+        log.exception("audio warm-up failed")
+
+
+async def _preload(daemon: "Daemon") -> None:
+    try:
+        await daemon.engine.start()
+    except Exception as exc:
+        log.error("preloading the model failed: %s", exc)
 
 
 async def close(daemon: "Daemon") -> None:
-    return None
+    if daemon.scheduler is not None:
+        await daemon.scheduler.close()
+    if daemon.engine is not None:
+        await daemon.engine.close()
+    if daemon.store is not None:
+        await daemon.store.close()

@@ -1,0 +1,107 @@
+"""track.*, library.*, prompt.history: browse, edit, delete and stream library tracks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from dgx_music.common import protocol
+from dgx_music.daemon import libfiles
+from dgx_music.daemon.handlers import Context, HandlerError, method
+from dgx_music.daemon.handlers.args import Args
+
+MAX_CHUNK = 256 * 1024
+
+
+@method("track.list")
+async def list_tracks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """One page of tracks, filtered, searched and sorted; pass next_cursor for the next."""
+    a = Args(params)
+    favorite = a.bool("favorite", None) if params.get("favorite") is not None else None
+    page = await ctx.daemon.store.list_tracks(
+        search=a.str("search", None, max_len=1000), tag=a.str("tag", None, max_len=100),
+        favorite=favorite, model=a.str("model", None, max_len=500),
+        bpm_min=a.float("bpm_min", None), bpm_max=a.float("bpm_max", None),
+        key=a.str("key", None, max_len=100), sort=a.str("sort", "created", max_len=20),
+        order=a.str("order", "desc", max_len=4), limit=a.int("limit", 50, lo=1, hi=500),
+        cursor=a.str("cursor", None, max_len=1000))
+    return page
+
+
+@method("track.get")
+async def get(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """One track with its waveform peaks."""
+    return await ctx.daemon.store.get_track(Args(params).str("id", max_len=64))
+
+
+@method("track.peaks")
+async def peaks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Only the waveform peaks (min/max pairs) and duration, for seek bars."""
+    t = await ctx.daemon.store.get_track(Args(params).str("id", max_len=64))
+    return {"id": t["id"], "duration": t["duration"], "peaks": t.get("peaks") or []}
+
+
+@method("track.update")
+async def update(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Change title, rating, favourite, notes or tags."""
+    a = Args(params)
+    track = await ctx.daemon.store.update_track(
+        a.str("id", max_len=64), title=a.str("title", None, max_len=1000),
+        rating=a.int("rating", None), favorite=a.bool("favorite", None) if params.get("favorite") is not None else None,
+        notes=a.str("notes", None, max_len=20000), tags_add=a.str_list("tags_add", []),
+        tags_remove=a.str_list("tags_remove", []))
+    ctx.daemon.publish("track.updated", track)
+    return track
+
+
+@method("track.delete")
+async def delete(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Remove the row, then move the file to the trash (the order a crash cannot break)."""
+    track = await ctx.daemon.store.delete_track(Args(params).str("id", max_len=64))
+    loop = asyncio.get_running_loop()
+    trashed = await loop.run_in_executor(None, libfiles.move_to_trash, ctx.daemon.data_dir, track["path"])
+    ctx.daemon.publish("track.deleted", {"id": track["id"]})
+    return {"id": track["id"], "trashed": str(trashed.relative_to(ctx.daemon.data_dir)) if trashed else None}
+
+
+@method("library.empty_trash")
+async def empty_trash(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Delete the files of deleted tracks for good."""
+    loop = asyncio.get_running_loop()
+    return {"removed": await loop.run_in_executor(None, libfiles.empty_trash, ctx.daemon.data_dir)}
+
+
+@method("prompt.history")
+async def history(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Distinct recent prompts, newest first (the composer's history)."""
+    limit = Args(params).int("limit", 100, lo=1, hi=1000)
+    return {"prompts": await ctx.daemon.store.prompt_history(limit)}
+
+
+def _read_chunk(path: Path, offset: int, size: int) -> tuple[bytes, int]:
+    with open(path, "rb") as f:
+        total = os.fstat(f.fileno()).st_size
+        f.seek(offset)
+        return f.read(size), total
+
+
+@method("track.audio")
+async def audio(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """The track's WAV file in bounded chunks, so a remote client can play it."""
+    a = Args(params)
+    track = await ctx.daemon.store.get_track(a.str("id", max_len=64))
+    offset = a.int("offset", 0, lo=0, hi=2**40)
+    size = a.int("size", MAX_CHUNK, lo=1, hi=MAX_CHUNK)
+    try:
+        path = libfiles.library_file(ctx.daemon.data_dir, track["path"])
+    except ValueError as exc:
+        raise HandlerError(protocol.FORBIDDEN, str(exc)) from None
+    loop = asyncio.get_running_loop()
+    try:
+        data, total = await loop.run_in_executor(None, _read_chunk, path, offset, size)
+    except FileNotFoundError:
+        raise HandlerError(protocol.NOT_FOUND, f"the audio file of track {track['id']} is missing") from None
+    return {"id": track["id"], "data": data, "offset": offset, "total": total,
+            "eof": offset + len(data) >= total, "format": path.suffix.lstrip(".")}

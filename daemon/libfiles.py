@@ -1,0 +1,83 @@
+"""Library files on disk: safe paths, trash, orphans. Nothing here leaves the data dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+LIBRARY = "library"
+ORPHANS = "orphans"
+
+
+def library_file(data_dir: Path, rel: str) -> Path:
+    """The absolute path of a track's file, refusing anything outside the data dir."""
+    root = data_dir.resolve()
+    path = (root / rel).resolve()
+    if root not in path.parents:
+        raise ValueError(f"{rel!r} points outside the data directory")
+    return path
+
+
+def trash_dir(data_dir: Path) -> Path:
+    return data_dir / "trash"
+
+
+def move_to_trash(data_dir: Path, rel: str) -> Path | None:
+    """Move a library file into the trash (inside the data dir); None if it was already gone."""
+    src = library_file(data_dir, rel)
+    if not src.exists():
+        return None
+    dest_dir = trash_dir(data_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / f"{int(time.time())}-{src.name}"
+    os.replace(src, dest)
+    return dest
+
+
+def empty_trash(data_dir: Path) -> int:
+    d = trash_dir(data_dir)
+    if not d.is_dir():
+        return 0
+    n = 0
+    for p in d.iterdir():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+        n += 1
+    return n
+
+
+def discard(data_dir: Path, rendered: list[dict[str, Any]]) -> None:
+    """Remove files of a job cancelled during post-processing (they never had rows)."""
+    for t in rendered:
+        try:
+            (data_dir / t["path"]).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def set_aside_orphans(data_dir: Path, known: set[str]) -> list[Path]:
+    """Move library files that no row mentions (a crash between write and commit) aside.
+
+    Never deletes: they go to <data>/orphans/<timestamp>/ with their relative path.
+    """
+    lib = data_dir / LIBRARY
+    if not lib.is_dir():
+        return []
+    moved: list[Path] = []
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for root, _dirs, names in os.walk(lib):
+        for name in names:
+            p = Path(root) / name
+            rel = str(p.relative_to(data_dir))
+            if rel in known:
+                continue
+            dest = data_dir / ORPHANS / stamp / p.relative_to(lib)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, dest)
+            moved.append(dest)
+    return moved

@@ -1,0 +1,221 @@
+"""The queue runner: takes jobs from the store in order, generates, post-processes, files.
+
+Durability rules (see daemon/store.py): a job row is committed before `submit`
+answers; audio files are written atomically before `finish_job` commits the
+track rows and marks the job done in one transaction. A crash anywhere leaves
+either a queued/running job (recovered at start) or a done job with all its
+files, never a row without a file. Files without a row are moved aside at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from dgx_music.common.params import GenerationParams, validate_params
+from dgx_music.daemon.engine.errors import EngineError
+from dgx_music.daemon import libfiles, render
+
+if TYPE_CHECKING:
+    from dgx_music.daemon.app import Daemon
+
+log = logging.getLogger("dgx_music.queue")
+
+
+class Scheduler:
+    def __init__(self, daemon: "Daemon") -> None:
+        self.daemon = daemon
+        self.store = daemon.store
+        self.engine = daemon.engine
+        s = daemon.settings
+        self.max_count = int(s["engine.max_count"])
+        self.max_attempts = int(s["daemon.max_attempts"])
+        self.target_lufs = float(s["audio.target_lufs"])
+        self.ceiling = float(s["audio.ceiling_dbtp"])
+        self.bit_depth = int(s["audio.bit_depth"])
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dgx-audio")
+        self.progress: dict[int, dict[str, Any]] = {}
+        self.running: int | None = None
+        self._cancel_processing: set[int] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._counts: dict[str, int] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> dict[str, Any]:
+        """Recover after a crash, set orphan files aside, then start taking jobs."""
+        recovered = await self.store.recover(max_attempts=self.max_attempts)
+        if recovered.get("requeued") or recovered.get("failed"):
+            log.warning("recovered after an unclean stop: requeued jobs %s, failed jobs %s",
+                        recovered.get("requeued"), recovered.get("failed"))
+        known = await self.store.track_paths()
+        loop = asyncio.get_running_loop()
+        orphans = await loop.run_in_executor(self.pool, libfiles.set_aside_orphans, self.daemon.data_dir, known)
+        for path in orphans:
+            log.warning("orphan audio file with no library row kept aside: %s", path)
+        await self._refresh_counts()
+        self._task = asyncio.create_task(self._run(), name="queue-runner")
+        return {**recovered, "orphans": [str(p) for p in orphans]}
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def summary(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    async def _refresh_counts(self) -> None:
+        self._counts = await self.store.queue_depth()
+
+    def publish(self, name: str, data: dict[str, Any]) -> None:
+        self.daemon.publish(name, data)
+
+    def with_progress(self, job: dict[str, Any]) -> dict[str, Any]:
+        job["progress"] = self.progress.get(job["id"]) if job.get("state") == "running" else None
+        return job
+
+    # -- requests ------------------------------------------------------------------------------
+    async def submit(self, raw: dict[str, Any]) -> dict[str, Any]:
+        params = validate_params(raw, max_count=self.max_count).with_seed()
+        model = params.model or self.daemon.settings["engine.model"]
+        stored = {k: v for k, v in params.to_dict().items() if k not in ("prompt", "count", "seed", "model")}
+        job = await self.store.add_job(prompt=params.prompt, params=stored, count=params.count,
+                                       seed=params.seed, model=model,
+                                       backend=self.daemon.settings["engine.backend"],
+                                       max_attempts=self.max_attempts)
+        log.info("job %d queued: %r x%d, %.1fs, seed %d", job["id"], params.prompt[:60], params.count,
+                 params.duration, params.seed)
+        await self._refresh_counts()
+        self.publish("job.queued", self.with_progress(job))
+        self._wake.set()
+        return self.with_progress(job)
+
+    async def cancel(self, job_id: int) -> dict[str, Any]:
+        job = await self.store.get_job(job_id)
+        if job["state"] == "queued":
+            job = await self.store.cancel_queued(job_id)
+            log.info("job %d cancelled while queued", job_id)
+            await self._refresh_counts()
+            self.publish("job.cancelled", {"id": job_id})
+        elif job["state"] == "running":
+            await self.engine.cancel(job_id)  # the runner records the cancel at the next step
+            job["cancel_requested"] = True
+        elif job["state"] == "processing":
+            self._cancel_processing.add(job_id)
+            job["cancel_requested"] = True
+        return self.with_progress(job)
+
+    async def retry(self, job_id: int) -> dict[str, Any]:
+        job = await self.store.retry_job(job_id)
+        await self._refresh_counts()
+        self.publish("job.queued", self.with_progress(job))
+        self._wake.set()
+        return job
+
+    async def move(self, job_id: int, where: str) -> dict[str, Any]:
+        job = await self.store.move_job(job_id, where)
+        self.publish("job.moved", {"id": job_id, "position": job["position"]})
+        return self.with_progress(job)
+
+    # -- the runner ----------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            job = await self.store.next_queued_job()
+            if job is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await self._run_job(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must cost one job, not the queue
+                log.exception("job %d: unexpected failure", job["id"])
+                try:
+                    await self.store.set_job_state(job["id"], "failed", error=f"internal error: {exc}")
+                    self.publish("job.failed", {"id": job["id"], "error": str(exc), "retrying": False})
+                except Exception:
+                    log.exception("job %d: could not record the failure", job["id"])
+            finally:
+                self.running = None
+                self.progress.pop(job["id"], None)
+                await self._refresh_counts()
+
+    async def _run_job(self, job: dict[str, Any]) -> None:
+        job_id = job["id"]
+        job = await self.store.mark_running(job_id)
+        self.running = job_id
+        await self._refresh_counts()
+        log.info("job %d started (attempt %d/%d)", job_id, job["attempts"], job["max_attempts"])
+        self.publish("job.started", {"id": job_id, "attempt": job["attempts"]})
+        params = self._params_of(job)
+        t0 = time.monotonic()
+        try:
+            result = await self.engine.generate(job_id, [job["prompt"]] * job["count"], params,
+                                                lambda p: self._on_progress(job_id, p))
+        except EngineError as exc:
+            await self._engine_failed(job, exc)
+            return
+        log.info("job %d generated %d x %.1fs in %.1fs", job_id, job["count"], params.duration,
+                 time.monotonic() - t0)
+        await self.store.set_job_state(job_id, "processing")
+        self.publish("job.processing", {"id": job_id})
+        await self._refresh_counts()
+        loop = asyncio.get_running_loop()
+        rendered = await loop.run_in_executor(
+            self.pool, render.render_tracks, self.daemon.data_dir, job, result.audio, result.sample_rate,
+            render.RenderOptions(target_lufs=params.target_lufs if params.target_lufs is not None
+                                 else self.target_lufs, ceiling_dbtp=self.ceiling, bit_depth=self.bit_depth,
+                                 model=result.model, backend=result.backend))
+        if job_id in self._cancel_processing:
+            self._cancel_processing.discard(job_id)
+            await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.data_dir, rendered)
+            await self.store.set_job_state(job_id, "cancelled", error="cancelled by request")
+            self.publish("job.cancelled", {"id": job_id})
+            return
+        tracks = await self.store.finish_job(job_id, rendered)
+        log.info("job %d done: tracks %s", job_id, ", ".join(t["id"] for t in tracks))
+        for t in tracks:
+            self.publish("track.added", t)
+        self.publish("job.finished", {"id": job_id, "track_ids": [t["id"] for t in tracks]})
+
+    def _params_of(self, job: dict[str, Any]) -> GenerationParams:
+        raw = {**job["params"], "prompt": job["prompt"], "count": job["count"], "seed": job["seed"],
+               "model": job["model"]}
+        return validate_params(raw, max_count=max(self.max_count, job["count"]))
+
+    def _on_progress(self, job_id: int, p: dict[str, Any]) -> None:
+        step, total, elapsed = int(p.get("step", 0)), int(p.get("total", 0)), float(p.get("elapsed", 0.0))
+        eta = elapsed / step * (total - step) if step > 0 and total >= step else None
+        data = {"id": job_id, "step": step, "total": total, "elapsed": round(elapsed, 3),
+                "eta": None if eta is None else round(eta, 3)}
+        self.progress[job_id] = data
+        self.publish("job.progress", data)
+
+    async def _engine_failed(self, job: dict[str, Any], exc: EngineError) -> None:
+        job_id = job["id"]
+        if exc.code == "cancelled":
+            await self.store.set_job_state(job_id, "cancelled", error="cancelled by request")
+            log.info("job %d cancelled while running", job_id)
+            self.publish("job.cancelled", {"id": job_id})
+            return
+        if exc.transient:
+            after = await self.store.requeue_job(job_id, error=f"{exc.code}: {exc.message}")
+            retrying = after["state"] == "queued"
+        else:
+            await self.store.set_job_state(job_id, "failed", error=f"{exc.code}: {exc.message}")
+            retrying = False
+        log.warning("job %d failed (%s): %s%s", job_id, exc.code, exc.message,
+                    " - will retry" if retrying else "")
+        self.publish("job.failed", {"id": job_id, "error": exc.message, "reason": exc.code,
+                                    "retrying": retrying})
+        if retrying:
+            self._wake.set()
