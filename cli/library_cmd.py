@@ -1,0 +1,173 @@
+"""library, show, tag, rate, favorite, rename, notes, rm: the track library from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from dgx_music.cli.common import EXIT_OK, UsageError, add_client_flags, emit, human_duration, run_client
+from dgx_music.common.client import Client
+
+SORTS = ("created", "duration", "bpm", "rating", "title")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "library", help="list and search tracks",
+        description="List tracks, newest first. --search is full-text over prompt, title, tags and notes "
+                    "(any text is safe; the last word matches as a prefix).",
+        epilog='example: dgx-music library --search "piano rain" --favorite --sort bpm')
+    p.add_argument("--search", metavar="TEXT")
+    p.add_argument("--tag", metavar="T")
+    p.add_argument("--favorite", action="store_true", default=None, help="only favourites")
+    p.add_argument("--model", metavar="M")
+    p.add_argument("--bpm-min", type=float, metavar="BPM")
+    p.add_argument("--bpm-max", type=float, metavar="BPM")
+    p.add_argument("--key", metavar="KEY", help='e.g. "A minor"')
+    p.add_argument("--sort", choices=SORTS, default="created")
+    p.add_argument("--asc", action="store_true", help="ascending order (default: descending)")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="tracks per page (1-500)")
+    p.add_argument("--cursor", metavar="C", help="next_cursor from a previous --json page")
+    p.add_argument("--empty-trash", action="store_true", help="delete the files of deleted tracks for good")
+    add_client_flags(p)
+    p.set_defaults(func=lambda a: run_client(a, library))
+
+    p = sub.add_parser("show", help="show one track", description="All metadata, analysis and parameters of a track.")
+    p.add_argument("id", metavar="TRACK")
+    add_client_flags(p)
+    p.set_defaults(func=lambda a: run_client(a, show))
+
+    p = sub.add_parser("tag", help="add or remove tags: tag TRACK +drums -draft",
+                       description="Add (+name) or remove (-name) tags. Put options before the track id.",
+                       epilog="example: dgx-music tag 12-0 +drums +keeper -draft")
+    p.add_argument("id", metavar="TRACK")
+    p.add_argument("changes", nargs=argparse.REMAINDER, metavar="+TAG|-TAG")
+    add_client_flags(p)
+    p.set_defaults(func=lambda a: run_client(a, tag))
+
+    p = sub.add_parser("rate", help="rate a track 0-5", description="Rate a track from 0 (unrated) to 5.")
+    p.add_argument("id", metavar="TRACK")
+    p.add_argument("rating", type=int, choices=range(6), metavar="N")
+    add_client_flags(p)
+    p.set_defaults(func=lambda a: run_client(a, lambda c, args: update(c, args, rating=args.rating)))
+
+    p = sub.add_parser("favorite", help="mark a track as a favourite (--off to unmark)")
+    p.add_argument("id", metavar="TRACK")
+    p.add_argument("--off", action="store_true")
+    add_client_flags(p)
+    p.set_defaults(func=lambda a: run_client(a, lambda c, args: update(c, args, favorite=not args.off)))
+
+    p = sub.add_parser("rename", help="set a track's title")
+    p.add_argument("id", metavar="TRACK")
+    p.add_argument("title")
+    add_client_flags(p)
+    p.set_defaults(func=lambda a: run_client(a, lambda c, args: update(c, args, title=args.title)))
+
+    p = sub.add_parser("notes", help="set a track's notes (searchable)")
+    p.add_argument("id", metavar="TRACK")
+    p.add_argument("text")
+    add_client_flags(p)
+    p.set_defaults(func=lambda a: run_client(a, lambda c, args: update(c, args, notes=args.text)))
+
+    p = sub.add_parser("rm", help="delete a track (its file goes to the trash)",
+                       description="Delete tracks from the library. Files move to the trash in the data "
+                                   "directory until `dgx-music library --empty-trash`.")
+    p.add_argument("ids", nargs="+", metavar="TRACK")
+    add_client_flags(p)
+    p.set_defaults(func=lambda a: run_client(a, rm))
+
+
+def track_line(t: dict[str, Any]) -> str:
+    title = t["title"] if len(t["title"]) <= 40 else t["title"][:37] + "..."
+    bpm = f"{t['bpm']:.0f}" if t.get("bpm") else "-"
+    lufs = f"{t['lufs']:.1f}" if t.get("lufs") is not None else "-"
+    stars = "*" * int(t.get("rating") or 0)
+    fav = "♥" if t.get("favorite") else " "
+    return (f"{t['id']:>8} {fav} {title:<40} {human_duration(t['duration']):>6} {bpm:>4} "
+            f"{(t.get('key') or '-'):<9} {lufs:>6} {stars:<5}")
+
+
+async def library(client: Client, args: argparse.Namespace) -> int:
+    if args.empty_trash:
+        res = await client.call("library.empty_trash", timeout=args.timeout)
+        emit(args, res, lambda r: f"removed {r['removed']} file(s) from the trash")
+        return EXIT_OK
+    params = {"search": args.search, "tag": args.tag, "favorite": args.favorite, "model": args.model,
+              "bpm_min": args.bpm_min, "bpm_max": args.bpm_max, "key": args.key, "sort": args.sort,
+              "order": "asc" if args.asc else "desc", "limit": args.limit, "cursor": args.cursor}
+    page = await client.call("track.list", {k: v for k, v in params.items() if v is not None}, timeout=args.timeout)
+
+    def human(page: dict[str, Any]) -> str:
+        if not page["tracks"]:
+            return "no tracks" + (" match" if args.search or args.tag or args.favorite else " yet")
+        head = f"{'ID':>8}   {'TITLE':<40} {'LENGTH':>6} {'BPM':>4} {'KEY':<9} {'LUFS':>6} RATING"
+        lines = [head, *map(track_line, page["tracks"])]
+        total = page.get("total")
+        if page.get("next_cursor"):
+            lines.append(f"... {total} in all; next page: --cursor {page['next_cursor']}" if total
+                         else f"... next page: --cursor {page['next_cursor']}")
+        return "\n".join(lines)
+
+    emit(args, page, human)
+    return EXIT_OK
+
+
+def format_track(t: dict[str, Any], data_dir: str | None = None) -> str:
+    p = t.get("params") or {}
+    rows = [
+        ("title", t["title"]), ("prompt", t["prompt"]),
+        ("file", str(Path(data_dir) / t["path"]) if data_dir else t["path"]),
+        ("length", f"{t['duration']:.2f} s, {t['sample_rate']} Hz, {t['channels']} ch"),
+        ("model", f"{t.get('model') or '-'} ({t.get('backend') or '-'}), seed {t.get('seed')}, variation {t.get('index', 0)}"),
+        ("sampling", ", ".join(f"{k} {p[k]}" for k in ("temperature", "top_k", "top_p", "cfg") if k in p) or "-"),
+        ("loudness", f"{t['lufs']:.1f} LUFS (was {t['lufs_before']:.1f}), true peak {t['true_peak']:.1f} dBTP"
+         if t.get("lufs") is not None and t.get("lufs_before") is not None and t.get("true_peak") is not None else "-"),
+        ("tempo", f"{t['bpm']:.1f} BPM (confidence {t.get('bpm_confidence') or 0:.2f})" if t.get("bpm") else "-"),
+        ("key", f"{t['key']} (confidence {t.get('key_confidence') or 0:.2f})" if t.get("key") else "-"),
+        ("rating", f"{t.get('rating', 0)}/5" + (", favourite" if t.get("favorite") else "")),
+        ("tags", " ".join(t.get("tags") or []) or "-"),
+    ]
+    if t.get("loudness_note"):
+        rows.append(("note", t["loudness_note"]))
+    if t.get("notes"):
+        rows.append(("notes", t["notes"]))
+    return f"track {t['id']}\n" + "\n".join(f"  {k:<9} {v}" for k, v in rows)
+
+
+async def show(client: Client, args: argparse.Namespace) -> int:
+    t = await client.call("track.get", {"id": args.id}, timeout=args.timeout)
+    data_dir = (await client.call("status", timeout=args.timeout))["data_dir"]
+    t["file"] = str(Path(data_dir) / t["path"])
+    emit(args, t, lambda t: format_track(t, data_dir))
+    return EXIT_OK
+
+
+async def tag(client: Client, args: argparse.Namespace) -> int:
+    changes = list(args.changes)
+    # Options typed after the track id land in the remainder; pick out the ones we know.
+    for flag in ("--json",):
+        if flag in changes:
+            changes.remove(flag)
+            args.json = True
+    add = [c[1:] for c in changes if c.startswith("+") and len(c) > 1]
+    remove = [c[1:] for c in changes if c.startswith("-") and len(c) > 1]
+    bad = [c for c in changes if not (c.startswith(("+", "-")) and len(c) > 1)]
+    if bad or not changes:
+        raise UsageError(f"tags must be written +name or -name, got {' '.join(bad) or 'nothing'}")
+    return await update(client, args, tags_add=add, tags_remove=remove)
+
+
+async def update(client: Client, args: argparse.Namespace, **fields: Any) -> int:
+    t = await client.call("track.update", {"id": args.id, **fields}, timeout=args.timeout)
+    emit(args, t, lambda t: f"{t['id']}: {t['title']} | rating {t['rating']}/5"
+         f"{' | favourite' if t['favorite'] else ''} | tags {' '.join(t['tags']) or '-'}")
+    return EXIT_OK
+
+
+async def rm(client: Client, args: argparse.Namespace) -> int:
+    results = [await client.call("track.delete", {"id": i}, timeout=args.timeout) for i in args.ids]
+    emit(args, {"deleted": results},
+         lambda r: "\n".join(f"deleted {d['id']} (file in trash: {d['trashed'] or 'already gone'})"
+                             for d in r["deleted"]))
+    return EXIT_OK
