@@ -88,6 +88,7 @@ MAX_TAGS_PER_TRACK = 64
 MAX_PEAK_PAIRS = 100_000
 MAX_LIST_LIMIT = 1000
 MAX_SEARCH_TOKENS = 32
+_DRIVE_MAX = 2000  # list_tracks: at most this many matches -> the filter drives the query
 TITLE_FROM_PROMPT_CHARS = 60
 
 # sort field -> SQL expression.  Each has a matching index (store_schema), and
@@ -112,6 +113,7 @@ _ANALYSIS_FLOATS = (
 _ANALYSIS_TEXT = ("loudness_note", "key")
 ANALYSIS_FIELDS = _ANALYSIS_FLOATS + _ANALYSIS_TEXT
 
+_PEAKS_COL = "(SELECT p.peaks FROM track_peaks p WHERE p.seq = t.seq) AS peaks"
 _TRACK_COLS = (
     "seq, id, job_id, path, prompt, title, model, backend, seed, idx, params, duration,"
     " sample_rate, channels, created, lufs_before, lufs, true_peak, gain_db,"
@@ -326,17 +328,19 @@ def fts_query(text: str | None) -> str | None:
 # ---------------------------------------------------------------- cursors
 
 
-def _encode_cursor(sort: str, order: str, fingerprint: str, value: Any, seq: int) -> str:
-    raw = json.dumps([1, sort, order, fingerprint, value, seq], separators=(",", ":"))
+def _encode_cursor(sort: str, order: str, fingerprint: str, value: Any, seq: int,
+                   drive: bool) -> str:
+    raw = json.dumps([1, sort, order, fingerprint, value, seq, int(drive)],
+                     separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: Any, sort: str, order: str, fingerprint: str) -> tuple[Any, int]:
+def _decode_cursor(cursor: Any, sort: str, order: str, fingerprint: str) -> tuple[Any, int, bool]:
     if not isinstance(cursor, str) or not cursor or len(cursor) > 2000:
         raise _invalid("cursor", "is not a cursor returned by list_tracks")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        version, c_sort, c_order, c_fp, value, seq = json.loads(raw)
+        version, c_sort, c_order, c_fp, value, seq, drive = json.loads(raw)
     except Exception:
         raise _invalid("cursor", "is not a cursor returned by list_tracks") from None
     if version != 1 or isinstance(seq, bool) or not isinstance(seq, int):
@@ -349,7 +353,7 @@ def _decode_cursor(cursor: Any, sort: str, order: str, fingerprint: str) -> tupl
     want = str if sort == "title" else (int, float)
     if isinstance(value, bool) or not isinstance(value, want):
         raise _invalid("cursor", "is not a cursor returned by list_tracks")
-    return value, seq
+    return value, seq, bool(drive)
 
 
 # ---------------------------------------------------------------- rows -> dicts
@@ -399,6 +403,9 @@ class Store:
         or "none".  Raises StoreError("corrupt") naming the problem.
         """
         path = Path(path)
+        if sqlite3.sqlite_version_info < (3, 35, 0):
+            raise StoreError("invalid", f"SQLite {sqlite3.sqlite_version} is too old; "
+                                        "dgx-music needs 3.35 or newer")
         queue_limit = _int("queue_limit", queue_limit, 1)
         if synchronous not in ("FULL", "NORMAL"):
             raise _invalid("synchronous", "must be 'FULL' or 'NORMAL'")
@@ -427,6 +434,9 @@ class Store:
                 raise StoreError("corrupt", f"{self.path}: could not enable WAL (journal_mode={mode})")
             await c.execute(f"PRAGMA synchronous = {synchronous}")
             await c.execute("PRAGMA foreign_keys = ON")
+            # Reads of a large library stay in memory: 64 MiB page cache + mmap.
+            await c.execute("PRAGMA cache_size = -65536")
+            await c.execute("PRAGMA mmap_size = 1073741824")
             if check != "none":
                 pragma = "quick_check" if check == "quick" else "integrity_check"
                 rows = await c.execute_fetchall(f"PRAGMA {pragma}(20)")
@@ -444,6 +454,10 @@ class Store:
             await self._backup_before_migration(version)
         for v in range(version, LATEST_VERSION):
             await self._migrate(v)
+        if 0 < version < LATEST_VERSION:
+            # Migrations rewrite tables (v2 moves peaks out of tracks) and leave
+            # pages half empty; compact once (the file had doubled at 100k tracks).
+            await c.execute("VACUUM")
 
     async def _backup_before_migration(self, version: int) -> None:
         backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
@@ -856,13 +870,13 @@ class Store:
             cur = await self._conn.execute(
                 "INSERT INTO tracks (id, job_id, path, prompt, title, model, backend, seed, idx,"
                 " params, duration, sample_rate, channels, created, lufs_before, lufs, true_peak,"
-                " gain_db, loudness_note, bpm, bpm_confidence, key, key_confidence, peaks, rating,"
-                " favorite, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " gain_db, loudness_note, bpm, bpm_confidence, key, key_confidence, rating,"
+                " favorite, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (r["id"], r["job_id"], r["path"], r["prompt"], r["title"], r["model"],
                  r["backend"], r["seed"], r["idx"], r["params"], r["duration"],
                  r["sample_rate"], r["channels"], r["created"], r["lufs_before"], r["lufs"],
                  r["true_peak"], r["gain_db"], r["loudness_note"], r["bpm"],
-                 r["bpm_confidence"], r["key"], r["key_confidence"], r["peaks"],
+                 r["bpm_confidence"], r["key"], r["key_confidence"],
                  r.get("rating", 0), int(r.get("favorite", False)), r.get("notes", "")))
         except sqlite3.IntegrityError as e:
             if "UNIQUE" in str(e) and "tracks.id" in str(e):
@@ -870,6 +884,9 @@ class Store:
             raise
         seq = cur.lastrowid
         await cur.close()
+        if r["peaks"] is not None:
+            await self._conn.execute("INSERT INTO track_peaks (seq, peaks) VALUES (?, ?)",
+                                     (seq, r["peaks"]))
         await self._add_tags(seq, r["tags"])
 
     async def _add_tags(self, seq: int, tags: list[str]) -> None:
@@ -1016,6 +1033,14 @@ class Store:
 
         async def op() -> dict:
             seq = await self._seq(track_id)
+            if "peaks" in sets:
+                peaks = sets.pop("peaks")
+                if peaks is None:
+                    await self._conn.execute("DELETE FROM track_peaks WHERE seq = ?", (seq,))
+                else:
+                    await self._conn.execute(
+                        "INSERT INTO track_peaks (seq, peaks) VALUES (?, ?) "
+                        "ON CONFLICT (seq) DO UPDATE SET peaks = excluded.peaks", (seq, peaks))
             if sets:
                 cols = ", ".join(f"{k} = ?" for k in sets)
                 await self._conn.execute(f"UPDATE tracks SET {cols} WHERE seq = ?",
@@ -1064,7 +1089,7 @@ class Store:
         return out
 
     async def _track(self, track_id: str, *, with_peaks: bool = True) -> dict:
-        cols = _TRACK_COLS + (", peaks" if with_peaks else "")
+        cols = _TRACK_COLS + (", " + _PEAKS_COL if with_peaks else "")
         row = await self._one(f"SELECT {cols} FROM tracks t WHERE id = ?", (track_id,))
         if row is None:
             raise StoreError("not_found", f"no track {track_id!r}")
@@ -1090,14 +1115,22 @@ class Store:
                           bpm_min: float | None = None, bpm_max: float | None = None,
                           key: str | None = None, sort: str = "created", order: str = "desc",
                           limit: int = 50, cursor: str | None = None,
-                          with_peaks: bool = False, with_total: bool = True) -> dict:
+                          with_peaks: bool = False) -> dict:
         """One page of tracks: {"tracks": [...], "next_cursor": str | None, "total": int | None}.
 
-        Keyset pagination on (sort key, insertion seq): a page never repeats or
-        skips a row that existed when the first page was read, whatever is added
-        or removed in between.  ``total`` (all matches, ignoring the cursor) is
-        counted on the first page only (cursor None) and when ``with_total``;
-        it is None on later pages.
+        ``search`` is free text (any text is safe, see fts_query) matched against
+        prompt, title, tags and notes; the filters AND together.  Keyset
+        pagination on (sort key, insertion seq): pages never repeat or skip a row
+        that existed when the first page was read, whatever is added or removed
+        in between.  ``total`` counts all matches and is given on the first page
+        (cursor None); it is None on later pages.  A cursor only works with the
+        same sort, order, search and filters (StoreError "invalid" otherwise).
+
+        Plan choice (the planner alone gets it wrong in both directions): with
+        few matches (<= _DRIVE_MAX) the filter drives and the page is sorted in
+        memory; with many, the sort index is walked and rows are filtered, which
+        finds a page after about limit * N / total index entries.  The choice is
+        made from the first page's count and carried in the cursor.
         """
         if sort not in SORT_FIELDS:
             raise _invalid("sort", f"unknown sort field {sort!r}; one of {', '.join(SORT_FIELDS)}")
@@ -1109,74 +1142,84 @@ class Store:
         if favorite is not None:
             favorite = _bool("favorite", favorite)
         model = _text("model", model, max_chars=500, optional=True)
-        bpm_min = _float("bpm_min", bpm_min, optional=True)
-        bpm_max = _float("bpm_max", bpm_max, optional=True)
+        bpm_min = _float("bpm_min", bpm_min, lo=0.0, optional=True)
+        bpm_max = _float("bpm_max", bpm_max, lo=0.0, optional=True)
         if bpm_min is not None and bpm_max is not None and bpm_min > bpm_max:
             raise _invalid("bpm_min", f"{bpm_min} is above bpm_max {bpm_max}")
         key = _text("key", key, max_chars=100, optional=True)
+        with_peaks = _bool("with_peaks", with_peaks)
 
-        where: list[str] = []
-        args: list[Any] = []
+        # Each filter as (SQL with "{p}" where a unary + may go to keep the
+        # planner from driving the query by that filter's index, args).
+        filters: list[tuple[str, list[Any]]] = []
         if match is not None:
-            where.append("t.seq IN (SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?)")
-            args.append(match)
+            filters.append(("{p}t.seq IN (SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?)",
+                            [match]))
         if tag_n is not None:
-            where.append("t.seq IN (SELECT tt.track_seq FROM track_tags tt JOIN tags g "
-                         "ON g.id = tt.tag_id WHERE g.name = ?)")
-            args.append(tag_n)
-        if favorite is not None:
-            where.append("t.favorite = ?")
-            args.append(int(favorite))
+            filters.append(("{p}t.seq IN (SELECT tt.track_seq FROM track_tags tt JOIN tags g "
+                            "ON g.id = tt.tag_id WHERE g.name = ?)", [tag_n]))
+        if favorite is not None:  # a literal, so the partial index on favourites applies
+            filters.append((f"{{p}}t.favorite = {int(favorite)}", []))
         if model is not None:
-            where.append("t.model = ?")
-            args.append(model)
-        if bpm_min is not None:
-            where.append("t.bpm >= ?")
-            args.append(bpm_min)
+            filters.append(("{p}t.model = ?", [model]))
+        if bpm_min is not None or bpm_max is not None:
+            # On the indexed expression; a lower bound >= 0 also drops unknown BPM (-1).
+            filters.append(("{p}ifnull(t.bpm, -1.0) >= ?", [bpm_min or 0.0]))
         if bpm_max is not None:
-            where.append("t.bpm <= ?")
-            args.append(bpm_max)
+            filters.append(("{p}ifnull(t.bpm, -1.0) <= ?", [bpm_max]))
         if key is not None:
-            where.append("t.key = ? COLLATE NOCASE")
-            args.append(key.strip())
+            filters.append(("{p}t.key = ? COLLATE NOCASE", [key.strip()]))
+
+        def where_sql(plus: str, extra: list[str] = ()) -> tuple[str, list[Any]]:
+            terms = [f.format(p=plus) for f, _ in filters] + list(extra)
+            params = [a for _, fa in filters for a in fa]
+            return (" WHERE " + " AND ".join(terms)) if terms else "", params
 
         fingerprint = hashlib.sha1(json.dumps(
             [match, tag_n, favorite, model, bpm_min, bpm_max, key]).encode()).hexdigest()[:12]
         expr = SORT_FIELDS[sort]
-        page_where = list(where)
-        page_args = list(args)
+        keyset: list[str] = []
+        keyset_args: list[Any] = []
+        drive = None
         if cursor is not None:
-            value, seq = _decode_cursor(cursor, sort, order, fingerprint)
+            value, seq, drive = _decode_cursor(cursor, sort, order, fingerprint)
             cmp = "<" if order == "desc" else ">"
-            page_where.append(f"({expr}, t.seq) {cmp} (?, ?)")
-            page_args += [value, seq]
+            # The single-column bound is redundant but lets SQLite use an
+            # expression index as a range (it does not for the row value alone).
+            keyset = [f"{expr} {cmp}= ?", f"({expr}, t.seq) {cmp} (?, ?)"]
+            keyset_args = [value, value, seq]
         direction = order.upper()
-        cols = _TRACK_COLS + (", peaks" if with_peaks else "")
-        sql = (f"SELECT {cols}, {expr} AS sort_value FROM tracks t "
-               + (f"WHERE {' AND '.join(page_where)} " if page_where else "")
-               + f"ORDER BY {expr} {direction}, t.seq {direction} LIMIT ?")
-        count_sql = ("SELECT count(*) FROM tracks t"
-                     + (f" WHERE {' AND '.join(where)}" if where else ""))
-        want_total = with_total and cursor is None
+        cols = _TRACK_COLS + (", " + _PEAKS_COL if with_peaks else "")
+        if match is not None and len(filters) == 1:
+            count_sql, count_args = ("SELECT count(*) FROM tracks_fts WHERE tracks_fts MATCH ?",
+                                     [match])
+        else:
+            w, count_args = where_sql("")
+            count_sql = "SELECT count(*) FROM tracks t" + w
 
         async def op() -> dict:
-            rows = await self._all(sql, (*page_args, limit + 1))
+            nonlocal drive
+            total = None
+            if cursor is None:
+                total = await self._scalar(count_sql, count_args)
+                drive = total <= _DRIVE_MAX
+            w, params = where_sql("" if drive else "+", keyset)
+            sql = (f"SELECT {cols}, {expr} AS sort_value FROM tracks t{w} "
+                   f"ORDER BY {expr} {direction}, t.seq {direction} LIMIT ?")
+            rows = await self._all(sql, (*params, *keyset_args, limit + 1))
             more = len(rows) > limit
             rows = rows[:limit]
             tags = await self._tags_for([r["seq"] for r in rows])
-            tracks = [_track_dict(r, tags[r["seq"]], r["peaks"] if with_peaks else False)
-                      for r in rows]
-            for t in tracks:
-                t.pop("sort_value", None)
+            tracks = []
+            for r in rows:
+                t = _track_dict(r, tags[r["seq"]], r["peaks"] if with_peaks else False)
+                del t["sort_value"]
+                tracks.append(t)
             next_cursor = None
             if more:
                 last = rows[-1]
                 next_cursor = _encode_cursor(sort, order, fingerprint, last["sort_value"],
-                                             last["seq"])
-            total = None
-            if want_total:
-                total = len(rows) if not more and cursor is None else \
-                    await self._scalar(count_sql, args)
+                                             last["seq"], bool(drive))
             return {"tracks": tracks, "next_cursor": next_cursor, "total": total}
 
         return await self._run(op)

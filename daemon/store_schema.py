@@ -142,6 +142,32 @@ V1 = [
     """,
 ]
 
-MIGRATIONS: list[list[str]] = [V1]
+# --- v2: library at scale (from bench/bench_library.py at 100,000 tracks) ----------
+#
+# * peaks move to their own table: a ~2-4 KB BLOB in the middle of every tracks
+#   row pushed the user columns after it onto overflow pages, so every list/sort
+#   touched several pages per row.  Track rows are now ~0.5 KB.
+# * one index per sort field, on the exact expression list_tracks sorts by, so a
+#   first page or a keyset page is an index range scan, not a sort of the table;
+#   plus indexes for the filters (model, key, favourites) so counts stay cheap.
+V2 = [
+    """
+    CREATE TABLE track_peaks (
+        seq   INTEGER PRIMARY KEY REFERENCES tracks (seq) ON DELETE CASCADE,
+        peaks BLOB NOT NULL
+    )
+    """,
+    "INSERT INTO track_peaks (seq, peaks) SELECT seq, peaks FROM tracks WHERE peaks IS NOT NULL",
+    "ALTER TABLE tracks DROP COLUMN peaks",
+    "CREATE INDEX tracks_duration ON tracks (duration)",
+    "CREATE INDEX tracks_bpm ON tracks (ifnull(bpm, -1.0))",
+    "CREATE INDEX tracks_rating ON tracks (rating)",
+    "CREATE INDEX tracks_title ON tracks (title COLLATE NOCASE)",
+    "CREATE INDEX tracks_model ON tracks (model)",
+    "CREATE INDEX tracks_key ON tracks (key COLLATE NOCASE)",
+    "CREATE INDEX tracks_favorite ON tracks (created) WHERE favorite = 1",
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2]
 
 LATEST_VERSION = len(MIGRATIONS)
