@@ -88,7 +88,7 @@ class Worker:
         self.backend: Any = None
         # Fault injection for tests of the supervisor (never set in production).
         self.test_step_delay = float(os.environ.get("DGX_MUSIC_TEST_STEP_DELAY", "0") or 0)
-        self.test_oom_above = int(os.environ.get("DGX_MUSIC_TEST_OOM_ABOVE_BATCH", "0") or 0)
+        self.test_oom_min_batch = int(os.environ.get("DGX_MUSIC_TEST_OOM_MIN_BATCH", "0") or 0)
 
     # -- input thread: cancel must be seen while the main thread is inside generate()
     def reader(self) -> None:
@@ -207,9 +207,9 @@ class Worker:
         try:
             if self.cancel_event.is_set():
                 raise Cancelled()
-            if self.test_oom_above and len(prompts) > self.test_oom_above:
-                raise RuntimeError(f"CUDA out of memory (simulated for tests: batch {len(prompts)} > "
-                                   f"{self.test_oom_above})")
+            if self.test_oom_min_batch and len(prompts) >= self.test_oom_min_batch:
+                raise RuntimeError(f"CUDA out of memory (simulated for tests: batch {len(prompts)} >= "
+                                   f"{self.test_oom_min_batch})")
             audio, sr = self.backend.generate(
                 prompts, float(p.get("duration", 8.0)), float(p.get("temperature", 1.0)), int(p.get("top_k", 250)),
                 float(p.get("top_p", 0.0)), float(p.get("cfg", 3.0)), int(p.get("seed", 0)), on_step)
@@ -222,7 +222,11 @@ class Worker:
 
 
 def main() -> int:
-    return Worker().run()
+    code = Worker().run()
+    # Skip interpreter teardown (a second or more with torch loaded): nothing is left to flush,
+    # and the process ending is what frees the memory.
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
