@@ -97,25 +97,69 @@ class Daemon:
         await components.close(self)
 
 
+_SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+class _JournalFormatter(logging.Formatter):
+    """Prefix each record with its syslog priority (`<6>`), which journald turns into the entry's level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prio = _SYSLOG_PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
+        return f"<{prio}>" + super().format(record)
+
+
+def _stderr_is_journal() -> bool:
+    """True when stderr is connected to journald ($JOURNAL_STREAM names its device:inode)."""
+    want = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(want) and want == f"{st.st_dev}:{st.st_ino}"
+
+
 def setup_logging(level: str) -> None:
-    """Plain lines on stderr: journald adds the timestamp and unit itself."""
+    """Plain lines on stderr: journald adds the timestamp and unit itself (and takes the level prefix)."""
     fmt = "%(levelname)s %(name)s: %(message)s"
     if sys.stderr.isatty():
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
+    if _stderr_is_journal():
+        for h in logging.getLogger().handlers:
+            h.setFormatter(_JournalFormatter(fmt))
 
 
 async def run(settings: Settings, inherited: socket.socket | None = None) -> int:
+    from dgx_music.daemon import activation, notify
+
+    notifier = notify.Notifier()  # systemd Type=notify; a no-op without $NOTIFY_SOCKET
+    notifier.start_watchdog()  # heartbeats start now: opening and recovering the database takes time
+    notifier.status("starting: checking the database and recovering the queue")
     daemon = Daemon(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
     try:
+        http_plan = None
+        if settings["http.listen"].strip():
+            from dgx_music.daemon import http_api
+
+            http_plan = http_api.plan(settings)  # refuse a bad bind/token before touching anything
+        if inherited is None:
+            inherited = activation.inherited_socket()  # systemd socket activation (LISTEN_FDS)
+        if inherited is not None and isinstance(inherited.getsockname(), str) and inherited.getsockname():
+            daemon.server.path = Path(inherited.getsockname())
         await daemon.start(inherited)
-    except StartupError as exc:
+        if http_plan is not None:
+            daemon.extras.append(await http_api.start(daemon, http_plan))
+    except (StartupError, activation.ActivationError) as exc:
         log.error("%s", exc)
+        notifier.status(f"failed to start: {exc}")
         await daemon.close()
+        await notifier.close()
         return 1
+    daemon.extras.append(notifier)  # closed first: STOPPING=1 before anything else stops
+    notifier.ready(daemon)  # database checked, recovery done, socket listening
     log.info("dgx-music %s ready (pid %d, data %s)", __version__, os.getpid(), daemon.data_dir)
     try:
         await daemon.serve_forever()

@@ -1,0 +1,701 @@
+"""The HTTP API (aiohttp): a REST mirror of the socket protocol, metrics, an event stream.
+
+Off by default; `http.listen = "127.0.0.1:8765"` (or `dgx-music daemon --http ...`)
+turns it on. Every route calls `handlers.dispatch`, the same code the socket uses,
+so there is one implementation of each action. Track audio is served from the
+data directory only (resolved through `libfiles.library_file`), with HTTP Range.
+
+Security: on a loopback address the API may run without a token; bound to any
+other address the daemon refuses to start unless `http.token_file` names a file
+that only its owner can read (mode 0600). When a token is configured every request,
+wherever it comes from, needs `Authorization: Bearer <token>`; anything else gets 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import socket
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from aiohttp import WSMsgType, web
+
+from dgx_music import __version__
+from dgx_music.common import protocol
+from dgx_music.common.config import Settings
+from dgx_music.daemon import handlers
+from dgx_music.daemon.handlers import Context, HandlerError
+from dgx_music.daemon.server import StartupError
+
+if TYPE_CHECKING:
+    from dgx_music.daemon.app import Daemon
+
+log = logging.getLogger("dgx_music.http")
+
+API = "/api/v1"
+OPENAPI_PATH = "/openapi.json"
+#: Events one stream client may fall behind before it is dropped.
+STREAM_QUEUE = 1000
+KEEPALIVE_SECONDS = 15.0
+MIN_TOKEN_CHARS = 16
+
+HTTP_STATUS = {
+    protocol.BAD_REQUEST: 400,
+    protocol.INVALID_PARAMS: 400,
+    protocol.UNKNOWN_METHOD: 404,
+    protocol.NOT_FOUND: 404,
+    protocol.CONFLICT: 409,
+    protocol.QUEUE_FULL: 429,
+    protocol.ENGINE_ERROR: 502,
+    protocol.FORBIDDEN: 403,
+    protocol.SHUTTING_DOWN: 503,
+    protocol.INTERNAL: 500,
+}
+
+
+# ---------------------------------------------------------------------- policy
+@dataclass(frozen=True)
+class HttpPlan:
+    host: str
+    port: int
+    token: str | None
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """"HOST:PORT" or "[v6]:PORT" -> (host, port)."""
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise StartupError(f"http.listen {value!r}: write an IPv6 address as [addr]:PORT")
+        port_s = rest[1:]
+    else:
+        host, sep, port_s = text.rpartition(":")
+        if not sep:
+            raise StartupError(f"http.listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8765")
+    if not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+        raise StartupError(f"http.listen {value!r}: {port_s!r} is not a port number")
+    return host, int(port_s)
+
+
+def is_loopback(host: str) -> bool:
+    """True only if every address `host` stands for is a loopback address."""
+    if not host:
+        return False  # "" binds every interface
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    addrs = {info[4][0] for info in infos}
+    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+
+
+def read_token(path_text: str) -> str:
+    """The bearer token from a file only its owner may read; refuses anything else, naming the problem."""
+    path = Path(path_text).expanduser()
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise StartupError(f"http.token_file {path}: cannot read it: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise StartupError(f"http.token_file {path} is not a regular file")
+    if st.st_mode & 0o077:
+        raise StartupError(
+            f"http.token_file {path} has mode {stat.S_IMODE(st.st_mode):04o}; other users could read the token. "
+            f"Run `chmod 600 {path}`")
+    if st.st_uid != os.getuid():
+        raise StartupError(f"http.token_file {path} is owned by uid {st.st_uid}, not by the daemon's uid {os.getuid()}")
+    token = path.read_text(encoding="utf-8", errors="strict").strip()
+    if len(token) < MIN_TOKEN_CHARS or any(c.isspace() for c in token):
+        raise StartupError(f"http.token_file {path}: the token must be one word of at least {MIN_TOKEN_CHARS} "
+                           "characters (e.g. `openssl rand -hex 32`)")
+    return token
+
+
+def plan(settings: Settings) -> HttpPlan | None:
+    """Check the HTTP settings before anything starts; None when the API is off."""
+    listen = settings["http.listen"].strip()
+    if not listen:
+        return None
+    host, port = parse_listen(listen)
+    token_file = settings["http.token_file"].strip()
+    token = read_token(token_file) if token_file else None
+    if token is None and not is_loopback(host):
+        raise StartupError(
+            f"http.listen {listen!r} is not a loopback address, and no http.token_file is set: refusing to serve "
+            "the API unauthenticated. Create a token file (mode 0600) and set http.token_file, or listen on "
+            "127.0.0.1")
+    return HttpPlan(host, port, token)
+
+
+# ---------------------------------------------------------------------- metrics
+class Histogram:
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.counts = [0] * len(buckets)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.sum += value
+        self.count += 1
+        for i, b in enumerate(self.buckets):
+            if value <= b:
+                self.counts[i] += 1
+
+
+def _esc(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _num(value: float) -> str:
+    if value == float("inf"):
+        return "+Inf"
+    return repr(float(value)) if isinstance(value, float) and not float(value).is_integer() else str(int(value))
+
+
+MODEL_STATES = ("unloaded", "loading", "ready", "busy")
+
+
+class Metrics:
+    """Counters and histograms fed by daemon events; gauges read from daemon.status() at scrape time."""
+
+    def __init__(self) -> None:
+        self.generation = Histogram((1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800))
+        self.rtf = Histogram((0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 4, 8, 16))
+        self.load = Histogram((1, 2, 5, 10, 20, 30, 60, 120, 300))
+        self.jobs_total: dict[str, int] = {"done": 0, "failed": 0, "cancelled": 0}
+        self.submitted = 0
+        self.retries = 0
+        self.tracks = 0
+        self.audio_seconds = 0.0
+        self.crashes: dict[str, int] = {}
+        self.http: dict[tuple[str, int], int] = {}
+        self._started: dict[int, float] = {}
+        self._generated: dict[int, float] = {}
+        self._audio: dict[int, float] = {}
+
+    def on_event(self, name: str, data: dict[str, Any]) -> None:
+        now = time.monotonic()
+        job = data.get("id") if name.startswith("job.") else data.get("job_id")
+        if name == "job.queued":
+            if data.get("attempts", 0) == 0:
+                self.submitted += 1
+        elif name == "job.started":
+            self._started[job] = now
+            self._generated.pop(job, None)
+            self._audio.pop(job, None)
+        elif name == "job.processing":
+            self._generated[job] = now
+        elif name == "track.added":
+            self.tracks += 1
+            dur = float(data.get("duration") or 0.0)
+            self.audio_seconds += dur
+            if job is not None:
+                self._audio[job] = self._audio.get(job, 0.0) + dur
+        elif name == "job.finished":
+            self.jobs_total["done"] += 1
+            start = self._started.pop(job, None)
+            end = self._generated.pop(job, now)
+            audio = self._audio.pop(job, 0.0)
+            if start is not None:
+                seconds = max(end - start, 0.0)
+                self.generation.observe(seconds)
+                if audio > 0:
+                    self.rtf.observe(seconds / audio)
+        elif name == "job.failed":
+            if data.get("retrying"):
+                self.retries += 1
+            else:
+                self.jobs_total["failed"] += 1
+            self._forget(job)
+        elif name == "job.cancelled":
+            self.jobs_total["cancelled"] += 1
+            self._forget(job)
+        elif name == "model.loaded":
+            if isinstance(data.get("load_seconds"), (int, float)):
+                self.load.observe(float(data["load_seconds"]))
+        elif name == "model.crashed":
+            reason = str(data.get("reason") or "unknown").split(":")[0].split()[0][:40]
+            self.crashes[reason] = self.crashes.get(reason, 0) + 1
+
+    def _forget(self, job: Any) -> None:
+        self._started.pop(job, None)
+        self._generated.pop(job, None)
+        self._audio.pop(job, None)
+
+    def render(self, status: dict[str, Any]) -> str:
+        out: list[str] = []
+
+        def family(name: str, kind: str, help_: str, samples: list[tuple[dict[str, Any], float]]) -> None:
+            out.append(f"# HELP dgx_music_{name} {help_}")
+            out.append(f"# TYPE dgx_music_{name} {kind}")
+            for labels, value in samples:
+                lab = ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items())
+                out.append(f"dgx_music_{name}{{{lab}}} {_num(value)}" if lab else f"dgx_music_{name} {_num(value)}")
+
+        def histogram(name: str, help_: str, h: Histogram) -> None:
+            out.append(f"# HELP dgx_music_{name} {help_}")
+            out.append(f"# TYPE dgx_music_{name} histogram")
+            for b, c in zip(h.buckets, h.counts):
+                out.append(f'dgx_music_{name}_bucket{{le="{_num(b)}"}} {c}')
+            out.append(f'dgx_music_{name}_bucket{{le="+Inf"}} {h.count}')
+            out.append(f"dgx_music_{name}_sum {_num(h.sum)}")
+            out.append(f"dgx_music_{name}_count {h.count}")
+
+        family("info", "gauge", "Version of the running daemon.",
+               [({"version": status.get("version", __version__), "protocol": status.get("protocol", "")}, 1)])
+        family("uptime_seconds", "gauge", "Seconds since the daemon started.", [({}, float(status.get("uptime", 0)))])
+        family("clients", "gauge", "Connected socket clients.", [({}, status.get("clients", 0))])
+        family("subscribers", "gauge", "Socket clients subscribed to events.", [({}, status.get("subscribers", 0))])
+        queue = status.get("queue") or {}
+        states = [k for k in ("queued", "running", "processing", "done", "failed", "cancelled") if k in queue]
+        states += [k for k in queue if k not in states and k not in ("active", "limit")]
+        family("queue_depth", "gauge", "Jobs waiting or running (queued + running + processing).",
+               [({}, queue.get("active", sum(queue.get(s, 0) for s in ("queued", "running", "processing"))))])
+        if "limit" in queue:
+            family("queue_limit", "gauge", "Most jobs waiting or running at once (daemon.queue_limit).",
+                   [({}, queue["limit"])])
+        family("jobs", "gauge", "Jobs in the database by state.", [({"state": s}, queue.get(s, 0)) for s in states])
+        family("jobs_submitted_total", "counter", "Jobs submitted since the daemon started.", [({}, self.submitted)])
+        family("jobs_completed_total", "counter", "Jobs that reached a final state since the daemon started.",
+               [({"state": s}, n) for s, n in self.jobs_total.items()])
+        family("job_retries_total", "counter", "Transient job failures that were retried.", [({}, self.retries)])
+        family("tracks_generated_total", "counter", "Tracks added to the library since the daemon started.",
+               [({}, self.tracks)])
+        family("audio_generated_seconds_total", "counter", "Seconds of audio generated since the daemon started.",
+               [({}, self.audio_seconds)])
+        histogram("generation_seconds", "Wall-clock seconds from a job's start to the end of generation "
+                  "(before post-processing).", self.generation)
+        histogram("real_time_factor", "Generation seconds per second of audio produced (below 1: faster "
+                  "than real time).", self.rtf)
+        histogram("model_load_seconds", "Seconds to load the model.", self.load)
+        model = status.get("model") or {}
+        current = model.get("state")
+        all_states = list(MODEL_STATES) + ([current] if current and current not in MODEL_STATES else [])
+        family("model_state", "gauge", "1 for the model's current state.",
+               [({"state": s, "model": model.get("model", "")}, 1 if s == current else 0) for s in all_states])
+        family("worker_restarts_total", "counter", "Times the model worker process was restarted.",
+               [({}, model.get("restarts") or 0)])
+        family("worker_crashes_total", "counter", "Model worker crashes seen since the daemon started, by reason.",
+               [({"reason": r}, n) for r, n in sorted(self.crashes.items())] or [({"reason": "none"}, 0)])
+        mem = model.get("memory") or {}
+        gpu = [({"kind": k}, mem[f"cuda_{k}"]) for k in ("allocated", "total") if mem.get(f"cuda_{k}") is not None]
+        family("gpu_memory_bytes", "gauge", "GPU memory of the model worker (allocated by torch; device total).",
+               gpu or [({"kind": "allocated"}, 0)])
+        family("worker_rss_bytes", "gauge", "Resident memory of the model worker process.",
+               [({}, mem.get("rss") or 0)])
+        family("http_requests_total", "counter", "HTTP API requests by route and status code.",
+               [({"route": r, "code": c}, n) for (r, c), n in sorted(self.http.items())])
+        return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------- routes
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    rpc: str | None  # the protocol method it mirrors, or None for HTTP-only routes
+    summary: str
+    query: dict[str, type] = field(default_factory=dict)
+    path_params: dict[str, type] = field(default_factory=dict)
+    body: bool = False
+    created: bool = False  # 201 instead of 200
+    produces: str = "application/json"
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", None, "Liveness and readiness: 200 when the daemon serves requests, else 503."),
+    Route("GET", "/metrics", None, "Prometheus metrics (text exposition format 0.0.4).",
+          produces="text/plain"),
+    Route("GET", OPENAPI_PATH, None, "This OpenAPI document."),
+    Route("GET", f"{API}/hello", "hello", "Protocol version, methods and topics."),
+    Route("GET", f"{API}/status", "status", "Daemon version, uptime, clients, model and queue."),
+    Route("GET", f"{API}/jobs", "job.list", "Active jobs in queue order (all=true: finished ones too).",
+          query={"all": bool, "limit": int}),
+    Route("POST", f"{API}/jobs", "job.submit", "Submit a generation job (body: job.submit params).",
+          body=True, created=True),
+    Route("GET", f"{API}/jobs/{{id}}", "job.get", "One job with its live progress.", path_params={"id": int}),
+    Route("POST", f"{API}/jobs/{{id}}/cancel", "job.cancel", "Cancel a job.", path_params={"id": int}),
+    Route("POST", f"{API}/jobs/{{id}}/retry", "job.retry", "Queue a failed or cancelled job again.",
+          path_params={"id": int}),
+    Route("POST", f"{API}/jobs/{{id}}/move", "job.move", "Move a queued job (body: {\"to\": top|up|down}).",
+          path_params={"id": int}, body=True),
+    Route("GET", f"{API}/tracks", "track.list", "List or search the library (one page; pass next_cursor as cursor).",
+          query={"search": str, "tag": str, "favorite": bool, "model": str, "bpm_min": float, "bpm_max": float,
+                 "key": str, "sort": str, "order": str, "limit": int, "cursor": str}),
+    Route("GET", f"{API}/tracks/{{id}}", "track.get", "One track with its analysis and peaks.",
+          path_params={"id": str}),
+    Route("PATCH", f"{API}/tracks/{{id}}", "track.update", "Edit title, rating, favorite, notes or tags.",
+          path_params={"id": str}, body=True),
+    Route("DELETE", f"{API}/tracks/{{id}}", "track.delete", "Delete a track (its file goes to the trash).",
+          path_params={"id": str}),
+    Route("GET", f"{API}/tracks/{{id}}/audio", None, "The track's audio file; supports Range requests.",
+          path_params={"id": str}, produces="audio/wav"),
+    Route("GET", f"{API}/tracks/{{id}}/waveform", "track.peaks", "Waveform peaks ([min, max] pairs).",
+          path_params={"id": str}),
+    Route("GET", f"{API}/prompts", "prompt.history", "Distinct recent prompts, newest first.", query={"limit": int}),
+    Route("GET", f"{API}/models", "model.list", "Known models and whether they are cached or loaded."),
+    Route("GET", f"{API}/model", "model.state", "The model worker's state and memory."),
+    Route("POST", f"{API}/model/load", "model.load", "Load a model (body: {\"model\": name}, optional).", body=True),
+    Route("POST", f"{API}/model/unload", "model.unload", "Unload the model and free the GPU."),
+    Route("GET", f"{API}/events", None, "Live events as Server-Sent Events (?topics=job,track,model,daemon).",
+          query={"topics": str}, produces="text/event-stream"),
+    Route("GET", f"{API}/events/ws", None, "Live events over a WebSocket, one JSON message per event "
+          "(?topics=...).", query={"topics": str}),
+)
+
+
+def _coerce_query(name: str, kind: type, raw: str) -> Any:
+    if kind is bool:
+        low = raw.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise HandlerError(protocol.INVALID_PARAMS, f"{name}: expected true or false, got {raw!r}", field=name)
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise HandlerError(protocol.INVALID_PARAMS, f"{name}: expected {what}, got {raw!r}", field=name) from None
+    return raw
+
+
+def _json_error(status: int, code: str, message: str, **data: Any) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, **data}}, status=status,
+                             dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=_default)
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def openapi(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
+    """The OpenAPI 3.1 description, generated from the same table that builds the router."""
+    paths: dict[str, Any] = {}
+    type_names = {int: "integer", float: "number", bool: "boolean", str: "string"}
+    for r in routes:
+        params = [{"name": n, "in": "path", "required": True, "schema": {"type": type_names[t]}}
+                  for n, t in r.path_params.items()]
+        params += [{"name": n, "in": "query", "required": False, "schema": {"type": type_names[t]}}
+                   for n, t in r.query.items()]
+        ok = "201" if r.created else "200"
+        op: dict[str, Any] = {
+            "summary": r.summary,
+            "operationId": (r.rpc or r.path.strip("/").replace("/", "_").replace("{", "").replace("}", "")
+                            or "root").replace(".", "_") + ("" if r.method == "GET" else "_" + r.method.lower()),
+            "responses": {
+                ok: {"description": "success", "content": {r.produces: {"schema": {"type": "string"} if
+                                                                       r.produces != "application/json"
+                                                                       else {"type": "object"}}}},
+                "default": {"description": "error", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+        }
+        if r.rpc:
+            op["description"] = f"Mirrors the socket method `{r.rpc}` (docs/protocol.md); same parameters and result."
+        if r.path.endswith("/audio"):
+            op["parameters"] = params + [{"name": "Range", "in": "header", "required": False,
+                                          "schema": {"type": "string"}, "description": "bytes=START-END"}]
+            op["responses"]["206"] = {"description": "partial content"}
+            op["responses"]["416"] = {"description": "range not satisfiable"}
+        elif params:
+            op["parameters"] = params
+        if r.body:
+            op["requestBody"] = {"required": r.created, "content": {"application/json": {"schema": {"type": "object"}}}}
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "DGX Music HTTP API", "version": __version__,
+                 "description": "A REST mirror of the DGX Music socket protocol (docs/protocol.md). Errors carry "
+                                "the protocol's error code: {\"error\": {\"code\", \"message\", ...}}."},
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}}, "required": ["code", "message"]}}}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}, {}],
+    }
+
+
+# ---------------------------------------------------------------------- server
+class _Stream:
+    """One SSE or WebSocket client: a bounded queue fed by the daemon's event listener."""
+
+    def __init__(self, topics: set[str]) -> None:
+        self.topics = topics
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue(STREAM_QUEUE)
+        self.dropped = False
+
+    def offer(self, name: str, data: dict[str, Any]) -> None:
+        if self.dropped:
+            return
+        if "*" not in self.topics and protocol.topic_of(name) not in self.topics:
+            return
+        try:
+            self.queue.put_nowait((name, data))
+        except asyncio.QueueFull:
+            self.dropped = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(("daemon.dropped", {"reason": "event buffer overflow: the client did not "
+                                                                "read fast enough"}))
+            self.queue.put_nowait(None)
+
+
+class HttpApi:
+    """The aiohttp application and its listening site; a `daemon.extras` service."""
+
+    def __init__(self, daemon: "Daemon", plan_: HttpPlan) -> None:
+        self.daemon = daemon
+        self.plan = plan_
+        self.host, self.port = plan_.host, plan_.port
+        self.metrics = Metrics()
+        self.streams: set[_Stream] = set()
+        self._runner: web.AppRunner | None = None
+        self.app = self._build_app()
+        daemon.events.listen(self._on_event)
+
+    # -- wiring -----------------------------------------------------------
+    def _build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=1024 * 1024)
+        special: dict[str, Callable[[web.Request], Any]] = {
+            "/healthz": self._healthz, "/metrics": self._metrics, OPENAPI_PATH: self._openapi,
+            f"{API}/tracks/{{id}}/audio": self._audio, f"{API}/events": self._sse,
+            f"{API}/events/ws": self._ws,
+        }
+        for r in ROUTES:
+            handler = special.get(r.path) if r.rpc is None else self._rpc_handler(r)
+            assert handler is not None, r.path
+            app.router.add_route(r.method, r.path, handler)
+        return app
+
+    def _on_event(self, name: str, data: dict[str, Any]) -> None:
+        self.metrics.on_event(name, data)
+        for s in list(self.streams):
+            s.offer(name, data)
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host or None, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise StartupError(f"HTTP API cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
+        server = site._server  # the asyncio server: learn the real port when 0 was asked for
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        auth = "bearer token required" if self.plan.token else "no auth (loopback)"
+        log.info("HTTP API on http://%s:%d (%s)", self.host if ":" not in self.host else f"[{self.host}]",
+                 self.port, auth)
+
+    async def close(self) -> None:
+        for s in list(self.streams):
+            s.queue.put_nowait(None) if not s.queue.full() else None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    # -- middleware: auth, errors, counting ---------------------------------
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        if self.plan.token is not None and not self._authorized(request):
+            resp: web.StreamResponse = _json_error(401, "unauthorized", "a bearer token is required "
+                                                   "(Authorization: Bearer <token from http.token_file>)")
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="dgx-music"'
+        else:
+            try:
+                resp = await handler(request)
+            except web.HTTPException as exc:
+                if exc.status >= 400 and exc.content_type != "application/json":
+                    resp = _json_error(exc.status, "not_found" if exc.status == 404 else "bad_request", exc.reason)
+                    for k in ("Allow",):
+                        if k in exc.headers:
+                            resp.headers[k] = exc.headers[k]
+                else:
+                    raise
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                mapped = handlers.map_error(exc)
+                if mapped is None:
+                    log.exception("HTTP %s %s failed", request.method, request.path)
+                    mapped = HandlerError(protocol.INTERNAL, f"internal error: {exc}")
+                resp = _json_error(HTTP_STATUS.get(mapped.code, 500), mapped.code, mapped.message, **mapped.data)
+        key = (route, resp.status)
+        self.metrics.http[key] = self.metrics.http.get(key, 0) + 1
+        log.debug("HTTP %s %s -> %d", request.method, request.path_qs, resp.status)
+        return resp
+
+    def _authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        assert self.plan.token is not None
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.plan.token.encode())
+
+    # -- handlers -------------------------------------------------------------
+    async def _call(self, method: str, params: dict[str, Any]) -> Any:
+        if self.daemon.stopping:
+            raise HandlerError(protocol.SHUTTING_DOWN, "the daemon is shutting down")
+        return await handlers.dispatch(Context(self.daemon, None), method, params)
+
+    def _rpc_handler(self, r: Route) -> Callable[[web.Request], Any]:
+        async def handle(request: web.Request) -> web.Response:
+            params: dict[str, Any] = {}
+            if r.body and request.can_read_body:
+                try:
+                    body = await request.json()
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    raise HandlerError(protocol.BAD_REQUEST, "the body must be a JSON object") from None
+                if not isinstance(body, dict):
+                    raise HandlerError(protocol.BAD_REQUEST, "the body must be a JSON object")
+                params.update(body)
+            for name, raw in request.query.items():
+                kind = r.query.get(name)
+                if kind is None:
+                    raise HandlerError(protocol.INVALID_PARAMS, f"unknown query parameter {name!r}", field=name)
+                params[name] = _coerce_query(name, kind, raw)
+            for name, kind in r.path_params.items():
+                params[name] = _coerce_query(name, kind, request.match_info[name])
+            result = await self._call(r.rpc or "", params)
+            return web.json_response(result, status=201 if r.created else 200, dumps=_dumps)
+
+        return handle
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        st = self.daemon.status()
+        ok = not self.daemon.stopping
+        body = {"ok": ok, "version": st.get("version"), "uptime": st.get("uptime"),
+                "model": (st.get("model") or {}).get("state"), "queue": (st.get("queue") or {}).get("active")}
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        text = self.metrics.render(self.daemon.status())
+        return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    async def _openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi())
+
+    async def _audio(self, request: web.Request) -> web.StreamResponse:
+        track = await self._call("track.get", {"id": request.match_info["id"]})
+        from dgx_music.daemon import libfiles
+
+        try:
+            path = libfiles.library_file(self.daemon.data_dir, track["path"])
+        except ValueError:
+            log.warning("track %s has a path outside the data dir: %r", track.get("id"), track.get("path"))
+            raise HandlerError(protocol.NOT_FOUND, "the track's file is not in the library") from None
+        if not path.is_file():
+            raise HandlerError(protocol.NOT_FOUND, f"the audio file of track {track['id']} is missing")
+        resp = web.FileResponse(path, headers={
+            "Accept-Ranges": "bytes",
+            "Content-Disposition": f'inline; filename="{track["id"]}{path.suffix}"',
+            "Cache-Control": "private, max-age=3600",
+        })
+        if path.suffix.lower() == ".wav":
+            resp.content_type = "audio/wav"
+        return resp
+
+    def _topics(self, request: web.Request) -> set[str]:
+        raw = request.query.get("topics", "*")
+        topics = {t.strip() for t in raw.split(",") if t.strip()} or {"*"}
+        unknown = topics - set(protocol.TOPICS) - {"*"}
+        if unknown:
+            raise HandlerError(protocol.INVALID_PARAMS, f"topics: unknown topic {sorted(unknown)[0]!r}; known: "
+                               f"{', '.join(protocol.TOPICS)} or *", field="topics")
+        for name in request.query:
+            if name != "topics":
+                raise HandlerError(protocol.INVALID_PARAMS, f"unknown query parameter {name!r}", field=name)
+        return topics
+
+    async def _sse(self, request: web.Request) -> web.StreamResponse:
+        stream = _Stream(self._topics(request))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        self.streams.add(stream)
+        try:
+            await resp.write(b": dgx-music event stream\nretry: 2000\n\n")
+            while True:
+                try:
+                    item = await asyncio.wait_for(stream.queue.get(), KEEPALIVE_SECONDS)
+                except asyncio.TimeoutError:
+                    await resp.write(b": keepalive\n\n")
+                    continue
+                if item is None:
+                    break
+                name, data = item
+                await resp.write(f"event: {name}\ndata: {_dumps(data)}\n\n".encode())
+        except (ConnectionResetError, ConnectionError):
+            pass
+        finally:
+            self.streams.discard(stream)
+        return resp
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        stream = _Stream(self._topics(request))
+        ws = web.WebSocketResponse(heartbeat=KEEPALIVE_SECONDS)
+        await ws.prepare(request)
+        self.streams.add(stream)
+
+        async def reader() -> None:
+            async for msg in ws:
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                    break
+            stream.queue.put_nowait(None) if not stream.queue.full() else None
+
+        read_task = asyncio.create_task(reader())
+        try:
+            while True:
+                item = await stream.queue.get()
+                if item is None or ws.closed:
+                    break
+                name, data = item
+                await ws.send_str(_dumps({"event": name, "data": data}))
+        except (ConnectionResetError, ConnectionError):
+            pass
+        finally:
+            self.streams.discard(stream)
+            read_task.cancel()
+            await ws.close()
+        return ws
+
+
+async def start(daemon: "Daemon", plan_: HttpPlan) -> HttpApi:
+    api = HttpApi(daemon, plan_)
+    await api.start()
+    return api
