@@ -141,6 +141,10 @@ class EngineSupervisor:
             "keep_alive": self.settings.keep_alive,
         }
 
+    def last_memory(self) -> dict[str, Any]:
+        """The worker's last memory report (rss, rss_peak, cuda_* when on CUDA), for bench."""
+        return dict(self._memory)
+
     def models(self) -> list[dict[str, Any]]:
         out = known_models(self.settings.cache_dir)
         names = {m["name"] for m in out}

@@ -1,0 +1,233 @@
+"""Engine subcommands that run locally, without the daemon: make-test-model, doctor, bench, models.
+
+They import torch only when run, so `dgx-music --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    """--socket/--config/--json via the shared helper when the framework provides it."""
+    try:
+        from dgx_music.cli.common import add_client_flags
+    except ImportError:  # pragma: no cover - framework absent
+        p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+        return
+    add_client_flags(p)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "make-test-model", help="build a tiny random-weight MusicGen for offline tests",
+        description="Build a tiny MusicGen with random weights (tiny T5 + word-list tokenizer, tiny EnCodec, tiny "
+                    "decoder) in the real on-disk format, then e.g. `dgx-music daemon --model DIR`. It makes "
+                    "noise, fast, and needs no download.")
+    p.add_argument("dir", type=Path, help="directory to write the model into")
+    p.add_argument("--backend", choices=("transformers", "audiocraft"), default="transformers",
+                   help="on-disk format (default: transformers)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random weights")
+    _add_common(p)
+    p.set_defaults(func=make_test_model_cmd)
+
+    p = subparsers.add_parser(
+        "doctor", help="check torch, the GPU, the model cache, disk and socket permissions",
+        description="Validate this machine for the engine: torch/CUDA versions, device name, compute capability, "
+                    "memory, bf16, a matmul on the device, whether the configured model is cached, free disk in "
+                    "the data directory and socket directory permissions. Exits 1 when something must be fixed.")
+    _engine_flags(p)
+    _add_common(p)
+    p.set_defaults(func=doctor_cmd)
+
+    p = subparsers.add_parser(
+        "bench", help="measure load time, steps/s and real-time factor through the real worker",
+        description="Load a model in a worker process and generate one batch, reporting load time, time to first "
+                    "step, steps/s, seconds of compute per second of audio and peak memory. "
+                    "`--model random:small` measures the real architecture without downloading it.")
+    _engine_flags(p, model_default="random:small")
+    p.add_argument("--duration", type=float, default=10.0, metavar="S", help="seconds of audio (default 10)")
+    p.add_argument("--batch", type=int, default=1, metavar="N", help="prompts generated together (default 1)")
+    p.add_argument("--prompt", default=None, help="text prompt")
+    p.add_argument("--warmup", action="store_true", help="run a 1 s generation first (GPU kernel warm-up)")
+    _add_common(p)
+    p.set_defaults(func=bench_cmd)
+
+    p = subparsers.add_parser("models", help="list known models and whether they are cached",
+                              description="Named models (small, medium, large, melody, random:*), where they come "
+                                          "from, and whether they are already in the local cache.")
+    p.add_argument("--cache-dir", type=Path, default=None, help="Hugging Face hub cache (default: HF_HUB_CACHE)")
+    _add_common(p)
+    p.set_defaults(func=models_cmd)
+
+
+def _engine_flags(p: argparse.ArgumentParser, model_default: str | None = None) -> None:
+    p.add_argument("--model", default=model_default, help="model name, hub id or directory (default: config)")
+    p.add_argument("--backend", choices=("transformers", "audiocraft"), default=None, help="default: config")
+    p.add_argument("--device", default=None, help="auto, cuda, cuda:N, mps or cpu (default: config)")
+    p.add_argument("--offline", action="store_true", default=None, help="never touch the network")
+    p.add_argument("--cache-dir", type=Path, default=None, help="Hugging Face hub cache (default: HF_HUB_CACHE)")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    """The daemon's effective settings (config file, environment), or None if unreadable."""
+    try:
+        from dgx_music.cli.common import settings_from
+
+        return settings_from(args)
+    except Exception:  # noqa: BLE001 - engine tools must work even with a broken or absent config
+        return None
+
+
+def _opt(args: argparse.Namespace, settings: Any, name: str, key: str, default: Any) -> Any:
+    value = getattr(args, name, None)
+    if value is not None:
+        return value
+    if settings is not None:
+        try:
+            return settings[key]
+        except Exception:  # noqa: BLE001
+            pass
+    return default
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _fail(args: argparse.Namespace, code: str, message: str) -> int:
+    if getattr(args, "json", False):
+        _print_json({"error": {"code": code, "message": message}})
+    else:
+        print(f"dgx-music: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def make_test_model_cmd(args: argparse.Namespace) -> int:
+    from dgx_music.daemon.engine.testmodel import build_test_model
+
+    tty = sys.stderr.isatty() and not getattr(args, "json", False)
+    if tty:
+        print(f"building a tiny {args.backend} MusicGen in {args.dir} ...", file=sys.stderr)
+    try:
+        out = build_test_model(args.dir, backend=args.backend, seed=args.seed)
+    except (RuntimeError, ValueError, OSError) as exc:
+        return _fail(args, "failed", str(exc))
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    data = {"path": str(out.resolve()), "backend": args.backend, "bytes": size}
+    if getattr(args, "json", False):
+        _print_json(data)
+    else:
+        flag = " --backend audiocraft" if args.backend == "audiocraft" else ""
+        print(f"tiny {args.backend} model written to {data['path']} ({size / 1e6:.1f} MB)\n"
+              f"try it: dgx-music daemon --model {data['path']}{flag}")
+    return EXIT_OK
+
+
+def doctor_cmd(args: argparse.Namespace) -> int:
+    from dgx_music.daemon.engine.doctor import doctor, format_report
+
+    s = _settings(args)
+    report = doctor(
+        model=_opt(args, s, "model", "engine.model", "small"),
+        backend=_opt(args, s, "backend", "engine.backend", "transformers"),
+        device=_opt(args, s, "device", "engine.device", "auto"),
+        offline=bool(_opt(args, s, "offline", "engine.offline", False)),
+        cache_dir=args.cache_dir,
+        data_dir=s.data_dir if s is not None else None,
+        socket_path=s.socket if s is not None else None,
+    )
+    if getattr(args, "json", False):
+        _print_json(report)
+    else:
+        print(format_report(report))
+    return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
+def bench_cmd(args: argparse.Namespace) -> int:
+    from dgx_music.common.params import ParamError
+    from dgx_music.daemon.engine.bench import DEFAULT_PROMPT, bench, format_bench
+    from dgx_music.daemon.engine.errors import EngineError
+
+    s = _settings(args)
+    tty = sys.stderr.isatty() and not getattr(args, "json", False)
+    last = [""]
+
+    def progress(kind: str, data: dict[str, Any]) -> None:
+        if not tty:
+            return
+        if kind == "model.loading":
+            p = data.get("progress")
+            line = f"loading: {data.get('message') or ''}" + (f" {p:.0%}" if isinstance(p, float) else "")
+        elif kind == "model.loaded":
+            line = f"loaded on {data.get('device')} in {data.get('load_seconds')} s"
+        elif kind == "progress":
+            line = f"step {data['step']}/{data['total']} ({data['elapsed']:.1f} s)"
+        else:
+            return
+        sys.stderr.write("\r" + line[:100].ljust(len(last[0])))
+        sys.stderr.flush()
+        last[0] = line[:100]
+
+    try:
+        result = bench(model=args.model or "random:small",
+                       backend=_opt(args, s, "backend", "engine.backend", "transformers"),
+                       device=_opt(args, s, "device", "engine.device", "auto"),
+                       offline=bool(_opt(args, s, "offline", "engine.offline", False)), cache_dir=args.cache_dir,
+                       duration=args.duration, batch=args.batch, prompt=args.prompt or DEFAULT_PROMPT,
+                       warmup=args.warmup, progress_cb=progress)
+    except ParamError as exc:
+        if tty:
+            sys.stderr.write("\n")
+        print(f"dgx-music: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EngineError as exc:
+        if tty:
+            sys.stderr.write("\n")
+        return _fail(args, exc.code, exc.message)
+    if tty:
+        sys.stderr.write("\n")
+    if getattr(args, "json", False):
+        _print_json(result)
+    else:
+        print(format_bench(result))
+    return EXIT_OK
+
+
+def models_cmd(args: argparse.Namespace) -> int:
+    from dgx_music.daemon.engine.errors import EngineError
+    from dgx_music.daemon.engine.models import is_cached, known_models, resolve_model
+
+    s = _settings(args)
+    configured = _opt(args, s, "model", "engine.model", "small")
+    models = known_models(args.cache_dir)
+    if configured not in {m["name"] for m in models}:
+        try:
+            spec = resolve_model(configured)
+            models.append({"name": configured, "source": spec.ref, "kind": spec.kind,
+                           "cached": is_cached(spec, args.cache_dir), "path": spec.ref if spec.kind == "local"
+                           else None, "description": "configured model"})
+        except EngineError as exc:
+            models.append({"name": configured, "source": None, "kind": "invalid", "cached": False, "path": None,
+                           "description": exc.message})
+    for m in models:
+        m["configured"] = m["name"] == configured
+    if getattr(args, "json", False):
+        _print_json({"models": models, "configured": configured})
+        return EXIT_OK
+    width = max(len(m["name"]) for m in models)
+    for m in models:
+        mark = "*" if m["configured"] else " "
+        state = "cached" if m["cached"] else "not cached"
+        if m["kind"] == "random":
+            state = "no download"
+        print(f"{mark} {m['name']:<{width}}  {state:<11}  {m['description']}")
+    print("(* = configured; set with --model or engine.model in the config)")
+    return EXIT_OK
