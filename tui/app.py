@@ -1,0 +1,551 @@
+"""The DGX Music TUI: compose, watch the queue live, browse the library, play previews.
+
+Structure (after Harlequin, Posting and Memray's live TUI):
+- `DaemonLink` (tui/connection.py) runs as a worker owning the Client; it posts
+  typed messages (tui/messages.py) and reconnects by itself forever.
+- The App routes those messages to three views (Compose, Queue, Library) and
+  owns the status bar, the player and every request to the daemon. Requests
+  run in workers; errors become notifications or inline messages, never a
+  traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from dgx_music.common import paths
+from dgx_music.common.client import START_HINT, DaemonUnavailable, RemoteError, RequestTimeout
+from dgx_music.tui.compose import ComposeView
+from dgx_music.tui.connection import ConnectFn, DaemonLink, RETRY_DELAYS
+from dgx_music.tui.library import DetailPane, LibraryView
+from dgx_music.tui.messages import Connected, DaemonEvent, Disconnected, ModelState, Snapshot
+from dgx_music.tui.player import Player, PlayerUnavailable, to_wav
+from dgx_music.tui.queue import QueueView
+from dgx_music.tui.screens import ConfirmScreen, HelpScreen, TextPromptScreen
+from dgx_music.tui.widgets import Banner, StatusBar
+
+log = logging.getLogger("dgx_music.tui")
+
+AUDIO_CHUNK = 262144
+MODEL_POLL_S = 5.0
+
+
+class DgxMusicApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "DGX Music"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    BINDINGS = [
+        Binding("f2", "show_tab('compose')", "Compose", id="app.compose", show=False),
+        Binding("f3", "show_tab('queue')", "Queue", id="app.queue", show=False),
+        Binding("f4", "show_tab('library')", "Library", id="app.library", show=False),
+        Binding("space", "toggle_play", "Play/Stop", id="app.play"),
+        Binding("f1,question_mark", "help", "Help", id="app.help"),
+        Binding("ctrl+r", "reconnect", "Reconnect", show=False, id="app.reconnect"),
+    ]
+
+    def __init__(self, socket: str | Path | None = None, *, connect: ConnectFn | None = None,
+                 player: Player | None = None, cache_dir: Path | None = None,
+                 retry_delays: tuple[float, ...] = RETRY_DELAYS, poll_model: bool = True) -> None:
+        super().__init__()
+        self.socket_path = Path(socket) if socket else paths.default_socket()
+        self.link = DaemonLink(self.socket_path, self.post_message, connect=connect, retry_delays=retry_delays)
+        self.player = player or Player()
+        self.cache_dir = Path(cache_dir) if cache_dir else paths.default_cache_dir()
+        self.poll_model = poll_model
+        self.snapshot: Snapshot | None = None
+        self.connected = False
+        self.ever_connected = False
+        self.model_state: dict[str, Any] = {}
+        self.last_track: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield Banner("", id="banner")
+        with TabbedContent(initial="compose", id="tabs"):
+            with TabPane("Compose F2", id="compose"):
+                yield ComposeView(id="compose-view")
+            with TabPane("Queue F3", id="queue"):
+                yield QueueView(id="queue-view")
+            with TabPane("Library F4", id="library"):
+                yield LibraryView(id="library-view")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    @property
+    def compose_view(self) -> ComposeView:
+        return self.query_one(ComposeView)
+
+    @property
+    def queue_view(self) -> QueueView:
+        return self.query_one(QueueView)
+
+    @property
+    def library_view(self) -> LibraryView:
+        return self.query_one(LibraryView)
+
+    @property
+    def status_bar(self) -> StatusBar:
+        return self.query_one(StatusBar)
+
+    def on_mount(self) -> None:
+        self.show_banner(f"connecting to {self.socket_path}…", error=False)
+        self.run_worker(self.link.run(), name="daemon-link", group="link", exit_on_error=False)
+        self.set_interval(0.1, self._tick_player)
+        if self.poll_model:
+            self.set_interval(MODEL_POLL_S, self._poll_model)
+        self.call_after_refresh(self._focus_prompt)
+
+    def _focus_prompt(self) -> None:
+        try:
+            self.query_one("#prompt").focus()
+        except Exception:
+            pass
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._relayout)
+
+    def _relayout(self) -> None:
+        try:
+            lib = self.library_view
+            self.library_view.relayout(lib.table.size.width or self.size.width)
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ requests
+
+    async def call(self, method: str, params: dict[str, Any] | None = None, *, timeout: float = 30.0) -> Any:
+        """One request; raises DaemonUnavailable (not connected), RemoteError or RequestTimeout."""
+        return await self.link.call(method, params, timeout=timeout)
+
+    def request(self, method: str, params: dict[str, Any] | None = None, *,
+                done: Callable[[Any], None] | None = None, what: str | None = None,
+                on_error: Callable[[RemoteError], bool] | None = None) -> None:
+        """Fire a request in a worker; the answer goes to `done`, errors to a notice."""
+
+        async def go() -> None:
+            try:
+                result = await self.call(method, params)
+            except RemoteError as exc:
+                if on_error is not None and on_error(exc):
+                    return
+                self.notify(f"{exc.message}", title=f"{what or method} failed [{exc.code}]", severity="error",
+                            timeout=8)
+                return
+            except DaemonUnavailable:
+                self.notify(f"Not connected to the daemon; {START_HINT}.", title=what or method, severity="warning")
+                return
+            except RequestTimeout as exc:
+                self.notify(str(exc), title=f"{what or method}: no answer", severity="error")
+                return
+            except Exception as exc:  # never a traceback on screen
+                log.exception("request %s", method)
+                self.notify(f"{type(exc).__name__}: {exc}", title=f"{what or method} failed", severity="error")
+                return
+            if done is not None:
+                try:
+                    done(result)
+                except Exception as exc:
+                    log.exception("handling %s", method)
+                    self.notify(f"{type(exc).__name__}: {exc}", title=f"{what or method}", severity="error")
+
+        self.run_worker(go(), group="rpc", exit_on_error=False)
+
+    def refresh_job(self, job_id: int) -> None:
+        self.request("job.get", {"id": job_id}, done=self.queue_view.upsert, what="refresh job",
+                     on_error=lambda exc: True)
+
+    def refresh_jobs(self) -> None:
+        self.request("job.list", {"all": True, "limit": 200}, done=lambda r: self.queue_view.load(r.get("jobs", [])),
+                     what="refresh queue", on_error=lambda exc: True)
+
+    # ------------------------------------------------------------------ connection messages
+
+    def show_banner(self, text: str, *, error: bool = True) -> None:
+        banner = self.query_one(Banner)
+        banner.update(text)
+        banner.set_class(error, "-error")
+        banner.display = bool(text)
+
+    def on_connected(self, message: Connected) -> None:
+        snap = message.snapshot
+        self.snapshot = snap
+        self.connected = True
+        self.show_banner("")
+        bar = self.status_bar
+        bar.socket = str(self.socket_path)
+        bar.queue = dict(snap.status.get("queue") or {})
+        self.model_state = dict(snap.model or {})
+        bar.set_model(self.model_state)
+        bar.connected = True
+        self.queue_view.load(snap.jobs)
+        self._refresh_counts()
+        default_model = self.model_state.get("model")
+        self.compose_view.set_models(snap.models, default_model)
+        models = [str(m.get("name")) for m in snap.models if m.get("name")]
+        self.library_view.set_models(models)
+        self.compose_view.set_history(snap.prompts)
+        self.library_view.request_query()
+        self.request("track.list", {"limit": 100}, done=self._library_prompts, what="prompt history",
+                     on_error=lambda exc: True)
+        if self.ever_connected:
+            self.notify("Reconnected to the daemon.", title="dgx-music", timeout=3)
+        self.ever_connected = True
+
+    def _library_prompts(self, res: dict[str, Any]) -> None:
+        prompts = list(self.snapshot.prompts if self.snapshot else [])
+        prompts += [str(t.get("prompt")) for t in res.get("tracks") or [] if t.get("prompt")]
+        self.compose_view.set_history(prompts)
+
+    def on_disconnected(self, message: Disconnected) -> None:
+        self.connected = False
+        self.status_bar.connected = False
+        verb = "disconnected" if self.ever_connected else "not running"
+        self.show_banner(f"Daemon {verb} — start it with `dgx-music daemon`; retrying… "
+                         f"({message.reason.split('; start it')[0]})")
+
+    def on_model_state(self, message: ModelState) -> None:
+        self.model_state = dict(message.state)
+        if message.state.get("state") != "loading":
+            self.status_bar.loading_progress = None
+        self.status_bar.set_model(self.model_state)
+
+    async def _poll_model(self) -> None:
+        if not self.connected or self.link.client is None:
+            return
+        try:
+            state = await self.call("model.state", timeout=5.0)
+        except Exception:
+            return
+        if isinstance(state, dict):
+            self.post_message(ModelState(state))
+
+    def on_daemon_event(self, message: DaemonEvent) -> None:
+        name, data = message.name, message.data
+        topic = message.topic
+        if topic == "job":
+            self.queue_view.apply(name, data)
+            if name == "job.moved":
+                self.refresh_jobs()
+            self._refresh_counts()
+            if name in ("job.started", "job.progress") and self.model_state.get("state") == "ready":
+                self.model_state["state"] = "busy"
+                self.status_bar.set_model(self.model_state)
+            elif name in ("job.finished", "job.failed", "job.cancelled"):
+                if self.model_state.get("state") == "busy":
+                    self.model_state["state"] = "ready"
+                    self.status_bar.set_model(self.model_state)
+                self.run_worker(self._poll_model(), group="model-poll", exit_on_error=False)
+            if name == "job.finished":
+                n = len(data.get("track_ids") or [])
+                self.notify(f"Job {data.get('id')} finished: {n} track{'s' if n != 1 else ''} in the library.",
+                            timeout=4)
+            elif name == "job.failed" and not data.get("retrying"):
+                self.notify(str(data.get("error") or "failed"), title=f"Job {data.get('id')} failed",
+                            severity="error", timeout=8)
+        elif topic == "track":
+            self.library_view.on_track_event(name, data)
+        elif topic == "model":
+            self._model_event(name, data)
+        elif name == "daemon.shutdown":
+            self.show_banner(f"The daemon is shutting down ({data.get('reason', '')}); waiting for it to come back…")
+
+    def _model_event(self, name: str, data: dict[str, Any]) -> None:
+        m = self.model_state
+        bar = self.status_bar
+        if name == "model.loading":
+            m.update(state="loading", model=data.get("model", m.get("model")))
+            p = data.get("progress")
+            bar.loading_progress = float(p) if isinstance(p, (int, float)) else None
+        elif name == "model.loaded":
+            m.update(state="ready", model=data.get("model", m.get("model")), device=data.get("device"),
+                     backend=data.get("backend", m.get("backend")))
+            bar.loading_progress = None
+        elif name == "model.unloaded":
+            m.update(state="unloaded")
+            bar.loading_progress = None
+        elif name == "model.crashed":
+            m.update(state="unloaded")
+            self.notify(str(data.get("reason") or "the model worker died; it restarts on the next job"),
+                        title="Model crashed", severity="error", timeout=8)
+        bar.set_model(m)
+
+    def _refresh_counts(self) -> None:
+        self.status_bar.queue = self.queue_view.counts()
+        self.status_bar.refresh_text()
+
+    # ------------------------------------------------------------------ view messages
+
+    def on_compose_view_submit(self, message: ComposeView.Submit) -> None:
+        compose = self.compose_view
+
+        def done(job: dict[str, Any]) -> None:
+            compose.submitted(job)
+            self.queue_view.upsert(job)
+            self._refresh_counts()
+            self.notify(f"Job {job.get('id')} queued (seed {job.get('seed')}).", timeout=3)
+
+        def on_error(exc: RemoteError) -> bool:
+            if exc.code == "invalid_params":
+                compose.show_remote_invalid(exc.data.get("field"), exc.message)
+                return True
+            return False
+
+        self.request("job.submit", message.params, done=done, what="Generate", on_error=on_error)
+
+    def on_queue_view_job_action(self, message: QueueView.JobAction) -> None:
+        verb = {"job.cancel": "Cancel", "job.retry": "Retry", "job.move": "Move"}.get(message.method, message.method)
+        self.request(message.method, message.params, done=self.queue_view.upsert, what=verb)
+
+    def on_library_view_track_action(self, message: LibraryView.TrackAction) -> None:
+        t = message.track
+        tid = t.get("id")
+        action = message.action
+        lib = self.library_view
+
+        def updated(track: dict[str, Any]) -> None:
+            lib.on_track_event("track.updated", track)
+
+        if action == "favorite":
+            self.request("track.update", {"id": tid, "favorite": not t.get("favorite")}, done=updated,
+                         what="Favourite")
+        elif action.startswith("rate:"):
+            self.request("track.update", {"id": tid, "rating": int(action[5:])}, done=updated, what="Rate")
+        elif action == "rename":
+            def rename(value: str | None) -> None:
+                if value is not None and value.strip():
+                    self.request("track.update", {"id": tid, "title": value.strip()}, done=updated, what="Rename")
+            self.push_screen(TextPromptScreen(f"Title of {tid}", str(t.get("title") or "")), rename)
+        elif action == "notes":
+            def notes(value: str | None) -> None:
+                if value is not None:
+                    self.request("track.update", {"id": tid, "notes": value}, done=updated, what="Notes")
+            self.push_screen(TextPromptScreen(f"Notes for {tid}", str(t.get("notes") or "")), notes)
+        elif action == "tags":
+            old = [str(x) for x in t.get("tags") or []]
+
+            def tags(value: str | None) -> None:
+                if value is None:
+                    return
+                new = [x for x in value.replace(",", " ").split() if x]
+                add = [x for x in new if x not in old]
+                remove = [x for x in old if x not in new]
+                if add or remove:
+                    self.request("track.update", {"id": tid, "tags_add": add, "tags_remove": remove},
+                                 done=updated, what="Tags")
+            self.push_screen(TextPromptScreen(f"Tags for {tid}", " ".join(old),
+                                              hint="space-separated; delete a word to remove that tag"), tags)
+        elif action == "remix":
+            self.query_one(TabbedContent).active = "compose"
+            self.compose_view.prefill(t)
+            self.notify("Composer filled from the track, with a new random seed.", timeout=3)
+        elif action == "delete":
+            def confirmed(yes: bool | None) -> None:
+                if yes:
+                    if self.player.track_id == tid:
+                        self.stop_playing()
+                    self.request("track.delete", {"id": tid},
+                                 done=lambda r: lib.on_track_event("track.deleted", {"id": tid}), what="Delete")
+            title = t.get("title") or t.get("prompt") or tid
+            self.push_screen(ConfirmScreen(f"Delete track {tid} ({title})? It goes to the trash."), confirmed)
+        elif action == "export":
+            self._export(t)
+
+    def _export(self, t: dict[str, Any]) -> None:
+        if "track.export" in self.link.methods:
+            def go(dest: str | None) -> None:
+                if dest:
+                    self.request("track.export", {"ids": [t.get("id")], "to": os.path.expanduser(dest)},
+                                 done=lambda r: self.notify(f"Exported to {dest}", timeout=4), what="Export")
+            self.push_screen(TextPromptScreen("Export to directory", str(Path.home() / "Music")), go)
+        else:
+            self.notify(f"This daemon has no export; from a shell: dgx-music export {t.get('id')} --to ~/Music",
+                        severity="warning", timeout=6)
+
+    # ------------------------------------------------------------------ playback
+
+    def _track_for_play(self) -> dict[str, Any] | None:
+        t = self.library_view.selected()
+        return t or self.last_track
+
+    def action_toggle_play(self) -> None:
+        if self.player.playing:
+            self.stop_playing()
+            return
+        t = self._track_for_play()
+        if t is None:
+            self.notify("Select a track in the library (F4) to play it.", severity="warning")
+            return
+        self.last_track = t
+        self.run_worker(self._play(t), group="play", exclusive=True, exit_on_error=False)
+
+    def stop_playing(self) -> None:
+        self.player.stop()
+        self.status_bar.playing = None
+        self.status_bar.refresh_text()
+        self.query_one(DetailPane).set_position(None)
+
+    def local_file(self, t: dict[str, Any]) -> Path | None:
+        """The track's file, if this TUI runs where the daemon does and can read it."""
+        snap = self.snapshot
+        if snap is None or not t.get("path"):
+            return None
+        status = snap.status
+        try:
+            same = Path(str(status.get("socket"))).resolve() == self.socket_path.resolve()
+        except OSError:
+            same = False
+        path = Path(str(status.get("data_dir") or "")) / str(t["path"])
+        if same and status.get("data_dir") and os.access(path, os.R_OK):
+            return path
+        return None
+
+    async def fetch_audio(self, t: dict[str, Any]) -> Path:
+        """Stream the file over the protocol into the cache (reused when already complete)."""
+        tid = str(t["id"])
+        suffix = Path(str(t.get("path") or "x.wav")).suffix or ".wav"
+        first = await self.call("track.audio", {"id": tid, "offset": 0, "size": AUDIO_CHUNK})
+        total = int(first.get("total") or 0)
+        cache = self.cache_dir / "previews"
+        cache.mkdir(parents=True, exist_ok=True)
+        dest = cache / f"{tid}-{total}{suffix}"
+        if dest.exists() and dest.stat().st_size == total:
+            return dest
+        part = dest.with_suffix(suffix + ".part")
+        with open(part, "wb") as f:
+            res = first
+            while True:
+                data = res.get("data") or b""
+                f.write(data)
+                offset = int(res.get("offset") or 0) + len(data)
+                if res.get("eof") or not data or offset >= total:
+                    break
+                res = await self.call("track.audio", {"id": tid, "offset": offset, "size": AUDIO_CHUNK})
+        part.replace(dest)
+        return dest
+
+    async def _play(self, t: dict[str, Any]) -> None:
+        tid = str(t.get("id"))
+        try:
+            if self.player.detect() is None:
+                raise PlayerUnavailable(self._no_player_text())
+            path = self.local_file(t)
+            if path is None:
+                self.status_bar.playing = f"fetching {tid}…"
+                self.status_bar.refresh_text()
+                path = await self.fetch_audio(t)
+            if self.player.needs_wav and path.suffix.lower() != ".wav":
+                wav = self.cache_dir / "previews" / f"{tid}-{path.stat().st_size}.wav"
+                wav.parent.mkdir(parents=True, exist_ok=True)
+                if not wav.exists():
+                    await asyncio.to_thread(to_wav, path, wav)
+                path = wav
+            self.player.play(path, track_id=tid, duration=float(t.get("duration") or 0.0))
+        except PlayerUnavailable as exc:
+            self.status_bar.playing = None
+            self.status_bar.refresh_text()
+            self.notify(str(exc), title="No audio output", severity="warning", timeout=10)
+            return
+        except RemoteError as exc:
+            self.status_bar.playing = None
+            self.status_bar.refresh_text()
+            self.notify(exc.message, title=f"Cannot fetch {tid} [{exc.code}]", severity="error")
+            return
+        except (DaemonUnavailable, RequestTimeout, OSError) as exc:
+            self.status_bar.playing = None
+            self.status_bar.refresh_text()
+            self.notify(str(exc), title=f"Cannot play {tid}", severity="error")
+            return
+        title = t.get("title") or t.get("prompt") or tid
+        self.status_bar.playing = f"{tid} {str(title)[:40]} ({self.player.backend})"
+        self.status_bar.refresh_text()
+
+    def _no_player_text(self) -> str:
+        from dgx_music.tui.player import NO_OUTPUT_HINT
+
+        return NO_OUTPUT_HINT
+
+    def _tick_player(self) -> None:
+        player = self.player
+        if not player.playing:
+            return
+        if not player.poll():
+            self.stop_playing()
+            return
+        lib = self.library_view
+        pane = self.query_one(DetailPane)
+        if lib.detail and lib.detail.get("id") == player.track_id and player.duration:
+            pane.set_position(player.position / player.duration)
+        else:
+            pane.set_position(None)
+
+    # ------------------------------------------------------------------ app actions
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        target = {"compose": "#prompt", "queue": "#queue-table", "library": "#lib-table"}[tab]
+        self.call_after_refresh(lambda: self.query_one(target).focus())
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_reconnect(self) -> None:
+        self.link.retry_now()
+        self.notify("Reconnecting…", timeout=2)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        cv, qv, lv = self.compose_view, self.queue_view, self.library_view
+        yield SystemCommand("Generate", "Submit the prompt in the composer", cv.action_generate)
+        yield SystemCommand("Compose", "Go to the composer (F2)", lambda: self.action_show_tab("compose"))
+        yield SystemCommand("Queue", "Go to the live queue (F3)", lambda: self.action_show_tab("queue"))
+        yield SystemCommand("Library", "Go to the library (F4)", lambda: self.action_show_tab("library"))
+        yield SystemCommand("Play / stop", "Play or stop the selected track (space)", self.action_toggle_play)
+        yield SystemCommand("Lock seed", "Lock or unlock the composer's seed (ctrl+l)", cv.action_toggle_lock)
+        yield SystemCommand("Advanced sampling", "Show or hide temperature, top-k, top-p, guidance",
+                            cv.action_toggle_advanced)
+        yield SystemCommand("Cancel job", "Cancel the selected job in the queue (c)", qv.action_cancel)
+        yield SystemCommand("Retry job", "Retry the selected failed or cancelled job (r)", qv.action_retry)
+        yield SystemCommand("Move job up", "Move the selected queued job up (K)", lambda: qv.action_move("up"))
+        yield SystemCommand("Move job down", "Move the selected queued job down (J)",
+                            lambda: qv.action_move("down"))
+        yield SystemCommand("Move job to top", "Move the selected queued job to the top (T)",
+                            lambda: qv.action_move("top"))
+        yield SystemCommand("Search library", "Full-text search (/)",
+                            lambda: (self.action_show_tab("library"), lv.action_focus_search()))
+        yield SystemCommand("Filters", "Show or hide the library filters (F)", lv.action_toggle_filters)
+        yield SystemCommand("Sort", "Next library sort field (s)", lv.action_next_sort)
+        yield SystemCommand("Flip order", "Ascending / descending (o)", lv.action_flip_order)
+        yield SystemCommand("Favourite", "Toggle favourite on the selected track (f)", lv.action_favorite)
+        yield SystemCommand("Tags", "Edit the selected track's tags (t)", lv.action_tags)
+        yield SystemCommand("Rename", "Rename the selected track (e)", lv.action_rename)
+        yield SystemCommand("Notes", "Edit the selected track's notes (n)", lv.action_notes)
+        yield SystemCommand("Remix", "Composer with this track's prompt and parameters, new seed (m)",
+                            lv.action_remix)
+        yield SystemCommand("Export", "Export the selected track (x)", lv.action_export)
+        yield SystemCommand("Delete track", "Delete the selected track, after asking (delete)", lv.action_delete)
+        yield SystemCommand("Reconnect", "Try to reach the daemon now (ctrl+r)", self.action_reconnect)
+        yield SystemCommand("Help", "Keys and tips (F1)", self.action_help)
+
+    async def action_quit(self) -> None:
+        self.player.stop()
+        self.exit(0)
+
+
+def run(socket: str | Path | None = None) -> int:
+    app = DgxMusicApp(socket)
+    app.run()
+    return int(app.return_code or 0)

@@ -1,0 +1,81 @@
+"""Small text formatters shared by the views (pure functions, easy to test)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.text import Text
+
+BAR_FULL, BAR_EMPTY = "█", "░"
+STATE_STYLE = {
+    "queued": "yellow", "running": "bold cyan", "processing": "cyan", "done": "green",
+    "failed": "bold red", "cancelled": "dim",
+}
+
+
+def duration(seconds: Any) -> str:
+    if seconds is None:
+        return "-"
+    try:
+        s = float(seconds)
+    except (TypeError, ValueError):
+        return "-"
+    if s < 60:
+        return f"{s:.1f}s"
+    m, sec = divmod(int(round(s)), 60)
+    if m < 60:
+        return f"{m}:{sec:02d}"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def nbytes(n: Any) -> str:
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "-"
+
+
+def bar(fraction: float, width: int = 12, style: str = "cyan") -> Text:
+    fraction = min(1.0, max(0.0, fraction))
+    full = int(round(fraction * width))
+    t = Text(BAR_FULL * full, style=style)
+    t.append(BAR_EMPTY * (width - full), style="grey37")
+    t.append(f" {fraction * 100:3.0f}%")
+    return t
+
+
+def stars(rating: Any) -> str:
+    try:
+        r = max(0, min(5, int(rating or 0)))
+    except (TypeError, ValueError):
+        r = 0
+    return "★" * r + "·" * (5 - r) if r else ""
+
+
+def timestamp(ts: Any) -> str:
+    if ts is None:
+        return "-"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(ts)))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "-"
+
+
+def number(value: Any, fmt: str = "{:.0f}") -> str:
+    if value is None:
+        return "-"
+    try:
+        return fmt.format(float(value))
+    except (TypeError, ValueError):
+        return "-"
+
+
+def one_line(text: Any, limit: int = 200) -> str:
+    s = " ".join(str(text or "").split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"

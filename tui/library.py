@@ -1,0 +1,519 @@
+"""The library: a paged table over `track.list`, live search, filters, sort, and a detail pane.
+
+Only pages the user scrolls to are fetched (PAGE rows at a time, keyset cursor
+from the daemon), so 100,000 tracks open as fast as 100. Search runs as you
+type with at most one request in flight: a keystroke while a query runs marks
+the query dirty, and the newest text is sent as soon as the running one
+returns (stale answers are dropped). That keeps keystroke-to-table latency at
+one round trip and never floods the daemon.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Checkbox, DataTable, Input, Label, Select, Static
+
+from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeout
+from dgx_music.tui import fmt
+from dgx_music.tui.widgets import Waveform
+
+PAGE = 100
+SORTS = ("created", "title", "duration", "bpm", "rating")
+KEYS = [f"{n} {m}" for m in ("major", "minor")
+        for n in ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")]
+#: column key -> (label, width); title's width follows the table's.
+COLUMNS: list[tuple[str, str, int]] = [
+    ("title", "Title", 30), ("duration", "Dur", 5), ("bpm", "BPM", 4), ("key", "Key", 8),
+    ("lufs", "LUFS", 5), ("rating", "Rating", 6), ("favorite", "♥", 1), ("created", "Created", 16),
+]
+SORT_COLUMN = {"title": "title", "duration": "duration", "bpm": "bpm", "rating": "rating", "created": "created"}
+
+
+def track_cells(t: dict[str, Any]) -> list[Any]:
+    title = fmt.one_line(t.get("title") or t.get("prompt") or t.get("id"), 200)
+    return [
+        title,
+        Text(fmt.number(t.get("duration"), "{:.1f}"), justify="right"),
+        Text(fmt.number(t.get("bpm")), justify="right"),
+        str(t.get("key") or "-"),
+        Text(fmt.number(t.get("lufs"), "{:.1f}"), justify="right"),
+        Text(fmt.stars(t.get("rating")), style="yellow"),
+        Text("♥" if t.get("favorite") else "", style="bold red"),
+        fmt.timestamp(t.get("created")),
+    ]
+
+
+class LibraryTable(DataTable):
+    """DataTable that asks for the next page as the view nears the end."""
+
+    class NearEnd(Message):
+        pass
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if self.max_scroll_y and new_value >= self.max_scroll_y - self.size.height:
+            self.post_message(self.NearEnd())
+
+
+class DetailPane(Vertical):
+    """All metadata of one track, its waveform, and the position bar while it plays."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("Select a track", id="detail-title")
+        yield Waveform(id="waveform")
+        with VerticalScroll(id="detail-scroll"):
+            yield Static("", id="detail-meta")
+
+    def show(self, t: dict[str, Any] | None) -> None:
+        title = self.query_one("#detail-title", Static)
+        meta = self.query_one("#detail-meta", Static)
+        wave = self.query_one(Waveform)
+        if t is None:
+            title.update(Text("Select a track", style="dim"))
+            meta.update("")
+            wave.peaks = None
+            return
+        head = Text(fmt.one_line(t.get("title") or t.get("prompt"), 200), style="bold")
+        if t.get("favorite"):
+            head.append("  ♥", style="bold red")
+        if t.get("rating"):
+            head.append("  " + "★" * int(t["rating"]), style="yellow")
+        title.update(head)
+        if "peaks" in t:
+            wave.peaks = t.get("peaks") or None
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="bold cyan", no_wrap=True)
+        grid.add_column()
+        p = t.get("params") or {}
+
+        def row(k: str, v: Any) -> None:
+            if v not in (None, "", []):
+                grid.add_row(k, v if isinstance(v, Text) else str(v))
+
+        row("id", t.get("id"))
+        row("prompt", t.get("prompt"))
+        row("model", f"{t.get('model') or '-'} [{t.get('backend') or '-'}]")
+        row("seed", t.get("seed"))
+        row("length", f"{fmt.number(t.get('duration'), '{:.2f}')} s, {t.get('sample_rate') or '-'} Hz, "
+                      f"{t.get('channels') or '-'} ch")
+        if t.get("bpm") is not None:
+            row("tempo", f"{fmt.number(t.get('bpm'), '{:.1f}')} BPM"
+                         + (f" ({float(t['bpm_confidence']):.0%})" if t.get("bpm_confidence") is not None else ""))
+        if t.get("key"):
+            row("key", str(t["key"]) + (f" ({float(t['key_confidence']):.0%})"
+                                        if t.get("key_confidence") is not None else ""))
+        if t.get("lufs") is not None:
+            row("loudness", f"{fmt.number(t.get('lufs'), '{:.1f}')} LUFS (was "
+                            f"{fmt.number(t.get('lufs_before'), '{:.1f}')}, gain {fmt.number(t.get('gain_db'), '{:+.1f}')} dB, "
+                            f"peak {fmt.number(t.get('true_peak'), '{:.1f}')} dBTP)")
+        row("note", t.get("loudness_note"))
+        row("tags", ", ".join(t.get("tags") or []))
+        row("notes", t.get("notes"))
+        row("created", fmt.timestamp(t.get("created")))
+        sampling = ", ".join(f"{k}={p[k]}" for k in ("temperature", "top_k", "top_p", "cfg") if k in p)
+        row("sampling", sampling)
+        row("file", t.get("path"))
+        meta.update(grid)
+
+    def set_position(self, fraction: float | None) -> None:
+        self.query_one(Waveform).position = fraction
+
+
+class LibraryView(Vertical):
+    BINDINGS = [
+        Binding("slash", "focus_search", "Search", id="library.search"),
+        Binding("F", "toggle_filters", "Filters", id="library.filters"),
+        Binding("s", "next_sort", "Sort", id="library.sort"),
+        Binding("o", "flip_order", "Order", id="library.order", show=False),
+        Binding("f", "favorite", "Fav", id="library.favorite"),
+        Binding("t", "tags", "Tags", id="library.tags", show=False),
+        Binding("e", "rename", "Rename", id="library.rename", show=False),
+        Binding("n", "notes", "Notes", id="library.notes", show=False),
+        Binding("m", "remix", "Remix", id="library.remix"),
+        Binding("x", "export", "Export", id="library.export", show=False),
+        Binding("delete", "delete", "Delete", id="library.delete"),
+        *[Binding(str(i), f"rate({i})", f"Rate {i}", show=False, id=f"library.rate_{i}") for i in range(6)],
+    ]
+
+    class TrackAction(Message):
+        """Ask the App to do something with a track (remix, delete, export…)."""
+
+        def __init__(self, action: str, track: dict[str, Any]) -> None:
+            super().__init__()
+            self.action = action
+            self.track = track
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.tracks: dict[str, dict[str, Any]] = {}
+        self.detail: dict[str, Any] | None = None
+        self.sort = "created"
+        self.order = "desc"
+        self.total: int | None = None
+        self.last_query: dict[str, Any] = {}
+        self._cursor: str | None = None
+        self._params: dict[str, Any] = {}
+        self._dirty = False
+        self._inflight = False
+        self._loading_more = False
+        self._detail_want: str | None = None
+        self._detail_inflight = False
+        self._title_width = 30
+        self.queries = 0  # count of first-page queries answered (tests, benchmarks)
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="lib-bar"):
+            yield Input(placeholder="search prompts, titles, tags, notes… ( / )", id="search", compact=True)
+            yield Label("", id="lib-count")
+        with Vertical(id="filters"):
+            with Horizontal(classes="form-row"):
+                yield Label("Tag", classes="form-label-s")
+                yield Input(id="f-tag", compact=True, classes="num-l")
+                yield Checkbox("♥ only", id="f-fav", compact=True)
+                yield Label("BPM", classes="form-label2")
+                yield Input(id="f-bpm-min", placeholder="min", compact=True, classes="num-s")
+                yield Label("-")
+                yield Input(id="f-bpm-max", placeholder="max", compact=True, classes="num-s")
+                yield Label("Key", classes="form-label2")
+                yield Select([(k, k) for k in KEYS], prompt="any", id="f-key", compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("Model", classes="form-label-s")
+                yield Select([], prompt="any", id="f-model", compact=True)
+                yield Label("Sort", classes="form-label2")
+                yield Select([(s, s) for s in SORTS], value="created", allow_blank=False, id="f-sort", compact=True)
+                yield Select([("desc", "desc"), ("asc", "asc")], value="desc", allow_blank=False, id="f-order",
+                             compact=True)
+        with Horizontal(id="lib-main"):
+            table = LibraryTable(id="lib-table", cursor_type="row", zebra_stripes=True)
+            for key, label, width in COLUMNS:
+                table.add_column(label, key=key, width=width)
+            yield table
+            yield DetailPane(id="detail")
+
+    @property
+    def table(self) -> LibraryTable:
+        return self.query_one("#lib-table", LibraryTable)
+
+    def on_mount(self) -> None:
+        self.query_one("#filters").display = False
+
+    # ---------------------------------------------------------------- query
+
+    def query_params(self) -> dict[str, Any]:
+        q: dict[str, Any] = {"sort": self.sort, "order": self.order}
+        search = self.query_one("#search", Input).value.strip()
+        if search:
+            q["search"] = search
+        tag = self.query_one("#f-tag", Input).value.strip()
+        if tag:
+            q["tag"] = tag
+        if self.query_one("#f-fav", Checkbox).value:
+            q["favorite"] = True
+        for fid, key in (("#f-bpm-min", "bpm_min"), ("#f-bpm-max", "bpm_max")):
+            w = self.query_one(fid, Input)
+            w.remove_class("-invalid")
+            if w.value.strip():
+                try:
+                    q[key] = float(w.value)
+                except ValueError:
+                    w.add_class("-invalid")
+        for fid, key in (("#f-key", "key"), ("#f-model", "model")):
+            v = self.query_one(fid, Select).value
+            if isinstance(v, str) and v:
+                q[key] = v
+        return q
+
+    def request_query(self) -> None:
+        """Run the query for the current search/filters: at most one in flight, newest wins."""
+        self._dirty = True
+        if not self._inflight:
+            self._start_query()
+
+    def _start_query(self) -> None:
+        self._dirty = False
+        self._inflight = True
+        params = self.query_params()
+        self.run_worker(self._fetch_first(params), group="library-query", exit_on_error=False)
+
+    async def _fetch_first(self, params: dict[str, Any]) -> None:
+        try:
+            res = await self.app.call("track.list", {**params, "limit": PAGE})
+            if not self._dirty:
+                self._fill(params, res)
+        except RemoteError as exc:
+            if not self._dirty:
+                self._show_count(Text(f"✗ {exc.message}", style="red"))
+        except (DaemonUnavailable, RequestTimeout):
+            pass
+        finally:
+            self._inflight = False
+            if self._dirty and self.is_attached:
+                self._start_query()
+
+    def _fill(self, params: dict[str, Any], res: dict[str, Any]) -> None:
+        table = self.table
+        selected = self.selected_id()
+        tracks = list(res.get("tracks") or [])
+        self._params = params
+        self.last_query = params
+        self._cursor = res.get("next_cursor")
+        self.total = res.get("total")
+        with self.app.batch_update():
+            table.clear()
+            self.tracks = {}
+            self._add_rows(tracks)
+            if selected in self.tracks:
+                table.move_cursor(row=table.get_row_index(selected), animate=False)
+            elif tracks:
+                table.move_cursor(row=0, animate=False)
+        self.queries += 1
+        self._update_count()
+        if not tracks:
+            self.detail = None
+            self.query_one(DetailPane).show(None)
+
+    def _add_rows(self, tracks: list[dict[str, Any]]) -> None:
+        table = self.table
+        for t in tracks:
+            tid = str(t.get("id"))
+            if tid in self.tracks:
+                continue
+            self.tracks[tid] = t
+            table.add_row(*track_cells(t), key=tid)
+
+    def _update_count(self) -> None:
+        n = len(self.tracks)
+        total = self.total
+        arrow = "↓" if self.order == "desc" else "↑"
+        what = f"{total:,} tracks" if total is not None else f"{n:,}{'+' if self._cursor else ''} tracks"
+        self._show_count(Text(f"{what} · {self.sort} {arrow}", style="dim"))
+
+    def _show_count(self, text: Text) -> None:
+        self.query_one("#lib-count", Label).update(text)
+
+    @on(LibraryTable.NearEnd)
+    def load_more(self) -> None:
+        if self._cursor and not self._loading_more and not self._inflight:
+            self._loading_more = True
+            self.run_worker(self._fetch_more(self._params, self._cursor), group="library-more",
+                            exit_on_error=False)
+
+    async def _fetch_more(self, params: dict[str, Any], cursor: str) -> None:
+        try:
+            res = await self.app.call("track.list", {**params, "limit": PAGE, "cursor": cursor})
+            if params == self._params and cursor == self._cursor:
+                self._cursor = res.get("next_cursor")
+                with self.app.batch_update():
+                    self._add_rows(list(res.get("tracks") or []))
+                self._update_count()
+        except (RemoteError, DaemonUnavailable, RequestTimeout):
+            pass
+        finally:
+            self._loading_more = False
+
+    @on(Input.Changed, "#search, #f-tag, #f-bpm-min, #f-bpm-max")
+    def _search_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.request_query()
+
+    @on(Input.Submitted, "#search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.table.focus()
+
+    @on(Checkbox.Changed, "#f-fav")
+    def _fav_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        self.request_query()
+
+    @on(Select.Changed)
+    def _select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.select.id == "f-sort" and isinstance(event.value, str):
+            self.sort = event.value
+        elif event.select.id == "f-order" and isinstance(event.value, str):
+            self.order = event.value
+        self.request_query()
+
+    @on(DataTable.HeaderSelected, "#lib-table")
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        key = str(event.column_key.value)
+        if key in SORT_COLUMN:
+            if self.sort == key:
+                self.action_flip_order()
+            else:
+                self.set_sort(key)
+
+    def set_sort(self, sort: str) -> None:
+        self.sort = sort
+        with self.prevent(Select.Changed):
+            self.query_one("#f-sort", Select).value = sort
+        self.request_query()
+
+    def set_models(self, models: list[str]) -> None:
+        sel = self.query_one("#f-model", Select)
+        current = sel.value
+        with self.prevent(Select.Changed):
+            sel.set_options([(m.removeprefix("facebook/"), m) for m in models])
+            if isinstance(current, str) and current in models:
+                sel.value = current
+
+    def relayout(self, width: int) -> None:
+        """Give the title column what the other columns leave."""
+        others = sum(w + 2 for k, _, w in COLUMNS if k != "title")
+        title_w = max(14, width - others - 4)
+        if title_w == self._title_width:
+            return
+        self._title_width = title_w
+        table = self.table
+        col = table.columns.get(table.columns and next(iter(table.columns)))  # type: ignore[arg-type]
+        if col is not None:
+            col.width = title_w
+            col.auto_width = False
+            table._require_update_dimensions = True
+            table.refresh(layout=True)
+
+    # ---------------------------------------------------------------- events from the daemon
+
+    def on_track_event(self, name: str, data: dict[str, Any]) -> None:
+        tid = str(data.get("id"))
+        if name == "track.added":
+            self.request_query()
+        elif name == "track.updated":
+            if tid in self.tracks:
+                self.tracks[tid] = {**self.tracks[tid], **data}
+                for (key, _, _), value in zip(COLUMNS, track_cells(self.tracks[tid])):
+                    try:
+                        self.table.update_cell(tid, key, value)
+                    except Exception:
+                        pass
+            if self.detail and self.detail.get("id") == tid:
+                self.detail = {**self.detail, **data}
+                self.query_one(DetailPane).show(self.detail)
+        elif name == "track.deleted":
+            if tid in self.tracks:
+                del self.tracks[tid]
+                try:
+                    self.table.remove_row(tid)
+                except Exception:
+                    pass
+                if self.total:
+                    self.total -= 1
+                self._update_count()
+            if self.detail and self.detail.get("id") == tid:
+                self.detail = None
+                self.query_one(DetailPane).show(None)
+
+    # ---------------------------------------------------------------- detail pane
+
+    def selected_id(self) -> str | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return None if key.value is None else str(key.value)
+
+    def selected(self) -> dict[str, Any] | None:
+        tid = self.selected_id()
+        if tid is None:
+            return None
+        if self.detail and self.detail.get("id") == tid:
+            return self.detail
+        return self.tracks.get(tid)
+
+    @on(DataTable.RowHighlighted, "#lib-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        tid = None if event.row_key.value is None else str(event.row_key.value)
+        if tid is None:
+            return
+        if tid in self.tracks:
+            self.query_one(DetailPane).show(self.tracks[tid])
+        self._detail_want = tid
+        if not self._detail_inflight:
+            self._detail_inflight = True
+            self.run_worker(self._fetch_detail(), group="library-detail", exit_on_error=False)
+
+    async def _fetch_detail(self) -> None:
+        try:
+            while self._detail_want is not None:
+                tid = self._detail_want
+                try:
+                    track = await self.app.call("track.get", {"id": tid})
+                except (RemoteError, DaemonUnavailable, RequestTimeout):
+                    track = None
+                if self._detail_want == tid:
+                    self._detail_want = None
+                    if track is not None:
+                        self.detail = track
+                        self.query_one(DetailPane).show(track)
+        finally:
+            self._detail_inflight = False
+
+    # ---------------------------------------------------------------- actions
+
+    def _need(self) -> dict[str, Any] | None:
+        t = self.selected()
+        if t is None:
+            self.app.notify("No track selected.", severity="warning")
+        return t
+
+    def action_focus_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    def action_toggle_filters(self) -> None:
+        f = self.query_one("#filters")
+        f.display = not f.display
+        if f.display:
+            self.query_one("#f-tag", Input).focus()
+
+    def action_next_sort(self) -> None:
+        self.set_sort(SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)])
+
+    def action_flip_order(self) -> None:
+        self.order = "asc" if self.order == "desc" else "desc"
+        with self.prevent(Select.Changed):
+            self.query_one("#f-order", Select).value = self.order
+        self.request_query()
+
+    def action_favorite(self) -> None:
+        if (t := self._need()) is not None:
+            self.post_message(self.TrackAction("favorite", t))
+
+    def action_rate(self, n: int) -> None:
+        if (t := self._need()) is not None:
+            self.post_message(self.TrackAction(f"rate:{n}", t))
+
+    def action_tags(self) -> None:
+        if (t := self._need()) is not None:
+            self.post_message(self.TrackAction("tags", t))
+
+    def action_rename(self) -> None:
+        if (t := self._need()) is not None:
+            self.post_message(self.TrackAction("rename", t))
+
+    def action_notes(self) -> None:
+        if (t := self._need()) is not None:
+            self.post_message(self.TrackAction("notes", t))
+
+    def action_remix(self) -> None:
+        if (t := self._need()) is not None:
+            self.post_message(self.TrackAction("remix", t))
+
+    def action_export(self) -> None:
+        if (t := self._need()) is not None:
+            self.post_message(self.TrackAction("export", t))
+
+    def action_delete(self) -> None:
+        if (t := self._need()) is not None:
+            self.post_message(self.TrackAction("delete", t))

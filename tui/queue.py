@@ -1,0 +1,223 @@
+"""The live queue: every job with state, a progress bar, steps, elapsed and ETA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Label
+
+from dgx_music.tui import fmt
+
+ACTIVE = ("running", "processing", "queued")
+COLUMNS = (("id", "#", 5), ("prompt", "Prompt", None), ("state", "State", 10), ("progress", "Progress", 17),
+           ("steps", "Steps", 9), ("elapsed", "Elapsed", 7), ("eta", "ETA", 6))
+
+
+def _order(job: dict[str, Any]) -> tuple:
+    state = job.get("state")
+    if state in ("running", "processing"):
+        return (0, job.get("position") or 0, job.get("id") or 0)
+    if state == "queued":
+        return (1, job.get("position") or 0, job.get("id") or 0)
+    return (2, -(job.get("finished") or job.get("created") or 0), -(job.get("id") or 0))
+
+
+class QueueView(Vertical):
+    BINDINGS = [
+        Binding("c", "cancel", "Cancel", id="queue.cancel"),
+        Binding("r", "retry", "Retry", id="queue.retry"),
+        Binding("K", "move('up')", "Move up", id="queue.move_up"),
+        Binding("J", "move('down')", "Move down", id="queue.move_down"),
+        Binding("T", "move('top')", "To top", id="queue.move_top", show=False),
+    ]
+
+    class JobAction(Message):
+        def __init__(self, method: str, params: dict[str, Any]) -> None:
+            super().__init__()
+            self.method = method
+            self.params = params
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.jobs: dict[int, dict[str, Any]] = {}
+        self._order: list[int] = []
+
+    def compose(self) -> ComposeResult:
+        yield Label("No jobs yet: compose something (F2).", id="queue-empty", classes="dim")
+        table: DataTable = DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+        yield table
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#queue-table", DataTable)
+
+    # ---------------------------------------------------------------- data in
+
+    def load(self, jobs: list[dict[str, Any]]) -> None:
+        self.jobs = {int(j["id"]): dict(j) for j in jobs if "id" in j}
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        table = self.table
+        selected = self.selected_id()
+        order = [j["id"] for j in sorted(self.jobs.values(), key=_order)]
+        with self.app.batch_update():
+            if order != self._order:
+                table.clear()
+                for jid in order:
+                    table.add_row(*self._cells(self.jobs[jid]), key=str(jid))
+                self._order = order
+                if selected in self.jobs:
+                    table.move_cursor(row=order.index(selected), animate=False)
+            else:
+                for jid in order:
+                    self._update_row(jid)
+            self.query_one("#queue-empty").display = not self.jobs
+
+    def _update_row(self, jid: int) -> None:
+        job = self.jobs[jid]
+        for (key, _, _), value in zip(COLUMNS, self._cells(job)):
+            if key == "id":
+                continue
+            try:
+                self.table.update_cell(str(jid), key, value)
+            except Exception:
+                pass
+
+    def _cells(self, job: dict[str, Any]) -> list[Any]:
+        state = str(job.get("state") or "?")
+        prog = job.get("progress") or {}
+        step, total = prog.get("step"), prog.get("total")
+        style = fmt.STATE_STYLE.get(state, "")
+        if state == "running" and total:
+            progress: Any = fmt.bar(float(step or 0) / float(total), 10)
+        elif state == "running":
+            progress = Text("starting…", style="cyan")
+        elif state == "processing":
+            progress = Text("analysing…", style="cyan")
+        elif state == "done":
+            progress = fmt.bar(1.0, 10, style="green")
+        elif state == "failed":
+            progress = Text(fmt.one_line(job.get("error") or "failed", 60), style="red")
+        elif state == "queued":
+            progress = Text(f"waiting (#{job.get('position', '-')})", style="yellow")
+        else:
+            progress = Text("-", style="dim")
+        steps = f"{step}/{total}" if total else "-"
+        elapsed = prog.get("elapsed")
+        if elapsed is None and job.get("started") and job.get("finished"):
+            elapsed = float(job["finished"]) - float(job["started"])
+        eta = prog.get("eta") if state == "running" else None
+        prompt = fmt.one_line(job.get("prompt"), 120)
+        count = job.get("count") or 1
+        if count > 1:
+            prompt = f"{prompt} ×{count}"
+        return [Text(str(job.get("id")), style="dim"), prompt, Text(state, style=style), progress, steps,
+                fmt.duration(elapsed), fmt.duration(eta) if eta is not None else "-"]
+
+    def apply(self, name: str, data: dict[str, Any]) -> None:
+        """One job event."""
+        jid = data.get("id")
+        if not isinstance(jid, int):
+            return
+        if name == "job.queued":
+            self.jobs[jid] = {**self.jobs.get(jid, {}), **data}
+            self.rebuild()
+            return
+        job = self.jobs.get(jid)
+        if job is None:  # an event for a job we have not seen (before our snapshot): fetch it
+            self.app.refresh_job(jid)
+            return
+        if name == "job.progress":
+            job["state"] = "running"
+            job["progress"] = {k: data.get(k) for k in ("step", "total", "elapsed", "eta")}
+            if jid in self._order:
+                self._update_row(jid)
+            return
+        if name == "job.started":
+            job["state"] = "running"
+            job["attempts"] = data.get("attempt", job.get("attempts"))
+            job["progress"] = None
+        elif name == "job.processing":
+            job["state"] = "processing"
+        elif name == "job.finished":
+            job["state"] = "done"
+            job["track_ids"] = data.get("track_ids", [])
+        elif name == "job.failed":
+            job["state"] = "queued" if data.get("retrying") else "failed"
+            job["error"] = data.get("error")
+        elif name == "job.cancelled":
+            job["state"] = "cancelled"
+        elif name == "job.moved":
+            job["position"] = data.get("position")
+        self.rebuild()
+        if name in ("job.finished", "job.failed", "job.cancelled", "job.moved"):
+            self.app.refresh_job(jid)  # authoritative times and positions
+
+    def upsert(self, job: dict[str, Any]) -> None:
+        if "id" in job:
+            old = self.jobs.get(int(job["id"]), {})
+            if old.get("progress") and not job.get("progress") and job.get("state") in ("done", "processing"):
+                job = {**job, "progress": old["progress"]}
+            self.jobs[int(job["id"])] = dict(job)
+            self.rebuild()
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for j in self.jobs.values():
+            out[j.get("state", "?")] = out.get(j.get("state", "?"), 0) + 1
+        return out
+
+    # ---------------------------------------------------------------- actions
+
+    def selected_id(self) -> int | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return int(key.value) if key.value is not None else None
+
+    def _selected(self) -> dict[str, Any] | None:
+        jid = self.selected_id()
+        if jid is None:
+            self.app.notify("No job selected.", severity="warning")
+            return None
+        return self.jobs.get(jid)
+
+    def action_cancel(self) -> None:
+        job = self._selected()
+        if job is None:
+            return
+        if job.get("state") not in ACTIVE:
+            self.app.notify(f"Job {job['id']} is {job.get('state')}: nothing to cancel.", severity="warning")
+            return
+        self.post_message(self.JobAction("job.cancel", {"id": job["id"]}))
+
+    def action_retry(self) -> None:
+        job = self._selected()
+        if job is None:
+            return
+        if job.get("state") not in ("failed", "cancelled"):
+            self.app.notify(f"Job {job['id']} is {job.get('state')}: only failed or cancelled jobs can be retried.",
+                            severity="warning")
+            return
+        self.post_message(self.JobAction("job.retry", {"id": job["id"]}))
+
+    def action_move(self, to: str) -> None:
+        job = self._selected()
+        if job is None:
+            return
+        if job.get("state") != "queued":
+            self.app.notify("Only queued jobs can be moved.", severity="warning")
+            return
+        self.post_message(self.JobAction("job.move", {"id": job["id"], "to": to}))

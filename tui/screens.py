@@ -1,0 +1,131 @@
+"""Modal screens: help, confirm, a one-line text prompt, an error report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
+    ("Everywhere", [
+        ("F2 / F3 / F4", "Compose / Queue / Library"),
+        ("space", "play or stop the selected track (outside text fields)"),
+        ("ctrl+p", "command palette: every action by name"),
+        ("F1 or ?", "this help"),
+        ("ctrl+r", "reconnect now"),
+        ("ctrl+q", "quit"),
+    ]),
+    ("Compose", [
+        ("enter / ctrl+g", "generate (errors show inline before anything is sent)"),
+        ("↑ / ↓ in the prompt", "recall earlier prompts (also from the library)"),
+        ("ctrl+l", "lock the seed (unlocked: a new random seed each time)"),
+        ("ctrl+a", "show / hide the advanced sampling parameters"),
+    ]),
+    ("Queue", [
+        ("c", "cancel the selected job"),
+        ("r", "retry a failed or cancelled job"),
+        ("K / J", "move a queued job up / down"),
+        ("T", "move a queued job to the top"),
+    ]),
+    ("Library", [
+        ("/", "search (full text, as you type)"),
+        ("F", "filters: tag, favourites, model, BPM range, key, sort"),
+        ("s / o", "next sort field / flip the order"),
+        ("enter", "open the track in the detail pane"),
+        ("f", "favourite"),
+        ("0-5", "rate"),
+        ("t / e / n", "tags / rename / notes"),
+        ("m", "remix: the composer with the same prompt and parameters, new seed"),
+        ("x", "export (when the daemon supports it)"),
+        ("delete", "delete (asks first)"),
+    ]),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,f1,question_mark", "dismiss", "Close", id="help.close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-box", classes="modal-box"):
+            yield Label("DGX Music — keys", classes="modal-title")
+            with VerticalScroll():
+                for title, rows in HELP_SECTIONS:
+                    table = Table.grid(padding=(0, 2))
+                    table.add_column(style="bold cyan", no_wrap=True)
+                    table.add_column()
+                    for key, what in rows:
+                        table.add_row(key, what)
+                    yield Static(Text(title, style="bold underline"))
+                    yield Static(table, classes="help-section")
+                yield Static("Audio over SSH: see docs/tui.md (ssh -R PulseAudio/PipeWire forwarding).",
+                             classes="dim")
+            yield Button("Close", id="help-close")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None)
+
+    async def action_dismiss(self, result: Any = None) -> None:
+        self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [Binding("escape,n", "no", "No", id="confirm.no"), Binding("y", "yes", "Yes", id="confirm.yes")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal-box"):
+            yield Label(self.question, classes="modal-title")
+            with Horizontal(classes="modal-buttons"):
+                yield Button("Yes (y)", variant="error", id="yes")
+                yield Button("No (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_no(self) -> None:
+        self.dismiss(False)
+
+
+class TextPromptScreen(ModalScreen["str | None"]):
+    """One line of text; Enter accepts, Escape cancels (dismisses None)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
+
+    def __init__(self, title: str, value: str = "", *, placeholder: str = "", hint: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.value = value
+        self.placeholder = placeholder
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal-box"):
+            yield Label(self.title_text, classes="modal-title")
+            yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
+            if self.hint:
+                yield Label(self.hint, classes="dim")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
