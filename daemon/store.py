@@ -37,6 +37,7 @@ import base64
 import hashlib
 import json
 import math
+import numbers
 import re
 import sqlite3
 import struct
@@ -155,8 +156,9 @@ def _invalid(field: str, message: str) -> StoreError:
 
 
 def _int(field: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise _invalid(field, f"must be an integer, got {type(value).__name__}")
+    value = int(value)  # numpy integers too
     if lo is not None and value < lo:
         raise _invalid(field, f"must be >= {lo}, got {value}")
     if hi is not None and value > hi:
@@ -168,9 +170,9 @@ def _float(field: str, value: Any, *, lo: float | None = None, hi: float | None 
            optional: bool = False) -> float | None:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise _invalid(field, f"must be a number, got {type(value).__name__}")
-    value = float(value)
+    value = float(value)  # numpy floats too
     if not math.isfinite(value):
         raise _invalid(field, "must be a finite number")
     if lo is not None and value < lo:
@@ -268,6 +270,8 @@ def pack_peaks(peaks: Any) -> bytes | None:
         return None
     if isinstance(peaks, (str, bytes)):
         raise _invalid("peaks", "must be a list of [min, max] pairs")
+    if hasattr(peaks, "tolist"):  # a numpy array of shape (n, 2)
+        peaks = peaks.tolist()
     try:
         pairs = list(peaks)
     except TypeError:
@@ -281,10 +285,10 @@ def pack_peaks(peaks: Any) -> bytes | None:
         except (TypeError, ValueError):
             raise _invalid("peaks", f"item {i} must be a [min, max] pair") from None
         for v in (lo, hi):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) \
                     or abs(v) > 65504.0:
                 raise _invalid("peaks", f"item {i} has a non-finite or out-of-range value {v!r}")
-        flat += (float(lo), float(hi))
+        flat += (float(lo), float(hi))  # type: ignore[arg-type]
     return _PEAKS_MAGIC + struct.pack(f"<{len(flat)}e", *flat)
 
 
@@ -858,11 +862,9 @@ class Store:
         if len(r["tags"]) > MAX_TAGS_PER_TRACK:
             raise _invalid("tags", f"at most {MAX_TAGS_PER_TRACK} tags per track")
         for f in _ANALYSIS_FLOATS:
-            r[f] = _float(f, t.get(f), optional=True)
+            r[f] = _analysis_float(f, t.get(f))
         for f in _ANALYSIS_TEXT:
             r[f] = _text(f, t.get(f), max_chars=1000, optional=True)
-        if r["bpm"] is not None and not 0 < r["bpm"] <= 1000:
-            raise _invalid("bpm", f"must be in (0, 1000], got {r['bpm']}")
         return r
 
     async def _insert_track(self, r: dict) -> None:
@@ -1025,11 +1027,9 @@ class Store:
             if f == "peaks":
                 sets[f] = pack_peaks(v)
             elif f in _ANALYSIS_FLOATS:
-                sets[f] = _float(f, v, optional=True)
+                sets[f] = _analysis_float(f, v)
             else:
                 sets[f] = _text(f, v, max_chars=1000, optional=True)
-        if sets.get("bpm") is not None and not 0 < sets["bpm"] <= 1000:
-            raise _invalid("bpm", f"must be in (0, 1000], got {sets['bpm']}")
 
         async def op() -> dict:
             seq = await self._seq(track_id)
@@ -1223,6 +1223,20 @@ class Store:
             return {"tracks": tracks, "next_cursor": next_cursor, "total": total}
 
         return await self._run(op)
+
+
+def _analysis_float(field: str, value: Any) -> float | None:
+    """Analysis numbers: a non-finite value (-inf LUFS of silence, NaN) or a
+    tempo outside (0, 1000] means "unknown" and is stored as NULL, so a finished
+    generation is never refused over its analysis.  A non-number is an error."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _invalid(field, f"must be a number or None, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or (field == "bpm" and not 0 < value <= 1000):
+        return None
+    return value
 
 
 def _bool(field: str, value: Any) -> bool:

@@ -275,12 +275,27 @@ async def test_finish_job_validates_fields(store: Store) -> None:
         ([track("a.flac"), track("b.flac", index=0)], "duplicate"),
         ([], "non-empty"),
         ([track("a.flac", peaks=[[0.1]])], "peaks"),
-        ([track("a.flac", bpm=-3)], "bpm"),
+        ([track("a.flac", bpm="fast")], "bpm"),
     ]
     for tracks, words in cases:
         with pytest.raises(StoreError) as e:
             await store.finish_job(job["id"], tracks)
         assert e.value.code == "invalid" and words in str(e.value), (tracks, str(e.value))
+
+
+async def test_analysis_unknowns_do_not_refuse_a_generation(store: Store) -> None:
+    """-inf LUFS (silence), NaN, a zero tempo: stored as unknown (None), the job
+    still finishes; numpy scalars and arrays are accepted."""
+    np = pytest.importorskip("numpy")
+    job = await add(store, count=1)
+    await store.mark_running(job["id"])
+    [t] = await store.finish_job(job["id"], [track(
+        "quiet.flac", duration=np.float32(8.0), sample_rate=np.int64(32000),
+        lufs_before=float("-inf"), true_peak=float("nan"), bpm=0.0, key_confidence=np.float32(0.5),
+        peaks=np.array([[-0.5, 0.5], [0.0, 0.25]], dtype=np.float32))])
+    assert (t["lufs_before"], t["true_peak"], t["bpm"]) == (None, None, None)
+    assert t["key_confidence"] == 0.5 and t["duration"] == 8.0 and t["sample_rate"] == 32000
+    assert (await store.get_track(t["id"]))["peaks"] == [[-0.5, 0.5], [0.0, 0.25]]
 
 
 async def test_cancelled_caller_cannot_leave_half_transaction(store: Store) -> None:
