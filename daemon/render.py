@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dgx_music import __version__
+from dgx_music.daemon import failpoints
 
 log = logging.getLogger("dgx_music.render")
 
@@ -55,6 +56,7 @@ def render_tracks(data_dir: Path, job: dict[str, Any], audio: np.ndarray, sample
             "bpm": a.get("bpm"),
             "key": a.get("key"),
         })
+        failpoints.hit("processing")  # a file is on disk, its row is not
         out.append({
             "index": index,
             "path": str(path.relative_to(data_dir)),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dgx_music.common.params import GenerationParams, validate_params
 from dgx_music.daemon.engine.errors import EngineError
-from dgx_music.daemon import libfiles, render
+from dgx_music.daemon import failpoints, libfiles, render
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -157,6 +157,7 @@ class Scheduler:
         log.info("job %d started (attempt %d/%d)", job_id, job["attempts"], job["max_attempts"])
         self.publish("job.started", {"id": job_id, "attempt": job["attempts"]})
         params = self._params_of(job)
+        failpoints.hit("after_start")
         t0 = time.monotonic()
         try:
             result = await self.engine.generate(job_id, [job["prompt"]] * job["count"], params,
@@ -181,6 +182,7 @@ class Scheduler:
             await self.store.set_job_state(job_id, "cancelled", error="cancelled by request")
             self.publish("job.cancelled", {"id": job_id})
             return
+        failpoints.hit("after_files")
         tracks = await self.store.finish_job(job_id, rendered)
         log.info("job %d done: tracks %s", job_id, ", ".join(t["id"] for t in tracks))
         for t in tracks:

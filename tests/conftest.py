@@ -140,3 +140,29 @@ def daemon_process(short_tmp: Path) -> Iterator[Callable[..., DaemonProcess]]:
         if p.proc is not None and p.proc.poll() is None:
             p.proc.kill()
             p.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny MusicGen with random weights in the real on-disk format, built once per session."""
+    from dgx_music.daemon.engine.testmodel import build_test_model
+
+    return build_test_model(tmp_path_factory.mktemp("tiny-musicgen"), backend="transformers")
+
+
+@pytest.fixture
+async def studio(daemon_factory: Callable[..., Any], tiny_model: Path) -> Any:
+    """An in-process daemon with the tiny model: the whole product, no GPU."""
+    return await daemon_factory(engine__model=str(tiny_model), engine__keep_alive=-1)
+
+
+async def wait_event(client: Client, name: str, job_id: int | None = None, timeout: float = 60.0,
+                     seen: list[Any] | None = None) -> Any:
+    """Read events until `name` (for `job_id`, if given) arrives; record everything in `seen`."""
+    async def scan() -> Any:
+        async for ev in client.events():
+            if seen is not None:
+                seen.append(ev)
+            if ev.name == name and (job_id is None or ev.data.get("id") == job_id):
+                return ev
+    return await asyncio.wait_for(scan(), timeout)
