@@ -1,0 +1,140 @@
+"""analyze and export: the audio pipeline from the command line.
+
+Export runs in this process, not in the daemon: the daemon never writes outside
+its data directory, and over a forwarded socket the files are fetched first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_client_flags, emit, fail,
+                                  print_json, run_client)
+from dgx_music.common import transfer
+from dgx_music.common.client import Client
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "analyze", help="measure loudness, true peak, BPM and key of any audio file",
+        description="Run the library's analysis on any audio file (WAV, FLAC, OGG, ...). Works without a daemon.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=analyze)
+
+    p = sub.add_parser(
+        "export", help="export tracks as WAV/FLAC, or as an Ardour session",
+        description="Copy tracks out of the library: resampled with a proper resampler, FLAC tagged with "
+                    "BPM and INITIALKEY. Never overwrites a file unless --overwrite. Select tracks by id, "
+                    "or with --search / --tag / --favorite.",
+        epilog="examples:\n  dgx-music export 12-0 12-1 --to ~/Music --format flac --sample-rate 48000\n"
+               "  dgx-music export --favorite --to ~/Music/keepers\n"
+               "  dgx-music export --ardour ~/sessions/sketch --sequence 12-0 12-1 13-0",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ids", nargs="*", metavar="TRACK")
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--to", metavar="DIR", help="folder to write the files into")
+    dest.add_argument("--ardour", metavar="DIR", help="write an Ardour 7 session folder here")
+    p.add_argument("--format", choices=("wav", "flac"), default="wav")
+    p.add_argument("--sample-rate", type=int, choices=(32000, 44100, 48000), help="default: the track's own (32000)")
+    p.add_argument("--bit-depth", type=int, choices=(16, 24), default=24)
+    p.add_argument("--overwrite", action="store_true", help="replace files that already exist")
+    p.add_argument("--sequence", action="store_true", help="Ardour: lay clips end to end instead of stacking them")
+    p.add_argument("--search", metavar="TEXT", help="export every track matching this search")
+    p.add_argument("--tag", metavar="T", help="export every track with this tag")
+    p.add_argument("--favorite", action="store_true", help="export every favourite")
+    add_client_flags(p)
+    p.set_defaults(func=export_cmd)
+
+
+def analyze(args: argparse.Namespace) -> int:
+    from dgx_music.daemon.audio import pipeline
+
+    results: list[dict[str, Any]] = []
+    code = EXIT_OK
+    for f in args.files:
+        try:
+            r = pipeline.analyze_file(f)
+            results.append({"file": f, **r})
+        except Exception as exc:  # unreadable or undecodable input: report it and go on
+            results.append({"file": f, "error": str(exc)})
+            code = EXIT_FAILED
+    if args.json:
+        print_json(results[0] if len(results) == 1 else results)
+        return code
+    for r in results:
+        if "error" in r:
+            print(f"{r['file']}: {r['error']}", file=sys.stderr)
+            continue
+        bpm = f"{r['bpm']:.1f} BPM (confidence {r['bpm_confidence']:.2f})" if r.get("bpm") else "no clear tempo"
+        key = f"{r['key']} (confidence {r['key_confidence']:.2f})" if r.get("key") else "no clear key"
+        lufs = f"{r['lufs']:.1f} LUFS" if r.get("lufs") is not None else "silent"
+        tp = f"{r['true_peak']:.1f} dBTP" if r.get("true_peak") is not None else "-"
+        print(f"{r['file']}\n  {r['duration']:.2f} s, {r['sample_rate']} Hz, {r['channels']} ch\n"
+              f"  loudness {lufs}, true peak {tp}\n  tempo {bpm}\n  key {key}")
+    return code
+
+
+def export_cmd(args: argparse.Namespace) -> int:
+    if not args.ids and not (args.search or args.tag or args.favorite):
+        return fail(args, "usage", "name tracks to export, or select them with --search, --tag or --favorite",
+                    EXIT_USAGE)
+    return run_client(args, export)
+
+
+async def _select(client: Client, args: argparse.Namespace) -> list[dict[str, Any]]:
+    tracks = [await client.call("track.get", {"id": i}, timeout=args.timeout) for i in args.ids]
+    if args.search or args.tag or args.favorite:
+        params: dict[str, Any] = {"limit": 500, "sort": "created", "order": "asc"}
+        for k in ("search", "tag"):
+            if getattr(args, k):
+                params[k] = getattr(args, k)
+        if args.favorite:
+            params["favorite"] = True
+        while True:
+            page = await client.call("track.list", params, timeout=args.timeout)
+            tracks += page["tracks"]
+            if not page.get("next_cursor"):
+                break
+            params["cursor"] = page["next_cursor"]
+    seen: set[str] = set()
+    return [t for t in tracks if not (t["id"] in seen or seen.add(t["id"]))]  # type: ignore[func-returns-value]
+
+
+async def export(client: Client, args: argparse.Namespace) -> int:
+    from dgx_music.daemon.audio import ardour, export as exporter
+
+    tracks = await _select(client, args)
+    if not tracks:
+        raise UsageError("no tracks matched")
+    data_dir = (await client.call("status", timeout=args.timeout))["data_dir"]
+    with tempfile.TemporaryDirectory(prefix="dgx-music-export-") as tmp:
+        sources = [await transfer.obtain(client, t, data_dir, Path(tmp)) for t in tracks]
+        loop = asyncio.get_running_loop()
+        if args.ardour:
+            clips = [ardour.Clip(path=src, title=t["title"], bpm=t.get("bpm")) for src, t in zip(sources, tracks)]
+            dest = Path(args.ardour).expanduser()
+            session = await loop.run_in_executor(None, lambda: ardour.write_ardour_session(
+                dest.parent, dest.name, clips, sequence=args.sequence))
+            result: dict[str, Any] = {"session": str(session), "tracks": [t["id"] for t in tracks]}
+            emit(args, result, lambda r: f"wrote Ardour session {r['session']} with {len(tracks)} track(s)")
+            return EXIT_OK
+        written, errors = [], []
+        for src, t in zip(sources, tracks):
+            tags = {"title": t["title"], "comment": t["prompt"], "bpm": t.get("bpm"), "key": t.get("key")}
+            try:
+                out = await loop.run_in_executor(None, lambda: exporter.export_track(
+                    src, Path(args.to).expanduser(), f"{t['title']} ({t['id']})", format=args.format,
+                    sample_rate=args.sample_rate, bit_depth=args.bit_depth, overwrite=args.overwrite, tags=tags))
+                written.append({"id": t["id"], "file": str(out)})
+            except FileExistsError as exc:
+                errors.append({"id": t["id"], "error": str(exc)})
+        emit(args, {"exported": written, "errors": errors},
+             lambda r: "\n".join([f"{w['id']} -> {w['file']}" for w in r["exported"]] +
+                                 [f"{e['id']}: {e['error']} (use --overwrite)" for e in r["errors"]]))
+        return EXIT_FAILED if errors else EXIT_OK
