@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyloudnorm
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
-from scipy.signal import firwin, lfilter, upfirdn
+from scipy.signal import firwin, lfilter
 
 #: Oversampling factor for true peak (BS.1770-4 Annex 2: at least 4x).
 TRUE_PEAK_OVERSAMPLE = 4
@@ -134,24 +134,36 @@ def _gated_loudness(kw_power: np.ndarray, sr: float, per_value: int = 1) -> floa
 
 
 @functools.lru_cache(maxsize=4)
-def _upsampler(factor: int) -> np.ndarray:
-    """Polyphase interpolation filter: Kaiser-windowed sinc, 32 taps per phase, cut off at the
-    input Nyquist. Unlike soxr's presets (passband ends at ~91% of Nyquist) it keeps the content
-    near Nyquist, whose inter-sample peaks independent meters (ffmpeg's ebur128) do see."""
-    taps = factor * _TAPS_PER_PHASE + 1
-    return (firwin(taps, 1.0 / factor, window=("kaiser", _KAISER_BETA)) * factor).astype(np.float32)
+def _phase_filters(factor: int) -> np.ndarray:
+    """Polyphase interpolation filters [factor, taps] from a Kaiser-windowed sinc with 32 taps
+    per phase cut off at the input Nyquist. Unlike soxr's presets (passband ends at ~91% of
+    Nyquist) it keeps content near Nyquist, whose inter-sample peaks other meters do see.
+    Row p gives the samples at offset p/factor: y_p[i] = sum_k H[p, k] x[i + k - half]."""
+    half = _TAPS_PER_PHASE // 2
+    centre = factor * half
+    h = firwin(2 * centre + 1, 1.0 / factor, window=("kaiser", _KAISER_BETA)) * factor
+    rows = np.zeros((factor, 2 * half + 1))
+    for p in range(factor):
+        for k in range(-half, half + 1):
+            j = p + centre - factor * k
+            if 0 <= j < h.shape[0]:
+                rows[p, k + half] = h[j]
+    return rows.astype(np.float32)
 
 
 def _oversampled_abs_max(a: np.ndarray) -> np.ndarray:
-    """max over channels of |x| upsampled 4x, as a flat array aligned to the input (4 per sample)."""
-    h = _upsampler(TRUE_PEAK_OVERSAMPLE)
-    delay = (len(h) - 1) // 2
-    n = a.shape[1] * TRUE_PEAK_OVERSAMPLE
-    env: np.ndarray | None = None
+    """Per input sample, max over channels and the 4 oversampled phases at/after it of |x|.
+
+    Phase 0 of a windowed sinc cut at 1/factor is the identity, so only factor-1 short
+    convolutions per channel are needed (np.convolve: ~7 ms per phase for 30 s at 32 kHz)."""
+    rows = _phase_filters(TRUE_PEAK_OVERSAMPLE)
+    env = np.abs(a).max(axis=0)
+    n = a.shape[1]
     for ch in a:
-        up = np.abs(upfirdn(h, ch, up=TRUE_PEAK_OVERSAMPLE)[delay : delay + n])
-        env = up if env is None else np.maximum(env, up, out=env)
-    assert env is not None
+        x = ch if n >= rows.shape[1] else np.pad(ch, (0, rows.shape[1] - n))
+        for p in range(1, TRUE_PEAK_OVERSAMPLE):
+            y = np.convolve(x, rows[p][::-1], mode="same")[:n]
+            np.maximum(env, np.abs(y), out=env)
     return env
 
 
@@ -160,7 +172,7 @@ def true_peak(audio: np.ndarray, sr: int) -> float:
     a = as_channels_first(audio)
     if a.shape[1] == 0:
         return -math.inf
-    peak = max(float(_oversampled_abs_max(a).max()), float(np.abs(a).max()))
+    peak = float(_oversampled_abs_max(a).max())
     return 20.0 * math.log10(peak) if peak > 0 else -math.inf
 
 
@@ -169,19 +181,15 @@ def block_peak_db(a: np.ndarray) -> np.ndarray:
 
     The limiter works at this control rate (4 kHz at 32 kHz): its gain moves over milliseconds,
     so computing it per sample would only cost time. Oversampling is linear, so this is done
-    once per clip and shifted by the gain being tried."""
+    once per clip and shifted by the gain being tried. A block also covers the inter-sample
+    peaks just before its first sample."""
     n = a.shape[1]
     blocks = -(-n // CONTROL_BLOCK)
     env = _oversampled_abs_max(a)
-    pad = blocks * CONTROL_BLOCK * TRUE_PEAK_OVERSAMPLE - env.shape[0]
-    env = np.pad(env, (0, pad)).reshape(blocks, CONTROL_BLOCK * TRUE_PEAK_OVERSAMPLE)
-    peaks = env[:, 0].copy()
-    for j in range(1, env.shape[1]):  # column-wise max: much faster than .max(axis=1) here
-        np.maximum(peaks, env[:, j], out=peaks)
-    raw = np.pad(np.abs(a).max(axis=0), (0, blocks * CONTROL_BLOCK - n)).reshape(blocks, CONTROL_BLOCK)
-    np.maximum(peaks, raw.max(axis=1), out=peaks)
+    env[1:] = np.maximum(env[1:], env[:-1])
+    env = np.pad(env, (0, blocks * CONTROL_BLOCK - n)).reshape(blocks, CONTROL_BLOCK)
     with np.errstate(divide="ignore"):
-        return 20.0 * np.log10(peaks.astype(np.float64))
+        return 20.0 * np.log10(env.max(axis=1).astype(np.float64))
 
 
 def limiter_reduction_db(level_db: np.ndarray, sr: int, threshold_db: float) -> np.ndarray:
