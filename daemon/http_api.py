@@ -490,7 +490,10 @@ class HttpApi:
         for r in ROUTES:
             handler = special.get(r.path) if r.rpc is None else self._rpc_handler(r)
             assert handler is not None, r.path
-            app.router.add_route(r.method, r.path, handler)
+            if r.method == "GET":
+                app.router.add_get(r.path, handler)  # with HEAD
+            else:
+                app.router.add_route(r.method, r.path, handler)
         return app
 
     def _on_event(self, name: str, data: dict[str, Any]) -> None:

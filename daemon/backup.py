@@ -1,0 +1,260 @@
+"""Backup and restore of the library: SQLite's online backup API, plus the audio files.
+
+A backup is a directory:
+
+    DEST/dgx-music.db     a consistent copy of the database (taken with the online
+                          backup API in one step: one read transaction, so it is a
+                          snapshot even while the daemon writes; WAL readers do not
+                          block the daemon's writers)
+    DEST/library/...      with --with-audio: every file the copied database refers to
+    DEST/manifest.json    what was copied, when, from where, and what was missing
+
+Backing up is safe while the daemon runs. Restoring is not: `restore` refuses while
+any process has the database open, and keeps the old database (and its WAL) aside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+try:
+    from dgx_music.daemon.components import DB_NAME
+except Exception:  # pragma: no cover - keep backup usable if the daemon's components cannot import
+    DB_NAME = "dgx-music.db"
+
+MANIFEST = "manifest.json"
+LIBRARY = "library"
+
+
+class BackupError(RuntimeError):
+    pass
+
+
+@dataclass
+class Report:
+    dest: Path
+    tracks: int = 0
+    jobs: int = 0
+    files: int = 0
+    bytes: int = 0
+    missing: list[str] = field(default_factory=list)
+    schema_version: int = 0
+    seconds: float = 0.0
+    kept_aside: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dest": str(self.dest), "tracks": self.tracks, "jobs": self.jobs, "files": self.files,
+                "bytes": self.bytes, "missing": self.missing, "schema_version": self.schema_version,
+                "seconds": round(self.seconds, 3), "kept_aside": self.kept_aside}
+
+
+def db_path(data_dir: Path) -> Path:
+    return Path(data_dir) / DB_NAME
+
+
+def _check(conn: sqlite3.Connection, what: str) -> None:
+    rows = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
+    if rows != ["ok"]:
+        raise BackupError(f"{what} failed integrity_check: " + "; ".join(map(str, rows)))
+
+
+def _counts(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tracks = conn.execute("SELECT count(*) FROM tracks").fetchone()[0] if "tracks" in tables else 0
+    jobs = conn.execute("SELECT count(*) FROM jobs").fetchone()[0] if "jobs" in tables else 0
+    return version, tracks, jobs
+
+
+def _track_paths(conn: sqlite3.Connection) -> list[str]:
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "tracks" not in tables:
+        return []
+    return [r[0] for r in conn.execute("SELECT path FROM tracks ORDER BY seq")]
+
+
+def _safe_rel(rel: str) -> Path:
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        raise BackupError(f"track path {rel!r} is not a relative path inside the data directory")
+    return p
+
+
+def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
+           progress: Callable[[str], None] | None = None) -> Report:
+    """Copy the database (and optionally its audio) into the new directory `dest`."""
+    t0 = time.monotonic()
+    data_dir, dest = Path(data_dir).expanduser(), Path(dest).expanduser()
+    src = db_path(data_dir)
+    if not src.is_file():
+        raise BackupError(f"no database at {src}; is daemon.data_dir right? (`dgx-music config show`)")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise BackupError(f"{dest} already exists and is not an empty directory; choose a new one")
+    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(dest, 0o700)
+    out = dest / DB_NAME
+    tmp = dest / (DB_NAME + ".part")
+    report = Report(dest)
+    # Read-only URI: a backup must never write to (or checkpoint) the live database.
+    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30.0)
+    try:
+        source.execute("PRAGMA busy_timeout = 30000")
+        target = sqlite3.connect(str(tmp))
+        try:
+            source.backup(target, pages=-1)  # one step: one consistent snapshot
+            target.execute("PRAGMA journal_mode = DELETE")  # a self-contained single file
+            _check(target, "the backup copy")
+            report.schema_version, report.tracks, report.jobs = _counts(target)
+            paths = _track_paths(target)
+        finally:
+            target.close()
+    except sqlite3.Error as exc:
+        tmp.unlink(missing_ok=True)
+        raise BackupError(f"backup of {src} failed: {exc}") from None
+    finally:
+        source.close()
+    os.replace(tmp, out)
+    report.bytes += out.stat().st_size
+    if progress:
+        progress(f"database: {report.tracks} tracks, {report.jobs} jobs (schema v{report.schema_version})")
+    if with_audio:
+        for rel in paths:
+            relp = _safe_rel(rel)
+            s, d = data_dir / relp, dest / relp
+            d.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                shutil.copy2(s, d)
+            except FileNotFoundError:
+                # Deleted after the snapshot (rows go first, then files go to the trash).
+                report.missing.append(rel)
+                continue
+            report.files += 1
+            report.bytes += d.stat().st_size
+        if progress:
+            progress(f"audio: {report.files} files" + (f", {len(report.missing)} missing" if report.missing else ""))
+    report.seconds = time.monotonic() - t0
+    manifest = {"format": 1, "created": time.time(), "source": str(data_dir), "database": DB_NAME,
+                "with_audio": with_audio, **report.as_dict()}
+    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _open_by_processes(paths: list[Path]) -> list[int]:
+    """Pids (that we can see) holding any of `paths` open, from /proc/*/fd."""
+    want = set()
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        want.add((st.st_dev, st.st_ino))
+    if not want:
+        return []
+    pids = []
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            fds = os.scandir(f"/proc/{entry.name}/fd")
+        except OSError:
+            continue
+        with fds:
+            for fd in fds:
+                try:
+                    st = os.stat(fd.path)
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) in want:
+                    pids.append(int(entry.name))
+                    break
+    return pids
+
+
+def daemon_answers(sock_path: Path) -> bool:
+    """True if something accepts connections on the daemon's socket."""
+    if not Path(sock_path).exists():
+        return False
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(2.0)
+    try:
+        s.connect(str(sock_path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def restore(src: Path, data_dir: Path, *, socket_path: Path | None = None,
+            progress: Callable[[str], None] | None = None) -> Report:
+    """Replace the database (and library files the backup holds) with the backup at `src`."""
+    t0 = time.monotonic()
+    src, data_dir = Path(src).expanduser(), Path(data_dir).expanduser()
+    backup_db = src / DB_NAME if src.is_dir() else src
+    if not backup_db.is_file():
+        raise BackupError(f"{src} is not a dgx-music backup (no {DB_NAME} in it)")
+    live = db_path(data_dir)
+    holders = _open_by_processes([live, live.with_name(live.name + "-wal")])
+    if holders:
+        raise BackupError(f"the database is in use by pid {', '.join(map(str, holders))}; stop the daemon first "
+                          "(systemctl --user stop dgx-music.socket dgx-music.service)")
+    if socket_path is not None and daemon_answers(socket_path):
+        raise BackupError(f"a daemon answers on {socket_path}; stop it first "
+                          "(systemctl --user stop dgx-music.socket dgx-music.service)")
+    report = Report(data_dir)
+    try:
+        conn = sqlite3.connect(f"file:{backup_db}?mode=ro", uri=True)
+        try:
+            _check(conn, str(backup_db))
+            report.schema_version, report.tracks, report.jobs = _counts(conn)
+            paths = _track_paths(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise BackupError(f"{backup_db} is not a usable database: {exc}") from None
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Keep the old database (with its WAL and shared memory, which may hold committed data) aside.
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in ("", "-wal", "-shm"):
+        old = live.with_name(live.name + suffix)
+        if old.exists():
+            aside = live.with_name(f"{live.name}.before-restore-{stamp}{suffix}")
+            os.replace(old, aside)
+            report.kept_aside.append(str(aside))
+    tmp = live.with_name(live.name + ".restoring")
+    shutil.copyfile(backup_db, tmp)
+    os.chmod(tmp, 0o600)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, live)
+    if progress:
+        progress(f"database: {report.tracks} tracks, {report.jobs} jobs (schema v{report.schema_version})"
+                 + (f"; the old one is kept as {report.kept_aside[0]}" if report.kept_aside else ""))
+    if src.is_dir():
+        for rel in paths:
+            relp = _safe_rel(rel)
+            s, d = src / relp, data_dir / relp
+            if not s.is_file():
+                if not d.is_file():
+                    report.missing.append(rel)
+                continue
+            d.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(s, d)
+            report.files += 1
+            report.bytes += d.stat().st_size
+    else:
+        report.missing = [rel for rel in paths if not (data_dir / _safe_rel(rel)).is_file()]
+    if progress:
+        progress(f"audio: {report.files} files restored"
+                 + (f"; {len(report.missing)} tracks have no audio file" if report.missing else ""))
+    report.seconds = time.monotonic() - t0
+    return report
