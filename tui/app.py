@@ -27,7 +27,7 @@ from dgx_music.common.client import START_HINT, DaemonUnavailable, RemoteError, 
 from dgx_music.tui.compose import ComposeView
 from dgx_music.tui.connection import ConnectFn, DaemonLink, RETRY_DELAYS
 from dgx_music.tui.library import DetailPane, LibraryView
-from dgx_music.tui.messages import Connected, DaemonEvent, Disconnected, ModelState, Snapshot
+from dgx_music.tui.messages import Connected, DaemonEvent, Disconnected, JobProgress, ModelState, Snapshot
 from dgx_music.tui.player import Player, PlayerUnavailable, to_wav
 from dgx_music.tui.queue import QueueView
 from dgx_music.tui.screens import ConfirmScreen, HelpScreen, TextPromptScreen
@@ -116,10 +116,12 @@ class DgxMusicApp(App[int]):
 
     def _relayout(self) -> None:
         try:
-            lib = self.library_view
-            self.library_view.relayout(lib.table.size.width or self.size.width)
+            width = self.size.width
+            self.queue_view.relayout(width - 2)
+            # the detail pane takes 44 columns beside the table on wide screens
+            self.library_view.relayout(width - 2 - (45 if self.screen.has_class("-wide") else 0))
         except Exception:
-            pass
+            log.exception("relayout")
 
     # ------------------------------------------------------------------ requests
 
@@ -228,6 +230,9 @@ class DgxMusicApp(App[int]):
             return
         if isinstance(state, dict):
             self.post_message(ModelState(state))
+
+    def on_job_progress(self, message: JobProgress) -> None:
+        self.on_daemon_event(message)
 
     def on_daemon_event(self, message: DaemonEvent) -> None:
         name, data = message.name, message.data

@@ -41,6 +41,14 @@ def nbytes(n: Any) -> str:
     return "-"
 
 
+def gib(n: Any) -> str:
+    try:
+        v = float(n) / 1024 ** 3
+    except (TypeError, ValueError):
+        return "-"
+    return f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
 def bar(fraction: float, width: int = 12, style: str = "cyan") -> Text:
     fraction = min(1.0, max(0.0, fraction))
     full = int(round(fraction * width))

@@ -34,6 +34,9 @@ COLUMNS: list[tuple[str, str, int]] = [
     ("title", "Title", 30), ("duration", "Dur", 5), ("bpm", "BPM", 4), ("key", "Key", 8),
     ("lufs", "LUFS", 5), ("rating", "Rating", 6), ("favorite", "♥", 1), ("created", "Created", 16),
 ]
+#: Under this table width LUFS and Created are left out so the title stays readable.
+NARROW = 100
+NARROW_DROP = {"lufs", "created"}
 SORT_COLUMN = {"title": "title", "duration": "duration", "bpm": "bpm", "rating": "rating", "created": "created"}
 
 
@@ -166,7 +169,7 @@ class LibraryView(Vertical):
         self._loading_more = False
         self._detail_want: str | None = None
         self._detail_inflight = False
-        self._title_width = 30
+        self._columns: tuple = ()
         self.queries = 0  # count of first-page queries answered (tests, benchmarks)
 
     def compose(self) -> ComposeResult:
@@ -192,10 +195,7 @@ class LibraryView(Vertical):
                 yield Select([("desc", "desc"), ("asc", "asc")], value="desc", allow_blank=False, id="f-order",
                              compact=True)
         with Horizontal(id="lib-main"):
-            table = LibraryTable(id="lib-table", cursor_type="row", zebra_stripes=True)
-            for key, label, width in COLUMNS:
-                table.add_column(label, key=key, width=width)
-            yield table
+            yield LibraryTable(id="lib-table", cursor_type="row", zebra_stripes=True)
             yield DetailPane(id="detail")
 
     @property
@@ -204,6 +204,7 @@ class LibraryView(Vertical):
 
     def on_mount(self) -> None:
         self.query_one("#filters").display = False
+        self.relayout(self.app.size.width)
 
     # ---------------------------------------------------------------- query
 
@@ -287,7 +288,7 @@ class LibraryView(Vertical):
             if tid in self.tracks:
                 continue
             self.tracks[tid] = t
-            table.add_row(*track_cells(t), key=tid)
+            table.add_row(*self._cells(t), key=tid)
 
     def _update_count(self) -> None:
         n = len(self.tracks)
@@ -367,19 +368,28 @@ class LibraryView(Vertical):
                 sel.value = current
 
     def relayout(self, width: int) -> None:
-        """Give the title column what the other columns leave."""
-        others = sum(w + 2 for k, _, w in COLUMNS if k != "title")
-        title_w = max(14, width - others - 4)
-        if title_w == self._title_width:
+        """Pick the columns for the table's width; the title takes what the others leave."""
+        cols = [c for c in COLUMNS if not (width < NARROW and c[0] in NARROW_DROP)]
+        fixed = sum(w + 2 for k, _, w in cols if k != "title")
+        cols = [(k, label, max(14, width - fixed - 4) if k == "title" else w) for k, label, w in cols]
+        if tuple(cols) == self._columns:
             return
-        self._title_width = title_w
+        self._columns = tuple(cols)
         table = self.table
-        col = table.columns.get(table.columns and next(iter(table.columns)))  # type: ignore[arg-type]
-        if col is not None:
-            col.width = title_w
-            col.auto_width = False
-            table._require_update_dimensions = True
-            table.refresh(layout=True)
+        selected = self.selected_id()
+        with self.app.batch_update():
+            table.clear(columns=True)
+            for key, label, w in cols:
+                table.add_column(label, key=key, width=w)
+            tracks = list(self.tracks.values())
+            self.tracks = {}
+            self._add_rows(tracks)
+            if selected in self.tracks:
+                table.move_cursor(row=table.get_row_index(selected), animate=False)
+
+    def _cells(self, t: dict[str, Any]) -> list[Any]:
+        keys = {c[0] for c in self._columns}
+        return [v for (k, _, _), v in zip(COLUMNS, track_cells(t)) if k in keys]
 
     # ---------------------------------------------------------------- events from the daemon
 
@@ -390,7 +400,9 @@ class LibraryView(Vertical):
         elif name == "track.updated":
             if tid in self.tracks:
                 self.tracks[tid] = {**self.tracks[tid], **data}
-                for (key, _, _), value in zip(COLUMNS, track_cells(self.tracks[tid])):
+                keys = {c[0] for c in self._columns}
+                for (key, _, _), value in ((c, v) for c, v in zip(COLUMNS, track_cells(self.tracks[tid]))
+                                           if c[0] in keys):
                     try:
                         self.table.update_cell(tid, key, value)
                     except Exception:
@@ -437,6 +449,8 @@ class LibraryView(Vertical):
         tid = None if event.row_key.value is None else str(event.row_key.value)
         if tid is None:
             return
+        if event.cursor_row >= self.table.row_count - 20:
+            self.load_more()
         if tid in self.tracks:
             self.query_one(DetailPane).show(self.tracks[tid])
         self._detail_want = tid

@@ -14,8 +14,10 @@ from textual.widgets import DataTable, Label
 from dgx_music.tui import fmt
 
 ACTIVE = ("running", "processing", "queued")
-COLUMNS = (("id", "#", 5), ("prompt", "Prompt", None), ("state", "State", 10), ("progress", "Progress", 17),
-           ("steps", "Steps", 9), ("elapsed", "Elapsed", 7), ("eta", "ETA", 6))
+COLUMNS = (("id", "#", 4), ("prompt", "Prompt", 30), ("state", "State", 10), ("progress", "Progress", 15),
+           ("steps", "Steps", 7), ("elapsed", "Elapsed", 7), ("eta", "ETA", 6))
+#: Under this width the Elapsed column goes and the bar shrinks, so the prompt stays readable.
+NARROW = 100
 
 
 def _order(job: dict[str, Any]) -> tuple:
@@ -46,13 +48,34 @@ class QueueView(Vertical):
         super().__init__(**kw)
         self.jobs: dict[int, dict[str, Any]] = {}
         self._order: list[int] = []
+        self._columns: tuple = ()
+        self._bar = 10
 
     def compose(self) -> ComposeResult:
         yield Label("No jobs yet: compose something (F2).", id="queue-empty", classes="dim")
-        table: DataTable = DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
-        yield table
+        yield DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        self.relayout(self.app.size.width)
+
+    def relayout(self, width: int) -> None:
+        """Pick the columns for this width; the prompt takes what the others leave."""
+        narrow = width < NARROW
+        self._bar = 5 if narrow else 10
+        cols = [c for c in COLUMNS if not (narrow and c[0] == "elapsed")]
+        fixed = sum(w + 2 for k, _, w in cols if k != "prompt")
+        cols = [(k, label, max(12, width - fixed - 8) if k == "prompt" else
+                 (self._bar + 5 if k == "progress" else w)) for k, label, w in cols]
+        if tuple(cols) == self._columns:
+            return
+        self._columns = tuple(cols)
+        table = self.table
+        with self.app.batch_update():
+            table.clear(columns=True)
+            for key, label, w in cols:
+                table.add_column(label, key=key, width=w)
+            self._order = []
+            self.rebuild()
 
     @property
     def table(self) -> DataTable:
@@ -71,8 +94,10 @@ class QueueView(Vertical):
         with self.app.batch_update():
             if order != self._order:
                 table.clear()
+                keys = {c[0] for c in self._columns}
                 for jid in order:
-                    table.add_row(*self._cells(self.jobs[jid]), key=str(jid))
+                    cells = [v for (k, _, _), v in zip(COLUMNS, self._cells(self.jobs[jid])) if k in keys]
+                    table.add_row(*cells, key=str(jid))
                 self._order = order
                 if selected in self.jobs:
                     table.move_cursor(row=order.index(selected), animate=False)
@@ -83,8 +108,9 @@ class QueueView(Vertical):
 
     def _update_row(self, jid: int) -> None:
         job = self.jobs[jid]
+        keys = {c[0] for c in self._columns}
         for (key, _, _), value in zip(COLUMNS, self._cells(job)):
-            if key == "id":
+            if key == "id" or key not in keys:
                 continue
             try:
                 self.table.update_cell(str(jid), key, value)
@@ -97,17 +123,17 @@ class QueueView(Vertical):
         step, total = prog.get("step"), prog.get("total")
         style = fmt.STATE_STYLE.get(state, "")
         if state == "running" and total:
-            progress: Any = fmt.bar(float(step or 0) / float(total), 10)
+            progress: Any = fmt.bar(float(step or 0) / float(total), self._bar)
         elif state == "running":
             progress = Text("starting…", style="cyan")
         elif state == "processing":
             progress = Text("analysing…", style="cyan")
         elif state == "done":
-            progress = fmt.bar(1.0, 10, style="green")
+            progress = fmt.bar(1.0, self._bar, style="green")
         elif state == "failed":
             progress = Text(fmt.one_line(job.get("error") or "failed", 60), style="red")
         elif state == "queued":
-            progress = Text(f"waiting (#{job.get('position', '-')})", style="yellow")
+            progress = Text(f"waiting #{job.get('position', '-')}", style="yellow")
         else:
             progress = Text("-", style="dim")
         steps = f"{step}/{total}" if total else "-"

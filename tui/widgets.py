@@ -50,9 +50,9 @@ class StatusBar(Static):
                 t.append(f" on {m['device']}")
             mem = m.get("memory") or {}
             if mem.get("cuda_total"):
-                t.append(f" │ GPU {fmt.nbytes(mem.get('cuda_allocated') or 0)}/{fmt.nbytes(mem['cuda_total'])}")
+                t.append(f" │ GPU {fmt.gib(mem.get('cuda_allocated') or 0)}/{fmt.gib(mem['cuda_total'])} GiB")
             if mem.get("rss"):
-                t.append(f" │ RAM {fmt.nbytes(mem['rss'])}")
+                t.append(f" │ RSS {fmt.gib(mem['rss'])} GiB")
             q = self.queue
             active = [f"{q[k]} {k}" for k in ("running", "processing", "queued") if q.get(k)]
             t.append(" │ queue " + (", ".join(active) if active else "idle"))

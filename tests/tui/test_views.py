@@ -1,0 +1,296 @@
+"""Pilot tests against the scripted daemon (tests/tui/fakes.py): fast, exact, deterministic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from textual.message import Message
+from textual.widgets import Input
+
+from dgx_music.tui.app import DgxMusicApp
+from dgx_music.tui.messages import JobProgress
+from dgx_music.tui.player import Player
+from tests.tui.fakes import FakeDaemon
+
+
+def make_app(fake: FakeDaemon, tmp_path: Path, **kw: Any) -> DgxMusicApp:
+    return DgxMusicApp("/nonexistent/daemon.sock", connect=fake.connect, poll_model=False, cache_dir=tmp_path, **kw)
+
+
+async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if cond():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+async def test_inline_validation_blocks_bad_values(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.connected)
+        await pilot.press(*"piano")
+        app.query_one("#duration", Input).value = "45"
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert "duration must be between 0.5 s and 30 s" in str(app.query_one("#form-error").render())
+        assert app.query_one("#duration").has_class("-invalid")
+        assert fake.methods_called("job.submit") == []
+        # An advanced field: the panel opens to show it.
+        app.query_one("#duration", Input).value = "4"
+        app.query_one("#top-p", Input).value = "1.5"
+        await pilot.press("ctrl+g")
+        await pilot.pause(0.1)
+        assert not app.query_one("#advanced").collapsed
+        assert "top-p must be between 0 and 1" in str(app.query_one("#form-error").render())
+        assert fake.methods_called("job.submit") == []
+        app.query_one("#top-p", Input).value = "0.9"
+        app.query_one("#seed-lock").value = True
+        app.query_one("#seed", Input).value = "42"
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: bool(fake.methods_called("job.submit")))
+        sent = fake.methods_called("job.submit")[0]
+        assert sent == {"prompt": "piano", "duration": 4.0, "count": 1, "seed": 42, "temperature": 1.0,
+                        "top_k": 250, "top_p": 0.9, "cfg": 3.0}
+        await wait_for(pilot, lambda: 101 in app.queue_view.jobs)
+
+
+async def test_prompt_history_recall(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
+        await pilot.pause(0.1)
+        prompt = app.query_one("#prompt", Input)
+        await pilot.press("up")
+        assert prompt.value == fake.jobs[0]["prompt"]
+        await pilot.press("up")
+        assert prompt.value == fake.jobs[1]["prompt"]
+        await pilot.press("down", "down")
+        assert prompt.value == ""
+
+
+async def test_progress_is_coalesced(tmp_path: Path) -> None:
+    """A burst of progress events for one job costs one update, not one per event."""
+    fake = FakeDaemon()
+    seen: list[Message] = []
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
+        await wait_for(pilot, lambda: app.connected)
+        for step in range(1, 201):
+            app.post_message(JobProgress({"id": 12, "step": step, "total": 200, "elapsed": step / 10, "eta": 1.0}))
+        await wait_for(pilot, lambda: (app.queue_view.jobs[12].get("progress") or {}).get("step") == 200)
+        handled = [m for m in seen if isinstance(m, JobProgress)]
+        assert len(handled) < 50, len(handled)  # replaced while queued
+        # and events from the daemon reach the table
+        fake.push("job.progress", {"id": 12, "step": 390, "total": 400, "elapsed": 9.0, "eta": 0.5})
+        await wait_for(pilot, lambda: app.queue_view.jobs[12]["progress"]["step"] == 390)
+        row = app.queue_view.table.get_row("12")
+        assert "390/400" in [str(c) for c in row]
+
+
+async def test_queue_actions(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected)
+        await pilot.press("f3")
+        await pilot.pause(0.1)
+        await pilot.press("down")  # job 13, queued
+        await pilot.press("K")
+        await wait_for(pilot, lambda: bool(fake.methods_called("job.move")))
+        assert fake.methods_called("job.move") == [{"id": 13, "to": "up"}]
+        await pilot.press("c")
+        await wait_for(pilot, lambda: bool(fake.methods_called("job.cancel")))
+        assert fake.methods_called("job.cancel") == [{"id": 13}]
+        await wait_for(pilot, lambda: app.queue_view.jobs[13]["state"] == "cancelled")
+        await pilot.press("r")  # whichever row the cursor is on now is checked first
+        await pilot.pause(0.2)
+
+
+async def test_library_pages_instead_of_loading_everything(tmp_path: Path) -> None:
+    fake = FakeDaemon(n_tracks=450)
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
+        lib = app.library_view
+        assert len(lib.tracks) == 100 and lib.total == 450
+        await pilot.press("f4")
+        await pilot.pause(0.1)
+        lib.table.scroll_end(animate=False)  # what the mouse wheel does
+        await wait_for(pilot, lambda: len(lib.tracks) == 200)
+        await pilot.press("ctrl+end")  # the keyboard
+        await wait_for(pilot, lambda: len(lib.tracks) == 300)
+        calls = fake.methods_called("track.list")
+        assert all(c["limit"] == 100 for c in calls)
+
+
+async def test_library_search_filters_sort(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
+        lib = app.library_view
+        await pilot.press("f4", "slash", *"techno")
+        await wait_for(pilot, lambda: lib.last_query.get("search") == "techno")
+        assert lib.tracks and all("techno" in t["prompt"] for t in lib.tracks.values())
+        await pilot.press("escape")
+        lib.table.focus()
+        await pilot.press("s")  # created -> title
+        await wait_for(pilot, lambda: lib.last_query.get("sort") == "title")
+        await pilot.press("o")
+        await wait_for(pilot, lambda: lib.last_query.get("order") == "asc")
+        lib.query_one("#f-fav").value = True
+        await wait_for(pilot, lambda: lib.last_query.get("favorite") is True)
+        assert all(t["favorite"] for t in lib.tracks.values())
+
+
+async def test_track_actions(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
+        lib = app.library_view
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: lib.detail is not None)
+        tid = lib.selected_id()
+        assert tid == "30-1"
+        await pilot.press("f")
+        await wait_for(pilot, lambda: bool(fake.methods_called("track.update")))
+        assert fake.methods_called("track.update")[-1] == {"id": tid, "favorite": True}
+        await pilot.press("3")
+        await wait_for(pilot, lambda: fake.methods_called("track.update")[-1].get("rating") == 3)
+        await pilot.press("e")
+        await pilot.pause(0.1)
+        inp = app.screen.query_one("#prompt-input", Input)
+        inp.value = "My take"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: fake.methods_called("track.update")[-1].get("title") == "My take")
+        await pilot.press("t")
+        await pilot.pause(0.1)
+        app.screen.query_one("#prompt-input", Input).value = "keeper night"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "tags_add" in fake.methods_called("track.update")[-1])
+        # remix: composer prefilled, new seed
+        await pilot.press("m")
+        await pilot.pause(0.1)
+        assert app.query_one("#prompt", Input).value == fake.track(tid)["prompt"]
+        assert app.query_one("#seed", Input).value == ""
+        # delete asks first
+        await pilot.press("f4")
+        await pilot.pause(0.1)
+        await pilot.press("delete")
+        await pilot.pause(0.1)
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        assert fake.methods_called("track.delete") == []
+        await pilot.press("delete")
+        await pilot.pause(0.1)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: fake.methods_called("track.delete") == [{"id": tid}])
+        await wait_for(pilot, lambda: tid not in lib.tracks)
+
+
+async def test_play_fetches_over_the_socket_and_runs_the_player(tmp_path: Path, monkeypatch: Any) -> None:
+    """Remote daemon (the file is not readable here): audio is streamed into the cache, then played."""
+    import shutil
+    import subprocess
+
+    started: list[list[str]] = []
+
+    class FakeProc:
+        pid = 999999
+
+        def __init__(self, cmd: list[str], **kw: Any) -> None:
+            started.append(cmd)
+            self.rc: int | None = None
+
+        def poll(self) -> int | None:
+            return self.rc
+
+        def terminate(self) -> None:
+            self.rc = -15
+
+        def wait(self, timeout: float | None = None) -> int:
+            return self.rc or 0
+
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/ffplay" if name == "ffplay" else None)
+    monkeypatch.setattr(subprocess, "Popen", FakeProc)
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path, player=Player(use_sounddevice=False))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: app.library_view.detail is not None)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: bool(started))
+        cached = tmp_path / "previews" / "30-1-1028.wav"
+        assert started == [["/usr/bin/ffplay", "-nodisp", "-autoexit", "-loglevel", "quiet", str(cached)]]
+        assert cached.read_bytes().startswith(b"RIFF")
+        assert app.player.playing
+        await pilot.pause(0.3)
+        assert app.query_one("#waveform").position is not None  # the position bar moves
+        await pilot.press("space")
+        assert not app.player.playing
+        assert app.query_one("#waveform").position is None
+
+
+async def test_no_player_is_a_notice_not_a_crash(tmp_path: Path, monkeypatch: Any) -> None:
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path, player=Player(use_sounddevice=False))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
+        await pilot.press("f4")
+        await pilot.pause(0.1)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: any("No audio output" in (n.title or "") for n in app._notifications))
+        assert not app.player.playing
+
+
+async def test_disconnect_and_reconnect(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path, retry_delays=(0.05,))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.connected)
+        fake.drop()
+        await wait_for(pilot, lambda: not app.connected)
+        banner = str(app.query_one("#banner").render())
+        assert "disconnected" in banner and "dgx-music daemon" in banner and "retrying" in banner
+        fake.jobs.append({**fake.jobs[1], "id": 50, "prompt": "made while we were away"})
+        fake.up = True
+        await wait_for(pilot, lambda: app.connected)
+        assert 50 in app.queue_view.jobs  # state refreshed on reconnect
+        assert not app.query_one("#banner").display
+
+
+async def test_daemon_errors_are_notices(tmp_path: Path) -> None:
+    from dgx_music.common.protocol import RemoteError
+
+    fake = FakeDaemon()
+    orig = fake.answer
+
+    def answer(method: str, p: dict[str, Any]) -> Any:
+        if method == "job.submit":
+            raise RemoteError("queue_full", "the queue holds 1000 jobs already")
+        return orig(method, p)
+
+    fake.answer = answer  # type: ignore[method-assign]
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.connected)
+        await pilot.press(*"piano", "enter")
+        await wait_for(pilot, lambda: any("queue_full" in (n.title or "") for n in app._notifications))
+        assert app.is_running
+
+
+async def test_command_palette_lists_actions(tmp_path: Path) -> None:
+    app = make_app(FakeDaemon(), tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for want in ("Generate", "Cancel job", "Retry job", "Play / stop", "Remix", "Delete track", "Help"):
+            assert want in titles
