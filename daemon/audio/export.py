@@ -103,7 +103,7 @@ def export_track(
     out_dir = Path(dest_dir)
     if not out_dir.is_dir():
         raise ExportError(f"export directory does not exist: {out_dir}")
-    filename = safe_filename(f"{Path(name).name}.{fmt}" if name else f"untitled.{fmt}")
+    filename = safe_filename(f"{name}.{fmt}" if name else f"untitled.{fmt}")  # separators become _
     target = out_dir / filename
     if not _inside(out_dir, target) or target.is_symlink():
         raise ExportError(f"refusing to write outside {out_dir}: {name!r}")
