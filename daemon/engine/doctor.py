@@ -46,7 +46,7 @@ def doctor(*, model: str = "small", backend: str = "transformers", device: str =
 
     _gpu_checks(torch, checks, info, device)
     _backend_check(checks, info, backend)
-    _model_check(checks, info, model, cache_dir, offline)
+    _model_check(checks, info, model, cache_dir, offline, backend)
     if data_dir is not None:
         _disk_check(checks, info, Path(data_dir))
     if socket_path is not None:
@@ -138,13 +138,13 @@ def _backend_check(checks: list[dict[str, Any]], info: dict[str, Any], backend: 
 
 
 def _model_check(checks: list[dict[str, Any]], info: dict[str, Any], model: str,
-                 cache_dir: str | Path | None, offline: bool) -> None:
+                 cache_dir: str | Path | None, offline: bool, backend: str) -> None:
     try:
         spec = resolve_model(model)
     except EngineError as exc:
         _check(checks, "model", "fail", exc.message)
         return
-    cached = is_cached(spec, cache_dir)
+    cached = is_cached(spec, cache_dir, backend)
     info["model"] = {"name": model, "kind": spec.kind, "ref": spec.ref, "cached": cached,
                      "hub_cache": str(hub_cache_dir(cache_dir))}
     if spec.kind == "random":

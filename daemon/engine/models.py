@@ -93,8 +93,19 @@ def hub_cache_dir(cache_dir: str | Path | None = None) -> Path:
     return Path(home) / "hub"
 
 
-def cached_snapshot(repo_id: str, cache_dir: str | Path | None = None) -> Path | None:
+# Files that must be in a cached snapshot for a backend to load it without the network.
+REQUIRED_FILES: dict[str, tuple[str, ...]] = {
+    "transformers": ("config.json",),
+    "audiocraft": ("state_dict.bin", "compression_state_dict.bin"),
+}
+
+
+def cached_snapshot(repo_id: str, cache_dir: str | Path | None = None,
+                    backend: str | None = None) -> Path | None:
     """The local snapshot folder of a hub repo if one is complete enough to use, else None.
+
+    With `backend`, the files that backend reads must be there (the facebook
+    repos hold both formats, and each backend downloads only its own).
 
     Reads the cache layout directly (refs/main -> snapshots/<hash>) so it costs no
     import of huggingface_hub and never touches the network.
@@ -107,18 +118,22 @@ def cached_snapshot(repo_id: str, cache_dir: str | Path | None = None) -> Path |
     elif (root / "snapshots").is_dir():
         snaps = sorted((root / "snapshots").iterdir())
         snap = snaps[-1] if snaps else None
-    if snap is None or not (snap / "config.json").exists() and not (snap / "state_dict.bin").exists():
+    if snap is None:
+        return None
+    if backend is not None:
+        return snap if all((snap / f).exists() for f in REQUIRED_FILES[backend]) else None
+    if not (snap / "config.json").exists() and not (snap / "state_dict.bin").exists():
         return None
     return snap
 
 
-def is_cached(spec: ModelSpec, cache_dir: str | Path | None = None) -> bool:
+def is_cached(spec: ModelSpec, cache_dir: str | Path | None = None, backend: str | None = None) -> bool:
     """Whether loading `spec` needs no download (random and local models never do)."""
     if spec.kind == "random":
         return True
     if spec.kind == "local":
         return Path(spec.ref).is_dir()
-    return cached_snapshot(spec.ref, cache_dir) is not None
+    return cached_snapshot(spec.ref, cache_dir, backend) is not None
 
 
 def known_models(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
@@ -167,7 +182,7 @@ def fetch_model(spec: ModelSpec, backend: str, *, offline: bool, cache_dir: str 
     if spec.kind != "hub":
         raise EngineError("internal", f"{spec.name} is not a downloadable model")
     cb = progress_cb or (lambda p, m: None)
-    snap = cached_snapshot(spec.ref, cache_dir)
+    snap = cached_snapshot(spec.ref, cache_dir, backend if backend in REQUIRED_FILES else None)
     if offline:
         if snap is None:
             raise EngineError(

@@ -276,7 +276,7 @@ class EngineSupervisor:
         if self._alive() and self._model == model and self._state in ("ready", "busy"):
             return
         spec = resolve_model(model)
-        if self.settings.offline and not is_cached(spec, self.settings.cache_dir):
+        if self.settings.offline and not is_cached(spec, self.settings.cache_dir, self.settings.backend):
             raise EngineError("model_not_found", f"model {model} ({spec.ref}) is not cached and offline mode "
                                                  f"forbids downloading it; run once without --offline, or pass "
                                                  f"a local model directory")

@@ -192,7 +192,7 @@ def _audiocraft_cfg() -> dict[str, Any]:
             "encoder": {},
         },
         "rvq": {"n_q": NUM_CODEBOOKS, "q_dropout": False, "bins": CODEBOOK_SIZE, "decay": 0.99,
-                "kmeans_init": True, "kmeans_iters": 50, "threshold_ema_dead_code": 2,
+                "kmeans_init": False, "kmeans_iters": 50, "threshold_ema_dead_code": 2,
                 "orthogonal_reg_weight": 0.0, "orthogonal_reg_active_codes_only": False,
                 "orthogonal_reg_max_codes": None},
         "transformer_lm": {
@@ -221,8 +221,28 @@ def _audiocraft_cfg() -> dict[str, Any]:
     }
 
 
-def _fake_t5_base(cache: Path, seed: int) -> None:
-    """Put a random 768-wide T5 encoder + word-list tokenizer where the hub cache would hold t5-base."""
+AUDIOCRAFT_RANDOM_LM: dict[str, dict[str, int]] = {
+    "small": dict(dim=1024, num_heads=16, num_layers=24),
+    "medium": dict(dim=1536, num_heads=24, num_layers=48),
+    "large": dict(dim=2048, num_heads=32, num_layers=48),
+}
+
+
+def audiocraft_random_cfg(size: str, device: str) -> dict[str, Any]:
+    """The audiocraft config of musicgen-<size> (32 kHz EnCodec, T5-base), for random-weight benchmarks."""
+    cfg = _audiocraft_cfg()
+    cfg["device"] = device
+    cfg["dtype"] = "float32" if device == "cpu" else "float16"
+    cfg["seanet"].update(dimension=128, n_filters=64, lstm=2, n_residual_layers=1)
+    cfg["transformer_lm"].update(hidden_scale=4, memory_efficient=device != "cpu", **AUDIOCRAFT_RANDOM_LM[size])
+    return cfg
+
+
+def _fake_t5_base(cache: Path, seed: int, full: bool = False) -> None:
+    """Put a random 768-wide T5 encoder + word-list tokenizer where the hub cache would hold t5-base.
+
+    full=True keeps t5-base's real depth (12 layers, d_ff 3072) so benchmarks cost what it costs.
+    """
     import torch
     from transformers import T5Config, T5EncoderModel
 
@@ -235,41 +255,55 @@ def _fake_t5_base(cache: Path, seed: int) -> None:
     tok = word_list_tokenizer()
     tok.model_max_length = 512
     # audiocraft hard-codes t5-base's width (768); depth and feed-forward can shrink.
-    cfg = T5Config(vocab_size=len(tok), d_model=768, d_kv=64, d_ff=128, num_layers=1, num_decoder_layers=1,
-                   num_heads=2)
+    if full:
+        cfg = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_decoder_layers=1,
+                       num_heads=12)
+    else:
+        cfg = T5Config(vocab_size=len(tok), d_model=768, d_kv=64, d_ff=128, num_layers=1, num_decoder_layers=1,
+                       num_heads=2)
     torch.manual_seed(seed)
     T5EncoderModel(cfg).save_pretrained(snap)
     tok.save_pretrained(snap)
 
 
 def _build_audiocraft(out: Path, seed: int) -> None:
+    """Run the build in a child process whose hub cache is the fake one from its first import.
+
+    huggingface_hub reads HF_HUB_CACHE / HF_HUB_OFFLINE once, at import, and
+    audiocraft's T5 conditioner loads `t5-base` by name: only a fresh process
+    with that environment finds the fake copy instead of trying the network.
+    """
+    import os
+    import subprocess
+    import sys
+
+    cache = out / "hf-cache"
+    env = dict(os.environ, HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    code = "import sys; from dgx_music.daemon.engine.testmodel import _build_audiocraft_here as b; " \
+           "b(sys.argv[1], int(sys.argv[2]))"
+    proc = subprocess.run([sys.executable, "-c", code, str(out), str(seed)], env=env, capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"building the audiocraft test model failed:\n{proc.stderr[-3000:]}")
+
+
+def _build_audiocraft_here(directory: str, seed: int) -> None:
     import torch
     import yaml  # type: ignore[import-untyped]  # pulled in by omegaconf, which audiocraft needs
     from omegaconf import OmegaConf
 
+    out = Path(directory)
     try:
         from audiocraft.models import builders
     except ImportError as exc:
         raise RuntimeError(f"building an audiocraft test model needs audiocraft importable ({exc}); "
                            "see docs/engine.md for its environment") from exc
-    cache = out / "hf-cache"
-    _fake_t5_base(cache, seed)
+    _fake_t5_base(out / "hf-cache", seed)
     raw = _audiocraft_cfg()
     cfg = OmegaConf.create(raw)
     torch.manual_seed(seed)
     compression = builders.get_compression_model(cfg)
-    import os
-
-    old = {k: os.environ.get(k) for k in ("HF_HUB_CACHE", "HF_HUB_OFFLINE")}
-    os.environ["HF_HUB_CACHE"], os.environ["HF_HUB_OFFLINE"] = str(cache), "1"
-    try:
-        lm = builders.get_lm_model(cfg)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    lm = builders.get_lm_model(cfg)
     cfg_yaml = yaml.safe_dump(raw)
     for fname, model in (("compression_state_dict.bin", compression), ("state_dict.bin", lm)):
         torch.save({"best_state": model.state_dict(), "xp.cfg": cfg_yaml, "version": "dgx-music-test",
