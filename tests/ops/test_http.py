@@ -69,14 +69,6 @@ async def read_sse(resp: aiohttp.ClientResponse, job_id: int, seen: list[tuple[s
                 return
 
 
-def pipeline_ready() -> bool:
-    try:
-        from dgx_music.daemon.audio import files, pipeline  # noqa: F401  (what a finished job needs)
-    except ImportError:
-        return False
-    return True
-
-
 def write_wav(path: Path, seconds: float = 0.5, rate: int = 32000) -> None:
     import numpy as np
     import soundfile as sf
@@ -177,8 +169,6 @@ async def test_library_status_errors_metrics_openapi(http_daemon: Any) -> None:
             assert resource.canonical in doc["paths"], f"{resource.canonical} missing from the OpenAPI document"
 
 
-@pytest.mark.skipif(not pipeline_ready(), reason="the audio pipeline (daemon/audio/files.py, pipeline.py) has "
-                    "not landed yet: jobs cannot finish")
 async def test_generation_end_to_end(http_daemon: Any) -> None:
     """Submit over HTTP, follow it on the SSE stream, then read the job, its tracks, audio and metrics."""
     base = http_daemon.http.url

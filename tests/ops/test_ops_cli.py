@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -66,7 +64,7 @@ SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 @pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (apt-get install systemd)")
 @pytest.mark.parametrize("mode", ["user", "system"])
 def test_systemd_analyze_verify_accepts_rendered_units(short_tmp: Path, mode: str) -> None:
-    settings = load_settings(short_tmp / "none.toml" if False else None,
+    settings = load_settings(None,
                              {"daemon.data_dir": str(short_tmp / "data"),
                               "daemon.socket": str(short_tmp / "run/dgx-music/daemon.sock")},
                              env={})
