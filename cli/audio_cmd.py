@@ -125,16 +125,22 @@ async def export(client: Client, args: argparse.Namespace) -> int:
             emit(args, result, lambda r: f"wrote Ardour session {r['session']} with {len(tracks)} track(s)")
             return EXIT_OK
         written, errors = [], []
+        out_dir = Path(args.to).expanduser()
+        out_dir.mkdir(parents=True, exist_ok=True)
         for src, t in zip(sources, tracks):
             tags = {"title": t["title"], "comment": t["prompt"], "bpm": t.get("bpm"), "key": t.get("key")}
             try:
                 out = await loop.run_in_executor(None, lambda: exporter.export_track(
-                    src, Path(args.to).expanduser(), f"{t['title']} ({t['id']})", format=args.format,
+                    src, out_dir, f"{t['title']} ({t['id']})", format=args.format,
                     sample_rate=args.sample_rate, bit_depth=args.bit_depth, overwrite=args.overwrite, tags=tags))
                 written.append({"id": t["id"], "file": str(out)})
             except FileExistsError as exc:
+                errors.append({"id": t["id"], "error": f"{exc} (use --overwrite)"})
+            except (ValueError, OSError) as exc:  # ExportError and disk trouble: report, go on
                 errors.append({"id": t["id"], "error": str(exc)})
         emit(args, {"exported": written, "errors": errors},
-             lambda r: "\n".join([f"{w['id']} -> {w['file']}" for w in r["exported"]] +
-                                 [f"{e['id']}: {e['error']} (use --overwrite)" for e in r["errors"]]))
+             lambda r: "\n".join(f"{w['id']} -> {w['file']}" for w in r["exported"]))
+        if not args.json:
+            for e in errors:
+                print(f"dgx-music: {e['id']}: {e['error']}", file=sys.stderr)
         return EXIT_FAILED if errors else EXIT_OK

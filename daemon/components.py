@@ -63,9 +63,9 @@ async def start(daemon: "Daemon") -> None:
 
 def _warm_audio() -> None:
     try:
-        from dgx_music.daemon.audio import analysis
+        from dgx_music.daemon.audio import pipeline
 
-        analysis.warm_up()
+        pipeline.warm_up()
     except Exception:  # warming is an optimisation; a failure shows up on the first real job
         log.exception("audio warm-up failed")
 

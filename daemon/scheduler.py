@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dgx_music.common.params import GenerationParams, validate_params
 from dgx_music.daemon.engine.errors import EngineError
+from dgx_music.daemon.store import StoreError
 from dgx_music.daemon import failpoints, libfiles, render
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class Scheduler:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dgx-audio")
         self.progress: dict[int, dict[str, Any]] = {}
         self.running: int | None = None
-        self._cancel_processing: set[int] = set()
+        self._cancel_requested: set[int] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
@@ -99,19 +100,26 @@ class Scheduler:
         return self.with_progress(job)
 
     async def cancel(self, job_id: int) -> dict[str, Any]:
-        job = await self.store.get_job(job_id)
-        if job["state"] == "queued":
-            job = await self.store.cancel_queued(job_id)
-            log.info("job %d cancelled while queued", job_id)
-            await self._refresh_counts()
-            self.publish("job.cancelled", {"id": job_id})
-        elif job["state"] == "running":
-            await self.engine.cancel(job_id)  # the runner records the cancel at the next step
-            job["cancel_requested"] = True
-        elif job["state"] == "processing":
-            self._cancel_processing.add(job_id)
-            job["cancel_requested"] = True
-        return self.with_progress(job)
+        for _ in range(5):  # the runner may take the job between our read and our write
+            job = await self.store.get_job(job_id)
+            if job["state"] == "queued":
+                try:
+                    job = await self.store.cancel_queued(job_id)
+                except StoreError as exc:
+                    if exc.code == "conflict":
+                        continue
+                    raise
+                log.info("job %d cancelled while queued", job_id)
+                await self._refresh_counts()
+                self.publish("job.cancelled", {"id": job_id})
+            elif job["state"] in ("running", "processing"):
+                # Recorded here as well as in the engine: the job may not have reached it yet,
+                # and post-processing checks this set before anything is committed.
+                self._cancel_requested.add(job_id)
+                await self.engine.cancel(job_id)
+                job["cancel_requested"] = True
+            return self.with_progress(job)
+        raise StoreError("conflict", f"job {job_id} changed state while being cancelled; try again")
 
     async def retry(self, job_id: int) -> dict[str, Any]:
         job = await self.store.retry_job(job_id)
@@ -147,6 +155,7 @@ class Scheduler:
             finally:
                 self.running = None
                 self.progress.pop(job["id"], None)
+                self._cancel_requested.discard(job["id"])
                 await self._refresh_counts()
 
     async def _run_job(self, job: dict[str, Any]) -> None:
@@ -160,6 +169,8 @@ class Scheduler:
         failpoints.hit("after_start")
         t0 = time.monotonic()
         try:
+            if job_id in self._cancel_requested:
+                raise EngineError("cancelled", f"job {job_id} was cancelled")
             result = await self.engine.generate(job_id, [job["prompt"]] * job["count"], params,
                                                 lambda p: self._on_progress(job_id, p))
         except EngineError as exc:
@@ -176,8 +187,7 @@ class Scheduler:
             render.RenderOptions(target_lufs=params.target_lufs if params.target_lufs is not None
                                  else self.target_lufs, ceiling_dbtp=self.ceiling, bit_depth=self.bit_depth,
                                  model=result.model, backend=result.backend))
-        if job_id in self._cancel_processing:
-            self._cancel_processing.discard(job_id)
+        if job_id in self._cancel_requested:
             await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.data_dir, rendered)
             await self.store.set_job_state(job_id, "cancelled", error="cancelled by request")
             self.publish("job.cancelled", {"id": job_id})

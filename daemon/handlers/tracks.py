@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
 from dgx_music.common import protocol
 from dgx_music.daemon import libfiles
+from dgx_music.daemon.audio import stream
 from dgx_music.daemon.handlers import Context, HandlerError, method
 from dgx_music.daemon.handlers.args import Args
 
-MAX_CHUNK = 256 * 1024
+MAX_CHUNK = stream.MAX_CHUNK
+
+
+def _read(path: Path, offset: int, size: int) -> tuple[bytes, int]:
+    return stream.read_chunk(path, offset, size), stream.file_size(path)
 
 
 @method("track.list")
@@ -80,13 +84,6 @@ async def history(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return {"prompts": await ctx.daemon.store.prompt_history(limit)}
 
 
-def _read_chunk(path: Path, offset: int, size: int) -> tuple[bytes, int]:
-    with open(path, "rb") as f:
-        total = os.fstat(f.fileno()).st_size
-        f.seek(offset)
-        return f.read(size), total
-
-
 @method("track.audio")
 async def audio(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """The track's WAV file in bounded chunks, so a remote client can play it."""
@@ -100,7 +97,7 @@ async def audio(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         raise HandlerError(protocol.FORBIDDEN, str(exc)) from None
     loop = asyncio.get_running_loop()
     try:
-        data, total = await loop.run_in_executor(None, _read_chunk, path, offset, size)
+        data, total = await loop.run_in_executor(None, _read, path, offset, size)
     except FileNotFoundError:
         raise HandlerError(protocol.NOT_FOUND, f"the audio file of track {track['id']} is missing") from None
     return {"id": track["id"], "data": data, "offset": offset, "total": total,

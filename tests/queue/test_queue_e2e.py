@@ -180,3 +180,14 @@ def test_kill_9_loses_nothing_and_finishes_once(daemon_process: Callable[..., Da
     assert {"id", "path", "prompt", "seed", "duration", "sample_rate"} <= set(out["tracks"][0])
     assert Path(out["tracks"][0]["path"]).exists()
     d.stop()
+
+
+async def test_cancel_right_after_submit_always_cancels(studio: Any) -> None:
+    async with await Client.connect(studio.server.path) as c:
+        await c.subscribe("job")
+        for _ in range(3):  # whichever state the runner has reached, the job ends cancelled
+            job = await c.call("job.submit", {"prompt": "never mind", "duration": 0.5})
+            await c.call("job.cancel", {"id": job["id"]})
+            await wait_event(c, "job.cancelled", job["id"])
+            j = await c.call("job.get", {"id": job["id"]})
+            assert j["state"] == "cancelled" and j["track_ids"] == []
