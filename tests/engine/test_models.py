@@ -59,3 +59,21 @@ def test_cache_layout_is_detected(tmp_path: Path) -> None:
     assert listed["small"]["cached"] is True and listed["medium"]["cached"] is False
     assert listed["random:large"]["kind"] == "random"
     assert set(listed) >= {"small", "medium", "large", "melody", "random:small", "random:medium", "random:large"}
+
+
+def test_download_progress_reports_bytes() -> None:
+    """snapshot_download's byte bars (unit "B") become (fraction, message) callbacks; file counters do not."""
+    from dgx_music.daemon.engine.models import _byte_tqdm
+
+    seen: list[tuple[float | None, str]] = []
+    cls = _byte_tqdm(lambda p, m: seen.append((p, m)))
+    bar = cls(total=200_000_000, unit="B", unit_scale=True, desc="Reconstructing", mininterval=0)
+    bar.update(50_000_000)
+    bar.update(150_000_000)
+    bar.close()
+    files = cls(total=3, desc="Fetching 3 files", name="ignored")
+    files.update(3)
+    files.close()
+    assert seen and seen[-1][0] == pytest.approx(1.0) and "200 MB" in seen[-1][1]
+    assert all(p is None or 0 <= p <= 1 for p, _ in seen)
+    assert any(p == pytest.approx(0.25) for p, _ in seen)
