@@ -36,7 +36,8 @@ def format_status(st: dict[str, Any]) -> str:
         extra = f", GPU {human_bytes(mem['cuda_allocated'])}" if mem.get("cuda_allocated") else ""
         lines.append(f"model    {model.get('model')} [{model.get('backend')}] {model.get('state')}{where}{extra}")
     queue = st.get("queue")
-    if queue:
-        lines.append("queue    " + ", ".join(f"{n} {k}" for k, n in queue.items() if n) if any(queue.values())
-                     else "queue    empty")
+    if queue is not None:
+        states = ("running", "processing", "queued", "done", "failed", "cancelled")
+        parts = [f"{queue[k]} {k}" for k in states if queue.get(k)]
+        lines.append("queue    " + (", ".join(parts) if parts else "empty"))
     return "\n".join(lines)

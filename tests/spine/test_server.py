@@ -206,8 +206,7 @@ async def test_other_uid_is_refused_by_the_daemon_itself(daemon_factory: Any) ->
         "import os,socket,struct,msgpack\n"
         "os.setgid(65534); os.setuid(65534)\n"
         "s=socket.socket(socket.AF_UNIX); s.connect(%r)\n"
-        "b=msgpack.packb({'id':1,'method':'status','params':{}}); s.sendall(struct.pack('>I',len(b))+b)\n"
-        "n=struct.unpack('>I',s.recv(4))[0]; m=msgpack.unpackb(s.recv(n))\n"
+        "f=s.makefile('rb'); n=struct.unpack('>I',f.read(4))[0]; m=msgpack.unpackb(f.read(n))\n"
         "print(m['error']['code'])\n" % str(d.server.path)
     )
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code,
