@@ -30,7 +30,7 @@ from dgx_music.tui.library import DetailPane, LibraryView
 from dgx_music.tui.messages import Connected, DaemonEvent, Disconnected, JobProgress, ModelState, Snapshot
 from dgx_music.tui.player import Player, PlayerUnavailable, to_wav
 from dgx_music.tui.queue import QueueView
-from dgx_music.tui.screens import ConfirmScreen, HelpScreen, TextPromptScreen
+from dgx_music.tui.screens import ConfirmScreen, ExportScreen, HelpScreen, TextPromptScreen
 from dgx_music.tui.widgets import Banner, StatusBar
 
 log = logging.getLogger("dgx_music.tui")
@@ -366,15 +366,36 @@ class DgxMusicApp(App[int]):
             self._export(t)
 
     def _export(self, t: dict[str, Any]) -> None:
-        if "track.export" in self.link.methods:
-            def go(dest: str | None) -> None:
-                if dest:
-                    self.request("track.export", {"ids": [t.get("id")], "to": os.path.expanduser(dest)},
-                                 done=lambda r: self.notify(f"Exported to {dest}", timeout=4), what="Export")
-            self.push_screen(TextPromptScreen("Export to directory", str(Path.home() / "Music")), go)
+        """Export runs here, like `dgx-music export`: the daemon never writes outside its data dir."""
+
+        def go(choice: dict[str, Any] | None) -> None:
+            if choice and choice.get("dir"):
+                self.run_worker(self._do_export(t, choice), group="export", exit_on_error=False)
+
+        self.push_screen(ExportScreen(str(t.get("id")), str(Path.home() / "Music")), go)
+
+    async def _do_export(self, t: dict[str, Any], choice: dict[str, Any]) -> None:
+        tid = str(t.get("id"))
+        try:
+            from dgx_music.daemon.audio import ardour, export as exporter
+
+            src = self.local_file(t) or await self.fetch_audio(t)
+            dest = Path(os.path.expanduser(choice["dir"]))
+            title = str(t.get("title") or t.get("prompt") or tid)
+            if choice["format"] == "ardour":
+                clip = ardour.Clip(path=src, title=title, bpm=t.get("bpm"))
+                out = await asyncio.to_thread(ardour.write_ardour_session, dest.parent, dest.name, [clip])
+            else:
+                tags = {"title": title, "comment": t.get("prompt"), "bpm": t.get("bpm"), "key": t.get("key")}
+                out = await asyncio.to_thread(
+                    exporter.export_track, src, dest, f"{title} ({tid})", format=choice["format"],
+                    sample_rate=choice.get("sample_rate"), tags=tags)
+        except RemoteError as exc:
+            self.notify(exc.message, title=f"Export of {tid} failed [{exc.code}]", severity="error", timeout=8)
+        except Exception as exc:  # ExportError, ExportExistsError, OSError, not connected…
+            self.notify(str(exc), title=f"Export of {tid} failed", severity="error", timeout=8)
         else:
-            self.notify(f"This daemon has no export; from a shell: dgx-music export {t.get('id')} --to ~/Music",
-                        severity="warning", timeout=6)
+            self.notify(f"{tid} → {out}", title="Exported", timeout=6)
 
     # ------------------------------------------------------------------ playback
 

@@ -141,7 +141,7 @@ class LibraryView(Vertical):
         Binding("e", "rename", "Rename", id="library.rename", show=False),
         Binding("n", "notes", "Notes", id="library.notes", show=False),
         Binding("m", "remix", "Remix", id="library.remix"),
-        Binding("x", "export", "Export", id="library.export", show=False),
+        Binding("x", "export", "Export", id="library.export"),
         Binding("delete", "delete", "Delete", id="library.delete"),
         *[Binding(str(i), f"rate({i})", f"Rate {i}", show=False, id=f"library.rate_{i}") for i in range(6)],
     ]

@@ -122,6 +122,7 @@ class QueueView(Vertical):
         prog = job.get("progress") or {}
         step, total = prog.get("step"), prog.get("total")
         style = fmt.STATE_STYLE.get(state, "")
+        label = "cancelling" if state == "running" and job.get("cancel_requested") else state
         if state == "running" and total:
             progress: Any = fmt.bar(float(step or 0) / float(total), self._bar)
         elif state == "running":
@@ -145,7 +146,7 @@ class QueueView(Vertical):
         count = job.get("count") or 1
         if count > 1:
             prompt = f"{prompt} ×{count}"
-        return [Text(str(job.get("id")), style="dim"), prompt, Text(state, style=style), progress, steps,
+        return [Text(str(job.get("id")), style="dim"), prompt, Text(label, style=style), progress, steps,
                 fmt.duration(elapsed), fmt.duration(eta) if eta is not None else "-"]
 
     def apply(self, name: str, data: dict[str, Any]) -> None:
@@ -181,6 +182,7 @@ class QueueView(Vertical):
             job["error"] = data.get("error")
         elif name == "job.cancelled":
             job["state"] = "cancelled"
+            job.pop("cancel_requested", None)
         elif name == "job.moved":
             job["position"] = data.get("position")
         self.rebuild()

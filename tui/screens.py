@@ -42,7 +42,7 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         ("0-5", "rate"),
         ("t / e / n", "tags / rename / notes"),
         ("m", "remix: the composer with the same prompt and parameters, new seed"),
-        ("x", "export (when the daemon supports it)"),
+        ("x", "export: WAV, FLAC (44.1/48 kHz) or an Ardour session"),
         ("delete", "delete (asks first)"),
     ]),
 ]
@@ -126,6 +126,54 @@ class TextPromptScreen(ModalScreen["str | None"]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ExportScreen(ModalScreen["dict[str, Any] | None"]):
+    """Where and how to export one track: WAV, FLAC or an Ardour session."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="export.cancel")]
+
+    def __init__(self, track_id: str, default_dir: str) -> None:
+        super().__init__()
+        self.track_id = track_id
+        self.default_dir = default_dir
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import Select
+
+        with Vertical(classes="modal-box"):
+            yield Label(f"Export track {self.track_id}", classes="modal-title")
+            yield Label("Directory (for Ardour: the session directory to create)", classes="dim")
+            yield Input(self.default_dir, id="export-dir")
+            with Horizontal(classes="modal-row"):
+                yield Select([("WAV", "wav"), ("FLAC", "flac"), ("Ardour session", "ardour")], value="wav",
+                             allow_blank=False, id="export-format", compact=True)
+                yield Select([("rate unchanged", 0), ("44100 Hz", 44100), ("48000 Hz", 48000)], value=0,
+                             allow_blank=False, id="export-rate", compact=True)
+            with Horizontal(classes="modal-buttons"):
+                yield Button("Export", variant="primary", id="export-go")
+                yield Button("Cancel", id="export-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#export-dir", Input).focus()
+
+    def _result(self) -> dict[str, Any]:
+        from textual.widgets import Select
+
+        rate = self.query_one("#export-rate", Select).value
+        return {"dir": self.query_one("#export-dir", Input).value.strip(),
+                "format": self.query_one("#export-format", Select).value,
+                "sample_rate": rate if isinstance(rate, int) and rate else None}
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(self._result())
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(self._result() if event.button.id == "export-go" else None)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -1,0 +1,155 @@
+"""The TUI against a real in-process daemon with the tiny model: the whole product, no GPU.
+
+Covers: submit from the composer, live progress, the track appearing in the
+library, search, playing it (player stubbed at the process boundary), fetching
+audio over the socket, cancelling a job, and a daemon restart with reconnect.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import pytest
+from textual.widgets import Input
+
+from dgx_music.tui.app import DgxMusicApp
+from dgx_music.tui import player as player_mod
+from dgx_music.tui.player import Player
+
+pytestmark = pytest.mark.slow
+
+
+class FakeProc:
+    started: list[list[str]] = []
+
+    def __init__(self, cmd: list[str], **kw: Any) -> None:
+        FakeProc.started.append(list(cmd))
+        self.pid = 999999
+        self.rc: int | None = None
+
+    def poll(self) -> int | None:
+        return self.rc
+
+    def terminate(self) -> None:
+        self.rc = -15
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.rc or 0
+
+
+@pytest.fixture
+def stub_player(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The player's own view of `shutil.which` and `subprocess.Popen` (the daemon's worker still spawns)."""
+    FakeProc.started = []
+    monkeypatch.setattr(player_mod, "shutil", SimpleNamespace(
+        which=lambda name: f"/usr/bin/{name}" if name == "pw-play" else None))
+    monkeypatch.setattr(player_mod, "subprocess", SimpleNamespace(
+        Popen=FakeProc, DEVNULL=subprocess.DEVNULL, TimeoutExpired=subprocess.TimeoutExpired))
+    return FakeProc.started
+
+
+async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    for _ in range(int(timeout / 0.05)):
+        if cond():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"not reached in {timeout}s: {what}")
+
+
+def job_state(app: DgxMusicApp, jid: int) -> str | None:
+    return app.queue_view.jobs.get(jid, {}).get("state")
+
+
+async def test_submit_progress_library_search_play(studio: Any, tmp_path: Path, stub_player: list[list[str]],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DGX_MUSIC_TEST_STEP_DELAY", "0.01")
+    app = DgxMusicApp(studio.server.path, cache_dir=tmp_path, player=Player(use_sounddevice=False))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected, 10, "connected")
+        await pilot.press(*"calm piano with rain")
+        app.query_one("#duration", Input).value = "1"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: 1 in app.queue_view.jobs, 10, "job queued")
+        await pilot.press("f3")
+        # live progress from the daemon's events
+        await wait_for(pilot, lambda: (app.queue_view.jobs[1].get("progress") or {}).get("step", 0) > 0,
+                       60, "progress")
+        await wait_for(pilot, lambda: job_state(app, 1) == "done", 60, "job done")
+        lib = app.library_view
+        await wait_for(pilot, lambda: "1-0" in lib.tracks, 10, "track in the library")
+        # search as you type
+        await pilot.press("f4", "slash", *"rain")
+        await wait_for(pilot, lambda: lib.last_query.get("search") == "rain" and "1-0" in lib.tracks, 10, "search")
+        await pilot.press(*" violin")
+        await wait_for(pilot, lambda: lib.last_query.get("search") == "rain violin" and not lib.tracks, 10,
+                       "no hit")
+        for _ in range(len(" violin")):
+            await pilot.press("backspace")
+        await wait_for(pilot, lambda: lib.last_query.get("search") == "rain" and "1-0" in lib.tracks, 10, "back")
+        await pilot.press("enter")  # to the table
+        await wait_for(pilot, lambda: lib.detail is not None and lib.detail.get("peaks"), 10, "detail with peaks")
+        # play: same machine as the daemon, so the library file is played in place
+        await pilot.press("space")
+        await wait_for(pilot, lambda: bool(stub_player), 10, "player started")
+        track = lib.detail
+        assert stub_player == [["/usr/bin/pw-play", str(studio.data_dir / track["path"])]]
+        await pilot.press("space")
+        assert not app.player.playing
+        # a forwarded socket: the file is streamed over the protocol into the cache
+        monkeypatch.setattr(app, "local_file", lambda t: None)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: len(stub_player) == 2, 10, "player started again")
+        fetched = Path(stub_player[1][1])
+        assert fetched.parent == tmp_path / "previews"
+        assert fetched.read_bytes() == (studio.data_dir / track["path"]).read_bytes()
+        await pilot.press("space")
+
+
+async def test_cancel_jobs(studio: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancel a queued job (at once) and a running one (the daemon stops it at a decode step)."""
+    monkeypatch.setenv("DGX_MUSIC_TEST_STEP_DELAY", "0.02")
+    app = DgxMusicApp(studio.server.path, cache_dir=tmp_path, player=Player(use_sounddevice=False))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.connected, 10, "connected")
+        await pilot.press(*"long ambient drone")
+        app.query_one("#duration", Input).value = "8"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: 1 in app.queue_view.jobs, 10, "first queued")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: 2 in app.queue_view.jobs, 10, "second queued")
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: (app.queue_view.jobs[1].get("progress") or {}).get("step", 0) > 0, 60,
+                       "first running")
+        await pilot.press("down")
+        assert app.queue_view.selected_id() == 2 and job_state(app, 2) == "queued"
+        await pilot.press("c")
+        await wait_for(pilot, lambda: job_state(app, 2) == "cancelled", 10, "queued job cancelled")
+        # the cancelled job sorts below the running one; the cursor follows it, so go back up
+        await pilot.press("home", "ctrl+home")
+        assert app.queue_view.selected_id() == 1
+        await pilot.press("c")
+        await wait_for(pilot, lambda: job_state(app, 1) == "cancelled" or
+                       app.queue_view.jobs[1].get("cancel_requested"), 10, "cancel requested")
+        await wait_for(pilot, lambda: job_state(app, 1) in ("cancelled", "done"), 60, "running job ended")
+        assert job_state(app, 1) == "cancelled"
+
+
+async def test_daemon_restart_and_reconnect(daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    d = await daemon_factory()
+    sock = d.server.path
+    app = DgxMusicApp(sock, cache_dir=tmp_path, retry_delays=(0.1,))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.connected, 10, "connected")
+        await d.close()
+        await wait_for(pilot, lambda: not app.connected, 10, "disconnected")
+        banner = str(app.query_one("#banner").render())
+        assert "disconnected" in banner and "dgx-music daemon" in banner and "retrying" in banner
+        await pilot.pause(0.3)  # a few failed attempts while nothing listens
+        d2 = await daemon_factory()
+        assert d2.server.path == sock
+        await wait_for(pilot, lambda: app.connected, 10, "reconnected")
+        assert not app.query_one("#banner").display
+        assert any("Reconnected" in n.message for n in app._notifications)
