@@ -112,13 +112,26 @@ class EngineSupervisor:
         if self.settings.preload:
             await self.load()
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 10.0) -> None:
+        """Stop the worker; a running job is cancelled, and killed if it does not stop within `timeout`."""
         self._closing = True
         self._cancel_idle()
         if self._restart_task is not None:
             self._restart_task.cancel()
-        async with self._lock:
+        if self._job is not None:
+            await self.cancel(self._job)
+        try:
+            await asyncio.wait_for(self._lock.acquire(), timeout)
+        except asyncio.TimeoutError:
+            if self._alive():
+                assert self._proc is not None
+                self._expected_exit = "daemon shutting down"
+                self._proc.kill()
+            await self._lock.acquire()
+        try:
             await self._stop("daemon shutting down")
+        finally:
+            self._lock.release()
 
     def state(self) -> dict[str, Any]:
         proc = self._proc
@@ -177,9 +190,13 @@ class EngineSupervisor:
 
     async def cancel(self, job_id: int) -> bool:
         """Cancel a job that is running or waiting for the engine; False if unknown here."""
-        if self._job == job_id and self._proc is not None:
-            self._cancel_requested.add(job_id)
-            await self._send({"type": "cancel", "job_id": job_id})
+        if self._job == job_id:
+            self._cancel_requested.add(job_id)  # also stops an OOM split between its halves
+            if self._alive():
+                try:
+                    await self._send({"type": "cancel", "job_id": job_id})
+                except EngineError:
+                    pass  # the worker died meanwhile; the job fails with worker_crashed
             return True
         if job_id in self._waiting:
             self._cancel_requested.add(job_id)
@@ -383,9 +400,11 @@ class EngineSupervisor:
                     reason = f"no progress for {idle_limit:g} s while {what}; killed the worker"
                     self._pending = None
                     self._restarts += 1
+                    self._crash_streak += 1
                     self._emit("worker.crashed", {"reason": f"hung: {reason}"})
                     await self._stop(f"hung: {reason}", kill=True, quiet=True)
-                    self._schedule_restart()
+                    if self._job is not None:  # a hang while loading would only hang again
+                        self._schedule_restart()
                     raise EngineError("hung", reason)
                 done, _ = await asyncio.wait({fut}, timeout=min(remaining, 1.0))
                 if done:
@@ -472,6 +491,8 @@ class EngineSupervisor:
         expected = self._expected_exit
         if expected is not None:
             log.info("model worker pid %d stopped (%s)", proc.pid, expected)
+            if self._pending is not None and not self._pending.done():
+                self._pending.set_exception(EngineError("worker_crashed", f"worker stopped: {expected}"))
             return
         reason = error or _exit_reason(rc)
         tail = [line for line in self._stderr_tail if line.strip()]

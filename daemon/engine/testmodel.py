@@ -131,20 +131,22 @@ def build_random_model(size: str) -> tuple[Any, Any]:
     return model.eval(), make_processor(word_list_tokenizer())
 
 
-def build_test_model(directory: str | Path, backend: str = "transformers", seed: int = 0) -> Path:
+def build_test_model(directory: str | Path, backend: str = "transformers", seed: int = 0,
+                     python: str | None = None) -> Path:
     """Write a tiny random MusicGen to `directory` in `backend`'s on-disk format; return the directory.
 
     transformers: save_pretrained + MusicgenProcessor (loads with from_pretrained).
     audiocraft: state_dict.bin + compression_state_dict.bin (loads with
     MusicGen.get_pretrained) plus `hf-cache/`, a fake hub cache holding the
-    `t5-base` that audiocraft's text conditioner always asks for.
+    `t5-base` that audiocraft's text conditioner always asks for. It is built
+    by `python` (default: this interpreter), which must have audiocraft.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     if backend == "transformers":
         _build_transformers(out, seed)
     elif backend == "audiocraft":
-        _build_audiocraft(out, seed)
+        _build_audiocraft(out, seed, python)
     else:
         raise ValueError(f"unknown backend {backend!r}: use transformers or audiocraft")
     (out / "dgx-music-test-model.json").write_text(json.dumps(
@@ -266,7 +268,7 @@ def _fake_t5_base(cache: Path, seed: int, full: bool = False) -> None:
     tok.save_pretrained(snap)
 
 
-def _build_audiocraft(out: Path, seed: int) -> None:
+def _build_audiocraft(out: Path, seed: int, python: str | None = None) -> None:
     """Run the build in a child process whose hub cache is the fake one from its first import.
 
     huggingface_hub reads HF_HUB_CACHE / HF_HUB_OFFLINE once, at import, and
@@ -281,8 +283,8 @@ def _build_audiocraft(out: Path, seed: int) -> None:
     env = dict(os.environ, HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     code = "import sys; from dgx_music.daemon.engine.testmodel import _build_audiocraft_here as b; " \
            "b(sys.argv[1], int(sys.argv[2]))"
-    proc = subprocess.run([sys.executable, "-c", code, str(out), str(seed)], env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run([python or sys.executable, "-c", code, str(out), str(seed)], env=env,
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"building the audiocraft test model failed:\n{proc.stderr[-3000:]}")
 

@@ -1,7 +1,10 @@
 """The audiocraft backend through the real worker and MusicGen.get_pretrained.
 
-Runs in the audiocraft environment (make test-audiocraft; docs/engine.md). In
-the main environment audiocraft is deliberately absent and these are skipped.
+Runs where audiocraft imports (the audiocraft environment, docs/engine.md), or
+from the main environment with DGX_MUSIC_AUDIOCRAFT_PYTHON naming that
+environment's python: the worker and the model build then run there, which is
+also how a daemon in the main environment can use the audiocraft backend.
+Otherwise these tests are skipped, saying why.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import asyncio
 import importlib.util
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +25,13 @@ from dgx_music.daemon.engine.errors import EngineError
 
 from .conftest import pid_alive
 
+AC_PYTHON = os.environ.get("DGX_MUSIC_AUDIOCRAFT_PYTHON") or (
+    sys.executable if importlib.util.find_spec("audiocraft") is not None else None)
+
 pytestmark = [
     pytest.mark.audiocraft,
-    pytest.mark.skipif(importlib.util.find_spec("audiocraft") is None,
-                       reason="audiocraft is not installed in this environment (run `make test-audiocraft`)"),
+    pytest.mark.skipif(AC_PYTHON is None, reason="audiocraft is not installed in this environment and "
+                       "DGX_MUSIC_AUDIOCRAFT_PYTHON is not set (run `make test-audiocraft`)"),
 ]
 
 
@@ -32,7 +39,15 @@ pytestmark = [
 def ac_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dgx_music.daemon.engine.testmodel import build_test_model
 
-    return build_test_model(tmp_path_factory.mktemp("tiny-audiocraft"), backend="audiocraft")
+    return build_test_model(tmp_path_factory.mktemp("tiny-audiocraft"), backend="audiocraft", python=AC_PYTHON)
+
+
+@pytest.fixture
+def make_ac(make_supervisor):  # type: ignore[no-untyped-def]
+    def make(**kw: Any):  # type: ignore[no-untyped-def]
+        return make_supervisor(backend="audiocraft", python=AC_PYTHON, **kw)
+
+    return make
 
 
 def params(**kw: Any):  # type: ignore[no-untyped-def]
@@ -58,8 +73,8 @@ def test_checkpoint_format(ac_model: Path) -> None:
     assert (ac_model / "hf-cache" / "models--t5-base" / "refs" / "main").is_file()
 
 
-async def test_generate_progress_seed_and_keep_alive(make_supervisor, ac_model: Path) -> None:  # type: ignore[no-untyped-def]
-    sup, rec = make_supervisor(model=str(ac_model), backend="audiocraft", keep_alive=0)
+async def test_generate_progress_seed_and_keep_alive(make_ac, ac_model: Path) -> None:  # type: ignore[no-untyped-def]
+    sup, rec = make_ac(model=str(ac_model), keep_alive=0)
     progress: list[dict[str, Any]] = []
     res = await sup.generate(1, ["calm piano", "fast drums"], params(), progress.append)
     assert res.audio.shape == (2, 1, 32000) and res.audio.dtype == np.float32 and res.sample_rate == 32000
@@ -76,9 +91,8 @@ async def test_generate_progress_seed_and_keep_alive(make_supervisor, ac_model: 
     assert not np.array_equal(res.audio, other.audio)
 
 
-async def test_cancel_and_sigkill(make_supervisor, ac_model: Path) -> None:  # type: ignore[no-untyped-def]
-    sup, rec = make_supervisor(model=str(ac_model), backend="audiocraft",
-                               worker_env={"DGX_MUSIC_TEST_STEP_DELAY": "0.05"})
+async def test_cancel_and_sigkill(make_ac, ac_model: Path) -> None:  # type: ignore[no-untyped-def]
+    sup, rec = make_ac(model=str(ac_model), worker_env={"DGX_MUSIC_TEST_STEP_DELAY": "0.05"})
     await sup.load()
     progress: list[dict[str, Any]] = []
     task = asyncio.create_task(sup.generate(4, ["calm piano"], params(), progress.append))
@@ -101,15 +115,15 @@ async def test_cancel_and_sigkill(make_supervisor, ac_model: Path) -> None:  # t
     assert sup.state()["restarts"] == 1
 
 
-async def test_offline_uncached_fails_clearly(make_supervisor, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    sup, _ = make_supervisor(model="small", backend="audiocraft", offline=True, cache_dir=tmp_path / "none")
+async def test_offline_uncached_fails_clearly(make_ac, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sup, _ = make_ac(model="small", offline=True, cache_dir=tmp_path / "none")
     with pytest.raises(EngineError) as ei:
         await sup.load()
     assert ei.value.code == "model_not_found" and "offline" in ei.value.message
 
 
-async def test_transformers_checkpoint_is_rejected_clearly(make_supervisor, tiny_model: Path) -> None:  # type: ignore[no-untyped-def]
-    sup, _ = make_supervisor(model=str(tiny_model), backend="audiocraft")
+async def test_transformers_checkpoint_is_rejected_clearly(make_ac, tiny_model: Path) -> None:  # type: ignore[no-untyped-def]
+    sup, _ = make_ac(model=str(tiny_model))
     with pytest.raises(EngineError) as ei:
         await sup.load()
     assert ei.value.code == "bad_model" and "--backend transformers" in ei.value.message

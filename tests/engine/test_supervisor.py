@@ -95,6 +95,15 @@ async def test_cancel_mid_run(make_supervisor) -> None:  # type: ignore[no-untyp
     res = await sup.generate(8, ["calm piano"], params(duration=0.5), None)
     assert res.audio.shape[0] == 1 and sup.state()["worker_pid"] == pid and sup.state()["restarts"] == 0
 
+    # Closing (daemon shutdown) during a job cancels it promptly and stops the process.
+    progress.clear()
+    task = asyncio.create_task(sup.generate(9, ["calm piano"], params(), progress.append))
+    await wait_for(lambda: len(progress) >= 1)
+    await asyncio.wait_for(sup.close(), 10)
+    with pytest.raises(EngineError) as ei:
+        await task
+    assert ei.value.code == "cancelled" and not pid_alive(pid)
+
 
 async def test_keep_alive_zero_stops_the_process_after_the_job(make_supervisor) -> None:  # type: ignore[no-untyped-def]
     sup, rec = make_supervisor(keep_alive=0)
