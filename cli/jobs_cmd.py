@@ -37,6 +37,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_client_flags(p)
     p.set_defaults(func=generate_cmd)
 
+    p = sub.add_parser(
+        "remix", help="generate again from a track's prompt and parameters, with a new seed",
+        description="Queue a job with the same prompt, duration, model and sampling parameters as TRACK "
+                    "and a new random seed (or --seed).")
+    p.add_argument("track", metavar="TRACK")
+    p.add_argument("--seed", type=int, metavar="N")
+    p.add_argument("--count", type=int, metavar="N")
+    p.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    add_client_flags(p)
+    p.set_defaults(func=lambda a: run_client(a, remix))
+
     p = sub.add_parser("queue", help="list jobs waiting and running",
                        description="Jobs waiting and running, in the order they will run.")
     p.add_argument("--all", action="store_true", help="include finished jobs")
@@ -166,6 +177,20 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
     else:
         print(f"job {job_id} {j['state']}" + (f": {j['error']}" if j.get("error") else ""), file=sys.stderr)
     return EXIT_OK if j["state"] == "done" else EXIT_FAILED
+
+
+REMIX_KEYS = ("duration", "temperature", "top_k", "top_p", "cfg", "target_lufs")
+
+
+async def remix(client: Client, args: argparse.Namespace) -> int:
+    t = await client.call("track.get", {"id": args.track}, timeout=args.timeout)
+    raw: dict[str, Any] = {k: v for k, v in (t.get("params") or {}).items() if k in REMIX_KEYS and v is not None}
+    raw.update(prompt=t["prompt"], model=t.get("model"))
+    if args.seed is not None:
+        raw["seed"] = args.seed
+    if args.count is not None:
+        raw["count"] = args.count
+    return await generate(client, args, {k: v for k, v in raw.items() if v is not None})
 
 
 async def queue(client: Client, args: argparse.Namespace) -> int:

@@ -70,6 +70,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_client_flags(p)
     p.set_defaults(func=lambda a: run_client(a, lambda c, args: update(c, args, notes=args.text)))
 
+    p = sub.add_parser(
+        "play", help="play a track where you are",
+        description="Play a track on this machine's audio output: the library file when it is local, "
+                    "else a copy fetched over the socket into the cache. Uses sounddevice when installed, "
+                    "else the first of pw-play, paplay, aplay, afplay, ffplay (DGX_MUSIC_PLAYER picks one). "
+                    "Ctrl-C stops.")
+    p.add_argument("id", metavar="TRACK")
+    add_client_flags(p)
+    p.set_defaults(func=lambda a: run_client(a, play))
+
     p = sub.add_parser("rm", help="delete a track (its file goes to the trash)",
                        description="Delete tracks from the library. Files move to the trash in the data "
                                    "directory until `dgx-music library --empty-trash`.")
@@ -162,6 +172,35 @@ async def update(client: Client, args: argparse.Namespace, **fields: Any) -> int
     t = await client.call("track.update", {"id": args.id, **fields}, timeout=args.timeout)
     emit(args, t, lambda t: f"{t['id']}: {t['title']} | rating {t['rating']}/5"
          f"{' | favourite' if t['favorite'] else ''} | tags {' '.join(t['tags']) or '-'}")
+    return EXIT_OK
+
+
+async def play(client: Client, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dgx_music.common import paths, transfer
+    from dgx_music.tui.player import Player, PlayerUnavailable, to_wav
+
+    t = await client.call("track.get", {"id": args.id}, timeout=args.timeout)
+    data_dir = (await client.call("status", timeout=args.timeout))["data_dir"]
+    path = await transfer.obtain(client, t, data_dir, paths.default_cache_dir() / "previews")
+    player = Player()
+    try:
+        if player.needs_wav and path.suffix.lower() != ".wav":
+            path = to_wav(path, path.with_suffix(".wav"))
+        player.play(path, track_id=t["id"], duration=t["duration"])
+    except PlayerUnavailable as exc:
+        from dgx_music.cli.common import EXIT_FAILED, fail
+
+        return fail(args, "no_audio_output", str(exc), EXIT_FAILED)
+    if not args.json:
+        print(f"playing {t['id']} ({t['title']}, {human_duration(t['duration'])}) with {player.backend}; Ctrl-C stops")
+    try:
+        while player.poll():
+            await asyncio.sleep(0.1)
+    finally:
+        player.stop()
+    emit(args, {"played": t["id"], "player": player.backend, "file": str(path)}, lambda r: None)
     return EXIT_OK
 
 

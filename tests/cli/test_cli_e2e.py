@@ -109,3 +109,30 @@ async def test_export_and_analyze(studio: Any, tmp_path: Path) -> None:
 async def test_export_needs_a_selection(studio: Any, tmp_path: Path) -> None:
     rc, _, err = await cli(studio.server.path, "export", "--to", str(tmp_path))
     assert rc == 2 and "--search" in err
+
+
+async def test_remix_and_play(studio: Any, tmp_path: Path) -> None:
+    sock = studio.server.path
+    first = await cli_json(sock, "generate", "steel drums", "--duration", "1", "--temperature", "0.8",
+                           "--wait")
+    src = first["tracks"][0]
+    again = await cli_json(sock, "remix", src["id"], "--wait")
+    job = again["job"]
+    assert job["prompt"] == "steel drums" and job["params"]["temperature"] == 0.8
+    assert job["seed"] != first["job"]["seed"] and again["tracks"][0]["id"] == f"{job['id']}-0"
+
+    # Play with the player stubbed at the process boundary: a fake aplay that records its argv.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "argv"
+    (bindir / "aplay").write_text(f"#!/bin/sh\necho \"$@\" > {log}\n")
+    (bindir / "aplay").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DGX_MUSIC_")}
+    env.update(DGX_MUSIC_SOCKET=str(sock), DGX_MUSIC_PLAYER="aplay", DGX_MUSIC_NO_SOUNDDEVICE="1",
+               PATH=f"{bindir}:{env['PATH']}")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "dgx_music", "play", src["id"], env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert log.read_text().split() == ["-q", src["path"]]  # the library file itself: same machine
+    assert "aplay" in out.decode()
