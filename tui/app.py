@@ -99,7 +99,9 @@ class DgxMusicApp(App[int]):
 
     def on_mount(self) -> None:
         self.show_banner(f"connecting to {self.socket_path}…", error=False)
-        self.run_worker(self.link.run(), name="daemon-link", group="link", exit_on_error=False)
+        # Paint first, then connect: the first frame never waits for the daemon.
+        self.call_after_refresh(lambda: self.run_worker(self.link.run(), name="daemon-link", group="link",
+                                                        exit_on_error=False))
         self.set_interval(0.1, self._tick_player)
         if self.poll_model:
             self.set_interval(MODEL_POLL_S, self._poll_model)
@@ -565,6 +567,27 @@ class DgxMusicApp(App[int]):
         yield SystemCommand("Delete track", "Delete the selected track, after asking (delete)", lv.action_delete)
         yield SystemCommand("Reconnect", "Try to reach the daemon now (ctrl+r)", self.action_reconnect)
         yield SystemCommand("Help", "Keys and tips (F1)", self.action_help)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A bug in the TUI: leave a short message and a log file, not a traceback on the screen."""
+        if self.is_headless:  # tests: let Textual re-raise it
+            super()._handle_exception(error)
+            return
+        import traceback
+
+        path = self.cache_dir / "tui-crash.log"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(traceback.format_exception(error)))
+            where = f"the details are in {path}"
+        except OSError:
+            where = "no log could be written"
+        try:
+            self.player.stop()
+        except Exception:
+            pass
+        self.exit(1, return_code=1, message=f"dgx-music tui stopped on an internal error: "
+                                            f"{type(error).__name__}: {error}\n({where}; please report it)")
 
     async def action_quit(self) -> None:
         self.player.stop()

@@ -42,15 +42,16 @@ SORT_COLUMN = {"title": "title", "duration": "duration", "bpm": "bpm", "rating":
 
 def track_cells(t: dict[str, Any]) -> list[Any]:
     title = fmt.one_line(t.get("title") or t.get("prompt") or t.get("id"), 200)
+    # Text, not str: a str cell is parsed as markup on every render.
     return [
-        title,
-        Text(fmt.number(t.get("duration"), "{:.1f}"), justify="right"),
-        Text(fmt.number(t.get("bpm")), justify="right"),
-        str(t.get("key") or "-"),
-        Text(fmt.number(t.get("lufs"), "{:.1f}"), justify="right"),
-        Text(fmt.stars(t.get("rating")), style="yellow"),
-        Text("♥" if t.get("favorite") else "", style="bold red"),
-        fmt.timestamp(t.get("created")),
+        Text(title, no_wrap=True, overflow="ellipsis"),
+        Text(fmt.number(t.get("duration"), "{:.1f}").rjust(5), no_wrap=True),
+        Text(fmt.number(t.get("bpm")).rjust(4), no_wrap=True),
+        Text(str(t.get("key") or "-"), no_wrap=True),
+        Text(fmt.number(t.get("lufs"), "{:.1f}").rjust(5), no_wrap=True),
+        Text(fmt.stars(t.get("rating")), style="yellow", no_wrap=True),
+        Text("♥" if t.get("favorite") else "", style="bold red", no_wrap=True),
+        Text(fmt.timestamp(t.get("created")), no_wrap=True),
     ]
 
 
@@ -169,6 +170,7 @@ class LibraryView(Vertical):
         self._loading_more = False
         self._detail_want: str | None = None
         self._detail_inflight = False
+        self._detail_timer: Any = None
         self._columns: tuple = ()
         self.queries = 0  # count of first-page queries answered (tests, benchmarks)
 
@@ -451,6 +453,16 @@ class LibraryView(Vertical):
             return
         if event.cursor_row >= self.table.row_count - 20:
             self.load_more()
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+            self._detail_timer = None
+        if self.table.has_focus:
+            self._show_detail(tid)
+        else:  # typing in the search box: keep the detail pane out of the way until typing pauses
+            self._detail_timer = self.set_timer(0.25, lambda: self._show_detail(tid))
+
+    def _show_detail(self, tid: str) -> None:
+        self._detail_timer = None
         if tid in self.tracks:
             self.query_one(DetailPane).show(self.tracks[tid])
         self._detail_want = tid

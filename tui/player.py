@@ -1,7 +1,9 @@
 """Audio previews: `sounddevice` where it works, else the first command-line player found.
 
 Order: sounddevice (PortAudio) if importable and it reports an output device;
-then pw-play, paplay, aplay, afplay, ffplay (first found on PATH). Players are
+then pw-play, paplay, aplay, afplay, ffplay (first found on PATH). With
+PULSE_SERVER set (audio forwarded over SSH, docs/tui.md) paplay comes first;
+DGX_MUSIC_PLAYER=<name> (sounddevice or a player above) picks one explicitly. Players are
 started with `subprocess.Popen` in their own session and stopped with SIGTERM.
 No player and no output device: `PlayerUnavailable` with a message that says
 what to install; the TUI shows it as a notice.
@@ -49,11 +51,26 @@ def _sounddevice() -> Any | None:
     return sd
 
 
+def preference() -> list[str]:
+    """Player names in the order to try. `DGX_MUSIC_PLAYER=<name>` puts one first; with
+    PULSE_SERVER set (audio forwarded over SSH) paplay goes first, as pw-play ignores it."""
+    names = [n for n, _ in COMMANDS]
+    if os.environ.get("PULSE_SERVER"):
+        names.remove("paplay")
+        names.insert(0, "paplay")
+    wanted = os.environ.get("DGX_MUSIC_PLAYER", "").strip()
+    if wanted in names:
+        names.remove(wanted)
+        names.insert(0, wanted)
+    return names
+
+
 def find_command() -> tuple[str, list[str]] | None:
-    for name, args in COMMANDS:
+    args_of = dict(COMMANDS)
+    for name in preference():
         exe = shutil.which(name)
         if exe:
-            return name, [exe, *args]
+            return name, [exe, *args_of[name]]
     return None
 
 
@@ -76,7 +93,10 @@ class Player:
     def detect(self) -> str | None:
         if not self._detected:
             self._detected = True
-            self._sd = _sounddevice() if self._use_sd else None
+            wanted = os.environ.get("DGX_MUSIC_PLAYER", "").strip()
+            use_sd = self._use_sd and (wanted in ("", "sounddevice")) and not (
+                os.environ.get("PULSE_SERVER") and not wanted)
+            self._sd = _sounddevice() if use_sd else None
             if self._sd is not None:
                 self.backend = "sounddevice"
             else:

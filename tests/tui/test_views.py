@@ -294,3 +294,19 @@ async def test_command_palette_lists_actions(tmp_path: Path) -> None:
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for want in ("Generate", "Cancel job", "Retry job", "Play / stop", "Remix", "Delete track", "Help"):
             assert want in titles
+
+
+def test_player_preference(monkeypatch: Any) -> None:
+    from dgx_music.tui import player as player_mod
+
+    monkeypatch.setattr(player_mod.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.delenv("PULSE_SERVER", raising=False)
+    monkeypatch.delenv("DGX_MUSIC_PLAYER", raising=False)
+    assert player_mod.find_command() == ("pw-play", ["/usr/bin/pw-play"])
+    monkeypatch.setenv("PULSE_SERVER", "tcp:localhost:24713")
+    assert player_mod.find_command() == ("paplay", ["/usr/bin/paplay"])
+    monkeypatch.setenv("DGX_MUSIC_PLAYER", "ffplay")
+    p = Player(use_sounddevice=True)
+    assert p.detect() == "ffplay"
+    assert p.command_for(Path("/x/a.wav")) == ["/usr/bin/ffplay", "-nodisp", "-autoexit", "-loglevel", "quiet",
+                                               "/x/a.wav"]
