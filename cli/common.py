@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 
 from dgx_music.common.client import Client, DaemonUnavailable, RequestTimeout
 from dgx_music.common.config import ConfigError, Settings, load_settings
+from dgx_music.common.fmt import duration as human_duration, nbytes as human_bytes  # noqa: F401
 from dgx_music.common.protocol import RemoteError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -87,26 +88,3 @@ def run_client(args: argparse.Namespace, fn: ClientFn) -> int:
         return fail(args, "usage", str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
         return 130
-
-
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    m, s = divmod(int(round(seconds)), 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"

@@ -18,7 +18,6 @@ import socket
 import stat
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgx_music.common import protocol

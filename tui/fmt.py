@@ -7,38 +7,13 @@ from typing import Any
 
 from rich.text import Text
 
+from dgx_music.common.fmt import duration, nbytes  # noqa: F401  (re-exported for the views)
+
 BAR_FULL, BAR_EMPTY = "█", "░"
 STATE_STYLE = {
     "queued": "yellow", "running": "bold cyan", "processing": "cyan", "done": "green",
     "failed": "bold red", "cancelled": "dim",
 }
-
-
-def duration(seconds: Any) -> str:
-    if seconds is None:
-        return "-"
-    try:
-        s = float(seconds)
-    except (TypeError, ValueError):
-        return "-"
-    if s < 60:
-        return f"{s:.1f}s"
-    m, sec = divmod(int(round(s)), 60)
-    if m < 60:
-        return f"{m}:{sec:02d}"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
-
-
-def nbytes(n: Any) -> str:
-    if n is None:
-        return "-"
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return "-"
 
 
 def gib(n: Any) -> str:

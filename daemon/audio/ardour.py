@@ -8,7 +8,6 @@ Clips are resampled to the 48 kHz session rate here: Ardour would play a 32 kHz 
 from __future__ import annotations
 
 import itertools
-import shutil
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
