@@ -56,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--batch", type=int, default=1, metavar="N", help="prompts generated together (default 1)")
     p.add_argument("--prompt", default=None, help="text prompt")
     p.add_argument("--warmup", action="store_true", help="run a 1 s generation first (GPU kernel warm-up)")
+    p.add_argument("--worker-python", default=None, metavar="PATH",
+                   help="interpreter for the worker, e.g. .venv-audiocraft/bin/python for --backend audiocraft")
     _add_common(p)
     p.set_defaults(func=bench_cmd)
 
@@ -182,7 +184,7 @@ def bench_cmd(args: argparse.Namespace) -> int:
                        device=_opt(args, s, "device", "engine.device", "auto"),
                        offline=bool(_opt(args, s, "offline", "engine.offline", False)), cache_dir=args.cache_dir,
                        duration=args.duration, batch=args.batch, prompt=args.prompt or DEFAULT_PROMPT,
-                       warmup=args.warmup, progress_cb=progress)
+                       warmup=args.warmup, python=args.worker_python, progress_cb=progress)
     except ParamError as exc:
         if tty:
             sys.stderr.write("\n")

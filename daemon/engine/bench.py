@@ -22,7 +22,7 @@ DEFAULT_PROMPT = "upbeat electronic track with warm synth pads and punchy drums"
 async def bench_async(*, model: str = "random:small", duration: float = 5.0, batch: int = 1,
                       backend: str = "transformers", device: str = "auto", prompt: str = DEFAULT_PROMPT,
                       seed: int = 0, warmup: bool = False, offline: bool = False,
-                      cache_dir: str | Path | None = None,
+                      cache_dir: str | Path | None = None, python: str | None = None,
                       progress_cb: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Load, optionally warm up, generate one batch; return timings and peak memory."""
     params = validate_params({"prompt": prompt, "duration": duration, "seed": seed, "count": batch})
@@ -30,7 +30,7 @@ async def bench_async(*, model: str = "random:small", duration: float = 5.0, bat
     events: list[tuple[float, str, dict[str, Any]]] = []
     sup = EngineSupervisor(EngineSettings(model=model, backend=backend, device=device, keep_alive=-1,
                                           offline=offline, cache_dir=Path(cache_dir) if cache_dir else None,
-                                          hang_timeout=600),
+                                          hang_timeout=600, **({"python": python} if python else {})),
                            lambda name, data: (events.append((time.perf_counter(), name, data)), cb(name, data)))
     try:
         t0 = time.perf_counter()
