@@ -1,6 +1,7 @@
 # DGX Music. Two commands a user needs:
 #   make run    - set up (first time) and run the daemon in the foreground
-#   make test   - set up (first time) and run the whole test suite
+#   make test   - set up (first time) and run the whole test suite, both backends
+# Also: make test-main (the main environment only), make test-audiocraft, make bench-protocol.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -21,7 +22,14 @@ else
   TORCH_PIP_ARGS ?= $(shell scripts/cpu-torch-index)
 endif
 
-.PHONY: run test tui bench bench-protocol test-audiocraft test-tools clean help
+# audiocraft pins torch 2.1 and old xformers: it gets its own environment (docs/engine.md).
+AC_VENV ?= .venv-audiocraft
+AC_PY   := $(AC_VENV)/bin/python
+AC_DEPS := einops julius flashy hydra-core hydra_colorlog num2words sentencepiece transformers \
+           huggingface_hub omegaconf tqdm soundfile librosa av spacy torchmetrics lightning-utilities \
+           msgpack numpy platformdirs
+
+.PHONY: run test test-main tui bench bench-protocol test-audiocraft test-tools clean help
 help:
 	@sed -n '1,4p' Makefile
 
@@ -41,11 +49,30 @@ tui: $(VENV)/.installed
 test-tools:
 	@scripts/ensure-test-tools
 
-test: $(VENV)/.installed test-tools
+test: test-main test-audiocraft
+
+test-main: $(VENV)/.installed test-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+$(AC_VENV)/.installed: pyproject.toml
+	@test -x $(AC_PY) || $(PYTHON) -m venv $(AC_VENV)
+	$(AC_PY) -m pip install -q torch==2.11.0 torchaudio==2.11.0
+	$(AC_PY) -m pip install -q --no-deps xformers==0.0.35 audiocraft==1.3.0
+	$(AC_PY) -m pip install -q $(AC_DEPS)
+	$(AC_PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+# The daemon and tests stay in the main environment; the worker runs from the audiocraft one.
+ifeq ($(ARCH),x86_64)
+test-audiocraft: $(VENV)/.installed $(AC_VENV)/.installed
+	DGX_MUSIC_AUDIOCRAFT_PYTHON=$(abspath $(AC_PY)) $(PY) -m pytest tests/engine -m audiocraft $(PYTEST_ARGS)
+else
+test-audiocraft:
+	@echo "test-audiocraft: skipped on $(ARCH): xformers, which audiocraft needs, has no wheels for it"
+endif
 
 bench-protocol: $(VENV)/.installed
 	$(PY) bench/bench_protocol.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(AC_VENV) build *.egg-info

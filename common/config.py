@@ -66,6 +66,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("engine.offline", bool, False, "Never touch the network; fail if the model is not cached."),
     Option("engine.preload", bool, False, "Load the model at start instead of on the first job."),
     Option("engine.max_count", int, 16, "Most variations one job may ask for."),
+    Option("engine.python", str, "", "Python for the model worker (empty: this one); the audiocraft "
+           "backend runs from its own environment, e.g. .venv-audiocraft/bin/python.", env="DGX_MUSIC_WORKER_PYTHON"),
     Option("audio.target_lufs", float, -14.0, "Loudness target, LUFS integrated."),
     Option("audio.ceiling_dbtp", float, -1.0, "True-peak ceiling, dBTP."),
     Option("audio.bit_depth", int, 16, "Library WAV bit depth: 16, 24 or 32 (float).", choices=(16, 24, 32)),
