@@ -236,7 +236,8 @@ def audiocraft_random_cfg(size: str, device: str) -> dict[str, Any]:
     cfg["device"] = device
     cfg["dtype"] = "float32" if device == "cpu" else "float16"
     cfg["seanet"].update(dimension=128, n_filters=64, lstm=2, n_residual_layers=1)
-    cfg["transformer_lm"].update(hidden_scale=4, memory_efficient=device != "cpu", **AUDIOCRAFT_RANDOM_LM[size])
+    # memory_efficient as in the released checkpoints (torch SDPA in audiocraft 1.3, on CPU too).
+    cfg["transformer_lm"].update(hidden_scale=4, memory_efficient=True, **AUDIOCRAFT_RANDOM_LM[size])
     return cfg
 
 
