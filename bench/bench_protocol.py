@@ -73,6 +73,7 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--flood-clients", type=int, default=8)
     ap.add_argument("--window", type=int, default=16, help="requests in flight per flooding client")
+    ap.add_argument("--settle", type=float, default=5.0, help="seconds to let the daemon finish starting")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -86,7 +87,7 @@ async def main() -> None:
             if sock.exists():
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(args.settle)  # start-up work (audio warm-up) is not steady state
 
         lat: list[float] = []
         until = time.perf_counter() + args.seconds
