@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dgx_music.daemon.engine.supervisor import EngineSettings, EngineSupervisor
 from dgx_music.daemon.scheduler import Scheduler
@@ -42,10 +42,7 @@ async def start(daemon: "Daemon") -> None:
     except StoreError as exc:
         raise StartupError(f"database {daemon.data_dir / DB_NAME}: {exc}") from None
 
-    def on_engine_event(name: str, data: dict[str, Any]) -> None:
-        daemon.publish("model.crashed" if name == "worker.crashed" else name, data)
-
-    daemon.engine = EngineSupervisor(engine_settings(daemon), on_engine_event)
+    daemon.engine = EngineSupervisor(engine_settings(daemon), daemon.publish)
     daemon.scheduler = Scheduler(daemon)
     report = await daemon.scheduler.start()
     daemon.recovery = report

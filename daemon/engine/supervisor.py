@@ -401,7 +401,7 @@ class EngineSupervisor:
                     self._pending = None
                     self._restarts += 1
                     self._crash_streak += 1
-                    self._emit("worker.crashed", {"reason": f"hung: {reason}"})
+                    self._emit("model.crashed", {"reason": f"hung: {reason}"})
                     await self._stop(f"hung: {reason}", kill=True, quiet=True)
                     if self._job is not None:  # a hang while loading would only hang again
                         self._schedule_restart()
@@ -507,7 +507,7 @@ class EngineSupervisor:
         self._loaded = {}
         self._restarts += 1
         self._crash_streak += 1
-        self._emit("worker.crashed", {"reason": reason, "pid": proc.pid, "returncode": rc})
+        self._emit("model.crashed", {"reason": reason, "pid": proc.pid, "returncode": rc})
         if self._pending is not None and not self._pending.done():
             self._pending.set_exception(EngineError("worker_crashed", reason))
         if was_busy:  # a crash while loading would only crash again

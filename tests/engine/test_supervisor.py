@@ -139,7 +139,7 @@ async def test_sigkill_mid_job_is_detected_and_restarted(make_supervisor) -> Non
     err = ei.value
     assert err.code == "worker_crashed" and err.transient
     assert "SIGKILL" in err.message and "job 5" in err.message
-    crash = rec.of("worker.crashed")
+    crash = rec.of("model.crashed")
     assert len(crash) == 1 and "SIGKILL" in crash[0]["reason"]
     # Restarted with the same model without being asked, and it works.
     await wait_for(lambda: sup.state()["state"] == "ready", 30)
@@ -162,7 +162,7 @@ async def test_hung_worker_is_killed(make_supervisor) -> None:  # type: ignore[n
         await asyncio.wait_for(task, 15)
     assert ei.value.code == "hung" and "no progress for 1.5 s" in ei.value.message
     assert not pid_alive(pid)
-    assert "hung" in rec.of("worker.crashed")[0]["reason"]
+    assert "hung" in rec.of("model.crashed")[0]["reason"]
 
 
 async def test_oom_retries_as_smaller_batches(make_supervisor) -> None:  # type: ignore[no-untyped-def]
@@ -185,7 +185,7 @@ async def test_oom_on_a_single_prompt_gives_up_clearly(make_supervisor) -> None:
     assert err.code == "oom" and err.transient
     assert "batch of one" in err.message and "shorter duration or a smaller model" in err.message
     assert any("batch of 1" in d["reason"] for d in rec.of("model.unloaded"))
-    assert not rec.of("worker.crashed") and sup.state()["worker_pid"] is None
+    assert not rec.of("model.crashed") and sup.state()["worker_pid"] is None
 
 
 async def test_invalid_requests_are_rejected_before_any_process(make_supervisor) -> None:  # type: ignore[no-untyped-def]
@@ -223,4 +223,4 @@ async def test_bad_model_directory_reported_by_the_worker(make_supervisor, tmp_p
         await sup.load()
     assert ei.value.code == "bad_model" and "config.json" in ei.value.message
     assert sup.state()["state"] == "unloaded" and sup.state()["worker_pid"] is None
-    assert not rec.of("worker.crashed")
+    assert not rec.of("model.crashed")

@@ -125,8 +125,11 @@ async def test_worker_crash_is_retried_and_bad_model_fails_at_once(
         job = await c.call("job.submit", {"prompt": "crash me", "duration": 1.0})
         await wait_event(c, "job.progress", job["id"])
         os.kill((await c.call("model.state"))["worker_pid"], signal.SIGKILL)
-        failed = await wait_event(c, "job.failed", job["id"])
+        seen: list[Any] = []
+        failed = await wait_event(c, "job.failed", job["id"], seen=seen)
         assert failed.data["retrying"] is True and failed.data["reason"] == "worker_crashed"
+        crashed = [e.data for e in seen if e.name == "model.crashed"]
+        assert crashed and "SIGKILL" in crashed[0]["reason"]  # subscribers are told why
         await wait_event(c, "job.finished", job["id"], timeout=120)
         j = await c.call("job.get", {"id": job["id"]})
         assert j["state"] == "done" and j["attempts"] == 2 and len(j["track_ids"]) == 1
