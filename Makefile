@@ -29,7 +29,7 @@ AC_DEPS := einops julius flashy hydra-core hydra_colorlog num2words sentencepiec
            huggingface_hub omegaconf tqdm soundfile librosa av spacy torchmetrics lightning-utilities \
            msgpack numpy platformdirs
 
-.PHONY: run test test-main tui bench bench-protocol test-audiocraft test-tools clean help
+.PHONY: run demo test test-main tui bench bench-protocol test-audiocraft test-tools clean help
 help:
 	@sed -n '1,4p' Makefile
 
@@ -42,6 +42,12 @@ $(VENV)/.installed: pyproject.toml
 
 run: $(VENV)/.installed
 	$(VENV)/bin/dgx-music daemon $(ARGS)
+
+# The whole product offline: a tiny random-weight MusicGen (noise, but the real loaders and pipeline)
+# and a throwaway library in .demo/, so your real library stays clean.
+demo: $(VENV)/.installed
+	@test -f .demo/tiny-musicgen/config.json || $(VENV)/bin/dgx-music make-test-model .demo/tiny-musicgen
+	$(VENV)/bin/dgx-music daemon --model .demo/tiny-musicgen --data-dir .demo/data $(ARGS)
 
 tui: $(VENV)/.installed
 	$(VENV)/bin/dgx-music $(ARGS)

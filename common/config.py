@@ -143,11 +143,11 @@ class Settings:
 
     @property
     def socket(self) -> Path:
-        return Path(self["daemon.socket"]).expanduser()
+        return Path(self["daemon.socket"]).expanduser().absolute()
 
     @property
     def data_dir(self) -> Path:
-        return Path(self["daemon.data_dir"]).expanduser()
+        return Path(self["daemon.data_dir"]).expanduser().absolute()  # clients join paths to it
 
 
 def _flatten(doc: Mapping[str, Any], source: str) -> dict[str, Any]:
