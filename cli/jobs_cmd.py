@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Queue a MusicGen job. Without --wait, prints the job id and returns at once "
                     "(the job is already safe on disk). With --wait, shows live progress and ends "
                     "with the tracks' ids and file paths.",
-        epilog='example: dgx-music generate "dark ambient drone, slow pads" --duration 20 --count 3 --wait')
+        epilog='examples:\n  dgx-music generate "dark ambient drone, slow pads" --duration 20 --count 3 --wait\n'
+               '  dgx-music generate "upbeat funk, slap bass" --seed 1234 --cfg 4 --json',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prompt", help="what the music should sound like")
     p.add_argument("--duration", type=float, metavar="S", help="seconds of audio, 0.5 to 30 (default 8)")
     p.add_argument("--count", type=int, metavar="N", help="variations of the same prompt, made as one batch (default 1)")

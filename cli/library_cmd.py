@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "library", help="list and search tracks",
         description="List tracks, newest first. --search is full-text over prompt, title, tags and notes "
                     "(any text is safe; the last word matches as a prefix).",
-        epilog='example: dgx-music library --search "piano rain" --favorite --sort bpm')
+        epilog='example: dgx-music library --search "piano rain" --favorite --sort bpm',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--search", metavar="TEXT")
     p.add_argument("--tag", metavar="T")
     p.add_argument("--favorite", action="store_true", default=None, help="only favourites")
