@@ -12,11 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from dgx_music.common.params import GenerationParams, validate_params
+from dgx_music.common import protocol
+from dgx_music.common.params import GenerationParams, ParamError, validate_params
 from dgx_music.daemon.engine.errors import EngineError
+from dgx_music.daemon.engine.models import resolve_model
+from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.store import StoreError
 from dgx_music.daemon import failpoints, libfiles, render
 
@@ -84,9 +88,32 @@ class Scheduler:
         return job
 
     # -- requests ------------------------------------------------------------------------------
+    def check_model(self, name: str | None) -> str:
+        """The model a request may use: a named or hub model, the configured one, or a directory
+        under <data>/models. Any other local path is refused: no request makes the daemon read
+        outside its data directory."""
+        configured = self.daemon.settings["engine.model"]
+        if not name or name == configured:
+            return configured
+        try:
+            spec = resolve_model(name)
+        except EngineError as exc:
+            raise ParamError("model", exc.message) from None
+        if spec.kind == "local":
+            allowed = (self.daemon.data_dir / "models").resolve()
+            try:
+                same_as_configured = resolve_model(configured).ref == spec.ref
+            except EngineError:
+                same_as_configured = False
+            if not same_as_configured and allowed not in Path(spec.ref).parents:
+                raise HandlerError(protocol.FORBIDDEN,
+                                   f"model: local model directories must be under {allowed} "
+                                   "(or be the daemon's configured --model)", field="model")
+        return name
+
     async def submit(self, raw: dict[str, Any]) -> dict[str, Any]:
         params = validate_params(raw, max_count=self.max_count).with_seed()
-        model = params.model or self.daemon.settings["engine.model"]
+        model = self.check_model(params.model)
         stored = {k: v for k, v in params.to_dict().items() if k not in ("prompt", "count", "seed", "model")}
         job = await self.store.add_job(prompt=params.prompt, params=stored, count=params.count,
                                        seed=params.seed, model=model,

@@ -134,11 +134,26 @@ async def test_worker_crash_is_retried_and_bad_model_fails_at_once(
         j = await c.call("job.get", {"id": job["id"]})
         assert j["state"] == "done" and j["attempts"] == 2 and len(j["track_ids"]) == 1
 
-        bad = await c.call("job.submit", {"prompt": "x", "duration": 0.5, "model": "/nonexistent/model"})
+        # A model that cannot exist is refused before queueing; a local directory outside the
+        # data dir is refused outright (no request makes the daemon read outside it).
+        with pytest.raises(RemoteError) as e:
+            await c.call("job.submit", {"prompt": "x", "model": "/nonexistent/model"})
+        assert e.value.code == "invalid_params" and e.value.data["field"] == "model"
+        with pytest.raises(RemoteError) as e:
+            await c.call("job.submit", {"prompt": "x", "model": str(tiny_model.parent)})
+        assert e.value.code == "forbidden" and "models" in e.value.message
+        with pytest.raises(RemoteError) as e:
+            await c.call("model.load", {"model": "/etc"})
+        assert e.value.code == "forbidden"
+        # A broken model in the allowed place fails the job at once: retrying cannot help.
+        broken = d.data_dir / "models" / "broken"
+        broken.mkdir(parents=True)
+        (broken / "config.json").write_text("{not json")
+        bad = await c.call("job.submit", {"prompt": "x", "duration": 0.5, "model": str(broken)})
         failed = await wait_event(c, "job.failed", bad["id"])
         assert failed.data["retrying"] is False
         j = await c.call("job.get", {"id": bad["id"]})
-        assert j["state"] == "failed" and j["attempts"] == 1 and "nonexistent" in j["error"]
+        assert j["state"] == "failed" and j["attempts"] == 1 and j["error"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
