@@ -30,7 +30,7 @@ class DaemonUnavailable(ConnectionError):
 
 
 class RequestTimeout(TimeoutError):
-    pass
+    """The daemon took longer than the call's timeout; the request may still complete."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from dgx_music.common import paths
 
 
 class ConfigError(ValueError):
-    pass
+    """A setting is unknown or has the wrong type; the message names the key and its source."""
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def default_cache_dir() -> Path:
 
 
 class UnsafeDirectory(RuntimeError):
-    pass
+    """A directory we would trust (the socket's) is not ours alone."""
 
 
 def ensure_private_dir(path: Path, mode: int = 0o700) -> Path:

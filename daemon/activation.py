@@ -18,7 +18,7 @@ SD_LISTEN_FDS_START = 3
 
 
 class ActivationError(RuntimeError):
-    pass
+    """systemd handed over sockets we cannot use (wrong count, type or owner)."""
 
 
 def listen_fds(env: MutableMapping[str, str] | None = None, unset: bool = True) -> list[tuple[str, socket.socket]]:

@@ -35,7 +35,7 @@ LIBRARY = "library"
 
 
 class BackupError(RuntimeError):
-    pass
+    """A backup or restore could not be made safely; nothing was changed."""
 
 
 @dataclass

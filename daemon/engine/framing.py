@@ -18,7 +18,7 @@ _HEADER = struct.Struct(">I")
 
 
 class FrameError(Exception):
-    pass
+    """The pipe to or from the worker carried something that is not a valid frame."""
 
 
 def encode(msg: dict[str, Any]) -> bytes:
