@@ -127,7 +127,7 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
         j = await client.call("job.submit", raw, timeout=args.timeout)
         emit(args, j, lambda j: f"queued job {j['id']} (seed {j['seed']}); follow it with `dgx-music job {j['id']}`")
         return EXIT_OK
-    await client.subscribe("job")  # before submitting, so no event is missed
+    await client.subscribe("job", "model")  # before submitting, so no event is missed
     j = await client.call("job.submit", raw, timeout=args.timeout)
     job_id = j["id"]
     tty = sys.stderr.isatty() and not args.json
@@ -136,6 +136,21 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
     last_line = 0.0
     try:
         async for ev in client.events():
+            if ev.name == "model.loading" and not args.json:
+                # The first job may wait minutes for a download: say what is happening.
+                d = ev.data
+                pct = f" {d['progress'] * 100:.0f}%" if isinstance(d.get("progress"), (int, float)) else ""
+                text = f"loading model {d.get('model')}{pct}: {d.get('message') or ''}"
+                if tty:
+                    sys.stderr.write("\r" + text[:100].ljust(100))
+                    sys.stderr.flush()
+                elif time.monotonic() - last_line > 5:
+                    last_line = time.monotonic()
+                    print(text, file=sys.stderr)
+                continue
+            if ev.name == "model.loaded" and tty:
+                sys.stderr.write("\r" + " " * 100 + "\r")
+                continue
             if ev.data.get("id") != job_id:
                 continue
             if ev.name == "job.progress" and tty:

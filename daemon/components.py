@@ -40,7 +40,9 @@ async def start(daemon: "Daemon") -> None:
         daemon.store = await Store.open(daemon.data_dir / DB_NAME,
                                         queue_limit=int(daemon.settings["daemon.queue_limit"]))
     except StoreError as exc:
-        raise StartupError(f"database {daemon.data_dir / DB_NAME}: {exc}") from None
+        hint = (" (restore a backup with `dgx-music restore`, or move the file aside to start afresh)"
+                if exc.code == "corrupt" else "")
+        raise StartupError(f"database {daemon.data_dir / DB_NAME}: {exc}{hint}") from None
 
     daemon.engine = EngineSupervisor(engine_settings(daemon), daemon.publish)
     daemon.scheduler = Scheduler(daemon)

@@ -80,3 +80,16 @@ def test_bad_config_is_a_usage_error_naming_the_key(short_tmp: Path) -> None:
     cfg.write_text("[daemon]\nno_such_key = 1\n")
     r = cli("status", "--config", str(cfg))
     assert r.returncode == 2 and "no_such_key" in r.stderr
+
+
+def test_corrupt_database_refuses_to_start_and_keeps_the_file(
+        daemon_process: Callable[..., DaemonProcess], short_tmp: Path) -> None:
+    data = short_tmp / "data"
+    data.mkdir()
+    db = data / "dgx-music.db"
+    db.write_bytes(b"SQLite format 3\x00" + b"\x13" * 8000)  # a header, then garbage
+    before = db.read_bytes()
+    d = daemon_process().start(wait=False)
+    assert d.proc is not None and d.proc.wait(60) == 1
+    assert "dgx-music.db" in d.logs() and "dgx-music restore" in d.logs() and not d.socket.exists()
+    assert db.read_bytes() == before  # nothing stored is touched
