@@ -221,7 +221,26 @@ class Worker:
               "memory": memory()})
 
 
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL us when the daemon dies (even by kill -9), so a model never
+    holds the GPU for a daemon that is gone; closing stdin covers the other systems."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def main() -> int:
+    die_with_parent()
     code = Worker().run()
     # Skip interpreter teardown (a second or more with torch loaded): nothing is left to flush,
     # and the process ending is what frees the memory.

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -209,3 +210,32 @@ async def test_cancel_right_after_submit_always_cancels(studio: Any) -> None:
             await wait_event(c, "job.cancelled", job["id"])
             j = await c.call("job.get", {"id": job["id"]})
             assert j["state"] == "cancelled" and j["track_ids"] == []
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie nobody has reaped yet (this sandbox's pid 1 may not reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_worker_dies_with_a_killed_daemon(daemon_process: Callable[..., DaemonProcess], tiny_model: Path) -> None:
+    """kill -9 of the daemon must not leave a model holding the GPU."""
+    d = daemon_process("--model", str(tiny_model), env={"DGX_MUSIC_TEST_STEP_DELAY": "0.05"}).start()
+
+    async def start_job() -> int:
+        async with await Client.connect(d.socket) as c:
+            await c.subscribe("job")
+            job = await c.call("job.submit", {"prompt": "long", "duration": 20})
+            await wait_event(c, "job.progress", job["id"])
+            return (await c.call("model.state"))["worker_pid"]
+
+    worker = asyncio.run(start_job())
+    assert not _dead(worker)
+    d.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 3
+    while not _dead(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _dead(worker)
