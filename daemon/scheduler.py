@@ -66,6 +66,8 @@ class Scheduler:
         return {**recovered, "orphans": [str(p) for p in orphans]}
 
     async def close(self) -> None:
+        """Stop taking jobs; a job cut short by the shutdown goes back to the queue uncounted."""
+        interrupted = self.running
         if self._task is not None:
             self._task.cancel()
             try:
@@ -73,6 +75,12 @@ class Scheduler:
             except (asyncio.CancelledError, Exception):
                 pass
         self.pool.shutdown(wait=True, cancel_futures=True)
+        if interrupted is not None:
+            try:
+                await self.store.release_job(interrupted)
+                log.info("job %d interrupted by shutdown; it will run again at the next start", interrupted)
+            except StoreError:
+                pass  # it finished or failed just before the shutdown
 
     def summary(self) -> dict[str, int]:
         return dict(self._counts)

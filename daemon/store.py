@@ -734,6 +734,22 @@ class Store:
 
         return await self._write(op)
 
+    async def release_job(self, job_id: int) -> dict:
+        """A running job interrupted by an orderly daemon shutdown goes back to the queue at
+        its old position, and the attempt is not counted: only crashes use up attempts."""
+        job_id = _job_id(job_id)
+
+        async def op() -> dict:
+            row = await self._job_row(job_id)
+            if row["state"] not in ("running", "processing"):
+                raise StoreError("conflict", f"job {job_id} is {row['state']}, not running")
+            await self._conn.execute(
+                "UPDATE jobs SET state = 'queued', started = NULL, attempts = max(attempts - 1, 0)"
+                " WHERE id = ?", (job_id,))
+            return await self._job(job_id)
+
+        return await self._write(op)
+
     async def _requeue_or_fail(self, row: sqlite3.Row, error: str,
                                max_attempts: int | None = None) -> str:
         cap = row["max_attempts"] if max_attempts is None else max_attempts

@@ -239,3 +239,32 @@ def test_worker_dies_with_a_killed_daemon(daemon_process: Callable[..., DaemonPr
     while not _dead(worker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _dead(worker)
+
+
+def test_orderly_shutdown_requeues_the_running_job_without_using_an_attempt(
+        daemon_process: Callable[..., DaemonProcess], tiny_model: Path) -> None:
+    d = daemon_process("--model", str(tiny_model), env={"DGX_MUSIC_TEST_STEP_DELAY": "0.05"}).start()
+
+    async def start_job() -> int:
+        async with await Client.connect(d.socket) as c:
+            await c.subscribe("job")
+            job = await c.call("job.submit", {"prompt": "interrupted", "duration": 5})
+            await wait_event(c, "job.progress", job["id"])
+            return job["id"]
+
+    job_id = asyncio.run(start_job())
+    assert d.stop(signal.SIGTERM) == 0
+    d.env = {}
+    d.start()
+
+    async def finish() -> dict[str, Any]:
+        async with await Client.connect(d.socket) as c:
+            await c.subscribe("job")
+            j = await c.call("job.get", {"id": job_id})
+            if j["state"] != "done":
+                await wait_event(c, "job.finished", job_id, timeout=120)
+            return await c.call("job.get", {"id": job_id})
+
+    j = asyncio.run(finish())
+    assert j["state"] == "done" and j["attempts"] == 1 and j["track_ids"] == [f"{job_id}-0"]
+    assert "interrupted by shutdown" in d.logs()
