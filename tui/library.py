@@ -12,12 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.cache import LRUCache
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import Checkbox, DataTable, Input, Label, Select, Static
 
@@ -56,10 +61,148 @@ def track_cells(t: dict[str, Any]) -> list[Any]:
 
 
 class LibraryTable(DataTable):
-    """DataTable that asks for the next page as the view nears the end."""
+    """DataTable that asks for the next page as the view nears the end, and draws its cells cheaply.
+
+    Every search refills the table, and DataTable then renders each visible cell
+    afresh through Rich (Styled(Padding(Text)) -> Console.render_lines), ~270 cells
+    for a 120x40 screen: most of the keystroke-to-screen time. Our cells are
+    one-line Text in fixed-width columns, so `_render_cell` here keeps the cell's
+    unstyled segments (padding included) in a cache keyed by content and width,
+    shared by all rows and all queries (the same track, number or date looks the
+    same in every result), and only applies the row/cursor styles per cell. Any
+    other cell (header, row label, multi-line, spans, tabs) goes through
+    DataTable's own path. `_update_dimensions` skips measuring cells when every
+    column has a fixed width (their widths are not used then). Both give the
+    same segments as DataTable's own code; tests/tui/test_views.py checks that.
+    """
 
     class NearEnd(Message):
         pass
+
+    #: (plain, style, overflow, width) -> unstyled segments of one padded cell line
+    _SEGMENTS_MAX = 4096
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._segments: dict[tuple, list[Segment]] = {}
+
+    def _cell_segments(self, cell: Text, width: int) -> list[Segment] | None:
+        """The unstyled segments of a one-line cell (padding included), as Rich draws it,
+        or None where that takes Rich itself (wide or special characters, wrapping)."""
+        key = (cell.plain, cell.style, cell.overflow, width)
+        segs = self._segments.get(key)
+        if segs is None:
+            pad = self.cell_padding
+            inner = width - 2 * pad
+            plain = cell.plain
+            if inner < 1 or not plain.isprintable() or cell_len(plain) != len(plain) or (
+                    len(plain) > inner and cell.overflow != "ellipsis"):
+                return None
+            if not plain:  # Rich leaves an empty, unstyled segment here
+                segs = [Segment(" " * pad), Segment(""), Segment(" " * inner), Segment(" " * pad)]
+            else:  # one cell per character: pad, text (cropped with an ellipsis), pad
+                if len(plain) > inner:
+                    plain = plain[:inner - 1] + "…"
+                style = self.app.console.get_style(cell.style) if cell.style else None
+                segs = [Segment(" " * pad), Segment(plain, style)]
+                if len(plain) < inner:
+                    segs.append(Segment(" " * (inner - len(plain))))
+                segs.append(Segment(" " * pad))
+            if len(self._segments) >= self._SEGMENTS_MAX:
+                self._segments.clear()
+            self._segments[key] = segs
+        return segs
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False) -> Any:
+        try:
+            row_key = self._row_locations.get_key(row_index)
+            column_key = self._column_locations.get_key(column_index)
+            row = self.rows[row_key] if row_index >= 0 else None
+            cell = self._data[row_key][column_key] if row is not None and column_index >= 0 else None
+        except (KeyError, AttributeError):
+            cell = row = None
+        if (type(cell) is not Text or row is None or row.height != 1 or cell.spans
+                or "\n" in cell.plain or "\t" in cell.plain or cell.justify not in (None, "default", "left")
+                or self.fixed_rows or self.fixed_columns):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        cache_key = (row_key, column_key, base_style, cursor, hover, self._show_hover_cursor,
+                     self._update_count, self._pseudo_class_state)
+        lines = self._cell_render_cache.get(cache_key)
+        if lines is None:
+            segs = self._cell_segments(cell, width)
+            if segs is None:
+                return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            component_style, post_style = self._get_styles_to_render_cell(
+                False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
+                self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+            pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
+            lines = [list(Segment.apply_style(segs, pre_style, post_style))]
+            self._cell_render_cache[cache_key] = lines
+        return lines
+
+    def _clear_caches(self) -> None:
+        # Textual's LRUCache keeps its entries in a ring of [prev, next, key, value] lists;
+        # dropped whole on clear() (every search), the ring is cyclic garbage that only the
+        # cyclic GC frees, and its full collections then cost 20-50 ms in the middle of a
+        # keystroke. Breaking the ring first lets reference counting free it at once.
+        for cache in (self._row_render_cache, self._cell_render_cache, self._row_renderable_cache,
+                      self._line_cache, self._offset_cache, self._ordered_row_cache):
+            nodes = getattr(cache, "_cache", None) if isinstance(cache, LRUCache) else None
+            if isinstance(nodes, dict):
+                for node in nodes.values():
+                    if type(node) is list:
+                        node.clear()
+        super()._clear_caches()
+
+    # While one frame is drawn nothing can restyle the table, yet DataTable works out the same
+    # styles again for every line (walking the DOM for each); keep them for the frame.
+    _frame: dict[Any, Any] | None = None
+
+    def render_lines(self, crop: Any) -> Any:
+        self._frame = {}
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame = None
+
+    @property
+    def rich_style(self) -> Style:
+        frame = self._frame
+        if frame is None:
+            return super().rich_style
+        if "rich_style" not in frame:
+            frame["rich_style"] = super().rich_style
+        return frame["rich_style"]
+
+    @property
+    def background_colors(self) -> Any:
+        frame = self._frame
+        if frame is None:
+            return super().background_colors
+        if "background_colors" not in frame:
+            frame["background_colors"] = super().background_colors
+        return frame["background_colors"]
+
+    def _get_row_style(self, row_index: int, base_style: Style) -> Style:
+        frame = self._frame
+        if frame is None:
+            return super()._get_row_style(row_index, base_style)
+        key = ("row_style", row_index == -1, row_index < self.fixed_rows, row_index % 2, base_style)
+        if key not in frame:
+            frame[key] = super()._get_row_style(row_index, base_style)
+        return frame[key]
+
+    def _update_dimensions(self, new_rows: Any) -> None:
+        columns = list(self.columns.values())
+        if columns and not any(c.auto_width for c in columns) and not self._labelled_row_exists:
+            rows = [self.rows.get(k) for k in new_rows]
+            if all(r is not None and r.label is None and not r.auto_height for r in rows):
+                width = sum(c.get_render_width(self) for c in columns) + self._row_label_column_width
+                header = self.header_height if self.show_header else 0
+                self.virtual_size = Size(width, self._total_row_height + header)
+                return
+        super()._update_dimensions(new_rows)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
@@ -76,15 +219,21 @@ class DetailPane(Vertical):
         with VerticalScroll(id="detail-scroll"):
             yield Static("", id="detail-meta")
 
+    _empty = False
+
     def show(self, t: dict[str, Any] | None) -> None:
         title = self.query_one("#detail-title", Static)
         meta = self.query_one("#detail-meta", Static)
         wave = self.query_one(Waveform)
         if t is None:
+            if self._empty:  # e.g. every keystroke of a search that matches nothing: no layout needed
+                return
+            self._empty = True
             title.update(Text("Select a track", style="dim"))
             meta.update("")
             wave.peaks = None
             return
+        self._empty = False
         head = Text(fmt.one_line(t.get("title") or t.get("prompt"), 200), style="bold")
         if t.get("favorite"):
             head.append("  ♥", style="bold red")
@@ -172,6 +321,7 @@ class LibraryView(Vertical):
         self._detail_inflight = False
         self._detail_timer: Any = None
         self._columns: tuple = ()
+        self._count_text: Text | None = None
         self.queries = 0  # count of first-page queries answered (tests, benchmarks)
 
     def compose(self) -> ComposeResult:
@@ -300,7 +450,14 @@ class LibraryView(Vertical):
         self._show_count(Text(f"{what} · {self.sort} {arrow}", style="dim"))
 
     def _show_count(self, text: Text) -> None:
-        self.query_one("#lib-count", Label).update(text)
+        # Most keystrokes leave the count as it was ("8,488 tracks" for "pia", "pian"…);
+        # and a new count of the same width needs no layout of the whole screen.
+        label = self.query_one("#lib-count", Label)
+        old = self._count_text
+        if old is not None and old.plain == text.plain and old.style == text.style and old.spans == text.spans:
+            return
+        self._count_text = text
+        label.update(text, layout=old is None or old.cell_len != text.cell_len)
 
     @on(LibraryTable.NearEnd)
     def load_more(self) -> None:
@@ -325,6 +482,12 @@ class LibraryView(Vertical):
     @on(Input.Changed, "#search, #f-tag, #f-bpm-min, #f-bpm-max")
     def _search_changed(self, event: Input.Changed) -> None:
         event.stop()
+        # The detail pane waits for a pause in typing: a detail that was on its way is
+        # dropped rather than laid out in the middle of the next keystroke.
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+            self._detail_timer = None
+        self._detail_want = None
         self.request_query()
 
     @on(Input.Submitted, "#search")

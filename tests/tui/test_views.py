@@ -310,3 +310,57 @@ def test_player_preference(monkeypatch: Any) -> None:
     assert p.detect() == "ffplay"
     assert p.command_for(Path("/x/a.wav")) == ["/usr/bin/ffplay", "-nodisp", "-autoexit", "-loglevel", "quiet",
                                                "/x/a.wav"]
+
+
+async def test_library_table_cells_render_like_datatable() -> None:
+    """LibraryTable's cached cell rendering gives exactly DataTable's own segments."""
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+    from textual.widgets import DataTable
+
+    from dgx_music.tui.library import LibraryTable, track_cells
+
+    class TableApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield LibraryTable(cursor_type="row", zebra_stripes=True)
+
+    tracks = [
+        {"id": "a", "title": "short", "duration": 4.0, "bpm": 120, "key": "C major", "lufs": -14.0, "rating": 3,
+         "favorite": True, "created": 1_700_000_000},
+        {"id": "b", "prompt": "a very long prompt that is much wider than the title column of the table " * 2,
+         "duration": 12.5, "rating": 0, "favorite": False},
+        {"id": "c", "title": "日本語のタイトル、とても長いタイトルです 🎹🎹🎹", "bpm": 87.4, "key": "F# minor"},
+        {"id": "d", "title": "tab\there", "rating": 5},
+        {"id": "e", "title": "x" * 20},  # exactly the column width
+        {"id": "f", "title": "x" * 21},  # one over
+        {"id": "g", "title": ""},
+        {"id": "h", "title": "café au lait — crème brûlée ★ with a few more words", "rating": 1},
+        {"id": "i", "title": "e\u0301 combining", "favorite": True},
+    ]
+    app = TableApp()
+    async with app.run_test(size=(100, 20)) as pilot:
+        table = app.query_one(LibraryTable)
+        for key, label, w in [("title", "Title", 20), ("duration", "Dur", 5), ("bpm", "BPM", 4), ("key", "Key", 8),
+                              ("lufs", "LUFS", 5), ("rating", "Rating", 6), ("favorite", "♥", 1),
+                              ("created", "Created", 16)]:
+            table.add_column(label, key=key, width=w)
+        for t in tracks:
+            table.add_row(*track_cells(t), key=t["id"])
+        table.add_row(Text("multi\nline"), "markup [b]str[/b]", 3.25, key="other")
+        await pilot.pause(0.1)
+        base = table.rich_style
+        compared = 0
+        for row in range(-1, table.row_count):
+            for col, column in enumerate(table.ordered_columns):
+                for cursor, hover in ((False, False), (True, False), (False, True)):
+                    style = table._get_row_style(row, base)
+                    args = (row, col, style, column.get_render_width(table), cursor, hover)
+                    table._cell_render_cache.clear()
+                    ours = table._render_cell(*args)
+                    table._cell_render_cache.clear()
+                    theirs = DataTable._render_cell(table, *args)
+                    assert ours == theirs, (row, col, cursor, hover, [[(s.text, str(s.style)) for s in l] for l in ours], [[(s.text, str(s.style)) for s in l] for l in theirs])
+                    compared += 1
+        assert compared == (table.row_count + 1) * 8 * 3
+        assert any(k[0] == "★★★··" for k in table._segments)  # the fast path was used
+        assert table.virtual_size.width == sum(c.get_render_width(table) for c in table.columns.values())
