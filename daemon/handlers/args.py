@@ -62,6 +62,8 @@ class Args:
 
     def bool(self, name: str, default: Any = _MISSING) -> Any:
         value = self._get(name, default)
+        if value is default and default is not _MISSING:
+            return value
         if not isinstance(value, bool):
             raise _bad(name, f"must be true or false, got {type(value).__name__}")
         return value

@@ -23,10 +23,9 @@ def _read(path: Path, offset: int, size: int) -> tuple[bytes, int]:
 async def list_tracks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """One page of tracks, filtered, searched and sorted; pass next_cursor for the next."""
     a = Args(params)
-    favorite = a.bool("favorite", None) if params.get("favorite") is not None else None
     page = await ctx.daemon.store.list_tracks(
         search=a.str("search", None, max_len=1000), tag=a.str("tag", None, max_len=100),
-        favorite=favorite, model=a.str("model", None, max_len=500),
+        favorite=a.bool("favorite", None), model=a.str("model", None, max_len=500),
         bpm_min=a.float("bpm_min", None), bpm_max=a.float("bpm_max", None),
         key=a.str("key", None, max_len=100), sort=a.str("sort", "created", max_len=20),
         order=a.str("order", "desc", max_len=4), limit=a.int("limit", 50, lo=1, hi=500),
@@ -53,7 +52,7 @@ async def update(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     a = Args(params)
     track = await ctx.daemon.store.update_track(
         a.str("id", max_len=64), title=a.str("title", None, max_len=1000),
-        rating=a.int("rating", None), favorite=a.bool("favorite", None) if params.get("favorite") is not None else None,
+        rating=a.int("rating", None), favorite=a.bool("favorite", None),
         notes=a.str("notes", None, max_len=20000), tags_add=a.str_list("tags_add", []),
         tags_remove=a.str_list("tags_remove", []))
     ctx.daemon.publish("track.updated", track)

@@ -213,3 +213,12 @@ async def test_other_uid_is_refused_by_the_daemon_itself(daemon_factory: Any) ->
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     assert out.decode().strip() == protocol.FORBIDDEN, err.decode()
+
+
+async def test_typed_params_name_the_field(client: Client) -> None:
+    for method, params, field in (("job.get", {"id": "seven"}, "id"), ("job.list", {"all": "yes"}, "all"),
+                                  ("track.list", {"favorite": 1}, "favorite"), ("track.list", {"limit": 0}, "limit"),
+                                  ("job.move", {"id": 1, "to": "sideways"}, "to"), ("track.get", {}, "id")):
+        with pytest.raises(RemoteError) as e:
+            await client.call(method, params)
+        assert e.value.code == protocol.INVALID_PARAMS and e.value.data["field"] == field, (method, e.value)
