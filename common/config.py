@@ -53,6 +53,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("daemon.socket_group", str, "", "Group whose members may also connect (empty: none)."),
     Option("daemon.max_frame", int, 8 * 1024 * 1024, "Largest protocol frame accepted, bytes."),
     Option("daemon.read_timeout", float, 30.0, "Seconds a client may take to finish a frame."),
+    Option("daemon.max_clients", int, 256, "Connections served at once; more are told so and closed."),
     Option("daemon.subscriber_buffer", int, 4096, "KiB of unread events a subscriber may fall behind before it is dropped."),
     Option("daemon.log_level", str, "info", "debug, info, warning or error.",
            choices=("debug", "info", "warning", "error")),

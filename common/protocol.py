@@ -33,6 +33,7 @@ ENGINE_ERROR = "engine_error"
 FORBIDDEN = "forbidden"
 INTERNAL = "internal"
 SHUTTING_DOWN = "shutting_down"
+TOO_MANY_CLIENTS = "too_many_clients"
 
 
 class ProtocolError(Exception):

@@ -201,6 +201,7 @@ class Server:
         self.path = s.socket
         self.max_frame = int(s["daemon.max_frame"])
         self.read_timeout = float(s["daemon.read_timeout"])
+        self.max_clients = int(s["daemon.max_clients"])
         self.subscriber_buffer = int(s["daemon.subscriber_buffer"]) * 1024
         self.mode = int(s["daemon.socket_mode"], 8)
         self.group = s["daemon.socket_group"]
@@ -268,6 +269,12 @@ class Server:
             log.warning("refused connection from uid %d (pid %d)", conn.uid, conn.pid)
             await conn.send(protocol.error(None, protocol.FORBIDDEN,
                                            f"uid {conn.uid} may not use this daemon (owner uid {self.policy.uid})"))
+            conn.close()
+            return
+        if len(self.connections) >= self.max_clients:
+            log.warning("refused a connection: %d clients already connected", len(self.connections))
+            await conn.send(protocol.error(None, protocol.TOO_MANY_CLIENTS,
+                                           f"the daemon already serves {self.max_clients} clients"))
             conn.close()
             return
         if self.daemon.stopping:

@@ -222,3 +222,21 @@ async def test_typed_params_name_the_field(client: Client) -> None:
         with pytest.raises(RemoteError) as e:
             await client.call(method, params)
         assert e.value.code == protocol.INVALID_PARAMS and e.value.data["field"] == field, (method, e.value)
+
+
+async def test_connections_beyond_the_cap_are_told_and_closed(daemon_factory: Any) -> None:
+    d = await daemon_factory(daemon__max_clients=3)
+    held = [await Client.connect(d.server.path) for _ in range(3)]
+    try:
+        assert (await held[0].call("status"))["clients"] == 3
+        r, w = await raw(d.server.path)
+        msg = await answer(r)
+        assert msg and msg["error"]["code"] == protocol.TOO_MANY_CLIENTS
+        assert await r.read() == b""
+        await held[2].close()
+        await asyncio.sleep(0.05)
+        async with await Client.connect(d.server.path) as c:  # room again
+            assert (await c.call("status"))["clients"] == 3
+    finally:
+        for c in held:
+            await c.close()
