@@ -21,7 +21,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
 class UsageError(Exception):
-    pass
+    """The command line asks for something impossible; exit code 2."""
 
 
 def add_client_flags(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:

@@ -54,10 +54,7 @@ def empty_trash(data_dir: Path) -> int:
 def discard(data_dir: Path, rendered: list[dict[str, Any]]) -> None:
     """Remove files of a job cancelled during post-processing (they never had rows)."""
     for t in rendered:
-        try:
-            (data_dir / t["path"]).unlink()
-        except FileNotFoundError:
-            pass
+        library_file(data_dir, t["path"]).unlink(missing_ok=True)
 
 
 def set_aside_orphans(data_dir: Path, known: set[str]) -> list[Path]:

@@ -299,7 +299,4 @@ class Server:
             except asyncio.TimeoutError:
                 pass
         if self._owns_path:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
+            self.path.unlink(missing_ok=True)

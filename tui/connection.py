@@ -29,7 +29,7 @@ RETRY_DELAYS = (0.25, 0.5, 1.0)
 
 
 class NotConnected(DaemonUnavailable):
-    pass
+    """An action needs the daemon while the TUI is (re)connecting."""
 
 
 async def _default_connect(path: Path) -> Client:
