@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from dgx_music.common.client import DaemonUnavailable, Event
@@ -259,3 +261,36 @@ class FakeClient:
 
     async def close(self) -> None:
         self.closed = True
+
+
+class FakeProc:
+    """Stands in for a player process; records the command it was started with."""
+
+    pid = 999999
+    started: list[list[str]] = []
+
+    def __init__(self, cmd: list[str], **kw: Any) -> None:
+        FakeProc.started.append(list(cmd))
+        self.rc: int | None = None
+
+    def poll(self) -> int | None:
+        return self.rc
+
+    def terminate(self) -> None:
+        self.rc = -15
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.rc or 0
+
+
+def stub_player_process(monkeypatch: Any, player_name: str) -> list[list[str]]:
+    """Make `player_name` the only player found, started as a FakeProc. Only the player
+    module's view of shutil/subprocess changes: the daemon's model worker still spawns."""
+    from dgx_music.tui import player as player_mod
+
+    FakeProc.started = []
+    monkeypatch.setattr(player_mod, "shutil", SimpleNamespace(
+        which=lambda name: f"/usr/bin/{name}" if name == player_name else None))
+    monkeypatch.setattr(player_mod, "subprocess", SimpleNamespace(
+        Popen=FakeProc, DEVNULL=subprocess.DEVNULL, TimeoutExpired=subprocess.TimeoutExpired))
+    return FakeProc.started

@@ -7,48 +7,23 @@ audio over the socket, cancelling a job, and a daemon restart with reconnect.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import pytest
 from textual.widgets import Input
 
 from dgx_music.tui.app import DgxMusicApp
-from dgx_music.tui import player as player_mod
 from dgx_music.tui.player import Player
+
+from tests.tui.fakes import stub_player_process
 
 pytestmark = pytest.mark.slow
 
 
-class FakeProc:
-    started: list[list[str]] = []
-
-    def __init__(self, cmd: list[str], **kw: Any) -> None:
-        FakeProc.started.append(list(cmd))
-        self.pid = 999999
-        self.rc: int | None = None
-
-    def poll(self) -> int | None:
-        return self.rc
-
-    def terminate(self) -> None:
-        self.rc = -15
-
-    def wait(self, timeout: float | None = None) -> int:
-        return self.rc or 0
-
-
 @pytest.fixture
 def stub_player(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The player's own view of `shutil.which` and `subprocess.Popen` (the daemon's worker still spawns)."""
-    FakeProc.started = []
-    monkeypatch.setattr(player_mod, "shutil", SimpleNamespace(
-        which=lambda name: f"/usr/bin/{name}" if name == "pw-play" else None))
-    monkeypatch.setattr(player_mod, "subprocess", SimpleNamespace(
-        Popen=FakeProc, DEVNULL=subprocess.DEVNULL, TimeoutExpired=subprocess.TimeoutExpired))
-    return FakeProc.started
+    return stub_player_process(monkeypatch, "pw-play")
 
 
 async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:

@@ -11,7 +11,7 @@ from textual.widgets import Input
 from dgx_music.tui.app import DgxMusicApp
 from dgx_music.tui.messages import JobProgress
 from dgx_music.tui.player import Player
-from tests.tui.fakes import FakeDaemon
+from tests.tui.fakes import FakeDaemon, stub_player_process
 
 
 def make_app(fake: FakeDaemon, tmp_path: Path, **kw: Any) -> DgxMusicApp:
@@ -195,29 +195,7 @@ async def test_track_actions(tmp_path: Path) -> None:
 
 async def test_play_fetches_over_the_socket_and_runs_the_player(tmp_path: Path, monkeypatch: Any) -> None:
     """Remote daemon (the file is not readable here): audio is streamed into the cache, then played."""
-    import shutil
-    import subprocess
-
-    started: list[list[str]] = []
-
-    class FakeProc:
-        pid = 999999
-
-        def __init__(self, cmd: list[str], **kw: Any) -> None:
-            started.append(cmd)
-            self.rc: int | None = None
-
-        def poll(self) -> int | None:
-            return self.rc
-
-        def terminate(self) -> None:
-            self.rc = -15
-
-        def wait(self, timeout: float | None = None) -> int:
-            return self.rc or 0
-
-    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/ffplay" if name == "ffplay" else None)
-    monkeypatch.setattr(subprocess, "Popen", FakeProc)
+    started = stub_player_process(monkeypatch, "ffplay")
     fake = FakeDaemon()
     app = make_app(fake, tmp_path, player=Player(use_sounddevice=False))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -290,7 +268,7 @@ async def test_daemon_errors_are_notices(tmp_path: Path) -> None:
 
 async def test_command_palette_lists_actions(tmp_path: Path) -> None:
     app = make_app(FakeDaemon(), tmp_path)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24)):
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for want in ("Generate", "Cancel job", "Retry job", "Play / stop", "Remix", "Delete track", "Help"):
             assert want in titles
