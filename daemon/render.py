@@ -16,6 +16,7 @@ import numpy as np
 
 from dgx_music import __version__
 from dgx_music.daemon import failpoints
+from dgx_music.daemon.store import default_title
 
 log = logging.getLogger("dgx_music.render")
 
@@ -41,7 +42,7 @@ def render_tracks(data_dir: Path, job: dict[str, Any], audio: np.ndarray, sample
     from dgx_music.daemon.audio import files, pipeline  # librosa is heavy; only the daemon needs it
 
     created = dt.datetime.now()
-    title = _title(job["prompt"])
+    title = default_title(job["prompt"])
     out: list[dict[str, Any]] = []
     for index in range(audio.shape[0]):
         track_id = f"{job['id']}-{index}"
@@ -70,8 +71,3 @@ def render_tracks(data_dir: Path, job: dict[str, Any], audio: np.ndarray, sample
                                      "bpm", "bpm_confidence", "key", "key_confidence")},
         })
     return out
-
-
-def _title(prompt: str) -> str:
-    t = " ".join(prompt.split())
-    return t if len(t) <= 60 else t[:57].rstrip() + "..."

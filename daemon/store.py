@@ -946,7 +946,7 @@ class Store:
             for r, idx in zip(rows, indexes):
                 r.update(id=f"{job_id}-{idx}", job_id=job_id, prompt=job["prompt"],
                          seed=job["seed"], idx=idx, params=job["params"], created=now,
-                         title=r["title"] or _default_title(job["prompt"]),
+                         title=r["title"] or default_title(job["prompt"]),
                          model=r["model"] or job["model"], backend=r["backend"] or job["backend"])
                 await self._insert_track(r)
             await self._conn.execute(
@@ -970,7 +970,7 @@ class Store:
                 id=_track_id(t.get("id")),
                 job_id=None if t.get("job_id") is None else _job_id(t["job_id"]),
                 prompt=prompt,
-                title=r["title"] or _default_title(prompt),
+                title=r["title"] or default_title(prompt),
                 seed=None if t.get("seed") is None else _int("seed", t["seed"], 0, MAX_SEED),
                 idx=_int("index", t.get("index", 0), 0),
                 params=_json_dict("params", t.get("params", {})),
@@ -1263,7 +1263,8 @@ def _bool(field: str, value: Any) -> bool:
     raise _invalid(field, f"must be true or false, got {value!r}")
 
 
-def _default_title(prompt: str) -> str:
+def default_title(prompt: str) -> str:
+    """A track's title when the user gave none: the prompt's start, cut at a word."""
     text = " ".join(prompt.split())
     if len(text) <= TITLE_FROM_PROMPT_CHARS:
         return text
