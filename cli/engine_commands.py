@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--backend", choices=("transformers", "audiocraft"), default="transformers",
                    help="on-disk format (default: transformers)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random weights")
+    p.add_argument("--melody", action="store_true",
+                   help="build a MusicGen-melody (follows a melody as well as text; transformers only)")
     _add_common(p)
     p.set_defaults(func=make_test_model_cmd)
 
@@ -119,11 +121,11 @@ def make_test_model_cmd(args: argparse.Namespace) -> int:
     if tty:
         print(f"building a tiny {args.backend} MusicGen in {args.dir} ...", file=sys.stderr)
     try:
-        out = build_test_model(args.dir, backend=args.backend, seed=args.seed)
+        out = build_test_model(args.dir, backend=args.backend, seed=args.seed, melody=args.melody)
     except (RuntimeError, ValueError, OSError) as exc:
         return _fail(args, "failed", str(exc))
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    data = {"path": str(out.resolve()), "backend": args.backend, "bytes": size}
+    data = {"path": str(out.resolve()), "backend": args.backend, "melody": args.melody, "bytes": size}
     if getattr(args, "json", False):
         _print_json(data)
     else:

@@ -11,7 +11,7 @@ from typing import Any
 from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_client_flags, emit, fail,
                                   human_duration, print_json, run_client)
 from dgx_music.common.client import Client
-from dgx_music.common.params import ParamError, validate_params
+from dgx_music.common.params import TRACK_ID_RE, ParamError, validate_params
 
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(the job is already safe on disk). With --wait, shows live progress and ends "
                     "with the tracks' ids and file paths.",
         epilog='examples:\n  dgx-music generate "dark ambient drone, slow pads" --duration 20 --count 3 --wait\n'
-               '  dgx-music generate "upbeat funk, slap bass" --seed 1234 --cfg 4 --json',
+               '  dgx-music generate "upbeat funk, slap bass" --seed 1234 --cfg 4 --json\n'
+               '  dgx-music generate "80s synth pop" --model melody --melody hum.wav --wait',
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prompt", help="what the music should sound like")
     p.add_argument("--duration", type=float, metavar="S", help="seconds of audio, 0.5 to 30 (default 8)")
@@ -35,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cfg", type=float, metavar="C", help="classifier-free guidance (default 3.0)")
     p.add_argument("--model", metavar="M", help="model for this job (default: the daemon's)")
     p.add_argument("--lufs", type=float, metavar="L", dest="target_lufs", help="loudness target (default -14)")
+    p.add_argument("--melody", metavar="SRC",
+                   help="a melody to follow (melody models): a library track id such as 12-0, or an audio "
+                        "file here (WAV, FLAC, OGG, MP3; its first 30 s)")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
     add_client_flags(p)
     p.set_defaults(func=generate_cmd)
@@ -87,10 +91,25 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
             raw[key] = value
     try:
         validate_params(raw)  # the same check the daemon makes, before connecting
+        melody = getattr(args, "melody", None)
+        if melody is not None:
+            raw.update(_melody(melody))
     except ParamError as exc:
         raise UsageError(f"--{exc.field.replace('_', '-')}: {exc.message}" if exc.field != "prompt"
                          else f"prompt {exc.message}") from None
     return raw
+
+
+def _melody(src: str) -> dict[str, Any]:
+    """A track id goes as it is; a local file is decoded here and uploaded (the daemon may be remote)."""
+    if TRACK_ID_RE.match(src) and not Path(src).exists():
+        return {"melody": src}
+    path = Path(src).expanduser()
+    if not path.exists():
+        raise ParamError("melody", f"{src} is neither a library track id (like 12-0) nor a file")
+    from dgx_music.daemon.melodies import encode_upload
+
+    return {"melody_audio": encode_upload(path), "melody_name": path.name}
 
 
 def format_job(j: dict[str, Any]) -> str:
@@ -102,6 +121,8 @@ def format_job(j: dict[str, Any]) -> str:
     if prog:
         lines.append(f"  progress  {prog['step']}/{prog['total']} steps, {human_duration(prog['elapsed'])} elapsed, "
                      f"ETA {human_duration(prog.get('eta'))}")
+    if p.get("melody_source"):
+        lines.append(f"  melody    {p['melody_source']}")
     if j.get("error"):
         lines.append(f"  error     {j['error']}")
     if j.get("track_ids"):
@@ -196,7 +217,7 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
     return EXIT_OK if j["state"] == "done" else EXIT_FAILED
 
 
-REMIX_KEYS = ("duration", "temperature", "top_k", "top_p", "cfg", "target_lufs")
+REMIX_KEYS = ("duration", "temperature", "top_k", "top_p", "cfg", "target_lufs", "melody", "melody_source")
 
 
 async def remix(client: Client, args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ person who typed it (naming the field) instead of failing later inside the worke
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
@@ -16,6 +17,11 @@ MIN_DURATION = 0.5
 MAX_DURATION = 30.0
 MAX_COUNT = 16
 MAX_SEED = 2**32 - 1
+MAX_MELODY_SOURCE_CHARS = 200
+
+#: A library track id ("12-0") or a stored melody key (16 hex digits): never a path.
+TRACK_ID_RE = re.compile(r"^[0-9]{1,12}-[0-9]{1,4}$")
+MELODY_KEY_RE = re.compile(r"^[0-9a-f]{16}$")
 
 
 class ParamError(ValueError):
@@ -39,6 +45,10 @@ class GenerationParams:
     cfg: float = 3.0
     model: str | None = None
     target_lufs: float | None = None
+    # A melody to follow (melody models only): a track id at submit time, which the daemon
+    # turns into the key of its own stored copy, so deleting the track never breaks the job.
+    melody: str | None = None
+    melody_source: str | None = None
 
     def with_seed(self) -> "GenerationParams":
         """Pick and fix a seed when the user gave none, so the job can be reproduced."""
@@ -137,4 +147,15 @@ def validate_params(raw: Mapping[str, Any], *, max_count: int = MAX_COUNT) -> Ge
         if not isinstance(model, str) or not model.strip():
             raise ParamError("model", "must be a model name, hub id or directory")
         out["model"] = model.strip()
+    if raw.get("melody") is not None:
+        melody = raw["melody"]
+        if not isinstance(melody, str) or not (TRACK_ID_RE.match(melody.strip())
+                                                or MELODY_KEY_RE.match(melody.strip())):
+            raise ParamError("melody", f"must be a library track id like 12-0, got {melody!r}")
+        out["melody"] = melody.strip()
+    if raw.get("melody_source") is not None:
+        source = raw["melody_source"]
+        if not isinstance(source, str) or "\x00" in source:
+            raise ParamError("melody_source", "must be text")
+        out["melody_source"] = source.strip()[:MAX_MELODY_SOURCE_CHARS] or None
     return GenerationParams(**out)

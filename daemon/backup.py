@@ -7,6 +7,8 @@ A backup is a directory:
                           snapshot even while the daemon writes; WAL readers do not
                           block the daemon's writers)
     DEST/library/...      with --with-audio: every file the copied database refers to
+    DEST/melodies/...     with --with-audio: the melodies that jobs follow (so a queued
+                          job or a remix of a melody track still runs after a restore)
     DEST/manifest.json    what was copied, when, from where, and what was missing
 
 Backing up is safe while the daemon runs. Restoring is not: `restore` refuses while
@@ -32,6 +34,7 @@ except Exception:  # pragma: no cover - keep backup usable if the daemon's compo
 
 MANIFEST = "manifest.json"
 LIBRARY = "library"
+MELODIES = "melodies"  # as daemon/melodies.py, without importing the audio stack
 
 
 class BackupError(RuntimeError):
@@ -44,6 +47,7 @@ class Report:
     tracks: int = 0
     jobs: int = 0
     files: int = 0
+    melodies: int = 0
     bytes: int = 0
     missing: list[str] = field(default_factory=list)
     schema_version: int = 0
@@ -52,7 +56,7 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {"dest": str(self.dest), "tracks": self.tracks, "jobs": self.jobs, "files": self.files,
-                "bytes": self.bytes, "missing": self.missing, "schema_version": self.schema_version,
+                "melodies": self.melodies, "bytes": self.bytes, "missing": self.missing, "schema_version": self.schema_version,
                 "seconds": round(self.seconds, 3), "kept_aside": self.kept_aside}
 
 
@@ -138,6 +142,7 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
                 continue
             report.files += 1
             report.bytes += d.stat().st_size
+        _copy_melodies(data_dir, dest, report)
         if progress:
             progress(f"audio: {report.files} files" + (f", {len(report.missing)} missing" if report.missing else ""))
     report.seconds = time.monotonic() - t0
@@ -145,6 +150,20 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
                 "with_audio": with_audio, **report.as_dict()}
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _copy_melodies(src_root: Path, dest_root: Path, report: Report) -> None:
+    """Melody references are content-addressed and never change: copy the ones not there yet."""
+    src = src_root / MELODIES
+    if not src.is_dir():
+        return
+    (dest_root / MELODIES).mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.glob("*.wav")):
+        d = dest_root / MELODIES / f.name
+        if not d.exists():
+            shutil.copy2(f, d)
+            report.melodies += 1
+            report.bytes += d.stat().st_size
 
 
 def _open_by_processes(paths: list[Path]) -> list[int]:
@@ -251,6 +270,7 @@ def restore(src: Path, data_dir: Path, *, socket_path: Path | None = None,
             shutil.copy2(s, d)
             report.files += 1
             report.bytes += d.stat().st_size
+        _copy_melodies(src, data_dir, report)
     else:
         report.missing = [rel for rel in paths if not (data_dir / _safe_rel(rel)).is_file()]
     if progress:

@@ -10,6 +10,7 @@ files, never a row without a file. Files without a row are moved aside at start.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -17,12 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from dgx_music.common import protocol
-from dgx_music.common.params import GenerationParams, ParamError, validate_params
+from dgx_music.common.params import MELODY_KEY_RE, GenerationParams, ParamError, validate_params
 from dgx_music.daemon.engine.errors import EngineError
-from dgx_music.daemon.engine.models import resolve_model
+from dgx_music.daemon.engine.models import accepts_melody, resolve_model
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.store import StoreError
-from dgx_music.daemon import failpoints, libfiles, render
+from dgx_music.daemon import failpoints, libfiles, melodies, render
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -120,8 +121,12 @@ class Scheduler:
         return name
 
     async def submit(self, raw: dict[str, Any]) -> dict[str, Any]:
+        raw = dict(raw)
+        upload, upload_name = raw.pop("melody_audio", None), raw.pop("melody_name", None)
         params = validate_params(raw, max_count=self.max_count).with_seed()
         model = self.check_model(params.model)
+        if upload is not None or params.melody is not None:
+            params = await self._store_melody(params, model, upload, upload_name)
         stored = {k: v for k, v in params.to_dict().items() if k not in ("prompt", "count", "seed", "model")}
         job = await self.store.add_job(prompt=params.prompt, params=stored, count=params.count,
                                        seed=params.seed, model=model,
@@ -133,6 +138,42 @@ class Scheduler:
         self.publish("job.queued", self.with_progress(job))
         self._wake.set()
         return self.with_progress(job)
+
+    async def _store_melody(self, params: GenerationParams, model: str, upload: Any,
+                            upload_name: Any) -> GenerationParams:
+        """Keep the job's own copy of its melody, on disk before the job row is committed."""
+        if self.daemon.settings["engine.backend"] != "transformers":
+            raise ParamError("melody", "melody conditioning needs the transformers backend")
+        try:
+            melodic = accepts_melody(resolve_model(model))
+        except EngineError as exc:
+            raise ParamError("model", exc.message) from None
+        if not melodic:
+            raise ParamError("melody", f"model {model} does not follow a melody; use --model melody")
+        loop = asyncio.get_running_loop()
+        data_dir = self.daemon.data_dir
+        if upload is not None:
+            if params.melody is not None:
+                raise ParamError("melody", "give a track id or melody_audio, not both")
+            name = upload_name if isinstance(upload_name, str) and upload_name.strip() else "uploaded audio"
+            key, _secs = await loop.run_in_executor(self.pool, melodies.from_bytes, data_dir, upload)
+            source = f"file {Path(name).name[:120]}"
+        elif MELODY_KEY_RE.match(params.melody or ""):
+            key = str(params.melody)  # a remix: the melody is already stored
+            if not melodies.melody_path(data_dir, key).is_file():
+                raise ParamError("melody", f"no stored melody {key}; give a track id instead")
+            source = params.melody_source or f"melody {key}"
+        else:
+            try:
+                track = await self.store.get_track(str(params.melody))
+            except StoreError as exc:
+                if exc.code == "not_found":
+                    raise ParamError("melody", f"there is no track {params.melody} in the library") from None
+                raise
+            path = libfiles.library_file(data_dir, track["path"])
+            key, _secs = await loop.run_in_executor(self.pool, melodies.from_file, data_dir, path)
+            source = f"track {track['id']}"
+        return dataclasses.replace(params, melody=key, melody_source=source)
 
     async def cancel(self, job_id: int) -> dict[str, Any]:
         for _ in range(5):  # the runner may take the job between our read and our write
@@ -206,8 +247,9 @@ class Scheduler:
         try:
             if job_id in self._cancel_requested:
                 raise EngineError("cancelled", f"job {job_id} was cancelled")
+            melody = await self._load_melody(params)
             result = await self.engine.generate(job_id, [job["prompt"]] * job["count"], params,
-                                                lambda p: self._on_progress(job_id, p))
+                                                lambda p: self._on_progress(job_id, p), melody=melody)
         except EngineError as exc:
             await self._engine_failed(job, exc)
             return
@@ -233,6 +275,16 @@ class Scheduler:
         for t in tracks:
             self.publish("track.added", t)
         self.publish("job.finished", {"id": job_id, "track_ids": [t["id"] for t in tracks]})
+
+    async def _load_melody(self, params: GenerationParams) -> Any:
+        if params.melody is None:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.pool, melodies.load, self.daemon.data_dir, params.melody)
+        except (OSError, RuntimeError, ParamError) as exc:
+            raise EngineError("bad_request", f"the job's melody ({params.melody_source or params.melody}) "
+                                             f"cannot be read: {exc}") from None
 
     def _params_of(self, job: dict[str, Any]) -> GenerationParams:
         raw = {**job["params"], "prompt": job["prompt"], "count": job["count"], "seed": job["seed"],

@@ -150,6 +150,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_test_model(tmp_path_factory.mktemp("tiny-musicgen"), backend="transformers")
 
 
+@pytest.fixture(scope="session")
+def tiny_melody_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny MusicGen-melody (text + chroma) with random weights, as saved by save_pretrained."""
+    from dgx_music.daemon.engine.testmodel import build_test_model
+
+    return build_test_model(tmp_path_factory.mktemp("tiny-melody"), backend="transformers", melody=True)
+
+
 @pytest.fixture
 async def studio(daemon_factory: Callable[..., Any], tiny_model: Path) -> Any:
     """An in-process daemon with the tiny model: the whole product, no GPU."""

@@ -366,6 +366,10 @@ class DgxMusicApp(App[int]):
             self.query_one(TabbedContent).active = "compose"
             self.compose_view.prefill(t)
             self.notify("Composer filled from the track, with a new random seed.", timeout=3)
+        elif action == "use_melody":
+            self.query_one(TabbedContent).active = "compose"
+            self.compose_view.use_melody(t)
+            self.notify(f"The next job follows the melody of {tid} (needs a melody model).", timeout=4)
         elif action == "delete":
             def confirmed(yes: bool | None) -> None:
                 if yes:

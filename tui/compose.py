@@ -19,7 +19,7 @@ DEFAULTS = GenerationParams(prompt="x")
 #: form field id -> parameter name
 FIELDS = {
     "prompt": "prompt", "duration": "duration", "count": "count", "seed": "seed",
-    "temperature": "temperature", "top-k": "top_k", "top-p": "top_p", "cfg": "cfg",
+    "temperature": "temperature", "top-k": "top_k", "top-p": "top_p", "cfg": "cfg", "melody": "melody",
 }
 ADVANCED = ("temperature", "top_k", "top_p", "cfg")
 
@@ -88,6 +88,8 @@ class ComposeView(Vertical):
         with Horizontal(classes="form-row"):
             yield Label("Model", classes="form-label")
             yield Select([("daemon default", "")], value="", allow_blank=False, id="model", compact=True)
+            yield Label("Melody", classes="form-label2")
+            yield Input("", placeholder="none (track id)", id="melody", compact=True)
         with Collapsible(title="Advanced sampling", collapsed=True, id="advanced"):
             with Horizontal(classes="form-row"):
                 yield Label("Temperature", classes="form-label")
@@ -146,6 +148,9 @@ class ComposeView(Vertical):
         for fid, key in (("temperature", "temperature"), ("top-k", "top_k"), ("top-p", "top_p"), ("cfg", "cfg")):
             if p.get(key) is not None:
                 self.query_one(f"#{fid}", Input).value = _num(p[key]) if isinstance(p[key], float) else str(p[key])
+        self._melody_source = p.get("melody_source")
+        self._melody_key = p.get("melody")
+        self.query_one("#melody", Input).value = str(p.get("melody") or "")
         model = track.get("model") or p.get("model")
         sel = self.query_one("#model", Select)
         if model:
@@ -173,7 +178,20 @@ class ComposeView(Vertical):
         model = self.query_one("#model", Select).value
         if isinstance(model, str) and model:
             raw["model"] = model
+        source = getattr(self, "_melody_source", None)
+        if raw.get("melody") and source and raw["melody"] == getattr(self, "_melody_key", raw["melody"]):
+            raw["melody_source"] = source  # a remix keeps saying where its stored melody came from
         return raw
+
+    def use_melody(self, track: dict[str, Any]) -> None:
+        """Follow this track's melody in the next job; a melody model is needed, so pick one."""
+        self._melody_source = None
+        self.query_one("#melody", Input).value = str(track["id"])
+        sel = self.query_one("#model", Select)
+        melodic = [v for _, v in getattr(self, "_model_opts", []) if isinstance(v, str) and "melody" in v]
+        if melodic and not (isinstance(sel.value, str) and "melody" in sel.value):
+            sel.value = melodic[0]
+        self.query_one("#prompt", Input).focus()
 
     def validate(self, *, show_empty_prompt: bool) -> dict[str, Any] | None:
         for fid in FIELDS:

@@ -42,6 +42,7 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         ("0-5", "rate"),
         ("t / e / n", "tags / rename / notes"),
         ("m", "remix: the composer with the same prompt and parameters, new seed"),
+        ("u", "use as melody: the next job follows this track's melody (melody models)"),
         ("x", "export: WAV, FLAC (44.1/48 kHz) or an Ardour session"),
         ("delete", "delete (asks first)"),
     ]),

@@ -87,6 +87,8 @@ class AudiocraftBackend(Backend):
 
         from dgx_music.daemon.engine import testmodel
 
+        if size == "melody":
+            raise EngineError("bad_request", "random:melody is built for the transformers backend only")
         if "huggingface_hub" in sys.modules:
             raise EngineError("internal", "random audiocraft models must load in a fresh worker process")
         self._tmp = tempfile.TemporaryDirectory(prefix="dgx-music-random-t5-")
@@ -110,11 +112,17 @@ class AudiocraftBackend(Backend):
         self.sample_rate = int(self.model.sample_rate)
 
     def generate(self, prompts: list[str], duration: float, temperature: float, top_k: int, top_p: float,
-                 cfg: float, seed: int, on_step: StepCb) -> tuple[np.ndarray, int]:
+                 cfg: float, seed: int, on_step: StepCb, melody: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, int]:
         import torch
 
         if self.model is None:
             raise EngineError("internal", "generate before load")
+        if melody is not None:
+            # audiocraft's chroma conditioner separates stems with Demucs first, whose weights are
+            # another download; the transformers backend follows melodies without it.
+            raise EngineError("bad_request", "melody conditioning needs the transformers backend "
+                                             "(--backend transformers)")
         # set_generation_params resets everything not passed, so pass everything.
         self.model.set_generation_params(use_sampling=True, top_k=int(top_k), top_p=float(top_p),
                                          temperature=float(temperature), duration=float(duration),

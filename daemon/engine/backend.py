@@ -97,8 +97,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def generate(self, prompts: list[str], duration: float, temperature: float, top_k: int, top_p: float,
-                 cfg: float, seed: int, on_step: StepCb) -> tuple[np.ndarray, int]:
-        """Return (float32 [batch, channels, samples], sample_rate). `on_step` may raise to cancel."""
+                 cfg: float, seed: int, on_step: StepCb, melody: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, int]:
+        """Return (float32 [batch, channels, samples], sample_rate). `on_step` may raise to cancel.
+
+        `melody` (float32 mono at the model's sample rate) is followed by melody models."""
 
     def close(self) -> None:
         """Drop the model; the worker exits right after, which frees GPU memory for good."""

@@ -8,6 +8,7 @@ worker process, through `fetch_model`, which reports byte progress.
 from __future__ import annotations
 
 import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ DESCRIPTIONS: dict[str, str] = {
     "large": "MusicGen large, 3.3B decoder (~13 GB download)",
     "melody": "MusicGen melody, 1.5B decoder, text + melody conditioning (~8 GB download)",
 }
-RANDOM_SIZES = ("small", "medium", "large")
+RANDOM_SIZES = ("small", "medium", "large", "melody")
 
 # Files each backend needs from a facebook/musicgen-* repository (they hold both formats).
 ALLOW_PATTERNS: dict[str, list[str]] = {
@@ -79,6 +80,18 @@ def resolve_model(name: str) -> ModelSpec:
         "model_not_found",
         f"unknown model {name!r}: use {known}, a hub id like facebook/musicgen-small, or a directory",
     )
+
+
+def accepts_melody(spec: ModelSpec) -> bool:
+    """Whether a model follows a melody (chroma) as well as text, decided without loading it."""
+    if spec.kind == "random":
+        return spec.ref == "melody"
+    if spec.kind == "local":
+        try:
+            return json.loads((Path(spec.ref) / "config.json").read_text()).get("model_type") == "musicgen_melody"
+        except (OSError, ValueError, AttributeError):
+            return False
+    return spec.is_melody
 
 
 def hub_cache_dir(cache_dir: str | Path | None = None) -> Path:

@@ -56,16 +56,35 @@ def _encodec_config(**overrides: Any) -> Any:
     return EncodecConfig(**kw)
 
 
-def tiny_config(vocab_size: int) -> Any:
+def _musicgen_config(t5: Any, enc: Any, decoder: dict[str, int], melody: bool) -> Any:
+    """MusicgenConfig, or MusicgenMelodyConfig (text + chroma conditioning) when `melody`."""
+    if melody:
+        from transformers import MusicgenMelodyConfig, MusicgenMelodyDecoderConfig
+
+        dec = MusicgenMelodyDecoderConfig(num_codebooks=NUM_CODEBOOKS, vocab_size=CODEBOOK_SIZE, **decoder)
+        return MusicgenMelodyConfig(text_encoder=t5, audio_encoder=enc, decoder=dec, num_chroma=12,
+                                    chroma_length=CHROMA_LENGTH)
+    from transformers import MusicgenConfig, MusicgenDecoderConfig
+
+    dec = MusicgenDecoderConfig(num_codebooks=NUM_CODEBOOKS, vocab_size=CODEBOOK_SIZE, **decoder)
+    return MusicgenConfig(text_encoder=t5, audio_encoder=enc, decoder=dec)
+
+
+def _model_class(melody: bool) -> Any:
+    from transformers import MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration
+
+    return MusicgenMelodyForConditionalGeneration if melody else MusicgenForConditionalGeneration
+
+
+def tiny_config(vocab_size: int, melody: bool = False) -> Any:
     """Widths of 8-32 and one layer each: generating 1 s takes ~0.1-0.2 s on a laptop CPU."""
-    from transformers import MusicgenConfig, MusicgenDecoderConfig, T5Config
+    from transformers import T5Config
 
     t5 = T5Config(vocab_size=vocab_size, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1,
                   num_heads=4)
     enc = _encodec_config(hidden_size=16, num_filters=4, num_lstm_layers=1, num_residual_layers=1)
-    dec = MusicgenDecoderConfig(hidden_size=32, ffn_dim=64, num_hidden_layers=1, num_attention_heads=4,
-                                num_codebooks=NUM_CODEBOOKS, vocab_size=CODEBOOK_SIZE)
-    return MusicgenConfig(text_encoder=t5, audio_encoder=enc, decoder=dec)
+    return _musicgen_config(t5, enc, dict(hidden_size=32, ffn_dim=64, num_hidden_layers=1, num_attention_heads=4),
+                            melody)
 
 
 # Shapes of facebook/musicgen-{small,medium,large} (T5-base text encoder in all three).
@@ -73,17 +92,19 @@ RANDOM_DECODERS: dict[str, dict[str, int]] = {
     "small": dict(num_hidden_layers=24, hidden_size=1024, num_attention_heads=16, ffn_dim=4096),
     "medium": dict(num_hidden_layers=48, hidden_size=1536, num_attention_heads=24, ffn_dim=6144),
     "large": dict(num_hidden_layers=48, hidden_size=2048, num_attention_heads=32, ffn_dim=8192),
+    "melody": dict(num_hidden_layers=48, hidden_size=1536, num_attention_heads=24, ffn_dim=6144),
 }
+#: Frames of chroma a melody model reads: 30 s at hop 4096 and 32 kHz.
+CHROMA_LENGTH = 235
 
 
 def random_config(size: str) -> Any:
     """The real architecture of musicgen-<size>, for random-weight benchmarks."""
-    from transformers import MusicgenConfig, MusicgenDecoderConfig, T5Config
+    from transformers import T5Config
 
     t5 = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)
     enc = _encodec_config(hidden_size=128, num_filters=64, num_lstm_layers=2, norm_type="weight_norm")
-    dec = MusicgenDecoderConfig(num_codebooks=NUM_CODEBOOKS, vocab_size=CODEBOOK_SIZE, **RANDOM_DECODERS[size])
-    return MusicgenConfig(text_encoder=t5, audio_encoder=enc, decoder=dec)
+    return _musicgen_config(t5, enc, RANDOM_DECODERS[size], size == "melody")
 
 
 def set_generation_defaults(model: Any) -> None:
@@ -122,17 +143,18 @@ def make_processor(tokenizer: Any) -> Any:
 def build_random_model(size: str) -> tuple[Any, Any]:
     """(model, processor) with the real architecture of musicgen-<size> and random weights."""
     import torch
-    from transformers import MusicgenForConditionalGeneration
 
     torch.manual_seed(0)
-    model = MusicgenForConditionalGeneration(random_config(size))
+    model = _model_class(size == "melody")(random_config(size))
     randomize_codebooks(model)
     set_generation_defaults(model)
-    return model.eval(), make_processor(word_list_tokenizer())
+    # A melody model's processor needs torchaudio; its text side is just the tokenizer.
+    tok = word_list_tokenizer()
+    return model.eval(), (tok if size == "melody" else make_processor(tok))
 
 
 def build_test_model(directory: str | Path, backend: str = "transformers", seed: int = 0,
-                     python: str | None = None) -> Path:
+                     python: str | None = None, melody: bool = False) -> Path:
     """Write a tiny random MusicGen to `directory` in `backend`'s on-disk format; return the directory.
 
     transformers: save_pretrained + MusicgenProcessor (loads with from_pretrained).
@@ -140,31 +162,43 @@ def build_test_model(directory: str | Path, backend: str = "transformers", seed:
     MusicGen.get_pretrained) plus `hf-cache/`, a fake hub cache holding the
     `t5-base` that audiocraft's text conditioner always asks for. It is built
     by `python` (default: this interpreter), which must have audiocraft.
+    `melody` builds a MusicGen-melody (text + chroma), transformers only.
     """
     out = Path(directory)
+    if melody and backend != "transformers":
+        raise ValueError("melody test models are built for the transformers backend only")
     out.mkdir(parents=True, exist_ok=True)
     if backend == "transformers":
-        _build_transformers(out, seed)
+        _build_transformers(out, seed, melody)
     elif backend == "audiocraft":
         _build_audiocraft(out, seed, python)
     else:
         raise ValueError(f"unknown backend {backend!r}: use transformers or audiocraft")
     (out / "dgx-music-test-model.json").write_text(json.dumps(
-        {"backend": backend, "seed": seed, "note": "tiny MusicGen with random weights: noise, for tests"}) + "\n")
+        {"backend": backend, "seed": seed, "melody": melody,
+         "note": "tiny MusicGen with random weights: noise, for tests"}) + "\n")
     return out
 
 
-def _build_transformers(out: Path, seed: int) -> None:
+def _build_transformers(out: Path, seed: int, melody: bool = False) -> None:
     import torch
-    from transformers import MusicgenForConditionalGeneration
 
     tok = word_list_tokenizer()
     torch.manual_seed(seed)
-    model = MusicgenForConditionalGeneration(tiny_config(len(tok)))
+    model = _model_class(melody)(tiny_config(len(tok), melody))
     randomize_codebooks(model, seed)
+    if melody:
+        # At the default init scale (0.02) the chroma barely moves a 32-wide decoder, and
+        # sampling picks the same tokens whatever the melody; real checkpoints are trained.
+        with torch.no_grad():
+            proj = model.audio_enc_to_dec_proj.weight
+            proj.copy_(torch.randn(proj.shape, generator=torch.Generator().manual_seed(seed)) * 2.0)
     set_generation_defaults(model)
     model.save_pretrained(out)
-    make_processor(tok).save_pretrained(out)
+    if melody:
+        tok.save_pretrained(out)  # the melody processor needs torchaudio; the backend computes chroma itself
+    else:
+        make_processor(tok).save_pretrained(out)
 
 
 # ----------------------------------------------------------------------------- audiocraft

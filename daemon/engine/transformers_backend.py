@@ -46,6 +46,7 @@ class TransformersBackend(Backend):
         self.processor: Any = None
         self.frame_rate = 50.0
         self.delay = 3
+        self.is_melody = False
 
     def load(self, model_spec: str, device: str, dtype: str, progress_cb: ProgressCb, *,
              offline: bool = False, cache_dir: str | None = None) -> None:
@@ -67,6 +68,7 @@ class TransformersBackend(Backend):
         self.model = model.to(device).eval()
         self.processor = processor
         cfg = self.model.config
+        self.is_melody = getattr(cfg, "model_type", "") == "musicgen_melody"
         self.sample_rate = int(cfg.audio_encoder.sampling_rate)
         self.frame_rate = float(cfg.audio_encoder.frame_rate)
         channels = int(getattr(cfg.decoder, "audio_channels", 1) or 1)
@@ -87,8 +89,11 @@ class TransformersBackend(Backend):
             from transformers import MusicgenForConditionalGeneration as cls
             from transformers import MusicgenProcessor as proc_cls
         elif model_type == "musicgen_melody":
+            from transformers import AutoTokenizer as proc_cls  # type: ignore[no-redef]
             from transformers import MusicgenMelodyForConditionalGeneration as cls  # type: ignore[no-redef]
-            from transformers import MusicgenMelodyProcessor as proc_cls  # type: ignore[no-redef]
+
+            # Its processor's feature extractor needs torchaudio; text goes through the tokenizer
+            # and the melody through our own chroma (engine/chroma.py).
         else:
             raise EngineError("bad_model", f"{path} is a {model_type!r} model, not MusicGen")
         progress_cb(None, f"loading weights from {path}")
@@ -104,11 +109,21 @@ class TransformersBackend(Backend):
         return model, processor
 
     def generate(self, prompts: list[str], duration: float, temperature: float, top_k: int, top_p: float,
-                 cfg: float, seed: int, on_step: StepCb) -> tuple[np.ndarray, int]:
+                 cfg: float, seed: int, on_step: StepCb, melody: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, int]:
         if self.model is None:
             raise EngineError("internal", "generate before load")
         total = frames_for(duration, self.frame_rate) + self.delay
         inputs = self.processor(text=list(prompts), padding=True, return_tensors="pt").to(self.device)
+        if melody is not None:
+            if not self.is_melody:
+                raise EngineError("bad_request", f"{self.model_name} does not follow a melody; "
+                                                 "use a melody model (--model melody)")
+            from dgx_music.daemon.engine.chroma import chroma_features, fit_to_duration
+
+            features = chroma_features(fit_to_duration(melody, duration, self.sample_rate), self.sample_rate,
+                                       batch=len(prompts))
+            inputs["input_features"] = features.to(self.device, dtype=self.model.dtype)
         kwargs: dict[str, Any] = dict(
             do_sample=True, max_new_tokens=total, temperature=float(temperature),
             # audiocraft semantics: top_p > 0 replaces top_k; 0 disables each.

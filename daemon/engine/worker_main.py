@@ -5,7 +5,8 @@ and stopping it is the only way to give all GPU memory back, so a worker loads
 at most one model in its life; switching models means a new process.
 
 Supervisor -> worker: {"type": "load", model, backend, device, dtype, offline, cache_dir}
-                      {"type": "generate", job_id, prompts, params: {duration, temperature, top_k, top_p, cfg, seed}}
+                      {"type": "generate", job_id, prompts, params: {duration, temperature, top_k, top_p, cfg, seed},
+                       melody: {pcm: float32 mono bytes, sample_rate} or absent}
                       {"type": "cancel", job_id}   (read by a thread, honoured at the next decode step)
                       {"type": "stats"} | {"type": "exit"}
 Worker -> supervisor: hello, loading {progress, message}, loaded {...}, progress {job_id, step, total, elapsed},
@@ -30,6 +31,8 @@ import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 from dgx_music.daemon.engine import framing  # noqa: E402
 from dgx_music.daemon.engine.errors import Cancelled, EngineError  # noqa: E402
@@ -184,6 +187,12 @@ class Worker:
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
             raise EngineError("bad_request", "prompts must be a non-empty list of non-empty strings")
         p = msg.get("params") or {}
+        melody = None
+        if msg.get("melody"):
+            m = msg["melody"]
+            melody = np.frombuffer(m["pcm"], dtype=np.float32)
+            if int(m.get("sample_rate", 0)) != self.backend.sample_rate or melody.size == 0:
+                raise EngineError("bad_request", f"the melody must be mono float32 at {self.backend.sample_rate} Hz")
         with self.state_lock:
             self.current_job = job_id
             self.cancel_event.clear()
@@ -212,7 +221,8 @@ class Worker:
                                    f"{self.test_oom_min_batch})")
             audio, sr = self.backend.generate(
                 prompts, float(p.get("duration", 8.0)), float(p.get("temperature", 1.0)), int(p.get("top_k", 250)),
-                float(p.get("top_p", 0.0)), float(p.get("cfg", 3.0)), int(p.get("seed", 0)), on_step)
+                float(p.get("top_p", 0.0)), float(p.get("cfg", 3.0)), int(p.get("seed", 0)), on_step,
+                melody=melody)
         finally:
             with self.state_lock:
                 self.current_job = None

@@ -136,7 +136,8 @@ class FakeDaemon:
             return self.model_state
         if method == "model.list":
             return {"models": [{"name": "facebook/musicgen-small", "cached": True, "loaded": True},
-                               {"name": "facebook/musicgen-medium", "cached": False, "loaded": False}]}
+                               {"name": "facebook/musicgen-medium", "cached": False, "loaded": False},
+                               {"name": "melody", "cached": False, "loaded": False}]}
         if method == "job.list":
             return {"jobs": [dict(j) for j in self.jobs]}
         if method == "job.get":

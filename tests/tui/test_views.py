@@ -193,6 +193,32 @@ async def test_track_actions(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: tid not in lib.tracks)
 
 
+async def test_use_a_track_as_the_melody_of_the_next_job(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: app.library_view.detail is not None)
+        tid = app.library_view.selected_id()
+        await pilot.press("u")
+        await pilot.pause(0.1)
+        assert app.query_one("#melody", Input).value == tid
+        assert app.query_one("#model").value == "melody"  # a melody needs a melody model: picked for you
+        await pilot.press(*"hummed tune as a string quartet")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: bool(fake.methods_called("job.submit")))
+        sent = fake.methods_called("job.submit")[0]
+        assert sent["melody"] == tid and sent["model"] == "melody"
+        assert sent["prompt"] == "hummed tune as a string quartet"
+        # A value that is not a track id is caught in the form, before anything is sent.
+        app.query_one("#melody", Input).value = "../../etc/passwd"
+        await pilot.press("ctrl+g")
+        await pilot.pause(0.1)
+        assert "melody must be a library track id" in str(app.query_one("#form-error").render())
+        assert len(fake.methods_called("job.submit")) == 1
+
+
 async def test_play_fetches_over_the_socket_and_runs_the_player(tmp_path: Path, monkeypatch: Any) -> None:
     """Remote daemon (the file is not readable here): audio is streamed into the cache, then played."""
     started = stub_player_process(monkeypatch, "ffplay")

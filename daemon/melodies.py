@@ -1,0 +1,124 @@
+"""Melody references for melody models: decoded, checked and stored once, at submit time.
+
+A job that follows a melody keeps its own copy (<data>/melodies/<key>.wav, 32 kHz mono,
+at most 30 s), written atomically before the job row is committed. So the job survives a
+restart, a deleted source track, or a client that disconnected after uploading. The key is
+a hash of the audio, so submitting the same melody twice stores it once. Everything here
+is blocking file and DSP work: the daemon calls it in an executor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from dgx_music.common.params import MELODY_KEY_RE, ParamError
+from dgx_music.daemon.audio.files import write_wav_atomic
+
+MELODIES = "melodies"
+SAMPLE_RATE = 32000  # what MusicGen's chroma extractor expects
+MAX_SECONDS = 30.0  # the longest span a melody model looks at
+MIN_SECONDS = 1.0
+MIN_PEAK = 1e-4  # quieter than -80 dBFS: nothing to follow
+MIN_RATE, MAX_RATE = 4000, 384000
+
+
+def melody_path(data_dir: Path, key: str) -> Path:
+    if not isinstance(key, str) or not MELODY_KEY_RE.match(key):
+        raise ParamError("melody", f"{key!r} is not a stored melody key")
+    return Path(data_dir) / MELODIES / f"{key}.wav"
+
+
+def prepare(audio: np.ndarray, sample_rate: int, field: str = "melody") -> np.ndarray:
+    """[frames] or [frames, channels] at any rate -> float32 mono at 32 kHz, at most 30 s."""
+    a = np.asarray(audio, dtype=np.float32)
+    if a.ndim == 2:
+        a = a.mean(axis=1)
+    if a.ndim != 1:
+        raise ParamError(field, f"expected mono or multichannel audio, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ParamError(field, "contains NaN or infinite samples")
+    seconds = a.shape[0] / sample_rate
+    if seconds < MIN_SECONDS:
+        raise ParamError(field, f"is {seconds:.2f} s long; a melody needs at least {MIN_SECONDS:g} s")
+    if sample_rate != SAMPLE_RATE:
+        import soxr
+
+        a = soxr.resample(a, sample_rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    a = a[: int(MAX_SECONDS * SAMPLE_RATE)]
+    peak = float(np.abs(a).max()) if a.size else 0.0
+    if peak < MIN_PEAK:
+        raise ParamError(field, "is silent: there is no melody to follow")
+    if peak > 1.0:
+        a = a / peak  # keep the shape of a hot file instead of clipping it
+    return np.ascontiguousarray(a)
+
+
+def save(data_dir: Path, mono: np.ndarray) -> str:
+    """Store prepared audio under its content key (16-bit WAV, atomic); return the key."""
+    pcm = (np.clip(mono, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    key = hashlib.sha256(pcm.tobytes()).hexdigest()[:16]
+    path = melody_path(data_dir, key)
+    if not path.is_file():
+        write_wav_atomic(path, pcm.astype(np.float32)[np.newaxis, :] / 32767.0, SAMPLE_RATE,
+                         metadata={"title": "melody reference"})
+    return key
+
+
+def _decode(source: io.BytesIO | Path, field: str) -> tuple[np.ndarray, int]:
+    """Read at most the first 30 s, so a small compressed upload cannot expand without bound."""
+    try:
+        with sf.SoundFile(source) as snd:
+            sr = int(snd.samplerate)
+            if not MIN_RATE <= sr <= MAX_RATE:
+                raise ParamError(field, f"has a sample rate of {sr} Hz; expected {MIN_RATE}-{MAX_RATE} Hz")
+            audio = snd.read(int(MAX_SECONDS * sr), dtype="float32", always_2d=True)
+    except ParamError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        detail = str(exc).rsplit(": ", 1)[-1]  # libsndfile names the file object first: noise to a user
+        raise ParamError(field, f"cannot decode that audio ({detail}); send WAV, FLAC, OGG or MP3") from None
+    return audio, sr
+
+
+def from_bytes(data_dir: Path, data: bytes, field: str = "melody_audio") -> tuple[str, float]:
+    """An uploaded audio file -> (key, seconds kept)."""
+    if not isinstance(data, (bytes, bytearray)) or not data:
+        raise ParamError(field, "must be the bytes of an audio file")
+    audio, sr = _decode(io.BytesIO(bytes(data)), field)
+    mono = prepare(audio, sr, field)
+    return save(data_dir, mono), mono.shape[0] / SAMPLE_RATE
+
+
+def from_file(data_dir: Path, path: Path, field: str = "melody") -> tuple[str, float]:
+    """A library track's file -> (key, seconds kept)."""
+    try:
+        audio, sr = _decode(Path(path), field)
+    except ParamError:
+        if not Path(path).is_file():
+            raise ParamError(field, "that track's audio file is missing") from None
+        raise
+    mono = prepare(audio, sr, field)
+    return save(data_dir, mono), mono.shape[0] / SAMPLE_RATE
+
+
+def encode_upload(path: Path, field: str = "melody") -> bytes:
+    """A local audio file -> FLAC bytes of its first 30 s at 32 kHz mono, for `melody_audio`.
+
+    Clients reduce before sending, so a long 96 kHz WAV still fits one frame; the daemon
+    decodes and checks the upload again all the same."""
+    if not Path(path).is_file():
+        raise ParamError(field, f"{path} is not a file")
+    audio, sr = _decode(Path(path), field)
+    buf = io.BytesIO()
+    sf.write(buf, prepare(audio, sr, field), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def load(data_dir: Path, key: str) -> np.ndarray:
+    """The stored melody as float32 mono at 32 kHz; FileNotFoundError if it was removed."""
+    audio, _sr = sf.read(str(melody_path(data_dir, key)), dtype="float32", always_2d=False)
+    return np.ascontiguousarray(audio.reshape(-1), dtype=np.float32)
