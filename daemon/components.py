@@ -1,7 +1,8 @@
 """Start and stop the daemon's components in dependency order.
 
 Store (integrity check, migrations) -> engine supervisor (no model loaded yet,
-unless preload) -> scheduler (crash recovery, orphan files, then the runner).
+unless preload) -> scheduler (crash recovery, orphan files, then the runner) ->
+history pruner (a background task, after recovery; stopped first at close).
 Only after all of this does the server listen, so clients never see a queue
 that is still being restored.
 """
@@ -13,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from dgx_music.daemon.engine.supervisor import EngineSettings, EngineSupervisor
+from dgx_music.daemon.history import HistoryPruner
 from dgx_music.daemon.scheduler import Scheduler
 from dgx_music.daemon.server import StartupError
 from dgx_music.daemon.store import Store, StoreError
@@ -48,6 +50,8 @@ async def start(daemon: "Daemon") -> None:
     daemon.scheduler = Scheduler(daemon)
     report = await daemon.scheduler.start()
     daemon.recovery = report
+    daemon.pruner = HistoryPruner(daemon)
+    daemon.pruner.start()  # a background task: old finished jobs go now, then once a day
     # numba compiles librosa's kernels on first use (seconds); do it now, off the loop,
     # so the first finished job does not wait for it.
     loop = asyncio.get_running_loop()
@@ -78,6 +82,8 @@ async def _preload(daemon: "Daemon") -> None:
 
 
 async def close(daemon: "Daemon") -> None:
+    if daemon.pruner is not None:
+        await daemon.pruner.close()
     if daemon.scheduler is not None:
         await daemon.scheduler.close()
     if daemon.engine is not None:

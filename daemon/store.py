@@ -848,6 +848,56 @@ class Store:
 
         return await self._write(op)
 
+    async def prune_jobs(self, *, older_than: float, states: Iterable[str] = FINISHED_STATES,
+                         dry_run: bool = False, now: float | None = None) -> dict:
+        """Delete finished jobs that ended more than ``older_than`` seconds before
+        ``now`` (default: the current time) and that no track belongs to.
+
+        Only jobs in ``states`` (a non-empty subset of FINISHED_STATES) are
+        considered: a queued, running or processing job is never touched, and
+        neither is a finished job without a ``finished`` time.  A job that any
+        track row still references is KEPT (tracks are the library; the
+        ``tracks.job_id`` foreign key would refuse the delete anyway) and
+        counted in ``kept_with_tracks``; once its tracks are deleted, a later
+        prune removes it.  Job ids are AUTOINCREMENT, so a pruned id is never
+        given to a new job.  One transaction; with ``dry_run`` nothing is
+        deleted and ``removed`` counts what would be.
+
+        Returns {"removed": n, "kept_with_tracks": n, "ids": [removed ids,
+        ascending], "cutoff": Unix time (jobs finished before it were eligible)}.
+        """
+        older_than = _float("older_than", older_than, lo=0.0)
+        now = _float("now", now, optional=True)
+        if isinstance(states, str):
+            states = [states]
+        states = tuple(dict.fromkeys(states))
+        if not states:
+            raise _invalid("states", "must name at least one finished state")
+        for s in states:
+            if s not in FINISHED_STATES:
+                raise _invalid("states", f"{s!r} is not a finished state; one of "
+                                         f"{', '.join(FINISHED_STATES)}")
+        dry_run = _bool("dry_run", dry_run)
+        cutoff = (time.time() if now is None else now) - older_than
+        if not math.isfinite(cutoff):
+            raise _invalid("older_than", "is too large")
+        q = ",".join("?" * len(states))
+        old = f"state IN ({q}) AND finished IS NOT NULL AND finished < ?"
+        owns = "EXISTS (SELECT 1 FROM tracks t WHERE t.job_id = jobs.id)"
+        args = (*states, cutoff)
+
+        async def op() -> dict:
+            kept = await self._scalar(f"SELECT count(*) FROM jobs WHERE {old} AND {owns}", args)
+            if dry_run:
+                rows = await self._all(f"SELECT id FROM jobs WHERE {old} AND NOT {owns}", args)
+            else:
+                rows = await self._all(f"DELETE FROM jobs WHERE {old} AND NOT {owns} RETURNING id",
+                                       args)
+            ids = sorted(r[0] for r in rows)
+            return {"removed": len(ids), "kept_with_tracks": kept, "ids": ids, "cutoff": cutoff}
+
+        return await (self._run(op) if dry_run else self._write(op))
+
     # ------------------------------------------------------------ tracks: writes
 
     _TRACK_KEYS = frozenset({"path", "duration", "sample_rate", "channels", "index", "title",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, TypeVar
 
 from dgx_music.common import protocol
@@ -39,13 +40,23 @@ class Args:
             raise _bad(name, f"must be between {lo} and {hi}, got {value}")
         return value
 
-    def float(self, name: str, default: Any = _MISSING) -> Any:
+    def float(self, name: str, default: Any = _MISSING, *, lo: float | None = None,
+              hi: float | None = None) -> Any:
         value = self._get(name, default)
         if value is default and default is not _MISSING:
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _bad(name, f"must be a number, got {type(value).__name__}")
-        return float(value)
+        value = float(value)
+        if lo is None and hi is None:
+            return value
+        # Bounded: NaN and infinities are out of range too.
+        if not math.isfinite(value) or lo is not None and value < lo or hi is not None and value > hi:
+            if lo is not None and hi is not None:
+                raise _bad(name, f"must be between {lo:g} and {hi:g}, got {value:g}")
+            raise _bad(name, f"must be >= {lo:g}, got {value:g}" if lo is not None
+                       else f"must be <= {hi:g}, got {value:g}")
+        return value
 
     def str(self, name: str, default: Any = _MISSING, *, max_len: int = 4096, choices: Iterable[str] = ()) -> Any:
         value = self._get(name, default)

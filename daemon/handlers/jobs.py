@@ -1,4 +1,4 @@
-"""job.*: submit, list, inspect, cancel, retry and reorder jobs."""
+"""job.*: submit, list, inspect, cancel, retry, reorder and prune jobs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Any
 
 from dgx_music.daemon.handlers import Context, method
 from dgx_music.daemon.handlers.args import Args
+
+MAX_DAYS = 1_000_000.0  # job.prune older_than_days: anything larger keeps every job anyway
 
 
 @method("job.submit")
@@ -49,3 +51,15 @@ async def move(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Move a queued job to the top, or one place up or down."""
     args = Args(params)
     return await ctx.daemon.scheduler.move(args.int("id"), args.str("to", choices=("top", "up", "down")))
+
+
+@method("job.prune")
+async def prune(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Delete finished jobs older than N days that no longer own a track."""
+    args = Args(params)
+    pruner = ctx.daemon.pruner
+    days = args.float("older_than_days", pruner.default_days(), lo=0.0, hi=MAX_DAYS)
+    dry_run = args.bool("dry_run", False)
+    res = await pruner.prune(days, dry_run=dry_run)
+    return {"removed": res["removed"], "kept_with_tracks": res["kept_with_tracks"], "dry_run": dry_run,
+            "older_than_days": days, "cutoff": res["cutoff"]}
