@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                '  dgx-music generate "80s synth pop" --model melody --melody hum.wav --wait',
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prompt", help="what the music should sound like")
-    p.add_argument("--duration", type=float, metavar="S", help="seconds of audio, 0.5 to 30 (default 8)")
+    p.add_argument("--duration", type=float, metavar="S", help="seconds of audio, 0.5 to 300 (default 8); past 30 s the model continues "
+                        "its own music in 30 s windows")
     p.add_argument("--count", type=int, metavar="N", help="variations of the same prompt, made as one batch (default 1)")
     p.add_argument("--seed", type=int, metavar="N", help="fix the seed to reproduce a result (default: random, stored)")
     p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (default 1.0)")

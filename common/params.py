@@ -14,7 +14,9 @@ from typing import Any, Mapping
 
 MAX_PROMPT_CHARS = 2000
 MIN_DURATION = 0.5
-MAX_DURATION = 30.0
+MAX_DURATION = 300.0  # past 30 s (one MusicGen window) clips are continued window by window
+WINDOW_SECONDS = 30.0
+MAX_JOB_AUDIO = 480.0  # count x duration: what 16 clips of 30 s cost; bounds memory and result size
 MAX_COUNT = 16
 MAX_SEED = 2**32 - 1
 MAX_MELODY_SOURCE_CHARS = 200
@@ -124,6 +126,10 @@ def validate_params(raw: Mapping[str, Any], *, max_count: int = MAX_COUNT) -> Ge
     if raw.get("count") is not None:
         out["count"] = _number("count", raw["count"], integer=True)
         _in_range("count", out["count"], 1, max_count)
+    if out.get("count", 1) * out.get("duration", GenerationParams.duration) > MAX_JOB_AUDIO:
+        raise ParamError("count", f"{out.get('count', 1)} x {out.get('duration', GenerationParams.duration):g} s is "
+                                  f"more audio than one job makes (at most {MAX_JOB_AUDIO:g} s in all); "
+                                  "ask for fewer variations or split the job")
     if raw.get("seed") is not None:
         out["seed"] = _number("seed", raw["seed"], integer=True)
         _in_range("seed", out["seed"], 0, MAX_SEED)

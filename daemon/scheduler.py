@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from dgx_music.common import protocol
-from dgx_music.common.params import MELODY_KEY_RE, GenerationParams, ParamError, validate_params
+from dgx_music.common.params import MELODY_KEY_RE, WINDOW_SECONDS, GenerationParams, ParamError, validate_params
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import accepts_melody, resolve_model
 from dgx_music.daemon.handlers import HandlerError
@@ -125,6 +125,8 @@ class Scheduler:
         upload, upload_name = raw.pop("melody_audio", None), raw.pop("melody_name", None)
         params = validate_params(raw, max_count=self.max_count).with_seed()
         model = self.check_model(params.model)
+        if params.duration > WINDOW_SECONDS and self._is_melody_model(model):
+            raise ParamError("duration", f"melody models make at most {WINDOW_SECONDS:g} s per clip")
         if upload is not None or params.melody is not None:
             params = await self._store_melody(params, model, upload, upload_name)
         stored = {k: v for k, v in params.to_dict().items() if k not in ("prompt", "count", "seed", "model")}
@@ -139,16 +141,19 @@ class Scheduler:
         self._wake.set()
         return self.with_progress(job)
 
+    @staticmethod
+    def _is_melody_model(model: str) -> bool:
+        try:
+            return accepts_melody(resolve_model(model))
+        except EngineError as exc:
+            raise ParamError("model", exc.message) from None
+
     async def _store_melody(self, params: GenerationParams, model: str, upload: Any,
                             upload_name: Any) -> GenerationParams:
         """Keep the job's own copy of its melody, on disk before the job row is committed."""
         if self.daemon.settings["engine.backend"] != "transformers":
             raise ParamError("melody", "melody conditioning needs the transformers backend")
-        try:
-            melodic = accepts_melody(resolve_model(model))
-        except EngineError as exc:
-            raise ParamError("model", exc.message) from None
-        if not melodic:
+        if not self._is_melody_model(model):
             raise ParamError("melody", f"model {model} does not follow a melody; use --model melody")
         loop = asyncio.get_running_loop()
         data_dir = self.daemon.data_dir

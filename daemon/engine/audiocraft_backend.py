@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dgx_music.daemon.engine.backend import Backend, ProgressCb, StepCb, seed_everything
+from dgx_music.daemon.engine.backend import CONTEXT_SECONDS, Backend, ProgressCb, StepCb, seed_everything
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import cached_snapshot, fetch_model, resolve_model
 
@@ -123,14 +123,34 @@ class AudiocraftBackend(Backend):
             # another download; the transformers backend follows melodies without it.
             raise EngineError("bad_request", "melody conditioning needs the transformers backend "
                                              "(--backend transformers)")
-        # set_generation_params resets everything not passed, so pass everything.
+        # set_generation_params resets everything not passed, so pass everything. Beyond its
+        # max_duration (30 s) audiocraft continues window by window, keeping
+        # max_duration - extend_stride seconds of context: the same 10 s as the transformers backend.
+        stride = max(1.0, self.model.max_duration - CONTEXT_SECONDS)
         self.model.set_generation_params(use_sampling=True, top_k=int(top_k), top_p=float(top_p),
                                          temperature=float(temperature), duration=float(duration),
-                                         cfg_coef=float(cfg), two_step_cfg=False)
+                                         cfg_coef=float(cfg), two_step_cfg=False, extend_stride=stride)
         # Fires only with progress=True; raising from it aborts generation (our cancel).
-        self.model.set_custom_progress_callback(lambda done, total: on_step(int(done), int(total)))
+        extended = duration > self.model.max_duration
+        grand = int(round(duration * self.model.frame_rate))
+        last = [0]
+
+        def progress(done: int, total: int) -> None:
+            if not extended:
+                on_step(int(done), int(total))
+                return
+            # Past 30 s its total is per window and its count jumps by the stride between
+            # windows: report against the whole clip, never backwards, the end when it ends.
+            step = min(int(done), grand - 1)
+            if step > last[0]:
+                last[0] = step
+                on_step(step, grand)
+
+        self.model.set_custom_progress_callback(progress)
         seed_everything(seed)
         wav = self.model.generate(list(prompts), progress=True)
+        if extended:
+            on_step(grand, grand)
         out = wav.detach().to(torch.float32).cpu().numpy()
         return np.ascontiguousarray(out, dtype=np.float32), self.sample_rate
 

@@ -121,6 +121,39 @@ def get_backend(name: str) -> Backend:
     raise EngineError("bad_request", f"unknown backend {name!r}: use {' or '.join(BACKENDS)}")
 
 
+#: Seconds of the previous window fed back as the audio prompt of the next (audiocraft's
+#: default keeps 12 s); each later window adds (30 s window) - CONTEXT_SECONDS of new audio.
+CONTEXT_SECONDS = 10.0
+#: Crossfade where a window's re-decoded prompt meets the audio already made.
+CROSSFADE_SECONDS = 0.05
+
+
+def window_plan(frames: int, window: int, context: int) -> list[tuple[int, int]]:
+    """(context frames, new frames) per window: the first has no context and at most `window`
+    frames; each later one continues from the last `context` frames with at most window-context new."""
+    if not 0 < context < window:
+        raise ValueError("need 0 < context < window")
+    first = min(frames, window)
+    plan, left = [(0, first)], frames - first
+    while left > 0:
+        new = min(left, window - context)
+        plan.append((context, new))
+        left -= new
+    return plan
+
+
+def join_windows(made: np.ndarray, window: np.ndarray, context_samples: int, fade: int) -> np.ndarray:
+    """Append a continuation window to [batch, channels, samples] audio.
+
+    `window` starts with its re-decoded prompt (the last `context_samples` of `made`), which is
+    close to but not exactly the original: keep the original, crossfade over `fade` samples
+    into the re-decoded prompt's end, then take the new audio."""
+    fade = max(1, min(fade, context_samples, made.shape[-1]))
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    blend = made[..., -fade:] * (1.0 - ramp) + window[..., context_samples - fade:context_samples] * ramp
+    return np.concatenate([made[..., :-fade], blend, window[..., context_samples:]], axis=-1)
+
+
 def frames_for(duration: float, frame_rate: float) -> int:
     """Number of codec frames for `duration` seconds (at least one)."""
     return max(1, int(round(duration * frame_rate)))

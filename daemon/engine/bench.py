@@ -34,7 +34,7 @@ async def bench_async(*, model: str = "random:small", duration: float = 5.0, bat
                            lambda name, data: (events.append((time.perf_counter(), name, data)), cb(name, data)))
     try:
         t0 = time.perf_counter()
-        st = await sup.load()
+        await sup.load()
         load_s = time.perf_counter() - t0
         if warmup:
             await sup.generate(0, [prompt] * batch, validate_params({"prompt": prompt, "duration": 1.0, "seed": 0}))

@@ -1,7 +1,7 @@
 """Length-prefixed msgpack frames between the supervisor and its worker.
 
 A frame is a 4-byte big-endian length followed by one msgpack map. Pipes carry
-audio (up to ~60 MB for 16 x 30 s), so the limit is generous but finite: a
+audio (up to ~60 MB: a job makes at most 480 s of audio), so the limit is generous but finite: a
 corrupt length must not make either side allocate gigabytes.
 """
 

@@ -15,17 +15,21 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from dgx_music.daemon.engine.backend import Backend, ProgressCb, StepCb, frames_for, pick_dtype, seed_everything
+from dgx_music.common.params import WINDOW_SECONDS
+from dgx_music.daemon.engine.backend import (CONTEXT_SECONDS, CROSSFADE_SECONDS, Backend, ProgressCb, StepCb,
+                                             frames_for, join_windows, pick_dtype, seed_everything, window_plan)
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import fetch_model, resolve_model
 
 
 class _StepHook(LogitsProcessor):
-    """Called once per decode step (the streamer is not, for MusicGen); raising here aborts generate."""
+    """Called once per decode step (the streamer is not, for MusicGen); raising here aborts generate.
 
-    def __init__(self, total: int, on_step: StepCb) -> None:
+    `offset` counts the steps of earlier windows, so progress runs once from 1 to `total`."""
+
+    def __init__(self, total: int, on_step: StepCb, offset: int = 0) -> None:
         self.total = total
-        self.step = 0
+        self.step = offset
         self.on_step = on_step
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -72,6 +76,7 @@ class TransformersBackend(Backend):
         self.sample_rate = int(cfg.audio_encoder.sampling_rate)
         self.frame_rate = float(cfg.audio_encoder.frame_rate)
         channels = int(getattr(cfg.decoder, "audio_channels", 1) or 1)
+        self.channels = channels
         # The delay pattern shifts codebook k by k steps: num_codebooks-1 extra steps per channel group.
         self.delay = int(cfg.decoder.num_codebooks) // channels - 1
 
@@ -113,7 +118,13 @@ class TransformersBackend(Backend):
                  ) -> tuple[np.ndarray, int]:
         if self.model is None:
             raise EngineError("internal", "generate before load")
-        total = frames_for(duration, self.frame_rate) + self.delay
+        plan = window_plan(frames_for(duration, self.frame_rate), int(WINDOW_SECONDS * self.frame_rate),
+                           int(CONTEXT_SECONDS * self.frame_rate))
+        if len(plan) > 1 and (self.is_melody or self.channels != 1):
+            kind = "melody" if self.is_melody else "stereo"
+            raise EngineError("bad_request", f"{kind} models make at most {WINDOW_SECONDS:g} s per clip; "
+                                             f"{duration:g} s asked for")
+        total = sum(new + self.delay for _, new in plan)
         inputs = self.processor(text=list(prompts), padding=True, return_tensors="pt").to(self.device)
         if melody is not None:
             if not self.is_melody:
@@ -124,21 +135,38 @@ class TransformersBackend(Backend):
             features = chroma_features(fit_to_duration(melody, duration, self.sample_rate), self.sample_rate,
                                        batch=len(prompts))
             inputs["input_features"] = features.to(self.device, dtype=self.model.dtype)
-        kwargs: dict[str, Any] = dict(
-            do_sample=True, max_new_tokens=total, temperature=float(temperature),
+        sampling: dict[str, Any] = dict(
+            do_sample=True, temperature=float(temperature),
             # audiocraft semantics: top_p > 0 replaces top_k; 0 disables each.
             top_k=0 if top_p > 0 else int(top_k), top_p=float(top_p) if 0 < top_p < 1 else 1.0,
             guidance_scale=float(cfg) if cfg > 1 else None,
-            logits_processor=LogitsProcessorList([_StepHook(total, on_step)]),
         )
-        seed_everything(seed)
-        audio = self.model.generate(**inputs, **kwargs)
+        hop = int(round(self.sample_rate / self.frame_rate))
+        seed_everything(seed)  # once: the windows that follow stay reproducible
+        made: np.ndarray | None = None
+        done = 0
+        for context, new in plan:
+            if made is not None:
+                # Continue from the tail of what is made: EnCodec encodes it into the decoder's prompt.
+                tail = made[:, 0, -context * hop:]
+                inputs = self.processor(text=list(prompts), audio=list(tail), sampling_rate=self.sample_rate,
+                                        padding=True, return_tensors="pt").to(self.device)
+                if "input_values" in inputs:
+                    inputs["input_values"] = inputs["input_values"].to(self.model.dtype)
+            out = self._generate_window(inputs, new + self.delay, sampling, _StepHook(total, on_step, done))
+            made = out if made is None else join_windows(made, out, context * hop,
+                                                         int(CROSSFADE_SECONDS * self.sample_rate))
+            done += new + self.delay
+        assert made is not None
+        return np.ascontiguousarray(made, dtype=np.float32), self.sample_rate
+
+    def _generate_window(self, inputs: Any, steps: int, sampling: dict[str, Any], hook: _StepHook) -> np.ndarray:
+        audio = self.model.generate(**inputs, **sampling, max_new_tokens=steps,
+                                    logits_processor=LogitsProcessorList([hook]))
         if isinstance(audio, tuple):
             audio = audio[0]
         out = audio.detach().to(torch.float32).cpu().numpy()
-        if out.ndim == 2:
-            out = out[:, None, :]
-        return np.ascontiguousarray(out, dtype=np.float32), self.sample_rate
+        return out[:, None, :] if out.ndim == 2 else out
 
     def close(self) -> None:
         self.model = None

@@ -127,3 +127,13 @@ async def test_transformers_checkpoint_is_rejected_clearly(make_ac, tiny_model: 
     with pytest.raises(EngineError) as ei:
         await sup.load()
     assert ei.value.code == "bad_model" and "--backend transformers" in ei.value.message
+
+
+async def test_past_30_s_audiocraft_continues_with_one_progress_run(make_ac, ac_model: Path) -> None:  # type: ignore[no-untyped-def]
+    sup, _ = make_ac(model=str(ac_model))
+    progress: list[dict[str, Any]] = []
+    res = await sup.generate(6, ["calm piano"], params(duration=36.0), progress.append)
+    assert res.audio.shape == (1, 1, 36 * 32000) and np.isfinite(res.audio).all()
+    steps = [p["step"] for p in progress]
+    assert steps == sorted(set(steps)) and {p["total"] for p in progress} == {36 * 50}
+    assert steps[-1] == 36 * 50  # the bar ends full, though audiocraft's own count is per window

@@ -91,3 +91,67 @@ def test_device_and_dtype_choice() -> None:
         with pytest.raises(EngineError) as ei:
             pick_device("cuda")
         assert "CUDA" in ei.value.message
+
+
+# ----------------------------------------------------------------------------- past 30 s: windows
+
+def test_window_plan_covers_the_clip_with_ten_seconds_of_context() -> None:
+    from dgx_music.daemon.engine.backend import window_plan
+
+    assert window_plan(400, 1500, 500) == [(0, 400)]
+    assert window_plan(1500, 1500, 500) == [(0, 1500)]
+    assert window_plan(2250, 1500, 500) == [(0, 1500), (500, 750)]
+    five_min = window_plan(15000, 1500, 500)
+    assert five_min[0] == (0, 1500) and all(c == 500 and 0 < n <= 1000 for c, n in five_min[1:])
+    assert sum(n for _, n in five_min) == 15000 and len(five_min) == 15
+
+
+def test_join_keeps_what_was_made_and_appends_only_new_audio() -> None:
+    from dgx_music.daemon.engine.backend import join_windows
+
+    made = np.linspace(0, 1, 1000, dtype=np.float32)[None, None, :]
+    prompt_redecoded = made[..., -300:] + 0.01  # close to, not exactly, the original tail
+    new = np.full((1, 1, 500), 2.0, dtype=np.float32)
+    out = join_windows(made, np.concatenate([prompt_redecoded, new], axis=-1), 300, 50)
+    assert out.shape == (1, 1, 1500)
+    assert np.array_equal(out[..., :950], made[..., :950])  # untouched before the crossfade
+    assert np.array_equal(out[..., 1000:], new)  # then exactly the new audio
+    assert np.all(np.abs(np.diff(out[0, 0, 940:1000])) < 0.02)  # no step where they meet
+
+
+def test_a_clip_longer_than_one_window_continues_seamlessly(backend) -> None:  # type: ignore[no-untyped-def]
+    steps: list[tuple[int, int]] = []
+    audio, sr = _gen(backend, ("calm piano", "fast drums"), duration=45.0, seed=11,
+                     on_step=lambda s, t: steps.append((s, t)))
+    assert audio.shape == (2, 1, 45 * 32000) and np.isfinite(audio).all()
+    # One progress run over both windows: 1500 + 750 frames, plus the delay pattern of each.
+    assert [s for s, _ in steps] == list(range(1, 2257)) and {t for _, t in steps} == {2256}
+    again, _ = _gen(backend, ("calm piano", "fast drums"), duration=45.0, seed=11)
+    assert np.array_equal(audio, again)  # reproducible across windows
+    # No click where the second window joins at 30 s: the largest sample-to-sample step there
+    # is no larger than the largest anywhere else in the clip.
+    d = np.abs(np.diff(audio[:, 0, :], axis=-1))
+    at_join = d[:, 30 * 32000 - 2000:30 * 32000 + 2000].max()
+    assert at_join <= d.max() and np.abs(audio[:, 0, 30 * 32000:]).max() > 0
+
+
+def test_cancel_in_the_second_window(backend) -> None:  # type: ignore[no-untyped-def]
+    def on_step(step: int, total: int) -> None:
+        if step == 1600:  # 1503 steps make the first window
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        _gen(backend, duration=40.0, on_step=on_step)
+
+
+def test_duration_and_job_size_limits() -> None:
+    from dgx_music.common.params import ParamError, validate_params
+
+    assert validate_params({"prompt": "x", "duration": 300}).duration == 300.0
+    assert validate_params({"prompt": "x", "duration": 30, "count": 16}).count == 16
+    with pytest.raises(ParamError) as ei:
+        validate_params({"prompt": "x", "duration": 301})
+    assert ei.value.field == "duration" and "300 s" in ei.value.message
+    with pytest.raises(ParamError) as ei:
+        validate_params({"prompt": "x", "duration": 300, "count": 2})
+    assert ei.value.field == "count" and "480 s" in ei.value.message

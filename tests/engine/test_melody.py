@@ -117,3 +117,9 @@ def test_half_precision_loads_and_generates(tiny_model: Path, melody_model: Path
             assert np.isfinite(audio).all() and np.abs(audio).max() > 0
         finally:
             b.close()
+
+
+def test_melody_models_stop_at_one_window(backend: Any) -> None:
+    with pytest.raises(EngineError) as ei:
+        gen(backend, tone(440.0, 2.0), duration=31.0)
+    assert ei.value.code == "bad_request" and "at most 30 s" in ei.value.message

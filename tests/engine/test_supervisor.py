@@ -190,7 +190,7 @@ async def test_oom_on_a_single_prompt_gives_up_clearly(make_supervisor) -> None:
 
 async def test_invalid_requests_are_rejected_before_any_process(make_supervisor) -> None:  # type: ignore[no-untyped-def]
     sup, _ = make_supervisor()
-    for bad in ({"prompt": ""}, {"prompt": "x", "duration": 0.1}, {"prompt": "x", "duration": 31},
+    for bad in ({"prompt": ""}, {"prompt": "x", "duration": 0.1}, {"prompt": "x", "duration": 301},
                 {"prompt": "x", "top_p": 1.5}, {"prompt": "x", "temperature": 0}, {"prompt": "x", "seed": -1},
                 {"prompt": "x", "count": 0}, {"prompt": "x", "cfg": "lots"}, {"prompt": "x", "bogus": 1}):
         with pytest.raises(ParamError):

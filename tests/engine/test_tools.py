@@ -71,4 +71,4 @@ def test_cli_make_test_model_and_bench(capsys: pytest.CaptureFixture[str], tmp_p
     assert r["load_seconds"] > 0 and r["time_to_first_step"] > 0 and r["steps_per_second"] > 0
     assert r["rtf"] == pytest.approx(r["generate_seconds"] / 0.5, rel=0.01) and r["peak_rss"] > 10_000_000
 
-    assert main(["bench", "--model", str(out), "--duration", "99", "--json"]) == 2
+    assert main(["bench", "--model", str(out), "--duration", "301", "--json"]) == 2

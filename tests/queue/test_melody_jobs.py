@@ -90,7 +90,8 @@ async def test_bad_melodies_are_refused_before_queueing(daemon_factory: Callable
                 ({"melody_audio": b"definitely not audio"}, "melody_audio", "cannot decode"),
                 ({"melody_audio": "a string, not bytes"}, "melody_audio", "bytes of an audio file"),
                 ({"melody_audio": silent.getvalue()}, "melody_audio", "silent"),
-                ({"melody_audio": wav_bytes(0.3)}, "melody_audio", "at least 1 s")):
+                ({"melody_audio": wav_bytes(0.3)}, "melody_audio", "at least 1 s"),
+                ({"duration": 40}, "duration", "at most 30 s")):
             with pytest.raises(RemoteError) as e:
                 await c.call("job.submit", {"prompt": "x", **params})
             assert e.value.code == "invalid_params" and e.value.data.get("field") == field, params

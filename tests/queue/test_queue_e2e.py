@@ -64,10 +64,23 @@ async def test_lifecycle_submit_progress_tracks_library(studio: Any) -> None:
         assert b"".join(chunks) == (studio.data_dir / t["path"]).read_bytes()
 
 
+async def test_a_clip_longer_than_30_s_is_made_in_windows_and_analysed(studio: Any) -> None:
+    async with await Client.connect(studio.server.path) as c:
+        await c.subscribe("job")
+        job = await c.call("job.submit", {"prompt": "slow evolving ambient pads", "duration": 42.5})
+        seen: list[Any] = []
+        await wait_event(c, "job.finished", job["id"], seen=seen, timeout=180)
+        progress = [e.data for e in seen if e.name == "job.progress"]
+        assert progress[-1]["step"] == progress[-1]["total"] == 1500 + 3 + 625 + 3  # two windows, one bar
+        t = await c.call("track.get", {"id": f"{job['id']}-0"})
+        assert abs(t["duration"] - 42.5) < 0.05 and t["lufs"] is not None and len(t["peaks"]) > 10
+        assert abs(sf.info(str(studio.data_dir / t["path"])).duration - 42.5) < 0.05
+
+
 async def test_invalid_params_are_refused_before_queueing(studio: Any) -> None:
     async with await Client.connect(studio.server.path) as c:
         for bad, field in ((
-                {"prompt": ""}, "prompt"), ({"prompt": "x", "duration": 31}, "duration"),
+                {"prompt": ""}, "prompt"), ({"prompt": "x", "duration": 301}, "duration"),
                 ({"prompt": "x", "count": 0}, "count"), ({"prompt": "x", "top_p": 2}, "top_p"),
                 ({"prompt": "x", "seed": -1}, "seed"), ({"prompt": "x", "temperature": "hot"}, "temperature"),
                 ({"prompt": "x", "colour": "blue"}, "colour")):

@@ -58,7 +58,7 @@ def test_compose_invalid(snap_compare: Any, tmp_path: Path) -> None:
     async def run_before(pilot: Pilot) -> None:
         await settle(pilot, ready(app))
         await pilot.press(*"piano")
-        app.query_one("#duration", Input).value = "45"
+        app.query_one("#duration", Input).value = "450"
         await settle(pilot, lambda: True)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -32,10 +32,10 @@ async def test_inline_validation_blocks_bad_values(tmp_path: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.connected)
         await pilot.press(*"piano")
-        app.query_one("#duration", Input).value = "45"
+        app.query_one("#duration", Input).value = "450"
         await pilot.press("enter")
         await pilot.pause(0.1)
-        assert "duration must be between 0.5 s and 30 s" in str(app.query_one("#form-error").render())
+        assert "duration must be between 0.5 s and 300 s" in str(app.query_one("#form-error").render())
         assert app.query_one("#duration").has_class("-invalid")
         assert fake.methods_called("job.submit") == []
         # An advanced field: the panel opens to show it.
