@@ -151,6 +151,13 @@ class QueueView(Vertical):
 
     def apply(self, name: str, data: dict[str, Any]) -> None:
         """One job event."""
+        if name == "job.pruned":  # history the daemon forgot: forget it here too
+            gone = [j for j in data.get("ids") or [] if isinstance(j, int) and j in self.jobs]
+            for j in gone:
+                del self.jobs[j]
+            if gone:
+                self.rebuild()
+            return
         jid = data.get("id")
         if not isinstance(jid, int):
             return

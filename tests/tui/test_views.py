@@ -110,6 +110,17 @@ async def test_queue_actions(tmp_path: Path) -> None:
         await pilot.pause(0.2)
 
 
+async def test_pruned_history_leaves_the_queue_view(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected and 9 in app.queue_view.jobs)
+        fake.push("job.pruned", {"ids": [9, 10, 999], "removed": 3, "kept_with_tracks": 1})
+        await wait_for(pilot, lambda: 9 not in app.queue_view.jobs)
+        assert 10 not in app.queue_view.jobs and {11, 12, 13, 14} <= set(app.queue_view.jobs)
+        assert app.queue_view.table.row_count == len(app.queue_view.jobs)
+
+
 async def test_library_pages_instead_of_loading_everything(tmp_path: Path) -> None:
     fake = FakeDaemon(n_tracks=450)
     app = make_app(fake, tmp_path)
