@@ -327,6 +327,8 @@ ROUTES: tuple[Route, ...] = (
           query={"all": bool, "limit": int}),
     Route("POST", f"{API}/jobs", "job.submit", "Submit a generation job (body: job.submit params).",
           body=True, created=True),
+    Route("POST", f"{API}/jobs/prune", "job.prune", "Forget finished jobs older than N days that own no track "
+          "(body: {\"older_than_days\": N, \"dry_run\": bool}, both optional).", body=True),
     Route("GET", f"{API}/jobs/{{id}}", "job.get", "One job with its live progress.", path_params={"id": int}),
     Route("POST", f"{API}/jobs/{{id}}/cancel", "job.cancel", "Cancel a job.", path_params={"id": int}),
     Route("POST", f"{API}/jobs/{{id}}/retry", "job.retry", "Queue a failed or cancelled job again.",

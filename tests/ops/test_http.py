@@ -200,6 +200,12 @@ async def test_generation_end_to_end(http_daemon: Any) -> None:
         async with s.post(f"{api}/jobs/{job['id']}/cancel") as r:
             assert r.status in (200, 409)  # cancelling a finished job changes nothing
         assert (await get_json(s, f"{api}/jobs/{job['id']}"))["state"] == "done"
+        async with s.post(api + "/jobs/prune", json={"older_than_days": 0, "dry_run": True}) as r:
+            pruned = await r.json()
+            # A done job that owns tracks is kept, even with a cutoff of now.
+            assert r.status == 200 and pruned["removed"] == 0 and pruned["kept_with_tracks"] >= 1, pruned
+        async with s.post(api + "/jobs/prune", json={"older_than_days": -1}) as r:
+            assert r.status == 400 and "older_than_days" in (await r.json())["error"]["message"]
         async with s.get(base + "/metrics") as r:
             metrics = parse_prometheus(await r.text())
         assert metrics["dgx_music_generation_seconds_count"][0][1] == 1
