@@ -69,13 +69,16 @@ def save(data_dir: Path, mono: np.ndarray) -> str:
 
 
 def _decode(source: io.BytesIO | Path, field: str) -> tuple[np.ndarray, int]:
-    """Read at most the first 30 s, so a small compressed upload cannot expand without bound."""
+    """Mono float32 of at most the first 30 s: read a second at a time and mixed down as it
+    comes, so a small compressed upload with many channels cannot expand without bound."""
     try:
         with sf.SoundFile(source) as snd:
             sr = int(snd.samplerate)
             if not MIN_RATE <= sr <= MAX_RATE:
                 raise ParamError(field, f"has a sample rate of {sr} Hz; expected {MIN_RATE}-{MAX_RATE} Hz")
-            audio = snd.read(int(MAX_SECONDS * sr), dtype="float32", always_2d=True)
+            parts = [block.mean(axis=1) for block in snd.blocks(blocksize=sr, frames=int(MAX_SECONDS * sr),
+                                                                  dtype="float32", always_2d=True)]
+            audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     except ParamError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
