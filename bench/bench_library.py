@@ -105,6 +105,18 @@ QUERIES: list[tuple[str, dict]] = [
     ("search tag word 'keeper'", {"search": "keeper"}),
     ("search hostile '\"NEAR(a* -b) OR'", {"search": '"NEAR(a* -b) OR'}),
     ("search 'piano' + favorite", {"search": "piano", "favorite": True}),
+    ("search broad 'with' (every track)", {"search": "with"}),
+    # search, best match first (bm25 over every match: cost grows with the matches)
+    ("relevance 'lofi'", {"search": "lofi", "sort": "relevance"}),
+    ("relevance 'piano ambient'", {"search": "piano ambient", "sort": "relevance"}),
+    ("relevance prefix 'synthw'", {"search": "synthw", "sort": "relevance"}),
+    ("relevance prefix 'dark jazz sax'", {"search": "dark jazz sax", "sort": "relevance"}),
+    ("relevance rare 'kalimba reggae highway'", {"search": "kalimba reggae highway", "sort": "relevance"}),
+    ("relevance tag word 'keeper'", {"search": "keeper", "sort": "relevance"}),
+    ("relevance 'piano' + favorite", {"search": "piano", "favorite": True, "sort": "relevance"}),
+    ("relevance prefix 'pi' (typing)", {"search": "pi", "sort": "relevance"}),
+    ("relevance prefix 'dar' (typing)", {"search": "dar", "sort": "relevance"}),
+    ("relevance broad 'with' (every track)", {"search": "with", "sort": "relevance"}),
     # first page lists
     ("list default (created desc)", {}),
     ("list title asc", {"sort": "title", "order": "asc"}),
@@ -139,16 +151,22 @@ async def measure(store: Store, runs: int) -> list[tuple[str, float, float, int 
             times.append((time.perf_counter() - t) * 1000)
             total = page["total"]
         results.append((name, statistics.median(times), pct(times, 99), total))
-    # a later page (cursor) for the default sort
-    page = await store.list_tracks()
-    for _ in range(3):
-        page = await store.list_tracks(cursor=page["next_cursor"])
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        await store.list_tracks(cursor=page["next_cursor"])
-        times.append((time.perf_counter() - t) * 1000)
-    results.append(("list default, page 5 (cursor)", statistics.median(times), pct(times, 99), None))
+    # a later page (cursor): the default sort; relevance from its kept ranking, and by
+    # keyset when the ranking is no longer kept (daemon restarted, or many newer searches)
+    for name, kw, forget in (("list default, page 5 (cursor)", {}, False),
+                             ("relevance 'lofi', page 5 (cursor)", {"search": "lofi", "sort": "relevance"}, False),
+                             ("relevance 'lofi', page 5, ranking gone", {"search": "lofi", "sort": "relevance"}, True)):
+        page = await store.list_tracks(**kw)
+        for _ in range(3):
+            page = await store.list_tracks(cursor=page["next_cursor"], **kw)
+        times = []
+        for _ in range(runs):
+            if forget:
+                store._rankings.clear()
+            t = time.perf_counter()
+            await store.list_tracks(cursor=page["next_cursor"], **kw)
+            times.append((time.perf_counter() - t) * 1000)
+        results.append((name, statistics.median(times), pct(times, 99), None))
     return results
 
 

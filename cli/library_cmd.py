@@ -9,15 +9,17 @@ from typing import Any
 from dgx_music.cli.common import EXIT_OK, UsageError, add_client_flags, emit, human_duration, run_client
 from dgx_music.common.client import Client
 
-SORTS = ("created", "duration", "bpm", "rating", "title")
+SORTS = ("created", "duration", "bpm", "rating", "title", "relevance")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "library", help="list and search tracks",
         description="List tracks, newest first. --search is full-text over prompt, title, tags and notes "
-                    "(any text is safe; the last word matches as a prefix).",
-        epilog='example: dgx-music library --search "piano rain" --favorite --sort bpm',
+                    "(any text is safe; the last word matches as a prefix); search results come best match "
+                    "first (--sort relevance) unless --sort says otherwise.",
+        epilog='examples:\n  dgx-music library --search "piano rain"            best matches first\n'
+               '  dgx-music library --search "piano rain" --favorite --sort bpm',
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--search", metavar="TEXT")
     p.add_argument("--tag", metavar="T")
@@ -26,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bpm-min", type=float, metavar="BPM")
     p.add_argument("--bpm-max", type=float, metavar="BPM")
     p.add_argument("--key", metavar="KEY", help='e.g. "A minor"')
-    p.add_argument("--sort", choices=SORTS, default="created")
+    p.add_argument("--sort", choices=SORTS,
+                   help="default: relevance with --search (best match first, needs a search), else created")
     p.add_argument("--asc", action="store_true", help="ascending order (default: descending)")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="tracks per page (1-500)")
     p.add_argument("--cursor", metavar="C", help="next_cursor from a previous --json page")
@@ -89,6 +92,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: run_client(a, rm))
 
 
+def searching(text: str | None) -> bool:
+    """Does this --search text search at all? (the daemon ignores text without a letter or digit)"""
+    return bool(text) and any(c.isalnum() for c in text)  # type: ignore[union-attr]
+
+
 def track_line(t: dict[str, Any]) -> str:
     title = t["title"] if len(t["title"]) <= 40 else t["title"][:37] + "..."
     bpm = f"{t['bpm']:.0f}" if t.get("bpm") else "-"
@@ -104,8 +112,9 @@ async def library(client: Client, args: argparse.Namespace) -> int:
         res = await client.call("library.empty_trash", timeout=args.timeout)
         emit(args, res, lambda r: f"removed {r['removed']} file(s) from the trash")
         return EXIT_OK
+    sort = args.sort or ("relevance" if searching(args.search) else "created")
     params = {"search": args.search, "tag": args.tag, "favorite": args.favorite, "model": args.model,
-              "bpm_min": args.bpm_min, "bpm_max": args.bpm_max, "key": args.key, "sort": args.sort,
+              "bpm_min": args.bpm_min, "bpm_max": args.bpm_max, "key": args.key, "sort": sort,
               "order": "asc" if args.asc else "desc", "limit": args.limit, "cursor": args.cursor}
     page = await client.call("track.list", {k: v for k, v in params.items() if v is not None}, timeout=args.timeout)
 

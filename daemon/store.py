@@ -39,10 +39,13 @@ import json
 import math
 import numbers
 import re
+import secrets
 import sqlite3
 import struct
 import time
 import unicodedata
+from array import array
+from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
@@ -62,6 +65,8 @@ __all__ = [
     "ACTIVE_STATES",
     "FINISHED_STATES",
     "SORT_FIELDS",
+    "RELEVANCE",
+    "LIST_SORTS",
     "fts_query",
 ]
 
@@ -101,6 +106,23 @@ SORT_FIELDS = {
     "rating": "t.rating",
     "title": "t.title COLLATE NOCASE",
 }
+
+# sort=relevance: best match first, only with a search.  FTS5's bm25() with a
+# weight per tracks_fts column (prompt, title, tags, notes, the table's order): a
+# word in the title or a tag counts most, in the prompt less, in the notes least.
+# bm25() is lower for better matches; the sort key is its negation, so "desc" is
+# best first like every other sort, and ties go by seq.  No index can serve it:
+# every match is scored and sorted (~1.7 us a match end to end, docs/benchmarks.md).
+RELEVANCE = "relevance"
+RELEVANCE_WEIGHTS = {"prompt": 4.0, "title": 10.0, "tags": 10.0, "notes": 2.0}
+_RELEVANCE_EXPR = f"-bm25(tracks_fts, {', '.join(map(str, RELEVANCE_WEIGHTS.values()))})"
+LIST_SORTS = (*SORT_FIELDS, RELEVANCE)
+# bm25 scores move whenever the library changes (they depend on how many tracks
+# hold each word and on the average length), so relevance pages come from the
+# ranking made for the first page, kept in memory: the last _RANKINGS_MAX of them,
+# at most _RANKING_ROWS_MAX rows in all (16 bytes a row).
+_RANKINGS_MAX = 64
+_RANKING_ROWS_MAX = 1_000_000
 
 _ANALYSIS_FLOATS = (
     "lufs_before",
@@ -333,18 +355,20 @@ def fts_query(text: str | None) -> str | None:
 
 
 def _encode_cursor(sort: str, order: str, fingerprint: str, value: Any, seq: int,
-                   drive: bool) -> str:
-    raw = json.dumps([1, sort, order, fingerprint, value, seq, int(drive)],
+                   drive: bool, *extra: Any) -> str:
+    raw = json.dumps([1, sort, order, fingerprint, value, seq, int(drive), *extra],
                      separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: Any, sort: str, order: str, fingerprint: str) -> tuple[Any, int, bool]:
+def _decode_cursor(cursor: Any, sort: str, order: str,
+                   fingerprint: str) -> tuple[Any, int, bool, list[Any]]:
+    """(value, seq, drive, extra); extra is [ranking id or None, position] for relevance."""
     if not isinstance(cursor, str) or not cursor or len(cursor) > 2000:
         raise _invalid("cursor", "is not a cursor returned by list_tracks")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        version, c_sort, c_order, c_fp, value, seq, drive = json.loads(raw)
+        version, c_sort, c_order, c_fp, value, seq, drive, *extra = json.loads(raw)
     except Exception:
         raise _invalid("cursor", "is not a cursor returned by list_tracks") from None
     if version != 1 or isinstance(seq, bool) or not isinstance(seq, int):
@@ -357,7 +381,23 @@ def _decode_cursor(cursor: Any, sort: str, order: str, fingerprint: str) -> tupl
     want = str if sort == "title" else (int, float)
     if isinstance(value, bool) or not isinstance(value, want):
         raise _invalid("cursor", "is not a cursor returned by list_tracks")
-    return value, seq, bool(drive)
+    if sort == RELEVANCE:
+        ok = (len(extra) == 2 and (extra[0] is None or isinstance(extra[0], str) and len(extra[0]) <= 32)
+              and type(extra[1]) is int and extra[1] >= 0)
+    else:
+        ok = not extra
+    if not ok:
+        raise _invalid("cursor", "is not a cursor returned by list_tracks")
+    return value, seq, bool(drive), extra
+
+
+class _Ranking:
+    """A relevance ranking kept for later pages: track seqs best first, and their scores."""
+
+    __slots__ = ("fingerprint", "order", "scores", "seqs")
+
+    def __init__(self, fingerprint: str, order: str, seqs: array, scores: array) -> None:
+        self.fingerprint, self.order, self.seqs, self.scores = fingerprint, order, seqs, scores
 
 
 # ---------------------------------------------------------------- rows -> dicts
@@ -395,6 +435,8 @@ class Store:
         self.queue_limit = queue_limit
         self._lock = asyncio.Lock()
         self._closed = False
+        # relevance rankings kept for their next pages: id -> _Ranking (list_tracks)
+        self._rankings: OrderedDict[str, _Ranking] = OrderedDict()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -1188,8 +1230,10 @@ class Store:
         prompt, title, tags and notes; the filters AND together.  Keyset
         pagination on (sort key, insertion seq): pages never repeat or skip a row
         that existed when the first page was read, whatever is added or removed
-        in between.  ``total`` counts all matches and is given on the first page
-        (cursor None); it is None on later pages.  A cursor only works with the
+        in between.  ``sort="relevance"`` (best match first; needs a search)
+        pages through the ranking made for the first page instead, see
+        _list_by_relevance.  ``total`` counts all matches and is given on the
+        first page (cursor None); it is None on later pages.  A cursor only works with the
         same sort, order, search and filters (StoreError "invalid" otherwise).
 
         Plan choice (the planner alone gets it wrong in both directions): with
@@ -1198,12 +1242,15 @@ class Store:
         finds a page after about limit * N / total index entries.  The choice is
         made from the first page's count and carried in the cursor.
         """
-        if sort not in SORT_FIELDS:
-            raise _invalid("sort", f"unknown sort field {sort!r}; one of {', '.join(SORT_FIELDS)}")
+        if sort not in LIST_SORTS:
+            raise _invalid("sort", f"unknown sort field {sort!r}; one of {', '.join(LIST_SORTS)}")
         if order not in ("asc", "desc"):
             raise _invalid("order", f"must be 'asc' or 'desc', got {order!r}")
         limit = _int("limit", limit, 1, MAX_LIST_LIMIT)
         match = fts_query(search)
+        if sort == RELEVANCE and match is None:
+            raise _invalid("sort", "relevance needs a search with at least one letter or digit; "
+                                   "sort by created, duration, bpm, rating or title without one")
         tag_n = None if tag is None else normalise_tag(tag)
         if favorite is not None:
             favorite = _bool("favorite", favorite)
@@ -1243,12 +1290,15 @@ class Store:
 
         fingerprint = hashlib.sha1(json.dumps(
             [match, tag_n, favorite, model, bpm_min, bpm_max, key]).encode()).hexdigest()[:12]
+        if sort == RELEVANCE:
+            return await self._list_by_relevance(match, filters[1:], order, limit, cursor,  # type: ignore[arg-type]
+                                                 fingerprint, with_peaks)
         expr = SORT_FIELDS[sort]
         keyset: list[str] = []
         keyset_args: list[Any] = []
         drive = None
         if cursor is not None:
-            value, seq, drive = _decode_cursor(cursor, sort, order, fingerprint)
+            value, seq, drive, _ = _decode_cursor(cursor, sort, order, fingerprint)
             cmp = "<" if order == "desc" else ">"
             # The single-column bound is redundant but lets SQLite use an
             # expression index as a range (it does not for the row value alone).
@@ -1289,6 +1339,101 @@ class Store:
             return {"tracks": tracks, "next_cursor": next_cursor, "total": total}
 
         return await self._run(op)
+
+    async def _list_by_relevance(self, match: str, filters: list[tuple[str, list[Any]]], order: str,
+                                 limit: int, cursor: str | None, fingerprint: str,
+                                 with_peaks: bool) -> dict:
+        """list_tracks for sort=relevance; ``filters`` are the ones besides the search.
+
+        The first page scores every match (bm25 needs them all anyway) and keeps
+        the whole ranking in memory under a random id that the cursor carries.
+        Later pages walk that ranking, so they cannot shift when scores move
+        (any added, edited or removed track changes every bm25 score): no track
+        that matched at the first page is repeated or skipped.  Each page checks
+        that its tracks still exist and still match; tracks added since are not
+        in the ranking.  A cursor whose ranking is gone (daemon restarted, or
+        _RANKINGS_MAX newer rankings since) goes on by keyset on (score, seq)
+        under the current scores: exact only if the library has not changed.
+        """
+        ranking_id, pos, after = None, 0, None
+        if cursor is not None:
+            value, seq, _, (ranking_id, pos) = _decode_cursor(cursor, RELEVANCE, order, fingerprint)
+            after = [value, seq]
+        direction = order.upper()
+        cmp = "<" if order == "desc" else ">"
+        cols = _TRACK_COLS + (", " + _PEAKS_COL if with_peaks else "")
+        # The search drives (CROSS JOIN keeps the FTS table outer, "+" keeps the
+        # filters off their indexes): every match has to be scored anyway.
+        join = " CROSS JOIN tracks t ON t.seq = tracks_fts.rowid" if filters else ""
+        terms = ["tracks_fts MATCH ?", *(f.format(p="+") for f, _ in filters)]
+        args = [match, *(a for _, fa in filters for a in fa)]
+
+        async def rank() -> _Ranking:
+            t, a = terms, args
+            if after is not None:
+                t = [*terms, f"({_RELEVANCE_EXPR}, tracks_fts.rowid) {cmp} (?, ?)"]
+                a = [*args, *after]
+            rows = await self._all(
+                f"SELECT tracks_fts.rowid, {_RELEVANCE_EXPR} AS score FROM tracks_fts{join} "
+                f"WHERE {' AND '.join(t)} ORDER BY score {direction}, tracks_fts.rowid {direction}", a)
+            return _Ranking(fingerprint, order, array("q", [r[0] for r in rows]),
+                            array("d", [r[1] for r in rows]))
+
+        async def rows_of(seqs: Iterable[int], recheck: bool) -> dict[int, sqlite3.Row]:
+            seqs = list(seqs)
+            if not seqs:
+                return {}
+            sql = f"SELECT {cols} FROM tracks t WHERE t.seq IN ({','.join('?' * len(seqs))})"
+            a: list[Any] = seqs
+            if recheck:  # a kept ranking: drop tracks deleted or edited out of the match since
+                sql += " AND t.seq IN (SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?)"
+                sql += "".join(" AND " + f.format(p="") for f, _ in filters)
+                a = [*seqs, *args]
+            return {r["seq"]: r for r in await self._all(sql, a)}
+
+        async def op() -> dict:
+            total = None
+            ranking = self._rankings.get(ranking_id) if ranking_id is not None else None
+            if ranking is not None and (ranking.fingerprint, ranking.order) == (fingerprint, order) \
+                    and pos <= len(ranking.seqs):
+                self._rankings.move_to_end(ranking_id)  # type: ignore[arg-type]
+                rid = ranking_id
+                page: list[tuple[int, sqlite3.Row]] = []  # (position in the ranking, row)
+                i = pos
+                while len(page) <= limit and i < len(ranking.seqs):
+                    chunk = ranking.seqs[i:i + limit + 1 - len(page)]
+                    found = await rows_of(chunk, recheck=True)
+                    page += [(j, found[s]) for j, s in enumerate(chunk, i) if s in found]
+                    i += len(chunk)
+                more = len(page) > limit
+            else:  # the first page, or a ranking no longer kept: rank (after the cursor's point)
+                ranking = await rank()
+                if cursor is None:
+                    total = len(ranking.seqs)
+                more = len(ranking.seqs) > limit
+                rid = self._keep_ranking(ranking) if more else None
+                found = await rows_of(ranking.seqs[:limit], recheck=False)
+                page = [(j, found[s]) for j, s in enumerate(ranking.seqs[:limit]) if s in found]
+            page = page[:limit]
+            tags = await self._tags_for([r["seq"] for _, r in page])
+            tracks = [_track_dict(r, tags[r["seq"]], r["peaks"] if with_peaks else False) for _, r in page]
+            next_cursor = None
+            if more and page:
+                j, last = page[-1]
+                next_cursor = _encode_cursor(RELEVANCE, order, fingerprint, ranking.scores[j],
+                                             last["seq"], False, rid, j + 1)
+            return {"tracks": tracks, "next_cursor": next_cursor, "total": total}
+
+        return await self._run(op)
+
+    def _keep_ranking(self, ranking: _Ranking) -> str:
+        """Keep a relevance ranking for its next pages; the least recently used go first."""
+        rid = secrets.token_urlsafe(9)
+        self._rankings[rid] = ranking
+        rows = sum(len(r.seqs) for r in self._rankings.values())
+        while self._rankings and (len(self._rankings) > _RANKINGS_MAX or rows > _RANKING_ROWS_MAX):
+            rows -= len(self._rankings.popitem(last=False)[1].seqs)
+        return rid
 
 
 def _analysis_float(field: str, value: Any) -> float | None:

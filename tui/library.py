@@ -6,6 +6,10 @@ type with at most one request in flight: a keystroke while a query runs marks
 the query dirty, and the newest text is sent as soon as the running one
 returns (stale answers are dropped). That keeps keystroke-to-table latency at
 one round trip and never floods the daemon.
+
+While a search is active the table sorts by relevance (best match first) and
+relevance joins the sort choices; another sort picked during a search holds
+until the search is cleared, which brings back the sort the list had before.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from dgx_music.tui.widgets import Waveform
 
 PAGE = 100
 SORTS = ("created", "title", "duration", "bpm", "rating")
+#: Only with a search (the daemon refuses it without one); the default while searching.
+RELEVANCE = "relevance"
 KEYS = [f"{n} {m}" for m in ("major", "minor")
         for n in ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")]
 #: column key -> (label, width); title's width follows the table's.
@@ -43,6 +49,11 @@ COLUMNS: list[tuple[str, str, int]] = [
 NARROW = 100
 NARROW_DROP = {"lufs", "created"}
 SORT_COLUMN = {"title": "title", "duration": "duration", "bpm": "bpm", "rating": "rating", "created": "created"}
+
+
+def searching(text: str) -> bool:
+    """Whether search text searches at all: the daemon ignores text without a letter or digit."""
+    return any(c.isalnum() for c in text)
 
 
 def track_cells(t: dict[str, Any]) -> list[Any]:
@@ -311,6 +322,8 @@ class LibraryView(Vertical):
         self.detail: dict[str, Any] | None = None
         self.sort = "created"
         self.order = "desc"
+        self._searching = False  # a search is active: relevance is offered, and the default
+        self._list_sort = ("created", "desc")  # sort and order to go back to when it is cleared
         self.total: int | None = None
         self.last_query: dict[str, Any] = {}
         self._cursor: str | None = None
@@ -362,8 +375,9 @@ class LibraryView(Vertical):
     # ---------------------------------------------------------------- query
 
     def query_params(self) -> dict[str, Any]:
-        q: dict[str, Any] = {"sort": self.sort, "order": self.order}
         search = self.query_one("#search", Input).value.strip()
+        self._sync_search_sort(searching(search))
+        q: dict[str, Any] = {"sort": self.sort, "order": self.order}
         if search:
             q["search"] = search
         tag = self.query_one("#f-tag", Input).value.strip()
@@ -525,6 +539,26 @@ class LibraryView(Vertical):
             self.query_one("#f-sort", Select).value = sort
         self.request_query()
 
+    def sorts(self) -> tuple[str, ...]:
+        """The sorts on offer now: relevance (first) only while a search is active."""
+        return (RELEVANCE, *SORTS) if self._searching else SORTS
+
+    def _sync_search_sort(self, active: bool) -> None:
+        """A search starts: best match first; it is cleared: the list's own sort again."""
+        if active == self._searching:
+            return
+        self._searching = active
+        if active:
+            self._list_sort = (self.sort, self.order)
+            self.sort, self.order = RELEVANCE, "desc"
+        else:
+            self.sort, self.order = self._list_sort
+        with self.prevent(Select.Changed):
+            sort_select = self.query_one("#f-sort", Select)
+            sort_select.set_options([(s, s) for s in self.sorts()])
+            sort_select.value = self.sort
+            self.query_one("#f-order", Select).value = self.order
+
     def set_models(self, models: list[str]) -> None:
         sel = self.query_one("#f-model", Select)
         current = sel.value
@@ -668,7 +702,8 @@ class LibraryView(Vertical):
             self.query_one("#f-tag", Input).focus()
 
     def action_next_sort(self) -> None:
-        self.set_sort(SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)])
+        sorts = self.sorts()
+        self.set_sort(sorts[(sorts.index(self.sort) + 1) % len(sorts)] if self.sort in sorts else sorts[0])
 
     def action_flip_order(self) -> None:
         self.order = "asc" if self.order == "desc" else "desc"

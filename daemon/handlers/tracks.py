@@ -11,6 +11,7 @@ from dgx_music.daemon import libfiles
 from dgx_music.daemon.audio import stream
 from dgx_music.daemon.handlers import Context, HandlerError, method
 from dgx_music.daemon.handlers.args import Args
+from dgx_music.daemon.store import StoreError
 
 MAX_CHUNK = stream.MAX_CHUNK
 
@@ -21,15 +22,24 @@ def _read(path: Path, offset: int, size: int) -> tuple[bytes, int]:
 
 @method("track.list")
 async def list_tracks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """One page of tracks, filtered, searched and sorted; pass next_cursor for the next."""
+    """One page of tracks, filtered, searched and sorted; pass next_cursor for the next.
+
+    ``sort`` is one of store.LIST_SORTS; ``relevance`` (best match first) needs a
+    ``search``. The default stays ``created`` with or without a search (protocol 1).
+    """
     a = Args(params)
-    page = await ctx.daemon.store.list_tracks(
-        search=a.str("search", None, max_len=1000), tag=a.str("tag", None, max_len=100),
-        favorite=a.bool("favorite", None), model=a.str("model", None, max_len=500),
-        bpm_min=a.float("bpm_min", None), bpm_max=a.float("bpm_max", None),
-        key=a.str("key", None, max_len=100), sort=a.str("sort", "created", max_len=20),
-        order=a.str("order", "desc", max_len=4), limit=a.int("limit", 50, lo=1, hi=500),
-        cursor=a.str("cursor", None, max_len=1000))
+    try:
+        page = await ctx.daemon.store.list_tracks(
+            search=a.str("search", None, max_len=1000), tag=a.str("tag", None, max_len=100),
+            favorite=a.bool("favorite", None), model=a.str("model", None, max_len=500),
+            bpm_min=a.float("bpm_min", None), bpm_max=a.float("bpm_max", None),
+            key=a.str("key", None, max_len=100), sort=a.str("sort", "created", max_len=20),
+            order=a.str("order", "desc", max_len=4), limit=a.int("limit", 50, lo=1, hi=500),
+            cursor=a.str("cursor", None, max_len=1000))
+    except StoreError as exc:  # name the parameter (`field`), e.g. sort=relevance without a search
+        if exc.code == "invalid" and exc.field:
+            raise HandlerError(protocol.INVALID_PARAMS, str(exc), field=exc.field) from None
+        raise
     return page
 
 

@@ -217,7 +217,15 @@ class FakeDaemon:
         if p.get("bpm_max") is not None:
             rows = [t for t in rows if t["bpm"] <= p["bpm_max"]]
         sort = p.get("sort", "created")
-        rows.sort(key=lambda t: (t[sort] if t[sort] is not None else 0, t["id"]), reverse=p.get("order") != "asc")
+        key: Any = lambda t: (t[sort] if t[sort] is not None else 0, t["id"])
+        if sort == "relevance":  # like the daemon: needs a search; title and tags count most, notes least
+            if not p.get("search"):
+                raise RemoteError("invalid_params", "sort: relevance needs a search", {"field": "sort"})
+            weights = {"title": 3, "prompt": 2, "notes": 1}
+            score = {t["id"]: sum(w * t[k].lower().count(word) for word in words for k, w in weights.items())
+                     + sum(3 * tag.count(word) for word in words for tag in t["tags"]) for t in rows}
+            key = lambda t: (score[t["id"]], t["id"])
+        rows.sort(key=key, reverse=p.get("order") != "asc")
         start = int(p.get("cursor") or 0)
         limit = int(p.get("limit", 50))
         page = rows[start:start + limit]

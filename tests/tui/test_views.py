@@ -147,8 +147,11 @@ async def test_library_search_filters_sort(tmp_path: Path) -> None:
         await pilot.press("f4", "slash", *"techno")
         await wait_for(pilot, lambda: lib.last_query.get("search") == "techno")
         assert lib.tracks and all("techno" in t["prompt"] for t in lib.tracks.values())
+        assert lib.last_query.get("sort") == "relevance"  # best match first while searching
         await pilot.press("escape")
         lib.table.focus()
+        await pilot.press("s")  # relevance -> created
+        await wait_for(pilot, lambda: lib.last_query.get("sort") == "created")
         await pilot.press("s")  # created -> title
         await wait_for(pilot, lambda: lib.last_query.get("sort") == "title")
         await pilot.press("o")
@@ -156,6 +159,54 @@ async def test_library_search_filters_sort(tmp_path: Path) -> None:
         lib.query_one("#f-fav").value = True
         await wait_for(pilot, lambda: lib.last_query.get("favorite") is True)
         assert all(t["favorite"] for t in lib.tracks.values())
+
+
+async def test_library_sorts_by_relevance_while_searching(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    fake.tracks[3]["title"] = "Drums at dawn"  # 2-1: old, the word in its title
+    # newer tracks have "drums" only in their notes (29-0 is the newest of them)
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
+        lib = app.library_view
+        count = lib.query_one("#lib-count")
+
+        def first() -> str:
+            return str(lib.table.coordinate_to_cell_key((0, 0)).row_key.value)
+
+        async def sorted_by(sort: str, search: str | None = None) -> None:
+            await wait_for(pilot, lambda: lib.last_query.get("sort") == sort
+                           and lib.last_query.get("search") == search and not lib._inflight)
+
+        await pilot.press("f4")
+        lib.table.focus()
+        await pilot.press("s", "s", "s")  # the list's own sort: created -> title -> duration -> bpm
+        await sorted_by("bpm")
+        await pilot.press("slash", *"drums")
+        await sorted_by("relevance", "drums")
+        assert lib.last_query["order"] == "desc" and first() == "2-1"
+        assert "relevance ↓" in str(count.render())
+        lib.table.focus()
+        await pilot.press("s")  # relevance -> created
+        await sorted_by("created", "drums")
+        assert first() == "29-0"
+        await pilot.press("s", "s", "s", "s", "s")  # ... title, duration, bpm, rating -> relevance again
+        await sorted_by("relevance", "drums")
+        assert first() == "2-1"
+        # Cleared: the list's sort comes back, and relevance is not offered without a search.
+        lib.query_one("#search", Input).value = ""
+        await sorted_by("bpm")
+        seen = []
+        for _ in range(6):
+            await pilot.press("s")
+            await wait_for(pilot, lambda: lib.last_query.get("sort") != (seen or ["bpm"])[-1])
+            seen.append(lib.last_query["sort"])
+        assert seen == ["rating", "created", "title", "duration", "bpm", "rating"]
+        assert all(p.get("sort") != "relevance" for p in fake.methods_called("track.list") if not p.get("search"))
+        # A search without a letter or digit searches nothing: no relevance either.
+        lib.query_one("#search", Input).value = "--"
+        await wait_for(pilot, lambda: lib.last_query.get("search") == "--" and not lib._inflight)
+        assert lib.last_query["sort"] == "rating"
 
 
 async def test_track_actions(tmp_path: Path) -> None:

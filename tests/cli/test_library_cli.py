@@ -1,0 +1,72 @@
+"""`dgx-music library --search ... --sort relevance` as a user types it, against a real daemon."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from dgx_music.common.client import Client, RemoteError
+
+from tests.cli.test_cli_e2e import cli, cli_json
+
+
+def row(i: int, prompt: str, **kw: Any) -> dict[str, Any]:
+    return {"id": f"9{i}-0", "path": f"tracks/r{i}.flac", "duration": 8.0, "sample_rate": 32000, "channels": 1,
+            "prompt": prompt, "title": kw.pop("title", f"Take {i}"), **kw}
+
+
+async def test_search_results_come_best_match_first(daemon: Any) -> None:
+    sock = daemon.server.path
+    # oldest first: newest-first order is the reverse of the best-match order
+    await daemon.store.import_tracks([
+        row(1, "slow ambient pads", title="Nightfall"),
+        row(2, "nightfall over the city"),
+        row(3, "slow ambient pads", notes="call it nightfall?"),
+        row(4, "dark techno"),
+    ])
+
+    async def ids(*args: str) -> list[str]:
+        return [t["id"] for t in (await cli_json(sock, "library", *args))["tracks"]]
+
+    best = ["91-0", "92-0", "93-0"]
+    assert await ids("--search", "nightfall") == best  # relevance is the default with --search
+    assert await ids("--search", "nightfall", "--sort", "relevance") == best
+    assert await ids("--search", "nightfall", "--sort", "relevance", "--asc") == best[::-1]
+    assert await ids("--search", "nightfall", "--sort", "created") == best[::-1]
+    assert await ids() == ["94-0", "93-0", "92-0", "91-0"]  # no search: newest first, as before
+    assert await ids("--search", "** ()") == ["94-0", "93-0", "92-0", "91-0"]  # no words: no search
+
+    page = await cli_json(sock, "library", "--search", "nightfall", "--limit", "2")
+    assert [t["id"] for t in page["tracks"]] == best[:2] and page["total"] == 3 and page["next_cursor"]
+    page2 = await cli_json(sock, "library", "--search", "nightfall", "--limit", "2", "--cursor", page["next_cursor"])
+    assert [t["id"] for t in page2["tracks"]] == best[2:] and page2["next_cursor"] is None
+
+    rc, out, err = await cli(sock, "library", "--search", "nightfall", "--limit", "2")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert "Nightfall" in lines[1] and "92-0" in lines[2] and "3 in all; next page: --cursor" in lines[3]
+
+    rc, out, err = await cli(sock, "library", "--sort", "relevance")
+    assert rc == 1 and "sort: relevance needs a search" in err, err
+    rc, out, _ = await cli(sock, "library", "--sort", "relevance", "--json")
+    error = json.loads(out)["error"]
+    assert rc == 1 and error["code"] == "invalid_params" and error["field"] == "sort"
+    rc, _, err = await cli(sock, "library", "--search", "x", "--sort", "best")
+    assert rc == 2 and "relevance" in err  # argparse lists the choices
+    rc, out, _ = await cli(sock, "library", "--help")
+    assert rc == 0 and "relevance" in out and "best match" in out
+
+
+async def test_track_list_names_the_field(daemon: Any) -> None:
+    client = await Client.connect(daemon.server.path)
+    try:
+        for params, field in (({"sort": "relevance"}, "sort"), ({"sort": "relevance", "search": " ** "}, "sort"),
+                              ({"sort": "best"}, "sort"), ({"cursor": "nope"}, "cursor")):
+            with pytest.raises(RemoteError) as e:
+                await client.call("track.list", params)
+            assert e.value.code == "invalid_params" and e.value.data["field"] == field, (params, e.value)
+        page = await client.call("track.list", {"search": "anything", "sort": "relevance"})
+        assert page == {"tracks": [], "next_cursor": None, "total": 0}
+    finally:
+        await client.close()

@@ -1,0 +1,255 @@
+"""sort=relevance: bm25 order, its pagination (kept rankings, keyset fallback), errors, safety."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+
+import pytest
+from dgx_music.daemon import store as store_module
+from dgx_music.daemon.store import LIST_SORTS, RELEVANCE, Store, StoreError, fts_query
+
+from .conftest import track
+from .test_library import NASTY, seed_library
+
+
+def row(i: int | str, prompt: str, title: str | None = None, notes: str = "", tags: list[str] | None = None,
+        **kw) -> dict:
+    return {**track(f"r/{i}.flac"), "id": f"r{i}", "prompt": prompt, "title": title or f"Track {i}",
+            "notes": notes, "tags": tags or [], **kw}
+
+
+async def ids(store: Store, **kw) -> list[str]:
+    return [t["id"] for t in (await store.list_tracks(sort=RELEVANCE, **kw))["tracks"]]
+
+
+async def scores(store: Store, search: str) -> dict[str, float]:
+    """Every match's relevance score as the store computes it now, by track id."""
+    rows = await store._all(
+        f"SELECT t.id, {store_module._RELEVANCE_EXPR} FROM tracks_fts JOIN tracks t "
+        "ON t.seq = tracks_fts.rowid WHERE tracks_fts MATCH ?", [fts_query(search)])
+    return {r[0]: r[1] for r in rows}
+
+
+async def all_pages(store: Store, limit: int, **kw) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_tracks(sort=RELEVANCE, limit=limit, cursor=cursor, **kw)
+        assert (page["total"] is None) == (cursor is not None)
+        assert len(page["tracks"]) <= limit
+        seen += [t["id"] for t in page["tracks"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+
+
+def test_relevance_is_a_list_sort() -> None:
+    assert RELEVANCE in LIST_SORTS and RELEVANCE not in store_module.SORT_FIELDS
+    weights = store_module.RELEVANCE_WEIGHTS
+    assert list(weights) == ["prompt", "title", "tags", "notes"]  # tracks_fts's column order
+    assert weights["title"] > weights["prompt"] > weights["notes"]
+    assert weights["tags"] > weights["prompt"]
+
+
+async def test_title_beats_notes_and_more_matches_rank_higher(store: Store) -> None:
+    # Added oldest first, so newest-first order would be the reverse of the expected one.
+    await store.import_tracks([
+        row(1, "slow ambient pads", title="Nightfall"),
+        row(2, "slow ambient pads", tags=["nightfall"]),
+        row(3, "nightfall over the city, slow ambient pads"),
+        row(4, "slow ambient pads", notes="nightfall would be a good name for this one"),
+    ])
+    assert await ids(store, search="nightfall") == ["r1", "r2", "r3", "r4"]
+    assert await ids(store, search="nightfall", order="asc") == ["r4", "r3", "r2", "r1"]
+
+    await store.import_tracks([
+        row(5, "piano and strings"),
+        row(6, "piano and pizzicato strings"),    # the prefix "pi" matches two words here
+        row(7, "piano piano piano and strings"),  # the same word three times
+        row(8, "guitar and strings"),
+    ])
+    assert await ids(store, search="strings pi") == ["r7", "r6", "r5"]
+    # Every search word is still required (AND), whatever the sort.
+    assert set(await ids(store, search="pads nightfall")) == {"r1", "r2", "r3", "r4"}
+
+
+async def test_equal_scores_go_by_insertion_order(store: Store) -> None:
+    await store.import_tracks([row(i, "same words", title="Same") for i in range(5)])
+    assert await ids(store, search="same") == ["r4", "r3", "r2", "r1", "r0"]
+    assert await ids(store, search="same", order="asc") == ["r0", "r1", "r2", "r3", "r4"]
+
+
+async def test_relevance_needs_a_search(store: Store) -> None:
+    await store.import_tracks([row(1, "lofi")])
+    for kw in ({}, {"search": ""}, {"search": "   "}, {"search": "-- ** ()"}, {"tag": "x"}):
+        with pytest.raises(StoreError) as e:
+            await store.list_tracks(sort=RELEVANCE, **kw)
+        assert e.value.code == "invalid" and e.value.field == "sort", kw
+        assert str(e.value).startswith("sort: relevance needs a search"), str(e.value)
+    with pytest.raises(StoreError) as e:
+        await store.list_tracks(sort="best")
+    assert e.value.field == "sort" and "relevance" in str(e.value)  # the error lists it
+
+
+@pytest.mark.parametrize("text", NASTY)
+async def test_hostile_search_is_safe_with_relevance(store: Store, text: str) -> None:
+    await store.import_tracks([row(1, "lofi piano"), row(2, 'say "hi" NEAR(x) title:a OR b', notes="日本語 café")])
+    try:
+        page = await store.list_tracks(search=text, sort=RELEVANCE)
+    except StoreError as e:  # only ever the "no usable search" answer
+        assert fts_query(text) is None and e.code == "invalid" and e.field == "sort"
+        return
+    assert fts_query(text) is not None
+    assert page["total"] == len(page["tracks"])
+    assert (await store.list_tracks())["total"] == 2  # nothing changed
+
+
+@pytest.mark.parametrize("order", ["desc", "asc"])
+@pytest.mark.parametrize("filters", [{"search": "lofi pi"}, {"search": "jazz"},
+                                     {"search": "lofi", "favorite": True}, {"search": "jazz", "tag": "a"}])
+async def test_relevance_pages_cover_every_match_once_in_order(store: Store, order: str, filters: dict) -> None:
+    await seed_library(store, 150, random.Random(f"rel{order}{filters}"))
+    everything = await store.list_tracks(sort=RELEVANCE, order=order, limit=1000, **filters)
+    assert everything["next_cursor"] is None and everything["total"] == len(everything["tracks"]) > 4
+    expected = [t["id"] for t in everything["tracks"]]
+    seen = await all_pages(store, 4, order=order, **filters)
+    assert seen == expected and len(set(seen)) == len(seen)
+    score = await scores(store, filters["search"])
+    vals = [score[i] for i in seen]
+    assert vals == sorted(vals, reverse=order == "desc")
+    # the same with no kept ranking at all: keyset on (score, seq) gives the same pages
+    store._rankings.clear()
+    cursor, seen2 = None, []
+    while True:
+        page = await store.list_tracks(sort=RELEVANCE, order=order, limit=4, cursor=cursor, **filters)
+        store._rankings.clear()
+        seen2 += [t["id"] for t in page["tracks"]]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert seen2 == expected
+
+
+def varied_library(rng: random.Random, n: int) -> list[dict]:
+    """Tracks whose search words come in different numbers, columns and text lengths, so
+    that their bm25 order depends on the corpus statistics."""
+    filler = ["warm", "dark", "slow", "drums", "bass", "tape", "rain", "night", "city", "synth"]
+    rows = []
+    for i in range(n):
+        words = rng.sample(filler, rng.randint(0, 8)) + ["lofi"] * rng.randint(1, 3) + ["piano"] * rng.randint(0, 3)
+        rng.shuffle(words)
+        rows.append(row(i, " ".join(words), title=rng.choice(["Piano Sketch", "Untitled", "Night Lofi", "Take"]),
+                        tags=rng.sample(["piano", "lofi", "keeper", "draft"], rng.randint(0, 2)),
+                        notes=rng.choice(["", "", "more piano please", "lofi lofi"])))
+    return rows
+
+
+async def test_relevance_pages_stable_while_the_library_changes(store: Store) -> None:
+    """Adding, editing and deleting tracks moves every bm25 score; pages follow the
+    ranking of the first page anyway: no track that matched then is repeated or
+    skipped; deleted ones, and ones edited so they no longer match, drop out."""
+    rng = random.Random(5)
+    await store.import_tracks(varied_library(rng, 90))
+    search = "lofi pi"
+    before = await store.list_tracks(sort=RELEVANCE, search=search, limit=1000)
+    expected = [t["id"] for t in before["tracks"]]
+    assert len(expected) > 40
+    first_scores = await scores(store, search)
+    seen: list[str] = []
+    cursor = None
+    n = 0
+    while True:
+        page = await store.list_tracks(sort=RELEVANCE, search=search, limit=6, cursor=cursor)
+        got = [t["id"] for t in page["tracks"]]
+        assert not any(i.startswith("rx") for i in got), "a track added after the first page"
+        seen += got
+        if (cursor := page["next_cursor"]) is None:
+            break
+        n += 1  # between pages: new tracks (matching, and full of one search word), an edit or a delete
+        await store.import_tracks([row(f"x{n}-0", "lofi piano " * rng.randint(1, 4), title="Lofi Piano"),
+                                   row(f"x{n}-1", "lofi " * 12, tags=["lofi"]),
+                                   row(f"x{n}-2", "lofi tape")])
+        unseen = [i for i in expected if i not in seen]
+        if unseen and n % 3 == 0:
+            victim = rng.choice(unseen)
+            await store.delete_track(victim)
+            expected.remove(victim)
+        elif unseen and n % 3 == 1:
+            victim = rng.choice(unseen)
+            await store.update_track(victim, title="Other", notes="", tags_remove=["piano", "lofi"])
+            await store._write(lambda v=victim: store._conn.execute(  # no API edits a prompt
+                "UPDATE tracks SET prompt = 'drums only' WHERE id = ?", (v,)))
+            expected.remove(victim)
+    assert len(seen) == len(set(seen)), "duplicates across pages"
+    assert seen == expected, "pages skipped or reordered tracks that matched at the first page"
+    # The test means something: today's scores order the same tracks differently.
+    now = await scores(store, search)
+    assert all(now[i] != first_scores[i] for i in expected)
+    assert sorted(expected, key=lambda i: (-now[i], -int(i[1:]))) != expected
+
+
+async def test_a_forgotten_ranking_falls_back_to_keyset(store: Store, monkeypatch, db_path) -> None:
+    monkeypatch.setattr(store_module, "_RANKINGS_MAX", 2)
+    await seed_library(store, 120, random.Random(9))
+    expected = [t["id"] for t in (await store.list_tracks(sort=RELEVANCE, search="jazz", limit=1000))["tracks"]]
+    page = await store.list_tracks(sort=RELEVANCE, search="jazz", limit=5)
+    seen = [t["id"] for t in page["tracks"]]
+    for other in ("lofi", "piano", "drums"):  # three newer rankings push this one out
+        await store.list_tracks(sort=RELEVANCE, search=other, limit=5)
+    assert len(store._rankings) == 2
+    page = await store.list_tracks(sort=RELEVANCE, search="jazz", limit=5, cursor=page["next_cursor"])
+    seen += [t["id"] for t in page["tracks"]]
+    # ... and across a restart of the store (the daemon's)
+    await store.close()
+    store2 = await Store.open(db_path, synchronous="NORMAL")
+    try:
+        cursor = page["next_cursor"]
+        while cursor:
+            page = await store2.list_tracks(sort=RELEVANCE, search="jazz", limit=5, cursor=cursor)
+            seen += [t["id"] for t in page["tracks"]]
+            cursor = page["next_cursor"]
+    finally:
+        await store2.close()
+    assert seen == expected
+
+
+async def test_kept_rankings_are_bounded(store: Store, monkeypatch) -> None:
+    monkeypatch.setattr(store_module, "_RANKING_ROWS_MAX", 80)
+    await seed_library(store, 120, random.Random(3))
+    for word in ("lofi", "jazz", "ambient", "piano", "drums"):
+        await store.list_tracks(sort=RELEVANCE, search=word, limit=2)
+        assert 0 < sum(len(r.seqs) for r in store._rankings.values()) <= 80
+    # a ranking bigger than the whole budget is not kept, and paging still works
+    everything = [t["id"] for t in (await store.list_tracks(sort=RELEVANCE, search="a", limit=1000))["tracks"]]
+    assert len(everything) > 80
+    await store.list_tracks(sort=RELEVANCE, search="a", limit=40)
+    assert not store._rankings
+    assert await all_pages(store, 40, search="a") == everything
+
+
+async def test_relevance_cursors_are_checked(store: Store) -> None:
+    await seed_library(store, 60, random.Random(1))
+    cursor = (await store.list_tracks(sort=RELEVANCE, search="lofi", limit=2))["next_cursor"]
+    assert cursor
+    for kw in ({"sort": "created", "search": "lofi"}, {"sort": RELEVANCE, "search": "jazz"},
+               {"sort": RELEVANCE, "search": "lofi", "order": "asc"}):
+        with pytest.raises(StoreError) as e:
+            await store.list_tracks(limit=2, cursor=cursor, **kw)
+        assert e.value.field == "cursor", kw
+    created = (await store.list_tracks(search="lofi", limit=2))["next_cursor"]
+    with pytest.raises(StoreError) as e:
+        await store.list_tracks(sort=RELEVANCE, search="lofi", limit=2, cursor=created)
+    assert e.value.field == "cursor"
+    raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    for bad in (raw[:7], [*raw[:7], "x" * 40, 1], [*raw[:7], None, -1], [*raw[:7], None, True],
+                [*raw[:7], 5, 1], [*raw, 1]):
+        forged = base64.urlsafe_b64encode(json.dumps(bad).encode()).decode()
+        with pytest.raises(StoreError) as e:
+            await store.list_tracks(sort=RELEVANCE, search="lofi", limit=2, cursor=forged)
+        assert e.value.field == "cursor", bad
+    # an unknown ranking id or a position past the end is harmless: keyset from the cursor's point
+    for extra in (["nope", raw[8]], [raw[7], 10**6]):
+        forged = base64.urlsafe_b64encode(json.dumps([*raw[:7], *extra]).encode()).decode()
+        page = await store.list_tracks(sort=RELEVANCE, search="lofi", limit=2, cursor=forged)
+        assert isinstance(page["tracks"], list)
