@@ -123,6 +123,10 @@ LIST_SORTS = (*SORT_FIELDS, RELEVANCE)
 # at most _RANKING_ROWS_MAX rows in all (16 bytes a row).
 _RANKINGS_MAX = 64
 _RANKING_ROWS_MAX = 1_000_000
+# A ranking keeps the best _RANKING_CAP matches: SQLite's top-N sort is ~40% cheaper than
+# sorting and fetching every match of a broad search (48k: 69 -> 42 ms). Pages past the cap
+# go on by keyset from the last kept row, as when a ranking is no longer kept.
+_RANKING_CAP = 2000
 
 _ANALYSIS_FLOATS = (
     "lufs_before",
@@ -394,10 +398,11 @@ def _decode_cursor(cursor: Any, sort: str, order: str,
 class _Ranking:
     """A relevance ranking kept for later pages: track seqs best first, and their scores."""
 
-    __slots__ = ("fingerprint", "order", "scores", "seqs")
+    __slots__ = ("capped", "fingerprint", "order", "scores", "seqs")
 
-    def __init__(self, fingerprint: str, order: str, seqs: array, scores: array) -> None:
+    def __init__(self, fingerprint: str, order: str, seqs: array, scores: array, capped: bool = False) -> None:
         self.fingerprint, self.order, self.seqs, self.scores = fingerprint, order, seqs, scores
+        self.capped = capped  # more matches than the ranking holds (_RANKING_CAP)
 
 
 # ---------------------------------------------------------------- rows -> dicts
@@ -1346,7 +1351,8 @@ class Store:
         """list_tracks for sort=relevance; ``filters`` are the ones besides the search.
 
         The first page scores every match (bm25 needs them all anyway) and keeps
-        the whole ranking in memory under a random id that the cursor carries.
+        the best _RANKING_CAP of the ranking in memory under a random id that the
+        cursor carries; past its end, pages go on by keyset as described below.
         Later pages walk that ranking, so they cannot shift when scores move
         (any added, edited or removed track changes every bm25 score): no track
         that matched at the first page is repeated or skipped.  Each page checks
@@ -1375,9 +1381,14 @@ class Store:
                 a = [*args, *after]
             rows = await self._all(
                 f"SELECT tracks_fts.rowid, {_RELEVANCE_EXPR} AS score FROM tracks_fts{join} "
-                f"WHERE {' AND '.join(t)} ORDER BY score {direction}, tracks_fts.rowid {direction}", a)
+                f"WHERE {' AND '.join(t)} ORDER BY score {direction}, tracks_fts.rowid {direction} "
+                f"LIMIT {_RANKING_CAP}", a)
             return _Ranking(fingerprint, order, array("q", [r[0] for r in rows]),
-                            array("d", [r[1] for r in rows]))
+                            array("d", [r[1] for r in rows]), capped=len(rows) == _RANKING_CAP)
+
+        async def count() -> int:
+            return int(await self._scalar(f"SELECT count(*) FROM tracks_fts{join} WHERE {' AND '.join(terms)}",
+                                          args))
 
         async def rows_of(seqs: Iterable[int], recheck: bool) -> dict[int, sqlite3.Row]:
             seqs = list(seqs)
@@ -1405,13 +1416,14 @@ class Store:
                     found = await rows_of(chunk, recheck=True)
                     page += [(j, found[s]) for j, s in enumerate(chunk, i) if s in found]
                     i += len(chunk)
-                more = len(page) > limit
+                # Past a capped ranking's end there are more matches: the cursor goes on by keyset.
+                more = len(page) > limit or (ranking.capped and i >= len(ranking.seqs) and bool(page))
             else:  # the first page, or a ranking no longer kept: rank (after the cursor's point)
                 ranking = await rank()
                 if cursor is None:
-                    total = len(ranking.seqs)
-                more = len(ranking.seqs) > limit
-                rid = self._keep_ranking(ranking) if more else None
+                    total = await count() if ranking.capped else len(ranking.seqs)
+                more = len(ranking.seqs) > limit or ranking.capped
+                rid = self._keep_ranking(ranking) if len(ranking.seqs) > limit else None
                 found = await rows_of(ranking.seqs[:limit], recheck=False)
                 page = [(j, found[s]) for j, s in enumerate(ranking.seqs[:limit]) if s in found]
             page = page[:limit]
@@ -1420,8 +1432,8 @@ class Store:
             next_cursor = None
             if more and page:
                 j, last = page[-1]
-                next_cursor = _encode_cursor(RELEVANCE, order, fingerprint, ranking.scores[j],
-                                             last["seq"], False, rid, j + 1)
+                next_cursor = _encode_cursor(RELEVANCE, order, fingerprint, ranking.scores[j], last["seq"],
+                                             False, rid if j + 1 < len(ranking.seqs) else None, j + 1)
             return {"tracks": tracks, "next_cursor": next_cursor, "total": total}
 
         return await self._run(op)

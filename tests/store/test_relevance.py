@@ -131,6 +131,24 @@ async def test_relevance_pages_cover_every_match_once_in_order(store: Store, ord
     assert seen2 == expected
 
 
+@pytest.mark.parametrize("order", ["desc", "asc"])
+async def test_pages_past_a_capped_ranking_go_on_in_order(store: Store, order: str, monkeypatch) -> None:
+    """A ranking keeps only the best _RANKING_CAP matches (a cheaper top-N sort); pages past
+    it go on by keyset, and together they still give every match once, best first."""
+    monkeypatch.setattr(store_module, "_RANKING_CAP", 7)
+    await seed_library(store, 150, random.Random(f"cap{order}"))
+    monkeypatch.setattr(store_module, "_RANKING_CAP", 10_000)
+    expected = [t["id"] for t in (await store.list_tracks(sort=RELEVANCE, order=order, limit=1000,
+                                                          search="lofi"))["tracks"]]
+    monkeypatch.setattr(store_module, "_RANKING_CAP", 7)
+    store._rankings.clear()
+    first = await store.list_tracks(sort=RELEVANCE, order=order, limit=3, search="lofi")
+    assert first["total"] == len(expected) > 7  # counted, though only 7 were ranked
+    for limit in (3, 4, 7):
+        store._rankings.clear()
+        assert await all_pages(store, limit, order=order, search="lofi") == expected
+
+
 def varied_library(rng: random.Random, n: int) -> list[dict]:
     """Tracks whose search words come in different numbers, columns and text lengths, so
     that their bm25 order depends on the corpus statistics."""
