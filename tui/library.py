@@ -284,6 +284,7 @@ class DetailPane(Vertical):
         row("created", fmt.timestamp(t.get("created")))
         sampling = ", ".join(f"{k}={p[k]}" for k in ("temperature", "top_k", "top_p", "cfg") if k in p)
         row("sampling", sampling)
+        row("melody", p.get("melody_source"))
         row("file", t.get("path"))
         meta.update(grid)
 

@@ -13,7 +13,7 @@ import soundfile as sf
 from dgx_music.common.client import Client
 from dgx_music.common.protocol import RemoteError
 
-from tests.cli.test_cli_e2e import cli_json
+from tests.cli.test_cli_e2e import cli, cli_json
 from tests.conftest import wait_event
 
 
@@ -117,5 +117,7 @@ async def test_cli_uploads_a_local_file_as_the_melody(daemon_factory: Callable[.
     res = await cli_json(d.server.path, "generate", "brass fanfare", "--duration", "1", "--melody", str(hum),
                          "--wait")
     assert res["job"]["state"] == "done" and res["job"]["params"]["melody_source"] == "file hum.wav"
+    rc, out, _ = await cli(d.server.path, "show", res["tracks"][0]["id"])
+    assert rc == 0 and "melody" in out and "file hum.wav" in out  # the track says what it followed
     kept = sf.info(str(d.data_dir / "melodies" / f"{res['job']['params']['melody']}.wav"))
     assert kept.samplerate == 32000 and abs(kept.duration - 30.0) < 0.01
