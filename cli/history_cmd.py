@@ -67,6 +67,9 @@ def _summary(res: dict[str, Any]) -> str:
     if kept:
         head += (f"; kept {kept} that still own tracks in the library "
                  "(a job goes once all its tracks are deleted)")
+    if res.get("melodies_removed"):
+        m = res["melodies_removed"]
+        head += f"; removed {m} stored melod{'y' if m == 1 else 'ies'} no job uses any more"
     if res["dry_run"] and n:
         head += "\nrun again without --dry-run to delete them"
     return head

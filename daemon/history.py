@@ -22,6 +22,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from dgx_music.common.config import BY_KEY
+from dgx_music.daemon import melodies
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -57,11 +58,25 @@ class HistoryPruner:
                      res["removed"], older_than_days, res["kept_with_tracks"])
             scheduler = self.daemon.scheduler
             if scheduler is not None:
-                # `status` reports the scheduler's cached counts by state: bring them up to date.
-                await scheduler._refresh_counts()
+                # `status` reports the scheduler's counts by state: bring them up to date.
+                await scheduler.refresh_counts()
             self.daemon.publish("job.pruned", {"ids": res["ids"], "removed": res["removed"],
                                                "kept_with_tracks": res["kept_with_tracks"]})
+        if not dry_run:
+            res["melodies_removed"] = await self._forget_melodies()
         return res
+
+    async def _forget_melodies(self) -> int:
+        """Delete stored melody copies that no job refers to any more (their jobs were pruned).
+
+        Only files older than a day: a melody is written before its job row is committed,
+        so a younger unreferenced file may belong to a submit in progress."""
+        keys = await self.daemon.store.melody_keys()
+        loop = asyncio.get_running_loop()
+        removed = await loop.run_in_executor(None, melodies.remove_unreferenced, self.daemon.data_dir, keys, DAY)
+        if removed:
+            log.info("removed %d stored melodies that no job uses any more", removed)
+        return removed
 
     def start(self) -> None:
         if self.automatic and self._task is None:

@@ -121,6 +121,22 @@ def encode_upload(path: Path, field: str = "melody") -> bytes:
     return buf.getvalue()
 
 
+def remove_unreferenced(data_dir: Path, keep: set[str], min_age: float) -> int:
+    """Delete stored melodies whose key is not in `keep` and that are older than `min_age` s."""
+    import time
+
+    folder = Path(data_dir) / MELODIES
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    cutoff = time.time() - min_age
+    for f in folder.glob("*.wav"):
+        if MELODY_KEY_RE.match(f.stem) and f.stem not in keep and f.stat().st_mtime < cutoff:
+            f.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def load(data_dir: Path, key: str) -> np.ndarray:
     """The stored melody as float32 mono at 32 kHz; FileNotFoundError if it was removed."""
     audio, _sr = sf.read(str(melody_path(data_dir, key)), dtype="float32", always_2d=False)

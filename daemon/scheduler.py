@@ -62,7 +62,7 @@ class Scheduler:
         orphans = await loop.run_in_executor(self.pool, libfiles.set_aside_orphans, self.daemon.data_dir, known)
         for path in orphans:
             log.warning("orphan audio file with no library row kept aside: %s", path)
-        await self._refresh_counts()
+        await self.refresh_counts()
         self._task = asyncio.create_task(self._run(), name="queue-runner")
         return {**recovered, "orphans": [str(p) for p in orphans]}
 
@@ -86,7 +86,8 @@ class Scheduler:
     def summary(self) -> dict[str, int]:
         return dict(self._counts)
 
-    async def _refresh_counts(self) -> None:
+    async def refresh_counts(self) -> None:
+        """Re-read the counts by state that `status` reports (after any change to the jobs)."""
         self._counts = await self.store.queue_depth()
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
@@ -136,7 +137,7 @@ class Scheduler:
                                        max_attempts=self.max_attempts)
         log.info("job %d queued: %r x%d, %.1fs, seed %d", job["id"], params.prompt[:60], params.count,
                  params.duration, params.seed)
-        await self._refresh_counts()
+        await self.refresh_counts()
         self.publish("job.queued", self.with_progress(job))
         self._wake.set()
         return self.with_progress(job)
@@ -191,7 +192,7 @@ class Scheduler:
                         continue
                     raise
                 log.info("job %d cancelled while queued", job_id)
-                await self._refresh_counts()
+                await self.refresh_counts()
                 self.publish("job.cancelled", {"id": job_id})
             elif job["state"] in ("running", "processing"):
                 # Recorded here as well as in the engine: the job may not have reached it yet,
@@ -204,7 +205,7 @@ class Scheduler:
 
     async def retry(self, job_id: int) -> dict[str, Any]:
         job = await self.store.retry_job(job_id)
-        await self._refresh_counts()
+        await self.refresh_counts()
         self.publish("job.queued", self.with_progress(job))
         self._wake.set()
         return job
@@ -237,13 +238,13 @@ class Scheduler:
                 self.running = None
                 self.progress.pop(job["id"], None)
                 self._cancel_requested.discard(job["id"])
-                await self._refresh_counts()
+                await self.refresh_counts()
 
     async def _run_job(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
         job = await self.store.mark_running(job_id)
         self.running = job_id
-        await self._refresh_counts()
+        await self.refresh_counts()
         log.info("job %d started (attempt %d/%d)", job_id, job["attempts"], job["max_attempts"])
         self.publish("job.started", {"id": job_id, "attempt": job["attempts"]})
         params = self._params_of(job)
@@ -262,7 +263,7 @@ class Scheduler:
                  time.monotonic() - t0)
         await self.store.set_job_state(job_id, "processing")
         self.publish("job.processing", {"id": job_id})
-        await self._refresh_counts()
+        await self.refresh_counts()
         loop = asyncio.get_running_loop()
         rendered = await loop.run_in_executor(
             self.pool, render.render_tracks, self.daemon.data_dir, job, result.audio, result.sample_rate,

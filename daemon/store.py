@@ -666,6 +666,15 @@ class Store:
         """Counts by state, plus "active" (queued+running+processing) and "limit"."""
         return await self._run(self._depth)
 
+    async def melody_keys(self) -> set[str]:
+        """The stored melodies (daemon/melodies.py) that some job still refers to."""
+        async def op() -> set[str]:
+            rows = await self._all("SELECT DISTINCT json_extract(params, '$.melody') FROM jobs "
+                                   "WHERE json_extract(params, '$.melody') IS NOT NULL")
+            return {str(r[0]) for r in rows}
+
+        return await self._run(op)
+
     async def prompt_history(self, limit: int = 100) -> list[str]:
         """Distinct prompts, most recently submitted first."""
         limit = _int("limit", limit, 1, 10_000)

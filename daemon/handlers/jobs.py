@@ -61,5 +61,8 @@ async def prune(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     days = args.float("older_than_days", pruner.default_days(), lo=0.0, hi=MAX_DAYS)
     dry_run = args.bool("dry_run", False)
     res = await pruner.prune(days, dry_run=dry_run)
-    return {"removed": res["removed"], "kept_with_tracks": res["kept_with_tracks"], "dry_run": dry_run,
-            "older_than_days": days, "cutoff": res["cutoff"]}
+    out = {"removed": res["removed"], "kept_with_tracks": res["kept_with_tracks"], "dry_run": dry_run,
+           "older_than_days": days, "cutoff": res["cutoff"]}
+    if "melodies_removed" in res:
+        out["melodies_removed"] = res["melodies_removed"]
+    return out

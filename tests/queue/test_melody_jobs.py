@@ -121,3 +121,33 @@ async def test_cli_uploads_a_local_file_as_the_melody(daemon_factory: Callable[.
     assert rc == 0 and "melody" in out and "file hum.wav" in out  # the track says what it followed
     kept = sf.info(str(d.data_dir / "melodies" / f"{res['job']['params']['melody']}.wav"))
     assert kept.samplerate == 32000 and abs(kept.duration - 30.0) < 0.01
+
+
+async def test_pruning_forgets_melodies_no_job_uses(daemon_factory: Callable[..., Any],
+                                                   tiny_melody_model: Path) -> None:
+    import os
+    import time
+
+    d = await daemon_factory(engine__model=str(tiny_melody_model))
+    async with await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        gone = await run_job(c, {"prompt": "forgotten", "melody_audio": wav_bytes(2.0, freq=330.0)})
+        kept = await run_job(c, {"prompt": "kept", "melody_audio": wav_bytes(2.0, freq=550.0)})
+        await c.call("track.delete", {"id": gone["track_ids"][0]})
+        files = {j["params"]["melody"]: d.data_dir / "melodies" / f"{j['params']['melody']}.wav"
+                 for j in (gone, kept)}
+        old = time.time() - 3 * 86400
+        for f in files.values():
+            os.utime(f, (old, old))
+        # The job finished 40 days ago (the store's own clock is what prune compares with).
+        await d.store._write(lambda: d.store._conn.execute("UPDATE jobs SET finished = ? WHERE id = ?",
+                                                           (time.time() - 40 * 86400, gone["id"])))
+        res = await c.call("job.prune", {"older_than_days": 30})
+        assert res["removed"] == 1 and res["melodies_removed"] == 1
+        assert not files[gone["params"]["melody"]].exists()
+        assert files[kept["params"]["melody"]].exists()  # its job still owns a track
+        # A fresh, unreferenced melody (a submit in progress writes it before its job row) stays.
+        fresh = d.data_dir / "melodies" / "0123456789abcdef.wav"
+        fresh.write_bytes(files[kept["params"]["melody"]].read_bytes())
+        assert (await c.call("job.prune", {"older_than_days": 30}))["melodies_removed"] == 0
+        assert fresh.exists()
