@@ -25,6 +25,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from dgx_music.common import paths
 from dgx_music.common.client import START_HINT, DaemonUnavailable, RemoteError, RequestTimeout
+from dgx_music.common.params import ParamError
 from dgx_music.tui.compose import ComposeView
 from dgx_music.tui.connection import ConnectFn, DaemonLink, RETRY_DELAYS
 from dgx_music.tui.library import DetailPane, LibraryView
@@ -318,7 +319,24 @@ class DgxMusicApp(App[int]):
                 return True
             return False
 
-        self.request("job.submit", message.params, done=done, what="Generate", on_error=on_error)
+        params = dict(message.params)
+        melody_file = params.pop("melody_file", None)
+        if melody_file is None:
+            self.request("job.submit", params, done=done, what="Generate", on_error=on_error)
+            return
+
+        async def upload_then_submit() -> None:
+            from dgx_music.daemon.melodies import encode_upload
+
+            try:  # decode, mix down and resample here, off the UI thread: only ~1-2 MB travel
+                data = await asyncio.to_thread(encode_upload, Path(melody_file))
+            except ParamError as exc:
+                compose.show_remote_invalid("melody", exc.message)
+                return
+            params.update(melody_audio=data, melody_name=Path(melody_file).name)
+            self.request("job.submit", params, done=done, what="Generate", on_error=on_error)
+
+        self.run_worker(upload_then_submit(), group="melody-upload", exit_on_error=False)
 
     def on_queue_view_job_action(self, message: QueueView.JobAction) -> None:
         verb = {"job.cancel": "Cancel", "job.retry": "Retry", "job.move": "Move"}.get(message.method, message.method)

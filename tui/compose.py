@@ -12,7 +12,9 @@ from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Checkbox, Collapsible, Input, Label, OptionList, Select, Static
 
-from dgx_music.common.params import GenerationParams, ParamError, validate_params
+from pathlib import Path
+
+from dgx_music.common.params import MELODY_KEY_RE, TRACK_ID_RE, GenerationParams, ParamError, validate_params
 from dgx_music.tui import fmt
 
 DEFAULTS = GenerationParams(prompt="x")
@@ -89,7 +91,7 @@ class ComposeView(Vertical):
             yield Label("Model", classes="form-label")
             yield Select([("daemon default", "")], value="", allow_blank=False, id="model", compact=True)
             yield Label("Melody", classes="form-label2")
-            yield Input("", placeholder="none (track id)", id="melody", compact=True)
+            yield Input("", placeholder="track id or file", id="melody", compact=True)
         with Collapsible(title="Advanced sampling", collapsed=True, id="advanced"):
             with Horizontal(classes="form-row"):
                 yield Label("Temperature", classes="form-label")
@@ -178,6 +180,9 @@ class ComposeView(Vertical):
         model = self.query_one("#model", Select).value
         if isinstance(model, str) and model:
             raw["model"] = model
+        melody = raw.get("melody")
+        if melody and not (TRACK_ID_RE.match(melody) or MELODY_KEY_RE.match(melody)):
+            raw["melody_file"] = raw.pop("melody")  # a file here: the app uploads it (the daemon may be remote)
         source = getattr(self, "_melody_source", None)
         if raw.get("melody") and source and raw["melody"] == getattr(self, "_melody_key", raw["melody"]):
             raw["melody_source"] = source  # a remix keeps saying where its stored melody came from
@@ -200,6 +205,9 @@ class ComposeView(Vertical):
         raw = self.raw_params()
         if raw.get("seed") == "":
             return self._invalid("seed", "is locked but empty: type a seed or unlock it")
+        melody_file = raw.pop("melody_file", None)
+        if melody_file is not None and not Path(melody_file).expanduser().is_file():
+            return self._invalid("melody", "is neither a library track id (like 12-0) nor an audio file here")
         try:
             params = validate_params(raw)
         except ParamError as exc:
@@ -209,6 +217,8 @@ class ComposeView(Vertical):
             return self._invalid(exc.field, exc.message)
         err.update("")
         out = {k: v for k, v in params.to_dict().items() if v is not None}
+        if melody_file is not None:
+            out["melody_file"] = str(Path(melody_file).expanduser())
         return out
 
     def _invalid(self, field: str, message: str) -> None:

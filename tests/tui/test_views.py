@@ -273,12 +273,34 @@ async def test_use_a_track_as_the_melody_of_the_next_job(tmp_path: Path) -> None
         sent = fake.methods_called("job.submit")[0]
         assert sent["melody"] == tid and sent["model"] == "melody"
         assert sent["prompt"] == "hummed tune as a string quartet"
-        # A value that is not a track id is caught in the form, before anything is sent.
-        app.query_one("#melody", Input).value = "../../etc/passwd"
+        # Neither a track id nor a file here: caught in the form, before anything is sent.
+        app.query_one("#melody", Input).value = str(tmp_path / "no-such-hum.wav")
         await pilot.press("ctrl+g")
         await pilot.pause(0.1)
-        assert "melody must be a library track id" in str(app.query_one("#form-error").render())
+        assert "neither a library track id" in str(app.query_one("#form-error").render())
         assert len(fake.methods_called("job.submit")) == 1
+        # A file here is decoded, reduced to 30 s of 32 kHz mono FLAC and uploaded with its name.
+        import numpy as np
+        import soundfile as sf
+
+        hum = tmp_path / "hum.wav"
+        t = np.arange(44100 * 3) / 44100
+        sf.write(hum, np.stack([0.3 * np.sin(2 * np.pi * 440 * t)] * 2, axis=1), 44100)
+        app.query_one("#melody", Input).value = str(hum)
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: len(fake.methods_called("job.submit")) == 2)
+        sent = fake.methods_called("job.submit")[1]
+        assert sent["melody_name"] == "hum.wav" and "melody" not in sent and "melody_file" not in sent
+        info = sf.info(__import__("io").BytesIO(sent["melody_audio"]))
+        assert (info.format, info.samplerate, info.channels) == ("FLAC", 32000, 1)
+        assert abs(info.duration - 3.0) < 0.01
+        # An audio file the daemon could not use is refused here too, naming the field.
+        bad = tmp_path / "notes.txt"
+        bad.write_text("not audio")
+        app.query_one("#melody", Input).value = str(bad)
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: "cannot decode" in str(app.query_one("#form-error").render()))
+        assert len(fake.methods_called("job.submit")) == 2
 
 
 async def test_play_fetches_over_the_socket_and_runs_the_player(tmp_path: Path, monkeypatch: Any) -> None:
