@@ -115,6 +115,9 @@ def test_half_precision_loads_and_generates(tiny_model: Path, melody_model: Path
             audio = gen(b, melody, seed=3)
             assert audio.dtype == np.float32 and audio.shape == (1, 1, SR)
             assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+            if melody is None and dtype == "bf16":  # past 30 s the audio prompt is cast too
+                long = gen(b, None, seed=3, duration=31.0)
+                assert long.shape == (1, 1, 31 * SR) and np.isfinite(long).all()
         finally:
             b.close()
 
