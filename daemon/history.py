@@ -73,7 +73,10 @@ class HistoryPruner:
         so a younger unreferenced file may belong to a submit in progress."""
         keys = await self.daemon.store.melody_keys()
         loop = asyncio.get_running_loop()
-        removed = await loop.run_in_executor(None, melodies.remove_unreferenced, self.daemon.data_dir, keys, DAY)
+        # In the scheduler's one audio thread, where submits store melodies: a melody stored (or
+        # re-used, which refreshes its time) after `keys` was read is young, so it is spared.
+        pool = self.daemon.scheduler.pool if self.daemon.scheduler is not None else None
+        removed = await loop.run_in_executor(pool, melodies.remove_unreferenced, self.daemon.data_dir, keys, DAY)
         if removed:
             log.info("removed %d stored melodies that no job uses any more", removed)
         return removed

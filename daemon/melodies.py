@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,11 @@ def save(data_dir: Path, mono: np.ndarray) -> str:
     pcm = (np.clip(mono, -1.0, 1.0) * 32767.0).round().astype("<i2")
     key = hashlib.sha256(pcm.tobytes()).hexdigest()[:16]
     path = melody_path(data_dir, key)
-    if not path.is_file():
+    try:
+        # Already stored: mark it fresh, so pruning (which spares young files) leaves it for this job.
+        os.utime(path)
+        return key
+    except FileNotFoundError:
         write_wav_atomic(path, pcm.astype(np.float32)[np.newaxis, :] / 32767.0, SAMPLE_RATE,
                          metadata={"title": "melody reference"})
     return key

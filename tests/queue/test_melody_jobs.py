@@ -151,3 +151,23 @@ async def test_pruning_forgets_melodies_no_job_uses(daemon_factory: Callable[...
         fresh.write_bytes(files[kept["params"]["melody"]].read_bytes())
         assert (await c.call("job.prune", {"older_than_days": 30}))["melodies_removed"] == 0
         assert fresh.exists()
+
+
+def test_storing_a_known_melody_again_marks_it_fresh(tmp_path: Path) -> None:
+    """Pruning spares melodies younger than a day; re-using a stored one (same audio) must count
+    as new, or a prune racing with that submit could delete the file its new job needs."""
+    import os
+    import time
+
+    from dgx_music.daemon import melodies
+
+    mono = np.sin(np.linspace(0, 2000, 32000 * 2)).astype(np.float32) * 0.5
+    key = melodies.save(tmp_path, mono)
+    path = melodies.melody_path(tmp_path, key)
+    os.utime(path, (time.time() - 3 * 86400,) * 2)
+    assert melodies.remove_unreferenced(tmp_path, set(), 86400) == 1 and not path.exists()
+    assert melodies.save(tmp_path, mono) == key and path.exists()  # written again when gone
+    os.utime(path, (time.time() - 3 * 86400,) * 2)
+    assert melodies.save(tmp_path, mono) == key
+    assert time.time() - path.stat().st_mtime < 60
+    assert melodies.remove_unreferenced(tmp_path, set(), 86400) == 0 and path.exists()
