@@ -58,17 +58,22 @@ def prepare(audio: np.ndarray, sample_rate: int, field: str = "melody") -> np.nd
     return np.ascontiguousarray(a)
 
 
+def refresh(data_dir: Path, key: str) -> bool:
+    """Mark a stored melody as just used (pruning spares young files); False if it is gone."""
+    try:
+        os.utime(melody_path(data_dir, key))
+        return True
+    except FileNotFoundError:
+        return False
+
+
 def save(data_dir: Path, mono: np.ndarray) -> str:
     """Store prepared audio under its content key (16-bit WAV, atomic); return the key."""
     pcm = (np.clip(mono, -1.0, 1.0) * 32767.0).round().astype("<i2")
     key = hashlib.sha256(pcm.tobytes()).hexdigest()[:16]
-    path = melody_path(data_dir, key)
-    try:
-        # Already stored: mark it fresh, so pruning (which spares young files) leaves it for this job.
-        os.utime(path)
-        return key
-    except FileNotFoundError:
-        write_wav_atomic(path, pcm.astype(np.float32)[np.newaxis, :] / 32767.0, SAMPLE_RATE,
+    # Already stored: mark it fresh, so pruning (which spares young files) leaves it for this job.
+    if not refresh(data_dir, key):
+        write_wav_atomic(melody_path(data_dir, key), pcm.astype(np.float32)[np.newaxis, :] / 32767.0, SAMPLE_RATE,
                          metadata={"title": "melody reference"})
     return key
 

@@ -166,7 +166,7 @@ class Scheduler:
             source = f"file {Path(name).name[:120]}"
         elif MELODY_KEY_RE.match(params.melody or ""):
             key = str(params.melody)  # a remix: the melody is already stored
-            if not melodies.melody_path(data_dir, key).is_file():
+            if not await loop.run_in_executor(self.pool, melodies.refresh, data_dir, key):
                 raise ParamError("melody", f"no stored melody {key}; give a track id instead")
             source = params.melody_source or f"melody {key}"
         else:
