@@ -121,6 +121,15 @@ def make_test_model_cmd(args: argparse.Namespace) -> int:
     if tty:
         print(f"building a tiny {args.backend} MusicGen in {args.dir} ...", file=sys.stderr)
     try:
+        from transformers.utils import logging as hf_logging
+
+        # The tiny model's token ids sit outside its vocabulary on purpose (as in the real
+        # checkpoints); transformers warns about it, and draws a bar for a 4 MB file.
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    try:
         out = build_test_model(args.dir, backend=args.backend, seed=args.seed, melody=args.melody)
     except (RuntimeError, ValueError, OSError) as exc:
         return _fail(args, "failed", str(exc))
