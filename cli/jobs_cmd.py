@@ -1,4 +1,4 @@
-"""generate, queue, job, cancel, retry, move: the job queue from the command line."""
+"""generate, remix, extend, queue, job, cancel, retry, move: the job queue from the command line."""
 
 from __future__ import annotations
 
@@ -54,6 +54,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
     add_client_flags(p)
     p.set_defaults(func=lambda a: run_client(a, remix))
+
+    p = sub.add_parser(
+        "extend", help="continue a track: the same music, longer",
+        description="Queue a job whose track is TRACK followed by --by more seconds that carry it on: the "
+                    "model hears the last 10 s and continues from there. Prompt, sampling parameters and "
+                    "model default to TRACK's. TRACK itself is left as it is; the result is a new track.",
+        epilog="examples:\n  dgx-music extend 12-0 --by 30 --wait\n"
+               '  dgx-music extend 12-0 --by 20 --prompt "the same groove, the drums drop out" --count 2',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("track", metavar="TRACK")
+    p.add_argument("--by", type=float, required=True, metavar="S",
+                   help="seconds to add (the whole track may be at most 300 s)")
+    p.add_argument("--prompt", help="what the continuation should sound like (default: TRACK's prompt)")
+    p.add_argument("--model", metavar="M", help="model (default: TRACK's; melody models cannot continue)")
+    p.add_argument("--seed", type=int, metavar="N")
+    p.add_argument("--count", type=int, metavar="N", help="different continuations, made as one batch")
+    p.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    add_client_flags(p)
+    p.set_defaults(func=lambda a: run_client(a, extend))
 
     p = sub.add_parser("queue", help="list jobs waiting and running",
                        description="Jobs waiting and running, in the order they will run.")
@@ -124,6 +143,8 @@ def format_job(j: dict[str, Any]) -> str:
                      f"ETA {human_duration(prog.get('eta'))}")
     if p.get("melody_source"):
         lines.append(f"  melody    {p['melody_source']}")
+    if p.get("extend"):
+        lines.append(f"  extends   {p['extend']} by {p.get('duration', '-')} s")
     if j.get("error"):
         lines.append(f"  error     {j['error']}")
     if j.get("track_ids"):
@@ -230,6 +251,24 @@ async def remix(client: Client, args: argparse.Namespace) -> int:
     if args.count is not None:
         raw["count"] = args.count
     return await generate(client, args, {k: v for k, v in raw.items() if v is not None})
+
+
+async def extend(client: Client, args: argparse.Namespace) -> int:
+    t = await client.call("track.get", {"id": args.track}, timeout=args.timeout)
+    keep = [k for k in REMIX_KEYS if k not in ("duration", "melody", "melody_source")]
+    raw: dict[str, Any] = {k: v for k, v in (t.get("params") or {}).items() if k in keep and v is not None}
+    raw.update(prompt=args.prompt or t["prompt"], model=args.model or t.get("model"), extend=t["id"],
+               duration=args.by)
+    for key in ("seed", "count"):
+        if getattr(args, key) is not None:
+            raw[key] = getattr(args, key)
+    raw = {k: v for k, v in raw.items() if v is not None}
+    try:
+        validate_params(raw)
+    except ParamError as exc:
+        flag = {"duration": "--by", "prompt": "--prompt"}.get(exc.field, f"--{exc.field.replace('_', '-')}")
+        return fail(args, "invalid_params", f"{flag}: {exc.message}", EXIT_USAGE)
+    return await generate(client, args, raw)
 
 
 async def queue(client: Client, args: argparse.Namespace) -> int:

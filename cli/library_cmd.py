@@ -142,6 +142,8 @@ def format_track(t: dict[str, Any], data_dir: str | None = None) -> str:
         ("model", f"{t.get('model') or '-'} ({t.get('backend') or '-'}), seed {t.get('seed')}, variation {t.get('index', 0)}"),
         ("sampling", ", ".join(f"{k} {p[k]}" for k in ("temperature", "top_k", "top_p", "cfg") if k in p) or "-"),
         *([("melody", str(p["melody_source"]))] if p.get("melody_source") else []),
+        *([("extends", f"{p['extend']} (the first {t['duration'] - float(p.get('duration') or 0):.2f} s are it)")]
+          if p.get("extend") else []),
         ("loudness", f"{t['lufs']:.1f} LUFS (was {t['lufs_before']:.1f}), true peak {t['true_peak']:.1f} dBTP"
          if t.get("lufs") is not None and t.get("lufs_before") is not None and t.get("true_peak") is not None else "-"),
         ("tempo", f"{t['bpm']:.1f} BPM (confidence {t.get('bpm_confidence') or 0:.2f})" if t.get("bpm") else "-"),

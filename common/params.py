@@ -51,6 +51,8 @@ class GenerationParams:
     # turns into the key of its own stored copy, so deleting the track never breaks the job.
     melody: str | None = None
     melody_source: str | None = None
+    # A library track id to continue: the job's tracks are that track followed by `duration` new seconds.
+    extend: str | None = None
 
     def with_seed(self) -> "GenerationParams":
         """Pick and fix a seed when the user gave none, so the job can be reproduced."""
@@ -159,6 +161,11 @@ def validate_params(raw: Mapping[str, Any], *, max_count: int = MAX_COUNT) -> Ge
                                                 or MELODY_KEY_RE.match(melody.strip())):
             raise ParamError("melody", f"must be a library track id like 12-0, got {melody!r}")
         out["melody"] = melody.strip()
+    if raw.get("extend") is not None:
+        extend = raw["extend"]
+        if not isinstance(extend, str) or not TRACK_ID_RE.match(extend.strip()):
+            raise ParamError("extend", f"must be a library track id like 12-0, got {extend!r}")
+        out["extend"] = extend.strip()
     if raw.get("melody_source") is not None:
         source = raw["melody_source"]
         if not isinstance(source, str) or "\x00" in source:

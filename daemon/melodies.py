@@ -1,4 +1,6 @@
-"""Melody references for melody models: decoded, checked and stored once, at submit time.
+"""Audio a job reads besides its prompt: melodies to follow, music to continue.
+
+Melody references for melody models are decoded, checked and stored once, at submit time.
 
 A job that follows a melody keeps its own copy (<data>/melodies/<key>.wav, 32 kHz mono,
 at most 30 s), written atomically before the job row is committed. So the job survives a
@@ -145,6 +147,17 @@ def remove_unreferenced(data_dir: Path, keep: set[str], min_age: float) -> int:
             f.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def read_mono(path: Path) -> np.ndarray:
+    """A library track as float32 mono at 32 kHz (music to continue, read when the job runs)."""
+    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    mono = audio.mean(axis=1)
+    if sr != SAMPLE_RATE:
+        import soxr
+
+        mono = soxr.resample(mono, sr, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    return np.ascontiguousarray(mono, dtype=np.float32)
 
 
 def load(data_dir: Path, key: str) -> np.ndarray:

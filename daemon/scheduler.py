@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from dgx_music.common import protocol
-from dgx_music.common.params import MELODY_KEY_RE, WINDOW_SECONDS, GenerationParams, ParamError, validate_params
+from dgx_music.common.params import (MAX_DURATION, MAX_JOB_AUDIO, MELODY_KEY_RE, WINDOW_SECONDS, GenerationParams,
+                                     ParamError, validate_params)
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import accepts_melody, resolve_model
 from dgx_music.daemon.handlers import HandlerError
@@ -130,6 +131,8 @@ class Scheduler:
             raise ParamError("duration", f"melody models make at most {WINDOW_SECONDS:g} s per clip")
         if upload is not None or params.melody is not None:
             params = await self._store_melody(params, model, upload, upload_name)
+        if params.extend is not None:
+            await self._check_extend(params, model)
         stored = {k: v for k, v in params.to_dict().items() if k not in ("prompt", "count", "seed", "model")}
         job = await self.store.add_job(prompt=params.prompt, params=stored, count=params.count,
                                        seed=params.seed, model=model,
@@ -148,6 +151,26 @@ class Scheduler:
             return accepts_melody(resolve_model(model))
         except EngineError as exc:
             raise ParamError("model", exc.message) from None
+
+    async def _check_extend(self, params: GenerationParams, model: str) -> None:
+        """Continuing a track: a mono text model, a track that exists, a result within the limits."""
+        if self.daemon.settings["engine.backend"] != "transformers":
+            raise ParamError("extend", "continuing a track needs the transformers backend")
+        if params.melody is not None or self._is_melody_model(model):
+            raise ParamError("extend", "melody models cannot continue a track; use small, medium or large")
+        try:
+            track = await self.store.get_track(str(params.extend))
+        except StoreError as exc:
+            if exc.code == "not_found":
+                raise ParamError("extend", f"there is no track {params.extend} in the library") from None
+            raise
+        total = float(track["duration"]) + params.duration
+        if total > MAX_DURATION:
+            raise ParamError("duration", f"{track['id']} is {track['duration']:.1f} s long; with {params.duration:g} s "
+                                         f"more it would be {total:.1f} s, past the {MAX_DURATION:g} s limit")
+        if params.count * total > MAX_JOB_AUDIO:
+            raise ParamError("count", f"{params.count} x {total:.1f} s is more audio than one job makes "
+                                      f"(at most {MAX_JOB_AUDIO:g} s in all)")
 
     async def _store_melody(self, params: GenerationParams, model: str, upload: Any,
                             upload_name: Any) -> GenerationParams:
@@ -254,8 +277,10 @@ class Scheduler:
             if job_id in self._cancel_requested:
                 raise EngineError("cancelled", f"job {job_id} was cancelled")
             melody = await self._load_melody(params)
+            prefix = await self._load_prefix(params)
             result = await self.engine.generate(job_id, [job["prompt"]] * job["count"], params,
-                                                lambda p: self._on_progress(job_id, p), melody=melody)
+                                                lambda p: self._on_progress(job_id, p), melody=melody,
+                                                prefix=prefix)
         except EngineError as exc:
             await self._engine_failed(job, exc)
             return
@@ -291,6 +316,22 @@ class Scheduler:
         except (OSError, RuntimeError, ParamError) as exc:
             raise EngineError("bad_request", f"the job's melody ({params.melody_source or params.melody}) "
                                              f"cannot be read: {exc}") from None
+
+    async def _load_prefix(self, params: GenerationParams) -> Any:
+        """The track a job continues, read when it runs (the library keeps it; if it was deleted
+        since the job was queued, the job fails saying so)."""
+        if params.extend is None:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            track = await self.store.get_track(params.extend)
+            path = libfiles.library_file(self.daemon.data_dir, track["path"])
+            return await loop.run_in_executor(self.pool, melodies.read_mono, path)
+        except StoreError:
+            raise EngineError("bad_request", f"the track this job continues ({params.extend}) was deleted") from None
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise EngineError("bad_request", f"the track this job continues ({params.extend}) cannot be read: "
+                                             f"{exc}") from None
 
     def _params_of(self, job: dict[str, Any]) -> GenerationParams:
         raw = {**job["params"], "prompt": job["prompt"], "count": job["count"], "seed": job["seed"],

@@ -285,6 +285,8 @@ class DetailPane(Vertical):
         sampling = ", ".join(f"{k}={p[k]}" for k in ("temperature", "top_k", "top_p", "cfg") if k in p)
         row("sampling", sampling)
         row("melody", p.get("melody_source"))
+        if p.get("extend"):
+            row("extends", f"{p['extend']} (+{fmt.number(p.get('duration'), '{:g}')} s)")
         row("file", t.get("path"))
         meta.update(grid)
 

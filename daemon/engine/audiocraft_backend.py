@@ -112,12 +112,15 @@ class AudiocraftBackend(Backend):
         self.sample_rate = int(self.model.sample_rate)
 
     def generate(self, prompts: list[str], duration: float, temperature: float, top_k: int, top_p: float,
-                 cfg: float, seed: int, on_step: StepCb, melody: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, int]:
+                 cfg: float, seed: int, on_step: StepCb, melody: np.ndarray | None = None,
+                 prefix: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         import torch
 
         if self.model is None:
             raise EngineError("internal", "generate before load")
+        if prefix is not None:
+            raise EngineError("bad_request", "continuing a track needs the transformers backend "
+                                             "(--backend transformers)")
         if melody is not None:
             # audiocraft's chroma conditioner separates stems with Demucs first, whose weights are
             # another download; the transformers backend follows melodies without it.

@@ -97,11 +97,13 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def generate(self, prompts: list[str], duration: float, temperature: float, top_k: int, top_p: float,
-                 cfg: float, seed: int, on_step: StepCb, melody: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, int]:
+                 cfg: float, seed: int, on_step: StepCb, melody: np.ndarray | None = None,
+                 prefix: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """Return (float32 [batch, channels, samples], sample_rate). `on_step` may raise to cancel.
 
-        `melody` (float32 mono at the model's sample rate) is followed by melody models."""
+        `melody` (float32 mono at the model's sample rate) is followed by melody models.
+        `prefix` (the same format) is existing music to continue: the result is the prefix
+        followed by `duration` seconds that carry it on."""
 
     def close(self) -> None:
         """Drop the model; the worker exits right after, which frees GPU memory for good."""
@@ -128,17 +130,25 @@ CONTEXT_SECONDS = 10.0
 CROSSFADE_SECONDS = 0.05
 
 
-def window_plan(frames: int, window: int, context: int) -> list[tuple[int, int]]:
-    """(context frames, new frames) per window: the first has no context and at most `window`
-    frames; each later one continues from the last `context` frames with at most window-context new."""
+def window_plan(frames: int, window: int, context: int, made: int = 0) -> list[tuple[int, int]]:
+    """(context frames, new frames) per window, for `frames` new frames after `made` existing ones.
+
+    From nothing, the first window has no context and at most `window` frames; every other one
+    continues from the last `context` frames made (fewer if less exists) with at most
+    window - context new ones."""
     if not 0 < context < window:
         raise ValueError("need 0 < context < window")
-    first = min(frames, window)
-    plan, left = [(0, first)], frames - first
+    plan: list[tuple[int, int]] = []
+    left = frames
+    if made <= 0:
+        first = min(frames, window)
+        plan, left, made = [(0, first)], frames - first, first
     while left > 0:
-        new = min(left, window - context)
-        plan.append((context, new))
+        ctx = min(context, made)
+        new = min(left, window - ctx)
+        plan.append((ctx, new))
         left -= new
+        made += new
     return plan
 
 

@@ -25,7 +25,7 @@ from dgx_music.common.params import GenerationParams
 from dgx_music.daemon.engine import framing
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import is_cached, known_models, resolve_model
-from dgx_music.daemon.melodies import SAMPLE_RATE as MELODY_SAMPLE_RATE
+from dgx_music.daemon.melodies import SAMPLE_RATE as AUDIO_IN_SAMPLE_RATE
 
 __all__ = ["EngineSettings", "EngineError", "EngineSupervisor", "GenerateResult"]
 
@@ -205,11 +205,12 @@ class EngineSupervisor:
         return False
 
     async def generate(self, job_id: int, prompts: list[str], params: GenerationParams,
-                       on_progress: ProgressCb | None = None, melody: np.ndarray | None = None
-                       ) -> GenerateResult:
+                       on_progress: ProgressCb | None = None, melody: np.ndarray | None = None,
+                       prefix: np.ndarray | None = None) -> GenerateResult:
         """Generate one batch (prompts share params); loads or switches the model as needed.
 
         `melody`: float32 mono at 32 kHz for a melody model to follow (see daemon/melodies.py).
+        `prefix`: the same format, music to continue; the result starts with it.
 
         Raises EngineError: cancelled, oom (after splitting the batch down to one),
         worker_crashed, hung, model_not_found, bad_model, bad_request, internal.
@@ -233,7 +234,8 @@ class EngineSupervisor:
                 self._raise_if_cancelled(job_id)
                 self._job, self._on_progress, self._state = job_id, on_progress, "busy"
                 try:
-                    audio, sr = await self._generate_split(job_id, prompts, params, model, melody)
+                    audio_in = {k: v for k, v in (("melody", melody), ("prefix", prefix)) if v is not None}
+                    audio, sr = await self._generate_split(job_id, prompts, params, model, audio_in)
                 finally:
                     self._job, self._on_progress = None, None
                     self._cancel_requested.discard(job_id)
@@ -254,10 +256,11 @@ class EngineSupervisor:
             raise EngineError("cancelled", f"job {job_id} was cancelled")
 
     async def _generate_split(self, job_id: int, prompts: list[str], params: GenerationParams,
-                              model: str, melody: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+                              model: str, audio_in: dict[str, np.ndarray] | None = None
+                              ) -> tuple[np.ndarray, int]:
         """Run a batch; on OOM restart the worker and retry as two halves, down to single prompts."""
         try:
-            return await self._generate_once(job_id, prompts, params, melody)
+            return await self._generate_once(job_id, prompts, params, audio_in)
         except EngineError as exc:
             if exc.code != "oom":
                 raise
@@ -275,17 +278,17 @@ class EngineSupervisor:
                 self._raise_if_cancelled(job_id)
                 await self._ensure_loaded(model)
                 self._state = "busy"
-                parts.append(await self._generate_split(job_id, chunk, params, model, melody))
+                parts.append(await self._generate_split(job_id, chunk, params, model, audio_in))
             return np.concatenate([p[0] for p in parts], axis=0), parts[0][1]
 
     async def _generate_once(self, job_id: int, prompts: list[str], params: GenerationParams,
-                             melody: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+                             audio_in: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, int]:
         wire = {"duration": params.duration, "temperature": params.temperature, "top_k": params.top_k,
                 "top_p": params.top_p, "cfg": params.cfg, "seed": params.seed}
         msg: dict[str, Any] = {"type": "generate", "job_id": job_id, "prompts": prompts, "params": wire}
-        if melody is not None:
-            msg["melody"] = {"pcm": np.ascontiguousarray(melody, dtype=np.float32).tobytes(),
-                             "sample_rate": MELODY_SAMPLE_RATE}
+        for name, audio in (audio_in or {}).items():  # melody, prefix: 32 kHz mono, as the worker expects
+            msg[name] = {"pcm": np.ascontiguousarray(audio, dtype=np.float32).tobytes(),
+                         "sample_rate": AUDIO_IN_SAMPLE_RATE}
         reply = await self._request(msg, idle_limit=self.settings.hang_timeout, what=f"generating job {job_id}")
         shape = tuple(int(x) for x in reply["shape"])
         audio = np.frombuffer(reply["pcm"], dtype=np.float32).reshape(shape).copy()

@@ -114,12 +114,22 @@ class TransformersBackend(Backend):
         return model, processor
 
     def generate(self, prompts: list[str], duration: float, temperature: float, top_k: int, top_p: float,
-                 cfg: float, seed: int, on_step: StepCb, melody: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, int]:
+                 cfg: float, seed: int, on_step: StepCb, melody: np.ndarray | None = None,
+                 prefix: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         if self.model is None:
             raise EngineError("internal", "generate before load")
+        hop = int(round(self.sample_rate / self.frame_rate))
+        made: np.ndarray | None = None
+        if prefix is not None:
+            if self.is_melody or self.channels != 1:
+                raise EngineError("bad_request", f"{self.model_name} cannot continue existing music; "
+                                                 "use a mono text model such as small, medium or large")
+            if prefix.ndim != 1 or prefix.shape[0] < hop:
+                raise EngineError("bad_request", "the music to continue must be mono and at least one frame long")
+            prefix = prefix[: prefix.shape[0] // hop * hop]  # whole frames: the prompt encodes exactly
+            made = np.ascontiguousarray(np.tile(prefix, (len(prompts), 1))[:, None, :], dtype=np.float32)
         plan = window_plan(frames_for(duration, self.frame_rate), int(WINDOW_SECONDS * self.frame_rate),
-                           int(CONTEXT_SECONDS * self.frame_rate))
+                           int(CONTEXT_SECONDS * self.frame_rate), made=0 if made is None else made.shape[-1] // hop)
         if len(plan) > 1 and (self.is_melody or self.channels != 1):
             kind = "melody" if self.is_melody else "stereo"
             raise EngineError("bad_request", f"{kind} models make at most {WINDOW_SECONDS:g} s per clip; "
@@ -141,9 +151,7 @@ class TransformersBackend(Backend):
             top_k=0 if top_p > 0 else int(top_k), top_p=float(top_p) if 0 < top_p < 1 else 1.0,
             guidance_scale=float(cfg) if cfg > 1 else None,
         )
-        hop = int(round(self.sample_rate / self.frame_rate))
         seed_everything(seed)  # once: the windows that follow stay reproducible
-        made: np.ndarray | None = None
         done = 0
         for context, new in plan:
             if made is not None:

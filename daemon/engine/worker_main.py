@@ -6,7 +6,8 @@ at most one model in its life; switching models means a new process.
 
 Supervisor -> worker: {"type": "load", model, backend, device, dtype, offline, cache_dir}
                       {"type": "generate", job_id, prompts, params: {duration, temperature, top_k, top_p, cfg, seed},
-                       melody: {pcm: float32 mono bytes, sample_rate} or absent}
+                       melody: {pcm: float32 mono bytes, sample_rate} or absent,
+                       prefix: the same, music to continue, or absent}
                       {"type": "cancel", job_id}   (read by a thread, honoured at the next decode step)
                       {"type": "stats"} | {"type": "exit"}
 Worker -> supervisor: hello, loading {progress, message}, loaded {...}, progress {job_id, step, total, elapsed},
@@ -179,6 +180,15 @@ class Worker:
               "dtype": backend.dtype, "sample_rate": backend.sample_rate,
               "load_seconds": round(time.perf_counter() - t0, 3), "memory": memory()})
 
+    def _mono(self, m: Any, what: str) -> Any:
+        """A {pcm, sample_rate} audio input -> float32 mono array (None when absent)."""
+        if not m:
+            return None
+        audio = np.frombuffer(m["pcm"], dtype=np.float32)
+        if int(m.get("sample_rate", 0)) != self.backend.sample_rate or audio.size == 0:
+            raise EngineError("bad_request", f"the {what} must be mono float32 at {self.backend.sample_rate} Hz")
+        return audio
+
     def generate(self, msg: dict[str, Any]) -> None:
         if self.backend is None:
             raise EngineError("bad_request", "generate before load")
@@ -187,12 +197,7 @@ class Worker:
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
             raise EngineError("bad_request", "prompts must be a non-empty list of non-empty strings")
         p = msg.get("params") or {}
-        melody = None
-        if msg.get("melody"):
-            m = msg["melody"]
-            melody = np.frombuffer(m["pcm"], dtype=np.float32)
-            if int(m.get("sample_rate", 0)) != self.backend.sample_rate or melody.size == 0:
-                raise EngineError("bad_request", f"the melody must be mono float32 at {self.backend.sample_rate} Hz")
+        melody, prefix = (self._mono(msg.get(k), k) for k in ("melody", "prefix"))
         with self.state_lock:
             self.current_job = job_id
             self.cancel_event.clear()
@@ -222,7 +227,7 @@ class Worker:
             audio, sr = self.backend.generate(
                 prompts, float(p.get("duration", 8.0)), float(p.get("temperature", 1.0)), int(p.get("top_k", 250)),
                 float(p.get("top_p", 0.0)), float(p.get("cfg", 3.0)), int(p.get("seed", 0)), on_step,
-                melody=melody)
+                melody=melody, prefix=prefix)
         finally:
             with self.state_lock:
                 self.current_job = None

@@ -155,3 +155,33 @@ def test_duration_and_job_size_limits() -> None:
     with pytest.raises(ParamError) as ei:
         validate_params({"prompt": "x", "duration": 300, "count": 2})
     assert ei.value.field == "count" and "480 s" in ei.value.message
+
+
+# ----------------------------------------------------------------------------- continuing a track
+
+def test_window_plan_after_existing_music() -> None:
+    from dgx_music.daemon.engine.backend import window_plan
+
+    assert window_plan(300, 1500, 500, made=250) == [(250, 300)]  # a 5 s track: all of it is the context
+    assert window_plan(1500, 1500, 500, made=250) == [(250, 1250), (500, 250)]
+    assert window_plan(2000, 1500, 500, made=1000) == [(500, 1000), (500, 1000)]
+
+
+def test_continuing_music_keeps_it_and_adds_the_asked_seconds(backend) -> None:  # type: ignore[no-untyped-def]
+    source, _ = _gen(backend, duration=5.0, seed=1)
+    steps: list[tuple[int, int]] = []
+    out, sr = backend.generate(["calm piano", "fast drums"], 3.0, 1.0, 250, 0.0, 3.0, 2,
+                               lambda s, t: steps.append((s, t)), prefix=source[0, 0])
+    assert out.shape == (2, 1, 8 * 32000)
+    fade = int(0.05 * sr)
+    for clip in out:  # the original, untouched up to the crossfade into the continuation
+        assert np.array_equal(clip[0, :5 * sr - fade], source[0, 0, :5 * sr - fade])
+    assert not np.array_equal(out[0, 0, 5 * sr:], out[1, 0, 5 * sr:])  # two continuations
+    assert [s for s, _ in steps] == list(range(1, 154)) and steps[-1][1] == 153  # 150 frames + delay
+    again, _ = backend.generate(["calm piano", "fast drums"], 3.0, 1.0, 250, 0.0, 3.0, 2,
+                                lambda s, t: None, prefix=source[0, 0])
+    assert np.array_equal(out, again)
+    # Past one window: 5 s + 40 s, the first window continuing from all 5 s, then 10 s of context.
+    long, _ = backend.generate(["calm piano"], 40.0, 1.0, 250, 0.0, 3.0, 2, lambda s, t: None,
+                               prefix=source[0, 0])
+    assert long.shape == (1, 1, 45 * 32000) and np.isfinite(long).all()

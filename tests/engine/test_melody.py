@@ -126,3 +126,9 @@ def test_melody_models_stop_at_one_window(backend: Any) -> None:
     with pytest.raises(EngineError) as ei:
         gen(backend, tone(440.0, 2.0), duration=31.0)
     assert ei.value.code == "bad_request" and "at most 30 s" in ei.value.message
+
+
+def test_melody_models_cannot_continue_music(backend: Any) -> None:
+    with pytest.raises(EngineError) as ei:
+        backend.generate(["x"], 1.0, 1.0, 250, 0.0, 3.0, 1, lambda s, t: None, prefix=tone(440.0, 2.0))
+    assert ei.value.code == "bad_request" and "cannot continue" in ei.value.message
