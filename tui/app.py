@@ -384,6 +384,10 @@ class DgxMusicApp(App[int]):
             self.query_one(TabbedContent).active = "compose"
             self.compose_view.prefill(t)
             self.notify("Composer filled from the track, with a new random seed.", timeout=3)
+        elif action == "extend":
+            self.query_one(TabbedContent).active = "compose"
+            self.compose_view.extend(t)
+            self.notify(f"The next job continues {tid}; set how many seconds to add.", timeout=4)
         elif action == "use_melody":
             self.query_one(TabbedContent).active = "compose"
             self.compose_view.use_melody(t)

@@ -66,8 +66,13 @@ class ComposeView(Vertical):
     BINDINGS = [
         Binding("ctrl+g", "generate", "Generate", id="compose.generate"),
         Binding("ctrl+l", "toggle_lock", "Lock seed", id="compose.lock_seed"),
-        Binding("ctrl+a", "toggle_advanced", "Advanced", id="compose.advanced"),
+        # priority: the focused Input would take ctrl+a as "home" (the Home key still does that)
+        Binding("ctrl+a", "toggle_advanced", "Advanced", id="compose.advanced", priority=True),
+        Binding("ctrl+n", "drop_extend", "New track", id="compose.drop_extend"),
     ]
+
+    #: The library track the next job continues (None: a new piece).
+    extending: str | None = None
 
     class Submit(Message):
         def __init__(self, params: dict[str, Any]) -> None:
@@ -104,6 +109,7 @@ class ComposeView(Vertical):
                 yield Label("Guidance", classes="form-label2")
                 yield Input(_num(DEFAULTS.cfg), id="cfg", compact=True, classes="num")
             yield Label("top-p 0 = off; guidance = classifier-free guidance scale", classes="dim")
+        yield Static("", id="extend-note")
         with Horizontal(classes="form-row buttons"):
             yield Button("Generate (ctrl+g)", id="generate", variant="primary", compact=True)
             yield Static("", id="form-error")
@@ -139,6 +145,7 @@ class ComposeView(Vertical):
 
     def prefill(self, track: dict[str, Any]) -> None:
         """Remix: the same prompt and parameters, a new (random) seed."""
+        self.action_drop_extend()
         p = dict(track.get("params") or {})
         self.query_one("#prompt", Input).value = str(track.get("prompt") or p.get("prompt") or "")
         dur = p.get("duration") or track.get("duration")
@@ -183,10 +190,34 @@ class ComposeView(Vertical):
         melody = raw.get("melody")
         if melody and not (TRACK_ID_RE.match(melody) or MELODY_KEY_RE.match(melody)):
             raw["melody_file"] = raw.pop("melody")  # a file here: the app uploads it (the daemon may be remote)
+        if self.extending is not None:
+            raw["extend"] = self.extending
         source = getattr(self, "_melody_source", None)
         if raw.get("melody") and source and raw["melody"] == getattr(self, "_melody_key", raw["melody"]):
             raw["melody_source"] = source  # a remix keeps saying where its stored melody came from
         return raw
+
+    def extend(self, track: dict[str, Any]) -> None:
+        """Continue this track: its prompt and parameters, Duration = the seconds to add."""
+        self.prefill(track)
+        self.query_one("#melody", Input).value = ""
+        self.extending = str(track["id"])
+        room = 300.0 - float(track.get("duration") or 0.0)
+        self.query_one("#duration", Input).value = _num(max(0.5, min(30.0, room)))
+        note = self.query_one("#extend-note", Static)
+        note.update(f"Continues track {self.extending}: Duration is the time added. ctrl+n: a new track instead.")
+        note.add_class("-on")
+        self.refresh_bindings()
+
+    def action_drop_extend(self) -> None:
+        self.extending = None
+        self.query_one("#extend-note", Static).remove_class("-on")
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "drop_extend":
+            return self.extending is not None  # the key only shows while a track is being continued
+        return True
 
     def use_melody(self, track: dict[str, Any]) -> None:
         """Follow this track's melody in the next job; a melody model is needed, so pick one."""
@@ -281,6 +312,7 @@ class ComposeView(Vertical):
             self.query_one("#seed", Input).placeholder = f"random (last: {job['seed']})"
         if job.get("prompt"):
             self.add_history(str(job["prompt"]))
+        self.action_drop_extend()  # one continuation per request; the next job is a new piece again
 
     def action_toggle_lock(self) -> None:
         cb = self.query_one("#seed-lock", Checkbox)

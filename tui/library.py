@@ -306,6 +306,7 @@ class LibraryView(Vertical):
         Binding("n", "notes", "Notes", id="library.notes", show=False),
         Binding("m", "remix", "Remix", id="library.remix"),
         Binding("u", "use_melody", "Use as melody", id="library.use_melody", show=False),
+        Binding("plus", "extend", "Extend", id="library.extend", show=False),
         Binding("x", "export", "Export", id="library.export"),
         Binding("delete", "delete", "Delete", id="library.delete"),
         *[Binding(str(i), f"rate({i})", f"Rate {i}", show=False, id=f"library.rate_{i}") for i in range(6)],
@@ -737,6 +738,10 @@ class LibraryView(Vertical):
     def action_remix(self) -> None:
         if (t := self._need()) is not None:
             self.post_message(self.TrackAction("remix", t))
+
+    def action_extend(self) -> None:
+        if (t := self._need()) is not None:
+            self.post_message(self.TrackAction("extend", t))
 
     def action_use_melody(self) -> None:
         if (t := self._need()) is not None:

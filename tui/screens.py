@@ -43,6 +43,7 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         ("t / e / n", "tags / rename / notes"),
         ("m", "remix: the composer with the same prompt and parameters, new seed"),
         ("u", "use as melody: the next job follows this track's melody (melody models)"),
+        ("+", "extend: the next job continues this track (Duration = seconds added)"),
         ("x", "export: WAV, FLAC (44.1/48 kHz) or an Ardour session"),
         ("delete", "delete (asks first)"),
     ]),

@@ -57,6 +57,17 @@ async def test_inline_validation_blocks_bad_values(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: 101 in app.queue_view.jobs)
 
 
+async def test_ctrl_a_opens_advanced_while_typing_the_prompt(tmp_path: Path) -> None:
+    """The footer offers ctrl+a; the focused prompt Input must not swallow it as "home"."""
+    app = make_app(FakeDaemon(), tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected)
+        assert app.focused is app.query_one("#prompt") and app.query_one("#advanced").collapsed
+        await pilot.press("ctrl+a")
+        await pilot.pause(0.1)
+        assert not app.query_one("#advanced").collapsed
+
+
 async def test_prompt_history_recall(tmp_path: Path) -> None:
     fake = FakeDaemon()
     app = make_app(fake, tmp_path)
@@ -301,6 +312,39 @@ async def test_use_a_track_as_the_melody_of_the_next_job(tmp_path: Path) -> None
         await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: "cannot decode" in str(app.query_one("#form-error").render()))
         assert len(fake.methods_called("job.submit")) == 2
+
+
+async def test_extend_a_track_from_the_library(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: app.library_view.detail is not None)
+        track = fake.track(app.library_view.selected_id())
+        await pilot.press("plus")
+        await pilot.pause(0.1)
+        note = app.query_one("#extend-note")
+        assert note.display and f"Continues track {track['id']}" in str(note.render())
+        assert app.query_one("#duration", Input).value == "30"  # seconds to add
+        assert app.query_one("#prompt", Input).value == track["prompt"]
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: bool(fake.methods_called("job.submit")))
+        sent = fake.methods_called("job.submit")[0]
+        assert sent["extend"] == track["id"] and sent["duration"] == 30.0 and sent["prompt"] == track["prompt"]
+        await pilot.pause(0.1)
+        assert not note.display  # the next job is a new piece again
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: len(fake.methods_called("job.submit")) == 2)
+        assert "extend" not in fake.methods_called("job.submit")[1]
+        # ctrl+n drops a continuation before it is sent.
+        await pilot.press("f4")
+        await pilot.press("plus")
+        await pilot.pause(0.1)
+        assert note.display
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.1)
+        assert not note.display and app.compose_view.extending is None
 
 
 async def test_play_fetches_over_the_socket_and_runs_the_player(tmp_path: Path, monkeypatch: Any) -> None:
