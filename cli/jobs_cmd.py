@@ -239,7 +239,7 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
     return EXIT_OK if j["state"] == "done" else EXIT_FAILED
 
 
-REMIX_KEYS = ("duration", "temperature", "top_k", "top_p", "cfg", "target_lufs", "melody", "melody_source")
+REMIX_KEYS = ("duration", "temperature", "top_k", "top_p", "cfg", "target_lufs", "melody", "melody_source", "extend")
 
 
 async def remix(client: Client, args: argparse.Namespace) -> int:
@@ -255,7 +255,7 @@ async def remix(client: Client, args: argparse.Namespace) -> int:
 
 async def extend(client: Client, args: argparse.Namespace) -> int:
     t = await client.call("track.get", {"id": args.track}, timeout=args.timeout)
-    keep = [k for k in REMIX_KEYS if k not in ("duration", "melody", "melody_source")]
+    keep = [k for k in REMIX_KEYS if k not in ("duration", "melody", "melody_source", "extend")]
     raw: dict[str, Any] = {k: v for k, v in (t.get("params") or {}).items() if k in keep and v is not None}
     raw.update(prompt=args.prompt or t["prompt"], model=args.model or t.get("model"), extend=t["id"],
                duration=args.by)

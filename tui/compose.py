@@ -169,6 +169,8 @@ class ComposeView(Vertical):
                 self._model_opts = opts
                 sel.set_options(opts)
             sel.value = model
+        if p.get("extend"):  # a remix of a continuation continues the same track again
+            self._continue(str(p["extend"]))
         self.query_one("#prompt", Input).focus()
 
     # ---------------------------------------------------------------- validation
@@ -201,9 +203,12 @@ class ComposeView(Vertical):
         """Continue this track: its prompt and parameters, Duration = the seconds to add."""
         self.prefill(track)
         self.query_one("#melody", Input).value = ""
-        self.extending = str(track["id"])
         room = 300.0 - float(track.get("duration") or 0.0)
         self.query_one("#duration", Input).value = _num(max(0.5, min(30.0, room)))
+        self._continue(str(track["id"]))
+
+    def _continue(self, track_id: str) -> None:
+        self.extending = track_id
         note = self.query_one("#extend-note", Static)
         note.update(f"Continues track {self.extending}: Duration is the time added. ctrl+n: a new track instead.")
         note.add_class("-on")

@@ -86,3 +86,7 @@ async def test_cli_extend(studio: Any) -> None:
     assert rc == 0 and f"extends   {tid} (the first 2.00 s are it)" in out
     rc, _, err = await cli(sock, "extend", tid, "--by", "0")
     assert rc == 2 and "--by" in err
+    # A remix of a continuation continues the same source again, with a new seed.
+    again = await cli_json(sock, "remix", res["tracks"][0]["id"], "--wait")
+    assert again["job"]["params"]["extend"] == tid and again["job"]["seed"] != job["seed"]
+    assert abs(again["tracks"][0]["duration"] - 3.5) < 0.05

@@ -345,6 +345,10 @@ async def test_extend_a_track_from_the_library(tmp_path: Path) -> None:
         await pilot.press("ctrl+n")
         await pilot.pause(0.1)
         assert not note.display and app.compose_view.extending is None
+        # Remixing a track that continued another continues that one again.
+        app.compose_view.prefill({**track, "params": {**track.get("params", {}), "extend": "7-0"}})
+        await pilot.pause(0.1)
+        assert app.compose_view.extending == "7-0" and note.display
 
 
 async def test_play_fetches_over_the_socket_and_runs_the_player(tmp_path: Path, monkeypatch: Any) -> None:
