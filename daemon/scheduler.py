@@ -152,18 +152,22 @@ class Scheduler:
         except EngineError as exc:
             raise ParamError("model", exc.message) from None
 
+    async def _library_track(self, field: str, track_id: str) -> dict[str, Any]:
+        """A track a request names in `field`; a missing one is that field's error."""
+        try:
+            return await self.store.get_track(track_id)
+        except StoreError as exc:
+            if exc.code == "not_found":
+                raise ParamError(field, f"there is no track {track_id} in the library") from None
+            raise
+
     async def _check_extend(self, params: GenerationParams, model: str) -> None:
         """Continuing a track: a mono text model, a track that exists, a result within the limits."""
         if self.daemon.settings["engine.backend"] != "transformers":
             raise ParamError("extend", "continuing a track needs the transformers backend")
         if params.melody is not None or self._is_melody_model(model):
             raise ParamError("extend", "melody models cannot continue a track; use small, medium or large")
-        try:
-            track = await self.store.get_track(str(params.extend))
-        except StoreError as exc:
-            if exc.code == "not_found":
-                raise ParamError("extend", f"there is no track {params.extend} in the library") from None
-            raise
+        track = await self._library_track("extend", str(params.extend))
         total = float(track["duration"]) + params.duration
         if total > MAX_DURATION:
             raise ParamError("duration", f"{track['id']} is {track['duration']:.1f} s long; with {params.duration:g} s "
@@ -193,12 +197,7 @@ class Scheduler:
                 raise ParamError("melody", f"no stored melody {key}; give a track id instead")
             source = params.melody_source or f"melody {key}"
         else:
-            try:
-                track = await self.store.get_track(str(params.melody))
-            except StoreError as exc:
-                if exc.code == "not_found":
-                    raise ParamError("melody", f"there is no track {params.melody} in the library") from None
-                raise
+            track = await self._library_track("melody", str(params.melody))
             path = libfiles.library_file(data_dir, track["path"])
             key, _secs = await loop.run_in_executor(self.pool, melodies.from_file, data_dir, path)
             source = f"track {track['id']}"

@@ -266,14 +266,19 @@ async def test_track_actions(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: tid not in lib.tracks)
 
 
+async def open_library(pilot: Any, app: DgxMusicApp) -> str:
+    """Connect, switch to the Library and wait for a selected track; return its id."""
+    await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
+    await pilot.press("f4")
+    await wait_for(pilot, lambda: app.library_view.detail is not None)
+    return str(app.library_view.selected_id())
+
+
 async def test_use_a_track_as_the_melody_of_the_next_job(tmp_path: Path) -> None:
     fake = FakeDaemon()
     app = make_app(fake, tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
-        await pilot.press("f4")
-        await wait_for(pilot, lambda: app.library_view.detail is not None)
-        tid = app.library_view.selected_id()
+        tid = await open_library(pilot, app)
         await pilot.press("u")
         await pilot.pause(0.1)
         assert app.query_one("#melody", Input).value == tid
@@ -318,10 +323,7 @@ async def test_extend_a_track_from_the_library(tmp_path: Path) -> None:
     fake = FakeDaemon()
     app = make_app(fake, tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
-        await pilot.press("f4")
-        await wait_for(pilot, lambda: app.library_view.detail is not None)
-        track = fake.track(app.library_view.selected_id())
+        track = fake.track(await open_library(pilot, app))
         await pilot.press("plus")
         await pilot.pause(0.1)
         note = app.query_one("#extend-note")
