@@ -2,7 +2,8 @@
 
 Covers: submit from the composer, live progress, the track appearing in the
 library, search, playing it (player stubbed at the process boundary), fetching
-audio over the socket, cancelling a job, and a daemon restart with reconnect.
+audio over the socket, cancelling a job, a daemon restart with reconnect,
+continuing a track (`+`) and following a melody file uploaded from the composer.
 """
 
 from __future__ import annotations
@@ -128,3 +129,48 @@ async def test_daemon_restart_and_reconnect(daemon_factory: Callable[..., Any], 
         await wait_for(pilot, lambda: app.connected, 10, "reconnected")
         assert not app.query_one("#banner").display
         assert any("Reconnected" in n.message for n in app._notifications)
+
+
+async def test_continue_a_track_from_the_library(studio: Any, tmp_path: Path) -> None:
+    """`+` on a library track, then ctrl+g: the daemon makes a longer track that starts with it."""
+    app = DgxMusicApp(studio.server.path, cache_dir=tmp_path, player=Player(use_sounddevice=False))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected, 10, "connected")
+        await pilot.press(*"lofi keys")
+        app.query_one("#duration", Input).value = "2"
+        await pilot.press("enter")
+        lib = app.library_view
+        await wait_for(pilot, lambda: "1-0" in lib.tracks, 60, "source track in the library")
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: lib.detail is not None and lib.detail.get("id") == "1-0", 10, "selected")
+        await pilot.press("plus")
+        await wait_for(pilot, lambda: app.compose_view.extending == "1-0", 5, "composer continues 1-0")
+        app.query_one("#duration", Input).value = "1.5"
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: "2-0" in lib.tracks, 60, "continuation in the library")
+        t = lib.tracks["2-0"]
+        assert abs(t["duration"] - 3.5) < 0.05 and t["params"]["extend"] == "1-0"
+        assert t["prompt"] == "lofi keys"
+
+
+async def test_follow_a_hummed_file(daemon_factory: Callable[..., Any], tiny_melody_model: Path,
+                                    tmp_path: Path) -> None:
+    """A melody daemon; the composer's Melody field names a WAV here, which is uploaded."""
+    import numpy as np
+    import soundfile as sf
+
+    hum = tmp_path / "hum.wav"
+    t = np.arange(48000 * 2) / 48000
+    sf.write(hum, 0.3 * np.sin(2 * np.pi * 392 * t), 48000)
+    d = await daemon_factory(engine__model=str(tiny_melody_model))
+    app = DgxMusicApp(d.server.path, cache_dir=tmp_path, player=Player(use_sounddevice=False))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected, 10, "connected")
+        await pilot.press(*"brass band")
+        app.query_one("#duration", Input).value = "1"
+        app.query_one("#melody", Input).value = str(hum)
+        await pilot.press("ctrl+g")
+        lib = app.library_view
+        await wait_for(pilot, lambda: "1-0" in lib.tracks, 60, "track in the library")
+        assert lib.tracks["1-0"]["params"]["melody_source"] == "file hum.wav"
+        assert len(list((d.data_dir / "melodies").glob("*.wav"))) == 1
