@@ -40,7 +40,7 @@ class Daemon:
         self.engine: Any = None
         self.scheduler: Any = None
         self.recovery: dict[str, Any] = {}
-        self.warmup: Any = None  # future of the audio warm-up
+
         self.preload: Any = None  # task loading the model at start, with --preload
         self.pruner: Any = None  # HistoryPruner: job history pruning, at start and daily
         self.extras: list[Any] = []  # optional services (HTTP API, notifier) with async close()

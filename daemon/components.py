@@ -52,10 +52,8 @@ async def start(daemon: "Daemon") -> None:
     daemon.recovery = report
     daemon.pruner = HistoryPruner(daemon)
     daemon.pruner.start()  # a background task: old finished jobs go now, then once a day
-    # numba compiles librosa's kernels on first use (seconds); do it now, off the loop,
-    # so the first finished job does not wait for it.
-    loop = asyncio.get_running_loop()
-    daemon.warmup = loop.run_in_executor(daemon.scheduler.pool, _warm_audio)
+    # The audio stack warms up when the first job starts (Scheduler.warm_audio), not here: its
+    # imports hold the GIL for ~1 s, which would slow every request right after start-up.
     if daemon.settings["engine.preload"]:
         daemon.preload = asyncio.create_task(_preload(daemon))
     else:
@@ -63,15 +61,6 @@ async def start(daemon: "Daemon") -> None:
             await daemon.engine.start()  # checks the model name; loads nothing yet
         except Exception as exc:
             raise StartupError(f"model {daemon.settings['engine.model']!r}: {exc}") from None
-
-
-def _warm_audio() -> None:
-    try:
-        from dgx_music.daemon.audio import pipeline
-
-        pipeline.warm_up()
-    except Exception:  # warming is an optimisation; a failure shows up on the first real job
-        log.exception("audio warm-up failed")
 
 
 async def _preload(daemon: "Daemon") -> None:

@@ -32,6 +32,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("dgx_music.queue")
 
 
+def _warm_audio() -> None:
+    try:
+        from dgx_music.daemon.audio import pipeline
+
+        pipeline.warm_up()
+    except Exception:  # warming is an optimisation; a failure shows up on the first real job
+        log.exception("audio warm-up failed")
+
+
 class Scheduler:
     def __init__(self, daemon: "Daemon") -> None:
         self.daemon = daemon
@@ -50,6 +59,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
+        self.warmup: asyncio.Future[None] | None = None  # the audio stack's warm-up, started by the first job
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> dict[str, Any]:
@@ -262,8 +272,17 @@ class Scheduler:
                 self._cancel_requested.discard(job["id"])
                 await self.refresh_counts()
 
+    def warm_audio(self) -> None:
+        """Import and prime the audio stack (~1 s, holding the GIL) in the audio thread, once.
+
+        Started with the first job, while the model loads or generates in its own process, so
+        neither start-up requests nor the first job's post-processing pay for it."""
+        if self.warmup is None:
+            self.warmup = asyncio.get_running_loop().run_in_executor(self.pool, _warm_audio)
+
     async def _run_job(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
+        self.warm_audio()
         job = await self.store.mark_running(job_id)
         self.running = job_id
         await self.refresh_counts()
