@@ -6,6 +6,7 @@ They import torch only when run, so `dgx-music --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -120,15 +121,13 @@ def make_test_model_cmd(args: argparse.Namespace) -> int:
     tty = sys.stderr.isatty() and not getattr(args, "json", False)
     if tty:
         print(f"building a tiny {args.backend} MusicGen in {args.dir} ...", file=sys.stderr)
-    try:
+    with contextlib.suppress(ImportError):
         from transformers.utils import logging as hf_logging
 
         # The tiny model's token ids sit outside its vocabulary on purpose (as in the real
         # checkpoints); transformers warns about it, and draws a bar for a 4 MB file.
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
     try:
         out = build_test_model(args.dir, backend=args.backend, seed=args.seed, melody=args.melody)
     except (RuntimeError, ValueError, OSError) as exc:

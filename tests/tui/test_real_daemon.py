@@ -39,14 +39,23 @@ def job_state(app: DgxMusicApp, jid: int) -> str | None:
     return app.queue_view.jobs.get(jid, {}).get("state")
 
 
+def make_app(sock: Path, tmp_path: Path) -> DgxMusicApp:
+    return DgxMusicApp(sock, cache_dir=tmp_path, player=Player(use_sounddevice=False))
+
+
+async def compose(pilot: Any, app: DgxMusicApp, prompt: str, duration: str) -> None:
+    """Once connected, type a prompt and a duration into the composer (not yet sent)."""
+    await wait_for(pilot, lambda: app.connected, 10, "connected")
+    await pilot.press(*prompt)
+    app.query_one("#duration", Input).value = duration
+
+
 async def test_submit_progress_library_search_play(studio: Any, tmp_path: Path, stub_player: list[list[str]],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DGX_MUSIC_TEST_STEP_DELAY", "0.01")
-    app = DgxMusicApp(studio.server.path, cache_dir=tmp_path, player=Player(use_sounddevice=False))
+    app = make_app(studio.server.path, tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.connected, 10, "connected")
-        await pilot.press(*"calm piano with rain")
-        app.query_one("#duration", Input).value = "1"
+        await compose(pilot, app, "calm piano with rain", "1")
         await pilot.press("enter")
         await wait_for(pilot, lambda: 1 in app.queue_view.jobs, 10, "job queued")
         await pilot.press("f3")
@@ -87,7 +96,7 @@ async def test_submit_progress_library_search_play(studio: Any, tmp_path: Path, 
 async def test_cancel_jobs(studio: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Cancel a queued job (at once) and a running one (the daemon stops it at a decode step)."""
     monkeypatch.setenv("DGX_MUSIC_TEST_STEP_DELAY", "0.02")
-    app = DgxMusicApp(studio.server.path, cache_dir=tmp_path, player=Player(use_sounddevice=False))
+    app = make_app(studio.server.path, tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.connected, 10, "connected")
         await pilot.press(*"long ambient drone")
@@ -133,11 +142,9 @@ async def test_daemon_restart_and_reconnect(daemon_factory: Callable[..., Any], 
 
 async def test_continue_a_track_from_the_library(studio: Any, tmp_path: Path) -> None:
     """`+` on a library track, then ctrl+g: the daemon makes a longer track that starts with it."""
-    app = DgxMusicApp(studio.server.path, cache_dir=tmp_path, player=Player(use_sounddevice=False))
+    app = make_app(studio.server.path, tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.connected, 10, "connected")
-        await pilot.press(*"lofi keys")
-        app.query_one("#duration", Input).value = "2"
+        await compose(pilot, app, "lofi keys", "2")
         await pilot.press("enter")
         lib = app.library_view
         await wait_for(pilot, lambda: "1-0" in lib.tracks, 60, "source track in the library")
@@ -163,11 +170,9 @@ async def test_follow_a_hummed_file(daemon_factory: Callable[..., Any], tiny_mel
     t = np.arange(48000 * 2) / 48000
     sf.write(hum, 0.3 * np.sin(2 * np.pi * 392 * t), 48000)
     d = await daemon_factory(engine__model=str(tiny_melody_model))
-    app = DgxMusicApp(d.server.path, cache_dir=tmp_path, player=Player(use_sounddevice=False))
+    app = make_app(d.server.path, tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.connected, 10, "connected")
-        await pilot.press(*"brass band")
-        app.query_one("#duration", Input).value = "1"
+        await compose(pilot, app, "brass band", "1")
         app.query_one("#melody", Input).value = str(hum)
         await pilot.press("ctrl+g")
         lib = app.library_view
