@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def analyze(args: argparse.Namespace) -> int:
-    from dgx_music.daemon.audio import pipeline
+    from dgx_music.common.audio import pipeline
 
     results: list[dict[str, Any]] = []
     code = EXIT_OK
@@ -107,7 +107,7 @@ async def _select(client: Client, args: argparse.Namespace) -> list[dict[str, An
 
 
 async def export(client: Client, args: argparse.Namespace) -> int:
-    from dgx_music.daemon.audio import ardour, export as exporter
+    from dgx_music.common.audio import ardour, export as exporter
 
     tracks = await _select(client, args)
     if not tracks:

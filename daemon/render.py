@@ -39,7 +39,7 @@ def render_tracks(data_dir: Path, job: dict[str, Any], audio: np.ndarray, sample
     Paths are deterministic per track id, so a job re-run after a crash rewrites
     (atomically) the same files instead of leaving duplicates.
     """
-    from dgx_music.daemon.audio import files, pipeline  # librosa is heavy; only the daemon needs it
+    from dgx_music.common.audio import files, pipeline  # librosa is heavy: imported when a job renders
 
     created = dt.datetime.now()
     title = default_title(job["prompt"])

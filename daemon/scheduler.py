@@ -34,7 +34,7 @@ log = logging.getLogger("dgx_music.queue")
 
 def _warm_audio() -> None:
     try:
-        from dgx_music.daemon.audio import pipeline
+        from dgx_music.common.audio import pipeline
 
         pipeline.warm_up()
     except Exception:  # warming is an optimisation; a failure shows up on the first real job

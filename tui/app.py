@@ -326,7 +326,7 @@ class DgxMusicApp(App[int]):
             return
 
         async def upload_then_submit() -> None:
-            from dgx_music.daemon.melodies import encode_upload
+            from dgx_music.common.audio.melody import encode_upload
 
             try:  # decode, mix down and resample here, off the UI thread: only ~1-2 MB travel
                 data = await asyncio.to_thread(encode_upload, Path(melody_file))
@@ -416,7 +416,7 @@ class DgxMusicApp(App[int]):
     async def _do_export(self, t: dict[str, Any], choice: dict[str, Any]) -> None:
         tid = str(t.get("id"))
         try:
-            from dgx_music.daemon.audio import ardour, export as exporter
+            from dgx_music.common.audio import ardour, export as exporter
 
             src = self.local_file(t) or await self.fetch_audio(t)
             dest = Path(os.path.expanduser(choice["dir"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import synth
-from dgx_music.daemon.audio import analysis
+from dgx_music.common.audio import analysis
 
 SR = synth.SR
 TEMPOS = [70, 78, 87, 95, 103, 116, 128, 137, 146, 158, 166, 172, 180]

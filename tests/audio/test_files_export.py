@@ -12,7 +12,8 @@ import soundfile as sf
 
 import synth
 from meters import ffprobe_tags, needs_ffmpeg
-from dgx_music.daemon.audio import export, files, pipeline, stream
+from dgx_music.common.audio import export, files, pipeline
+from dgx_music.daemon.audio import stream
 
 SR = synth.SR
 
