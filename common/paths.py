@@ -56,3 +56,21 @@ def ensure_private_dir(path: Path, mode: int = 0o700) -> Path:
     if st.st_uid != os.getuid():
         raise UnsafeDirectory(f"{path} is owned by uid {st.st_uid}, not by you (uid {os.getuid()})")
     return path
+
+
+def resolve_under(root: str | Path, rel: str | Path) -> Path:
+    """`root/rel` resolved (symlinks followed), refusing anything that lands outside `root`.
+
+    For paths read from the database or a peer (a track's `path`): a tampered row holding an
+    absolute path, `..` components or a symlink out of the data directory must never make a
+    reader touch another file. Lexical for the parts that do not exist (a client checking a
+    path on another machine). Raises ValueError naming the path and the root.
+    """
+    rel_s = str(rel)
+    if not rel_s or "\x00" in rel_s:
+        raise ValueError(f"stored path {rel_s!r} is empty or contains a NUL byte")
+    base = Path(root).resolve()
+    target = (base / rel_s).resolve()
+    if target == base or not target.is_relative_to(base):
+        raise ValueError(f"stored path {rel_s!r} is not inside {base}")
+    return target
