@@ -165,10 +165,11 @@ class Client:
         if self._lost is not None:
             raise self._lost_error()
         req_id = next(self._ids)
+        frame = protocol.pack(protocol.request(req_id, method, params))  # unencodable params raise here
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = fut
         try:
-            self._writer.write(protocol.pack(protocol.request(req_id, method, params)))
+            self._writer.write(frame)
             await self._writer.drain()
         except (ConnectionError, OSError):
             self._pending.pop(req_id, None)
