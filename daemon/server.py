@@ -35,6 +35,8 @@ MAX_IN_FLIGHT = 64
 #: Buffered outgoing bytes at which a response write waits for the client to read.
 WRITE_HIGH_WATER = 1 * 1024 * 1024
 WRITE_TIMEOUT = 30.0
+#: How long a refused connection is drained (its input dropped) so that the peer can read why.
+LINGER_SECONDS = 1.0
 
 
 class StartupError(RuntimeError):
@@ -95,10 +97,11 @@ class Connection:
         self.pid = self.uid = -1
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._eof = False  # our side is shut for writing: hanging up
 
     # -- writing -------------------------------------------------------
     def _write(self, frame: bytes) -> None:
-        if not self.closed and not self.transport.is_closing():
+        if not self.closed and not self._eof and not self.transport.is_closing():
             self.transport.write(frame)
 
     async def send(self, msg: dict[str, Any]) -> None:
@@ -129,6 +132,28 @@ class Connection:
             self.close()
             return
         self._write(frame)
+
+    async def refuse(self, code: str, message: str) -> None:
+        """Say why, then hang up. Whatever the peer already sent is read and dropped first: closing
+        a Unix socket with unread data makes the peer's read fail (ECONNRESET) before it sees why."""
+        await self.send(protocol.error(None, code, message))
+        self.server.lingering.add(self)  # the server's close() ends the wait early
+        self.server.connections.discard(self)
+        self.server.daemon.events.remove(self)
+        try:
+            if self.writer.can_write_eof():
+                self._eof = True
+                self.writer.write_eof()
+            await asyncio.wait_for(self._discard_input(), LINGER_SECONDS)
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            self.server.lingering.discard(self)
+            self.close()
+
+    async def _discard_input(self) -> None:
+        while await self.reader.read(65536):
+            pass
 
     def close(self) -> None:
         if self.closed:
@@ -172,7 +197,7 @@ class Connection:
                     msg = await self._next_frame()
                 except protocol.ProtocolError as exc:
                     # The stream can no longer be trusted: say why, then hang up.
-                    await self.send(protocol.error(None, exc.code, exc.message))
+                    await self.refuse(exc.code, exc.message)
                     break
                 if msg is None:
                     break
@@ -228,6 +253,7 @@ class Server:
         self.group = s["daemon.socket_group"]
         self.policy = PeerPolicy.for_group(self.group)
         self.connections: set[Connection] = set()
+        self.lingering: set[Connection] = set()  # refused, draining before the hang-up
         self._server: asyncio.AbstractServer | None = None
         self._owns_path = False
         self._claimed = False
@@ -301,21 +327,17 @@ class Server:
             conn.uid, gid = -1, -1
         if not await self._admits(conn.uid, gid):
             log.warning("refused connection from uid %d (pid %d)", conn.uid, conn.pid)
-            await conn.send(protocol.error(None, protocol.FORBIDDEN,
-                                           f"uid {conn.uid} may not use this daemon (owner uid {self.policy.uid})"))
-            conn.close()
+            await conn.refuse(protocol.FORBIDDEN, f"uid {conn.uid} may not use this daemon (owner uid {self.policy.uid})")
             return
         limit = self.max_clients if conn.uid == self.policy.uid else self.max_clients - self.owner_slots
         if len(self.connections) >= limit:
             log.warning("refused a connection from uid %d: %d clients already connected", conn.uid,
                         len(self.connections))
-            await conn.send(protocol.error(None, protocol.TOO_MANY_CLIENTS,
-                                           f"the daemon already serves {self.max_clients} clients"))
-            conn.close()
+            await conn.refuse(protocol.TOO_MANY_CLIENTS, f"the daemon already serves {len(self.connections)} clients "
+                              f"(daemon.max_clients {self.max_clients}, of which {self.owner_slots} kept for its owner)")
             return
         if self.daemon.stopping:
-            await conn.send(protocol.error(None, protocol.SHUTTING_DOWN, "the daemon is shutting down"))
-            conn.close()
+            await conn.refuse(protocol.SHUTTING_DOWN, "the daemon is shutting down")
             return
         self.connections.add(conn)
         try:
@@ -335,6 +357,8 @@ class Server:
         for conn in list(self.connections):
             conn.push(protocol.pack(protocol.event("daemon.shutdown", {"reason": "daemon stopping"})))
             conn.close()
+        for conn in list(self.lingering):
+            conn.transport.abort()  # its reader sees the end at once
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
