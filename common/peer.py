@@ -43,11 +43,16 @@ def private_dir_problem(path: Path) -> str | None:
 
 def trusted_daemon_uids(socket_path: Path, default_dir: Path) -> set[int]:
     """The uids a daemon listening on `socket_path` may have: ours and root; for a socket outside
-    the default directory (a shared daemon, named with --socket), also the directory's owner."""
+    the default directory (a shared daemon, named with --socket, e.g. /run/dgx-music), also the
+    owners of the socket file and of its directory: whoever set that place up runs the daemon."""
     uids = {os.getuid(), 0}
-    if socket_path.parent != default_dir:
-        try:
-            uids.add(os.stat(socket_path.parent).st_uid)
-        except OSError:
-            pass
+    if socket_path.parent == default_dir:
+        return uids
+    try:
+        parent = os.stat(socket_path.parent)
+        uids.add(parent.st_uid)
+        if not parent.st_mode & 0o002:  # in a world-writable directory anyone could have made the socket
+            uids.add(os.stat(socket_path).st_uid)
+    except OSError:
+        pass
     return uids

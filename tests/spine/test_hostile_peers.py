@@ -286,3 +286,16 @@ def test_second_daemon_on_one_data_dir_exits_naming_the_first(daemon_process: An
 async def _status(path: Path) -> None:
     async with await Client.connect(path) as c:
         assert (await c.call("status"))["pid"] > 0
+
+
+async def test_cli_says_too_many_clients_not_connection_lost(daemon_factory: Any,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from dgx_music.cli.main import main
+
+    d = await daemon_factory(daemon__max_clients=1, daemon__owner_slots=0)
+    async with await Client.connect(d.server.path) as first:
+        assert (await first.call("status"))["clients"] == 1
+        loop = asyncio.get_running_loop()
+        code = await loop.run_in_executor(None, main, ["status", "--socket", str(d.server.path), "--json"])
+    out = capsys.readouterr().out
+    assert code != 0 and '"code": "too_many_clients"' in out, out
