@@ -149,7 +149,12 @@ async def run(settings: Settings, inherited: socket.socket | None = None) -> int
     notifier = notify.Notifier()  # systemd Type=notify; a no-op without $NOTIFY_SOCKET
     notifier.start_watchdog()  # heartbeats start now: opening and recovering the database takes time
     notifier.status("starting: checking the database and recovering the queue")
-    daemon = Daemon(settings)
+    try:
+        daemon = Daemon(settings)
+    except StartupError as exc:  # e.g. a socket_group that does not exist: one line, not a traceback
+        log.error("%s", exc)
+        await notifier.close()
+        return 1
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)

@@ -299,3 +299,17 @@ async def test_cli_says_too_many_clients_not_connection_lost(daemon_factory: Any
         code = await loop.run_in_executor(None, main, ["status", "--socket", str(d.server.path), "--json"])
     out = capsys.readouterr().out
     assert code != 0 and '"code": "too_many_clients"' in out, out
+
+
+async def test_second_daemon_on_one_socket_is_refused_before_recovery(daemon_factory: Any, short_tmp: Path) -> None:
+    from dgx_music.daemon.app import Daemon
+    from dgx_music.daemon.server import StartupError
+    from tests.conftest import make_settings
+
+    first = await daemon_factory()
+    other = Daemon(make_settings(short_tmp, daemon__data_dir=str(short_tmp / "data2")))
+    with pytest.raises(StartupError, match="already listening"):
+        await other.start()
+    assert other.store is None  # refused before its database was opened or its queue recovered
+    await other.close()
+    await _status(first.server.path)
