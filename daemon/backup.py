@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ try:
     from dgx_music.daemon.components import DB_NAME
 except Exception:  # pragma: no cover - keep backup usable if the daemon's components cannot import
     DB_NAME = "dgx-music.db"
+from dgx_music.daemon.store import StoreError
+from dgx_music.daemon.store import snapshot as db_copy
 
 MANIFEST = "manifest.json"
 LIBRARY = "library"
@@ -64,27 +65,6 @@ def db_path(data_dir: Path) -> Path:
     return Path(data_dir) / DB_NAME
 
 
-def _check(conn: sqlite3.Connection, what: str) -> None:
-    rows = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
-    if rows != ["ok"]:
-        raise BackupError(f"{what} failed integrity_check: " + "; ".join(map(str, rows)))
-
-
-def _counts(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    tracks = conn.execute("SELECT count(*) FROM tracks").fetchone()[0] if "tracks" in tables else 0
-    jobs = conn.execute("SELECT count(*) FROM jobs").fetchone()[0] if "jobs" in tables else 0
-    return version, tracks, jobs
-
-
-def _track_paths(conn: sqlite3.Connection) -> list[str]:
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if "tracks" not in tables:
-        return []
-    return [r[0] for r in conn.execute("SELECT path FROM tracks ORDER BY seq")]
-
-
 def _safe_rel(rel: str) -> Path:
     p = Path(rel)
     if p.is_absolute() or ".." in p.parts or not p.parts:
@@ -107,24 +87,13 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
     out = dest / DB_NAME
     tmp = dest / (DB_NAME + ".part")
     report = Report(dest)
-    # Read-only URI: a backup must never write to (or checkpoint) the live database.
-    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30.0)
     try:
-        source.execute("PRAGMA busy_timeout = 30000")
-        target = sqlite3.connect(str(tmp))
-        try:
-            source.backup(target, pages=-1)  # one step: one consistent snapshot
-            target.execute("PRAGMA journal_mode = DELETE")  # a self-contained single file
-            _check(target, "the backup copy")
-            report.schema_version, report.tracks, report.jobs = _counts(target)
-            paths = _track_paths(target)
-        finally:
-            target.close()
-    except sqlite3.Error as exc:
+        summary = db_copy.snapshot(src, tmp)
+    except StoreError as exc:
         tmp.unlink(missing_ok=True)
-        raise BackupError(f"backup of {src} failed: {exc}") from None
-    finally:
-        source.close()
+        raise BackupError(exc.message) from None
+    report.schema_version, report.tracks, report.jobs = summary.schema_version, summary.tracks, summary.jobs
+    paths = summary.paths
     os.replace(tmp, out)
     report.bytes += out.stat().st_size
     if progress:
@@ -231,15 +200,11 @@ def restore(src: Path, data_dir: Path, *, socket_path: Path | None = None,
                           "(systemctl --user stop dgx-music.socket dgx-music.service)")
     report = Report(data_dir)
     try:
-        conn = sqlite3.connect(f"file:{backup_db}?mode=ro", uri=True)
-        try:
-            _check(conn, str(backup_db))
-            report.schema_version, report.tracks, report.jobs = _counts(conn)
-            paths = _track_paths(conn)
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise BackupError(f"{backup_db} is not a usable database: {exc}") from None
+        summary = db_copy.inspect(backup_db)
+    except StoreError as exc:
+        raise BackupError(exc.message) from None
+    report.schema_version, report.tracks, report.jobs = summary.schema_version, summary.tracks, summary.jobs
+    paths = summary.paths
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Keep the old database (with its WAL and shared memory, which may hold committed data) aside.
     stamp = time.strftime("%Y%m%d-%H%M%S")

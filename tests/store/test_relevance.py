@@ -7,7 +7,7 @@ import json
 import random
 
 import pytest
-from dgx_music.daemon import store as store_module
+from dgx_music.daemon.store import search as store_module
 from dgx_music.daemon.store import LIST_SORTS, RELEVANCE, Store, StoreError, fts_query
 
 from .conftest import track

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dgx_music.daemon.store import Store, StoreError
-from dgx_music.daemon.store_schema import LATEST_VERSION
+from dgx_music.daemon.store import LATEST_VERSION
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -31,7 +31,7 @@ def fixture_versions() -> list[int]:
 
 
 def test_every_earlier_version_has_a_fixture() -> None:
-    # Whoever adds migration N+1 must freeze schema vN here (see store_schema.py).
+    # Whoever adds migration N+1 must freeze schema vN here (see daemon/store/schema.py).
     assert fixture_versions() == list(range(1, LATEST_VERSION))
 
 

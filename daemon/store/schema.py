@@ -13,10 +13,17 @@ Rules for changing the schema:
     together with the ``user_version`` bump (SQLite DDL is transactional), so a
     crash mid-migration leaves the previous version intact.
 
-Only daemon/store*.py may contain SQL.
+Only the daemon/store/ package may contain SQL.
 """
 
 from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+
+from .errors import StoreError
 
 # --- v1: jobs, tracks, tags, full-text index ------------------------------------
 #
@@ -171,3 +178,48 @@ V2 = [
 MIGRATIONS: list[list[str]] = [V1, V2]
 
 LATEST_VERSION = len(MIGRATIONS)
+
+
+async def migrate(conn: aiosqlite.Connection, path: Path, version: int) -> None:
+    """Take the database at schema ``version`` to LATEST_VERSION.
+
+    An existing library (version > 0) is copied to ``<db>.v<version>.bak`` first
+    (once), each step runs in its own transaction with its version bump, and the
+    file is compacted at the end."""
+    if version > LATEST_VERSION:
+        raise StoreError("invalid", f"{path} has schema version {version}, newer than "
+                                    f"this dgx-music supports ({LATEST_VERSION}); upgrade dgx-music")
+    if 0 < version < LATEST_VERSION:
+        await _backup_before_migration(conn, path, version)
+    for v in range(version, LATEST_VERSION):
+        await _migrate_one(conn, path, v)
+    if 0 < version < LATEST_VERSION:
+        # Migrations rewrite tables (v2 moves peaks out of tracks) and leave
+        # pages half empty; compact once (the file had doubled at 100k tracks).
+        await conn.execute("VACUUM")
+
+
+async def _backup_before_migration(conn: aiosqlite.Connection, path: Path, version: int) -> None:
+    backup = path.with_name(f"{path.name}.v{version}.bak")
+    if backup.exists():
+        return
+    dst = await aiosqlite.connect(str(backup))
+    try:
+        await conn.backup(dst)
+    finally:
+        await dst.close()
+
+
+async def _migrate_one(conn: aiosqlite.Connection, path: Path, version: int) -> None:
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        for stmt in MIGRATIONS[version]:
+            await conn.execute(stmt)
+        await conn.execute(f"PRAGMA user_version = {version + 1}")
+        await conn.execute("COMMIT")
+    except BaseException as e:
+        await conn.execute("ROLLBACK")
+        if isinstance(e, sqlite3.Error):
+            raise StoreError("corrupt", f"{path}: migration to schema v{version + 1} "
+                                        f"failed: {e}") from e
+        raise
