@@ -25,8 +25,14 @@ class DatabaseSummary:
     paths: list[str]
 
 
+def readonly_uri(path: Path) -> str:
+    """A read-only SQLite URI for ``path``, percent-encoded so that a directory named
+    with '?', '#', '%' or spaces is still that directory, not a URI query."""
+    return Path(path).absolute().as_uri() + "?mode=ro"
+
+
 def _readonly(path: Path, timeout: float = 5.0) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    return sqlite3.connect(readonly_uri(path), uri=True, timeout=timeout)
 
 
 def _check(conn: sqlite3.Connection, what: str) -> None:
