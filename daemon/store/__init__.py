@@ -40,7 +40,7 @@ from .errors import StoreError
 from .jobs import ACTIVE_STATES, FINISHED_STATES, JOB_STATES, JobsMixin
 from .schema import LATEST_VERSION, MIGRATIONS
 from .search import LIST_SORTS, MAX_LIST_LIMIT, RELEVANCE_WEIGHTS, SORT_FIELDS, SearchMixin
-from .tracks import ANALYSIS_FIELDS, TracksMixin
+from .tracks import ANALYSIS_FIELDS, MAX_LYRICS_CHARS, SONG_FIELDS, TracksMixin
 from .validate import (MAX_NOTES_CHARS, MAX_TAG_CHARS, MAX_TAGS_PER_TRACK, MAX_TITLE_CHARS,
                        TITLE_FROM_PROMPT_CHARS, default_title, normalise_tag)
 
@@ -55,6 +55,8 @@ __all__ = [
     "RELEVANCE_WEIGHTS",
     "LIST_SORTS",
     "ANALYSIS_FIELDS",
+    "SONG_FIELDS",
+    "MAX_LYRICS_CHARS",
     "LATEST_VERSION",
     "MIGRATIONS",
     "MAX_LIST_LIMIT",

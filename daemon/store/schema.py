@@ -175,7 +175,57 @@ V2 = [
     "CREATE INDEX tracks_favorite ON tracks (created) WHERE favorite = 1",
 ]
 
-MIGRATIONS: list[list[str]] = [V1, V2]
+# --- v3: song families (ACE-Step beside MusicGen) ------------------------------------
+#
+# * tracks keep the model family that made them (existing rows are MusicGen's), the
+#   lyrics and vocal language, and what was asked of the tempo, key and time
+#   signature (req_*; the detected bpm/key stay in bpm/key beside them).
+# * lyrics are searchable: an FTS5 table cannot gain a column, so tracks_fts is made
+#   again with lyrics as its LAST column (bm25 weights go by column order), filled
+#   from the tracks and their tags, and the triggers on tracks that write it are
+#   made again to carry lyrics.  The tag triggers are unchanged (they name the table
+#   and column, which both still exist).
+V3 = [
+    "ALTER TABLE tracks ADD COLUMN family TEXT NOT NULL DEFAULT 'musicgen'",
+    "ALTER TABLE tracks ADD COLUMN lyrics TEXT",
+    "ALTER TABLE tracks ADD COLUMN language TEXT",
+    "ALTER TABLE tracks ADD COLUMN req_bpm REAL",
+    "ALTER TABLE tracks ADD COLUMN req_key TEXT",
+    "ALTER TABLE tracks ADD COLUMN req_time_signature INTEGER",
+    "DROP TRIGGER tracks_fts_insert",
+    "DROP TRIGGER tracks_fts_update",
+    "DROP TABLE tracks_fts",
+    """
+    CREATE VIRTUAL TABLE tracks_fts USING fts5 (
+        prompt, title, tags, notes, lyrics,
+        tokenize = 'unicode61 remove_diacritics 2',
+        prefix = '2 3'
+    )
+    """,
+    """
+    INSERT INTO tracks_fts (rowid, prompt, title, tags, notes, lyrics)
+    SELECT t.seq, t.prompt, t.title,
+           (SELECT ifnull(group_concat(g.name, ' '), '')
+            FROM track_tags tt JOIN tags g ON g.id = tt.tag_id WHERE tt.track_seq = t.seq),
+           t.notes, ifnull(t.lyrics, '')
+    FROM tracks t
+    """,
+    """
+    CREATE TRIGGER tracks_fts_insert AFTER INSERT ON tracks BEGIN
+        INSERT INTO tracks_fts (rowid, prompt, title, tags, notes, lyrics)
+        VALUES (new.seq, new.prompt, new.title, '', new.notes, ifnull(new.lyrics, ''));
+    END
+    """,
+    """
+    CREATE TRIGGER tracks_fts_update AFTER UPDATE OF prompt, title, notes, lyrics ON tracks BEGIN
+        UPDATE tracks_fts SET prompt = new.prompt, title = new.title, notes = new.notes,
+                              lyrics = ifnull(new.lyrics, '')
+        WHERE rowid = new.seq;
+    END
+    """,
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2, V3]
 
 LATEST_VERSION = len(MIGRATIONS)
 
@@ -194,7 +244,7 @@ async def migrate(conn: aiosqlite.Connection, path: Path, version: int) -> None:
     for v in range(version, LATEST_VERSION):
         await _migrate_one(conn, path, v)
     if 0 < version < LATEST_VERSION:
-        # Migrations rewrite tables (v2 moves peaks out of tracks) and leave
+        # Migrations rewrite tables (v2 moves peaks out of tracks, v3 the FTS index) and leave
         # pages half empty; compact once (the file had doubled at 100k tracks).
         await conn.execute("VACUUM")
 

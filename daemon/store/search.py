@@ -27,12 +27,12 @@ SORT_FIELDS = {
 }
 
 # sort=relevance: best match first, only with a search.  FTS5's bm25() with a
-# weight per tracks_fts column (prompt, title, tags, notes, the table's order): a
-# word in the title or a tag counts most, in the prompt less, in the notes least.
+# weight per tracks_fts column (prompt, title, tags, notes, lyrics: the table's order):
+# a word in the title or a tag counts most, then the prompt, the lyrics, the notes.
 # bm25() is lower for better matches; the sort key is its negation, so "desc" is
 # best first like every other sort, and ties go by seq.  No index can serve it:
 # every match is scored and sorted (~1.7 us a match end to end, docs/benchmarks.md).
-RELEVANCE_WEIGHTS = {"prompt": 4.0, "title": 10.0, "tags": 10.0, "notes": 2.0}
+RELEVANCE_WEIGHTS = {"prompt": 4.0, "title": 10.0, "tags": 10.0, "notes": 2.0, "lyrics": 3.0}
 _RELEVANCE_EXPR = f"-bm25(tracks_fts, {', '.join(map(str, RELEVANCE_WEIGHTS.values()))})"
 LIST_SORTS = (*SORT_FIELDS, RELEVANCE)
 # bm25 scores move whenever the library changes (they depend on how many tracks
@@ -71,7 +71,7 @@ class SearchMixin(TracksMixin):
         """One page of tracks: {"tracks": [...], "next_cursor": str | None, "total": int | None}.
 
         ``search`` is free text (any text is safe, see fts_query) matched against
-        prompt, title, tags and notes; the filters AND together.  Keyset
+        prompt, title, tags, notes and lyrics; the filters AND together.  Keyset
         pagination on (sort key, insertion seq): pages never repeat or skip a row
         that existed when the first page was read, whatever is added or removed
         in between.  ``sort="relevance"`` (best match first; needs a search)

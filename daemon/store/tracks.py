@@ -26,12 +26,39 @@ _ANALYSIS_FLOATS = (
 _ANALYSIS_TEXT = ("loudness_note", "key")
 ANALYSIS_FIELDS = _ANALYSIS_FLOATS + _ANALYSIS_TEXT
 
+try:  # the model families a track can come from (common/families.py)
+    from dgx_music.common.families import FAMILIES, MUSICGEN
+except Exception:  # pragma: no cover - store used stand-alone
+    FAMILIES, MUSICGEN = ("musicgen", "ace-step"), "musicgen"
+
+# What a song was asked to be (ACE-Step): kept beside the detected bpm/key.  All optional.
+SONG_FIELDS = ("family", "lyrics", "language", "req_bpm", "req_key", "req_time_signature")
+MAX_LYRICS_CHARS = 20_000  # the store's bound; requests have their own, tighter one
+
 _PEAKS_COL = "(SELECT p.peaks FROM track_peaks p WHERE p.seq = t.seq) AS peaks"
 _TRACK_COLS = (
     "seq, id, job_id, path, prompt, title, model, backend, seed, idx, params, duration,"
     " sample_rate, channels, created, lufs_before, lufs, true_peak, gain_db,"
-    " loudness_note, bpm, bpm_confidence, key, key_confidence, rating, favorite, notes"
+    " loudness_note, bpm, bpm_confidence, key, key_confidence, rating, favorite, notes,"
+    " family, lyrics, language, req_bpm, req_key, req_time_signature"
 )
+
+
+def _song_fields(t: dict) -> dict[str, Any]:
+    """The family and what the song was asked to be; absent -> a MusicGen track, NULLs."""
+    family = _text("family", t.get("family"), max_chars=50, optional=True) or MUSICGEN
+    if family not in FAMILIES:
+        raise _invalid("family", f"unknown model family {family!r}; one of {', '.join(FAMILIES)}")
+    bpm = _float("req_bpm", t.get("req_bpm"), lo=1.0, hi=1000.0, optional=True)
+    sig = t.get("req_time_signature")
+    return {
+        "family": family,
+        "lyrics": _text("lyrics", t.get("lyrics"), max_chars=MAX_LYRICS_CHARS, optional=True),
+        "language": _text("language", t.get("language"), max_chars=35, optional=True),
+        "req_bpm": bpm,
+        "req_key": _text("req_key", t.get("req_key"), max_chars=100, optional=True),
+        "req_time_signature": None if sig is None else _int("req_time_signature", sig, 1, 64),
+    }
 
 
 class TracksMixin(StoreBase):
@@ -40,7 +67,7 @@ class TracksMixin(StoreBase):
     # ------------------------------------------------------------ tracks: writes
 
     _TRACK_KEYS = frozenset({"path", "duration", "sample_rate", "channels", "index", "title",
-                             "model", "backend", "peaks", "tags", *ANALYSIS_FIELDS})
+                             "model", "backend", "peaks", "tags", *ANALYSIS_FIELDS, *SONG_FIELDS})
     _IMPORT_KEYS = _TRACK_KEYS | {"id", "job_id", "prompt", "seed", "params", "created",
                                   "rating", "favorite", "notes"}
 
@@ -63,6 +90,7 @@ class TracksMixin(StoreBase):
             "backend": _text("backend", t.get("backend"), max_chars=100, optional=True),
             "peaks": pack_peaks(t.get("peaks")),
             "tags": _tag_list("tags", t.get("tags")),
+            **_song_fields(t),
         }
         if len(r["tags"]) > MAX_TAGS_PER_TRACK:
             raise _invalid("tags", f"at most {MAX_TAGS_PER_TRACK} tags per track")
@@ -78,13 +106,16 @@ class TracksMixin(StoreBase):
                 "INSERT INTO tracks (id, job_id, path, prompt, title, model, backend, seed, idx,"
                 " params, duration, sample_rate, channels, created, lufs_before, lufs, true_peak,"
                 " gain_db, loudness_note, bpm, bpm_confidence, key, key_confidence, rating,"
-                " favorite, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " favorite, notes, family, lyrics, language, req_bpm, req_key, req_time_signature)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (r["id"], r["job_id"], r["path"], r["prompt"], r["title"], r["model"],
                  r["backend"], r["seed"], r["idx"], r["params"], r["duration"],
                  r["sample_rate"], r["channels"], r["created"], r["lufs_before"], r["lufs"],
                  r["true_peak"], r["gain_db"], r["loudness_note"], r["bpm"],
                  r["bpm_confidence"], r["key"], r["key_confidence"],
-                 r.get("rating", 0), int(r.get("favorite", False)), r.get("notes", "")))
+                 r.get("rating", 0), int(r.get("favorite", False)), r.get("notes", ""),
+                 r["family"], r["lyrics"], r["language"], r["req_bpm"], r["req_key"],
+                 r["req_time_signature"]))
         except sqlite3.IntegrityError as e:
             if "UNIQUE" in str(e) and "tracks.id" in str(e):
                 raise StoreError("conflict", f"track {r['id']} already exists") from None
@@ -109,7 +140,9 @@ class TracksMixin(StoreBase):
         ``tracks``: 1..count dicts with path (relative to the data dir), duration,
         sample_rate, channels; optional index (default: position in the list),
         title (default: the prompt's first 60 chars), model/backend (default: the
-        job's), tags, peaks ([[min, max], ...]) and the analysis fields.  Prompt,
+        job's), tags, peaks ([[min, max], ...]), the analysis fields, and what a
+        song was asked to be: family (default "musicgen"), lyrics, language,
+        req_bpm, req_key, req_time_signature (default None).  Prompt,
         seed and params come from the job.  Track ids are "<job_id>-<index>", so a
         second finish_job for the same job is a conflict and writes nothing.
         """
