@@ -92,5 +92,5 @@ def resolve_under(root: str | os.PathLike[str], rel: str | os.PathLike[str]) -> 
     except (OSError, RuntimeError) as exc:  # a symlink loop
         raise refuse(f"it cannot be resolved ({exc})") from None
     if base not in path.parents:
-        raise refuse("it leads out through a symlink" if path != base else "it names the directory itself")
+        raise refuse("it resolves outside, through a symlink" if path != base else "it names the directory itself")
     return path
