@@ -392,10 +392,13 @@ class Job(msgspec.Struct, kw_only=True):
 
 
 class Track(msgspec.Struct, kw_only=True):
-    """A library track as track.get and track.list return it (analysis fields may be null)."""
+    """A library track as track.get and track.list return it. `params` holds the request's parameters
+    (ACE-Step: family, lyrics, language, bpm, key, time_signature, ...); bpm and key beside it are the
+    analysis of the audio, null until analysed."""
 
     id: str
     job_id: int | None
+    index: int
     path: str
     prompt: str
     title: str
@@ -407,34 +410,54 @@ class Track(msgspec.Struct, kw_only=True):
     sample_rate: int
     channels: int
     created: float
-    rating: int
+    rating: Annotated[int, Meta(ge=0, le=5)]
     favorite: bool
     notes: str
-    tags: list[str] = []
+    tags: list[str]
+    lufs_before: float | None = None
     lufs: float | None = None
     true_peak: float | None = None
+    gain_db: float | None = None
+    loudness_note: str | None = None
     bpm: float | None = None
+    bpm_confidence: float | None = None
     key: str | None = None
-    lyrics: str | None = None
+    key_confidence: float | None = None
+    peaks: list[list[float]] | None = None
 
 
-def openapi_components(ref_template: str = "#/components/schemas/{name}") -> tuple[dict[str, Any], dict[str, Any]]:
+class JobList(msgspec.Struct):
+    jobs: list[Job]
+
+
+class TrackPage(msgspec.Struct):
+    tracks: list[Track]
+    next_cursor: str | None = None
+
+
+def openapi_components(default_family: str | None = MUSICGEN, ref_template: str = "#/components/schemas/{name}",
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
     """JSON Schemas for the request and response bodies: (refs by name, components).
 
-    The job request body is one of the family schemas; which one applies follows from
-    the model (docs/protocol.md), so it is a plain oneOf rather than a discriminator."""
-    types = [MusicGenParams, AceStepParams, Job, Track]
+    The job request body is the schema of the model's family: named by the model when its
+    name tells (MODEL_NAME_PATTERNS), `default_family` (the daemon's own model) when the body
+    names none, and either shape for a directory or another hub id, which only the daemon
+    can place (None: the default model is one of those too)."""
+    types = [MusicGenParams, AceStepParams, Job, Track, JobList, TrackPage]
     refs, components = msgspec.json.schema_components(types, ref_template=ref_template)
-    names = {"MusicGenParams": refs[0], "AceStepParams": refs[1], "Job": refs[2], "Track": refs[3]}
+    names = {t.__name__: ref for t, ref in zip(types, refs)}
+    by_family = {MUSICGEN: refs[0], ACE_STEP: refs[1]}
+    either = {"anyOf": [refs[0], refs[1]]}
     named = {fam: {"properties": {"model": {"type": "string", "pattern": pattern}}, "required": ["model"]}
              for fam, pattern in MODEL_NAME_PATTERNS.items()}
+    no_model = {"anyOf": [{"not": {"required": ["model"]}}, {"properties": {"model": {"type": "null"}}}]}
     components["JobRequest"] = {
         "description": "A generation request. The model's family decides which parameters exist: "
-                       "MusicGenParams for musicgen models, AceStepParams for ace-step ones. A model the "
-                       "name alone does not place (a directory, another hub id, or none: the daemon's "
-                       "model) may take either shape; the daemon decides from the model itself.",
+                       "MusicGenParams for musicgen models, AceStepParams for ace-step ones; without a model, "
+                       f"the daemon's model ({default_family or 'placed by the daemon'}).",
         "if": named[ACE_STEP], "then": refs[1],
-        "else": {"if": named[MUSICGEN], "then": refs[0], "else": {"anyOf": [refs[0], refs[1]]}},
+        "else": {"if": named[MUSICGEN], "then": refs[0],
+                 "else": {"if": no_model, "then": by_family.get(default_family or "", either), "else": either}},
     }
     names["JobRequest"] = {"$ref": ref_template.format(name="JobRequest")}
     return names, components
