@@ -6,6 +6,7 @@ daemon's own schema (common/schemas.py) on every change."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from textual import on
@@ -74,6 +75,27 @@ class PromptInput(Input):
         self.cursor_position = len(self.value)
 
 
+_SECTION_TAG = re.compile(r"\[[^\]\n]{1,40}\]")
+
+
+class LyricsArea(TextArea):
+    """The lyrics editor: text kept exactly as typed, section tags ([verse], [chorus]) highlighted.
+
+    TextArea highlights through tree-sitter grammars; lyrics have none, so the tags are found
+    with a regex and put in the same highlight map (byte columns, the "heading" style)."""
+
+    def _build_highlight_map(self) -> None:
+        super()._build_highlight_map()
+        try:
+            highlights = self._highlights
+            for row, line in enumerate(self.document.lines):
+                for m in _SECTION_TAG.finditer(line):
+                    start = len(line[:m.start()].encode())
+                    highlights[row].append((start, start + len(m.group().encode()), "heading"))
+        except AttributeError:  # a Textual without the private map: tags stay plain, text is unchanged
+            pass
+
+
 class ComposeView(Vertical):
     """Submit a job. Validation runs on every change with the daemon's own validator."""
 
@@ -117,7 +139,7 @@ class ComposeView(Vertical):
             with Horizontal(classes="form-row"):
                 yield Label("Lyrics", classes="form-label")
                 yield Label("[verse] [chorus] [bridge] tags mark sections; empty: instrumental", classes="dim")
-            yield TextArea("", id="lyrics", soft_wrap=True, show_line_numbers=False, tab_behavior="focus")
+            yield LyricsArea("", id="lyrics", soft_wrap=True, show_line_numbers=False, tab_behavior="focus")
             with Horizontal(classes="form-row"):
                 yield Label("Language", classes="form-label")
                 yield Input(ACE_DEFAULTS.language, id="language", compact=True, classes="num-s")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Input, Select, TextArea
+from textual.widgets import Input, Select, Static, TextArea
 
 from tests.tui.fakes import FakeDaemon
 from tests.tui.test_views import make_app, wait_for
@@ -62,6 +62,7 @@ async def test_composer_switches_fields_with_the_model(tmp_path: Path) -> None:
         assert fake.methods_called("job.submit") == []
 
         lyrics.text = LYRICS
+        assert (0, 7, "heading") in lyrics._highlights[0]  # [verse] is highlighted
         app.query_one("#time-signature", Input).value = "4"
         await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: bool(fake.methods_called("job.submit")))
@@ -98,3 +99,27 @@ async def test_remix_of_a_song_fills_the_ace_step_fields(tmp_path: Path) -> None
         assert app.query_one("#duration", Input).value == "60"
         params = compose.validate(show_empty_prompt=True)
         assert params is not None and params["time_signature"] == 3 and params["bpm"] == 120
+
+
+async def test_library_detail_shows_lyrics(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from dgx_music.tui.library import DetailPane
+
+    fake = AceFake()
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected)
+        # The library shows its first track on its own; show ours after that.
+        await wait_for(pilot, lambda: app.library_view.detail is not None and not app.library_view._detail_inflight)
+        pane = app.query_one(DetailPane)
+        pane.show({"id": "9-0", "title": "night run", "prompt": "synthwave", "model": "ace-step", "duration": 60.0,
+                   "sample_rate": 48000, "channels": 2,
+                   "params": {"family": "ace-step", "lyrics": LYRICS, "language": "en", "bpm": 96, "key": "A minor"}})
+        await pilot.pause(0.05)
+        grid = app.query_one("#detail-meta", Static).content
+        console = Console(width=100, record=True)
+        console.print(grid)
+        text = console.export_text()
+        assert "lyrics (en)" in text and "[chorus]" in text and "we run, we run" in text
+        assert "96 BPM, A minor" in text
