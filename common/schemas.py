@@ -84,7 +84,10 @@ ModelName = Annotated[str, Meta(min_length=1, max_length=MAX_MODEL_CHARS,
                                 description="A model name (small, ace-step, ...), hub id or directory under "
                                             "<data>/models; the daemon's model when left out.",
                                 extra={"hint": "a model name, hub id or directory"})]
-Count = Annotated[int, Meta(ge=1, le=MAX_COUNT, description="Variations to make (one batch when memory allows).")]
+# The upper bound is the daemon's engine.max_count (default 16), checked in validate_request; the
+# schema states the default.
+Count = Annotated[int, Meta(ge=1, description="Variations to make (one batch when memory allows).",
+                            extra_json_schema={"maximum": MAX_COUNT})]
 Seed = Annotated[int, Meta(ge=0, le=MAX_SEED, description="Same seed, model and parameters: same audio. "
                                                            "Picked and recorded when left out.")]
 TargetLufs = Annotated[float, Meta(ge=-40.0, le=-5.0, extra={"unit": " LUFS"},
@@ -241,6 +244,7 @@ def _explain(cls: type, field: str, value: Any, raw_message: str) -> str:
     if isinstance(t, msgspec.inspect.UnionType):  # X | None
         t = next(a for a in t.types if not isinstance(a, msgspec.inspect.NoneType))
     extra = getattr(t, "extra", None) or {}
+    shown = getattr(t, "extra_json_schema", None) or {}  # bounds the document states, enforced elsewhere
     if isinstance(t, msgspec.inspect.Metadata):
         t = t.type
     if isinstance(t, (msgspec.inspect.FloatType, msgspec.inspect.IntType)):
@@ -257,8 +261,11 @@ def _explain(cls: type, field: str, value: Any, raw_message: str) -> str:
         if integer and not num.is_integer():
             return f"must be an integer, got {value!r}"
         unit = extra.get("unit", "")
-        lo, hi = t.ge, t.le
-        return f"must be between {lo:g}{unit} and {hi:g}{unit}, got {_number_text(value)}{unit}"
+        lo, hi = t.ge, t.le if t.le is not None else shown.get("maximum")
+        got = f"got {_number_text(value)}{unit}"
+        if lo is not None and hi is not None:
+            return f"must be between {lo:g}{unit} and {hi:g}{unit}, {got}"
+        return f"must be at least {lo:g}{unit}, {got}" if lo is not None else f"must be at most {hi:g}{unit}, {got}"
     if isinstance(t, msgspec.inspect.LiteralType):
         choices = ", ".join(str(v) for v in t.values)
         return f"must be one of {choices}, got {value!r}"
@@ -330,7 +337,7 @@ def validate_request(raw: Mapping[str, Any], family: str = MUSICGEN, *,
         field = _field_of(str(exc))
         raise ParamError(field, _explain(cls, field, data.get(field), str(exc))) from None
 
-    if params.count > max_count:
+    if params.count < 1 or params.count > max_count:
         raise ParamError("count", f"must be between 1 and {max_count:g}, got {params.count}")
     budget = MAX_JOB_AUDIO if family == MUSICGEN else ACE_MAX_JOB_AUDIO
     if params.count * params.duration > budget:
