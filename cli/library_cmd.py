@@ -142,7 +142,7 @@ def format_track(t: dict[str, Any], data_dir: str | None = None) -> str:
         ("model", f"{t.get('model') or '-'} ({t.get('backend') or '-'}), seed {t.get('seed')}, variation {t.get('index', 0)}"),
         ("sampling", ", ".join(f"{k} {p[k]}" for k in ("temperature", "top_k", "top_p", "cfg", "steps", "guidance",
                                                        "shift") if p.get(k) is not None) or "-"),
-        *([("asked", asked)] if (asked := requested_song(p)) else []),
+        *([("asked", asked)] if (asked := requested_song(t)) else []),
         *([("lora", f"{p['lora']} (scale {p.get('lora_scale', 1.0)})")] if p.get("lora") else []),
         *([("melody", str(p["melody_source"]))] if p.get("melody_source") else []),
         *([("extends", f"{p['extend']} (the first {t['duration'] - float(p.get('duration') or 0):.2f} s are it)")]
@@ -161,7 +161,7 @@ def format_track(t: dict[str, Any], data_dir: str | None = None) -> str:
     out = f"track {t['id']}\n" + "\n".join(f"  {k:<9} {v}" for k, v in rows)
     lyrics = lyrics_of(t)
     if lyrics:
-        out += f"\n  lyrics ({p.get('language') or '-'}):\n" + "\n".join(f"    {line}" for line in lyrics.splitlines())
+        out += f"\n  lyrics ({t.get('language') or p.get('language') or '-'}):\n" + "\n".join(f"    {line}" for line in lyrics.splitlines())
     return out
 
 
@@ -170,10 +170,13 @@ def lyrics_of(t: dict[str, Any]) -> str:
     return str(t.get("lyrics") or (t.get("params") or {}).get("lyrics") or "").strip()
 
 
-def requested_song(p: dict[str, Any]) -> str:
-    """What an ACE-Step request asked for (tempo, key, metre); the analysis of the audio is shown beside."""
-    parts = [f"{p['bpm']} BPM" if p.get("bpm") else "", str(p.get("key") or ""),
-             f"{p['time_signature']} beats per bar" if p.get("time_signature") else ""]
+def requested_song(t: dict[str, Any]) -> str:
+    """What an ACE-Step request asked for (tempo, key, metre): the library's columns, else the request's
+    parameters. The analysis of the audio is shown beside."""
+    p = t.get("params") or {}
+    bpm, key = t.get("req_bpm") or p.get("bpm"), t.get("req_key") or p.get("key")
+    sig = t.get("req_time_signature") or p.get("time_signature")
+    parts = [f"{bpm:g} BPM" if bpm else "", str(key or ""), f"{sig} beats per bar" if sig else ""]
     return ", ".join(x for x in parts if x)
 
 
@@ -215,7 +218,12 @@ async def play(client: Client, args: argparse.Namespace) -> int:
 
     t = await client.call("track.get", {"id": args.id}, timeout=args.timeout)
     data_dir = (await client.call("status", timeout=args.timeout))["data_dir"]
-    path = await transfer.obtain(client, t, data_dir, paths.default_cache_dir() / "previews")
+    try:
+        path = await transfer.obtain(client, t, data_dir, paths.default_cache_dir() / "previews")
+    except transfer.UnsafeTrackPath as exc:
+        from dgx_music.cli.common import EXIT_FAILED, fail
+
+        return fail(args, "unsafe_path", str(exc), EXIT_FAILED)
     player = Player()
     try:
         if player.needs_wav and path.suffix.lower() != ".wav":

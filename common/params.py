@@ -11,8 +11,9 @@ from typing import Any, Mapping
 
 from dgx_music.common.families import MUSICGEN
 from dgx_music.common.schemas import (MAX_COUNT, MAX_DURATION, MAX_JOB_AUDIO, MAX_MELODY_SOURCE_CHARS,  # noqa: F401
-                                      MAX_PROMPT_CHARS, MAX_SEED, MELODY_KEY_RE, MIN_DURATION, TRACK_ID_RE,
-                                      WINDOW_SECONDS, MusicGenParams, ParamError, validate_request)
+                                      MAX_MODEL_NAME_BYTES, MAX_MODEL_PATH_BYTES, MAX_PROMPT_CHARS, MAX_SEED,
+                                      MELODY_KEY_RE, MIN_DURATION, TRACK_ID_RE, WINDOW_SECONDS, MusicGenParams,
+                                      ParamError, check_model_name, validate_request)
 
 #: MusicGen's parameters (a frozen msgspec Struct: `msgspec.structs.replace` to change a field).
 GenerationParams = MusicGenParams

@@ -228,6 +228,32 @@ def split_lora(value: str) -> tuple[str, float | None]:
 
 
 # ---------------------------------------------------------------------------------- validation
+MAX_MODEL_PATH_BYTES = 1024
+MAX_MODEL_NAME_BYTES = 200  # a hub id: Hugging Face caps names at 96 characters; its cache dir adds 10
+
+
+def check_model_name(value: Any, field: str = "model") -> str:
+    """A model name, hub id or directory that is safe to hand to the file system.
+
+    Checked before anything looks it up, so an over-long name is the caller's mistake named
+    as such, not an OSError (`File name too long`) deep inside model resolution.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ParamError(field, "must be a model name, hub id or directory")
+    name = value.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ParamError(field, "must not contain control characters")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if name.startswith((".", "/", "~")):
+        if size > MAX_MODEL_PATH_BYTES:
+            raise ParamError(field, f"a model directory path may be at most {MAX_MODEL_PATH_BYTES} bytes long")
+        if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in name.split("/")):
+            raise ParamError(field, "a model directory path has a component longer than 255 bytes")
+    elif size > MAX_MODEL_NAME_BYTES:
+        raise ParamError(field, f"is {size} bytes long; a model name or hub id is at most {MAX_MODEL_NAME_BYTES}")
+    return name
+
+
 def _number_text(value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{value:g}"
@@ -317,11 +343,11 @@ def validate_request(raw: Mapping[str, Any], family: str = MUSICGEN, *,
         raise ParamError("prompt", "must not be empty")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise ParamError("prompt", f"is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
-    for name in ("model", "melody", "extend", "lora"):
+    for name in ("melody", "extend", "lora"):
         if isinstance(data.get(name), str):
             data[name] = data[name].strip()
-    if "model" in data and data["model"] == "":
-        raise ParamError("model", "must be a model name, hub id or directory")
+    if "model" in data:
+        data["model"] = check_model_name(data["model"])
     if isinstance(data.get("melody_source"), str):
         if "\x00" in data["melody_source"]:
             raise ParamError("melody_source", "must be text")
@@ -399,9 +425,9 @@ class Job(msgspec.Struct, kw_only=True):
 
 
 class Track(msgspec.Struct, kw_only=True):
-    """A library track as track.get and track.list return it. `params` holds the request's parameters
-    (ACE-Step: family, lyrics, language, bpm, key, time_signature, ...); bpm and key beside it are the
-    analysis of the audio, null until analysed."""
+    """A library track as track.get and track.list return it. `bpm` and `key` are the analysis of the
+    audio (null until analysed); `req_bpm`, `req_key`, `req_time_signature` what an ACE-Step request
+    asked for; `params` holds the request's parameters."""
 
     id: str
     job_id: int | None
@@ -430,6 +456,12 @@ class Track(msgspec.Struct, kw_only=True):
     bpm_confidence: float | None = None
     key: str | None = None
     key_confidence: float | None = None
+    family: str = MUSICGEN
+    lyrics: str | None = None
+    language: str | None = None
+    req_bpm: float | None = None
+    req_key: str | None = None
+    req_time_signature: int | None = None
     peaks: list[list[float]] | None = None
 
 

@@ -22,7 +22,7 @@ from dgx_music.common import protocol
 from dgx_music.common.families import ACE_STEP, ACE_STEP_ALIASES, MUSICGEN, family_for_name
 from dgx_music.common.params import (MAX_DURATION, MAX_JOB_AUDIO, MELODY_KEY_RE, WINDOW_SECONDS, GenerationParams,
                                      ParamError)
-from dgx_music.common.schemas import AceStepParams, FamilyParams, validate_request
+from dgx_music.common.schemas import AceStepParams, FamilyParams, check_model_name, validate_request
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import accepts_melody, resolve_model
 from dgx_music.daemon.handlers import HandlerError
@@ -37,7 +37,7 @@ log = logging.getLogger("dgx_music.queue")
 
 def _warm_audio() -> None:
     try:
-        from dgx_music.daemon.audio import pipeline
+        from dgx_music.common.audio import pipeline
 
         pipeline.warm_up()
     except Exception:  # warming is an optimisation; a failure shows up on the first real job
@@ -151,8 +151,8 @@ class Scheduler:
     async def submit(self, raw: dict[str, Any]) -> dict[str, Any]:
         raw = dict(raw)
         upload, upload_name = raw.pop("melody_audio", None), raw.pop("melody_name", None)
-        requested = raw.get("model")
-        model = self.check_model(requested.strip() if isinstance(requested, str) and requested.strip() else None)
+        # The model is named (and checked as a name) first: its family decides which parameters exist.
+        model = self.check_model(check_model_name(raw["model"]) if raw.get("model") is not None else None)
         family = self.family_of(model)
         if family != MUSICGEN and not raw.get("model"):
             raw["model"] = model  # the variant's defaults (steps, guidance, shift) follow the daemon's model

@@ -287,14 +287,15 @@ class DetailPane(Vertical):
         sampling = ", ".join(f"{k}={p[k]}" for k in ("temperature", "top_k", "top_p", "cfg", "steps", "guidance",
                                                      "shift") if p.get(k) is not None)
         row("sampling", sampling)
-        asked = [f"{p['bpm']} BPM" if p.get("bpm") else "", str(p.get("key") or ""),
-                 f"{p['time_signature']} beats/bar" if p.get("time_signature") else ""]
+        req_bpm, sig = t.get("req_bpm") or p.get("bpm"), t.get("req_time_signature") or p.get("time_signature")
+        asked = [f"{req_bpm:g} BPM" if req_bpm else "", str(t.get("req_key") or p.get("key") or ""),
+                 f"{sig} beats/bar" if sig else ""]
         row("asked", ", ".join(a for a in asked if a))
         if p.get("lora"):
             row("lora", f"{p['lora']} ×{p.get('lora_scale', 1.0)}")
         lyrics = str(t.get("lyrics") or p.get("lyrics") or "").strip()
         if lyrics:
-            row(f"lyrics ({p.get('language') or '-'})", lyrics_text(lyrics))
+            row(f"lyrics ({t.get('language') or p.get('language') or '-'})", lyrics_text(lyrics))
         row("melody", p.get("melody_source"))
         if p.get("extend"):
             row("extends", f"{p['extend']} (+{fmt.number(p.get('duration'), '{:g}')} s)")
