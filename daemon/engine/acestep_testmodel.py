@@ -155,3 +155,20 @@ def build_tiny_acestep(directory: str | Path, seed: int = 0, turbo: bool = True)
         {"family": "ace-step", "seed": seed, "variant": "turbo" if turbo else "base",
          "note": "tiny ACE-Step 1.5 pipeline with random weights: noise, for tests"}) + "\n")
     return out
+
+
+def build_test_lora(model_dir: str | Path, directory: str | Path, seed: int = 0, rank: int = 4) -> Path:
+    """A random LoRA for the tiny pipeline's DiT attention, saved the way diffusers saves LoRAs.
+
+    Its B matrices are random (not PEFT's zeros), so applying it audibly changes the output."""
+    import torch
+    from diffusers import AceStepPipeline
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    pipe = AceStepPipeline.from_pretrained(model_dir)
+    torch.manual_seed(seed)
+    pipe.transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                                            target_modules=["to_q", "to_k", "to_v"]))
+    out = Path(directory)
+    AceStepPipeline.save_lora_weights(out, transformer_lora_layers=get_peft_model_state_dict(pipe.transformer))
+    return out
