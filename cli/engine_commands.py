@@ -56,12 +56,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "bench", help="measure load time, steps/s and real-time factor through the real worker",
         description="Load a model in a worker process and generate one batch, reporting load time, time to first "
                     "step, steps/s, seconds of compute per second of audio and peak memory. "
-                    "`--model random:small` measures the real architecture without downloading it.")
+                    "`--model random:small` measures the real architecture without downloading it. "
+                    "ACE-Step models (`--model random:ace-step`) are measured in this process, phase by phase: "
+                    "load, text encoding, per-step time, VAE decode, real-time factor, peak RSS and CUDA memory.")
     _engine_flags(p, model_default="random:small")
     p.add_argument("--duration", type=float, default=10.0, metavar="S", help="seconds of audio (default 10)")
     p.add_argument("--batch", type=int, default=1, metavar="N", help="prompts generated together (default 1)")
     p.add_argument("--prompt", default=None, help="text prompt")
-    p.add_argument("--warmup", action="store_true", help="run a 1 s generation first (GPU kernel warm-up)")
+    p.add_argument("--lyrics", default=None, help="ACE-Step: lyrics to sing (default: a short verse and chorus)")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="ACE-Step: denoising steps (default: the variant's, 8 for turbo)")
+    p.add_argument("--warmup", action="store_true",
+                   help="warm up first (GPU kernels): a 1 s MusicGen clip, or one ACE-Step step")
     p.add_argument("--worker-python", default=None, metavar="PATH",
                    help="interpreter for the worker, e.g. .venv-audiocraft/bin/python for --backend audiocraft")
     _add_common(p)
@@ -207,7 +213,8 @@ def bench_cmd(args: argparse.Namespace) -> int:
                        device=_opt(args, s, "device", "engine.device", "auto"),
                        offline=bool(_opt(args, s, "offline", "engine.offline", False)), cache_dir=args.cache_dir,
                        duration=args.duration, batch=args.batch, prompt=args.prompt or DEFAULT_PROMPT,
-                       warmup=args.warmup, python=args.worker_python, progress_cb=progress)
+                       warmup=args.warmup, python=args.worker_python, progress_cb=progress,
+                       lyrics=args.lyrics, steps=args.steps)
     except ParamError as exc:
         if tty:
             sys.stderr.write("\n")

@@ -236,3 +236,17 @@ def test_cli_make_test_model_ace_step(tmp_path: Path, capsys: pytest.CaptureFixt
     silence = pipe.condition_encoder.silence_latent
     assert silence.shape == (1, 15000, 8) and float(silence.abs().sum()) > 0  # encoded silence, not zeros
     assert main(["make-test-model", str(tmp_path / "x"), "--family", "ace-step", "--melody"]) == 1
+
+
+def test_doctor_reports_both_families(tmp_path: Path) -> None:
+    from dgx_music.daemon.engine.doctor import doctor
+
+    rep = doctor(model="random:ace-step", device="cpu", cache_dir=tmp_path)
+    by = {c["name"]: c for c in rep["checks"]}
+    assert by["family-musicgen"]["status"] == "ok" and "CC-BY-NC" in by["family-musicgen"]["detail"]
+    ace = by["family-ace-step"]
+    assert ace["status"] == "ok" and "diffusers 0." in ace["detail"] and "peft" in ace["detail"]
+    assert "MIT" in ace["detail"] and "no named model cached" in ace["detail"]
+    fams = rep["info"]["families"]
+    assert {m["name"] for m in fams["ace-step"]["models"]} == {"ace-step", "ace-step-xl", "ace-step-base"}
+    assert rep["info"]["model"]["family"] == "ace-step" and by["model"]["status"] == "ok"
