@@ -80,7 +80,9 @@ class AceStepBackend(Backend):
             from dgx_music.daemon.engine.acestep_testmodel import build_random_pipeline
 
             progress_cb(None, f"building the {spec.ref} architecture with random weights")
-            pipe = build_random_pipeline(spec.ref).to(dtype=torch_dtype)
+            pipe = build_random_pipeline(spec.ref)
+            if torch_dtype != torch.float32:  # built in fp32; casting is only needed (and warned about) for half
+                pipe = pipe.to(dtype=torch_dtype)
         else:
             path = fetch_model(spec, ACE_STEP, offline=offline, cache_dir=cache_dir, progress_cb=progress_cb)
             progress_cb(None, f"loading the pipeline from {path}")
