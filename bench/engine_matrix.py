@@ -7,6 +7,10 @@ another's CUDA cache), with a 1 s warm-up generation first unless --no-warmup.
     .venv/bin/python bench/engine_matrix.py --backends transformers audiocraft \\
         --audiocraft-python .venv-audiocraft/bin/python --out /tmp/matrix
     .venv/bin/python bench/engine_matrix.py --model random:melody --batches 1 --durations 10
+    .venv/bin/python bench/engine_matrix.py --model random:ace-step --batches 1 4 --durations 30 120
+
+ACE-Step models (any name of that family; the backend column reads "diffusers") add the phases:
+text encoding, seconds per denoising step and VAE decode.
 
 Writes OUT/results.json (every bench result, plus failures with their stderr) and OUT/table.md,
 and prints the table. A failed cell is recorded and the matrix goes on.
@@ -52,16 +56,19 @@ def _gib(n: int | None) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| backend | batch | seconds | device, dtype | load s | first step s | steps/s | generate s | "
-            "RTF (batch) | RTF per clip | peak RSS GiB | peak CUDA GiB |")
+    head = ("| backend | batch | seconds | device, dtype | load s | first step s | steps/s | text enc s | "
+            "s/step | VAE decode s | generate s | RTF (batch) | RTF per clip | peak RSS GiB | peak CUDA GiB |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['backend']} | {r['batch']} | {r['duration']:g} | failed: {r['error']} "
-                         "| | | | | | | | |")
+                         "| | | | | | | | | | | |")
             continue
-        lines.append(f"| {r['backend']} | {r['batch']} | {r['duration']:g} | {r['device']}, {r['dtype']} | "
-                     f"{r['load_seconds']:.1f} | {r['time_to_first_step']} | {r['steps_per_second']} | "
+        ace = r.get("family") == "ace-step"  # per-phase figures exist for ACE-Step only
+        phases = (f"{r['text_encoding_seconds']} | {r['step_seconds']} | {r['vae_decode_seconds']}"
+                  if ace else "- | - | -")
+        lines.append(f"| {r.get('backend', '-')} | {r['batch']} | {r['duration']:g} | {r['device']}, {r['dtype']} | "
+                     f"{r['load_seconds']:.1f} | {r['time_to_first_step']} | {r['steps_per_second']} | {phases} | "
                      f"{r['generate_seconds']:.1f} | {r['rtf']:.3f} | {r['rtf_per_clip']:.3f} | "
                      f"{_gib(r.get('peak_rss'))} | {_gib(r.get('peak_cuda'))} |")
     return "\n".join(lines)
@@ -90,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 cell = run_cell(args.model, backend, batch, duration, warmup=not args.no_warmup,
                                 python=python, device=args.device, timeout=args.timeout)
                 rows.append({"backend": backend, "batch": batch, "duration": duration, **cell})
+        if any(r.get("family") == "ace-step" for r in rows):
+            break  # the backend flag means nothing to ACE-Step: one pass is enough
     md = (f"`{' '.join(['bench/engine_matrix.py', *(argv if argv is not None else sys.argv[1:])])}` "
           f"on {platform.machine()}, model {args.model}\n\n{table(rows)}\n")
     print(md)

@@ -28,13 +28,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
-        "make-test-model", help="build a tiny random-weight MusicGen for offline tests",
-        description="Build a tiny MusicGen with random weights (tiny T5 + word-list tokenizer, tiny EnCodec, tiny "
-                    "decoder) in the real on-disk format, then e.g. `dgx-music daemon --model DIR`. It makes "
-                    "noise, fast, and needs no download.")
+        "make-test-model", help="build a tiny random-weight MusicGen or ACE-Step pipeline for offline tests",
+        description="Build a tiny model with random weights in the real on-disk format, then e.g. "
+                    "`dgx-music daemon --model DIR`. MusicGen: tiny T5 + word-list tokenizer, tiny EnCodec, tiny "
+                    "decoder. ACE-Step (--family ace-step): a diffusers AceStepPipeline with tiny widths but the "
+                    "real 48 kHz stereo, 25 latents/s contract. It makes noise, fast, and needs no download.")
     p.add_argument("dir", type=Path, help="directory to write the model into")
+    p.add_argument("--family", choices=("musicgen", "ace-step"), default="musicgen",
+                   help="model family (default: musicgen)")
     p.add_argument("--backend", choices=("transformers", "audiocraft"), default="transformers",
-                   help="on-disk format (default: transformers)")
+                   help="MusicGen on-disk format (default: transformers)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random weights")
     p.add_argument("--melody", action="store_true",
                    help="build a MusicGen-melody (follows a melody as well as text; transformers only)")
@@ -54,12 +57,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "bench", help="measure load time, steps/s and real-time factor through the real worker",
         description="Load a model in a worker process and generate one batch, reporting load time, time to first "
                     "step, steps/s, seconds of compute per second of audio and peak memory. "
-                    "`--model random:small` measures the real architecture without downloading it.")
+                    "`--model random:small` measures the real architecture without downloading it. "
+                    "ACE-Step models (`--model random:ace-step`) are measured in this process, phase by phase: "
+                    "load, text encoding, per-step time, VAE decode, real-time factor, peak RSS and CUDA memory.")
     _engine_flags(p, model_default="random:small")
     p.add_argument("--duration", type=float, default=10.0, metavar="S", help="seconds of audio (default 10)")
     p.add_argument("--batch", type=int, default=1, metavar="N", help="prompts generated together (default 1)")
     p.add_argument("--prompt", default=None, help="text prompt")
-    p.add_argument("--warmup", action="store_true", help="run a 1 s generation first (GPU kernel warm-up)")
+    p.add_argument("--lyrics", default=None, help="ACE-Step: lyrics to sing (default: a short verse and chorus)")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="ACE-Step: denoising steps (default: the variant's, 8 for turbo)")
+    p.add_argument("--warmup", action="store_true",
+                   help="warm up first (GPU kernels): a 1 s MusicGen clip, or one ACE-Step step")
     p.add_argument("--worker-python", default=None, metavar="PATH",
                    help="interpreter for the worker, e.g. .venv-audiocraft/bin/python for --backend audiocraft")
     _add_common(p)
@@ -120,8 +129,10 @@ def make_test_model_cmd(args: argparse.Namespace) -> int:
     from dgx_music.daemon.engine.testmodel import build_test_model
 
     tty = sys.stderr.isatty() and not getattr(args, "json", False)
+    ace = args.family == "ace-step"
+    what = "ACE-Step pipeline" if ace else f"{args.backend} MusicGen"
     if tty:
-        print(f"building a tiny {args.backend} MusicGen in {args.dir} ...", file=sys.stderr)
+        print(f"building a tiny {what} in {args.dir} ...", file=sys.stderr)
     with contextlib.suppress(ImportError):
         from transformers.utils import logging as hf_logging
 
@@ -129,17 +140,25 @@ def make_test_model_cmd(args: argparse.Namespace) -> int:
         # checkpoints); transformers warns about it, and draws a bar for a 4 MB file.
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+    with contextlib.suppress(ImportError):
+        if ace:
+            from diffusers.utils import logging as df_logging
+
+            df_logging.set_verbosity_error()  # the bars of save_pretrained for a 1 MB pipeline
+            df_logging.disable_progress_bar()
     try:
-        out = build_test_model(args.dir, backend=args.backend, seed=args.seed, melody=args.melody)
+        out = build_test_model(args.dir, backend=args.backend, seed=args.seed, melody=args.melody,
+                               family=args.family)
     except (RuntimeError, ValueError, OSError) as exc:
         return _fail(args, "failed", str(exc))
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    data = {"path": str(out.resolve()), "backend": args.backend, "melody": args.melody, "bytes": size}
+    data = {"path": str(out.resolve()), "family": args.family, "backend": "diffusers" if ace else args.backend,
+            "melody": args.melody, "bytes": size}
     if getattr(args, "json", False):
         _print_json(data)
     else:
-        flag = " --backend audiocraft" if args.backend == "audiocraft" else ""
-        print(f"tiny {args.backend} model written to {data['path']} ({size / 1e6:.1f} MB)\n"
+        flag = " --backend audiocraft" if args.backend == "audiocraft" and not ace else ""
+        print(f"tiny {what} written to {data['path']} ({size / 1e6:.1f} MB)\n"
               f"try it: dgx-music daemon --model {data['path']}{flag}")
     return EXIT_OK
 
@@ -195,7 +214,8 @@ def bench_cmd(args: argparse.Namespace) -> int:
                        device=_opt(args, s, "device", "engine.device", "auto"),
                        offline=bool(_opt(args, s, "offline", "engine.offline", False)), cache_dir=args.cache_dir,
                        duration=args.duration, batch=args.batch, prompt=args.prompt or DEFAULT_PROMPT,
-                       warmup=args.warmup, python=args.worker_python, progress_cb=progress)
+                       warmup=args.warmup, python=args.worker_python, progress_cb=progress,
+                       lyrics=args.lyrics, steps=args.steps)
     except ParamError as exc:
         if tty:
             sys.stderr.write("\n")

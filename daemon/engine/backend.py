@@ -109,9 +109,16 @@ class Backend(abc.ABC):
         """Drop the model; the worker exits right after, which frees GPU memory for good."""
 
 
-def get_backend(name: str) -> Backend:
+def get_backend(name: str, family: str = "musicgen") -> Backend:
+    """The backend for a model family; for MusicGen, `name` picks transformers or audiocraft."""
     from dgx_music.daemon.engine.errors import EngineError
 
+    if family == "ace-step":
+        from dgx_music.daemon.engine.acestep_backend import AceStepBackend
+
+        return AceStepBackend()
+    if family != "musicgen":
+        raise EngineError("bad_request", f"unknown model family {family!r}: use musicgen or ace-step")
     if name == "transformers":
         from dgx_music.daemon.engine.transformers_backend import TransformersBackend
 

@@ -3,6 +3,8 @@
 Runs the same path a daemon job takes (supervisor -> worker process -> backend),
 so the numbers include process start, IPC and decoding, not just the model.
 Use `random:<size>` to measure the real architecture without downloading it.
+ACE-Step models (`random:ace-step`) are measured phase by phase in this process
+instead: see acestep_bench.py for why.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from dgx_music.common.families import ACE_STEP
 from dgx_music.common.params import validate_params
+from dgx_music.daemon.engine.models import resolve_model
 from dgx_music.daemon.engine.supervisor import EngineSettings, EngineSupervisor
 
 DEFAULT_PROMPT = "upbeat electronic track with warm synth pads and punchy drums"
@@ -78,12 +82,26 @@ async def bench_async(*, model: str = "random:small", duration: float = 5.0, bat
     }
 
 
+_ACE_STEP_KEYS = {"model", "duration", "batch", "device", "prompt", "lyrics", "seed", "steps", "warmup", "offline",
+                  "cache_dir", "progress_cb"}
+
+
 def bench(**kwargs: Any) -> dict[str, Any]:
-    """Synchronous wrapper for the CLI."""
+    """Synchronous entry point for the CLI: ACE-Step models get the per-phase bench (acestep_bench.py)."""
+    if resolve_model(str(kwargs.get("model") or "random:small")).family == ACE_STEP:
+        from dgx_music.daemon.engine.acestep_bench import bench_acestep
+
+        return bench_acestep(**{k: v for k, v in kwargs.items() if k in _ACE_STEP_KEYS and v is not None})
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("lyrics", "steps")}
     return asyncio.run(bench_async(**kwargs))
 
 
 def format_bench(r: dict[str, Any]) -> str:
+    if r.get("family") == ACE_STEP:
+        from dgx_music.daemon.engine.acestep_bench import format_acestep
+
+        return format_acestep(r)
+
     def gb(n: int | None) -> str:
         return "n/a" if n is None else f"{n / 1024**3:.2f} GiB"
 

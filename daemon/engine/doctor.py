@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dgx_music.daemon.engine.errors import EngineError
-from dgx_music.daemon.engine.models import hub_cache_dir, is_cached, resolve_model
+from dgx_music.daemon.engine.models import hub_cache_dir, is_cached, known_models, resolve_model
 
 GB = 1024**3
 
@@ -46,6 +46,7 @@ def doctor(*, model: str = "small", backend: str = "transformers", device: str =
 
     _gpu_checks(torch, checks, info, device)
     _backend_check(checks, info, backend)
+    _families_check(checks, info, cache_dir)
     _model_check(checks, info, model, cache_dir, offline, backend)
     if data_dir is not None:
         _disk_check(checks, info, Path(data_dir))
@@ -137,6 +138,52 @@ def _backend_check(checks: list[dict[str, Any]], info: dict[str, Any], backend: 
                                                   "see docs/engine.md for its environment")
 
 
+def _families_check(checks: list[dict[str, Any]], info: dict[str, Any], cache_dir: str | Path | None) -> None:
+    """Both model families: does each one's library import, which of its named models are cached, licence."""
+    from dgx_music.common.families import ACE_STEP, FAMILIES, LICENCES, MUSICGEN
+
+    fams: dict[str, dict[str, Any]] = {}
+    for m in known_models(cache_dir):
+        if m["kind"] == "hub":
+            fams.setdefault(m["family"], {"models": []})["models"].append(
+                {"name": m["name"], "source": m["source"], "cached": m["cached"], "size_bytes": m["size_bytes"]})
+    for fam in FAMILIES:
+        entry = fams.setdefault(fam, {"models": []})
+        entry["licence"] = LICENCES[fam]
+        cached = [m["name"] for m in entry["models"] if m["cached"]]
+        where = f"cached: {', '.join(cached)}" if cached else "no named model cached yet"
+        if fam == MUSICGEN:
+            ok = "transformers" in info  # _backend_check imported it
+            detail = f"transformers {info.get('transformers', 'missing')}"
+        else:
+            ok, detail = _acestep_libraries(entry)
+        entry["ok"] = ok
+        _check(checks, f"family-{fam}", "ok" if ok else "warn" if fam == ACE_STEP else "fail",
+               f"{detail}; {where}; licence {LICENCES[fam]}")
+    info["families"] = fams
+
+
+def _acestep_libraries(entry: dict[str, Any]) -> tuple[bool, str]:
+    """diffusers with AceStepPipeline is needed; accelerate (fast loading) and peft (--lora) are advised."""
+    try:
+        import diffusers
+    except Exception as exc:  # noqa: BLE001
+        return False, f"diffusers does not import ({exc}): ACE-Step models cannot load"
+    entry["diffusers"] = diffusers.__version__
+    if not hasattr(diffusers, "AceStepPipeline"):
+        return False, f"diffusers {diffusers.__version__} has no AceStepPipeline: upgrade it (0.42 or later)"
+    parts = [f"diffusers {diffusers.__version__}"]
+    ok = True
+    for mod, why in (("accelerate", "slower loads, more memory"), ("peft", "no --lora")):
+        try:
+            entry[mod] = __import__(mod).__version__
+            parts.append(f"{mod} {entry[mod]}")
+        except Exception:  # noqa: BLE001
+            parts.append(f"{mod} missing ({why})")
+            ok = False
+    return ok, ", ".join(parts)
+
+
 def _model_check(checks: list[dict[str, Any]], info: dict[str, Any], model: str,
                  cache_dir: str | Path | None, offline: bool, backend: str) -> None:
     try:
@@ -145,7 +192,7 @@ def _model_check(checks: list[dict[str, Any]], info: dict[str, Any], model: str,
         _check(checks, "model", "fail", exc.message)
         return
     cached = is_cached(spec, cache_dir, backend)
-    info["model"] = {"name": model, "kind": spec.kind, "ref": spec.ref, "cached": cached,
+    info["model"] = {"name": model, "kind": spec.kind, "ref": spec.ref, "family": spec.family, "cached": cached,
                      "hub_cache": str(hub_cache_dir(cache_dir))}
     if spec.kind == "random":
         _check(checks, "model", "ok", f"{model}: random weights, nothing to download (noise; for benchmarks)")

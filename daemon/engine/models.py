@@ -1,8 +1,12 @@
-"""Model names: aliases, `random:<size>`, local directories and hub ids.
+"""Model names: aliases, `random:<size>`, local directories and hub ids, for both families.
 
 Resolution is pure string/file-system work (no torch import), so the daemon and
 the CLI can list and check models cheaply. Downloading happens only in the
 worker process, through `fetch_model`, which reports byte progress.
+
+Each name resolves to a family (common/families.py): `musicgen` (transformers or
+audiocraft format) or `ace-step` (a diffusers `AceStepPipeline`, recognised by
+`_class_name` in its model_index.json).
 """
 
 from __future__ import annotations
@@ -14,26 +18,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from dgx_music.common.families import (ACE_STEP, ACE_STEP_ALIASES, ACE_STEP_RANDOM, LICENCES, MUSICGEN,
+                                       MUSICGEN_ALIASES, family_for_name)
 from dgx_music.daemon.engine.errors import EngineError
 
-ALIASES: dict[str, str] = {
-    "small": "facebook/musicgen-small",
-    "medium": "facebook/musicgen-medium",
-    "large": "facebook/musicgen-large",
-    "melody": "facebook/musicgen-melody",
-}
+ALIASES: dict[str, str] = dict(MUSICGEN_ALIASES)
 DESCRIPTIONS: dict[str, str] = {
     "small": "MusicGen small, 300M decoder (~2.4 GB download)",
     "medium": "MusicGen medium, 1.5B decoder (~8 GB download)",
     "large": "MusicGen large, 3.3B decoder (~13 GB download)",
     "melody": "MusicGen melody, 1.5B decoder, text + melody conditioning (~8 GB download)",
+    "ace-step": "ACE-Step 1.5 XL turbo: songs with sung lyrics, 10 s-10 min, 8 steps (recommended ACE-Step)",
+    "ace-step-xl": "ACE-Step 1.5 XL turbo (same weights as ace-step)",
+    "ace-step-base": "ACE-Step 1.5 XL base: classifier-free guidance, more steps, slower",
 }
 RANDOM_SIZES = ("small", "medium", "large", "melody")
+#: The class diffusers writes into model_index.json for an ACE-Step pipeline.
+ACE_STEP_CLASS = "AceStepPipeline"
 
-# Files each backend needs from a facebook/musicgen-* repository (they hold both formats).
+# Files each backend needs from a facebook/musicgen-* repository (they hold both formats),
+# and from a diffusers-format ACE-Step repository (model_index.json + one folder per component;
+# fnmatch's * crosses "/", so these reach the component folders; *.bin/*.pt duplicates are skipped).
 ALLOW_PATTERNS: dict[str, list[str]] = {
     "transformers": ["*.json", "*.safetensors", "*.model", "*.txt"],
     "audiocraft": ["state_dict.bin", "compression_state_dict.bin", "*.json"],
+    ACE_STEP: ["model_index.json", "*.json", "*.safetensors", "*.txt", "*.model", "LICENSE*", "README.md"],
 }
 
 ProgressCb = Callable[[float | None, str], None]
@@ -41,11 +50,12 @@ ProgressCb = Callable[[float | None, str], None]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model name means: kind is "hub", "local" or "random"."""
+    """What a model name means: kind is "hub", "local" or "random"; family is "musicgen" or "ace-step"."""
 
     name: str  # as the user wrote it
     kind: str
-    ref: str  # hub repo id, absolute directory, or random size
+    ref: str  # hub repo id, absolute directory, or random size ("small", ..., "ace-step", "ace-step-base")
+    family: str = MUSICGEN
 
     @property
     def is_melody(self) -> bool:
@@ -53,37 +63,72 @@ class ModelSpec:
 
 
 def resolve_model(name: str) -> ModelSpec:
-    """Map a user-facing model name to a ModelSpec without touching the network."""
+    """Map a user-facing model name to a ModelSpec (with its family) without touching the network."""
     if not isinstance(name, str) or not name.strip():
         raise EngineError("model_not_found", "empty model name")
     name = name.strip()
     if name.startswith("random:"):
         size = name.split(":", 1)[1]
+        if size in ACE_STEP_RANDOM:
+            return ModelSpec(name, "random", size, ACE_STEP)
         if size not in RANDOM_SIZES:
-            raise EngineError(
-                "model_not_found",
-                f"unknown random model size {size!r}; use one of {', '.join('random:' + s for s in RANDOM_SIZES)}",
-            )
+            choices = ", ".join("random:" + s for s in (*RANDOM_SIZES, *ACE_STEP_RANDOM))
+            raise EngineError("model_not_found", f"unknown random model size {size!r}; use one of {choices}")
         return ModelSpec(name, "random", size)
     if name in ALIASES:
         return ModelSpec(name, "hub", ALIASES[name])
+    if name in ACE_STEP_ALIASES:
+        return ModelSpec(name, "hub", ACE_STEP_ALIASES[name], ACE_STEP)
     path = Path(name).expanduser()
     if path.is_dir():
-        return ModelSpec(name, "local", str(path.resolve()))
+        return ModelSpec(name, "local", str(path.resolve()), dir_family(path))
     if name.startswith((".", "/", "~")) or os.sep + os.sep in name:
         raise EngineError("model_not_found", f"model directory {name} does not exist")
     parts = name.split("/")
     if len(parts) == 2 and all(parts):
-        return ModelSpec(name, "hub", name)
-    known = ", ".join([*ALIASES, *("random:" + s for s in RANDOM_SIZES)])
+        return ModelSpec(name, "hub", name, _hub_family(name))
+    known = ", ".join([*ALIASES, *ACE_STEP_ALIASES, *("random:" + s for s in (*RANDOM_SIZES, *ACE_STEP_RANDOM))])
     raise EngineError(
         "model_not_found",
         f"unknown model {name!r}: use {known}, a hub id like facebook/musicgen-small, or a directory",
     )
 
 
+def dir_family(path: str | Path) -> str:
+    """The family of a model directory: a diffusers AceStepPipeline is ace-step, anything else MusicGen.
+
+    A directory with some other diffusers pipeline is refused here, naming the class it holds."""
+    index = Path(path) / "model_index.json"
+    if not index.is_file():
+        return MUSICGEN
+    try:
+        cls = json.loads(index.read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise EngineError("bad_model", f"cannot read {index}: {exc}") from None
+    if cls == ACE_STEP_CLASS:
+        return ACE_STEP
+    raise EngineError("bad_model", f"{path} holds a diffusers {cls!r}, not an {ACE_STEP_CLASS} or a MusicGen")
+
+
+def _hub_family(repo_id: str) -> str:
+    """A hub id's family: from its name when that tells, else from a cached snapshot's model_index.json."""
+    fam = family_for_name(repo_id)
+    if fam is not None:
+        return fam
+    root = hub_cache_dir() / ("models--" + repo_id.replace("/", "--")) / "snapshots"
+    try:
+        for snap in root.iterdir():
+            if (snap / "model_index.json").is_file():
+                return dir_family(snap)
+    except (OSError, EngineError):
+        pass
+    return MUSICGEN
+
+
 def accepts_melody(spec: ModelSpec) -> bool:
     """Whether a model follows a melody (chroma) as well as text, decided without loading it."""
+    if spec.family != MUSICGEN:
+        return False
     if spec.kind == "random":
         return spec.ref == "melody"
     if spec.kind == "local":
@@ -110,6 +155,7 @@ def hub_cache_dir(cache_dir: str | Path | None = None) -> Path:
 REQUIRED_FILES: dict[str, tuple[str, ...]] = {
     "transformers": ("config.json",),
     "audiocraft": ("state_dict.bin", "compression_state_dict.bin"),
+    ACE_STEP: ("model_index.json",),
 }
 
 
@@ -135,7 +181,7 @@ def cached_snapshot(repo_id: str, cache_dir: str | Path | None = None,
         return None
     if backend is not None:
         return snap if all((snap / f).exists() for f in REQUIRED_FILES[backend]) else None
-    if not (snap / "config.json").exists() and not (snap / "state_dict.bin").exists():
+    if not any((snap / f).exists() for f in ("config.json", "state_dict.bin", "model_index.json")):
         return None
     return snap
 
@@ -146,20 +192,53 @@ def is_cached(spec: ModelSpec, cache_dir: str | Path | None = None, backend: str
         return True
     if spec.kind == "local":
         return Path(spec.ref).is_dir()
-    return cached_snapshot(spec.ref, cache_dir, backend) is not None
+    return cached_snapshot(spec.ref, cache_dir, _files_key(spec, backend)) is not None
+
+
+def _files_key(spec: ModelSpec, backend: str | None) -> str | None:
+    """Which file set a spec needs: an ace-step pipeline's own, else the MusicGen backend's."""
+    return ACE_STEP if spec.family == ACE_STEP else backend
+
+
+def size_on_disk(path: str | Path | None) -> int | None:
+    """Bytes a model directory or hub snapshot takes (hub snapshots link to shared blobs: each counted once)."""
+    if path is None or not Path(path).is_dir():
+        return None
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for f in Path(path).rglob("*"):
+        try:
+            st = f.stat()  # follows the snapshot's symlinks into blobs/
+        except OSError:
+            continue
+        if f.is_file() and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
 
 
 def known_models(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """The named models, each with whether it is already cached (for `dgx-music models`)."""
+    """The named models of both families, each with its family, licence, whether it is cached and its
+    size on disk (for `dgx-music models` and `doctor`)."""
     out: list[dict[str, Any]] = []
-    for alias, repo in ALIASES.items():
-        snap = cached_snapshot(repo, cache_dir)
-        out.append({"name": alias, "source": repo, "kind": "hub", "cached": snap is not None,
-                    "path": str(snap) if snap else None, "description": DESCRIPTIONS[alias]})
+    for family, aliases in ((MUSICGEN, ALIASES), (ACE_STEP, ACE_STEP_ALIASES)):
+        for alias, repo in aliases.items():
+            snap = cached_snapshot(repo, cache_dir, ACE_STEP if family == ACE_STEP else None)
+            out.append({"name": alias, "family": family, "source": repo, "kind": "hub", "cached": snap is not None,
+                        "path": str(snap) if snap else None, "size_bytes": size_on_disk(snap),
+                        "licence": LICENCES[family], "description": DESCRIPTIONS[alias]})
     for size in RANDOM_SIZES:
-        out.append({"name": f"random:{size}", "source": f"architecture of {ALIASES[size]}", "kind": "random",
-                    "cached": True, "path": None,
+        out.append({"name": f"random:{size}", "family": MUSICGEN, "source": f"architecture of {ALIASES[size]}",
+                    "kind": "random", "cached": True, "path": None, "size_bytes": None,
+                    "licence": LICENCES[MUSICGEN],
                     "description": f"{size} architecture with random weights (noise; for benchmarks, no download)"})
+    for size in ACE_STEP_RANDOM:
+        variant = "base" if size.endswith("base") else "turbo"
+        out.append({"name": f"random:{size}", "family": ACE_STEP, "source": f"ACE-Step 1.5 {variant} architecture",
+                    "kind": "random", "cached": True, "path": None, "size_bytes": None,
+                    "licence": LICENCES[ACE_STEP],
+                    "description": f"ACE-Step 1.5 {variant} architecture (3.2 B parameters) with random weights "
+                                   "(noise; for benchmarks, no download)"})
     return out
 
 
@@ -195,7 +274,8 @@ def fetch_model(spec: ModelSpec, backend: str, *, offline: bool, cache_dir: str 
     if spec.kind != "hub":
         raise EngineError("internal", f"{spec.name} is not a downloadable model")
     cb = progress_cb or (lambda p, m: None)
-    snap = cached_snapshot(spec.ref, cache_dir, backend if backend in REQUIRED_FILES else None)
+    files = _files_key(spec, backend)
+    snap = cached_snapshot(spec.ref, cache_dir, files if files in REQUIRED_FILES else None)
     if offline:
         if snap is None:
             raise EngineError(
@@ -212,7 +292,7 @@ def fetch_model(spec: ModelSpec, backend: str, *, offline: bool, cache_dir: str 
     try:
         path = snapshot_download(
             spec.ref, cache_dir=str(cache_dir) if cache_dir else None,
-            allow_patterns=ALLOW_PATTERNS.get(backend), tqdm_class=_byte_tqdm(cb),
+            allow_patterns=ALLOW_PATTERNS.get(files or ""), tqdm_class=_byte_tqdm(cb),
         )
     except RepositoryNotFoundError:
         raise EngineError("model_not_found", f"no model {spec.ref} on the Hugging Face hub") from None

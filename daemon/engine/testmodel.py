@@ -154,7 +154,7 @@ def build_random_model(size: str) -> tuple[Any, Any]:
 
 
 def build_test_model(directory: str | Path, backend: str = "transformers", seed: int = 0,
-                     python: str | None = None, melody: bool = False) -> Path:
+                     python: str | None = None, melody: bool = False, family: str = "musicgen") -> Path:
     """Write a tiny random MusicGen to `directory` in `backend`'s on-disk format; return the directory.
 
     transformers: save_pretrained + MusicgenProcessor (loads with from_pretrained).
@@ -163,7 +163,16 @@ def build_test_model(directory: str | Path, backend: str = "transformers", seed:
     `t5-base` that audiocraft's text conditioner always asks for. It is built
     by `python` (default: this interpreter), which must have audiocraft.
     `melody` builds a MusicGen-melody (text + chroma), transformers only.
+    `family="ace-step"` builds a tiny diffusers AceStepPipeline instead (acestep_testmodel.py).
     """
+    if family == "ace-step":
+        if melody:
+            raise ValueError("--melody is a MusicGen option; ace-step test models follow lyrics, not melodies")
+        from dgx_music.daemon.engine.acestep_testmodel import build_tiny_acestep
+
+        return build_tiny_acestep(directory, seed=seed)
+    if family != "musicgen":
+        raise ValueError(f"unknown family {family!r}: use musicgen or ace-step")
     out = Path(directory)
     if melody and backend != "transformers":
         raise ValueError("melody test models are built for the transformers backend only")

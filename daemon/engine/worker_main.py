@@ -4,8 +4,9 @@ Run as `python -m dgx_music.daemon.engine.worker_main`. The daemon starts it,
 and stopping it is the only way to give all GPU memory back, so a worker loads
 at most one model in its life; switching models means a new process.
 
-Supervisor -> worker: {"type": "load", model, backend, device, dtype, offline, cache_dir}
-                      {"type": "generate", job_id, prompts, params: {duration, temperature, top_k, top_p, cfg, seed},
+Supervisor -> worker: {"type": "load", model, backend, device, dtype, offline, cache_dir, [family], [lora]}
+                      {"type": "generate", job_id, prompts, params: {duration, temperature, top_k, top_p, cfg, seed}
+                       (MusicGen) or the ACE-Step map (acestep_backend.PARAM_KEYS),
                        melody: {pcm: float32 mono bytes, sample_rate} or absent,
                        prefix: the same, music to continue, or absent}
                       {"type": "cancel", job_id}   (read by a thread, honoured at the next decode step)
@@ -170,13 +171,18 @@ class Worker:
         progress(None, "starting torch")
         from dgx_music.daemon.engine.backend import get_backend, pick_device
 
+        from dgx_music.daemon.engine.models import resolve_model
+
+        family = str(msg.get("family") or resolve_model(model).family)
         device = pick_device(str(msg.get("device") or "auto"))
-        backend = get_backend(backend_name)
+        backend = get_backend(backend_name, family)
+        backend_name = backend.name
         progress(None, f"loading {model} with {backend_name} on {device}")
+        extra = {"lora": msg["lora"]} if msg.get("lora") else {}  # ace-step only
         backend.load(model, device, str(msg.get("dtype") or "auto"), progress,
-                     offline=bool(msg.get("offline")), cache_dir=msg.get("cache_dir"))
+                     offline=bool(msg.get("offline")), cache_dir=msg.get("cache_dir"), **extra)
         self.backend = backend
-        send({"type": "loaded", "model": model, "backend": backend_name, "device": backend.device,
+        send({"type": "loaded", "model": model, "backend": backend_name, "family": family, "device": backend.device,
               "dtype": backend.dtype, "sample_rate": backend.sample_rate,
               "load_seconds": round(time.perf_counter() - t0, 3), "memory": memory()})
 
@@ -197,7 +203,8 @@ class Worker:
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
             raise EngineError("bad_request", "prompts must be a non-empty list of non-empty strings")
         p = msg.get("params") or {}
-        melody, prefix = (self._mono(msg.get(k), k) for k in ("melody", "prefix"))
+        musicgen = getattr(self.backend, "family", "musicgen") == "musicgen"
+        melody, prefix = (self._mono(msg.get(k), k) for k in ("melody", "prefix")) if musicgen else (None, None)
         with self.state_lock:
             self.current_job = job_id
             self.cancel_event.clear()
@@ -224,10 +231,14 @@ class Worker:
             if self.test_oom_min_batch and len(prompts) >= self.test_oom_min_batch:
                 raise RuntimeError(f"CUDA out of memory (simulated for tests: batch {len(prompts)} >= "
                                    f"{self.test_oom_min_batch})")
-            audio, sr = self.backend.generate(
-                prompts, float(p.get("duration", 8.0)), float(p.get("temperature", 1.0)), int(p.get("top_k", 250)),
-                float(p.get("top_p", 0.0)), float(p.get("cfg", 3.0)), int(p.get("seed", 0)), on_step,
-                melody=melody, prefix=prefix)
+            if musicgen:
+                audio, sr = self.backend.generate(
+                    prompts, float(p.get("duration", 8.0)), float(p.get("temperature", 1.0)),
+                    int(p.get("top_k", 250)), float(p.get("top_p", 0.0)), float(p.get("cfg", 3.0)),
+                    int(p.get("seed", 0)), on_step, melody=melody, prefix=prefix)
+            else:  # other families take their own parameter map (acestep_backend.PARAM_KEYS)
+                audio_in = {k: msg[k] for k in ("melody", "prefix", "src_audio") if msg.get(k)}
+                audio, sr = self.backend.generate_params(prompts, p, on_step, audio_in)
         finally:
             with self.state_lock:
                 self.current_job = None
