@@ -71,7 +71,7 @@ async def test_generate_progress_seed_and_model_switch(make_supervisor, tiny_mod
     assert sup.state()["worker_pid"] not in (None, pid) and not pid_alive(pid)
     assert any("switching" in d["reason"] for d in rec.of("model.unloaded"))
     assert np.array_equal(res.audio, after.audio)
-    listed = {m["name"]: m for m in sup.models()}
+    listed = {m["name"]: m for m in await sup.models()}
     assert listed[str(other_model)]["loaded"] and not listed[str(tiny_model)]["loaded"]
     new_pid = sup.state()["worker_pid"]
     await sup.unload()
