@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import Any
+from typing import IO, Any
 
 import msgpack
 
@@ -56,9 +56,15 @@ class RemoteError(Exception):
         self.data = data or {}
 
 
-def pack(obj: dict[str, Any]) -> bytes:
-    """Encode one message as a complete frame (header + body)."""
+def pack(obj: dict[str, Any], *, max_frame: int | None = None) -> bytes:
+    """Encode one message as a complete frame (header + body).
+
+    With `max_frame`, a body over the limit raises FRAME_TOO_LARGE here, so the
+    sender learns it instead of the peer hanging up on it.
+    """
     body = msgpack.packb(obj, use_bin_type=True)
+    if max_frame is not None and len(body) > max_frame:
+        raise ProtocolError(FRAME_TOO_LARGE, f"frame of {len(body)} bytes is over the {max_frame}-byte limit")
     return HEADER.pack(len(body)) + body
 
 
@@ -101,6 +107,37 @@ async def read_frame(
         raise ProtocolError(BAD_FRAME, "connection closed inside a frame body") from None
     except asyncio.TimeoutError:
         raise ProtocolError(BAD_FRAME, f"frame body not received within {body_timeout:g} s") from None
+    return unpack_body(body)
+
+
+def _read_exact(stream: IO[bytes], n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = stream.read(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+def read_frame_blocking(stream: IO[bytes], *, max_frame: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | None:
+    """Blocking read of one message from a binary file (a pipe), or None at a clean end between frames.
+
+    For a thread that owns the stream (the model worker's stdin); same checks as read_frame.
+    """
+    header = _read_exact(stream, HEADER.size)
+    if not header:
+        return None
+    if len(header) < HEADER.size:
+        raise ProtocolError(BAD_FRAME, "stream ended inside a frame header")
+    (length,) = HEADER.unpack(header)
+    if length > max_frame:
+        raise ProtocolError(
+            FRAME_TOO_LARGE, f"frame of {length} bytes is over the {max_frame}-byte limit"
+        )
+    body = _read_exact(stream, length)
+    if len(body) < length:
+        raise ProtocolError(BAD_FRAME, "stream ended inside a frame body")
     return unpack_body(body)
 
 

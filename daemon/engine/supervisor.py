@@ -1,18 +1,19 @@
-"""EngineSupervisor: owns the worker process from the daemon's asyncio loop.
+"""EngineSupervisor: the policy around the model worker, from the daemon's asyncio loop.
 
 Why a process: a model that segfaults, hangs in a CUDA kernel or exhausts GPU
 memory must not take the daemon with it, and ending the process is the only
-way to hand all GPU memory back. Everything here is non-blocking: pipes are
-asyncio streams, waits are bounded, and the watchdog kills a silent worker.
+way to hand all GPU memory back. transport.py owns the process and its frames
+(request ids, readers); this module decides what runs there: which model,
+keep-alive, restarts after a crash or hang, OOM halving, model switches.
+Everything here is non-blocking: pipes are asyncio streams, waits are bounded,
+disk scans run in a thread, and the watchdog kills a silent worker.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,15 +23,14 @@ from typing import Any, Callable
 import numpy as np
 
 from dgx_music.common.params import GenerationParams
-from dgx_music.daemon.engine import framing
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import is_cached, known_models, resolve_model
+from dgx_music.daemon.engine.transport import WorkerSilent, WorkerTransport
 from dgx_music.daemon.melodies import SAMPLE_RATE as AUDIO_IN_SAMPLE_RATE
 
 __all__ = ["EngineSettings", "EngineError", "EngineSupervisor", "GenerateResult"]
 
 log = logging.getLogger("dgx_music.engine")
-worker_log = logging.getLogger("dgx_music.engine.worker")
 
 LOAD_IDLE_LIMIT = 600.0  # loading may be silent for long (reading 13 GB from disk); downloads report progress
 STOP_GRACE = 10.0  # seconds a worker gets to exit on request before SIGKILL
@@ -66,16 +66,19 @@ EventCb = Callable[[str, dict[str, Any]], None]
 ProgressCb = Callable[[dict[str, Any]], None]
 
 
-def _exit_reason(rc: int | None) -> str:
-    if rc is None:
-        return "worker stopped"
-    if rc < 0:
-        try:
-            name = signal.Signals(-rc).name
-        except ValueError:
-            name = f"signal {-rc}"
-        return f"worker was killed by {name} (signal {-rc})"
-    return f"worker exited with code {rc}"
+def wire_params(params: Any) -> dict[str, Any]:
+    """The generate frame's `params`: the object's own wire() (any model family), else MusicGen's."""
+    wire = getattr(params, "wire", None)
+    if callable(wire):
+        return dict(wire())
+    return {"duration": params.duration, "temperature": params.temperature, "top_k": params.top_k,
+            "top_p": params.top_p, "cfg": params.cfg, "seed": params.seed}
+
+
+def load_extra(params: Any) -> dict[str, Any]:
+    """Extra keys for the load frame (e.g. a LoRA) that a params object asks for; none for MusicGen."""
+    extra = getattr(params, "load_extra", None)
+    return {k: v for k, v in dict(extra()).items() if v is not None} if callable(extra) else {}
 
 
 class EngineSupervisor:
@@ -85,23 +88,18 @@ class EngineSupervisor:
         self.settings = settings
         self._on_event = on_event or (lambda name, data: None)
         self._lock = asyncio.Lock()
-        self._proc: asyncio.subprocess.Process | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
-        self._exited: asyncio.Event | None = None
-        self._pending: asyncio.Future[dict[str, Any]] | None = None
-        self._last_activity = time.monotonic()
+        self._worker: WorkerTransport | None = None
         self._state = "unloaded"
         self._model: str | None = None
+        self._load_extra: dict[str, Any] = {}
         self._loaded: dict[str, Any] = {}
         self._memory: dict[str, Any] = {}
         self._job: int | None = None
-        self._on_progress: ProgressCb | None = None
+        self._job_req: int | None = None  # the worker request id of the running job's current batch
         self._waiting: set[int] = set()
         self._cancel_requested: set[int] = set()
         self._idle_task: asyncio.Task[None] | None = None
         self._restart_task: asyncio.Task[None] | None = None
-        self._expected_exit: str | None = None  # reason when we stop/kill it on purpose
-        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=30)
         self._restarts = 0
         self._crash_streak = 0
         self._closing = False
@@ -124,32 +122,39 @@ class EngineSupervisor:
         try:
             await asyncio.wait_for(self._lock.acquire(), timeout)
         except asyncio.TimeoutError:
-            if self._alive():
-                assert self._proc is not None
-                self._expected_exit = "daemon shutting down"
-                self._proc.kill()
+            if self._worker is not None:
+                self._worker.kill("daemon shutting down")
             await self._lock.acquire()
         try:
             await self._stop("daemon shutting down")
         finally:
             self._lock.release()
 
+    @property
+    def worker(self) -> WorkerTransport | None:
+        """The current worker process's transport (pid, returncode, ...), None when none was started."""
+        return self._worker
+
     def state(self) -> dict[str, Any]:
-        proc = self._proc
+        worker = self._worker
+        alive = worker is not None and worker.alive()
         mem = dict(self._memory)
-        if proc is not None and proc.returncode is None:
-            rss = _proc_rss(proc.pid)
+        if alive and worker is not None and worker.pid is not None:
+            rss = _proc_rss(worker.pid)
             if rss is not None:
                 mem["rss"] = rss
+        state = self._state
+        if state == "ready" and alive and worker is not None and worker.in_flight():
+            state = "busy"  # a cancelled job is still winding down in the worker
         return {
             "model": self._model or self.settings.model,
             "backend": self.settings.backend,
-            "state": self._state,
+            "state": state,
             "device": self._loaded.get("device"),
             "dtype": self._loaded.get("dtype"),
             "memory": {"rss": mem.get("rss"), "cuda_allocated": mem.get("cuda_allocated"),
                        "cuda_total": mem.get("cuda_total")},
-            "worker_pid": proc.pid if proc is not None and proc.returncode is None else None,
+            "worker_pid": worker.pid if alive and worker is not None else None,
             "restarts": self._restarts,
             "job_id": self._job,
             "keep_alive": self.settings.keep_alive,
@@ -159,17 +164,12 @@ class EngineSupervisor:
         """The worker's last memory report (rss, rss_peak, cuda_* when on CUDA), for bench."""
         return dict(self._memory)
 
-    def models(self) -> list[dict[str, Any]]:
-        out = known_models(self.settings.cache_dir)
-        names = {m["name"] for m in out}
-        for extra in {self.settings.model, self._model} - {None} - names:
-            try:
-                spec = resolve_model(str(extra))
-            except EngineError:
-                continue
-            out.append({"name": spec.name, "source": spec.ref, "kind": spec.kind,
-                        "cached": is_cached(spec, self.settings.cache_dir), "path": spec.ref
-                        if spec.kind == "local" else None, "description": "configured model"})
+    async def models(self) -> list[dict[str, Any]]:
+        """Known and configured models, with cached/configured/loaded flags.
+
+        The cache scan reads the disk (the HF cache can hold thousands of files), so it runs in a thread.
+        """
+        out = await asyncio.to_thread(_scan_models, self.settings.cache_dir, [self.settings.model, self._model])
         for m in out:
             m["configured"] = m["name"] == self.settings.model
             m["loaded"] = m["name"] == self._model and self._state in ("ready", "busy")
@@ -193,11 +193,8 @@ class EngineSupervisor:
         """Cancel a job that is running or waiting for the engine; False if unknown here."""
         if self._job == job_id:
             self._cancel_requested.add(job_id)  # also stops an OOM split between its halves
-            if self._alive():
-                try:
-                    await self._send({"type": "cancel", "job_id": job_id})
-                except EngineError:
-                    pass  # the worker died meanwhile; the job fails with worker_crashed
+            if self._worker is not None and self._job_req is not None:
+                self._worker.cancel(self._job_req)
             return True
         if job_id in self._waiting:
             self._cancel_requested.add(job_id)
@@ -206,12 +203,15 @@ class EngineSupervisor:
 
     async def generate(self, job_id: int, prompts: list[str], params: GenerationParams,
                        on_progress: ProgressCb | None = None, melody: np.ndarray | None = None,
-                       prefix: np.ndarray | None = None) -> GenerateResult:
+                       prefix: np.ndarray | None = None,
+                       audio_in: dict[str, np.ndarray] | None = None) -> GenerateResult:
         """Generate one batch (prompts share params); loads or switches the model as needed.
 
         `melody`: float32 mono at 32 kHz for a melody model to follow (see daemon/melodies.py).
         `prefix`: the same format, music to continue; the result starts with it.
+        `audio_in`: more named inputs in that format, for model families that take others.
 
+        Cancelling the awaiting task cancels the job in the worker too.
         Raises EngineError: cancelled, oom (after splitting the batch down to one),
         worker_crashed, hung, model_not_found, bad_model, bad_request, internal.
         """
@@ -223,6 +223,9 @@ class EngineSupervisor:
         params = params.with_seed()
         model = params.model or self.settings.model
         resolve_model(model)
+        extra = load_extra(params)
+        inputs = dict(audio_in or {})
+        inputs.update({k: v for k, v in (("melody", melody), ("prefix", prefix)) if v is not None})
         self._cancel_idle()
         self._waiting.add(job_id)
         t0 = time.perf_counter()
@@ -230,14 +233,14 @@ class EngineSupervisor:
             async with self._lock:
                 self._waiting.discard(job_id)
                 self._raise_if_cancelled(job_id)
-                await self._ensure_loaded(model)
+                await self._ensure_loaded(model, extra)
                 self._raise_if_cancelled(job_id)
-                self._job, self._on_progress, self._state = job_id, on_progress, "busy"
+                self._job, self._state = job_id, "busy"
                 try:
-                    audio_in = {k: v for k, v in (("melody", melody), ("prefix", prefix)) if v is not None}
-                    audio, sr = await self._generate_split(job_id, prompts, params, model, audio_in)
+                    audio, sr = await self._generate_split(job_id, prompts, params, model, extra, inputs,
+                                                           on_progress)
                 finally:
-                    self._job, self._on_progress = None, None
+                    self._job, self._job_req = None, None
                     self._cancel_requested.discard(job_id)
                     self._state = "ready" if self._alive() else "unloaded"
                 self._crash_streak = 0
@@ -255,12 +258,12 @@ class EngineSupervisor:
             self._cancel_requested.discard(job_id)
             raise EngineError("cancelled", f"job {job_id} was cancelled")
 
-    async def _generate_split(self, job_id: int, prompts: list[str], params: GenerationParams,
-                              model: str, audio_in: dict[str, np.ndarray] | None = None
-                              ) -> tuple[np.ndarray, int]:
+    async def _generate_split(self, job_id: int, prompts: list[str], params: GenerationParams, model: str,
+                              extra: dict[str, Any], audio_in: dict[str, np.ndarray],
+                              on_progress: ProgressCb | None) -> tuple[np.ndarray, int]:
         """Run a batch; on OOM restart the worker and retry as two halves, down to single prompts."""
         try:
-            return await self._generate_once(job_id, prompts, params, audio_in)
+            return await self._generate_once(job_id, prompts, params, audio_in, on_progress)
         except EngineError as exc:
             if exc.code != "oom":
                 raise
@@ -276,54 +279,80 @@ class EngineSupervisor:
             parts = []
             for chunk in (prompts[:half], prompts[half:]):
                 self._raise_if_cancelled(job_id)
-                await self._ensure_loaded(model)
+                await self._ensure_loaded(model, extra)
                 self._state = "busy"
-                parts.append(await self._generate_split(job_id, chunk, params, model, audio_in))
+                parts.append(await self._generate_split(job_id, chunk, params, model, extra, audio_in,
+                                                        on_progress))
             return np.concatenate([p[0] for p in parts], axis=0), parts[0][1]
 
     async def _generate_once(self, job_id: int, prompts: list[str], params: GenerationParams,
-                             audio_in: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, int]:
-        wire = {"duration": params.duration, "temperature": params.temperature, "top_k": params.top_k,
-                "top_p": params.top_p, "cfg": params.cfg, "seed": params.seed}
-        msg: dict[str, Any] = {"type": "generate", "job_id": job_id, "prompts": prompts, "params": wire}
-        for name, audio in (audio_in or {}).items():  # melody, prefix: 32 kHz mono, as the worker expects
-            msg[name] = {"pcm": np.ascontiguousarray(audio, dtype=np.float32).tobytes(),
-                         "sample_rate": AUDIO_IN_SAMPLE_RATE}
-        reply = await self._request(msg, idle_limit=self.settings.hang_timeout, what=f"generating job {job_id}")
+                             audio_in: dict[str, np.ndarray], on_progress: ProgressCb | None
+                             ) -> tuple[np.ndarray, int]:
+        msg: dict[str, Any] = {"type": "generate", "job_id": job_id, "prompts": prompts,
+                               "params": wire_params(params)}
+        if audio_in:  # 32 kHz mono, as the daemon stores melodies and prefixes
+            msg["audio"] = {name: {"pcm": np.ascontiguousarray(a, dtype=np.float32).tobytes(),
+                                   "sample_rate": AUDIO_IN_SAMPLE_RATE} for name, a in audio_in.items()}
+
+        def on_frame(frame: dict[str, Any]) -> None:
+            if frame.get("type") == "progress" and on_progress is not None:
+                on_progress({"job_id": job_id, "step": frame["step"], "total": frame["total"],
+                             "elapsed": frame["elapsed"]})
+
+        def on_sent(req_id: int) -> None:
+            self._job_req = req_id
+            if job_id in self._cancel_requested and self._worker is not None:  # cancelled while sending
+                self._worker.cancel(req_id)
+
+        reply = await self._call(msg, idle_limit=self.settings.hang_timeout, what=f"generating job {job_id}",
+                                 on_frame=on_frame, on_sent=on_sent)
         shape = tuple(int(x) for x in reply["shape"])
         audio = np.frombuffer(reply["pcm"], dtype=np.float32).reshape(shape).copy()
         return audio, int(reply["sample_rate"])
 
     # ------------------------------------------------------------------ process lifecycle
     def _alive(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        return self._worker is not None and self._worker.alive()
 
-    async def _ensure_loaded(self, model: str) -> None:
-        """Called with the lock held: make the worker hold `model`, switching if needed."""
-        if self._alive() and self._model == model and self._state in ("ready", "busy"):
+    async def _ensure_loaded(self, model: str, extra: dict[str, Any] | None = None) -> None:
+        """Called with the lock held: make the worker hold `model` (with `extra`), switching if needed."""
+        extra = extra or {}
+        if self._alive() and self._model == model and self._load_extra == extra \
+                and self._state in ("ready", "busy"):
             return
         spec = resolve_model(model)
-        if self.settings.offline and not is_cached(spec, self.settings.cache_dir, self.settings.backend):
+        if self.settings.offline and not await asyncio.to_thread(is_cached, spec, self.settings.cache_dir,
+                                                                 self.settings.backend):
             raise EngineError("model_not_found", f"model {model} ({spec.ref}) is not cached and offline mode "
                                                  f"forbids downloading it; run once without --offline, or pass "
                                                  f"a local model directory")
-        if self._proc is not None:
+        if self._worker is not None:
             await self._stop(f"switching to model {model}")
         await self._spawn()
         self._state = "loading"
-        self._model = model
+        self._model, self._load_extra = model, dict(extra)
         self._emit("model.loading", {"model": model, "progress": None, "message": "starting the worker"})
         t0 = time.perf_counter()
+
+        def on_frame(frame: dict[str, Any]) -> None:
+            if frame.get("type") == "loading":
+                self._emit("model.loading", {"model": model, "progress": frame.get("progress"),
+                                             "message": frame.get("message")})
+
+        msg = {"type": "load", "model": model, "backend": self.settings.backend, "device": self.settings.device,
+               "dtype": self.settings.dtype, "offline": self.settings.offline,
+               "cache_dir": str(self.settings.cache_dir) if self.settings.cache_dir else None, **extra}
         try:
-            reply = await self._request({"type": "load", "model": model, "backend": self.settings.backend,
-                                         "device": self.settings.device, "dtype": self.settings.dtype,
-                                         "offline": self.settings.offline,
-                                         "cache_dir": str(self.settings.cache_dir) if self.settings.cache_dir
-                                         else None},
-                                        idle_limit=max(self.settings.hang_timeout, LOAD_IDLE_LIMIT),
-                                        what=f"loading {model}")
+            reply = await self._call(msg, idle_limit=max(self.settings.hang_timeout, LOAD_IDLE_LIMIT),
+                                     what=f"loading {model}", on_frame=on_frame)
         except EngineError as exc:
             await self._stop(f"loading {model} failed: {exc.message}", kill=True, quiet=True)
+            raise
+        except asyncio.CancelledError:
+            # Loading cannot be interrupted inside the worker, and a half-loaded worker is of no use.
+            if self._worker is not None:
+                self._worker.kill(f"loading {model} cancelled")
+            self._state = "unloaded"
             raise
         self._loaded = reply
         self._memory = dict(reply.get("memory") or {})
@@ -339,189 +368,68 @@ class EngineSupervisor:
         if self.settings.offline:
             env["HF_HUB_OFFLINE"] = "1"
             env["TRANSFORMERS_OFFLINE"] = "1"
-        self._stderr_tail.clear()
-        self._expected_exit = None
-        # A new session: Ctrl-C on the daemon's terminal must not kill the worker behind our back.
-        self._proc = await asyncio.create_subprocess_exec(
-            self.settings.python, "-m", "dgx_music.daemon.engine.worker_main",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=env, start_new_session=True, limit=4 * 1024 * 1024,
-        )
-        self._exited = asyncio.Event()
-        self._last_activity = time.monotonic()
-        log.info("started model worker pid %d", self._proc.pid)
-        proc = self._proc
-        self._tasks = [asyncio.create_task(self._read_stdout(proc), name="engine-worker-stdout"),
-                       asyncio.create_task(self._read_stderr(proc), name="engine-worker-stderr")]
+        worker = WorkerTransport([self.settings.python, "-m", "dgx_music.daemon.engine.worker_main"], env,
+                                 on_exit=self._on_worker_exit)
+        self._worker = worker
+        await worker.start()
 
     async def _stop(self, reason: str, *, kill: bool = False, quiet: bool = False) -> None:
         """Stop the worker (politely unless kill) and wait until it is really gone."""
-        proc = self._proc
-        if proc is None:
+        worker = self._worker
+        if worker is None:
             return
-        self._expected_exit = reason
-        if proc.returncode is None:
-            if not kill:
-                try:
-                    await self._send({"type": "exit"})
-                except EngineError:
-                    pass
-                try:
-                    await asyncio.wait_for(proc.wait(), STOP_GRACE)
-                except asyncio.TimeoutError:
-                    kill = True
-            if kill and proc.returncode is None:
-                try:
-                    proc.kill()
-                except ProcessLookupError:
-                    pass
-            await proc.wait()
-        if self._exited is not None:
-            await self._exited.wait()
+        await worker.stop(reason, grace=STOP_GRACE, kill=kill)
         was_loaded = self._state in ("ready", "busy", "loading")
-        self._proc = None
+        if self._worker is worker:
+            self._worker = None
         self._state = "unloaded"
         self._loaded = {}
         self._memory = {}
         if was_loaded and not quiet:
             self._emit("model.unloaded", {"model": self._model, "reason": reason})
 
-    async def _send(self, msg: dict[str, Any]) -> None:
-        proc = self._proc
-        if proc is None or proc.stdin is None or proc.returncode is not None:
+    async def _call(self, msg: dict[str, Any], *, idle_limit: float, what: str,
+                    on_frame: Callable[[dict[str, Any]], None] | None = None,
+                    on_sent: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """One request to the worker; a worker silent for idle_limit is killed (and restarted for a job)."""
+        worker = self._worker
+        if worker is None:
             raise EngineError("worker_crashed", "the model worker is not running")
+        req_id, fut = await worker.request(msg, on_frame=on_frame)
+        if on_sent is not None:
+            on_sent(req_id)
         try:
-            proc.stdin.write(framing.encode(msg))
-            await proc.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            raise EngineError("worker_crashed", f"cannot write to the model worker: {exc}") from None
-
-    async def _request(self, msg: dict[str, Any], *, idle_limit: float, what: str) -> dict[str, Any]:
-        """Send one request and await its reply; kill the worker if it goes silent for idle_limit."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self._pending = fut
-        self._last_activity = time.monotonic()
-        try:
-            await self._send(msg)
-            while True:
-                remaining = self._last_activity + idle_limit - time.monotonic()
-                if remaining <= 0:
-                    reason = f"no progress for {idle_limit:g} s while {what}; killed the worker"
-                    self._pending = None
-                    self._restarts += 1
-                    self._crash_streak += 1
-                    self._emit("model.crashed", {"reason": f"hung: {reason}"})
-                    await self._stop(f"hung: {reason}", kill=True, quiet=True)
-                    if self._job is not None:  # a hang while loading would only hang again
-                        self._schedule_restart()
-                    raise EngineError("hung", reason)
-                done, _ = await asyncio.wait({fut}, timeout=min(remaining, 1.0))
-                if done:
-                    break
-        finally:
-            if self._pending is fut:
-                self._pending = None
-            if not fut.done():
-                fut.cancel()
-        reply = fut.result()
-        if reply.get("type") == "error":
-            raise EngineError.from_dict(reply)
+            reply = await worker.wait(req_id, fut, idle_limit=idle_limit)
+        except WorkerSilent:
+            reason = f"no progress for {idle_limit:g} s while {what}; killed the worker"
+            self._restarts += 1
+            self._crash_streak += 1
+            self._emit("model.crashed", {"reason": f"hung: {reason}"})
+            await self._stop(f"hung: {reason}", kill=True, quiet=True)
+            if self._job is not None:  # a hang while loading would only hang again
+                self._schedule_restart()
+            raise EngineError("hung", reason) from None
+        if reply.get("memory"):
+            self._memory = dict(reply["memory"])
         return reply
 
-    async def _read_stdout(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        error: str | None = None
-        try:
-            while True:
-                msg = await framing.read_frame_async(proc.stdout)
-                if msg is None:
-                    break
-                self._last_activity = time.monotonic()
-                self._dispatch(msg)
-        except Exception as exc:  # a corrupt frame: the worker is unusable
-            error = f"protocol error from the worker: {exc}"
-            log.error("%s", error)
-            if proc.returncode is None:
-                proc.kill()
-        rc = await proc.wait()
-        for t in self._tasks:
-            if t is not asyncio.current_task():
-                try:
-                    await asyncio.wait_for(asyncio.shield(t), 2.0)
-                except (asyncio.TimeoutError, asyncio.CancelledError):
-                    pass
-        self._on_exit(proc, rc, error)
-
-    def _dispatch(self, msg: dict[str, Any]) -> None:
-        kind = msg.get("type")
-        if kind == "loading":
-            self._emit("model.loading", {"model": self._model, "progress": msg.get("progress"),
-                                         "message": msg.get("message")})
-        elif kind == "progress":
-            if self._on_progress is not None and msg.get("job_id") == self._job:
-                try:
-                    self._on_progress({"job_id": msg.get("job_id"), "step": msg["step"], "total": msg["total"],
-                                       "elapsed": msg["elapsed"]})
-                except Exception:
-                    log.exception("progress callback failed")
-        elif kind in ("loaded", "result", "error", "stats"):
-            if msg.get("memory"):
-                self._memory = dict(msg["memory"])
-            if self._pending is not None and not self._pending.done():
-                self._pending.set_result(msg)
-            elif kind == "error":
-                log.warning("worker error with no request waiting: %s", msg.get("message"))
-        elif kind == "hello":
-            log.debug("worker pid %s ready (python %s)", msg.get("pid"), msg.get("python"))
-
-    async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
-        """Log the worker's stderr and keep its tail to explain a crash."""
-        assert proc.stderr is not None
-        buf = b""
-        while True:
-            chunk = await proc.stderr.read(65536)
-            if not chunk:
-                break
-            buf += chunk
-            *lines, buf = buf.replace(b"\r", b"\n").split(b"\n")
-            for raw in lines:
-                line = raw.decode("utf-8", "replace").rstrip()
-                if line:
-                    self._stderr_tail.append(line)
-                    worker_log.debug("%s", line)
-        if buf.strip():
-            self._stderr_tail.append(buf.decode("utf-8", "replace").rstrip())
-
-    def _on_exit(self, proc: asyncio.subprocess.Process, rc: int, error: str | None) -> None:
-        if self._exited is not None and proc is self._proc:
-            self._exited.set()
-        if proc is not self._proc:
-            return
-        expected = self._expected_exit
-        if expected is not None:
-            log.info("model worker pid %d stopped (%s)", proc.pid, expected)
-            if self._pending is not None and not self._pending.done():
-                self._pending.set_exception(EngineError("worker_crashed", f"worker stopped: {expected}"))
-            return
-        reason = error or _exit_reason(rc)
-        tail = [line for line in self._stderr_tail if line.strip()]
-        if tail:
-            reason += f"; last output: {tail[-1][:300]}"
+    def _on_worker_exit(self, worker: WorkerTransport, rc: int, reason: str, expected: bool) -> str:
+        """Crash policy: an exit we did not ask for fails the job, is reported, and restarts the worker."""
+        if expected or worker is not self._worker:
+            return reason
         was_busy = self._job is not None
         if was_busy:
             reason = f"{reason} (while running job {self._job})"
-        log.error("model worker pid %d crashed: %s", proc.pid, reason)
-        self._proc = None
+        log.error("model worker pid %s crashed: %s", worker.pid, reason)
+        self._worker = None
         self._state = "unloaded"
         self._loaded = {}
         self._restarts += 1
         self._crash_streak += 1
-        self._emit("model.crashed", {"reason": reason, "pid": proc.pid, "returncode": rc})
-        if self._pending is not None and not self._pending.done():
-            self._pending.set_exception(EngineError("worker_crashed", reason))
+        self._emit("model.crashed", {"reason": reason, "pid": worker.pid, "returncode": rc})
         if was_busy:  # a crash while loading would only crash again
             self._schedule_restart()
+        return reason
 
     def _schedule_restart(self) -> None:
         """Bring a crashed worker back with the same model, so the retry finds it ready."""
@@ -530,14 +438,14 @@ class EngineSupervisor:
         if self._crash_streak > MAX_CRASH_RESTARTS:
             log.error("not restarting the worker: %d crashes in a row", self._crash_streak)
             return
-        model = self._model
+        model, extra = self._model, dict(self._load_extra)
 
         async def restart() -> None:
             async with self._lock:
                 if self._closing or self._alive():
                     return
                 try:
-                    await self._ensure_loaded(model)
+                    await self._ensure_loaded(model, extra)
                 except EngineError as exc:
                     log.error("restarting the worker failed: %s", exc)
                     return
@@ -561,7 +469,7 @@ class EngineSupervisor:
         async def idle() -> None:
             await asyncio.sleep(ka)
             async with self._lock:
-                if self._job is None and not self._waiting and self._proc is not None:
+                if self._job is None and not self._waiting and self._worker is not None:
                     await self._stop("right after the job (keep_alive 0)" if ka == 0
                                      else f"idle for {ka:g} s (keep_alive)")
 
@@ -572,6 +480,21 @@ class EngineSupervisor:
             self._on_event(name, data)
         except Exception:
             log.exception("engine event handler failed for %s", name)
+
+
+def _scan_models(cache_dir: Path | None, extras: list[str | None]) -> list[dict[str, Any]]:
+    """Known models plus the configured/loaded ones, with what the disk cache holds (blocking: run in a thread)."""
+    out = known_models(cache_dir)
+    names = {m["name"] for m in out}
+    for extra in dict.fromkeys(e for e in extras if e is not None and e not in names):
+        try:
+            spec = resolve_model(str(extra))
+        except EngineError:
+            continue
+        out.append({"name": spec.name, "source": spec.ref, "kind": spec.kind,
+                    "cached": is_cached(spec, cache_dir), "path": spec.ref if spec.kind == "local" else None,
+                    "description": "configured model"})
+    return out
 
 
 def _proc_rss(pid: int) -> int | None:

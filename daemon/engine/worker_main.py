@@ -4,16 +4,30 @@ Run as `python -m dgx_music.daemon.engine.worker_main`. The daemon starts it,
 and stopping it is the only way to give all GPU memory back, so a worker loads
 at most one model in its life; switching models means a new process.
 
-Supervisor -> worker: {"type": "load", model, backend, device, dtype, offline, cache_dir, [family], [lora]}
-                      {"type": "generate", job_id, prompts, params: {duration, temperature, top_k, top_p, cfg, seed}
-                       (MusicGen) or the ACE-Step map (acestep_backend.PARAM_KEYS),
-                       melody: {pcm: float32 mono bytes, sample_rate} or absent,
-                       prefix: the same, music to continue, or absent}
-                      {"type": "cancel", job_id}   (read by a thread, honoured at the next decode step)
-                      {"type": "stats"} | {"type": "exit"}
-Worker -> supervisor: hello, loading {progress, message}, loaded {...}, progress {job_id, step, total, elapsed},
-                      result {job_id, pcm, shape, sample_rate, seconds, memory}, stats {memory},
-                      error {op, job_id, code, message, transient}
+Frames are common/protocol.py's (4-byte big-endian length + one msgpack map), up
+to WORKER_MAX_FRAME. Every frame carries an integer `id`: the supervisor numbers
+its requests 1, 2, 3... per process, and every reply, interim or final, repeats
+the id of the request it belongs to, so a reply to a request the daemon gave up
+on can never be taken for the answer to the next one.
+
+Supervisor -> worker:
+  {type: load, id, model, backend, device, dtype, offline, cache_dir, [family], **extra}
+      family: musicgen or ace-step (resolved from the model name when absent);
+      extra keys (e.g. lora) are passed to backend.load() as keyword arguments
+  {type: generate, id, job_id, prompts, params: {...},
+   audio: {name: {pcm: float32 mono bytes, sample_rate}}}   (audio optional)
+      params: MusicGen {duration, temperature, top_k, top_p, cfg, seed}, or any
+      dict a non-MusicGen backend's generate_params() understands
+  {type: cancel, id}   id of the request to stop: a running one stops at its next
+                       decode step, a queued one answers "cancelled" without starting,
+                       a finished one is ignored (read by a thread)
+  {type: stats, id} | {type: exit, id}   exit (and stdin EOF) also stops a running job
+Worker -> supervisor:
+  hello {id: 0, pid, python}
+  loading {id, progress, message} ... loaded {id, model, backend, device, dtype, sample_rate, ...}
+  progress {id, step, total, elapsed} ... result {id, pcm, shape, dtype, sample_rate, seconds, memory}
+  stats {id, memory}
+  error {id, op, code, message, transient}   the final reply of a failed request
 """
 
 from __future__ import annotations
@@ -36,8 +50,9 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from dgx_music.daemon.engine import framing  # noqa: E402
+from dgx_music.common import protocol  # noqa: E402
 from dgx_music.daemon.engine.errors import Cancelled, EngineError  # noqa: E402
+from dgx_music.daemon.engine.transport import WORKER_MAX_FRAME  # noqa: E402
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress frames (~10/s)
 
@@ -45,7 +60,7 @@ _send_lock = threading.Lock()
 
 
 def send(msg: dict[str, Any]) -> None:
-    data = framing.encode(msg)
+    data = protocol.pack(msg, max_frame=WORKER_MAX_FRAME)
     with _send_lock:
         _PROTO_OUT.write(data)
 
@@ -83,67 +98,109 @@ def classify(exc: BaseException) -> EngineError:
     return EngineError("internal", f"{type(exc).__name__}: {text}")
 
 
+#: Keys of a load frame the worker itself uses; any other key goes to backend.load() as a keyword.
+LOAD_KEYS = frozenset({"type", "id", "model", "backend", "device", "dtype", "offline", "cache_dir", "family"})
+MUSICGEN_AUDIO = ("melody", "prefix")
+
+
 class Worker:
     def __init__(self) -> None:
         self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.cancel_event = threading.Event()
-        self.current_job: int | None = None
-        self.cancelled_early: set[int] = set()
+        # Request bookkeeping shared with the reader thread (under state_lock): the request being
+        # handled, the highest id started so far, and cancels for requests still in the inbox.
         self.state_lock = threading.Lock()
+        self.current: int | None = None
+        self.started = 0
+        self.cancelled_early: set[int] = set()
+        self.exiting = False
         self.backend: Any = None
         # Fault injection for tests of the supervisor (never set in production).
         self.test_step_delay = float(os.environ.get("DGX_MUSIC_TEST_STEP_DELAY", "0") or 0)
         self.test_oom_min_batch = int(os.environ.get("DGX_MUSIC_TEST_OOM_MIN_BATCH", "0") or 0)
 
-    # -- input thread: cancel must be seen while the main thread is inside generate()
+    # -- input thread: cancel and exit must be seen while the main thread is inside generate()
     def reader(self) -> None:
         stdin = sys.stdin.buffer
         try:
             while True:
-                msg = framing.read_frame(stdin)
+                msg = protocol.read_frame_blocking(stdin, max_frame=WORKER_MAX_FRAME)
                 if msg is None:
                     break
-                if msg.get("type") == "cancel":
-                    job = msg.get("job_id")
-                    with self.state_lock:
-                        if job == self.current_job:
-                            self.cancel_event.set()
-                        else:
-                            self.cancelled_early.add(job)
+                kind = msg.get("type")
+                if kind == "cancel":
+                    self._cancel(msg.get("id"))
                     continue
+                if kind in ("exit", "unload"):
+                    break
                 self.inbox.put(msg)
         except Exception as exc:  # a broken pipe means the daemon is gone
             print(f"worker: input error: {exc}", file=sys.stderr)
+        # exit, EOF or a broken stream: stop the running job at its next step, start nothing more.
+        with self.state_lock:
+            self.exiting = True
         self.cancel_event.set()
         self.inbox.put(None)
 
+    def _cancel(self, req_id: Any) -> None:
+        if not isinstance(req_id, int):
+            return
+        with self.state_lock:
+            if req_id == self.current:
+                self.cancel_event.set()
+            elif req_id > self.started:  # still in the inbox: answer "cancelled" when it comes up
+                self.cancelled_early.add(req_id)
+            # else: finished already; its reply is on its way and the daemon drops it
+
+    def _begin(self, req_id: Any) -> bool:
+        """Mark `req_id` as the running request; False when it was cancelled before it started."""
+        with self.state_lock:
+            if self.exiting:
+                return False
+            self.cancel_event.clear()
+            if isinstance(req_id, int):
+                self.started = max(self.started, req_id)
+                self.current = req_id
+                if req_id in self.cancelled_early:
+                    self.cancelled_early.discard(req_id)
+                    return False
+        return True
+
     def run(self) -> int:
-        send({"type": "hello", "pid": os.getpid(), "python": sys.version.split()[0]})
+        send({"type": "hello", "id": 0, "pid": os.getpid(), "python": sys.version.split()[0]})
         threading.Thread(target=self.reader, name="worker-stdin", daemon=True).start()
         while True:
             msg = self.inbox.get()
-            if msg is None or msg.get("type") in ("exit", "unload"):
+            if msg is None or self.exiting:
                 break
             kind = msg.get("type")
+            req_id = msg.get("id")
             try:
+                if not isinstance(req_id, int) or isinstance(req_id, bool):
+                    raise EngineError("bad_request", f"a {kind!r} frame needs an integer id")
+                if not self._begin(req_id):
+                    raise Cancelled()
                 if kind == "load":
-                    self.load(msg)
+                    self.load(req_id, msg)
                 elif kind == "generate":
-                    self.generate(msg)
+                    self.generate(req_id, msg)
                 elif kind == "stats":
-                    send({"type": "stats", "memory": memory()})
+                    send({"type": "stats", "id": req_id, "memory": memory()})
                 else:
                     raise EngineError("bad_request", f"unknown message type {kind!r}")
             except BaseException as exc:  # noqa: BLE001 - every failure is reported, then we carry on
                 err = classify(exc)
                 if err.code == "internal":
                     traceback.print_exc(file=sys.stderr)
-                send({"type": "error", "op": kind, "job_id": msg.get("job_id"), **err.to_dict()})
+                send({"type": "error", "id": req_id, "op": kind, **err.to_dict()})
+            finally:
+                with self.state_lock:
+                    self.current = None
         if self.backend is not None:
             self.backend.close()
         return 0
 
-    def load(self, msg: dict[str, Any]) -> None:
+    def load(self, req_id: int, msg: dict[str, Any]) -> None:
         if self.backend is not None:
             raise EngineError("bad_request", f"this worker already holds {self.backend.model_name}; "
                                              "start a new worker to switch models")
@@ -159,18 +216,18 @@ class Worker:
             # A test model carries the t5-base its text conditioner loads by hub name.
             os.environ["HF_HUB_CACHE"] = os.path.abspath(os.path.join(model, "hf-cache"))
             os.environ["HF_HUB_OFFLINE"] = "1"
+        extra = {k: v for k, v in msg.items() if k not in LOAD_KEYS and v is not None}
         last = [0.0]
 
         def progress(p: float | None, message: str) -> None:
             now = time.monotonic()
             if now - last[0] >= PROGRESS_INTERVAL or p in (0.0, 1.0):
                 last[0] = now
-                send({"type": "loading", "progress": p, "message": message})
+                send({"type": "loading", "id": req_id, "progress": p, "message": message})
 
         t0 = time.perf_counter()
         progress(None, "starting torch")
         from dgx_music.daemon.engine.backend import get_backend, pick_device
-
         from dgx_music.daemon.engine.models import resolve_model
 
         family = str(msg.get("family") or resolve_model(model).family)
@@ -178,39 +235,45 @@ class Worker:
         backend = get_backend(backend_name, family)
         backend_name = backend.name
         progress(None, f"loading {model} with {backend_name} on {device}")
-        extra = {"lora": msg["lora"]} if msg.get("lora") else {}  # ace-step only
         backend.load(model, device, str(msg.get("dtype") or "auto"), progress,
                      offline=bool(msg.get("offline")), cache_dir=msg.get("cache_dir"), **extra)
         self.backend = backend
-        send({"type": "loaded", "model": model, "backend": backend_name, "family": family, "device": backend.device,
+        send({"type": "loaded", "id": req_id, "model": model, "backend": backend_name, "family": family,
+              "device": backend.device,
               "dtype": backend.dtype, "sample_rate": backend.sample_rate,
               "load_seconds": round(time.perf_counter() - t0, 3), "memory": memory()})
 
-    def _mono(self, m: Any, what: str) -> Any:
-        """A {pcm, sample_rate} audio input -> float32 mono array (None when absent)."""
-        if not m:
-            return None
-        audio = np.frombuffer(m["pcm"], dtype=np.float32)
-        if int(m.get("sample_rate", 0)) != self.backend.sample_rate or audio.size == 0:
-            raise EngineError("bad_request", f"the {what} must be mono float32 at {self.backend.sample_rate} Hz")
-        return audio
+    def _audio_in(self, msg: dict[str, Any], family: str) -> dict[str, np.ndarray]:
+        """The frame's {name: {pcm, sample_rate}} audio inputs -> {name: float32 mono array}."""
+        raw = msg.get("audio") or {}
+        if not isinstance(raw, dict):
+            raise EngineError("bad_request", "audio must be a map of name -> {pcm, sample_rate}")
+        out: dict[str, np.ndarray] = {}
+        for name, m in raw.items():
+            if family == "musicgen" and name not in MUSICGEN_AUDIO:
+                raise EngineError("bad_request", f"MusicGen takes audio inputs {' and '.join(MUSICGEN_AUDIO)}, "
+                                                 f"not {name!r}")
+            if not isinstance(m, dict) or not isinstance(m.get("pcm"), bytes) or len(m["pcm"]) % 4:
+                raise EngineError("bad_request", f"the {name} must be {{pcm: float32 bytes, sample_rate}}")
+            audio = np.frombuffer(m["pcm"], dtype=np.float32)
+            if audio.size == 0:
+                raise EngineError("bad_request", f"the {name} is empty")
+            if family == "musicgen" and int(m.get("sample_rate", 0)) != self.backend.sample_rate:
+                raise EngineError("bad_request", f"the {name} must be mono float32 at {self.backend.sample_rate} Hz")
+            out[str(name)] = audio
+        return out
 
-    def generate(self, msg: dict[str, Any]) -> None:
+    def generate(self, req_id: int, msg: dict[str, Any]) -> None:
         if self.backend is None:
             raise EngineError("bad_request", "generate before load")
-        job_id = msg.get("job_id")
         prompts = msg.get("prompts")
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
             raise EngineError("bad_request", "prompts must be a non-empty list of non-empty strings")
         p = msg.get("params") or {}
-        musicgen = getattr(self.backend, "family", "musicgen") == "musicgen"
-        melody, prefix = (self._mono(msg.get(k), k) for k in ("melody", "prefix")) if musicgen else (None, None)
-        with self.state_lock:
-            self.current_job = job_id
-            self.cancel_event.clear()
-            if job_id in self.cancelled_early:
-                self.cancelled_early.discard(job_id)
-                self.cancel_event.set()
+        if not isinstance(p, dict):
+            raise EngineError("bad_request", "params must be a map")
+        family = getattr(self.backend, "family", "musicgen")
+        audio_in = self._audio_in(msg, family)
         t0 = time.perf_counter()
         last = [0.0]
 
@@ -222,27 +285,23 @@ class Worker:
             now = time.perf_counter()
             if step == 1 or step == total or now - last[0] >= PROGRESS_INTERVAL:
                 last[0] = now
-                send({"type": "progress", "job_id": job_id, "step": step, "total": total,
+                send({"type": "progress", "id": req_id, "step": step, "total": total,
                       "elapsed": round(now - t0, 4)})
 
-        try:
-            if self.cancel_event.is_set():
-                raise Cancelled()
-            if self.test_oom_min_batch and len(prompts) >= self.test_oom_min_batch:
-                raise RuntimeError(f"CUDA out of memory (simulated for tests: batch {len(prompts)} >= "
-                                   f"{self.test_oom_min_batch})")
-            if musicgen:
-                audio, sr = self.backend.generate(
-                    prompts, float(p.get("duration", 8.0)), float(p.get("temperature", 1.0)),
-                    int(p.get("top_k", 250)), float(p.get("top_p", 0.0)), float(p.get("cfg", 3.0)),
-                    int(p.get("seed", 0)), on_step, melody=melody, prefix=prefix)
-            else:  # other families take their own parameter map (acestep_backend.PARAM_KEYS)
-                audio_in = {k: msg[k] for k in ("melody", "prefix", "src_audio") if msg.get(k)}
-                audio, sr = self.backend.generate_params(prompts, p, on_step, audio_in)
-        finally:
-            with self.state_lock:
-                self.current_job = None
-        send({"type": "result", "job_id": job_id, "pcm": audio.tobytes(), "shape": list(audio.shape),
+        if self.cancel_event.is_set():
+            raise Cancelled()
+        if self.test_oom_min_batch and len(prompts) >= self.test_oom_min_batch:
+            raise RuntimeError(f"CUDA out of memory (simulated for tests: batch {len(prompts)} >= "
+                               f"{self.test_oom_min_batch})")
+        if family != "musicgen":
+            audio, sr = self.backend.generate_params(prompts, p, on_step, audio_in)
+        else:
+            audio, sr = self.backend.generate(
+                prompts, float(p.get("duration", 8.0)), float(p.get("temperature", 1.0)), int(p.get("top_k", 250)),
+                float(p.get("top_p", 0.0)), float(p.get("cfg", 3.0)), int(p.get("seed", 0)), on_step,
+                melody=audio_in.get("melody"), prefix=audio_in.get("prefix"))
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        send({"type": "result", "id": req_id, "pcm": audio.tobytes(), "shape": list(audio.shape),
               "dtype": "float32", "sample_rate": int(sr), "seconds": round(time.perf_counter() - t0, 4),
               "memory": memory()})
 

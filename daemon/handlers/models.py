@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from dgx_music.daemon.handlers import Context, method
@@ -11,9 +10,8 @@ from dgx_music.daemon.handlers.args import Args
 
 @method("model.list")
 async def list_models(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """Known model names and whether each is cached locally."""
-    loop = asyncio.get_running_loop()
-    return {"models": await loop.run_in_executor(None, ctx.daemon.engine.models)}  # scans the disk cache
+    """Known model names and whether each is cached locally (the engine scans the disk cache in a thread)."""
+    return {"models": await ctx.daemon.engine.models()}
 
 
 @method("model.state")

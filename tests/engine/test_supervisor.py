@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -71,7 +73,7 @@ async def test_generate_progress_seed_and_model_switch(make_supervisor, tiny_mod
     assert sup.state()["worker_pid"] not in (None, pid) and not pid_alive(pid)
     assert any("switching" in d["reason"] for d in rec.of("model.unloaded"))
     assert np.array_equal(res.audio, after.audio)
-    listed = {m["name"]: m for m in sup.models()}
+    listed = {m["name"]: m for m in await sup.models()}
     assert listed[str(other_model)]["loaded"] and not listed[str(tiny_model)]["loaded"]
     new_pid = sup.state()["worker_pid"]
     await sup.unload()
@@ -224,3 +226,29 @@ async def test_bad_model_directory_reported_by_the_worker(make_supervisor, tmp_p
     assert ei.value.code == "bad_model" and "config.json" in ei.value.message
     assert sup.state()["state"] == "unloaded" and sup.state()["worker_pid"] is None
     assert not rec.of("model.crashed")
+
+
+async def test_model_cache_scans_run_off_the_event_loop(make_supervisor, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """model.list and the offline cache check read the HF cache from disk: never on the daemon's loop."""
+    from dgx_music.daemon.engine import supervisor as supmod
+    from dgx_music.daemon.handlers.models import list_models
+
+    threads: list[int] = []
+
+    def spy(fn):  # type: ignore[no-untyped-def]
+        def wrapped(*a: Any, **kw: Any) -> Any:
+            threads.append(threading.get_ident())
+            return fn(*a, **kw)
+        return wrapped
+
+    monkeypatch.setattr(supmod, "known_models", spy(supmod.known_models))
+    monkeypatch.setattr(supmod, "is_cached", spy(supmod.is_cached))
+    sup, _ = make_supervisor(model="small", offline=True, cache_dir=tmp_path / "empty-cache")
+    out = await list_models(SimpleNamespace(daemon=SimpleNamespace(engine=sup)), {})  # type: ignore[arg-type]
+    small = next(m for m in out["models"] if m["name"] == "small")
+    assert small["configured"] and not small["cached"] and not small["loaded"]
+    with pytest.raises(EngineError) as ei:
+        await sup.load()  # offline and not cached: refused after a cache check
+    assert ei.value.code == "model_not_found"
+    assert len(threads) >= 2 and threading.get_ident() not in threads
