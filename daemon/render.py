@@ -71,5 +71,17 @@ def render_tracks(data_dir: Path, job: dict[str, Any], audio: np.ndarray, sample
             "peaks": a.get("peaks"),
             **{k: a.get(k) for k in ("lufs_before", "lufs", "true_peak", "gain_db", "loudness_note",
                                      "bpm", "bpm_confidence", "key", "key_confidence")},
+            **song_fields(job),
         })
     return out
+
+
+def song_fields(job: dict[str, Any]) -> dict[str, Any]:
+    """What a track keeps of its request beside the detected analysis: the model family, and for
+    ACE-Step the lyrics (searchable), vocal language and the tempo/key/metre that were asked for."""
+    p = job.get("params") or {}
+    family = p.get("family") or "musicgen"
+    if family == "musicgen":
+        return {"family": family}
+    return {"family": family, "lyrics": p.get("lyrics") or None, "language": p.get("language"),
+            "req_bpm": p.get("bpm"), "req_key": p.get("key"), "req_time_signature": p.get("time_signature")}

@@ -158,6 +158,14 @@ def tiny_melody_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_test_model(tmp_path_factory.mktemp("tiny-melody"), backend="transformers", melody=True)
 
 
+@pytest.fixture(scope="session")
+def tiny_acestep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny diffusers AceStepPipeline (48 kHz stereo, 25 latents/s) with random weights, once per session."""
+    from dgx_music.daemon.engine.testmodel import build_test_model
+
+    return build_test_model(tmp_path_factory.mktemp("tiny-acestep"), family="ace-step")
+
+
 @pytest.fixture
 async def studio(daemon_factory: Callable[..., Any], tiny_model: Path) -> Any:
     """An in-process daemon with the tiny model: the whole product, no GPU."""

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import msgspec
 
 from dgx_music.common.params import GenerationParams
+from dgx_music.common.schemas import AceStepParams
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import is_cached, known_models, resolve_model
 from dgx_music.daemon.engine.transport import WorkerSilent, WorkerTransport
@@ -73,6 +75,15 @@ def wire_params(params: Any) -> dict[str, Any]:
         return dict(wire())
     return {"duration": params.duration, "temperature": params.temperature, "top_k": params.top_k,
             "top_p": params.top_p, "cfg": params.cfg, "seed": params.seed}
+
+
+def _variations_from(params: Any, offset: int) -> Any:
+    """The params for a half batch starting at variation `offset`. ACE-Step draws variation i from
+    seed + i, so the second half of a split batch shifts its seed and makes the same clips the whole
+    batch would have; MusicGen samples a batch from one stream, so there is nothing to keep."""
+    if offset and isinstance(params, AceStepParams) and params.seed is not None:
+        return msgspec.structs.replace(params, seed=params.seed + offset)
+    return params
 
 
 def load_extra(params: Any) -> dict[str, Any]:
@@ -218,8 +229,8 @@ class EngineSupervisor:
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip()
                                                                    for p in prompts):
             raise EngineError("bad_request", "prompts must be a non-empty list of non-empty strings")
-        if not isinstance(params, GenerationParams):
-            raise EngineError("bad_request", "params must be GenerationParams (use validate_params)")
+        if not isinstance(params, (GenerationParams, AceStepParams)):
+            raise EngineError("bad_request", "params must be a family's typed params (common/schemas.py)")
         params = params.with_seed()
         model = params.model or self.settings.model
         resolve_model(model)
@@ -277,12 +288,12 @@ class EngineSupervisor:
                         job_id, len(prompts))
             half = len(prompts) // 2
             parts = []
-            for chunk in (prompts[:half], prompts[half:]):
+            for offset, chunk in ((0, prompts[:half]), (half, prompts[half:])):
                 self._raise_if_cancelled(job_id)
                 await self._ensure_loaded(model, extra)
                 self._state = "busy"
-                parts.append(await self._generate_split(job_id, chunk, params, model, extra, audio_in,
-                                                        on_progress))
+                parts.append(await self._generate_split(job_id, chunk, _variations_from(params, offset), model,
+                                                        extra, audio_in, on_progress))
             return np.concatenate([p[0] for p in parts], axis=0), parts[0][1]
 
     async def _generate_once(self, job_id: int, prompts: list[str], params: GenerationParams,

@@ -68,9 +68,3 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def tiny_acestep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny diffusers AceStepPipeline (48 kHz stereo, 25 latents/s) with random weights, once per session."""
-    from dgx_music.daemon.engine.testmodel import build_test_model
-
-    return build_test_model(tmp_path_factory.mktemp("tiny-acestep"), family="ace-step")
