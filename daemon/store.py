@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import hashlib
 import json
 import math
@@ -157,11 +158,11 @@ _PEAKS_MAGIC = b"P1"  # version tag: float16 little-endian (min, max) pairs foll
 class StoreError(Exception):
     """A refused or failed store operation.
 
-    ``code`` is one of: not_found, invalid, conflict, queue_full, corrupt.
+    ``code`` is one of: not_found, invalid, conflict, queue_full, corrupt, disk_full.
     ``field`` names the offending input for ``invalid`` when there is one.
     """
 
-    CODES = ("not_found", "invalid", "conflict", "queue_full", "corrupt")
+    CODES = ("not_found", "invalid", "conflict", "queue_full", "corrupt", "disk_full")
 
     def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
         assert code in self.CODES, code
@@ -567,7 +568,17 @@ class Store:
 
         task = asyncio.ensure_future(locked())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except (sqlite3.Error, OSError) as exc:
+            # SQLITE_FULL or ENOSPC/EDQUOT: one error the queue can pause on, not `internal`.
+            full = (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                    or "database or disk is full" in str(exc)
+                    or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT))
+            if full:
+                raise StoreError("disk_full", f"the disk holding {self.path} is full ({exc}); "
+                                              "free some space") from exc
+            raise
 
     async def _write(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Like _run, inside BEGIN IMMEDIATE .. COMMIT (ROLLBACK on any error)."""
