@@ -317,8 +317,7 @@ class Scheduler:
     # -- the runner ----------------------------------------------------------------------------
     async def _supervise(self) -> None:
         """Keep the runner going: one that raises is logged and restarted, with backoff."""
-        first, most = self.restart_delay
-        delay = first
+        delay: float | None = None
         while True:
             began = time.monotonic()
             self.runner_up = True
@@ -331,8 +330,9 @@ class Scheduler:
                 self.runner_up = False
                 self.runner_restarts += 1
                 self.runner_error = f"{type(exc).__name__}: {exc}"
-                if time.monotonic() - began > 2 * most:
-                    delay = first  # it ran well for a while: this is a new failure, not a loop
+                first, most = self.restart_delay
+                if delay is None or time.monotonic() - began > 2 * most:
+                    delay = first  # the first failure, or it ran well for a while since the last one
                 log.error("the queue runner stopped (%s); restarting it in %.1f s", self.runner_error, delay,
                           exc_info=exc)
                 await asyncio.sleep(delay)
@@ -412,6 +412,7 @@ class Scheduler:
         if full == self.disk_full:
             return
         self.disk_full = full
+        self._disk_wait = self.disk_delay[0]
         if full:
             log.warning("disk full at %s: %s; the queue is paused until there is room", self.daemon.data_dir, why)
         else:
