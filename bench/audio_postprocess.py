@@ -10,7 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "audio"))
 import synth  # noqa: E402
 
-from dgx_music.daemon.audio import pipeline  # noqa: E402
+from dgx_music.common.audio import pipeline  # noqa: E402
 
 pipeline.warm_up()
 for stereo in (False, True):

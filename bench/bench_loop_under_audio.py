@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from dgx_music.daemon.audio import pipeline
+from dgx_music.common.audio import pipeline
 
 SR = 32000
 

@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def analyze(args: argparse.Namespace) -> int:
-    from dgx_music.daemon.audio import pipeline
+    from dgx_music.common.audio import pipeline
 
     results: list[dict[str, Any]] = []
     code = EXIT_OK
@@ -107,27 +107,35 @@ async def _select(client: Client, args: argparse.Namespace) -> list[dict[str, An
 
 
 async def export(client: Client, args: argparse.Namespace) -> int:
-    from dgx_music.daemon.audio import ardour, export as exporter
+    from dgx_music.common.audio import ardour, export as exporter
 
     tracks = await _select(client, args)
     if not tracks:
         raise UsageError("no tracks matched")
     data_dir = (await client.call("status", timeout=args.timeout))["data_dir"]
     with tempfile.TemporaryDirectory(prefix="dgx-music-export-") as tmp:
-        sources = [await transfer.obtain(client, t, data_dir, Path(tmp)) for t in tracks]
+        sources: list[tuple[Path, dict[str, Any]]] = []
+        errors: list[dict[str, Any]] = []
+        for t in tracks:
+            try:  # a stored path outside the daemon's data directory is refused before any read
+                sources.append((await transfer.obtain(client, t, data_dir, Path(tmp)), t))
+            except transfer.UnsafeTrackPath as exc:
+                errors.append({"id": t["id"], "error": str(exc)})
         loop = asyncio.get_running_loop()
         if args.ardour:
-            clips = [ardour.Clip(path=src, title=t["title"], bpm=t.get("bpm")) for src, t in zip(sources, tracks)]
+            if errors:  # a session missing a clip is not what was asked for
+                return _report(args, [], errors)
+            clips = [ardour.Clip(path=src, title=t["title"], bpm=t.get("bpm")) for src, t in sources]
             dest = Path(args.ardour).expanduser()
             session = await loop.run_in_executor(None, lambda: ardour.write_ardour_session(
                 dest.parent, dest.name, clips, sequence=args.sequence))
             result: dict[str, Any] = {"session": str(session), "tracks": [t["id"] for t in tracks]}
             emit(args, result, lambda r: f"wrote Ardour session {r['session']} with {len(tracks)} track(s)")
             return EXIT_OK
-        written, errors = [], []
+        written: list[dict[str, Any]] = []
         out_dir = Path(args.to).expanduser()
         out_dir.mkdir(parents=True, exist_ok=True)
-        for src, t in zip(sources, tracks):
+        for src, t in sources:
             tags = {"title": t["title"], "comment": t["prompt"], "bpm": t.get("bpm"), "key": t.get("key")}
             try:
                 out = await loop.run_in_executor(None, lambda: exporter.export_track(
@@ -138,9 +146,13 @@ async def export(client: Client, args: argparse.Namespace) -> int:
                 errors.append({"id": t["id"], "error": f"{exc} (use --overwrite)"})
             except (ValueError, OSError) as exc:  # ExportError and disk trouble: report, go on
                 errors.append({"id": t["id"], "error": str(exc)})
-        emit(args, {"exported": written, "errors": errors},
-             lambda r: "\n".join(f"{w['id']} -> {w['file']}" for w in r["exported"]))
-        if not args.json:
-            for e in errors:
-                print(f"dgx-music: {e['id']}: {e['error']}", file=sys.stderr)
-        return EXIT_FAILED if errors else EXIT_OK
+        return _report(args, written, errors)
+
+
+def _report(args: argparse.Namespace, written: list[dict[str, Any]], errors: list[dict[str, Any]]) -> int:
+    emit(args, {"exported": written, "errors": errors},
+         lambda r: "\n".join(f"{w['id']} -> {w['file']}" for w in r["exported"]))
+    if not args.json:
+        for e in errors:
+            print(f"dgx-music: {e['id']}: {e['error']}", file=sys.stderr)
+    return EXIT_FAILED if errors else EXIT_OK

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, Awaitable, Callable
 
-from dgx_music.common.client import Client, DaemonUnavailable, RequestTimeout
+from dgx_music.common.client import Client, DaemonUnavailable, RequestTimeout, UnsafeSocket
 from dgx_music.common.config import ConfigError, Settings, load_settings
 from dgx_music.common.fmt import duration as human_duration, nbytes as human_bytes  # noqa: F401
 from dgx_music.common.protocol import RemoteError
@@ -78,6 +78,8 @@ def run_client(args: argparse.Namespace, fn: ClientFn) -> int:
 
     try:
         return asyncio.run(go())
+    except UnsafeSocket as exc:  # nothing was sent: someone else may own the socket
+        return fail(args, "unsafe_socket", str(exc), EXIT_UNREACHABLE)
     except DaemonUnavailable as exc:
         return fail(args, "unreachable", str(exc), EXIT_UNREACHABLE)
     except RemoteError as exc:

@@ -1,6 +1,7 @@
-"""Engine subcommands that run locally, without the daemon: make-test-model, doctor, bench, models.
-
-They import torch only when run, so `dgx-music --help` stays fast.
+"""Engine subcommands. make-test-model, doctor and bench are local admin tools that run on the
+GPU box itself, without the daemon (they import its engine, and torch only when run, so
+`dgx-music --help` stays fast). `models` asks the daemon (`model.list`): over a forwarded socket
+the models that matter are the daemon's, not the ones cached on the laptop.
 """
 
 from __future__ import annotations
@@ -64,10 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _add_common(p)
     p.set_defaults(func=bench_cmd)
 
-    p = subparsers.add_parser("models", help="list known models and whether they are cached",
-                              description="Named models (small, medium, large, melody, random:*), where they come "
-                                          "from, and whether they are already in the local cache.")
-    p.add_argument("--cache-dir", type=Path, default=None, help="Hugging Face hub cache (default: HF_HUB_CACHE)")
+    p = subparsers.add_parser("models", help="list the daemon's models and whether each is cached",
+                              description="Ask the daemon which models it knows (small, medium, large, melody, "
+                                          "random:*, the configured one), where they come from, whether each is "
+                                          "in the daemon's model cache, which is configured and which is loaded.")
     _add_common(p)
     p.set_defaults(func=models_cmd)
 
@@ -214,32 +215,34 @@ def bench_cmd(args: argparse.Namespace) -> int:
 
 
 def models_cmd(args: argparse.Namespace) -> int:
-    from dgx_music.daemon.engine.errors import EngineError
-    from dgx_music.daemon.engine.models import is_cached, known_models, resolve_model
+    from dgx_music.cli.common import run_client
 
-    s = _settings(args)
-    configured = _opt(args, s, "model", "engine.model", "small")
-    models = known_models(args.cache_dir)
-    if configured not in {m["name"] for m in models}:
-        try:
-            spec = resolve_model(configured)
-            models.append({"name": configured, "source": spec.ref, "kind": spec.kind,
-                           "cached": is_cached(spec, args.cache_dir), "path": spec.ref if spec.kind == "local"
-                           else None, "description": "configured model"})
-        except EngineError as exc:
-            models.append({"name": configured, "source": None, "kind": "invalid", "cached": False, "path": None,
-                           "description": exc.message})
-    for m in models:
-        m["configured"] = m["name"] == configured
+    return run_client(args, _models)
+
+
+async def _models(client: Any, args: argparse.Namespace) -> int:
+    models: list[dict[str, Any]] = (await client.call("model.list", timeout=args.timeout))["models"]
+    configured = next((m["name"] for m in models if m.get("configured")), None)
     if getattr(args, "json", False):
         _print_json({"models": models, "configured": configured})
         return EXIT_OK
-    width = max(len(m["name"]) for m in models)
-    for m in models:
-        mark = "*" if m["configured"] else " "
-        state = "cached" if m["cached"] else "not cached"
-        if m["kind"] == "random":
-            state = "no download"
-        print(f"{mark} {m['name']:<{width}}  {state:<11}  {m['description']}")
-    print("(* = configured; set with --model or engine.model in the config)")
+    print(format_models(models))
     return EXIT_OK
+
+
+def format_models(models: list[dict[str, Any]]) -> str:
+    """One line per model: configured mark, cache state (loaded wins), description."""
+    if not models:
+        return "the daemon knows no models"
+    width = max(len(m["name"]) for m in models)
+    lines = []
+    for m in models:
+        mark = "*" if m.get("configured") else " "
+        state = "cached" if m.get("cached") else "not cached"
+        if m.get("kind") == "random":
+            state = "no download"
+        if m.get("loaded"):
+            state = "loaded"
+        lines.append(f"{mark} {m['name']:<{width}}  {state:<11}  {m.get('description') or ''}".rstrip())
+    lines.append("(* = configured; set with --model or engine.model in the daemon's config)")
+    return "\n".join(lines)

@@ -127,7 +127,7 @@ def _melody(src: str) -> dict[str, Any]:
     path = Path(src).expanduser()
     if not path.exists():
         raise ParamError("melody", f"{src} is neither a library track id (like 12-0) nor a file")
-    from dgx_music.daemon.melodies import encode_upload
+    from dgx_music.common.audio.melody import encode_upload
 
     return {"melody_audio": encode_upload(path), "melody_name": path.name}
 

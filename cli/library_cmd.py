@@ -196,7 +196,12 @@ async def play(client: Client, args: argparse.Namespace) -> int:
 
     t = await client.call("track.get", {"id": args.id}, timeout=args.timeout)
     data_dir = (await client.call("status", timeout=args.timeout))["data_dir"]
-    path = await transfer.obtain(client, t, data_dir, paths.default_cache_dir() / "previews")
+    try:
+        path = await transfer.obtain(client, t, data_dir, paths.default_cache_dir() / "previews")
+    except transfer.UnsafeTrackPath as exc:
+        from dgx_music.cli.common import EXIT_FAILED, fail
+
+        return fail(args, "unsafe_path", str(exc), EXIT_FAILED)
     player = Player()
     try:
         if player.needs_wav and path.suffix.lower() != ".wav":

@@ -53,7 +53,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("daemon.socket_group", str, "", "Group whose members may also connect (empty: none)."),
     Option("daemon.max_frame", int, 8 * 1024 * 1024, "Largest protocol frame accepted, bytes."),
     Option("daemon.read_timeout", float, 30.0, "Seconds a client may take to finish a frame."),
-    Option("daemon.max_clients", int, 256, "Connections served at once; more are told so and closed."),
+    Option("daemon.idle_timeout", float, 10.0, "Seconds a connection may go without completing a frame, "
+           "from connecting or from its last frame, unless it is subscribed or awaiting an answer."),
+    Option("daemon.max_clients", int, 256, "Connections served at once (and the listen backlog); more are "
+           "told so and closed."),
+    Option("daemon.owner_slots", int, 4, "Of max_clients, connections kept for the daemon's own uid."),
     Option("daemon.subscriber_buffer", int, 4096, "KiB of unread events a subscriber may fall behind before it is dropped."),
     Option("daemon.log_level", str, "info", "debug, info, warning or error.",
            choices=("debug", "info", "warning", "error")),

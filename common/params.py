@@ -101,6 +101,31 @@ def _in_range(name: str, value: float, lo: float, hi: float, unit: str = "") -> 
 
 _FIELDS = {f for f in GenerationParams.__dataclass_fields__}
 
+MAX_MODEL_PATH_BYTES = 1024
+MAX_MODEL_NAME_BYTES = 200  # a hub id: Hugging Face caps names at 96 characters; its cache dir adds 10
+
+
+def check_model_name(value: Any, field: str = "model") -> str:
+    """A model name, hub id or directory that is safe to hand to the file system.
+
+    Checked before anything looks it up, so an over-long name is the caller's mistake named
+    as such, not an OSError (`File name too long`) deep inside model resolution.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ParamError(field, "must be a model name, hub id or directory")
+    name = value.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ParamError(field, "must not contain control characters")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if name.startswith((".", "/", "~")):
+        if size > MAX_MODEL_PATH_BYTES:
+            raise ParamError(field, f"a model directory path may be at most {MAX_MODEL_PATH_BYTES} bytes long")
+        if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in name.split("/")):
+            raise ParamError(field, "a model directory path has a component longer than 255 bytes")
+    elif size > MAX_MODEL_NAME_BYTES:
+        raise ParamError(field, f"is {size} bytes long; a model name or hub id is at most {MAX_MODEL_NAME_BYTES}")
+    return name
+
 
 def validate_params(raw: Mapping[str, Any], *, max_count: int = MAX_COUNT) -> GenerationParams:
     """Turn untrusted input (a protocol map, CLI flags, a form) into checked parameters."""
@@ -151,10 +176,7 @@ def validate_params(raw: Mapping[str, Any], *, max_count: int = MAX_COUNT) -> Ge
         out["target_lufs"] = _number("target_lufs", raw["target_lufs"])
         _in_range("target_lufs", out["target_lufs"], -40.0, -5.0, " LUFS")
     if raw.get("model") is not None:
-        model = raw["model"]
-        if not isinstance(model, str) or not model.strip():
-            raise ParamError("model", "must be a model name, hub id or directory")
-        out["model"] = model.strip()
+        out["model"] = check_model_name(raw["model"])
     if raw.get("melody") is not None:
         melody = raw["melody"]
         if not isinstance(melody, str) or not (TRACK_ID_RE.match(melody.strip())

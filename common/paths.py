@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import platformdirs
 
@@ -55,4 +56,41 @@ def ensure_private_dir(path: Path, mode: int = 0o700) -> Path:
         raise UnsafeDirectory(f"{path} is not a plain directory")
     if st.st_uid != os.getuid():
         raise UnsafeDirectory(f"{path} is owned by uid {st.st_uid}, not by you (uid {os.getuid()})")
+    return path
+
+
+class OutsideRoot(ValueError):
+    """A stored relative path that would leave its root directory (a tampered database or
+    backup): absolute, with '..', or through a symlink that leads out."""
+
+
+def resolve_under(root: str | os.PathLike[str], rel: str | os.PathLike[str]) -> Path:
+    """The real path of ``rel`` inside ``root``, or OutsideRoot saying why it is refused.
+
+    Track rows hold paths relative to the data directory; anything that reads, streams,
+    exports or deletes a track's file goes through here, so a tampered row cannot make
+    the daemon or a client touch a file elsewhere.  Refused: an empty path, an absolute
+    one (or a Windows drive), a NUL, any '..' component, and a path that resolves outside
+    ``root`` or onto ``root`` itself (symlinks followed, so one leading out is caught).
+    Symlinks that stay inside ``root`` are fine; the file need not exist.
+    """
+    raw = os.fspath(rel) if isinstance(rel, (str, os.PathLike)) else None
+    if not isinstance(raw, str) or not raw or "\x00" in raw:
+        raise OutsideRoot(f"stored path {rel!r} is not inside {root}: not a relative path")
+    base = Path(root).resolve()
+
+    def refuse(why: str) -> OutsideRoot:
+        return OutsideRoot(f"stored path {raw!r} is not inside {base}: {why}")
+
+    lexical = PurePosixPath(raw.replace("\\", "/"))
+    if lexical.is_absolute() or re.match(r"^[A-Za-z]:", raw):
+        raise refuse("it is an absolute path")
+    if ".." in lexical.parts:
+        raise refuse("it contains '..'")
+    try:
+        path = (base / lexical).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise refuse(f"it cannot be resolved ({exc})") from None
+    if base not in path.parents:
+        raise refuse("it resolves outside, through a symlink" if path != base else "it names the directory itself")
     return path

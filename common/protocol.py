@@ -35,6 +35,7 @@ FORBIDDEN = "forbidden"
 INTERNAL = "internal"
 SHUTTING_DOWN = "shutting_down"
 TOO_MANY_CLIENTS = "too_many_clients"
+IDLE_TIMEOUT = "idle_timeout"
 
 
 class ProtocolError(Exception):

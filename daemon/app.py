@@ -1,7 +1,9 @@
 """The daemon: wires settings, storage, engine, scheduler and server, and runs them.
 
-Start order matters for durability: the database is checked and recovered
-before the socket listens, so no client ever sees half-restored state.
+Start order matters for durability: the data directory is locked first (one
+daemon per directory), the socket path is checked and claimed, and the database is
+checked and recovered before the socket listens, so no client ever sees
+half-restored state and no second daemon ever requeues the first one's job.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dgx_music import __version__
 from dgx_music.common import protocol
 from dgx_music.common.config import Settings
 from dgx_music.daemon import handlers
+from dgx_music.daemon.datalock import DataDirLock, DataDirLocked
 from dgx_music.daemon.events import EventHub
 from dgx_music.daemon.server import Server, StartupError
 
@@ -44,6 +47,7 @@ class Daemon:
         self.preload: Any = None  # task loading the model at start, with --preload
         self.pruner: Any = None  # HistoryPruner: job history pruning, at start and daily
         self.extras: list[Any] = []  # optional services (HTTP API, notifier) with async close()
+        self._lock: DataDirLock | None = None
         handlers.load_all()
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
@@ -69,6 +73,12 @@ class Daemon:
     async def start(self, inherited: socket.socket | None = None) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
+        try:
+            self._lock = DataDirLock.acquire(self.data_dir)
+        except DataDirLocked as exc:
+            raise StartupError(str(exc)) from None
+        if inherited is None:
+            await self.server.claim_path()  # an unsafe directory or a live daemon stops us before recovery
         await self._start_components()
         await self.server.start(inherited)
         self.publish("daemon.started", {"pid": os.getpid(), "version": __version__})
@@ -96,6 +106,9 @@ class Daemon:
         from dgx_music.daemon import components
 
         await components.close(self)
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 _SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
@@ -136,7 +149,12 @@ async def run(settings: Settings, inherited: socket.socket | None = None) -> int
     notifier = notify.Notifier()  # systemd Type=notify; a no-op without $NOTIFY_SOCKET
     notifier.start_watchdog()  # heartbeats start now: opening and recovering the database takes time
     notifier.status("starting: checking the database and recovering the queue")
-    daemon = Daemon(settings)
+    try:
+        daemon = Daemon(settings)
+    except StartupError as exc:  # e.g. a socket_group that does not exist: one line, not a traceback
+        log.error("%s", exc)
+        await notifier.close()
+        return 1
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
@@ -145,7 +163,9 @@ async def run(settings: Settings, inherited: socket.socket | None = None) -> int
         if settings["http.listen"].strip():
             from dgx_music.daemon import http_api
 
-            http_plan = http_api.plan(settings)  # refuse a bad bind/token before touching anything
+            # Refuse a bad bind/token before touching anything; resolving the host name and reading
+            # the token file may block, so not on the event loop.
+            http_plan = await loop.run_in_executor(None, http_api.plan, settings)
         if inherited is None:
             inherited = activation.inherited_socket()  # systemd socket activation (LISTEN_FDS)
         if inherited is not None and isinstance(inherited.getsockname(), str) and inherited.getsockname():

@@ -21,16 +21,19 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
+import stat
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 try:
     from dgx_music.daemon.components import DB_NAME
 except Exception:  # pragma: no cover - keep backup usable if the daemon's components cannot import
     DB_NAME = "dgx-music.db"
+from dgx_music.common.paths import OutsideRoot, resolve_under
+from dgx_music.daemon.store import StoreError
+from dgx_music.daemon.store import snapshot as db_copy
 
 MANIFEST = "manifest.json"
 LIBRARY = "library"
@@ -53,43 +56,54 @@ class Report:
     schema_version: int = 0
     seconds: float = 0.0
     kept_aside: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"dest": str(self.dest), "tracks": self.tracks, "jobs": self.jobs, "files": self.files,
                 "melodies": self.melodies, "bytes": self.bytes, "missing": self.missing, "schema_version": self.schema_version,
-                "seconds": round(self.seconds, 3), "kept_aside": self.kept_aside}
+                "seconds": round(self.seconds, 3), "kept_aside": self.kept_aside,
+                "refused": self.refused}
 
 
 def db_path(data_dir: Path) -> Path:
     return Path(data_dir) / DB_NAME
 
 
-def _check(conn: sqlite3.Connection, what: str) -> None:
-    rows = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
-    if rows != ["ok"]:
-        raise BackupError(f"{what} failed integrity_check: " + "; ".join(map(str, rows)))
+def _is_database_file(rel: str) -> bool:
+    """The database, its WAL and shared memory, and the copies restore and migrations keep."""
+    first = PurePosixPath(rel.replace("\\", "/")).parts[:1]
+    return bool(first) and first[0].startswith(DB_NAME)
 
 
-def _counts(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    tracks = conn.execute("SELECT count(*) FROM tracks").fetchone()[0] if "tracks" in tables else 0
-    jobs = conn.execute("SELECT count(*) FROM jobs").fetchone()[0] if "jobs" in tables else 0
-    return version, tracks, jobs
+def _member(root: Path, rel: str) -> Path:
+    """Where track path ``rel`` lies in ``root`` (a backup, or the data dir being restored
+    into), refusing a path that leaves ``root``, lands on the database files, or goes
+    through a symlink (a backup holds none, and restore must not write through one)."""
+    try:
+        path = resolve_under(root, rel)
+    except OutsideRoot as exc:
+        raise BackupError(str(exc)) from None
+    if _is_database_file(rel):
+        raise BackupError(f"{rel!r} would land on the database files")
+    if path != Path(root).resolve() / PurePosixPath(rel.replace("\\", "/")):
+        raise BackupError(f"{rel!r} goes through a symlink in {root}")
+    return path
 
 
-def _track_paths(conn: sqlite3.Connection) -> list[str]:
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if "tracks" not in tables:
-        return []
-    return [r[0] for r in conn.execute("SELECT path FROM tracks ORDER BY seq")]
-
-
-def _safe_rel(rel: str) -> Path:
-    p = Path(rel)
-    if p.is_absolute() or ".." in p.parts or not p.parts:
-        raise BackupError(f"track path {rel!r} is not a relative path inside the data directory")
-    return p
+def _plain_file(path: Path) -> bool:
+    """True for a regular file with one link; False if absent; BackupError for a symlink,
+    a hard link or anything else (what a hostile backup would use to read elsewhere)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        raise BackupError(f"{path} is a symlink")
+    if not stat.S_ISREG(st.st_mode):
+        raise BackupError(f"{path} is not a regular file")
+    if st.st_nlink > 1:
+        raise BackupError(f"{path} is a hard link (copy the backup with `cp -r` first)")
+    return True
 
 
 def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
@@ -107,32 +121,25 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
     out = dest / DB_NAME
     tmp = dest / (DB_NAME + ".part")
     report = Report(dest)
-    # Read-only URI: a backup must never write to (or checkpoint) the live database.
-    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30.0)
     try:
-        source.execute("PRAGMA busy_timeout = 30000")
-        target = sqlite3.connect(str(tmp))
-        try:
-            source.backup(target, pages=-1)  # one step: one consistent snapshot
-            target.execute("PRAGMA journal_mode = DELETE")  # a self-contained single file
-            _check(target, "the backup copy")
-            report.schema_version, report.tracks, report.jobs = _counts(target)
-            paths = _track_paths(target)
-        finally:
-            target.close()
-    except sqlite3.Error as exc:
+        summary = db_copy.snapshot(src, tmp)
+    except StoreError as exc:
         tmp.unlink(missing_ok=True)
-        raise BackupError(f"backup of {src} failed: {exc}") from None
-    finally:
-        source.close()
+        raise BackupError(exc.message) from None
+    report.schema_version, report.tracks, report.jobs = summary.schema_version, summary.tracks, summary.jobs
+    paths = summary.paths
     os.replace(tmp, out)
     report.bytes += out.stat().st_size
     if progress:
         progress(f"database: {report.tracks} tracks, {report.jobs} jobs (schema v{report.schema_version})")
     if with_audio:
         for rel in paths:
-            relp = _safe_rel(rel)
-            s, d = data_dir / relp, dest / relp
+            try:  # a tampered row must not copy a file from outside the data dir into the backup
+                s = resolve_under(data_dir, rel)
+            except OutsideRoot:
+                report.refused.append(rel)
+                continue
+            d = dest / PurePosixPath(rel)
             d.parent.mkdir(parents=True, exist_ok=True)
             try:
                 shutil.copy2(s, d)
@@ -144,7 +151,8 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
             report.bytes += d.stat().st_size
         _copy_melodies(data_dir, dest, report)
         if progress:
-            progress(f"audio: {report.files} files" + (f", {len(report.missing)} missing" if report.missing else ""))
+            progress(f"audio: {report.files} files" + (f", {len(report.missing)} missing" if report.missing else "")
+                     + (f", {len(report.refused)} refused (paths outside the data dir)" if report.refused else ""))
     report.seconds = time.monotonic() - t0
     manifest = {"format": 1, "created": time.time(), "source": str(data_dir), "database": DB_NAME,
                 "with_audio": with_audio, **report.as_dict()}
@@ -213,6 +221,37 @@ def daemon_answers(sock_path: Path) -> bool:
         s.close()
 
 
+def _restore_plan(src: Path | None, data_dir: Path,
+                  paths: list[str]) -> list[tuple[str, Path | None, Path]]:
+    """(track path, file in the backup or None, where it goes) for every track, checked
+    before anything changes: a backup whose database or files would write outside the data
+    dir, onto the database files, or read through symlinks or hard links is refused whole."""
+    plan: list[tuple[str, Path | None, Path]] = []
+    refused: list[str] = []
+    for rel in paths:
+        try:
+            target = _member(data_dir, rel)
+            source = _member(src, rel) if src is not None else None
+            if source is not None and not _plain_file(source):
+                source = None
+        except BackupError as exc:
+            refused.append(str(exc))
+            continue
+        plan.append((rel, source, target))
+    if src is not None and (src / MELODIES).exists():
+        try:
+            if (src / MELODIES).is_symlink():
+                raise BackupError(f"{src / MELODIES} is a symlink")
+            for f in sorted((src / MELODIES).glob("*.wav")):
+                _plain_file(f)
+        except BackupError as exc:
+            refused.append(str(exc))
+    if refused:
+        more = f" (and {len(refused) - 5} more)" if len(refused) > 5 else ""
+        raise BackupError("this backup is refused, nothing was changed: " + "; ".join(refused[:5]) + more)
+    return plan
+
+
 def restore(src: Path, data_dir: Path, *, socket_path: Path | None = None,
             progress: Callable[[str], None] | None = None) -> Report:
     """Replace the database (and library files the backup holds) with the backup at `src`."""
@@ -231,15 +270,11 @@ def restore(src: Path, data_dir: Path, *, socket_path: Path | None = None,
                           "(systemctl --user stop dgx-music.socket dgx-music.service)")
     report = Report(data_dir)
     try:
-        conn = sqlite3.connect(f"file:{backup_db}?mode=ro", uri=True)
-        try:
-            _check(conn, str(backup_db))
-            report.schema_version, report.tracks, report.jobs = _counts(conn)
-            paths = _track_paths(conn)
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise BackupError(f"{backup_db} is not a usable database: {exc}") from None
+        summary = db_copy.inspect(backup_db)
+    except StoreError as exc:
+        raise BackupError(exc.message) from None
+    report.schema_version, report.tracks, report.jobs = summary.schema_version, summary.tracks, summary.jobs
+    plan = _restore_plan(src if src.is_dir() else None, data_dir, summary.paths)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Keep the old database (with its WAL and shared memory, which may hold committed data) aside.
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -258,21 +293,17 @@ def restore(src: Path, data_dir: Path, *, socket_path: Path | None = None,
     if progress:
         progress(f"database: {report.tracks} tracks, {report.jobs} jobs (schema v{report.schema_version})"
                  + (f"; the old one is kept as {report.kept_aside[0]}" if report.kept_aside else ""))
+    for rel, source, target in plan:
+        if source is None:
+            if not target.is_file():
+                report.missing.append(rel)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        report.files += 1
+        report.bytes += target.stat().st_size
     if src.is_dir():
-        for rel in paths:
-            relp = _safe_rel(rel)
-            s, d = src / relp, data_dir / relp
-            if not s.is_file():
-                if not d.is_file():
-                    report.missing.append(rel)
-                continue
-            d.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(s, d)
-            report.files += 1
-            report.bytes += d.stat().st_size
         _copy_melodies(src, data_dir, report)
-    else:
-        report.missing = [rel for rel in paths if not (data_dir / _safe_rel(rel)).is_file()]
     if progress:
         progress(f"audio: {report.files} files restored"
                  + (f"; {len(report.missing)} tracks have no audio file" if report.missing else ""))

@@ -8,17 +8,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dgx_music.common.paths import OutsideRoot, resolve_under
+
 LIBRARY = "library"
 ORPHANS = "orphans"
 
 
 def library_file(data_dir: Path, rel: str) -> Path:
-    """The absolute path of a track's file, refusing anything outside the data dir."""
-    root = data_dir.resolve()
-    path = (root / rel).resolve()
-    if root not in path.parents:
-        raise ValueError(f"{rel!r} points outside the data directory")
-    return path
+    """The real path of a track's file; OutsideRoot (a ValueError) for a stored path that
+    would leave the data dir (absolute, '..', a symlink leading out)."""
+    try:
+        return resolve_under(data_dir, rel)
+    except OutsideRoot as exc:
+        raise OutsideRoot(f"the track's stored path is refused: {exc}") from None
 
 
 def trash_dir(data_dir: Path) -> Path:

@@ -6,7 +6,8 @@ A job that follows a melody keeps its own copy (<data>/melodies/<key>.wav, 32 kH
 at most 30 s), written atomically before the job row is committed. So the job survives a
 restart, a deleted source track, or a client that disconnected after uploading. The key is
 a hash of the audio, so submitting the same melody twice stores it once. Everything here
-is blocking file and DSP work: the daemon calls it in an executor.
+is blocking file and DSP work: the daemon calls it in an executor. Decoding and checking a
+reference is shared with the clients (dgx_music.common.audio.melody).
 """
 
 from __future__ import annotations
@@ -18,46 +19,21 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from dgx_music.common.audio.files import write_wav_atomic
+from dgx_music.common.audio.melody import SAMPLE_RATE, decode, prepare
 from dgx_music.common.params import MELODY_KEY_RE, ParamError
-from dgx_music.daemon.audio.files import write_wav_atomic
+
+__all__ = ["SAMPLE_RATE", "melody_path", "prepare", "refresh", "save", "from_bytes", "from_file",
+           "remove_unreferenced", "read_mono", "load"]
 
 MELODIES = "melodies"
-SAMPLE_RATE = 32000  # what MusicGen's chroma extractor expects
-MAX_SECONDS = 30.0  # the longest span a melody model looks at
-MIN_SECONDS = 1.0
-MIN_PEAK = 1e-4  # quieter than -80 dBFS: nothing to follow
-MIN_RATE, MAX_RATE = 4000, 384000
 
 
 def melody_path(data_dir: Path, key: str) -> Path:
     if not isinstance(key, str) or not MELODY_KEY_RE.match(key):
         raise ParamError("melody", f"{key!r} is not a stored melody key")
     return Path(data_dir) / MELODIES / f"{key}.wav"
-
-
-def prepare(audio: np.ndarray, sample_rate: int, field: str = "melody") -> np.ndarray:
-    """[frames] or [frames, channels] at any rate -> float32 mono at 32 kHz, at most 30 s."""
-    a = np.asarray(audio, dtype=np.float32)
-    if a.ndim == 2:
-        a = a.mean(axis=1)
-    if a.ndim != 1:
-        raise ParamError(field, f"expected mono or multichannel audio, got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise ParamError(field, "contains NaN or infinite samples")
-    seconds = a.shape[0] / sample_rate
-    if seconds < MIN_SECONDS:
-        raise ParamError(field, f"is {seconds:.2f} s long; a melody needs at least {MIN_SECONDS:g} s")
-    if sample_rate != SAMPLE_RATE:
-        import soxr
-
-        a = soxr.resample(a, sample_rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
-    a = a[: int(MAX_SECONDS * SAMPLE_RATE)]
-    peak = float(np.abs(a).max()) if a.size else 0.0
-    if peak < MIN_PEAK:
-        raise ParamError(field, "is silent: there is no melody to follow")
-    if peak > 1.0:
-        a = a / peak  # keep the shape of a hot file instead of clipping it
-    return np.ascontiguousarray(a)
 
 
 def refresh(data_dir: Path, key: str) -> bool:
@@ -80,30 +56,11 @@ def save(data_dir: Path, mono: np.ndarray) -> str:
     return key
 
 
-def _decode(source: io.BytesIO | Path, field: str) -> tuple[np.ndarray, int]:
-    """Mono float32 of at most the first 30 s: read a second at a time and mixed down as it
-    comes, so a small compressed upload with many channels cannot expand without bound."""
-    try:
-        with sf.SoundFile(source) as snd:
-            sr = int(snd.samplerate)
-            if not MIN_RATE <= sr <= MAX_RATE:
-                raise ParamError(field, f"has a sample rate of {sr} Hz; expected {MIN_RATE}-{MAX_RATE} Hz")
-            parts = [block.mean(axis=1) for block in snd.blocks(blocksize=sr, frames=int(MAX_SECONDS * sr),
-                                                                  dtype="float32", always_2d=True)]
-            audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-    except ParamError:
-        raise
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        detail = str(exc).rsplit(": ", 1)[-1]  # libsndfile names the file object first: noise to a user
-        raise ParamError(field, f"cannot decode that audio ({detail}); send WAV, FLAC, OGG or MP3") from None
-    return audio, sr
-
-
 def from_bytes(data_dir: Path, data: bytes, field: str = "melody_audio") -> tuple[str, float]:
     """An uploaded audio file -> (key, seconds kept)."""
     if not isinstance(data, (bytes, bytearray)) or not data:
         raise ParamError(field, "must be the bytes of an audio file")
-    audio, sr = _decode(io.BytesIO(bytes(data)), field)
+    audio, sr = decode(io.BytesIO(bytes(data)), field)
     mono = prepare(audio, sr, field)
     return save(data_dir, mono), mono.shape[0] / SAMPLE_RATE
 
@@ -111,26 +68,13 @@ def from_bytes(data_dir: Path, data: bytes, field: str = "melody_audio") -> tupl
 def from_file(data_dir: Path, path: Path, field: str = "melody") -> tuple[str, float]:
     """A library track's file -> (key, seconds kept)."""
     try:
-        audio, sr = _decode(Path(path), field)
+        audio, sr = decode(Path(path), field)
     except ParamError:
         if not Path(path).is_file():
             raise ParamError(field, "that track's audio file is missing") from None
         raise
     mono = prepare(audio, sr, field)
     return save(data_dir, mono), mono.shape[0] / SAMPLE_RATE
-
-
-def encode_upload(path: Path, field: str = "melody") -> bytes:
-    """A local audio file -> FLAC bytes of its first 30 s at 32 kHz mono, for `melody_audio`.
-
-    Clients reduce before sending, so a long 96 kHz WAV still fits one frame; the daemon
-    decodes and checks the upload again all the same."""
-    if not Path(path).is_file():
-        raise ParamError(field, f"{path} is not a file")
-    audio, sr = _decode(Path(path), field)
-    buf = io.BytesIO()
-    sf.write(buf, prepare(audio, sr, field), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    return buf.getvalue()
 
 
 def remove_unreferenced(data_dir: Path, keep: set[str], min_age: float) -> int:

@@ -39,7 +39,7 @@ def render_tracks(data_dir: Path, job: dict[str, Any], audio: np.ndarray, sample
     Paths are deterministic per track id, so a job re-run after a crash rewrites
     (atomically) the same files instead of leaving duplicates.
     """
-    from dgx_music.daemon.audio import files, pipeline  # librosa is heavy; only the daemon needs it
+    from dgx_music.common.audio import files, pipeline  # librosa is heavy: imported when a job renders
 
     created = dt.datetime.now()
     title = default_title(job["prompt"])
@@ -52,8 +52,10 @@ def render_tracks(data_dir: Path, job: dict[str, Any], audio: np.ndarray, sample
         path = files.library_path(data_dir, track_id, title, created)
         files.write_wav_atomic(path, processed.audio, sample_rate, subtype=SUBTYPES[opts.bit_depth], metadata={
             "title": title if audio.shape[0] == 1 else f"{title} ({index + 1})",
-            "prompt": job["prompt"],
+            "comment": job["prompt"],
             "software": f"DGX Music {__version__} ({opts.model}, {opts.backend}, seed {job['seed']})",
+            "date": f"{created:%Y-%m-%d}",
+            "params": {"model": opts.model or None, "seed": job["seed"], **(job.get("params") or {})},
             "bpm": a.get("bpm"),
             "key": a.get("key"),
         })

@@ -41,7 +41,7 @@ log = logging.getLogger("dgx_music.queue")
 
 def _warm_audio() -> None:
     try:
-        from dgx_music.daemon.audio import pipeline
+        from dgx_music.common.audio import pipeline
 
         pipeline.warm_up()
     except Exception:  # warming is an optimisation; a failure shows up on the first real job
@@ -198,13 +198,13 @@ class Scheduler:
         return self.with_progress(job)
 
     async def _refuse_if_disk_full(self) -> None:
-        """While the queue is paused on a full disk, a submission is `disk_full` unless space has
-        come back since (then the runner is woken to resume at once)."""
-        if not self.disk_full:
-            return
+        """A submission is `disk_full` while less than the margin is free (statvfs, off the loop: a
+        SQLite write may still fit in the WAL, but the job could not run). If the queue was paused
+        and space is back, the runner is woken to resume at once."""
         free = await self._free()
-        if free is not None and free >= self.min_free:
-            self._wake.set()
+        if free is None or free >= self.min_free:
+            if self.disk_full:
+                self._wake.set()
             return
         raise HandlerError(protocol.DISK_FULL, self._disk_message(free, self.min_free))
 

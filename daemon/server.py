@@ -16,12 +16,12 @@ import os
 import pwd
 import socket
 import stat
-import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dgx_music.common import protocol
-from dgx_music.common.paths import ensure_private_dir, runtime_dir
+from dgx_music.common.paths import UnsafeDirectory, ensure_private_dir, runtime_dir
+from dgx_music.common.peer import peer_credentials, private_dir_problem
 from dgx_music.daemon import handlers
 from dgx_music.daemon.handlers import Context, HandlerError
 
@@ -35,6 +35,8 @@ MAX_IN_FLIGHT = 64
 #: Buffered outgoing bytes at which a response write waits for the client to read.
 WRITE_HIGH_WATER = 1 * 1024 * 1024
 WRITE_TIMEOUT = 30.0
+#: How long a refused connection is drained (its input dropped) so that the peer can read why.
+LINGER_SECONDS = 1.0
 
 
 class StartupError(RuntimeError):
@@ -59,6 +61,10 @@ class PeerPolicy:
             raise StartupError(f"socket_group {group!r} does not exist") from None
         return cls(os.getuid(), g.gr_gid, frozenset(g.gr_mem))
 
+    def needs_lookup(self, uid: int, gid: int) -> bool:
+        """Whether deciding needs the user database (NSS: files, LDAP...), which may block."""
+        return uid not in (self.uid, 0) and self.group_gid is not None and gid != self.group_gid
+
     def allows(self, uid: int, gid: int) -> bool:
         if uid in (self.uid, 0):
             return True
@@ -71,12 +77,6 @@ class PeerPolicy:
         except KeyError:
             return False
         return name in self.group_members
-
-
-def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the process on the other end, from the kernel (SO_PEERCRED)."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)
 
 
 class Connection:
@@ -97,10 +97,11 @@ class Connection:
         self.pid = self.uid = -1
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._eof = False  # our side is shut for writing: hanging up
 
     # -- writing -------------------------------------------------------
     def _write(self, frame: bytes) -> None:
-        if not self.closed and not self.transport.is_closing():
+        if not self.closed and not self._eof and not self.transport.is_closing():
             self.transport.write(frame)
 
     async def send(self, msg: dict[str, Any]) -> None:
@@ -132,6 +133,28 @@ class Connection:
             return
         self._write(frame)
 
+    async def refuse(self, code: str, message: str) -> None:
+        """Say why, then hang up. Whatever the peer already sent is read and dropped first: closing
+        a Unix socket with unread data makes the peer's read fail (ECONNRESET) before it sees why."""
+        await self.send(protocol.error(None, code, message))
+        self.server.lingering.add(self)  # the server's close() ends the wait early
+        self.server.connections.discard(self)
+        self.server.daemon.events.remove(self)
+        try:
+            if self.writer.can_write_eof():
+                self._eof = True
+                self.writer.write_eof()
+            await asyncio.wait_for(self._discard_input(), LINGER_SECONDS)
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            self.server.lingering.discard(self)
+            self.close()
+
+    async def _discard_input(self) -> None:
+        while await self.reader.read(65536):
+            pass
+
     def close(self) -> None:
         if self.closed:
             return
@@ -146,15 +169,35 @@ class Connection:
             pass
 
     # -- reading -------------------------------------------------------
+    def may_idle(self) -> bool:
+        """A subscriber waits for events and a client with requests in flight waits for answers:
+        both may stay quiet. Anyone else must complete a frame every `idle_timeout` seconds,
+        or a handful of silent connections could hold every slot."""
+        return bool(self.topics) or bool(self._tasks)
+
+    async def _next_frame(self) -> dict[str, Any] | None:
+        while True:
+            try:
+                return await protocol.read_frame(
+                    self.reader, max_frame=self.server.max_frame, timeout=self.server.idle_timeout,
+                    body_timeout=self.server.read_timeout)
+            except asyncio.TimeoutError:
+                # Only the wait for a header times out here; bytes already read stay buffered.
+                if self.may_idle():
+                    continue
+                raise protocol.ProtocolError(
+                    protocol.IDLE_TIMEOUT,
+                    f"no complete request within {self.server.idle_timeout:g} s of connecting or of the last "
+                    "one; closing (subscribe to wait for events)") from None
+
     async def serve(self) -> None:
         try:
             while not self.closed:
                 try:
-                    msg = await protocol.read_frame(
-                        self.reader, max_frame=self.server.max_frame, body_timeout=self.server.read_timeout)
+                    msg = await self._next_frame()
                 except protocol.ProtocolError as exc:
                     # The stream can no longer be trusted: say why, then hang up.
-                    await self.send(protocol.error(None, exc.code, exc.message))
+                    await self.refuse(exc.code, exc.message)
                     break
                 if msg is None:
                     break
@@ -202,21 +245,28 @@ class Server:
         self.max_frame = int(s["daemon.max_frame"])
         self.read_timeout = float(s["daemon.read_timeout"])
         self.max_clients = int(s["daemon.max_clients"])
+        self.idle_timeout = float(s["daemon.idle_timeout"])
+        # Slots only the daemon's own uid may take, so other users cannot lock its owner out.
+        self.owner_slots = min(int(s["daemon.owner_slots"]), self.max_clients)
         self.subscriber_buffer = int(s["daemon.subscriber_buffer"]) * 1024
         self.mode = int(s["daemon.socket_mode"], 8)
         self.group = s["daemon.socket_group"]
         self.policy = PeerPolicy.for_group(self.group)
         self.connections: set[Connection] = set()
+        self.lingering: set[Connection] = set()  # refused, draining before the hang-up
         self._server: asyncio.AbstractServer | None = None
         self._owns_path = False
+        self._claimed = False
 
     async def start(self, inherited: socket.socket | None = None) -> None:
         """Listen on the configured path, or on a socket handed over by systemd."""
         if inherited is not None:
-            self._server = await asyncio.start_unix_server(self._accept, sock=inherited, limit=2**16)
+            self._server = await asyncio.start_unix_server(self._accept, sock=inherited, limit=2**16,
+                                                           backlog=self.max_clients)
             log.info("listening on inherited socket %s", inherited.getsockname())
             return
-        await self._claim_path()
+        if not self._claimed:
+            await self.claim_path()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)  # no window in which the socket exists with looser permissions
         try:
@@ -227,13 +277,23 @@ class Server:
         os.chmod(self.path, self.mode)
         if self.group:
             os.chown(self.path, -1, self.policy.group_gid or -1)
-        sock.listen(256)
-        self._server = await asyncio.start_unix_server(self._accept, sock=sock, limit=2**16)
+        # asyncio calls listen() again with its own default of 100 unless told the backlog.
+        self._server = await asyncio.start_unix_server(self._accept, sock=sock, limit=2**16,
+                                                       backlog=self.max_clients)
         log.info("listening on %s (mode %o)", self.path, self.mode)
 
-    async def _claim_path(self) -> None:
+    async def claim_path(self) -> None:
+        """Check the socket's directory and clear a stale socket; refuse a live daemon's."""
+        self._claimed = True
         if self.path.parent == runtime_dir():
-            ensure_private_dir(self.path.parent)  # the default place must be ours alone
+            # The default place must be ours alone: another user who made it first would get the prompts.
+            try:
+                ensure_private_dir(self.path.parent)
+            except (UnsafeDirectory, OSError) as exc:
+                raise StartupError(f"unsafe socket directory: {exc}; remove it or set XDG_RUNTIME_DIR") from None
+            problem = private_dir_problem(self.path.parent)
+            if problem:
+                raise StartupError(f"unsafe socket directory: {problem}; remove it or set XDG_RUNTIME_DIR")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -265,21 +325,19 @@ class Server:
             conn.pid, conn.uid, gid = peer_credentials(sock)
         except OSError:
             conn.uid, gid = -1, -1
-        if not self.policy.allows(conn.uid, gid):
+        if not await self._admits(conn.uid, gid):
             log.warning("refused connection from uid %d (pid %d)", conn.uid, conn.pid)
-            await conn.send(protocol.error(None, protocol.FORBIDDEN,
-                                           f"uid {conn.uid} may not use this daemon (owner uid {self.policy.uid})"))
-            conn.close()
+            await conn.refuse(protocol.FORBIDDEN, f"uid {conn.uid} may not use this daemon (owner uid {self.policy.uid})")
             return
-        if len(self.connections) >= self.max_clients:
-            log.warning("refused a connection: %d clients already connected", len(self.connections))
-            await conn.send(protocol.error(None, protocol.TOO_MANY_CLIENTS,
-                                           f"the daemon already serves {self.max_clients} clients"))
-            conn.close()
+        limit = self.max_clients if conn.uid == self.policy.uid else self.max_clients - self.owner_slots
+        if len(self.connections) >= limit:
+            log.warning("refused a connection from uid %d: %d clients already connected", conn.uid,
+                        len(self.connections))
+            await conn.refuse(protocol.TOO_MANY_CLIENTS, f"the daemon already serves {len(self.connections)} clients "
+                              f"(daemon.max_clients {self.max_clients}, of which {self.owner_slots} kept for its owner)")
             return
         if self.daemon.stopping:
-            await conn.send(protocol.error(None, protocol.SHUTTING_DOWN, "the daemon is shutting down"))
-            conn.close()
+            await conn.refuse(protocol.SHUTTING_DOWN, "the daemon is shutting down")
             return
         self.connections.add(conn)
         try:
@@ -287,12 +345,20 @@ class Server:
         finally:
             self.connections.discard(conn)
 
+    async def _admits(self, uid: int, gid: int) -> bool:
+        """The peer policy, with any user-database lookup off the event loop."""
+        if self.policy.needs_lookup(uid, gid):
+            return await asyncio.get_running_loop().run_in_executor(None, self.policy.allows, uid, gid)
+        return self.policy.allows(uid, gid)
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
             conn.push(protocol.pack(protocol.event("daemon.shutdown", {"reason": "daemon stopping"})))
             conn.close()
+        for conn in list(self.lingering):
+            conn.transport.abort()  # its reader sees the end at once
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)

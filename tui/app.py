@@ -16,14 +16,14 @@ import gc
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from dgx_music.common import paths
+from dgx_music.common import paths, transfer
 from dgx_music.common.client import START_HINT, DaemonUnavailable, RemoteError, RequestTimeout
 from dgx_music.common.params import ParamError
 from dgx_music.tui.compose import ComposeView
@@ -330,7 +330,7 @@ class DgxMusicApp(App[int]):
             return
 
         async def upload_then_submit() -> None:
-            from dgx_music.daemon.melodies import encode_upload
+            from dgx_music.common.audio.melody import encode_upload
 
             try:  # decode, mix down and resample here, off the UI thread: only ~1-2 MB travel
                 data = await asyncio.to_thread(encode_upload, Path(melody_file))
@@ -420,7 +420,7 @@ class DgxMusicApp(App[int]):
     async def _do_export(self, t: dict[str, Any], choice: dict[str, Any]) -> None:
         tid = str(t.get("id"))
         try:
-            from dgx_music.daemon.audio import ardour, export as exporter
+            from dgx_music.common.audio import ardour, export as exporter
 
             src = self.local_file(t) or await self.fetch_audio(t)
             dest = Path(os.path.expanduser(choice["dir"]))
@@ -464,7 +464,8 @@ class DgxMusicApp(App[int]):
         self.query_one(DetailPane).set_position(None)
 
     def local_file(self, t: dict[str, Any]) -> Path | None:
-        """The track's file, if this TUI runs where the daemon does and can read it."""
+        """The track's file, if this TUI runs where the daemon does and can read it.
+        UnsafeTrackPath when the daemon names a file outside its data directory."""
         snap = self.snapshot
         if snap is None or not t.get("path"):
             return None
@@ -473,10 +474,10 @@ class DgxMusicApp(App[int]):
             same = Path(str(status.get("socket"))).resolve() == self.socket_path.resolve()
         except OSError:
             same = False
-        path = Path(str(status.get("data_dir") or "")) / str(t["path"])
-        if same and status.get("data_dir") and os.access(path, os.R_OK):
-            return path
-        return None
+        if not (same and status.get("data_dir")):
+            return None
+        path = transfer.checked_path(str(status["data_dir"]), t)  # UnsafeTrackPath: never read it
+        return path if os.access(path, os.R_OK) else None
 
     async def fetch_audio(self, t: dict[str, Any]) -> Path:
         """Stream the file over the protocol into the cache (reused when already complete)."""
@@ -484,22 +485,24 @@ class DgxMusicApp(App[int]):
         suffix = Path(str(t.get("path") or "x.wav")).suffix or ".wav"
         first = await self.call("track.audio", {"id": tid, "offset": 0, "size": AUDIO_CHUNK})
         total = int(first.get("total") or 0)
-        cache = self.cache_dir / "previews"
-        cache.mkdir(parents=True, exist_ok=True)
-        dest = cache / f"{tid}-{total}{suffix}"
-        if dest.exists() and dest.stat().st_size == total:
+        dest = self.cache_dir / "previews" / f"{tid}-{total}{suffix}"
+        if await asyncio.to_thread(_is_complete, dest, total):
             return dest
+        # Every file operation in a thread: a slow disk (or a network home) must not freeze the UI.
         part = dest.with_suffix(suffix + ".part")
-        with open(part, "wb") as f:
+        f = await asyncio.to_thread(_open_part, part)
+        try:
             res = first
             while True:
                 data = res.get("data") or b""
-                f.write(data)
+                await asyncio.to_thread(f.write, data)
                 offset = int(res.get("offset") or 0) + len(data)
                 if res.get("eof") or not data or offset >= total:
                     break
                 res = await self.call("track.audio", {"id": tid, "offset": offset, "size": AUDIO_CHUNK})
-        part.replace(dest)
+        finally:
+            await asyncio.to_thread(f.close)
+        await asyncio.to_thread(part.replace, dest)
         return dest
 
     async def _play(self, t: dict[str, Any]) -> None:
@@ -529,7 +532,7 @@ class DgxMusicApp(App[int]):
             self.status_bar.refresh_text()
             self.notify(exc.message, title=f"Cannot fetch {tid} [{exc.code}]", severity="error")
             return
-        except (DaemonUnavailable, RequestTimeout, OSError) as exc:
+        except (DaemonUnavailable, RequestTimeout, OSError, transfer.UnsafeTrackPath) as exc:
             self.status_bar.playing = None
             self.status_bar.refresh_text()
             self.notify(str(exc), title=f"Cannot play {tid}", severity="error")
@@ -633,6 +636,19 @@ class DgxMusicApp(App[int]):
     async def action_quit(self) -> None:
         self.player.stop()
         self.exit(0)
+
+
+def _is_complete(dest: Path, total: int) -> bool:
+    """A cached preview of the right size (track files never change once written)."""
+    try:
+        return dest.stat().st_size == total
+    except FileNotFoundError:
+        return False
+
+
+def _open_part(part: Path) -> BinaryIO:
+    part.parent.mkdir(parents=True, exist_ok=True)
+    return open(part, "wb")
 
 
 def run(socket: str | Path | None = None) -> int:

@@ -291,7 +291,9 @@ class DetailPane(Vertical):
         meta.update(grid)
 
     def set_position(self, fraction: float | None) -> None:
-        self.query_one(Waveform).position = fraction
+        # Playback can start before a freshly shown pane has composed its children.
+        for wave in self.query(Waveform):
+            wave.position = fraction
 
 
 class LibraryView(Vertical):

@@ -6,9 +6,11 @@ import math
 from typing import Any, Iterable, TypeVar
 
 from dgx_music.common import protocol
+from dgx_music.common.params import ParamError, check_model_name
 from dgx_music.daemon.handlers import HandlerError
 
 T = TypeVar("T")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _MISSING = object()
 
 
@@ -36,8 +38,12 @@ class Args:
             return value
         if isinstance(value, bool) or not isinstance(value, int):
             raise _bad(name, f"must be an integer, got {type(value).__name__}")
-        if lo is not None and value < lo or hi is not None and value > hi:
-            raise _bad(name, f"must be between {lo} and {hi}, got {value}")
+        # Unbounded still means "fits in SQLite's 64-bit integer": ids go straight into queries.
+        lo = INT64_MIN if lo is None else max(lo, INT64_MIN)
+        hi = INT64_MAX if hi is None else min(hi, INT64_MAX)
+        if not lo <= value <= hi:
+            shown = value if abs(value) < 10**30 else f"a {len(str(abs(value)))}-digit number"
+            raise _bad(name, f"must be between {lo} and {hi}, got {shown}")
         return value
 
     def float(self, name: str, default: Any = _MISSING, *, lo: float | None = None,
@@ -96,3 +102,13 @@ class Args:
         if not isinstance(value, dict):
             raise _bad(name, f"must be a map, got {type(value).__name__}")
         return value
+
+    def model(self, name: str, default: Any = _MISSING) -> Any:
+        """A model name, hub id or directory, checked before anything touches the file system."""
+        value = self._get(name, default)
+        if value is default and default is not _MISSING:
+            return value
+        try:
+            return check_model_name(value, name)
+        except ParamError as exc:
+            raise _bad(name, exc.message) from None

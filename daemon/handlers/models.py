@@ -25,7 +25,7 @@ async def state(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 @method("model.load")
 async def load(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Load a model now (the configured default when none is named)."""
-    model = ctx.daemon.scheduler.check_model(Args(params).str("model", None, max_len=1024))
+    model = ctx.daemon.scheduler.check_model(Args(params).model("model", None))
     return await ctx.daemon.engine.load(model)
 
 

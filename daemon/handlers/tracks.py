@@ -71,12 +71,22 @@ async def update(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 @method("track.delete")
 async def delete(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """Remove the row, then move the file to the trash (the order a crash cannot break)."""
-    track = await ctx.daemon.store.delete_track(Args(params).str("id", max_len=64))
+    """Remove the row, then move the file to the trash (the order a crash cannot break).
+
+    The stored path is checked first: a row whose path leaves the data dir (a tampered
+    database or backup) is refused with ``forbidden`` and kept, never half deleted."""
+    track_id = Args(params).str("id", max_len=64)
+    track = await ctx.daemon.store.get_track(track_id)
     loop = asyncio.get_running_loop()
-    trashed = await loop.run_in_executor(None, libfiles.move_to_trash, ctx.daemon.data_dir, track["path"])
+    data_dir = ctx.daemon.data_dir
+    try:
+        await loop.run_in_executor(None, libfiles.library_file, data_dir, track["path"])
+    except libfiles.OutsideRoot as exc:
+        raise HandlerError(protocol.FORBIDDEN, f"track {track_id} was not deleted: {exc}") from None
+    track = await ctx.daemon.store.delete_track(track_id)
+    trashed = await loop.run_in_executor(None, libfiles.move_to_trash, data_dir, track["path"])
     ctx.daemon.publish("track.deleted", {"id": track["id"]})
-    return {"id": track["id"], "trashed": str(trashed.relative_to(ctx.daemon.data_dir)) if trashed else None}
+    return {"id": track["id"], "trashed": str(trashed.relative_to(data_dir)) if trashed else None}
 
 
 @method("library.empty_trash")
@@ -100,11 +110,11 @@ async def audio(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     track = await ctx.daemon.store.get_track(a.str("id", max_len=64))
     offset = a.int("offset", 0, lo=0, hi=2**40)
     size = a.int("size", MAX_CHUNK, lo=1, hi=MAX_CHUNK)
-    try:
-        path = libfiles.library_file(ctx.daemon.data_dir, track["path"])
-    except ValueError as exc:
-        raise HandlerError(protocol.FORBIDDEN, str(exc)) from None
     loop = asyncio.get_running_loop()
+    try:
+        path = await loop.run_in_executor(None, libfiles.library_file, ctx.daemon.data_dir, track["path"])
+    except libfiles.OutsideRoot as exc:
+        raise HandlerError(protocol.FORBIDDEN, str(exc)) from None
     try:
         data, total = await loop.run_in_executor(None, _read, path, offset, size)
     except FileNotFoundError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -34,3 +35,28 @@ def ffprobe_tags(path: Path) -> dict[str, str]:
         ["ffprobe", "-v", "error", "-show_format", "-of", "json", str(path)], capture_output=True, text=True, check=True
     ).stdout
     return {k.lower(): v for k, v in json.loads(out)["format"].get("tags", {}).items()}
+
+
+def id3_frames(path: Path) -> dict[str, str]:
+    """Text frames of a WAV file's ``id3 `` chunk, parsed here without the writer's code (ffprobe
+    shows a WAV's ID3 tags only when it has no INFO chunk). TXXX frames come as "TXXX:<desc>"."""
+    data = Path(path).read_bytes()
+    i = data.index(b"id3 ")
+    size = struct.unpack("<I", data[i + 4 : i + 8])[0]
+    tag = data[i + 8 : i + 8 + size]
+    assert tag[:3] == b"ID3" and tag[3] == 4, "expected an ID3v2.4 tag"
+    body = tag[10:]
+    frames, pos = {}, 0
+    while pos + 10 <= len(body) and body[pos : pos + 4] != b"\0\0\0\0":
+        fid = body[pos : pos + 4].decode("ascii")
+        n = (body[pos + 4] << 21) | (body[pos + 5] << 14) | (body[pos + 6] << 7) | body[pos + 7]
+        assert body[pos + 10] == 3, f"{fid}: expected UTF-8 text"
+        text = body[pos + 11 : pos + 10 + n].decode("utf-8")
+        if fid == "TXXX":
+            desc, _, text = text.partition("\0")
+            fid = f"TXXX:{desc}"
+        elif fid == "COMM":
+            text = text[3:].partition("\0")[2]  # language, empty description
+        frames[fid] = text
+        pos += 10 + n
+    return frames

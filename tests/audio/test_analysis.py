@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import synth
-from dgx_music.daemon.audio import analysis
+from dgx_music.common.audio import analysis
 
 SR = synth.SR
 TEMPOS = [70, 78, 87, 95, 103, 116, 128, 137, 146, 158, 166, 172, 180]
@@ -49,5 +49,18 @@ def test_peaks_shape_and_bounds():
     assert len(analysis.waveform_peaks(x[:, :100])) == 100
 
 
-def test_warm_up_runs():
+def test_warm_up_builds_what_the_first_job_needs():
+    """The daemon warms up so the first job does not pay for librosa and the filter banks: after
+    warm_up, analysing a real clip (any rate, stereo) builds nothing more."""
+    import sys
+
+    banks = (analysis._mel_basis, analysis._chroma_basis, analysis._mel_centres)
+    for bank in banks:
+        bank.cache_clear()
     analysis.warm_up()
+    built = [bank.cache_info() for bank in banks]
+    assert all(info.currsize >= 1 for info in built), built
+    assert "librosa" in sys.modules
+    facts = analysis.analyze(synth.song(120, "A", "minor", seconds=8, stereo=True), SR)
+    assert facts["channels"] == 2 and facts["bpm"] is not None and facts["key"] is not None
+    assert [bank.cache_info().misses for bank in banks] == [info.misses for info in built]  # nothing rebuilt

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 import synth
-from dgx_music.daemon.audio.ardour import Clip, write_ardour_session
+from dgx_music.common.audio.ardour import Clip, write_ardour_session
 
 LUA = shutil.which("ardour7-lua")
 

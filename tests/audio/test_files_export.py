@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import struct
 from datetime import datetime
 
 import numpy as np
@@ -11,25 +10,11 @@ import pytest
 import soundfile as sf
 
 import synth
-from meters import ffprobe_tags, needs_ffmpeg
-from dgx_music.daemon.audio import export, files, pipeline, stream
+from meters import ffprobe_tags, id3_frames, needs_ffmpeg
+from dgx_music.common.audio import export, files, pipeline
+from dgx_music.daemon.audio import stream
 
 SR = synth.SR
-
-
-def _id3_frames(path) -> dict[str, str]:
-    data = path.read_bytes()
-    i = data.index(b"id3 ")
-    size = struct.unpack("<I", data[i + 4 : i + 8])[0]
-    tag = data[i + 8 : i + 8 + size][10:]
-    frames, pos = {}, 0
-    while pos + 10 <= len(tag):
-        fid = tag[pos : pos + 4].decode()
-        n = int.from_bytes(bytes(b & 0x7F for b in tag[pos + 4 : pos + 8]), "big") if True else 0
-        n = (tag[pos + 4] << 21) | (tag[pos + 5] << 14) | (tag[pos + 6] << 7) | tag[pos + 7]
-        frames[fid] = tag[pos + 11 : pos + 10 + n].decode()
-        pos += 10 + n
-    return frames
 
 
 @needs_ffmpeg
@@ -47,7 +32,7 @@ def test_atomic_wav_content_and_metadata(tmp_path, subtype):
         assert (f.title, f.comment) == (meta["title"], meta["comment"]) and f.software.startswith("DGX Music")
     tags = ffprobe_tags(path)
     assert tags["title"] == meta["title"] and tags["comment"] == meta["comment"] and "DGX Music" in tags["encoder"]
-    assert _id3_frames(path)["TBPM"] == "82" and _id3_frames(path)["TKEY"] == "Am"
+    assert id3_frames(path)["TBPM"] == "82" and id3_frames(path)["TKEY"] == "Am"
 
 
 def test_failed_write_leaves_nothing(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 
 import synth
 from meters import ebur128, needs_ffmpeg
-from dgx_music.daemon.audio import loudness
-from dgx_music.daemon.audio.files import write_wav_atomic
-from dgx_music.daemon.audio.pipeline import process
+from dgx_music.common.audio import loudness
+from dgx_music.common.audio.files import write_wav_atomic
+from dgx_music.common.audio.pipeline import process
 
 SR = synth.SR
 

@@ -12,8 +12,9 @@ from typing import Any
 import soundfile as sf
 
 
-async def cli(sock: Path, *args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DGX_MUSIC_")}
+async def cli(sock: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run `dgx-music ARGS` in a subprocess against `sock`; `env` adds or replaces variables."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DGX_MUSIC_")}, **(env or {})}
     env["DGX_MUSIC_SOCKET"] = str(sock)
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "dgx_music", *args, env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

@@ -328,3 +328,30 @@ async def test_token_required_on_every_request(daemon_factory: Any, short_tmp: P
             assert r.status == 200
             samples = parse_prometheus(await r.text())
         assert any('code="401"' in labels for labels, _ in samples["dgx_music_http_requests_total"])
+
+
+async def test_hostile_bodies_and_ids_are_invalid_params(daemon_factory: Any) -> None:
+    d = await daemon_factory(http__listen="127.0.0.1:0")
+    api = await http_api.start(d, http_api.plan(d.settings))
+    d.extras.append(api)
+    url = api.url + "/api/v1"
+    huge = "9" * 5001
+    cases = [
+        ("POST", "/jobs", '{"prompt": "x", "seed": ' + huge + "}", "seed"),
+        ("POST", "/jobs", '{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}", "body"),
+        ("POST", "/jobs", '{"prompt": "x", "tags": ' + "[" * 65 + "]" * 65 + "}", "body"),
+        ("POST", "/jobs", '{"prompt": "x", "model": "' + "m" * 300 + '"}', "model"),
+        ("GET", f"/jobs/{2**63}", None, "id"),
+        ("GET", f"/jobs/{10**40}", None, "id"),
+        ("GET", "/jobs/" + huge, None, "id"),
+    ]
+    async with aiohttp.ClientSession() as s:
+        for method, path, body, field in cases:
+            async with s.request(method, url + path, data=body,
+                                 headers={"Content-Type": "application/json"}) as r:
+                got = await r.json()
+                assert r.status == 400, (path, field, got)
+                assert got["error"]["code"] == "invalid_params" and got["error"]["field"] == field, (field, got)
+        async with s.post(url + "/jobs", data=b"\xff\xfe", headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 400 and (await r.json())["error"]["code"] == "bad_request"
+        assert (await get_json(s, url + "/status"))["pid"] == os.getpid()  # nothing broke

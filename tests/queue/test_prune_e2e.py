@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from dgx_music.common.client import Client
 from dgx_music.common.protocol import RemoteError
-from dgx_music.daemon import store as store_mod
+from dgx_music.daemon.store import clock as store_clock
 from dgx_music.daemon.components import DB_NAME
 from dgx_music.daemon.history import HistoryPruner
 from dgx_music.daemon.store import Store
@@ -33,7 +33,7 @@ async def seed_history(data_dir: Path) -> dict[str, int]:
     it; that active jobs are never pruned is tested on the store, tests/store/test_prune.py.)"""
     clock = SimpleNamespace(time=lambda: time.time() - 40 * DAY)  # the store's clock only
     mp = pytest.MonkeyPatch()
-    mp.setattr(store_mod, "time", clock)
+    mp.setattr(store_clock, "now", clock.time)
     ids: dict[str, int] = {}
     s = await Store.open(data_dir / DB_NAME, synchronous="NORMAL")
     try:
@@ -217,7 +217,7 @@ async def test_pruner_repeats_survives_errors_and_stops_cleanly(tmp_path: Path) 
         await _wait_for(first_round_done, timeout=5)
         assert events == []  # at start: nothing old yet, so nothing published
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(store_mod, "time", SimpleNamespace(time=lambda: time.time() - 2 * DAY))
+            mp.setattr(store_clock, "now", lambda: time.time() - 2 * DAY)
             old = await store.add_job(prompt="old", params={}, count=1, seed=1, model=None)
             await store.cancel_queued(old["id"])
 

@@ -150,21 +150,53 @@ async def test_subscribers_get_events_by_topic(daemon: Any) -> None:
 
 async def test_slow_subscriber_is_dropped_not_waited_for(daemon_factory: Any) -> None:
     d = await daemon_factory(daemon__subscriber_buffer=64)  # 64 KiB
+    loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(str(d.server.path))
-    sock.sendall(protocol.pack(protocol.request(1, "subscribe", {"topics": ["*"]})))
-    await asyncio.sleep(0.2)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, str(d.server.path))
+    await loop.sock_sendall(sock, protocol.pack(protocol.request(1, "subscribe", {"topics": ["*"]})))
+    frames = _FrameReader(sock)
+    assert (await frames.next())["result"] == {"topics": ["*"]}  # subscribed for sure
     payload = {"blob": "x" * 4000}
     for i in range(2000):  # ~8 MB of events that nobody reads
         d.publish("job.progress", {"i": i, **payload})
         if i % 100 == 0:
             await asyncio.sleep(0)
-    await asyncio.sleep(0.2)
+    # Now read what the daemon managed to queue: some events, then why it gave up, then the end.
+    names = []
+    while (msg := await asyncio.wait_for(frames.next(), 10)) is not None:
+        names.append(msg.get("event"))
+    assert names[-1] == "daemon.dropped" and set(names[:-1]) == {"job.progress"}
+    assert len(names) < 2000
     assert d.events.subscriber_count == 0
     async with await Client.connect(d.server.path) as c:
         assert (await c.call("status"))["clients"] == 1
     sock.close()
+
+
+class _FrameReader:
+    """Frames from a raw non-blocking socket, read only when asked (so the socket can fall behind)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    async def _fill(self, n: int) -> bool:
+        while len(self.buf) < n:
+            chunk = await asyncio.get_running_loop().sock_recv(self.sock, 65536)
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    async def next(self) -> dict[str, Any] | None:
+        if not await self._fill(4):
+            return None
+        (n,) = struct.unpack(">I", self.buf[:4])
+        assert await self._fill(4 + n), "connection closed inside a frame"
+        body, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+        return msgpack.unpackb(body, raw=False)
 
 
 async def test_client_sees_daemon_going_away(daemon_factory: Any) -> None:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from dgx_music.daemon import store as store_module
+from dgx_music.daemon.store import search as store_module
 from dgx_music.daemon.store import SORT_FIELDS, Store, StoreError, fts_query
 
 from .conftest import make_job, track

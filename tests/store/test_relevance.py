@@ -7,7 +7,7 @@ import json
 import random
 
 import pytest
-from dgx_music.daemon import store as store_module
+from dgx_music.daemon.store import search as store_module
 from dgx_music.daemon.store import LIST_SORTS, RELEVANCE, Store, StoreError, fts_query
 
 from .conftest import track
@@ -48,8 +48,8 @@ async def all_pages(store: Store, limit: int, **kw) -> list[str]:
 def test_relevance_is_a_list_sort() -> None:
     assert RELEVANCE in LIST_SORTS and RELEVANCE not in store_module.SORT_FIELDS
     weights = store_module.RELEVANCE_WEIGHTS
-    assert list(weights) == ["prompt", "title", "tags", "notes"]  # tracks_fts's column order
-    assert weights["title"] > weights["prompt"] > weights["notes"]
+    assert list(weights) == ["prompt", "title", "tags", "notes", "lyrics"]  # tracks_fts's column order
+    assert weights["title"] > weights["prompt"] > weights["lyrics"] > weights["notes"]
     assert weights["tags"] > weights["prompt"]
 
 

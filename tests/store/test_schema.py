@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dgx_music.daemon.store import Store, StoreError
-from dgx_music.daemon.store_schema import LATEST_VERSION
+from dgx_music.daemon.store import LATEST_VERSION
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -31,7 +31,7 @@ def fixture_versions() -> list[int]:
 
 
 def test_every_earlier_version_has_a_fixture() -> None:
-    # Whoever adds migration N+1 must freeze schema vN here (see store_schema.py).
+    # Whoever adds migration N+1 must freeze schema vN here (see daemon/store/schema.py).
     assert fixture_versions() == list(range(1, LATEST_VERSION))
 
 
@@ -66,6 +66,10 @@ async def test_migrate_from_every_earlier_version(version: int, tmp_path: Path) 
         assert t["title"] == "Rainy morning" and t["tags"] == ["chill", "keeper"]
         assert t["peaks"] == [[0.0, 1.0], [-1.0, 1.0]]
         assert t["bpm"] == 84.5 and t["favorite"] is True and t["rating"] == 4
+        # v3: every existing track is a MusicGen one, with nothing asked of a song
+        assert t["family"] == "musicgen"
+        assert [t[f] for f in ("lyrics", "language", "req_bpm", "req_key", "req_time_signature")] == [None] * 5
+        assert (await s.list_tracks())["total"] == 2  # every row kept
         assert (await s.get_track("1-1"))["peaks"] is None
         assert {x["id"] for x in (await s.list_tracks(search="vinyl"))["tracks"]} == {"1-0", "1-1"}
         assert [x["id"] for x in (await s.list_tracks(search="keeper"))["tracks"]] == ["1-0"]
@@ -73,6 +77,11 @@ async def test_migrate_from_every_earlier_version(version: int, tmp_path: Path) 
         assert await s.recover() == {"requeued": [3], "failed": []}
         await s.update_track("1-1", tags_add=["new"], notes="migrated fine")
         assert [x["id"] for x in (await s.list_tracks(search="migrated"))["tracks"]] == ["1-1"]
+        # a track finished after the migration is found by a word of its lyrics
+        await s.mark_running(2)
+        await s.finish_job(2, [{"path": "library/song.wav", "duration": 30.0, "sample_rate": 48000,
+                                "channels": 2, "family": "ace-step", "lyrics": "[verse] lanterns on the river"}])
+        assert [x["id"] for x in (await s.list_tracks(search="lanterns"))["tracks"]] == ["2-0"]
         await s.delete_track("1-0")
         assert (await s.list_tracks(tag="keeper"))["total"] == 0
     finally:

@@ -90,7 +90,8 @@ async def test_submit_progress_library_search_play(studio: Any, tmp_path: Path, 
         fetched = Path(stub_player[1][1])
         assert fetched.parent == tmp_path / "previews"
         assert fetched.read_bytes() == (studio.data_dir / track["path"]).read_bytes()
-        await pilot.press("space")
+        await pilot.press("space")  # stops the fetched copy too
+        assert not app.player.playing and app.status_bar.playing is None
 
 
 async def test_cancel_jobs(studio: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

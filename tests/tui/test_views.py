@@ -117,8 +117,16 @@ async def test_queue_actions(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: bool(fake.methods_called("job.cancel")))
         assert fake.methods_called("job.cancel") == [{"id": 13}]
         await wait_for(pilot, lambda: app.queue_view.jobs[13]["state"] == "cancelled")
-        await pilot.press("r")  # whichever row the cursor is on now is checked first
-        await pilot.pause(0.2)
+        assert app.queue_view.selected_id() == 13  # the cursor stays on the job it acted on
+        await pilot.press("r")  # retry the cancelled job: it is queued again
+        await wait_for(pilot, lambda: bool(fake.methods_called("job.retry")))
+        assert fake.methods_called("job.retry") == [{"id": 13}]
+        await wait_for(pilot, lambda: app.queue_view.jobs[13]["state"] == "queued")
+        assert "queued" in [str(c) for c in app.queue_view.table.get_row("13")]
+        await pilot.press("r")  # a queued job cannot be retried: a warning, nothing sent
+        await wait_for(pilot, lambda: any("only failed or cancelled jobs can be retried" in str(n.message)
+                                          for n in app._notifications))
+        assert fake.methods_called("job.retry") == [{"id": 13}]
 
 
 async def test_pruned_history_leaves_the_queue_view(tmp_path: Path) -> None:

@@ -13,10 +13,17 @@ Rules for changing the schema:
     together with the ``user_version`` bump (SQLite DDL is transactional), so a
     crash mid-migration leaves the previous version intact.
 
-Only daemon/store*.py may contain SQL.
+Only the daemon/store/ package may contain SQL.
 """
 
 from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+
+from .errors import StoreError
 
 # --- v1: jobs, tracks, tags, full-text index ------------------------------------
 #
@@ -168,6 +175,101 @@ V2 = [
     "CREATE INDEX tracks_favorite ON tracks (created) WHERE favorite = 1",
 ]
 
-MIGRATIONS: list[list[str]] = [V1, V2]
+# --- v3: song families (ACE-Step beside MusicGen) ------------------------------------
+#
+# * tracks keep the model family that made them (existing rows are MusicGen's), the
+#   lyrics and vocal language, and what was asked of the tempo, key and time
+#   signature (req_*; the detected bpm/key stay in bpm/key beside them).
+# * lyrics are searchable: an FTS5 table cannot gain a column, so tracks_fts is made
+#   again with lyrics as its LAST column (bm25 weights go by column order), filled
+#   from the tracks and their tags, and the triggers on tracks that write it are
+#   made again to carry lyrics.  The tag triggers are unchanged (they name the table
+#   and column, which both still exist).
+V3 = [
+    "ALTER TABLE tracks ADD COLUMN family TEXT NOT NULL DEFAULT 'musicgen'",
+    "ALTER TABLE tracks ADD COLUMN lyrics TEXT",
+    "ALTER TABLE tracks ADD COLUMN language TEXT",
+    "ALTER TABLE tracks ADD COLUMN req_bpm REAL",
+    "ALTER TABLE tracks ADD COLUMN req_key TEXT",
+    "ALTER TABLE tracks ADD COLUMN req_time_signature INTEGER",
+    "DROP TRIGGER tracks_fts_insert",
+    "DROP TRIGGER tracks_fts_update",
+    "DROP TABLE tracks_fts",
+    """
+    CREATE VIRTUAL TABLE tracks_fts USING fts5 (
+        prompt, title, tags, notes, lyrics,
+        tokenize = 'unicode61 remove_diacritics 2',
+        prefix = '2 3'
+    )
+    """,
+    """
+    INSERT INTO tracks_fts (rowid, prompt, title, tags, notes, lyrics)
+    SELECT t.seq, t.prompt, t.title,
+           (SELECT ifnull(group_concat(g.name, ' '), '')
+            FROM track_tags tt JOIN tags g ON g.id = tt.tag_id WHERE tt.track_seq = t.seq),
+           t.notes, ifnull(t.lyrics, '')
+    FROM tracks t
+    """,
+    """
+    CREATE TRIGGER tracks_fts_insert AFTER INSERT ON tracks BEGIN
+        INSERT INTO tracks_fts (rowid, prompt, title, tags, notes, lyrics)
+        VALUES (new.seq, new.prompt, new.title, '', new.notes, ifnull(new.lyrics, ''));
+    END
+    """,
+    """
+    CREATE TRIGGER tracks_fts_update AFTER UPDATE OF prompt, title, notes, lyrics ON tracks BEGIN
+        UPDATE tracks_fts SET prompt = new.prompt, title = new.title, notes = new.notes,
+                              lyrics = ifnull(new.lyrics, '')
+        WHERE rowid = new.seq;
+    END
+    """,
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2, V3]
 
 LATEST_VERSION = len(MIGRATIONS)
+
+
+async def migrate(conn: aiosqlite.Connection, path: Path, version: int) -> None:
+    """Take the database at schema ``version`` to LATEST_VERSION.
+
+    An existing library (version > 0) is copied to ``<db>.v<version>.bak`` first
+    (once), each step runs in its own transaction with its version bump, and the
+    file is compacted at the end."""
+    if version > LATEST_VERSION:
+        raise StoreError("invalid", f"{path} has schema version {version}, newer than "
+                                    f"this dgx-music supports ({LATEST_VERSION}); upgrade dgx-music")
+    if 0 < version < LATEST_VERSION:
+        await _backup_before_migration(conn, path, version)
+    for v in range(version, LATEST_VERSION):
+        await _migrate_one(conn, path, v)
+    if 0 < version < LATEST_VERSION:
+        # Migrations rewrite tables (v2 moves peaks out of tracks, v3 the FTS index) and leave
+        # pages half empty; compact once (the file had doubled at 100k tracks).
+        await conn.execute("VACUUM")
+
+
+async def _backup_before_migration(conn: aiosqlite.Connection, path: Path, version: int) -> None:
+    backup = path.with_name(f"{path.name}.v{version}.bak")
+    if backup.exists():
+        return
+    dst = await aiosqlite.connect(str(backup))
+    try:
+        await conn.backup(dst)
+    finally:
+        await dst.close()
+
+
+async def _migrate_one(conn: aiosqlite.Connection, path: Path, version: int) -> None:
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        for stmt in MIGRATIONS[version]:
+            await conn.execute(stmt)
+        await conn.execute(f"PRAGMA user_version = {version + 1}")
+        await conn.execute("COMMIT")
+    except BaseException as e:
+        await conn.execute("ROLLBACK")
+        if isinstance(e, sqlite3.Error):
+            raise StoreError("corrupt", f"{path}: migration to schema v{version + 1} "
+                                        f"failed: {e}") from e
+        raise

@@ -1,6 +1,6 @@
 """Loudness (ITU-R BS.1770 via pyloudnorm), true peak, and normalisation with a true-peak limiter.
 
-Audio arrays throughout daemon/audio are float32 ``[channels, samples]``.
+Audio arrays throughout common/audio are float32 ``[channels, samples]``.
 
 Normalising to -14 LUFS with a -1 dBTP ceiling usually needs more gain than the peaks allow, so
 plain gain would either miss the target or clip. Instead we apply the gain and let a look-ahead

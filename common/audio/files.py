@@ -2,12 +2,14 @@
 
 Metadata in WAV goes two ways, because readers differ: a RIFF LIST/INFO chunk (written by
 libsndfile: INAM title, ICMT comment = the prompt, ISFT software, IART artist, ICRD date) and an
-``id3 `` chunk (ID3v2.4: TIT2, COMM, TSSE, TBPM, TKEY) since INFO has no BPM or key field and DJ
-software and ffprobe read ID3 in WAV. FLAC tags (Vorbis comments) are written in export.py.
+``id3 `` chunk (ID3v2.4: TIT2, COMM, TSSE, TBPM, TKEY, and TXXX "DGX Music parameters" with the
+job's parameters as JSON) since INFO has no BPM or key field and DJ software and mutagen read ID3
+in WAV (ffprobe shows it only when there is no INFO chunk). FLAC tags (Vorbis comments) are written in export.py.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import struct
@@ -21,6 +23,10 @@ import numpy as np
 import soundfile as sf
 
 SOFTWARE = "DGX Music"
+#: The metadata keys write_wav_atomic understands; any other key is a caller's mistake (a key the
+#: writer silently ignored once kept every library file's prompt out of its tags).
+META_KEYS = frozenset({"title", "comment", "artist", "date", "software", "bpm", "key", "params"})
+PARAMS_DESC = "DGX Music parameters"  # TXXX description; ffprobe shows it as a tag of that name
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _MAX_NAME_BYTES = 120  # well under 255 (ext4, NTFS, APFS), leaving room for prefixes and suffixes
@@ -85,7 +91,8 @@ def _syncsafe(n: int) -> bytes:
 
 
 def id3_tag(meta: Mapping[str, Any]) -> bytes:
-    """A minimal ID3v2.4 tag (title, comment, software, artist, BPM, key) for the ``id3 `` chunk."""
+    """A minimal ID3v2.4 tag (title, comment, software, artist, BPM, key, parameters) for the
+    ``id3 `` chunk."""
     frames = []
     for key, fid in (("title", "TIT2"), ("artist", "TPE1"), ("software", "TSSE")):
         if meta.get(key):
@@ -97,6 +104,11 @@ def id3_tag(meta: Mapping[str, Any]) -> bytes:
     if meta.get("comment"):
         body = b"\x03" + b"eng" + b"\x00" + str(meta["comment"]).encode("utf-8")
         frames.append(b"COMM" + _syncsafe(len(body)) + b"\x00\x00" + body)
+    if meta.get("params"):
+        value = meta["params"] if isinstance(meta["params"], str) else json.dumps(
+            meta["params"], sort_keys=True, separators=(",", ":"), default=str)
+        body = b"\x03" + PARAMS_DESC.encode("utf-8") + b"\x00" + value.encode("utf-8")
+        frames.append(b"TXXX" + _syncsafe(len(body)) + b"\x00\x00" + body)
     payload = b"".join(frames)
     return b"ID3\x04\x00\x00" + _syncsafe(len(payload)) + payload
 
@@ -129,8 +141,9 @@ def write_wav_atomic(
 
     Temp file in the same directory, fsync, rename over ``path``, fsync the directory: a crash
     leaves no half-written track for the DB row (committed after this returns) to point at.
-    ``metadata`` keys: title, comment (the prompt), artist, date, bpm, key; software is always
-    "DGX Music". Parent directories are created."""
+    ``metadata`` keys (META_KEYS; any other is a ValueError): title, comment (the prompt),
+    artist, date, bpm, key, params (a dict, stored as JSON), software (default "DGX Music").
+    Parent directories are created."""
     if subtype not in SUBTYPES:
         raise ValueError(f"subtype must be one of {SUBTYPES}, got {subtype!r}")
     dest = Path(path)
@@ -139,7 +152,11 @@ def write_wav_atomic(
         a = a[np.newaxis, :]
     if a.ndim != 2 or not 1 <= a.shape[0] <= 8:
         raise ValueError(f"audio must be [channels, samples], got shape {a.shape}")
-    meta = {**(metadata or {}), "software": SOFTWARE}
+    unknown = set(metadata or {}) - META_KEYS
+    if unknown:
+        raise ValueError(f"unknown metadata keys {sorted(unknown)}; expected some of {sorted(META_KEYS)}")
+    meta = {**(metadata or {})}
+    meta["software"] = str(meta.get("software") or SOFTWARE)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem[:40]}.", suffix=".tmp", dir=dest.parent)
     tmp = Path(tmp_name)
@@ -149,7 +166,7 @@ def write_wav_atomic(
                 for key in ("title", "comment", "artist", "date"):
                     if meta.get(key):
                         setattr(snd, key, str(meta[key]))
-                snd.software = SOFTWARE
+                snd.software = meta["software"]
                 snd.write(np.clip(a, -1.0, 1.0).T if subtype != "FLOAT" else a.T)
             _append_riff_chunk(fh, b"id3 ", id3_tag(meta))
             fh.flush()

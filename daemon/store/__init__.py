@@ -1,0 +1,79 @@
+"""The daemon's database: durable job queue and track library (aiosqlite).
+
+This package is the ONLY place that holds SQL, one module per concern:
+
+    errors.py     StoreError, the one exception type
+    validate.py   every value the store accepts (invalid -> StoreError naming the field)
+    codecs.py     peaks BLOBs, FTS5 queries from user text, list cursors, rows -> dicts
+    schema.py     the schema as forward migrations, and running them
+    base.py       the connection: open, integrity check, lock, THE write path (_write)
+    jobs.py       the job queue (JobsMixin)
+    tracks.py     track rows (TracksMixin)
+    search.py     listing and searching the library (SearchMixin)
+    snapshot.py   whole-database copies for backup and restore (synchronous)
+    clock.py      the store's clock
+
+Durability
+    WAL journal, ``synchronous=FULL`` by default: every commit fsyncs the WAL, so
+    a job that ``add_job`` returned survives kill -9 AND power loss.  (NORMAL
+    would survive kill -9 too; only power loss could drop the last commits.)
+    Writes here are human-rate (submits, state changes, one ``finish_job`` per
+    job, edits; progress is never stored), so the fsync per commit costs
+    nothing that matters; see docs/benchmarks.md for the measured cost.
+    ``Store.open(..., synchronous="NORMAL")`` is available for throwaway data.
+
+Crash-safety contract for files (the caller's side)
+    * generation: write the audio files first, then ``finish_job`` (one
+      transaction: all tracks + tags + FTS + job done).  A crash in between
+      leaves files with no row: found at start by comparing the files on disk
+      with ``track_paths()``, reported and moved aside; the job is requeued by
+      ``recover()`` and runs again.  Never a row without its file.
+    * deletion: ``delete_track`` first (commits), THEN move the file to trash.
+      A crash in between leaves an orphan file (kept aside at next start), never
+      a row pointing at a missing file.
+"""
+
+from __future__ import annotations
+
+from .codecs import MAX_PEAK_PAIRS, MAX_SEARCH_TOKENS, RELEVANCE, fts_query, pack_peaks, unpack_peaks
+from .errors import StoreError
+from .jobs import ACTIVE_STATES, FINISHED_STATES, JOB_STATES, JobsMixin
+from .schema import LATEST_VERSION, MIGRATIONS
+from .search import LIST_SORTS, MAX_LIST_LIMIT, RELEVANCE_WEIGHTS, SORT_FIELDS, SearchMixin
+from .tracks import ANALYSIS_FIELDS, MAX_LYRICS_CHARS, SONG_FIELDS, TracksMixin
+from .validate import (MAX_NOTES_CHARS, MAX_TAG_CHARS, MAX_TAGS_PER_TRACK, MAX_TITLE_CHARS,
+                       TITLE_FROM_PROMPT_CHARS, default_title, normalise_tag)
+
+__all__ = [
+    "Store",
+    "StoreError",
+    "JOB_STATES",
+    "ACTIVE_STATES",
+    "FINISHED_STATES",
+    "SORT_FIELDS",
+    "RELEVANCE",
+    "RELEVANCE_WEIGHTS",
+    "LIST_SORTS",
+    "ANALYSIS_FIELDS",
+    "SONG_FIELDS",
+    "MAX_LYRICS_CHARS",
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "MAX_LIST_LIMIT",
+    "MAX_NOTES_CHARS",
+    "MAX_PEAK_PAIRS",
+    "MAX_SEARCH_TOKENS",
+    "MAX_TAG_CHARS",
+    "MAX_TAGS_PER_TRACK",
+    "MAX_TITLE_CHARS",
+    "TITLE_FROM_PROMPT_CHARS",
+    "default_title",
+    "fts_query",
+    "normalise_tag",
+    "pack_peaks",
+    "unpack_peaks",
+]
+
+
+class Store(JobsMixin, SearchMixin, TracksMixin):
+    """Async facade over the database.  Create with ``await Store.open(path)``."""

@@ -1,0 +1,33 @@
+"""Out-of-range and oversized input is the caller's mistake: `invalid_params` naming the field, never `internal`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dgx_music.common import protocol
+from dgx_music.common.client import Client
+from dgx_music.common.protocol import RemoteError
+
+BOGUS = [
+    ("job.get", {"id": 2**63}, "id"),
+    ("job.cancel", {"id": 2**64 - 1}, "id"),  # msgpack carries integers up to 2^64 - 1
+    ("job.retry", {"id": 2**63 + 5}, "id"),
+    ("job.move", {"id": 2**63, "to": "top"}, "id"),
+    ("job.submit", {"prompt": "piano", "model": "x" * 300}, "model"),
+    ("job.submit", {"prompt": "piano", "model": "a/" + "b" * 300}, "model"),
+    ("job.submit", {"prompt": "piano", "model": "/tmp/" + "d" * 256 + "/m"}, "model"),
+    ("job.submit", {"prompt": "piano", "model": "small\x00"}, "model"),
+    ("model.load", {"model": "x" * 300}, "model"),
+]
+
+
+@pytest.mark.parametrize("method,params,field", BOGUS, ids=[f"{m}-{f}-{i}" for i, (m, _, f) in enumerate(BOGUS)])
+async def test_bogus_input_is_invalid_params_naming_the_field(client: Client, method: str,
+                                                              params: dict[str, Any], field: str) -> None:
+    with pytest.raises(RemoteError) as e:
+        await client.call(method, params)
+    assert e.value.code == protocol.INVALID_PARAMS, e.value
+    assert e.value.data.get("field") == field, e.value
+    assert (await client.call("status"))["clients"] == 1  # and the connection is fine
