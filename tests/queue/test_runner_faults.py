@@ -117,26 +117,34 @@ class FullDisk:
     SQLITE_FULL exactly as SQLite reports them when the WAL cannot grow."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, store: Any) -> None:
-        self.full = False
+        self.db_full = self.fs_full = False
         self.checks = 0  # free-space checks while full
         real_execute = store._conn.execute
         real_free = diskspace.free_bytes
 
         def execute(sql: str, *args: Any) -> Any:
-            if self.full and sql.strip().upper() == "COMMIT":
+            if self.db_full and sql.strip().upper() == "COMMIT":
                 exc = sqlite3.OperationalError("database or disk is full")
                 exc.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
                 return _Raising(exc)
             return real_execute(sql, *args)
 
         def free(path: Path) -> int:
-            if self.full:
+            if self.fs_full:
                 self.checks += 1
                 return 0
             return real_free(path)
 
         monkeypatch.setattr(store._conn, "execute", execute)
         monkeypatch.setattr(diskspace, "free_bytes", free)
+
+    @property
+    def full(self) -> bool:
+        return self.db_full and self.fs_full
+
+    @full.setter
+    def full(self, value: bool) -> None:
+        self.db_full = self.fs_full = value
 
 
 class _Raising:
@@ -207,12 +215,13 @@ async def test_disk_full_pauses_the_queue_requeues_the_job_and_resumes_by_itself
         await c.subscribe("job", "daemon")
         job = await c.call("job.submit", {"prompt": "interrupted by a full disk", "duration": 1.0})
         await wait_event(c, "job.progress", job["id"])
-        disk.full = True  # the disk fills while the job generates
-
-        # A submission that reaches the database is refused as disk_full, not internal.
+        # The disk fills while the job generates. A submission that reaches the database is
+        # refused as disk_full, not internal (statvfs still shows room, say a quota is reached).
+        disk.db_full = True
         with pytest.raises(RemoteError) as e:
             await c.call("job.submit", {"prompt": "refused by SQLite", "duration": 0.5})
-        assert e.value.code == "disk_full"
+        assert e.value.code == "disk_full" and "database or disk is full" in e.value.message
+        disk.fs_full = True
         seen: list[Any] = []
         failed = await wait_event(c, "job.failed", job["id"], seen=seen)
         assert failed.data["reason"] == "disk_full" and failed.data["retrying"] is True
