@@ -381,17 +381,18 @@ async def _lockout(sock: Path, conns: int, grace: float) -> tuple[bool, int]:
             w.close()
 
 
-def scenario_lockout(root: Path, model: Path, rounds: int, conns: int) -> Outcome:
+def scenario_lockout(root: Path, model: Path, rounds: int, conns: int, idle_timeout: float) -> Outcome:
     out = Outcome("lockout")
-    d = Daemon(root, model)
+    d = Daemon(root, model, DGX_MUSIC_IDLE_TIMEOUT=str(idle_timeout))
     d.start()
+    grace = idle_timeout + 5.0
     for _ in range(rounds):
         out.tried += 1
-        served, held = asyncio.run(_lockout(d.socket, conns, grace=15.0))
+        served, held = asyncio.run(_lockout(d.socket, conns, grace=grace))
         if served and held == 0 and _served(d.socket):
             out.survived += 1
         else:
-            out.notes.append(f"served={served}, {held} stale connections still held after 15 s")
+            out.notes.append(f"served={served}, {held} stale connections still held after {grace:g} s")
     d.stop()
     return out
 
@@ -536,7 +537,8 @@ def run(args: argparse.Namespace) -> list[Outcome]:
             ("worker", lambda r: scenario_worker(r, model, args.worker_kills, rng)),
             ("postproc", lambda r: scenario_postproc(r, model, args.post_kills, rng)),
             ("diskfull", lambda r: scenario_diskfull(r, model, rng)),
-            ("lockout", lambda r: scenario_lockout(r, model, args.lockout_rounds, args.lockout_conns)),
+            ("lockout", lambda r: scenario_lockout(r, model, args.lockout_rounds, args.lockout_conns,
+                                                   args.idle_timeout)),
             ("frames", lambda r: scenario_frames(r, model, args.frames, rng)),
             ("paths", lambda r: scenario_paths(r, model, rng)),
         ]
@@ -580,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=11000, help="hostile frames (default 11000)")
     p.add_argument("--lockout-rounds", type=int, default=3)
     p.add_argument("--lockout-conns", type=int, default=256)
+    p.add_argument("--idle-timeout", type=float, default=10.0,
+                   help="the daemon's daemon.idle_timeout in the lock-out scenario (default: its default, 10 s)")
     p.add_argument("--only", action="append", help="run only this scenario (repeatable)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print the outcomes as JSON")
@@ -587,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.kills, args.worker_kills, args.post_kills, args.frames = 2, 1, 2, 300
-        args.lockout_rounds, args.lockout_conns = 1, 64
+        args.lockout_rounds, args.lockout_conns, args.idle_timeout = 1, 64, 2.0
     outcomes = run(args)
     if args.json:
         print(json.dumps([{**asdict(o), "ok": o.ok} for o in outcomes], indent=2))

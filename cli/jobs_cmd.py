@@ -11,7 +11,10 @@ from typing import Any
 from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_client_flags, emit, fail,
                                   human_duration, print_json, run_client)
 from dgx_music.common.client import Client
-from dgx_music.common.params import TRACK_ID_RE, ParamError, validate_params
+from dgx_music.common.families import ACE_STEP, MUSICGEN, family_for_name
+from dgx_music.common.params import TRACK_ID_RE, ParamError
+from dgx_music.common.schemas import (ACE_MAX_DURATION, ACE_MIN_DURATION, COMMON_FIELDS, LANGUAGES, fields_of,
+                                      validate_request)
 
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -19,27 +22,51 @@ TERMINAL = ("done", "failed", "cancelled")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate", help="queue a generation job (add --wait to follow it)",
-        description="Queue a MusicGen job. Without --wait, prints the job id and returns at once "
-                    "(the job is already safe on disk). With --wait, shows live progress and ends "
-                    "with the tracks' ids and file paths.",
+        description="Queue a generation job. The model's family decides which options apply: MusicGen "
+                    "(small, medium, large, melody: instrumental clips) or ACE-Step (ace-step, ace-step-base: "
+                    "whole songs, with sung lyrics or instrumental). Without --wait, prints the job id and "
+                    "returns at once (the job is already safe on disk). With --wait, shows live progress and "
+                    "ends with the tracks' ids and file paths.",
         epilog='examples:\n  dgx-music generate "dark ambient drone, slow pads" --duration 20 --count 3 --wait\n'
                '  dgx-music generate "upbeat funk, slap bass" --seed 1234 --cfg 4 --json\n'
-               '  dgx-music generate "80s synth pop" --model melody --melody hum.wav --wait',
+               '  dgx-music generate "80s synth pop" --model melody --melody hum.wav --wait\n'
+               '  dgx-music generate "synthwave, female vocals" --model ace-step --lyrics song.txt --language en \\\n'
+               '      --bpm 96 --key "A minor" --time-signature 4 --duration 120 --wait\n'
+               '  echo "[verse] ... [chorus] ..." | dgx-music generate "indie folk" --model ace-step --lyrics -\n'
+               '  dgx-music generate "lofi beat" --model ace-step --steps 8 --lora my-style:0.8  '
+               '(a LoRA in <data>/loras/my-style)',
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("prompt", help="what the music should sound like")
-    p.add_argument("--duration", type=float, metavar="S", help="seconds of audio, 0.5 to 300 (default 8); past 30 s the model continues "
-                        "its own music in 30 s windows")
+    p.add_argument("prompt", help="what the music should sound like (ACE-Step: the caption)")
+    p.add_argument("--duration", type=float, metavar="S",
+                   help="seconds of audio per variation. MusicGen: 0.5 to 300 (default 8; past 30 s the model "
+                        f"continues its own music in 30 s windows). ACE-Step: {ACE_MIN_DURATION:g} to "
+                        f"{ACE_MAX_DURATION:g} (default 30)")
     p.add_argument("--count", type=int, metavar="N", help="variations of the same prompt, made as one batch (default 1)")
     p.add_argument("--seed", type=int, metavar="N", help="fix the seed to reproduce a result (default: random, stored)")
-    p.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (default 1.0)")
-    p.add_argument("--top-k", type=int, metavar="K", help="sample from the K likeliest tokens (default 250)")
-    p.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling, 0 = off (default 0)")
-    p.add_argument("--cfg", type=float, metavar="C", help="classifier-free guidance (default 3.0)")
-    p.add_argument("--model", metavar="M", help="model for this job (default: the daemon's)")
+    p.add_argument("--model", metavar="M", help="model for this job (default: the daemon's): small, medium, large, "
+                                                "melody, ace-step, ace-step-base, a hub id or a directory")
     p.add_argument("--lufs", type=float, metavar="L", dest="target_lufs", help="loudness target (default -14)")
-    p.add_argument("--melody", metavar="SRC",
-                   help="a melody to follow (melody models): a library track id such as 12-0, or an audio "
-                        "file here (WAV, FLAC, OGG, MP3; its first 30 s)")
+    mg = p.add_argument_group("MusicGen options")
+    mg.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (default 1.0)")
+    mg.add_argument("--top-k", type=int, metavar="K", help="sample from the K likeliest tokens (default 250)")
+    mg.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling, 0 = off (default 0)")
+    mg.add_argument("--cfg", type=float, metavar="C", help="classifier-free guidance (default 3.0)")
+    mg.add_argument("--melody", metavar="SRC",
+                    help="a melody to follow (melody models): a library track id such as 12-0, or an audio "
+                         "file here (WAV, FLAC, OGG, MP3; its first 30 s)")
+    ace = p.add_argument_group("ACE-Step options")
+    ace.add_argument("--lyrics", metavar="FILE", help="lyrics from FILE ('-': standard input), with section tags "
+                                                      "such as [verse] and [chorus]; none: instrumental")
+    ace.add_argument("--language", metavar="CODE", help="vocal language: en, de, fr, es, ja, zh, ... or unknown "
+                                                        f"({len(LANGUAGES)} codes; default en)")
+    ace.add_argument("--bpm", type=int, metavar="N", help="tempo, 30 to 300 (default: the model picks)")
+    ace.add_argument("--key", metavar="KEY", help='one of the 24 keys: "A minor", "F# major", "Bb major", "Am"')
+    ace.add_argument("--time-signature", type=int, metavar="N", help="beats per bar: 2, 3, 4 or 6")
+    ace.add_argument("--steps", type=int, metavar="N", help="denoising steps (default: the variant's; 8 for turbo)")
+    ace.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance (turbo: 1.0, off)")
+    ace.add_argument("--shift", type=float, metavar="S", help="timestep shift of the schedule (default 3.0)")
+    ace.add_argument("--lora", metavar="DIR[:SCALE]", help="a LoRA directory under the daemon's <data>/loras "
+                                                          "(a bare name) or <data>/models, scale default 1.0")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
     add_client_flags(p)
     p.set_defaults(func=generate_cmd)
@@ -103,19 +130,57 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: run_client(a, move))
 
 
+#: Where a field of the request comes from on the command line, when not --FIELD.
+FLAGS = {"target_lufs": "--lufs"}
+ACE_ONLY = frozenset(fields_of(ACE_STEP)) - COMMON_FIELDS
+MUSICGEN_ONLY = frozenset(fields_of(MUSICGEN)) - COMMON_FIELDS
+
+
+def flag_of(field: str) -> str:
+    return FLAGS.get(field, f"--{field.replace('_', '-')}")
+
+
+def check_offline(raw: dict[str, Any], model: str | None) -> None:
+    """The check the daemon makes, before connecting, when the family is known here: from the model
+    name, or (the daemon's model) from the options used; with neither, either family's shape passes."""
+    family = family_for_name(model) if model else None
+    if family is None:
+        given = set(raw)
+        family = ACE_STEP if given & ACE_ONLY else MUSICGEN if given & MUSICGEN_ONLY else None
+    if family is not None:
+        validate_request(raw, family)
+        return
+    try:
+        validate_request(raw, MUSICGEN)
+    except ParamError:
+        validate_request(raw, ACE_STEP)
+
+
+def _read_lyrics(src: str) -> str:
+    try:
+        if src == "-":
+            return sys.stdin.read()
+        return Path(src).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParamError("lyrics", f"cannot read {src}: {exc}") from None
+
+
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     raw = {"prompt": args.prompt}
-    for key in ("duration", "count", "seed", "temperature", "top_k", "top_p", "cfg", "model", "target_lufs"):
-        value = getattr(args, key)
-        if value is not None:
-            raw[key] = value
     try:
-        validate_params(raw)  # the same check the daemon makes, before connecting
+        for key in ("duration", "count", "seed", "temperature", "top_k", "top_p", "cfg", "model", "target_lufs",
+                    "language", "bpm", "key", "time_signature", "steps", "guidance", "shift", "lora"):
+            value = getattr(args, key, None)
+            if value is not None:
+                raw[key] = value
+        if getattr(args, "lyrics", None) is not None:
+            raw["lyrics"] = _read_lyrics(args.lyrics)
+        check_offline(raw, args.model)  # the same check the daemon makes, before connecting
         melody = getattr(args, "melody", None)
         if melody is not None:
             raw.update(_melody(melody))
     except ParamError as exc:
-        raise UsageError(f"--{exc.field.replace('_', '-')}: {exc.message}" if exc.field != "prompt"
+        raise UsageError(f"{flag_of(exc.field)}: {exc.message}" if exc.field != "prompt"
                          else f"prompt {exc.message}") from None
     return raw
 
@@ -141,6 +206,12 @@ def format_job(j: dict[str, Any]) -> str:
     if prog:
         lines.append(f"  progress  {prog['step']}/{prog['total']} steps, {human_duration(prog['elapsed'])} elapsed, "
                      f"ETA {human_duration(prog.get('eta'))}")
+    if p.get("family") == ACE_STEP:
+        song = [f"{p['bpm']} BPM" if p.get("bpm") else "", p.get("key") or "",
+                f"{p['time_signature']}/4" if p.get("time_signature") else "",
+                f"{p.get('steps')} steps" if p.get("steps") else ""]
+        lines.append(f"  ace-step  {', '.join(x for x in song if x) or 'model picks tempo and key'}; "
+                     f"{'lyrics in ' + str(p.get('language')) if p.get('lyrics') else 'instrumental'}")
     if p.get("melody_source"):
         lines.append(f"  melody    {p['melody_source']}")
     if p.get("extend"):
@@ -239,7 +310,9 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
     return EXIT_OK if j["state"] == "done" else EXIT_FAILED
 
 
-REMIX_KEYS = ("duration", "temperature", "top_k", "top_p", "cfg", "target_lufs", "melody", "melody_source", "extend")
+REMIX_KEYS = ("duration", "temperature", "top_k", "top_p", "cfg", "target_lufs", "melody", "melody_source", "extend",
+              "lyrics", "language", "bpm", "key", "time_signature", "steps", "guidance", "shift", "lora",
+              "lora_scale")
 
 
 async def remix(client: Client, args: argparse.Namespace) -> int:
@@ -255,7 +328,8 @@ async def remix(client: Client, args: argparse.Namespace) -> int:
 
 async def extend(client: Client, args: argparse.Namespace) -> int:
     t = await client.call("track.get", {"id": args.track}, timeout=args.timeout)
-    keep = [k for k in REMIX_KEYS if k not in ("duration", "melody", "melody_source", "extend")]
+    keep = [k for k in REMIX_KEYS if k not in ("duration", "melody", "melody_source", "extend")
+            and k in MUSICGEN_ONLY | COMMON_FIELDS]
     raw: dict[str, Any] = {k: v for k, v in (t.get("params") or {}).items() if k in keep and v is not None}
     raw.update(prompt=args.prompt or t["prompt"], model=args.model or t.get("model"), extend=t["id"],
                duration=args.by)
@@ -264,7 +338,10 @@ async def extend(client: Client, args: argparse.Namespace) -> int:
             raw[key] = getattr(args, key)
     raw = {k: v for k, v in raw.items() if v is not None}
     try:
-        validate_params(raw)
+        if (t.get("params") or {}).get("family", MUSICGEN) != MUSICGEN and not args.model:
+            raise ParamError("model", f"{t['id']} is an {t['params']['family']} track; continuing a track is a "
+                                      "MusicGen feature (give --model small, medium or large)")
+        check_offline(raw, raw.get("model"))
     except ParamError as exc:
         flag = {"duration": "--by", "prompt": "--prompt"}.get(exc.field, f"--{exc.field.replace('_', '-')}")
         return fail(args, "invalid_params", f"{flag}: {exc.message}", EXIT_USAGE)

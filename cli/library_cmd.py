@@ -140,7 +140,10 @@ def format_track(t: dict[str, Any], data_dir: str | None = None) -> str:
         ("file", str(Path(data_dir) / t["path"]) if data_dir else t["path"]),
         ("length", f"{t['duration']:.2f} s, {t['sample_rate']} Hz, {t['channels']} ch"),
         ("model", f"{t.get('model') or '-'} ({t.get('backend') or '-'}), seed {t.get('seed')}, variation {t.get('index', 0)}"),
-        ("sampling", ", ".join(f"{k} {p[k]}" for k in ("temperature", "top_k", "top_p", "cfg") if k in p) or "-"),
+        ("sampling", ", ".join(f"{k} {p[k]}" for k in ("temperature", "top_k", "top_p", "cfg", "steps", "guidance",
+                                                       "shift") if p.get(k) is not None) or "-"),
+        *([("asked", asked)] if (asked := requested_song(t)) else []),
+        *([("lora", f"{p['lora']} (scale {p.get('lora_scale', 1.0)})")] if p.get("lora") else []),
         *([("melody", str(p["melody_source"]))] if p.get("melody_source") else []),
         *([("extends", f"{p['extend']} (the first {t['duration'] - float(p.get('duration') or 0):.2f} s are it)")]
           if p.get("extend") else []),
@@ -155,7 +158,26 @@ def format_track(t: dict[str, Any], data_dir: str | None = None) -> str:
         rows.append(("note", t["loudness_note"]))
     if t.get("notes"):
         rows.append(("notes", t["notes"]))
-    return f"track {t['id']}\n" + "\n".join(f"  {k:<9} {v}" for k, v in rows)
+    out = f"track {t['id']}\n" + "\n".join(f"  {k:<9} {v}" for k, v in rows)
+    lyrics = lyrics_of(t)
+    if lyrics:
+        out += f"\n  lyrics ({t.get('language') or p.get('language') or '-'}):\n" + "\n".join(f"    {line}" for line in lyrics.splitlines())
+    return out
+
+
+def lyrics_of(t: dict[str, Any]) -> str:
+    """A track's lyrics (ACE-Step songs), from the library's column when it has one, else the request."""
+    return str(t.get("lyrics") or (t.get("params") or {}).get("lyrics") or "").strip()
+
+
+def requested_song(t: dict[str, Any]) -> str:
+    """What an ACE-Step request asked for (tempo, key, metre): the library's columns, else the request's
+    parameters. The analysis of the audio is shown beside."""
+    p = t.get("params") or {}
+    bpm, key = t.get("req_bpm") or p.get("bpm"), t.get("req_key") or p.get("key")
+    sig = t.get("req_time_signature") or p.get("time_signature")
+    parts = [f"{bpm:g} BPM" if bpm else "", str(key or ""), f"{sig} beats per bar" if sig else ""]
+    return ", ".join(x for x in parts if x)
 
 
 async def show(client: Client, args: argparse.Namespace) -> int:

@@ -32,6 +32,8 @@ from aiohttp import WSMsgType, web
 from dgx_music import __version__
 from dgx_music.common import protocol
 from dgx_music.common.config import Settings
+from dgx_music.common.families import MUSICGEN
+from dgx_music.common.schemas import ParamError, openapi_components
 from dgx_music.daemon import handlers
 from dgx_music.daemon.handlers import Context, HandlerError
 from dgx_music.daemon.server import StartupError
@@ -316,6 +318,8 @@ class Route:
     body: bool = False
     created: bool = False  # 201 instead of 200
     produces: str = "application/json"
+    request_schema: str | None = None  # a component in common/schemas.openapi_components
+    response_schema: str | None = None
 
 
 ROUTES: tuple[Route, ...] = (
@@ -326,12 +330,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{API}/hello", "hello", "Protocol version, methods and topics."),
     Route("GET", f"{API}/status", "status", "Daemon version, uptime, clients, model and queue."),
     Route("GET", f"{API}/jobs", "job.list", "Active jobs in queue order (all=true: finished ones too).",
-          query={"all": bool, "limit": int}),
-    Route("POST", f"{API}/jobs", "job.submit", "Submit a generation job (body: job.submit params).",
-          body=True, created=True),
+          query={"all": bool, "limit": int}, response_schema="JobList"),
+    Route("POST", f"{API}/jobs", "job.submit", "Submit a generation job: MusicGen or ACE-Step parameters, "
+          "by the model's family (docs/protocol.md, job.submit).", body=True, created=True,
+          request_schema="JobRequest", response_schema="Job"),
     Route("POST", f"{API}/jobs/prune", "job.prune", "Forget finished jobs older than N days that own no track "
           "(body: {\"older_than_days\": N, \"dry_run\": bool}, both optional).", body=True),
-    Route("GET", f"{API}/jobs/{{id}}", "job.get", "One job with its live progress.", path_params={"id": int}),
+    Route("GET", f"{API}/jobs/{{id}}", "job.get", "One job with its live progress.", path_params={"id": int},
+          response_schema="Job"),
     Route("POST", f"{API}/jobs/{{id}}/cancel", "job.cancel", "Cancel a job.", path_params={"id": int}),
     Route("POST", f"{API}/jobs/{{id}}/retry", "job.retry", "Queue a failed or cancelled job again.",
           path_params={"id": int}),
@@ -339,9 +345,9 @@ ROUTES: tuple[Route, ...] = (
           path_params={"id": int}, body=True),
     Route("GET", f"{API}/tracks", "track.list", "List or search the library (one page; pass next_cursor as cursor).",
           query={"search": str, "tag": str, "favorite": bool, "model": str, "bpm_min": float, "bpm_max": float,
-                 "key": str, "sort": str, "order": str, "limit": int, "cursor": str}),
+                 "key": str, "sort": str, "order": str, "limit": int, "cursor": str}, response_schema="TrackPage"),
     Route("GET", f"{API}/tracks/{{id}}", "track.get", "One track with its analysis and peaks.",
-          path_params={"id": str}),
+          path_params={"id": str}, response_schema="Track"),
     Route("PATCH", f"{API}/tracks/{{id}}", "track.update", "Edit title, rating, favorite, notes or tags.",
           path_params={"id": str}, body=True),
     Route("DELETE", f"{API}/tracks/{{id}}", "track.delete", "Delete a track (its file goes to the trash).",
@@ -471,9 +477,12 @@ def _default(obj: Any) -> Any:
     return str(obj)
 
 
-def openapi(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
-    """The OpenAPI 3.1 description, generated from the same table that builds the router."""
+def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUSICGEN) -> dict[str, Any]:
+    """The OpenAPI 3.1 description, generated from the same table that builds the router and from the
+    typed request/response definitions (common/schemas.py). `default_family`: the family of the daemon's
+    own model, which a job body without a model uses."""
     paths: dict[str, Any] = {}
+    refs, schemas = openapi_components(default_family)
     type_names = {int: "integer", float: "number", bool: "boolean", str: "string"}
     for r in routes:
         params = [{"name": n, "in": "path", "required": True, "schema": {"type": type_names[t]}}
@@ -488,6 +497,8 @@ def openapi(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
             "responses": {
                 ok: {"description": "success", "content": {r.produces: {"schema": {"type": "string"} if
                                                                        r.produces != "application/json"
+                                                                       else refs[r.response_schema] if
+                                                                       r.response_schema
                                                                        else {"type": "object"}}}},
                 "default": {"description": "error", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Error"}}}},
@@ -503,7 +514,8 @@ def openapi(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
         elif params:
             op["parameters"] = params
         if r.body:
-            op["requestBody"] = {"required": r.created, "content": {"application/json": {"schema": {"type": "object"}}}}
+            body = refs[r.request_schema] if r.request_schema else {"type": "object"}
+            op["requestBody"] = {"required": r.created, "content": {"application/json": {"schema": body}}}
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
@@ -512,8 +524,9 @@ def openapi(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
                                 "the protocol's error code: {\"error\": {\"code\", \"message\", ...}}."},
         "paths": paths,
         "components": {
-            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
-                "code": {"type": "string"}, "message": {"type": "string"}}, "required": ["code", "message"]}}}},
+            "schemas": {**schemas, "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
+                "required": ["code", "message"]}}}},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}, {}],
@@ -693,7 +706,11 @@ class HttpApi:
                             headers={"X-Content-Type-Options": "nosniff"})
 
     async def _openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(openapi())
+        try:
+            family: str | None = self.daemon.scheduler.family_of(self.daemon.settings["engine.model"])
+        except ParamError:
+            family = None  # a model that does not resolve: bodies without a model may take either shape
+        return web.json_response(openapi(default_family=family))
 
     async def _audio(self, request: web.Request) -> web.StreamResponse:
         track = await self._call("track.get", {"id": request.match_info["id"]})

@@ -16,7 +16,6 @@ back to the queue once it can be recorded, and the runner resumes by itself.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import time
@@ -24,9 +23,13 @@ from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from dgx_music.common import protocol
+from dgx_music.common.families import ACE_STEP, ACE_STEP_ALIASES, MUSICGEN, family_for_name
 from dgx_music.common.params import (MAX_DURATION, MAX_JOB_AUDIO, MELODY_KEY_RE, WINDOW_SECONDS, GenerationParams,
-                                     ParamError, validate_params)
+                                     ParamError)
+from dgx_music.common.schemas import AceStepParams, FamilyParams, check_model_name, validate_request
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import accepts_melody, resolve_model
 from dgx_music.daemon.handlers import HandlerError
@@ -157,6 +160,8 @@ class Scheduler:
         configured = self.daemon.settings["engine.model"]
         if not name or name == configured:
             return configured
+        if name in ACE_STEP_ALIASES or (name.startswith("random:") and family_for_name(name) == ACE_STEP):
+            return name  # built-in names, never a path (whether or not this engine version lists them yet)
         try:
             spec = resolve_model(name)
         except EngineError as exc:
@@ -173,24 +178,47 @@ class Scheduler:
                                    "(or be the daemon's configured --model)", field="model")
         return name
 
+    def family_of(self, model: str) -> str:
+        """The family of a checked model name: from the name when it tells, else from the model itself."""
+        family = family_for_name(model)
+        if family is not None:
+            return family
+        try:
+            spec = resolve_model(model)
+        except EngineError as exc:
+            raise ParamError("model", exc.message) from None
+        return str(getattr(spec, "family", MUSICGEN))
+
     async def submit(self, raw: dict[str, Any]) -> dict[str, Any]:
         raw = dict(raw)
         await self._refuse_if_disk_full()
         upload, upload_name = raw.pop("melody_audio", None), raw.pop("melody_name", None)
-        params = validate_params(raw, max_count=self.max_count).with_seed()
-        model = self.check_model(params.model)
-        if params.duration > WINDOW_SECONDS and self._is_melody_model(model):
-            raise ParamError("duration", f"melody models make at most {WINDOW_SECONDS:g} s per clip")
-        if upload is not None or params.melody is not None:
-            params = await self._store_melody(params, model, upload, upload_name)
-        if params.extend is not None:
-            await self._check_extend(params, model)
+        # The model is named (and checked as a name) first: its family decides which parameters exist.
+        model = self.check_model(check_model_name(raw["model"]) if raw.get("model") is not None else None)
+        family = self.family_of(model)
+        if family != MUSICGEN and not raw.get("model"):
+            raw["model"] = model  # the variant's defaults (steps, guidance, shift) follow the daemon's model
+        params: FamilyParams = validate_request(raw, family, max_count=self.max_count).with_seed()
+        if isinstance(params, AceStepParams):
+            if upload is not None:
+                raise ParamError("melody_audio", f"melody_audio is a MusicGen parameter; {family} does not take it")
+            if params.lora is not None:
+                params = msgspec.structs.replace(params, lora=await self._check_lora(params.lora))
+        else:
+            if params.duration > WINDOW_SECONDS and self._is_melody_model(model):
+                raise ParamError("duration", f"melody models make at most {WINDOW_SECONDS:g} s per clip")
+            if upload is not None or params.melody is not None:
+                params = await self._store_melody(params, model, upload, upload_name)
+            if params.extend is not None:
+                await self._check_extend(params, model)
         stored = {k: v for k, v in params.to_dict().items() if k not in ("prompt", "count", "seed", "model")}
+        if family != MUSICGEN:
+            stored["family"] = family  # absent: musicgen, as every job stored before families existed
         job = await self.store.add_job(prompt=params.prompt, params=stored, count=params.count,
                                        seed=params.seed, model=model,
                                        backend=self.daemon.settings["engine.backend"],
                                        max_attempts=self.max_attempts)
-        log.info("job %d queued: %r x%d, %.1fs, seed %d", job["id"], params.prompt[:60], params.count,
+        log.info("job %d queued: %s %r x%d, %.1fs, seed %d", job["id"], family, params.prompt[:60], params.count,
                  params.duration, params.seed)
         await self.refresh_counts()
         self.publish("job.queued", self.with_progress(job))
@@ -221,6 +249,25 @@ class Scheduler:
         except OSError as exc:
             log.warning("cannot read the free space of %s: %s", self.daemon.data_dir, exc)
             return None
+
+    async def _check_lora(self, name: str) -> str:
+        """A LoRA directory that exists under <data>/loras (a bare name) or <data>/models: its absolute path.
+        As with models, no request makes the daemon read outside its data directory."""
+        data_dir = self.daemon.data_dir
+        allowed = [(data_dir / "loras").resolve(), (data_dir / "models").resolve()]
+
+        def look() -> Path | None:
+            p = Path(name).expanduser()
+            path = (p if p.is_absolute() else allowed[0] / p).resolve()
+            return path if path.is_dir() else None
+
+        path = await asyncio.get_running_loop().run_in_executor(self.pool, look)
+        if path is None:
+            raise ParamError("lora", f"no LoRA directory {name} (bare names are looked up in {allowed[0]})")
+        if not any(a in path.parents for a in allowed):
+            raise HandlerError(protocol.FORBIDDEN, f"lora: LoRA directories must be under {allowed[0]} or "
+                                                   f"{allowed[1]}", field="lora")
+        return str(path)
 
     @staticmethod
     def _is_melody_model(model: str) -> bool:
@@ -278,7 +325,7 @@ class Scheduler:
             path = libfiles.library_file(data_dir, track["path"])
             key, _secs = await loop.run_in_executor(self.pool, melodies.from_file, data_dir, path)
             source = f"track {track['id']}"
-        return dataclasses.replace(params, melody=key, melody_source=source)
+        return msgspec.structs.replace(params, melody=key, melody_source=source)
 
     async def cancel(self, job_id: int) -> dict[str, Any]:
         for _ in range(5):  # the runner may take the job between our read and our write
@@ -509,8 +556,8 @@ class Scheduler:
             self.publish("track.added", t)
         self.publish("job.finished", {"id": job_id, "track_ids": [t["id"] for t in tracks]})
 
-    async def _load_melody(self, params: GenerationParams) -> Any:
-        if params.melody is None:
+    async def _load_melody(self, params: FamilyParams) -> Any:
+        if not isinstance(params, GenerationParams) or params.melody is None:
             return None
         loop = asyncio.get_running_loop()
         try:
@@ -519,10 +566,10 @@ class Scheduler:
             raise EngineError("bad_request", f"the job's melody ({params.melody_source or params.melody}) "
                                              f"cannot be read: {exc}") from None
 
-    async def _load_prefix(self, params: GenerationParams) -> Any:
+    async def _load_prefix(self, params: FamilyParams) -> Any:
         """The track a job continues, read when it runs (the library keeps it; if it was deleted
         since the job was queued, the job fails saying so)."""
-        if params.extend is None:
+        if not isinstance(params, GenerationParams) or params.extend is None:
             return None
         loop = asyncio.get_running_loop()
         try:
@@ -535,10 +582,12 @@ class Scheduler:
             raise EngineError("bad_request", f"the track this job continues ({params.extend}) cannot be read: "
                                              f"{exc}") from None
 
-    def _params_of(self, job: dict[str, Any]) -> GenerationParams:
+    def _params_of(self, job: dict[str, Any]) -> FamilyParams:
+        """The typed parameters of a stored job, in its family (the engine receives `params.wire()`)."""
         raw = {**job["params"], "prompt": job["prompt"], "count": job["count"], "seed": job["seed"],
                "model": job["model"]}
-        return validate_params(raw, max_count=max(self.max_count, job["count"]))
+        family = raw.pop("family", MUSICGEN)
+        return validate_request(raw, family, max_count=max(self.max_count, job["count"]))
 
     def _on_progress(self, job_id: int, p: dict[str, Any]) -> None:
         step, total, elapsed = int(p.get("step", 0)), int(p.get("total", 0)), float(p.get("elapsed", 0.0))

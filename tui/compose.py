@@ -1,7 +1,12 @@
-"""The composer: prompt with history, duration, count, seed, model, advanced sampling."""
+"""The composer: prompt with history, duration, count, seed, model, and the chosen model's own fields.
+
+The fields follow the model's family (common/families.py): MusicGen gets melody and sampling,
+ACE-Step a lyrics editor, language, bpm, key and time signature. Both validate with the
+daemon's own schema (common/schemas.py) on every change."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from textual import on
@@ -10,20 +15,30 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.suggester import SuggestFromList
-from textual.widgets import Button, Checkbox, Collapsible, Input, Label, OptionList, Select, Static
+from textual.widgets import Button, Checkbox, Collapsible, Input, Label, OptionList, Select, Static, TextArea
 
 from pathlib import Path
 
-from dgx_music.common.params import MELODY_KEY_RE, TRACK_ID_RE, GenerationParams, ParamError, validate_params
+from dgx_music.common.families import ACE_STEP, MUSICGEN, family_for_name
+from dgx_music.common.params import MELODY_KEY_RE, TRACK_ID_RE, ParamError
+from dgx_music.common.schemas import AceStepParams, MusicGenParams, validate_request
 from dgx_music.tui import fmt
 
-DEFAULTS = GenerationParams(prompt="x")
-#: form field id -> parameter name
-FIELDS = {
-    "prompt": "prompt", "duration": "duration", "count": "count", "seed": "seed",
-    "temperature": "temperature", "top-k": "top_k", "top-p": "top_p", "cfg": "cfg", "melody": "melody",
+DEFAULTS = MusicGenParams(prompt="x")
+ACE_DEFAULTS = AceStepParams(prompt="x")
+
+#: form field id -> parameter name, fields every family has
+COMMON = {"prompt": "prompt", "duration": "duration", "count": "count", "seed": "seed"}
+#: the inputs of each family
+FAMILY_FIELDS = {
+    MUSICGEN: {"temperature": "temperature", "top-k": "top_k", "top-p": "top_p", "cfg": "cfg", "melody": "melody"},
+    ACE_STEP: {"language": "language", "bpm": "bpm", "key": "key", "time-signature": "time_signature",
+               "steps": "steps", "guidance": "guidance", "shift": "shift", "lora": "lora"},
 }
+FIELDS = {**COMMON, **FAMILY_FIELDS[MUSICGEN], **FAMILY_FIELDS[ACE_STEP]}
 ADVANCED = ("temperature", "top_k", "top_p", "cfg")
+ACE_ADVANCED = ("steps", "guidance", "shift", "lora")
+DEFAULT_DURATION = {MUSICGEN: DEFAULTS.duration, ACE_STEP: ACE_DEFAULTS.duration}
 
 
 def _num(v: float) -> str:
@@ -60,6 +75,27 @@ class PromptInput(Input):
         self.cursor_position = len(self.value)
 
 
+_SECTION_TAG = re.compile(r"\[[^\]\n]{1,40}\]")
+
+
+class LyricsArea(TextArea):
+    """The lyrics editor: text kept exactly as typed, section tags ([verse], [chorus]) highlighted.
+
+    TextArea highlights through tree-sitter grammars; lyrics have none, so the tags are found
+    with a regex and put in the same highlight map (byte columns, the "heading" style)."""
+
+    def _build_highlight_map(self) -> None:
+        super()._build_highlight_map()
+        try:
+            highlights = self._highlights
+            for row, line in enumerate(self.document.lines):
+                for m in _SECTION_TAG.finditer(line):
+                    start = len(line[:m.start()].encode())
+                    highlights[row].append((start, start + len(m.group().encode()), "heading"))
+        except AttributeError:  # a Textual without the private map: tags stay plain, text is unchanged
+            pass
+
+
 class ComposeView(Vertical):
     """Submit a job. Validation runs on every change with the daemon's own validator."""
 
@@ -73,6 +109,8 @@ class ComposeView(Vertical):
 
     #: The library track the next job continues (None: a new piece).
     extending: str | None = None
+    #: The family of the chosen model: which fields show and which schema checks them.
+    family: str = MUSICGEN
 
     class Submit(Message):
         def __init__(self, params: dict[str, Any]) -> None:
@@ -95,9 +133,34 @@ class ComposeView(Vertical):
         with Horizontal(classes="form-row"):
             yield Label("Model", classes="form-label")
             yield Select([("daemon default", "")], value="", allow_blank=False, id="model", compact=True)
-            yield Label("Melody", classes="form-label2")
-            yield Input("", placeholder="track id or file", id="melody", compact=True)
-        with Collapsible(title="Advanced sampling", collapsed=True, id="advanced"):
+            yield Label("Melody", classes="form-label2 musicgen-only", id="melody-label")
+            yield Input("", placeholder="track id or file", id="melody", compact=True, classes="musicgen-only")
+        with Vertical(id="ace-fields", classes="ace-only"):
+            with Horizontal(classes="form-row"):
+                yield Label("Lyrics", classes="form-label")
+                yield Label("[verse] [chorus] [bridge] tags mark sections; empty: instrumental", classes="dim")
+            yield LyricsArea("", id="lyrics", soft_wrap=True, show_line_numbers=False, tab_behavior="focus")
+            with Horizontal(classes="form-row"):
+                yield Label("Language", classes="form-label")
+                yield Input(ACE_DEFAULTS.language, id="language", compact=True, classes="num-s")
+                yield Label("BPM", classes="form-label2")
+                yield Input("", placeholder="auto", id="bpm", compact=True, classes="num-s")
+                yield Label("Key", classes="form-label2")
+                yield Input("", placeholder="auto (A minor)", id="key", compact=True, classes="num-l")
+                yield Label("Beats/bar", classes="form-label2")
+                yield Input("", placeholder="auto", id="time-signature", compact=True, classes="num-s")
+            with Collapsible(title="Advanced (ACE-Step)", collapsed=True, id="ace-advanced"):
+                with Horizontal(classes="form-row"):
+                    yield Label("Steps", classes="form-label")
+                    yield Input("", placeholder="8 (turbo)", id="steps", compact=True, classes="num")
+                    yield Label("Guidance", classes="form-label2")
+                    yield Input("", placeholder="1 (turbo)", id="guidance", compact=True, classes="num")
+                    yield Label("Shift", classes="form-label2")
+                    yield Input("", placeholder="3", id="shift", compact=True, classes="num")
+                with Horizontal(classes="form-row"):
+                    yield Label("LoRA", classes="form-label")
+                    yield Input("", placeholder="name in <data>/loras[:scale]", id="lora", compact=True)
+        with Collapsible(title="Advanced sampling", collapsed=True, id="advanced", classes="musicgen-only"):
             with Horizontal(classes="form-row"):
                 yield Label("Temperature", classes="form-label")
                 yield Input(_num(DEFAULTS.temperature), id="temperature", compact=True, classes="num")
@@ -134,14 +197,38 @@ class ComposeView(Vertical):
         sel = self.query_one("#model", Select)
         current = sel.value
         opts = [(f"daemon default ({default})" if default else "daemon default", "")]
+        self._families: dict[str, str] = {}
         for m in models:
             name = str(m.get("name") or "")
             if name:
                 opts.append((name + ("" if m.get("cached", True) else " (download)"), name))
+                if m.get("family") in FAMILY_FIELDS:  # the daemon knows the family of a directory or hub id
+                    self._families[name] = str(m["family"])
+        self._default_model = default or ""
         self._model_opts = opts
         sel.set_options(opts)
         values = {v for _, v in opts}
         sel.value = current if current in values else ""
+        self._apply_family()
+
+    def family_of(self, model: str) -> str:
+        """The family of a model in the picker ("": the daemon's own); MusicGen when nothing tells."""
+        name = model or getattr(self, "_default_model", "")
+        families = getattr(self, "_families", {})
+        return families.get(name) or family_for_name(name or None) or MUSICGEN
+
+    def _apply_family(self) -> None:
+        """Show the chosen model's fields; a duration still at the other family's default follows along."""
+        model = self.query_one("#model", Select).value
+        family = self.family_of(model if isinstance(model, str) else "")
+        if family == self.family:
+            return
+        old, self.family = self.family, family
+        self.set_class(family == ACE_STEP, "-ace-step")
+        duration = self.query_one("#duration", Input)
+        if duration.value.strip() in ("", _num(DEFAULT_DURATION[old])):
+            duration.value = _num(DEFAULT_DURATION[family])
+        self.validate(show_empty_prompt=False)
 
     def prefill(self, track: dict[str, Any]) -> None:
         """Remix: the same prompt and parameters, a new (random) seed."""
@@ -169,6 +256,15 @@ class ComposeView(Vertical):
                 self._model_opts = opts
                 sel.set_options(opts)
             sel.value = model
+        self._apply_family()
+        self.query_one("#lyrics", TextArea).text = str(p.get("lyrics") or "")
+        for fid, key in FAMILY_FIELDS[ACE_STEP].items():
+            value = p.get(key)
+            if key == "lora" and value and p.get("lora_scale") not in (None, 1.0):
+                value = f"{value}:{p['lora_scale']:g}"
+            default = ACE_DEFAULTS.language if key == "language" else ""
+            self.query_one(f"#{fid}", Input).value = (_num(value) if isinstance(value, float) else
+                                                      str(value) if value is not None else default)
         if p.get("extend"):  # a remix of a continuation continues the same track again
             self._continue(str(p["extend"]))
         self.query_one("#prompt", Input).focus()
@@ -177,7 +273,7 @@ class ComposeView(Vertical):
 
     def raw_params(self) -> dict[str, Any]:
         raw: dict[str, Any] = {}
-        for fid, key in FIELDS.items():
+        for fid, key in {**COMMON, **FAMILY_FIELDS[self.family]}.items():
             value = self.query_one(f"#{fid}", Input).value.strip()
             if key == "seed" and not self.query_one("#seed-lock", Checkbox).value:
                 continue
@@ -189,6 +285,10 @@ class ComposeView(Vertical):
         model = self.query_one("#model", Select).value
         if isinstance(model, str) and model:
             raw["model"] = model
+        if self.family == ACE_STEP:
+            lyrics = self.query_one("#lyrics", TextArea).text
+            if lyrics.strip():
+                raw["lyrics"] = lyrics  # kept as typed, section tags and blank lines included
         melody = raw.get("melody")
         if melody and not (TRACK_ID_RE.match(melody) or MELODY_KEY_RE.match(melody)):
             raw["melody_file"] = raw.pop("melody")  # a file here: the app uploads it (the daemon may be remote)
@@ -237,6 +337,7 @@ class ComposeView(Vertical):
     def validate(self, *, show_empty_prompt: bool) -> dict[str, Any] | None:
         for fid in FIELDS:
             self.query_one(f"#{fid}", Input).remove_class("-invalid")
+        self.query_one("#lyrics", TextArea).remove_class("-invalid")
         err = self.query_one("#form-error", Static)
         raw = self.raw_params()
         if raw.get("seed") == "":
@@ -245,7 +346,7 @@ class ComposeView(Vertical):
         if melody_file is not None and not Path(melody_file).expanduser().is_file():
             return self._invalid("melody", "is neither a library track id (like 12-0) nor an audio file here")
         try:
-            params = validate_params(raw)
+            params = validate_request(raw, self.family)
         except ParamError as exc:
             if exc.field == "prompt" and not show_empty_prompt and not raw.get("prompt", "").strip():
                 err.update("")
@@ -260,12 +361,14 @@ class ComposeView(Vertical):
     def _invalid(self, field: str, message: str) -> None:
         fid = {v: k for k, v in FIELDS.items()}.get(field, field)
         try:
-            widget = self.query_one(f"#{fid}", Input)
+            widget = self.query_one(f"#{fid}")
             widget.add_class("-invalid")
         except Exception:
             widget = None
         if field in ADVANCED and widget is not None:
             self.query_one("#advanced", Collapsible).collapsed = False
+        if field in ACE_ADVANCED and widget is not None:
+            self.query_one("#ace-advanced", Collapsible).collapsed = False
         label = field.replace("_", "-").replace("cfg", "guidance")
         self.query_one("#form-error", Static).update(f"✗ {label} {message}")
         return None
@@ -284,6 +387,14 @@ class ComposeView(Vertical):
     @on(Checkbox.Changed, "#seed-lock")
     def _lock_changed(self) -> None:
         self.validate(show_empty_prompt=False)
+
+    @on(TextArea.Changed, "#lyrics")
+    def _lyrics_changed(self) -> None:
+        self.validate(show_empty_prompt=False)
+
+    @on(Select.Changed, "#model")
+    def _model_changed(self) -> None:
+        self._apply_family()
 
     # ---------------------------------------------------------------- actions
 

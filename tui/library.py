@@ -14,6 +14,8 @@ until the search is cleared, which brings back the sort the list had before.
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 from rich.cells import cell_len
@@ -282,8 +284,18 @@ class DetailPane(Vertical):
         row("tags", ", ".join(t.get("tags") or []))
         row("notes", t.get("notes"))
         row("created", fmt.timestamp(t.get("created")))
-        sampling = ", ".join(f"{k}={p[k]}" for k in ("temperature", "top_k", "top_p", "cfg") if k in p)
+        sampling = ", ".join(f"{k}={p[k]}" for k in ("temperature", "top_k", "top_p", "cfg", "steps", "guidance",
+                                                     "shift") if p.get(k) is not None)
         row("sampling", sampling)
+        req_bpm, sig = t.get("req_bpm") or p.get("bpm"), t.get("req_time_signature") or p.get("time_signature")
+        asked = [f"{req_bpm:g} BPM" if req_bpm else "", str(t.get("req_key") or p.get("key") or ""),
+                 f"{sig} beats/bar" if sig else ""]
+        row("asked", ", ".join(a for a in asked if a))
+        if p.get("lora"):
+            row("lora", f"{p['lora']} ×{p.get('lora_scale', 1.0)}")
+        lyrics = str(t.get("lyrics") or p.get("lyrics") or "").strip()
+        if lyrics:
+            row(f"lyrics ({t.get('language') or p.get('language') or '-'})", lyrics_text(lyrics))
         row("melody", p.get("melody_source"))
         if p.get("extend"):
             row("extends", f"{p['extend']} (+{fmt.number(p.get('duration'), '{:g}')} s)")
@@ -294,6 +306,17 @@ class DetailPane(Vertical):
         # Playback can start before a freshly shown pane has composed its children.
         for wave in self.query(Waveform):
             wave.position = fraction
+
+
+_SECTION_TAG = re.compile(r"\[[^\]\n]{1,40}\]")
+
+
+def lyrics_text(lyrics: str) -> Text:
+    """Lyrics as written, with section tags ([verse], [chorus], ...) highlighted."""
+    out = Text(lyrics)
+    for m in _SECTION_TAG.finditer(lyrics):
+        out.stylize("bold magenta", m.start(), m.end())
+    return out
 
 
 class LibraryView(Vertical):
