@@ -294,7 +294,8 @@ def scenario_diskfull(root: Path, model: Path, rng: random.Random) -> Outcome:
         out.skipped = "mount -t tmpfs is not allowed here"
         return out
     try:
-        d = Daemon(root, model, data_dir=mnt / "data")
+        # A 1 MiB margin: the default 200 MiB (daemon.min_free_mb) is more than this whole tmpfs.
+        d = Daemon(root, model, data_dir=mnt / "data", DGX_MUSIC_MIN_FREE_MB="1")
         d.start()
         jobs: dict[int, int] = {}
         for _ in range(3):

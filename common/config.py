@@ -63,6 +63,8 @@ OPTIONS: tuple[Option, ...] = (
            choices=("debug", "info", "warning", "error")),
     Option("daemon.queue_limit", int, 1000, "Most jobs waiting or running at once."),
     Option("daemon.max_attempts", int, 3, "Tries per job before a transient failure is final."),
+    Option("daemon.min_free_mb", int, 200, "MiB the data directory's disk must keep free beyond a job's "
+           "estimated output, or the queue pauses until there is room."),
     Option("daemon.keep_finished_days", float, 30.0, "Days finished jobs stay in the job history; older "
            "ones that no longer own a track are pruned at start and daily (0 or less: never)."),
     Option("engine.model", str, "small", "small, medium, large, melody, random:small, a hub id or a directory."),

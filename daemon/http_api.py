@@ -57,6 +57,7 @@ HTTP_STATUS = {
     protocol.NOT_FOUND: 404,
     protocol.CONFLICT: 409,
     protocol.QUEUE_FULL: 429,
+    protocol.DISK_FULL: 507,
     protocol.ENGINE_ERROR: 502,
     protocol.FORBIDDEN: 403,
     protocol.SHUTTING_DOWN: 503,
@@ -322,7 +323,7 @@ class Route:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/healthz", None, "Liveness and readiness: 200 when the daemon serves requests, else 503."),
+    Route("GET", "/healthz", None, "Liveness and readiness: 200 when the daemon serves requests and its queue runner is up, else 503."),
     Route("GET", "/metrics", None, "Prometheus metrics (text exposition format 0.0.4).",
           produces="text/plain"),
     Route("GET", OPENAPI_PATH, None, "This OpenAPI document."),
@@ -690,9 +691,13 @@ class HttpApi:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         st = self.daemon.status()
-        ok = not self.daemon.stopping
+        sched = self.daemon.scheduler
+        runner = sched.runner_status() if sched is not None else None
+        # A daemon whose queue runner is down answers requests but runs no job: not healthy.
+        ok = not self.daemon.stopping and (runner is None or runner["alive"])
         body = {"ok": ok, "version": st.get("version"), "uptime": st.get("uptime"),
-                "model": (st.get("model") or {}).get("state"), "queue": (st.get("queue") or {}).get("active")}
+                "model": (st.get("model") or {}).get("state"), "queue": (st.get("queue") or {}).get("active"),
+                "runner": runner and runner["state"], "disk_full": bool(sched is not None and sched.disk_full)}
         return web.json_response(body, status=200 if ok else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:

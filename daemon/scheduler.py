@@ -5,11 +5,18 @@ answers; audio files are written atomically before `finish_job` commits the
 track rows and marks the job done in one transaction. A crash anywhere leaves
 either a queued/running job (recovered at start) or a done job with all its
 files, never a row without a file. Files without a row are moved aside at start.
+
+The runner is supervised: if it raises (a bug, a database that went away), it is
+logged and restarted with backoff, and `status`/`/healthz` say it is down meanwhile.
+A full disk pauses it (see daemon/diskspace.py): a job is only started when its
+estimated output plus `daemon.min_free_mb` fits; a job that hits a full disk goes
+back to the queue once it can be recorded, and the runner resumes by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from pathlib import Path
@@ -27,7 +34,7 @@ from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import accepts_melody, resolve_model
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.store import StoreError
-from dgx_music.daemon import failpoints, libfiles, melodies, render
+from dgx_music.daemon import diskspace, failpoints, libfiles, melodies, render
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -45,6 +52,11 @@ def _warm_audio() -> None:
 
 
 class Scheduler:
+    #: Backoff (seconds) between restarts of a runner that raised, and between free-space checks
+    #: while the disk is full. Instance attributes copy them, so a test can shorten its own.
+    RESTART_DELAY = (0.5, 30.0)
+    DISK_DELAY = (1.0, 30.0)
+
     def __init__(self, daemon: "Daemon") -> None:
         self.daemon = daemon
         self.store = daemon.store
@@ -63,6 +75,16 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
         self.warmup: asyncio.Future[None] | None = None  # the audio stack's warm-up, started by the first job
+        self.min_free = int(s["daemon.min_free_mb"]) * diskspace.MB
+        self.restart_delay = self.RESTART_DELAY
+        self.disk_delay = self.DISK_DELAY
+        self.runner_up = False  # False while the runner waits to be restarted (or before start/after close)
+        self.runner_restarts = 0
+        self.runner_error: str | None = None
+        self.disk_full = False
+        self.disk: dict[str, Any] = {"free": None, "needed": None}
+        self._stuck: int | None = None  # a job the full disk left `running`: requeued when space returns
+        self._disk_wait = self.DISK_DELAY[0]
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> dict[str, Any]:
@@ -77,19 +99,21 @@ class Scheduler:
         for path in orphans:
             log.warning("orphan audio file with no library row kept aside: %s", path)
         await self.refresh_counts()
-        self._task = asyncio.create_task(self._run(), name="queue-runner")
+        self._task = asyncio.create_task(self._supervise(), name="queue-runner")
         return {**recovered, "orphans": [str(p) for p in orphans]}
 
     async def close(self) -> None:
         """Stop taking jobs; a job cut short by the shutdown goes back to the queue uncounted."""
-        interrupted = self.running
+        interrupted = self.running if self.running is not None else self._stuck
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        # The audio thread may be mid-render (seconds): wait for it in another thread, not on the loop.
+        await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(self.pool.shutdown, wait=True, cancel_futures=True))
         if interrupted is not None:
             try:
                 await self.store.release_job(interrupted)
@@ -99,6 +123,23 @@ class Scheduler:
 
     def summary(self) -> dict[str, int]:
         return dict(self._counts)
+
+    def runner_status(self) -> dict[str, Any]:
+        """What `status` and `/healthz` report about the runner: `alive` is false while it is down."""
+        if self._task is None or self._task.done():
+            state = "stopped"
+        elif not self.runner_up:
+            state = "restarting"
+        elif self.disk_full:
+            state = "paused"
+        else:
+            state = "working" if self.running is not None else "idle"
+        return {"state": state, "alive": state not in ("stopped", "restarting"), "restarts": self.runner_restarts,
+                "error": self.runner_error, "reason": "disk_full" if state == "paused" else None}
+
+    def disk_status(self) -> dict[str, Any]:
+        """Free bytes at the last check and what the next job needed, with the configured margin."""
+        return {"full": self.disk_full, **self.disk, "min_free": self.min_free}
 
     async def refresh_counts(self) -> None:
         """Re-read the counts by state that `status` reports (after any change to the jobs)."""
@@ -150,6 +191,7 @@ class Scheduler:
 
     async def submit(self, raw: dict[str, Any]) -> dict[str, Any]:
         raw = dict(raw)
+        await self._refuse_if_disk_full()
         upload, upload_name = raw.pop("melody_audio", None), raw.pop("melody_name", None)
         # The model is named (and checked as a name) first: its family decides which parameters exist.
         model = self.check_model(check_model_name(raw["model"]) if raw.get("model") is not None else None)
@@ -182,6 +224,31 @@ class Scheduler:
         self.publish("job.queued", self.with_progress(job))
         self._wake.set()
         return self.with_progress(job)
+
+    async def _refuse_if_disk_full(self) -> None:
+        """A submission is `disk_full` while less than the margin is free (statvfs, off the loop: a
+        SQLite write may still fit in the WAL, but the job could not run). If the queue was paused
+        and space is back, the runner is woken to resume at once."""
+        free = await self._free()
+        if free is None or free >= self.min_free:
+            if self.disk_full:
+                self._wake.set()
+            return
+        raise HandlerError(protocol.DISK_FULL, self._disk_message(free, self.min_free))
+
+    def _disk_message(self, free: int | None, needed: int) -> str:
+        have = "unknown" if free is None else f"{free / diskspace.MB:.0f} MiB"
+        return (f"the disk holding {self.daemon.data_dir} is full: {have} free, {needed / diskspace.MB:.0f} MiB "
+                "needed (daemon.min_free_mb plus the job's output); free some space: the queue resumes by itself")
+
+    async def _free(self) -> int | None:
+        """Free bytes on the data directory's filesystem (statvfs, off the event loop)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, diskspace.free_bytes, self.daemon.data_dir)
+        except OSError as exc:
+            log.warning("cannot read the free space of %s: %s", self.daemon.data_dir, exc)
+            return None
 
     async def _check_lora(self, name: str) -> str:
         """A LoRA directory that exists under <data>/loras (a bare name) or <data>/models: its absolute path.
@@ -295,29 +362,141 @@ class Scheduler:
         return self.with_progress(job)
 
     # -- the runner ----------------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        """Keep the runner going: one that raises is logged and restarted, with backoff."""
+        delay: float | None = None
+        while True:
+            began = time.monotonic()
+            self.runner_up = True
+            try:
+                await self._run()
+            except asyncio.CancelledError:
+                self.runner_up = False
+                raise
+            except Exception as exc:
+                self.runner_up = False
+                self.runner_restarts += 1
+                self.runner_error = f"{type(exc).__name__}: {exc}"
+                first, most = self.restart_delay
+                if delay is None or time.monotonic() - began > 2 * most:
+                    delay = first  # the first failure, or it ran well for a while since the last one
+                log.error("the queue runner stopped (%s); restarting it in %.1f s", self.runner_error, delay,
+                          exc_info=exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, most)
+                log.info("the queue runner is running again (restart %d)", self.runner_restarts)
+
     async def _run(self) -> None:
         while True:
+            if self.disk_full:
+                await self._wait_for_space()
+                continue
             job = await self.store.next_queued_job()
             if job is None:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if not await self._room_for(job):
+                continue
             try:
                 await self._run_job(job)
+                self._disk_wait = self.disk_delay[0]  # a job went through: the disk is fine again
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must cost one job, not the queue
-                log.exception("job %d: unexpected failure", job["id"])
-                try:
-                    await self.store.set_job_state(job["id"], "failed", error=f"internal error: {exc}")
-                    self.publish("job.failed", {"id": job["id"], "error": str(exc), "retrying": False})
-                except Exception:
-                    log.exception("job %d: could not record the failure", job["id"])
+                if diskspace.is_disk_full(exc) or await self._below_margin():
+                    self._stall(job["id"], exc)
+                else:
+                    log.exception("job %d: unexpected failure", job["id"])
+                    try:
+                        await self.store.set_job_state(job["id"], "failed", error=f"internal error: {exc}")
+                        self.publish("job.failed", {"id": job["id"], "error": str(exc), "retrying": False})
+                    except Exception as record:
+                        if diskspace.is_disk_full(record):
+                            self._stall(job["id"], record)
+                        else:
+                            log.exception("job %d: could not record the failure", job["id"])
             finally:
                 self.running = None
                 self.progress.pop(job["id"], None)
                 self._cancel_requested.discard(job["id"])
                 await self.refresh_counts()
+
+    # -- a full disk ---------------------------------------------------------------------------
+    def _needed(self, job: dict[str, Any] | None) -> int:
+        if job is None:
+            return self.min_free
+        duration = float((job.get("params") or {}).get("duration") or 0.0)
+        return self.min_free + diskspace.job_bytes(duration, int(job.get("count") or 1))
+
+    async def _room_for(self, job: dict[str, Any]) -> bool:
+        """Whether the job's estimated output plus the margin fits; if not, the queue pauses
+        (the job stays queued, no attempt is used)."""
+        needed = self._needed(job)
+        free = await self._free()
+        self.disk.update(free=free, needed=needed)
+        if free is None or free >= needed:
+            return True
+        self._set_disk_full(True, f"{free / diskspace.MB:.0f} MiB free, job {job['id']} needs "
+                                  f"{needed / diskspace.MB:.0f} MiB with the margin")
+        return False
+
+    async def _below_margin(self) -> bool:
+        """A failure while free space is under the margin is taken for a full disk (libsndfile, for
+        one, reports a failed write without its errno)."""
+        free = await self._free()
+        return free is not None and free < self.min_free
+
+    def _stall(self, job_id: int, exc: BaseException) -> None:
+        """A job hit the full disk: its state may not be recordable now, so it is requeued later."""
+        self._stuck = job_id
+        self._set_disk_full(True, f"job {job_id} could not be written ({exc}); it will run again")
+        self.publish("job.failed", {"id": job_id, "error": "the disk is full", "reason": protocol.DISK_FULL,
+                                    "retrying": True})
+
+    def _set_disk_full(self, full: bool, why: str) -> None:
+        """One log line and one `daemon.disk` event per change of state, never one per retry."""
+        if full == self.disk_full:
+            return
+        self.disk_full = full
+        self._disk_wait = self.disk_delay[0]
+        if full:
+            log.warning("disk full at %s: %s; the queue is paused until there is room", self.daemon.data_dir, why)
+        else:
+            log.info("disk space is back at %s: %s; the queue resumes", self.daemon.data_dir, why)
+        self.publish("daemon.disk", self.disk_status())
+
+    async def _wait_for_space(self) -> None:
+        """Paused: check again after a growing delay (or at once when a submit or retry wakes us);
+        requeue the job the full disk interrupted, then resume when the next job fits."""
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), self._disk_wait)
+        except asyncio.TimeoutError:
+            pass
+        self._disk_wait = min(self._disk_wait * 2, self.disk_delay[1])
+        free = await self._free()
+        self.disk["free"] = free
+        if free is not None and free < self.min_free:
+            return
+        requeued = ""
+        if self._stuck is not None:
+            try:
+                job = await self.store.release_job(self._stuck)
+            except StoreError as exc:
+                if exc.code == "disk_full":
+                    return
+                job = None  # finished or gone meanwhile: nothing to requeue
+            if job is not None:
+                requeued = f"job {self._stuck} is queued again, "
+                self.publish("job.queued", self.with_progress(job))
+            self._stuck = None
+            await self.refresh_counts()
+        nxt = await self.store.next_queued_job()
+        needed = self._needed(nxt)
+        self.disk["needed"] = needed
+        if free is None or free >= needed:
+            self._set_disk_full(False, f"{requeued}{'?' if free is None else round(free / diskspace.MB)} MiB free")
 
     def warm_audio(self) -> None:
         """Import and prime the audio stack (~1 s, holding the GIL) in the audio thread, once.
@@ -366,7 +545,12 @@ class Scheduler:
             self.publish("job.cancelled", {"id": job_id})
             return
         failpoints.hit("after_files")
-        tracks = await self.store.finish_job(job_id, rendered)
+        try:
+            tracks = await self.store.finish_job(job_id, rendered)
+        except StoreError as exc:
+            if exc.code == "disk_full":  # the job runs again when there is room: no orphan files meanwhile
+                await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.data_dir, rendered)
+            raise
         log.info("job %d done: tracks %s", job_id, ", ".join(t["id"] for t in tracks))
         for t in tracks:
             self.publish("track.added", t)

@@ -200,6 +200,7 @@ class DgxMusicApp(App[int]):
         bar = self.status_bar
         bar.socket = str(self.socket_path)
         bar.queue = dict(snap.status.get("queue") or {})
+        bar.disk_full = bool(snap.status.get("disk_full"))
         self.model_state = dict(snap.model or {})
         bar.set_model(self.model_state)
         bar.connected = True
@@ -275,6 +276,9 @@ class DgxMusicApp(App[int]):
             self.library_view.on_track_event(name, data)
         elif topic == "model":
             self._model_event(name, data)
+        elif name == "daemon.disk":
+            self.status_bar.disk_full = bool(data.get("full"))
+            self.status_bar.refresh_text()
         elif name == "daemon.shutdown":
             self.show_banner(f"The daemon is shutting down ({data.get('reason', '')}); waiting for it to come back…")
 

@@ -26,6 +26,7 @@ class StatusBar(Static):
         self.queue: dict[str, int] = {}
         self.playing: str | None = None
         self.socket = ""
+        self.disk_full = False  # the daemon's disk is full: its queue is paused until there is room
 
     def set_model(self, state: dict[str, Any] | None) -> None:
         if state:
@@ -56,6 +57,9 @@ class StatusBar(Static):
             q = self.queue
             active = [f"{q[k]} {k}" for k in ("running", "processing", "queued") if q.get(k)]
             t.append(" │ queue " + (", ".join(active) if active else "idle"))
+            if self.disk_full:
+                t.append(" │ ", style="")
+                t.append(" disk full: queue paused ", style="bold white on red")
         if self.playing:
             t.append(f" │ ▶ {self.playing}", style="bold magenta")
         self.update(t)

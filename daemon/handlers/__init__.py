@@ -8,6 +8,7 @@ logged with its traceback and answered as `internal`.
 
 from __future__ import annotations
 
+import errno
 import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -83,8 +84,11 @@ def map_error(exc: BaseException) -> HandlerError | None:
     name = type(exc).__name__
     if name == "StoreError" and isinstance(code, str):
         mapped = {"not_found": protocol.NOT_FOUND, "conflict": protocol.CONFLICT,
-                  "queue_full": protocol.QUEUE_FULL, "invalid": protocol.INVALID_PARAMS}
+                  "queue_full": protocol.QUEUE_FULL, "invalid": protocol.INVALID_PARAMS,
+                  "disk_full": protocol.DISK_FULL}
         return HandlerError(mapped.get(code, protocol.INTERNAL), str(exc))
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return HandlerError(protocol.DISK_FULL, f"the daemon's disk is full ({exc.strerror}); free some space")
     if name == "EngineError" and isinstance(code, str):
         return HandlerError(protocol.ENGINE_ERROR, getattr(exc, "message", str(exc)), reason=code)
     return None

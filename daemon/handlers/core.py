@@ -28,8 +28,15 @@ async def hello(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 @method("status")
 async def status(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """Daemon version, uptime, clients; model and queue when present."""
-    return ctx.daemon.status()
+    """Daemon version, uptime, clients; model and queue when present, with the runner and the disk."""
+    out = ctx.daemon.status()
+    sched = ctx.daemon.scheduler
+    if sched is not None:
+        # A runner that is down or paused means queued jobs wait: say so, not just the counts.
+        out["runner"] = sched.runner_status()
+        out["disk"] = sched.disk_status()
+        out["disk_full"] = sched.disk_full
+    return out
 
 
 def _topics(params: dict[str, Any]) -> set[str]:

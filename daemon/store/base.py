@@ -15,6 +15,7 @@ Concurrency
 from __future__ import annotations
 
 import asyncio
+import errno
 import sqlite3
 from collections import OrderedDict
 from pathlib import Path
@@ -145,9 +146,16 @@ class StoreBase:
                 result = await fn()
                 await c.execute("COMMIT")
                 return result
-            except BaseException:
+            except BaseException as exc:
                 if c.in_transaction:
                     await c.execute("ROLLBACK")
+                # SQLITE_FULL or ENOSPC/EDQUOT: one error the queue can pause on, not `internal`.
+                if isinstance(exc, (sqlite3.Error, OSError)) and (
+                        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                        or "database or disk is full" in str(exc)
+                        or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)):
+                    raise StoreError("disk_full", f"the disk holding {self.path} is full ({exc}); "
+                                                  "free some space") from exc
                 raise
 
         return await self._run(tx)

@@ -6,11 +6,11 @@ from __future__ import annotations
 class StoreError(Exception):
     """A refused or failed store operation.
 
-    ``code`` is one of: not_found, invalid, conflict, queue_full, corrupt.
+    ``code`` is one of: not_found, invalid, conflict, queue_full, corrupt, disk_full.
     ``field`` names the offending input for ``invalid`` when there is one.
     """
 
-    CODES = ("not_found", "invalid", "conflict", "queue_full", "corrupt")
+    CODES = ("not_found", "invalid", "conflict", "queue_full", "corrupt", "disk_full")
 
     def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
         assert code in self.CODES, code

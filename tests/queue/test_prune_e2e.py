@@ -137,11 +137,31 @@ async def test_daemon_prunes_at_start_with_keep_finished_days(daemon_factory: Ca
         assert d.pruner._task is not None and not d.pruner._task.done()  # and again in a day
 
 
+def record_rounds(monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[float, dict[str, Any]]], asyncio.Event]:
+    """Every real (not dry-run) prune the pruner completes, as (days, result); the event is set after each."""
+    rounds: list[tuple[float, dict[str, Any]]] = []
+    done = asyncio.Event()
+    real = HistoryPruner.prune
+
+    async def recording(self: HistoryPruner, days: float, *, dry_run: bool = False) -> dict[str, Any]:
+        res = await real(self, days, dry_run=dry_run)
+        if not dry_run:
+            rounds.append((days, res))
+            done.set()
+        return res
+
+    monkeypatch.setattr(HistoryPruner, "prune", recording)
+    return rounds, done
+
+
 async def test_keep_finished_days_older_than_the_jobs_keeps_them(daemon_factory: Callable[..., Any],
-                                                                 short_tmp: Path) -> None:
+                                                                 short_tmp: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     ids = await seed_history(short_tmp / "data")
+    rounds, done = record_rounds(monkeypatch)
     d = await daemon_factory(daemon__keep_finished_days=45)
-    await asyncio.sleep(0.5)  # the prune at start has run by now (it takes milliseconds)
+    await asyncio.wait_for(done.wait(), 10)  # the prune at start has run, with 45 days
+    assert [(days, res["removed"], res["kept_with_tracks"]) for days, res in rounds] == [(45, 0, 0)]
     async with await Client.connect(d.server.path) as c:
         assert await history_ids(c) == set(ids.values())
         # with no age given, job.prune uses the configured 45 days too
@@ -151,13 +171,20 @@ async def test_keep_finished_days_older_than_the_jobs_keeps_them(daemon_factory:
 
 @pytest.mark.parametrize("keep", [0, -1])
 async def test_keep_finished_days_zero_or_less_never_prunes(daemon_factory: Callable[..., Any],
-                                                            short_tmp: Path, keep: float) -> None:
+                                                            short_tmp: Path, keep: float,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     ids = await seed_history(short_tmp / "data")
+    rounds, _ = record_rounds(monkeypatch)
     d = await daemon_factory(daemon__keep_finished_days=keep)
-    await asyncio.sleep(0.5)
+    # No background task exists to prune later (start() creates it synchronously when it prunes at all).
+    assert d.pruner._task is None and not [t for t in asyncio.all_tasks() if t.get_name() == "history-pruner"]
+    assert rounds == []
     async with await Client.connect(d.server.path) as c:
         assert await history_ids(c) == set(ids.values())
-    assert d.pruner._task is None
+        # ...though three of these jobs are old enough for the option's default of 30 days.
+        dry = await c.call("job.prune", {"dry_run": True})
+        assert (dry["removed"], dry["older_than_days"]) == (3, 30)
+        assert await history_ids(c) == set(ids.values())
 
 
 async def test_pruner_repeats_survives_errors_and_stops_cleanly(tmp_path: Path) -> None:
@@ -168,21 +195,27 @@ async def test_pruner_repeats_survives_errors_and_stops_cleanly(tmp_path: Path) 
     fake = SimpleNamespace(settings={"daemon.keep_finished_days": 1.0}, store=store, scheduler=None,
                            publish=lambda name, data: events.append((name, data)))
     pruner = HistoryPruner(fake, interval=0.05)  # type: ignore[arg-type]
-    calls = 0
+    calls = completed = 0
     real = store.prune_jobs
 
     async def flaky(**kw: Any) -> dict[str, Any]:
-        nonlocal calls
+        nonlocal calls, completed
         calls += 1
         if calls == 2:
             raise RuntimeError("disk hiccup")
-        return await real(**kw)
+        res = await real(**kw)
+        completed += 1
+        return res
 
     store.prune_jobs = flaky  # type: ignore[method-assign]
     try:
         pruner.start()
-        await asyncio.sleep(0.02)
-        assert calls == 1 and events == []  # at start: nothing old yet
+
+        async def first_round_done() -> bool:
+            return completed >= 1
+
+        await _wait_for(first_round_done, timeout=5)
+        assert events == []  # at start: nothing old yet, so nothing published
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(store_clock, "now", lambda: time.time() - 2 * DAY)
             old = await store.add_job(prompt="old", params={}, count=1, seed=1, model=None)
@@ -197,9 +230,8 @@ async def test_pruner_repeats_survives_errors_and_stops_cleanly(tmp_path: Path) 
         task = pruner._task
         await pruner.close()
         assert task is not None and task.cancelled()
-        n = calls
-        await asyncio.sleep(0.15)
-        assert calls == n  # stopped for good
+        # Stopped for good: no pruner task is left to run another round.
+        assert pruner._task is None and not [t for t in asyncio.all_tasks() if t.get_name() == "history-pruner"]
     finally:
         await pruner.close()
         await store.close()
