@@ -5,10 +5,14 @@ Tempo: librosa's ``beat_track`` picks the wrong metrical level on slow (~70 BPM)
 its autocorrelation scored with a harmonic comb over a fine BPM grid (sub-frame precision), then
 an explicit octave decision: a faster level is taken only when the onsets half-way between the
 slower level's beats are nearly as strong as those on them (they are beats, not off-beats), or
-when the slower level would put regular onsets on 32nd-note positions (it is too slow).
+when the slower level would put regular onsets on 32nd-note positions (it is too slow); last, a
+backbeat check halves it when the kick and snare bands clearly alternate beat by beat at half the
+tempo (ballads whose eighth-note hats and arpeggios read double).
 
 Key: a chroma vector averaged over the clip, correlated with the 24 rotations of the
-Albrecht-Shanahan key profiles (best of the published profiles on our test set and in their paper).
+Albrecht-Shanahan key profiles (best of the published profiles on our test set and in their paper),
+which finds the scale; the opening and closing chords then decide between that key and its relative
+major/minor (the profile alone reads a looped i-VI-III-VII as the relative major's I-V-vi-IV).
 
 All functions are plain sync functions (the daemon runs them in an executor).
 """
