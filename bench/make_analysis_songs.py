@@ -99,6 +99,13 @@ BANDS = {
     "waltz": (32, 0, 40),  # upright, piano, violin
     "pads": (32, 89, 48),  # no drums: pad and strings melody
     "strings": (32, 48, 0),  # no drums: strings, piano melody
+    # arrangements only the held-out set uses (other instruments over the same patterns)
+    "dembow-keys": (39, 0, 80),  # synth bass 2, piano, square lead
+    "boombap-rhodes": (32, 4, 66),  # acoustic bass, Rhodes, tenor sax
+    "funk-organ": (33, 17, 56),  # finger bass, percussive organ, trumpet
+    "punk-clean": (33, 27, None),  # finger bass, clean electric guitar (power chords)
+    "ballad-piano": (32, 0, 68),  # acoustic bass, piano, oboe
+    "pads-choir": (33, 91, 71),  # finger bass, choir pad, clarinet
 }
 
 #: (name, genre, drums, bpm, tonic, mode, progression, meter, seconds)
@@ -141,19 +148,52 @@ SONGS = [
     ("strings_88_Em", "pads, no drums", "none", 88, "E", "minor", "i-iv-VII-III", 4, 20),
 ]
 
+#: The held-out set: the same generator with other seeds, tempos, keys, progressions and some other
+#: instruments (last field: a BANDS entry, or None for the genre's own). The analysis is never tuned
+#: on these; bench/analysis_accuracy.py reports them apart (``--set heldout``).
+HELDOUT = [
+    ("h_groove_78_Gm", "slow groove", "groove", 78, "G", "minor", "i-VI-III-VII", 4, 18, None),
+    ("h_groove_92_E", "slow groove", "groove", 92, "E", "major", "I-V-vi-IV", 4, 18, "boombap-rhodes"),
+    ("h_boombap_82_Am", "hip-hop", "boombap", 82, "A", "minor", "i-iv-VII-III", 4, 18, None),
+    ("h_boombap_94_Dm", "hip-hop", "boombap", 94, "D", "minor", "i-VI-iv-v", 4, 18, "boombap-rhodes"),
+    ("h_boombap_88_G", "hip-hop", "boombap", 88, "G", "major", "I-V-vi-IV", 4, 18, None),
+    ("h_dembow_90_Em", "reggaeton", "dembow", 90, "E", "minor", "i-VI-III-VII", 4, 18, None),
+    ("h_dembow_96_Cm", "reggaeton", "dembow", 96, "C", "minor", "i-iv-VII-III", 4, 18, "dembow-keys"),
+    ("h_dembow_94_D", "reggaeton", "dembow", 94, "D", "major", "I-vi-IV-V", 4, 18, None),
+    ("h_dembow_102_Asm", "reggaeton", "dembow", 102, "A#", "minor", "i-VI-iv-v", 4, 17, "dembow-keys"),
+    ("h_rock_132_C", "rock", "rock", 132, "C", "major", "I-V-vi-IV", 4, 16, None),
+    ("h_punk_170_D", "rock", "punk", 170, "D", "major", "I-IV-I-V", 4, 15, "punk-clean"),
+    ("h_pop_112_Fm", "pop", "pop", 112, "F", "minor", "i-VI-III-VII", 4, 16, None),
+    ("h_pop_96_Eb", "pop", "pop", 96, "D#", "major", "I-IV-V-I", 4, 18, None),
+    ("h_house_120_Fm", "house", "house", 120, "F", "minor", "i-iv-VII-III", 4, 16, None),
+    ("h_funk_100_Bm", "funk", "funk", 100, "B", "minor", "i-i-iv-V", 4, 18, "funk-organ"),
+    ("h_funk_116_D", "funk", "funk", 116, "D", "major", "I-IV-I-V", 4, 17, None),
+    ("h_dnb_172_Cm", "drum and bass", "dnb", 172, "C", "minor", "i-VII-VI-V", 4, 15, None),
+    ("h_ballad_70_Gm", "ballad", "ballad", 70, "G", "minor", "i-VI-III-VII", 4, 20, "ballad-piano"),
+    ("h_ballad_64_Bb", "ballad", "ballad", 64, "A#", "major", "I-V-vi-IV", 4, 20, None),
+    ("h_swing_132_F", "swing", "swing", 132, "F", "major", "ii-V-I-I", 4, 16, None),
+    ("h_waltz_120_Em", "waltz 3/4", "waltz", 120, "E", "minor", "i-VI-iv-v", 3, 16, None),
+    ("h_pads_64_Gm", "pads, no drums", "none", 64, "G", "minor", "i-iv-V-i", 4, 20, "pads-choir"),
+    ("h_strings_80_Bbm", "pads, no drums", "none", 80, "A#", "minor", "i-VI-III-VII", 4, 20, None),
+    ("h_pads_100_D", "pads, no drums", "none", 100, "D", "major", "I-vi-IV-V", 4, 18, None),
+]
+
 
 def _band(drums: str) -> str:
     return drums if drums != "none" else "pads"
 
 
-def make_song(name, genre, drums, bpm, tonic, mode, prog, meter, seconds, seed, cut) -> mido.MidiFile:
+def make_song(name, genre, drums, bpm, tonic, mode, prog, meter, seconds, seed, cut, band=None) -> mido.MidiFile:
     """``cut``: the clip stops mid-loop (no closing tonic bar), and the melody's phrases end on any
-    tonic-triad note instead of the tonic: what a clip cut from a longer song sounds like."""
+    tonic-triad note instead of the tonic: what a clip cut from a longer song sounds like.
+    ``band``: a BANDS entry other than the genre's own (other instruments, same patterns)."""
     rng = random.Random(seed)
     root = NAMES.index(tonic)
     chords = PROGRESSIONS[prog]
     scale = MAJOR_SCALE if mode == "major" else MINOR_SCALE
-    bass_prog, chord_prog, lead_prog = BANDS[_band(drums) if not name.startswith("strings") else "strings"]
+    if band is None:
+        band = _band(drums) if "strings" not in name else "strings"
+    bass_prog, chord_prog, lead_prog = BANDS[band]
     bars = max(4, int(round(seconds * bpm / 60 / meter)))
     bars -= bars % 4  # whole 4-bar phrases
     events: list[tuple[int, int, int, int, int]] = []  # (tick, channel, note, velocity, duration)
@@ -294,11 +334,14 @@ def make_song(name, genre, drums, bpm, tonic, mode, prog, meter, seconds, seed, 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     truth = []
-    for i, (name, genre, drums, bpm, tonic, mode, prog, meter, seconds) in enumerate(SONGS):
-        cut = i % 3 == 1 or prog == "i-VI-III-VII"  # a third of the set, and every i-VI-III-VII loop
-        make_song(name, genre, drums, bpm, tonic, mode, prog, meter, seconds, 1000 + i, cut).save(OUT / f"{name}.mid")
-        truth.append({"name": name, "genre": genre, "bpm": bpm, "key": f"{tonic} {mode}", "meter": meter,
-                      "progression": prog, "ending": "cut" if cut else "cadence"})
+    for which, songs, seed0 in (("tuning", [s + (None,) for s in SONGS], 1000), ("heldout", HELDOUT, 5000)):
+        for i, (name, genre, drums, bpm, tonic, mode, prog, meter, seconds, band) in enumerate(songs):
+            cut = i % 3 == 1 or prog == "i-VI-III-VII"  # a third of the set, and every i-VI-III-VII loop
+            make_song(name, genre, drums, bpm, tonic, mode, prog, meter, seconds, seed0 + i, cut,
+                      band).save(OUT / f"{name}.mid")
+            truth.append({"name": name, "set": which, "genre": genre, "bpm": bpm, "key": f"{tonic} {mode}",
+                          "meter": meter, "progression": prog, "ending": "cut" if cut else "cadence",
+                          "instruments": band or "genre's own"})
     (OUT / "songs.json").write_text(json.dumps(truth, indent=1) + "\n")
     print(f"wrote {len(truth)} songs to {OUT}")
 
