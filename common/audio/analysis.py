@@ -7,7 +7,10 @@ an explicit octave decision: a faster level is taken only when the onsets half-w
 slower level's beats are nearly as strong as those on them (they are beats, not off-beats), or
 when the slower level would put regular onsets on 32nd-note positions (it is too slow); last, a
 backbeat check halves it when the kick and snare bands clearly alternate beat by beat at half the
-tempo (ballads whose eighth-note hats and arpeggios read double).
+tempo (ballads whose eighth-note hats and arpeggios read double); then a snare-figure check
+(``_snare_pair``) takes half (a dembow read at double) or 3/4 of it (a dotted funk figure read as
+the beat) where the snare/clap/rim onsets repeat every two beats there and not at the chosen level.
+The confidence falls when any of these decisions nearly went the other way.
 
 Key: a chroma vector averaged over the clip, correlated with the 24 rotations of the
 Albrecht-Shanahan key profiles (best of the published profiles on our test set and in their paper),

@@ -1,6 +1,7 @@
 """Tempo and key on realistic material: General MIDI songs (tests/audio/songs/) rendered with
-fluidsynth, with known tempo and key. Skips with a reason where fluidsynth or a GM soundfont is
-missing (scripts/ensure-test-tools installs them)."""
+fluidsynth, with known tempo and key. Two sets: "tuning" (the rules were developed on it) and
+"heldout" (never tuned on); the floors guard each at its measured figure (docs/audio.md). Skips with
+a reason where fluidsynth or a GM soundfont is missing (scripts/ensure-test-tools installs them)."""
 
 from __future__ import annotations
 
@@ -27,10 +28,12 @@ def _tempo_ok(song, bpm):
 
 
 def test_the_issues_cases_read_right(readings):
-    """Slow grooves with eighth-note hats (72 and 97 BPM) keep their tempo; B minor and F# minor songs
-    carried by pads/strings are not read as their relative majors; ballads are not read double."""
+    """Slow grooves with eighth-note hats (72 and 97 BPM) keep their tempo; the dembow at 95 is not read
+    at 190, nor funk at 105 as 140; B minor and F# minor songs carried by pads/strings are not read as
+    their relative majors; ballads are not read double."""
     by_name = {s["name"]: (s, t, k) for s, t, k in readings}
-    for name in ("groove_72_Bm", "groove_97_Fsm", "ballad_66_Bm", "ballad_76_Fsm", "ballad_60_F"):
+    for name in ("groove_72_Bm", "groove_97_Fsm", "ballad_66_Bm", "ballad_76_Fsm", "ballad_60_F",
+                 "dembow_95_Bm", "funk_105_Em"):
         song, (bpm, _), _ = by_name[name]
         assert _tempo_ok(song, bpm), (name, bpm)
     for name in ("groove_72_Bm", "ballad_76_Fsm", "dembow_100_Fsm", "rock_160_Em", "pop_128_Dm", "house_124_Am"):
@@ -38,21 +41,36 @@ def test_the_issues_cases_read_right(readings):
         assert key == song["key"], (name, key)
 
 
-def test_accuracy_floor(readings):
-    """Measured: tempo 27/36, key 32/36 (docs/audio.md). The floor guards against regressions; the
-    goal (>= 90% on both) is not reached for tempo: dembow and no-drum songs still read double."""
-    tempo = sum(_tempo_ok(s, t[0]) for s, t, _ in readings)
-    key = sum(k[0] == s["key"] for s, _, k in readings)
-    wrong = [(s["name"], t, k) for s, t, k in readings if not _tempo_ok(s, t[0]) or k[0] != s["key"]]
-    assert tempo >= 27 and key >= 32, wrong
+def _counts(readings, which):
+    rows = [(s, t, k) for s, t, k in readings if s.get("set", "tuning") == which]
+    return rows, sum(_tempo_ok(s, t[0]) for s, t, _ in rows), sum(k[0] == s["key"] for s, _, k in rows)
 
 
-def test_unsure_key_readings_are_marked(readings):
-    """Most wrong key readings carry a low confidence, and most right ones do not."""
-    wrong = [k[1] for s, _, k in readings if k[0] != s["key"]]
-    right = [k[1] for s, _, k in readings if k[0] == s["key"]]
+@pytest.mark.parametrize("which, songs, tempo_floor, key_floor", [("tuning", 36, 32, 32), ("heldout", 24, 18, 19)])
+def test_accuracy_floor(readings, which, songs, tempo_floor, key_floor):
+    """Measured (docs/audio.md): tuning tempo 32/36, key 32/36; held-out tempo 18/24, key 19/24. The
+    floors guard against regressions; the goal (>= 90% on both) is not reached: boom bap and drumless
+    songs read double, dembow/house/ballad minor keys read as the relative major on the held-out set."""
+    rows, tempo, key = _counts(readings, which)
+    wrong = [(s["name"], t, k) for s, t, k in rows if not _tempo_ok(s, t[0]) or k[0] != s["key"]]
+    assert len(rows) == songs
+    assert tempo >= tempo_floor and key >= key_floor, wrong
+
+
+def test_unsure_readings_are_marked(readings):
+    """On the tuning set, most wrong key readings carry a low confidence and most right ones do not;
+    right tempo readings are mostly not marked low. (Held-out: see docs/audio.md; fewer wrong readings
+    are marked there.)"""
+    rows, _, _ = _counts(readings, "tuning")
+    wrong = [k[1] for s, _, k in rows if k[0] != s["key"]]
+    right = [k[1] for s, _, k in rows if k[0] == s["key"]]
     assert sum(confidence.is_low("key", c) for c in wrong) >= len(wrong) - 1, wrong
     assert sum(not confidence.is_low("key", c) for c in right) >= 0.8 * len(right), right
+    right_t = [t[1] for s, t, _ in readings if _tempo_ok(s, t[0])]
+    assert sum(not confidence.is_low("bpm", c) for c in right_t) >= 0.8 * len(right_t), right_t
+    # a reading reached by a near tie says so: both boom bap songs (read double) are marked low
+    by_name = {s["name"]: t for s, t, _ in rows}
+    assert all(confidence.is_low("bpm", by_name[n][1]) for n in ("boombap_90_Cm", "boombap_86_F")), by_name
 
 
 def test_low_confidence_is_said_in_the_file_tags():
