@@ -24,6 +24,15 @@ class Args:
             raise _bad("params", f"must be a map, got {type(params).__name__}")
         self.params = params
 
+    def only(self, *allowed: str) -> "Args":
+        """Refuse parameters the method does not take, naming the first (as job.submit does),
+        so a misspelt field (`favourite`, `tags`) is an error instead of a silent no-op."""
+        unknown = sorted(k for k in self.params if k not in allowed)
+        if unknown:
+            name = str(unknown[0])
+            raise _bad(name, f"unknown field {name!r}; this method takes {', '.join(allowed)}")
+        return self
+
     def _get(self, name: str, default: Any) -> Any:
         value = self.params.get(name, _MISSING)
         if value is _MISSING or value is None:

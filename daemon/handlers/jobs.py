@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dgx_music.daemon.handlers import Context, method
+from dgx_music.common import protocol
+from dgx_music.daemon.handlers import Context, HandlerError, method
 from dgx_music.daemon.handlers.args import Args
 
+FINISHED = ("done", "failed", "cancelled")
 MAX_DAYS = 1_000_000.0  # job.prune older_than_days: anything larger keeps every job anyway
 
 
@@ -36,8 +38,15 @@ async def get(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 @method("job.cancel")
 async def cancel(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """Cancel a queued job at once, a running one at its next decode step."""
-    return await ctx.daemon.scheduler.cancel(Args(params).int("id"))
+    """Cancel a queued job at once, a running one at its next decode step.
+
+    A job that already ended is `not_cancellable` (naming its state): answering success for a
+    cancel that changed nothing would tell a script its job was stopped when it had finished."""
+    job = await ctx.daemon.scheduler.cancel(Args(params).only("id").int("id"))
+    if job["state"] in FINISHED:
+        raise HandlerError(protocol.NOT_CANCELLABLE, f"job {job['id']} has already ended ({job['state']}); "
+                           "nothing to cancel", state=job["state"])
+    return job
 
 
 @method("job.retry")
