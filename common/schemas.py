@@ -433,6 +433,7 @@ class Track(msgspec.Struct, kw_only=True):
     job_id: int | None
     index: int
     path: str
+    file: str  # `path` as an absolute path on the daemon's machine
     prompt: str
     title: str
     model: str | None
@@ -472,6 +473,38 @@ class JobList(msgspec.Struct):
 class TrackPage(msgspec.Struct):
     tracks: list[Track]
     next_cursor: str | None = None
+    total: int | None = None  # all matches, on the first page
+
+
+# ---------------------------------------------------------------------------------- other request bodies
+#: A tag as the library accepts it: no control characters, not only spaces, no leading + or -.
+TAG_PATTERN = r"^\s*[^\s+\-\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]" \
+              r"[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]*$"
+Tag = Annotated[str, Meta(min_length=1, max_length=48, pattern=TAG_PATTERN)]
+
+
+class TrackUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The body of track.update (PATCH /api/v1/tracks/{id}): any of these; others are refused by name."""
+
+    title: Annotated[str, Meta(max_length=200)] | None = None
+    rating: Annotated[int, Meta(ge=0, le=5)] | None = None
+    favorite: bool | None = None
+    notes: Annotated[str, Meta(max_length=10000)] | None = None
+    tags_add: Annotated[list[Tag], Meta(max_length=64)] | None = None
+    tags_remove: Annotated[list[Tag], Meta(max_length=64)] | None = None
+
+
+class JobMove(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    to: Literal["top", "up", "down"]
+
+
+class JobPrune(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    older_than_days: Annotated[float, Meta(ge=0, le=1_000_000)] | None = None
+    dry_run: bool | None = None
+
+
+class ModelLoad(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    model: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
 
 
 def openapi_components(default_family: str | None = MUSICGEN, ref_template: str = "#/components/schemas/{name}",
@@ -482,7 +515,8 @@ def openapi_components(default_family: str | None = MUSICGEN, ref_template: str 
     name tells (MODEL_NAME_PATTERNS), `default_family` (the daemon's own model) when the body
     names none, and either shape for a directory or another hub id, which only the daemon
     can place (None: the default model is one of those too)."""
-    types = [MusicGenParams, AceStepParams, Job, Track, JobList, TrackPage]
+    types = [MusicGenParams, AceStepParams, Job, Track, JobList, TrackPage, TrackUpdate, JobMove, JobPrune,
+             ModelLoad]
     refs, components = msgspec.json.schema_components(types, ref_template=ref_template)
     names = {t.__name__: ref for t, ref in zip(types, refs)}
     by_family = {MUSICGEN: refs[0], ACE_STEP: refs[1]}
