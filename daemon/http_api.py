@@ -332,7 +332,7 @@ def _p(kind: type, **schema: Any) -> Param:
     return Param(kind, schema)
 
 
-JOB_ID = _p(int, minimum=0, maximum=INT64_MAX)
+JOB_ID = _p(int, minimum=1, maximum=INT64_MAX)
 TRACK_ID = _p(str, minLength=1, maxLength=64)
 
 
@@ -710,10 +710,16 @@ class HttpApi:
             else:
                 handler = special.get(r.path) if r.rpc is None else self._rpc_handler(r)
             assert handler is not None, r.path
+            # An integer path parameter matches digits only: /jobs/prune is not job "prune", and
+            # the Allow header of a 405 lists only what the URL really takes.
+            path = r.path
+            for name, spec in r.path_params.items():
+                if _param(spec).kind is int:
+                    path = path.replace(f"{{{name}}}", f"{{{name}:\\d+}}")
             if r.method == "GET":
-                app.router.add_get(r.path, handler)  # with HEAD
+                app.router.add_get(path, handler)  # with HEAD
             else:
-                app.router.add_route(r.method, r.path, handler)
+                app.router.add_route(r.method, path, handler)
         return app
 
     def _on_event(self, name: str, data: dict[str, Any]) -> None:
@@ -729,7 +735,9 @@ class HttpApi:
                     waiter.set_result(None)
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        # Long request lines: a search of 1000 characters, percent-encoded, is up to 12 KB.
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                                     max_line_size=65536)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host or None, self.port, reuse_address=True)
         try:

@@ -45,6 +45,8 @@ class Args:
         value = self._get(name, default)
         if value is default and default is not _MISSING:
             return value
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON (and JSON Schema) make no difference between 3 and 3.0
         if isinstance(value, bool) or not isinstance(value, int):
             raise _bad(name, f"must be an integer, got {type(value).__name__}")
         # Unbounded still means "fits in SQLite's 64-bit integer": ids go straight into queries.

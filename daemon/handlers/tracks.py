@@ -37,6 +37,10 @@ async def list_tracks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     ``search``. The default stays ``created`` with or without a search (protocol 1).
     """
     a = Args(params).only(*LIST_PARAMS)
+    lo, hi = a.float("bpm_min", None), a.float("bpm_max", None)
+    if lo is not None and hi is not None and lo > hi:  # an empty range matches nothing; not an error
+        a.str("cursor", None, max_len=1000)
+        return {"tracks": [], "next_cursor": None, "total": 0}
     try:
         page = await ctx.daemon.store.list_tracks(
             search=a.str("search", None, max_len=1000), tag=a.str("tag", None, max_len=100),
@@ -44,7 +48,7 @@ async def list_tracks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
             bpm_min=a.float("bpm_min", None), bpm_max=a.float("bpm_max", None),
             key=a.str("key", None, max_len=100), sort=a.str("sort", "created", max_len=20),
             order=a.str("order", "desc", max_len=4), limit=a.int("limit", 50, lo=1, hi=500),
-            cursor=a.str("cursor", None, max_len=1000), job_id=a.int("job_id", None, lo=0))
+            cursor=a.str("cursor", None, max_len=1000), job_id=a.int("job_id", None, lo=1))
     except StoreError as exc:  # name the parameter (`field`), e.g. sort=relevance without a search
         if exc.code == "invalid" and exc.field:
             raise HandlerError(protocol.INVALID_PARAMS, str(exc), field=exc.field) from None

@@ -104,8 +104,8 @@ class SearchMixin(TracksMixin):
         if bpm_min is not None and bpm_max is not None and bpm_min > bpm_max:
             raise _invalid("bpm_min", f"{bpm_min} is above bpm_max {bpm_max}")
         key = _text("key", key, max_chars=100, optional=True)
-        if job_id is not None and (type(job_id) is not int or not 0 <= job_id < 2**63):
-            raise _invalid("job_id", f"must be a job id (an integer >= 0), got {job_id!r}")
+        if job_id is not None and (type(job_id) is not int or not 1 <= job_id < 2**63):
+            raise _invalid("job_id", f"must be a job id (an integer >= 1), got {job_id!r}")
         with_peaks = _bool("with_peaks", with_peaks)
 
         # Each filter as (SQL with "{p}" where a unary + may go to keep the
