@@ -42,9 +42,12 @@ async def cancel(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
     A job that already ended is `not_cancellable` (naming its state): answering success for a
     cancel that changed nothing would tell a script its job was stopped when it had finished."""
-    job = await ctx.daemon.scheduler.cancel(Args(params).only("id").int("id"))
-    if job["state"] in FINISHED:
-        raise HandlerError(protocol.NOT_CANCELLABLE, f"job {job['id']} has already ended ({job['state']}); "
+    job_id = Args(params).only("id").int("id")
+    before = await ctx.daemon.store.get_job(job_id)
+    job = before if before["state"] in FINISHED else await ctx.daemon.scheduler.cancel(job_id)
+    # Ended before this request, or (a race) done or failed while it was being cancelled.
+    if before["state"] in FINISHED or job["state"] in ("done", "failed"):
+        raise HandlerError(protocol.NOT_CANCELLABLE, f"job {job_id} has already ended ({job['state']}); "
                            "nothing to cancel", state=job["state"])
     return job
 
