@@ -138,7 +138,7 @@ def format_track(t: dict[str, Any], data_dir: str | None = None) -> str:
     p = t.get("params") or {}
     rows = [
         ("title", t["title"]), ("prompt", t["prompt"]),
-        ("file", str(Path(data_dir) / t["path"]) if data_dir else t["path"]),
+        ("file", t.get("file") or (str(Path(data_dir) / t["path"]) if data_dir else t["path"])),
         ("length", f"{t['duration']:.2f} s, {t['sample_rate']} Hz, {t['channels']} ch"),
         ("model", f"{t.get('model') or '-'} ({t.get('backend') or '-'}), seed {t.get('seed')}, variation {t.get('index', 0)}"),
         ("sampling", ", ".join(f"{k} {p[k]}" for k in ("temperature", "top_k", "top_p", "cfg", "steps", "guidance",
@@ -183,9 +183,7 @@ def requested_song(t: dict[str, Any]) -> str:
 
 async def show(client: Client, args: argparse.Namespace) -> int:
     t = await client.call("track.get", {"id": args.id}, timeout=args.timeout)
-    data_dir = (await client.call("status", timeout=args.timeout))["data_dir"]
-    t["file"] = str(Path(data_dir) / t["path"])
-    emit(args, t, lambda t: format_track(t, data_dir))
+    emit(args, t, format_track)  # exactly what track.get answers, `file` included
     return EXIT_OK
 
 
@@ -246,8 +244,9 @@ async def play(client: Client, args: argparse.Namespace) -> int:
 
 
 async def rm(client: Client, args: argparse.Namespace) -> int:
+    """--json: what track.delete answers; a list of those when several ids are given."""
     results = [await client.call("track.delete", {"id": i}, timeout=args.timeout) for i in args.ids]
-    emit(args, {"deleted": results},
+    emit(args, results[0] if len(results) == 1 else results,
          lambda r: "\n".join(f"deleted {d['id']} (file in trash: {d['trashed'] or 'already gone'})"
-                             for d in r["deleted"]))
+                             for d in results))
     return EXIT_OK
