@@ -113,6 +113,8 @@ class StemsRequest(_Operation, frozen=True, kw_only=True, forbid_unknown_fields=
     parts: Annotated[list[Part], Meta(min_length=1, max_length=len(PARTS),
                                       description="Parts to extract: " + ", ".join(PARTS) + ".")] \
         = msgspec.field(default_factory=lambda: list(DEFAULT_STEM_PARTS))
+    prompt: Annotated[Caption, Meta(description="A caption of the source (optional): what it sounds like.")] \
+        | None = None
 
     def outputs(self) -> int:
         return len(self.parts)

@@ -65,7 +65,8 @@ class SearchMixin(TracksMixin):
     async def list_tracks(self, *, search: str | None = None, tag: str | None = None,
                           favorite: bool | None = None, model: str | None = None,
                           bpm_min: float | None = None, bpm_max: float | None = None,
-                          key: str | None = None, sort: str = "created", order: str = "desc",
+                          key: str | None = None, source: str | None = None,
+                          sort: str = "created", order: str = "desc",
                           limit: int = 50, cursor: str | None = None,
                           with_peaks: bool = False) -> dict:
         """One page of tracks: {"tracks": [...], "next_cursor": str | None, "total": int | None}.
@@ -104,6 +105,7 @@ class SearchMixin(TracksMixin):
         if bpm_min is not None and bpm_max is not None and bpm_min > bpm_max:
             raise _invalid("bpm_min", f"{bpm_min} is above bpm_max {bpm_max}")
         key = _text("key", key, max_chars=100, optional=True)
+        source = _text("source", source, max_chars=64, optional=True)
         with_peaks = _bool("with_peaks", with_peaks)
 
         # Each filter as (SQL with "{p}" where a unary + may go to keep the
@@ -126,6 +128,9 @@ class SearchMixin(TracksMixin):
             filters.append(("{p}ifnull(t.bpm, -1.0) <= ?", [bpm_max]))
         if key is not None:
             filters.append(("{p}t.key = ? COLLATE NOCASE", [key.strip()]))
+        if source is not None:  # tracks derived from that track (repaints, covers, stems, parts)
+            filters.append(("{p}t.seq IN (SELECT l.track_seq FROM track_lineage l WHERE l.source_id = ?)",
+                            [source]))
 
         def where_sql(plus: str, extra: list[str] = ()) -> tuple[str, list[Any]]:
             terms = [f.format(p=plus) for f, _ in filters] + list(extra)
@@ -133,7 +138,7 @@ class SearchMixin(TracksMixin):
             return (" WHERE " + " AND ".join(terms)) if terms else "", params
 
         fingerprint = hashlib.sha1(json.dumps(
-            [match, tag_n, favorite, model, bpm_min, bpm_max, key]).encode()).hexdigest()[:12]
+            [match, tag_n, favorite, model, bpm_min, bpm_max, key, source]).encode()).hexdigest()[:12]
         if sort == RELEVANCE:
             return await self._list_by_relevance(match, filters[1:], order, limit, cursor,  # type: ignore[arg-type]
                                                  fingerprint, with_peaks)
