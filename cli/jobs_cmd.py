@@ -236,13 +236,14 @@ def generate_cmd(args: argparse.Namespace) -> int:
     return run_client(args, lambda client, args: generate(client, args, raw))
 
 
-async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]) -> int:
+async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any], method: str = "job.submit") -> int:
+    """Submit (`method`: job.submit, or an operation such as op.stems) and, with --wait, follow the job."""
     if not args.wait:
-        j = await client.call("job.submit", raw, timeout=args.timeout)
+        j = await client.call(method, raw, timeout=args.timeout)
         emit(args, j, lambda j: f"queued job {j['id']} (seed {j['seed']}); follow it with `dgx-music job {j['id']}`")
         return EXIT_OK
     await client.subscribe("job", "model")  # before submitting, so no event is missed
-    j = await client.call("job.submit", raw, timeout=args.timeout)
+    j = await client.call(method, raw, timeout=args.timeout)
     job_id = j["id"]
     tty = sys.stderr.isatty() and not args.json
     if not args.json:

@@ -33,6 +33,10 @@ from dgx_music import __version__
 from dgx_music.common import protocol
 from dgx_music.common.config import Settings
 from dgx_music.common.families import MUSICGEN
+from dgx_music.common.operations import METHODS as OP_METHODS
+from dgx_music.common.operations import OPERATION_SCHEMAS as OP_SCHEMAS
+from dgx_music.common.operations import OPERATIONS, operation_components
+from dgx_music.common.operations import ROUTES as OP_ROUTES
 from dgx_music.common.schemas import ParamError, openapi_components
 from dgx_music.daemon import handlers
 from dgx_music.daemon.handlers import Context, HandlerError
@@ -345,7 +349,8 @@ ROUTES: tuple[Route, ...] = (
           path_params={"id": int}, body=True),
     Route("GET", f"{API}/tracks", "track.list", "List or search the library (one page; pass next_cursor as cursor).",
           query={"search": str, "tag": str, "favorite": bool, "model": str, "bpm_min": float, "bpm_max": float,
-                 "key": str, "sort": str, "order": str, "limit": int, "cursor": str}, response_schema="TrackPage"),
+                 "key": str, "source": str, "sort": str, "order": str, "limit": int, "cursor": str},
+          response_schema="TrackPage"),
     Route("GET", f"{API}/tracks/{{id}}", "track.get", "One track with its analysis and peaks.",
           path_params={"id": str}, response_schema="Track"),
     Route("PATCH", f"{API}/tracks/{{id}}", "track.update", "Edit title, rating, favorite, notes or tags.",
@@ -356,6 +361,11 @@ ROUTES: tuple[Route, ...] = (
           path_params={"id": str}, produces="audio/wav"),
     Route("GET", f"{API}/tracks/{{id}}/waveform", "track.peaks", "Waveform peaks ([min, max] pairs).",
           path_params={"id": str}),
+    Route("GET", f"{API}/tracks/{{id}}/lineage", "track.lineage", "Where a track came from and the tracks made "
+          "from it.", path_params={"id": str}),
+    *(Route("POST", f"{API}/ops/{OP_ROUTES[op]}", OP_METHODS[op], f"Queue an operation on a track: {op.replace('_', ' ')} "
+            "(ACE-Step models; docs/operations-on-tracks.md). source_audio: base64 in JSON.", body=True, created=True,
+            request_schema=OP_SCHEMAS[op].__name__, response_schema="Job") for op in OPERATIONS),
     Route("GET", f"{API}/prompts", "prompt.history", "Distinct recent prompts, newest first.", query={"limit": int}),
     Route("GET", f"{API}/models", "model.list", "Known models and whether they are cached or loaded."),
     Route("GET", f"{API}/model", "model.state", "The model worker's state and memory."),
@@ -483,6 +493,8 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
     own model, which a job body without a model uses."""
     paths: dict[str, Any] = {}
     refs, schemas = openapi_components(default_family)
+    op_refs, op_schemas = operation_components()  # operations on tracks (common/operations.py)
+    refs, schemas = {**refs, **op_refs}, {**schemas, **op_schemas}
     type_names = {int: "integer", float: "number", bool: "boolean", str: "string"}
     for r in routes:
         params = [{"name": n, "in": "path", "required": True, "schema": {"type": type_names[t]}}
