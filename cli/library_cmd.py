@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dgx_music.cli.common import EXIT_OK, UsageError, add_client_flags, emit, human_duration, run_client
+from dgx_music.common.audio import confidence
 from dgx_music.common.client import Client
 
 SORTS = ("created", "duration", "bpm", "rating", "title", "relevance")
@@ -149,8 +150,8 @@ def format_track(t: dict[str, Any], data_dir: str | None = None) -> str:
           if p.get("extend") else []),
         ("loudness", f"{t['lufs']:.1f} LUFS (was {t['lufs_before']:.1f}), true peak {t['true_peak']:.1f} dBTP"
          if t.get("lufs") is not None and t.get("lufs_before") is not None and t.get("true_peak") is not None else "-"),
-        ("tempo", f"{t['bpm']:.1f} BPM (confidence {t.get('bpm_confidence') or 0:.2f})" if t.get("bpm") else "-"),
-        ("key", f"{t['key']} (confidence {t.get('key_confidence') or 0:.2f})" if t.get("key") else "-"),
+        ("tempo", f"{t['bpm']:.1f} BPM ({confidence.describe('bpm', t.get('bpm_confidence'))})" if t.get("bpm") else "-"),
+        ("key", f"{t['key']} ({confidence.describe('key', t.get('key_confidence'))})" if t.get("key") else "-"),
         ("rating", f"{t.get('rating', 0)}/5" + (", favourite" if t.get("favorite") else "")),
         ("tags", " ".join(t.get("tags") or []) or "-"),
     ]

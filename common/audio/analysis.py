@@ -5,10 +5,14 @@ Tempo: librosa's ``beat_track`` picks the wrong metrical level on slow (~70 BPM)
 its autocorrelation scored with a harmonic comb over a fine BPM grid (sub-frame precision), then
 an explicit octave decision: a faster level is taken only when the onsets half-way between the
 slower level's beats are nearly as strong as those on them (they are beats, not off-beats), or
-when the slower level would put regular onsets on 32nd-note positions (it is too slow).
+when the slower level would put regular onsets on 32nd-note positions (it is too slow); last, a
+backbeat check halves it when the kick and snare bands clearly alternate beat by beat at half the
+tempo (ballads whose eighth-note hats and arpeggios read double).
 
 Key: a chroma vector averaged over the clip, correlated with the 24 rotations of the
-Albrecht-Shanahan key profiles (best of the published profiles on our test set and in their paper).
+Albrecht-Shanahan key profiles (best of the published profiles on our test set and in their paper),
+which finds the scale; the opening and closing chords then decide between that key and its relative
+major/minor (the profile alone reads a looped i-VI-III-VII as the relative major's I-V-vi-IV).
 
 All functions are plain sync functions (the daemon runs them in an executor).
 """
@@ -45,9 +49,18 @@ _OCTAVE_RATIO = 0.62
 #: level, ~0.08-0.13 one octave too slow on syncopated grooves.
 _SUBDIV_WEIGHT = 4.0
 _MIN_BPM, _MAX_BPM = 60.0, 200.0
+#: Halve the chosen tempo when the kick/snare alternation at half of it is this much clearer
+#: (``_backbeat`` scores: 0.9-1.4 at the right level of a ballad read double, 0-0.5 elsewhere).
+_BACKBEAT_MARGIN = 0.3
+#: ... and is itself this clear (a four-on-the-floor kick halved by hats in the snare band scores
+#: up to ~0.5 at half its tempo).
+_BACKBEAT_MIN = 0.7
 _PRIOR_CENTRE_BPM = 115.0
 _KEY_SR = 11025
 _KEY_NFFT = 4096
+#: Length of the opening/closing chord windows for the tonic cue, and the closing one's weight.
+_KEY_CUE_S = 1.5
+_CLOSING_WEIGHT = 0.25
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
@@ -98,6 +111,38 @@ def onset_envelopes(y: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, flo
     return flux.mean(axis=0), flux[low].mean(axis=0), _TEMPO_SR / _TEMPO_HOP
 
 
+def _tempo_envelopes(y: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+    """``onset_envelopes`` plus a kick band (< 150 Hz) and a snare/clap band (1-4.5 kHz)."""
+    y16 = soxr.resample(y, sr, _TEMPO_SR, quality="MQ") if sr != _TEMPO_SR else y
+    mag = _stft_mag(np.asarray(y16, dtype=np.float32), _TEMPO_NFFT, _TEMPO_HOP)
+    mel = _mel_basis(_TEMPO_SR, _TEMPO_NFFT, _TEMPO_MELS) @ (mag * mag)
+    db = 10.0 * np.log10(np.maximum(mel, mel.max() * _FLOOR + 1e-20))
+    flux = np.maximum(np.diff(db, axis=1), 0.0)
+    c = _mel_centres()
+    return (flux.mean(axis=0), flux[c < 2000.0].mean(axis=0), _TEMPO_SR / _TEMPO_HOP,
+            flux[c < 150.0].mean(axis=0), flux[(c > 1000.0) & (c < 4500.0)].mean(axis=0))
+
+
+def _fold(env: np.ndarray, period: float, steps: int = 48) -> np.ndarray:
+    """Mean onset strength at ``steps`` phases of a ``period``-frame cycle (+-2 frames jitter)."""
+    n = env.shape[0]
+    count = int((n - 2) // period)
+    if count < 2:
+        return np.zeros(steps)
+    pos = (np.arange(steps) / steps * period)[:, None] + np.arange(count)[None, :] * period
+    return np.interp(pos, np.arange(n), maximum_filter1d(env, size=5, mode="nearest")).mean(axis=1)
+
+
+def _backbeat(kick: np.ndarray, snare: np.ndarray, period: float) -> float:
+    """How much the kick band and the snare band alternate beat by beat at this beat period
+    (-2..2): over a two-beat cycle aligned to the kick's strongest phase, the kick's contrast
+    (beat 1 over beat 2) plus the snare's (beat 2 over beat 1)."""
+    fk, fs = _fold(kick, 2 * period), _fold(snare, 2 * period)
+    b = int(np.argmax(fk))
+    h = (b + fk.shape[0] // 2) % fk.shape[0]
+    return float((fk[b] - fk[h]) / (fk[b] + fk[h] + 1e-9) + (fs[h] - fs[b]) / (fs[b] + fs[h] + 1e-9))
+
+
 @functools.lru_cache(maxsize=1)
 def _mel_centres() -> np.ndarray:
     import librosa
@@ -142,7 +187,7 @@ def estimate_tempo(y: np.ndarray, sr: int) -> tuple[float | None, float]:
     mono = to_mono(y)
     if mono.shape[0] < 4 * sr or float(np.abs(mono).max()) < 1e-4:
         return None, 0.0
-    env, low, rate = onset_envelopes(mono, sr)
+    env, low, rate, kick, snare = _tempo_envelopes(mono, sr)
     if not np.any(env > 0):
         return None, 0.0
     max_lag = int(rate * 60.0 / _MIN_BPM * 4) + 2
@@ -187,6 +232,18 @@ def estimate_tempo(y: np.ndarray, sr: int) -> tuple[float | None, float]:
         else:
             break
 
+    # The backbeat marks the beat: where the low band (kick) and the snare band alternate every
+    # beat (kick on 1 and 3, snare on 2 and 4), that is the beat level, however busy the hi-hats
+    # or arpeggios above it are. Only ever slows down, and only on clear evidence.
+    margin = 1.0
+    half = chosen / 2
+    if half >= _MIN_BPM * 0.99:
+        bb_half = _backbeat(kick, snare, rate * 60.0 / half)
+        bb_here = _backbeat(kick, snare, rate * 60.0 / chosen)
+        if bb_half >= _BACKBEAT_MIN and bb_half - bb_here >= _BACKBEAT_MARGIN:
+            chosen = half
+        margin = abs(bb_half - bb_here - _BACKBEAT_MARGIN)
+
     # Refine on a fine grid around the chosen level, parabolic peak.
     fine = np.arange(chosen * 0.97, chosen * 1.03, 0.02)
     fscore = np.zeros_like(fine)
@@ -202,42 +259,86 @@ def estimate_tempo(y: np.ndarray, sr: int) -> tuple[float | None, float]:
         final = float(fine[i] + shift * 0.02)
     else:
         final = float(fine[i])
-    conf = float(np.interp(rate * 60.0 / final, lags, acf))
+    conf = float(np.interp(rate * 60.0 / final, lags, acf)) * min(1.0, 0.4 + margin / _BACKBEAT_MARGIN)
     return round(final, 2), round(min(max(conf, 0.0), 1.0), 3)
 
 
-def chroma_vector(y: np.ndarray, sr: int) -> np.ndarray:
-    """Clip-level pitch-class profile: per-frame normalised chroma, averaged over frames."""
+def _chroma_frames(y: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
+    """Per-frame chroma [12, frames] (each frame scaled to max 1; silent frames are zero) and the
+    frame rate."""
     y11 = soxr.resample(to_mono(y), sr, _KEY_SR, quality="MQ") if sr != _KEY_SR else to_mono(y)
     mag = _stft_mag(np.asarray(y11, dtype=np.float32), _KEY_NFFT, _KEY_NFFT // 2)
     chroma = _chroma_basis(_KEY_SR, _KEY_NFFT) @ mag
     energy = chroma.sum(axis=0)
-    keep = energy > energy.max() * 1e-3 if energy.size else energy
-    chroma = chroma[:, keep]
-    if chroma.size == 0:
-        return np.zeros(12)
-    chroma = chroma / (chroma.max(axis=0, keepdims=True) + 1e-12)
-    return chroma.mean(axis=1)
+    if energy.size:
+        chroma[:, energy <= energy.max() * 1e-3] = 0.0
+    return chroma / (chroma.max(axis=0, keepdims=True) + 1e-12), _KEY_SR / (_KEY_NFFT // 2)
+
+
+def chroma_vector(y: np.ndarray, sr: int) -> np.ndarray:
+    """Clip-level pitch-class profile: per-frame normalised chroma, averaged over sounding frames."""
+    chroma, _ = _chroma_frames(y, sr)
+    sounding = chroma.max(axis=0) > 0
+    return chroma[:, sounding].mean(axis=1) if np.any(sounding) else np.zeros(12)
+
+
+def _triad(tonic: int, mode: str) -> np.ndarray:
+    t = np.zeros(12)
+    t[[tonic, (tonic + (4 if mode == "major" else 3)) % 12, (tonic + 7) % 12]] = [1.0, 0.7, 0.7]
+    return t
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    if np.allclose(a, a.mean()) or np.allclose(b, b.mean()):
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def estimate_key(y: np.ndarray, sr: int) -> tuple[str | None, float]:
-    """Key and mode like "A minor" and a 0..1 confidence; (None, 0) for silence / no pitch."""
+    """Key and mode like "A minor" and a 0..1 confidence; (None, 0) for silence / no pitch.
+
+    Two stages. The clip's pitch-class profile against the 24 rotations of the key profiles
+    finds the scale; it cannot tell a key from its relative (B minor / D major share every note,
+    and a looped i-VI-III-VII reads as the major key's I-V-vi-IV). The tonic decides that pair:
+    which of the two tonic triads the opening chord (first 1.5 s of sound) matches, and, with
+    less weight, the closing one (a clip cut mid-loop ends anywhere; a song ends on the tonic),
+    added to the profile difference."""
     mono = to_mono(y)
     if mono.shape[0] < sr // 2 or float(np.abs(mono).max()) < 1e-4:
         return None, 0.0
-    prof = chroma_vector(mono, sr)
+    chroma, rate = _chroma_frames(mono, sr)
+    sounding = np.flatnonzero(chroma.sum(axis=0) > 0)
+    if sounding.size == 0:
+        return None, 0.0
+    prof = chroma[:, sounding].mean(axis=1)
     if not np.any(prof > 0) or np.allclose(prof, prof.mean()):
         return None, 0.0
-    scores = []
+    scores: dict[tuple[int, str], float] = {}
     for mode, template in (("major", _MAJOR), ("minor", _MINOR)):
         for tonic in range(12):
-            r = np.corrcoef(prof, np.roll(template, tonic))[0, 1]
-            scores.append((float(r), f"{PITCHES[tonic]} {mode}"))
-    scores.sort(reverse=True)
-    (r1, key), (r2, _) = scores[0], scores[1]
-    # margin over the runner-up (often the relative major/minor) is what makes a call reliable
-    conf = max(0.0, min(1.0, r1)) * (1.0 - math.exp(-(r1 - r2) / 0.05))
-    return key, round(conf, 3)
+            scores[(tonic, mode)] = _corr(prof, np.roll(template, tonic))
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    best = ranked[0]
+    rel = ((best[0] - 3) % 12, "minor") if best[1] == "major" else ((best[0] + 3) % 12, "major")
+    # the tonic cue: opening and closing chords (loud frames only: no reverb tail, no count-in)
+    energy = chroma[:, sounding].sum(axis=0)
+    loud = sounding[energy > 0.2 * energy.max()] if energy.size else sounding
+    span = max(2, int(_KEY_CUE_S * rate))
+    first, last = int(loud[0]), int(loud[-1])
+    opening = chroma[:, first:first + span].mean(axis=1)
+    closing = chroma[:, max(first, last + 1 - span):last + 1].mean(axis=1)
+    evidence = (scores[rel] - scores[best]
+                + _corr(opening, _triad(*rel)) - _corr(opening, _triad(*best))
+                + _CLOSING_WEIGHT * (_corr(closing, _triad(*rel)) - _corr(closing, _triad(*best))))
+    if evidence > 0:
+        best, rel = rel, best
+    r1 = max(scores[best], scores[rel])  # how well the scale (shared by the pair) fits
+    others = [scores[k] for k in ranked if k not in (best, rel)]
+    gap = r1 - max(others) if others else 1.0
+    # honest confidence: the profile's fit, its margin over keys with another scale, and how
+    # clearly the tonic cue settled the relative major/minor question
+    conf = max(0.0, min(1.0, r1)) * (1.0 - math.exp(-max(gap, 0.0) / 0.05)) * (1.0 - math.exp(-abs(evidence) / 0.15))
+    return f"{PITCHES[best[0]]} {best[1]}", round(conf, 3)
 
 
 def waveform_peaks(audio: np.ndarray, count: int = 256) -> list[list[float]]:
