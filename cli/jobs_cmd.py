@@ -236,8 +236,10 @@ def generate_cmd(args: argparse.Namespace) -> int:
     return run_client(args, lambda client, args: generate(client, args, raw))
 
 
-async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]) -> int:
-    return await submit_job(client, args, "job.submit", raw)
+async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any],
+                   method: str = "job.submit") -> int:
+    """Submit (`method`: job.submit, or an operation such as op.stems) and report it (see submit_job)."""
+    return await submit_job(client, args, method, raw)
 
 
 async def submit_job(client: Client, args: argparse.Namespace, method: str, params: dict[str, Any]) -> int:

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "jobs_cmd",
     "history_cmd",
     "library_cmd",
+    "track_ops_cmd",
     "audio_cmd",
     "engine_commands",
     "tui_cmd",
