@@ -15,7 +15,7 @@ from typing import Any
 
 from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_client_flags, emit, fail,
                                   print_json, run_client)
-from dgx_music.common import transfer
+from dgx_music.common import daw, transfer
 from dgx_music.common.client import Client
 
 
@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "or with --search / --tag / --favorite.",
         epilog="examples:\n  dgx-music export 12-0 12-1 --to ~/Music --format flac --sample-rate 48000\n"
                "  dgx-music export --favorite --to ~/Music/keepers\n"
-               "  dgx-music export --ardour ~/sessions/sketch --sequence 12-0 12-1 13-0",
+               "  dgx-music export --ardour ~/sessions/sketch --sequence 12-0 12-1 13-0\n"
+               "  dgx-music export 12-0 --ardour ~/sessions/split --with-stems   # mix + one track per stem\n"
+               "  dgx-music export --tag keep --ardour ~/sessions/keepers --with-stems",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ids", nargs="*", metavar="TRACK")
     dest = p.add_mutually_exclusive_group(required=True)
@@ -45,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bit-depth", type=int, choices=(16, 24), default=24)
     p.add_argument("--overwrite", action="store_true", help="replace files that already exist")
     p.add_argument("--sequence", action="store_true", help="Ardour: lay clips end to end instead of stacking them")
+    p.add_argument("--with-stems", action="store_true",
+                   help="Ardour: add the stems made from each track (dgx-music stems) as tracks named after "
+                        "their part, next to the mix, all at 0")
     p.add_argument("--search", metavar="TEXT", help="export every track matching this search")
     p.add_argument("--tag", metavar="T", help="export every track with this tag")
     p.add_argument("--favorite", action="store_true", help="export every favourite")
@@ -84,6 +89,11 @@ def export_cmd(args: argparse.Namespace) -> int:
     if not args.ids and not (args.search or args.tag or args.favorite):
         return fail(args, "usage", "name tracks to export, or select them with --search, --tag or --favorite",
                     EXIT_USAGE)
+    if args.with_stems and not args.ardour:
+        return fail(args, "usage", "--with-stems needs --ardour DIR", EXIT_USAGE)
+    if args.with_stems and args.sequence:
+        return fail(args, "usage", "--with-stems stacks each mix with its stems at 0; it does not go with --sequence",
+                    EXIT_USAGE)
     return run_client(args, export)
 
 
@@ -112,6 +122,10 @@ async def export(client: Client, args: argparse.Namespace) -> int:
     tracks = await _select(client, args)
     if not tracks:
         raise UsageError("no tracks matched")
+    plan = await daw.plan_session(lambda m, p: client.call(m, p, timeout=args.timeout), tracks,
+                                  bool(args.ardour and args.with_stems))
+    if args.ardour:
+        tracks = [st.track for st in plan.tracks]
     data_dir = (await client.call("status", timeout=args.timeout))["data_dir"]
     with tempfile.TemporaryDirectory(prefix="dgx-music-export-") as tmp:
         sources: list[tuple[Path, dict[str, Any]]] = []
@@ -125,12 +139,20 @@ async def export(client: Client, args: argparse.Namespace) -> int:
         if args.ardour:
             if errors:  # a session missing a clip is not what was asked for
                 return _report(args, [], errors)
-            clips = [ardour.Clip(path=src, title=t["title"], bpm=t.get("bpm")) for src, t in sources]
+            clips = [ardour.Clip(path=src, title=st.name, bpm=t.get("bpm"))
+                     for (src, t), st in zip(sources, plan.tracks)]
             dest = Path(args.ardour).expanduser()
             session = await loop.run_in_executor(None, lambda: ardour.write_ardour_session(
                 dest.parent, dest.name, clips, sequence=args.sequence))
-            result: dict[str, Any] = {"session": str(session), "tracks": [t["id"] for t in tracks]}
-            emit(args, result, lambda r: f"wrote Ardour session {r['session']} with {len(tracks)} track(s)")
+            result: dict[str, Any] = {
+                "session": str(session), "tracks": [t["id"] for t in tracks],
+                "session_tracks": [{"name": st.name, "id": st.track["id"], "part": st.part} for st in plan.tracks],
+                "without_stems": plan.without_stems}
+            emit(args, result, lambda r: f"wrote Ardour session {r['session']} with {len(tracks)} track(s): "
+                 + ", ".join(st["name"] for st in r["session_tracks"]))
+            if args.with_stems and plan.without_stems and not args.json:
+                print(f"dgx-music: no stems were made from {', '.join(plan.without_stems)}; only the mix is in "
+                      f"the session (make them with: dgx-music stems TRACK)", file=sys.stderr)
             return EXIT_OK
         written: list[dict[str, Any]] = []
         out_dir = Path(args.to).expanduser()

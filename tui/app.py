@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from dgx_music.common import paths, transfer
+from dgx_music.common import daw, paths, transfer
 from dgx_music.common.client import START_HINT, DaemonUnavailable, RemoteError, RequestTimeout
 from dgx_music.common.params import ParamError
 from dgx_music.tui.compose import ComposeView
@@ -422,13 +422,18 @@ class DgxMusicApp(App[int]):
         try:
             from dgx_music.common.audio import ardour, export as exporter
 
-            src = self.local_file(t) or await self.fetch_audio(t)
             dest = Path(os.path.expanduser(choice["dir"]))
             title = str(t.get("title") or t.get("prompt") or tid)
             if choice["format"] == "ardour":
-                clip = ardour.Clip(path=src, title=title, bpm=t.get("bpm"))
-                out = await asyncio.to_thread(ardour.write_ardour_session, dest.parent, dest.name, [clip])
+                plan = await daw.plan_session(lambda m, p: self.call(m, p), [t], bool(choice.get("with_stems")))
+                clips = [ardour.Clip(path=self.local_file(st.track) or await self.fetch_audio(st.track),
+                                     title=st.name, bpm=t.get("bpm")) for st in plan.tracks]
+                out = await asyncio.to_thread(ardour.write_ardour_session, dest.parent, dest.name, clips)
+                if plan.without_stems:
+                    self.notify(f"No stems were made from {tid} yet (library: S); the session has the mix only.",
+                                severity="warning", timeout=6)
             else:
+                src = self.local_file(t) or await self.fetch_audio(t)
                 tags = {"title": title, "comment": t.get("prompt"), "bpm": t.get("bpm"), "key": t.get("key")}
                 out = await asyncio.to_thread(
                     exporter.export_track, src, dest, f"{title} ({tid})", format=choice["format"],

@@ -144,7 +144,7 @@ class ExportScreen(ModalScreen["dict[str, Any] | None"]):
         self.default_dir = default_dir
 
     def compose(self) -> ComposeResult:
-        from textual.widgets import Select
+        from textual.widgets import Checkbox, Select
 
         with Vertical(classes="modal-box"):
             yield Label(f"Export track {self.track_id}", classes="modal-title")
@@ -155,6 +155,7 @@ class ExportScreen(ModalScreen["dict[str, Any] | None"]):
                              allow_blank=False, id="export-format", compact=True)
                 yield Select([("rate unchanged", 0), ("44100 Hz", 44100), ("48000 Hz", 48000)], value=0,
                              allow_blank=False, id="export-rate", compact=True)
+            yield Checkbox("Ardour: add its stems as tracks (mix + one per part)", id="export-stems", compact=True)
             with Horizontal(classes="modal-buttons"):
                 yield Button("Export", variant="primary", id="export-go")
                 yield Button("Cancel", id="export-cancel")
@@ -163,11 +164,12 @@ class ExportScreen(ModalScreen["dict[str, Any] | None"]):
         self.query_one("#export-dir", Input).focus()
 
     def _result(self) -> dict[str, Any]:
-        from textual.widgets import Select
+        from textual.widgets import Checkbox, Select
 
         rate = self.query_one("#export-rate", Select).value
         return {"dir": self.query_one("#export-dir", Input).value.strip(),
                 "format": self.query_one("#export-format", Select).value,
+                "with_stems": self.query_one("#export-stems", Checkbox).value,
                 "sample_rate": rate if isinstance(rate, int) and rate else None}
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

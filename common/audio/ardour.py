@@ -104,6 +104,7 @@ def write_ardour_session(dest_dir: str | Path, name: str, clips: list[Clip], seq
     cursor = 0
     end = 0
     used: set[str] = set()
+    names: set[str] = set()
     for order, clip in enumerate(clips, start=1):
         data, sr = sf.read(str(clip.path), dtype="float32", always_2d=True)
         audio = resample(data.T, sr, SESSION_RATE)
@@ -121,6 +122,9 @@ def write_ardour_session(dest_dir: str | Path, name: str, clips: list[Clip], seq
         end = max(end, pos + length)
 
         track = safe_filename(clip.title or f"Clip {order}")[:40] or f"Clip {order}"
+        if track in names:  # Ardour route names are unique: two clips titled alike get a number
+            track = next(f"{track[:36]} {n}" for n in itertools.count(2) if f"{track[:36]} {n}" not in names)
+        names.add(track)
         src_ids = []
         for ch in range(2):
             sid = next(ids)
