@@ -25,6 +25,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from dgx_music.common import daw, paths, transfer
 from dgx_music.common.client import START_HINT, DaemonUnavailable, RemoteError, RequestTimeout
+from dgx_music.common.operations import METHODS
 from dgx_music.common.params import ParamError
 from dgx_music.tui.compose import ComposeView
 from dgx_music.tui.connection import ConnectFn, DaemonLink, RETRY_DELAYS
@@ -32,6 +33,7 @@ from dgx_music.tui.library import DetailPane, LibraryView
 from dgx_music.tui.messages import Connected, DaemonEvent, Disconnected, JobProgress, ModelState, Snapshot
 from dgx_music.tui.player import Player, PlayerUnavailable, to_wav
 from dgx_music.tui.queue import QueueView
+from dgx_music.tui.ops_screens import OP_SCREENS, LineageScreen, RepaintScreen
 from dgx_music.tui.screens import ConfirmScreen, ExportScreen, HelpScreen, TextPromptScreen
 from dgx_music.tui.widgets import Banner, StatusBar
 
@@ -407,6 +409,57 @@ class DgxMusicApp(App[int]):
             self.push_screen(ConfirmScreen(f"Delete track {tid} ({title})? It goes to the trash."), confirmed)
         elif action == "export":
             self._export(t)
+        elif action in ("repaint", *OP_SCREENS):
+            self.run_worker(self._operation(action, t), group="operation", exit_on_error=False)
+        elif action == "lineage":
+            self.run_worker(self._lineage(t), group="lineage", exclusive=True, exit_on_error=False)
+
+    async def _operation(self, operation: str, t: dict[str, Any]) -> None:
+        """The operation's form, then `op.<operation>` on the track; the job shows in the queue.
+        Repaint needs the waveform and length: the full track document is fetched for it."""
+        tid = str(t.get("id"))
+        try:
+            if operation == "repaint" and "peaks" not in t:
+                t = await self.call("track.get", {"id": tid})
+        except (RemoteError, DaemonUnavailable, RequestTimeout) as exc:
+            self.notify(str(exc), title=f"Repaint of {tid}", severity="error")
+            return
+        if operation == "repaint":
+            playing = self.player.playing and self.player.track_id == tid
+            screen: Any = RepaintScreen(t, self.player.position if playing else 0.0)
+        else:
+            screen = OP_SCREENS[operation](t)
+        what = operation.replace("_", " ").capitalize()
+
+        def go(result: tuple[str, dict[str, Any]] | None) -> None:
+            if result is None:
+                return
+            op, params = result
+
+            def queued(job: dict[str, Any]) -> None:
+                self.queue_view.upsert(job)
+                self.notify(f"{what} of {tid} queued as job {job.get('id')}; its tracks appear in the library.",
+                            timeout=4)
+
+            self.request(METHODS[op], params, done=queued, what=what)
+
+        self.push_screen(screen, go)
+
+    async def _lineage(self, t: dict[str, Any]) -> None:
+        tid = str(t.get("id"))
+        try:
+            lin = await self.call("track.lineage", {"id": tid})
+        except (RemoteError, DaemonUnavailable, RequestTimeout) as exc:
+            self.notify(str(exc), title=f"Family of {tid}", severity="error")
+            return
+
+        async def jump(target: str | None) -> None:
+            if target and not await self.library_view.focus_track(target):
+                self.notify(f"{target} is not in the list shown (a search or filter hides it); its details are "
+                            "in the pane.", severity="warning", timeout=5)
+
+        self.push_screen(LineageScreen(t, lin), lambda target: self.run_worker(jump(target), group="lineage-jump",
+                                                                              exit_on_error=False))
 
     def _export(self, t: dict[str, Any]) -> None:
         """Export runs here, like `dgx-music export`: the daemon never writes outside its data dir."""
@@ -613,6 +666,14 @@ class DgxMusicApp(App[int]):
         yield SystemCommand("Remix", "Composer with this track's prompt and parameters, new seed (m)",
                             lv.action_remix)
         yield SystemCommand("Export", "Export the selected track (x)", lv.action_export)
+        yield SystemCommand("Repaint", "Regenerate a span of the selected track (R)",
+                            lambda: lv.action_operation("repaint"))
+        yield SystemCommand("Cover", "The selected track in a new style (C)", lambda: lv.action_operation("cover"))
+        yield SystemCommand("Stems", "Split the selected track into stems (S)", lambda: lv.action_operation("stems"))
+        yield SystemCommand("Add a part", "A new part played against the selected track (A)",
+                            lambda: lv.action_operation("add_part"))
+        yield SystemCommand("Family", "The selected track's source and the tracks made from it (L)",
+                            lv.action_lineage)
         yield SystemCommand("Delete track", "Delete the selected track, after asking (delete)", lv.action_delete)
         yield SystemCommand("Reconnect", "Try to reach the daemon now (ctrl+r)", self.action_reconnect)
         yield SystemCommand("Help", "Keys and tips (F1)", self.action_help)

@@ -339,6 +339,11 @@ class LibraryView(Vertical):
         Binding("u", "use_melody", "Use as melody", id="library.use_melody", show=False),
         Binding("plus", "extend", "Extend", id="library.extend", show=False),
         Binding("x", "export", "Export", id="library.export"),
+        Binding("R", "operation('repaint')", "Repaint", id="library.repaint", show=False),
+        Binding("C", "operation('cover')", "Cover", id="library.cover", show=False),
+        Binding("S", "operation('stems')", "Stems", id="library.stems", show=False),
+        Binding("A", "operation('add_part')", "Add part", id="library.add_part", show=False),
+        Binding("L", "lineage", "Family", id="library.lineage"),
         Binding("delete", "delete", "Delete", id="library.delete"),
         *[Binding(str(i), f"rate({i})", f"Rate {i}", show=False, id=f"library.rate_{i}") for i in range(6)],
     ]
@@ -781,6 +786,34 @@ class LibraryView(Vertical):
     def action_export(self) -> None:
         if (t := self._need()) is not None:
             self.post_message(self.TrackAction("export", t))
+
+    def action_operation(self, operation: str) -> None:
+        if t := self._need():
+            self.post_message(self.TrackAction(operation, t))
+
+    def action_lineage(self) -> None:
+        if t := self._need():
+            self.post_message(self.TrackAction("lineage", t))
+
+    async def focus_track(self, tid: str) -> bool:
+        """Move the cursor to a track (from the lineage view), loading further pages of the list
+        shown while it may still come; False when the list shown does not hold it (a search or
+        filter hides it): its details are shown all the same."""
+        for _ in range(50):  # at most 50 pages (5,000 rows) down
+            if tid in self.tracks:
+                table = self.table
+                table.move_cursor(row=table.get_row_index(tid), animate=False)
+                table.focus()
+                self._show_detail(tid)
+                return True
+            if not self._cursor:
+                break
+            cursor = self._cursor
+            await self._fetch_more(self._params, cursor)
+            if self._cursor == cursor:
+                break
+        self._show_detail(tid)
+        return False
 
     def action_delete(self) -> None:
         if (t := self._need()) is not None:

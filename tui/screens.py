@@ -44,7 +44,10 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         ("m", "remix: the composer with the same prompt and parameters, new seed"),
         ("u", "use as melody: the next job follows this track's melody (melody models)"),
         ("+", "extend: the next job continues this track (Duration = seconds added)"),
-        ("x", "export: WAV, FLAC (44.1/48 kHz) or an Ardour session"),
+        ("x", "export: WAV, FLAC (44.1/48 kHz) or an Ardour session (optionally with its stems)"),
+        ("R", "repaint a span (ACE-Step): ←/→ move the cursor, i / o set the in / out marks"),
+        ("C / S / A", "cover in a new style / split into stems / add a part (ACE-Step)"),
+        ("L", "family: the track's source, stems, repaints, covers; enter goes to one"),
         ("delete", "delete (asks first)"),
     ]),
 ]

@@ -79,7 +79,10 @@ class Waveform(Widget):
     Waveform { height: 6; }
     """
     peaks: reactive[list | None] = reactive(None, layout=False)
-    position: reactive[float | None] = reactive(None)  # 0..1 while playing
+    position: reactive[float | None] = reactive(None)  # 0..1 while playing (or a cursor)
+    span: reactive[tuple[float, float] | None] = reactive(None)  # (in, out) as 0..1: drawn green
+    #: Columns before the position drawn as played (a playing track); a cursor leaves them as they are.
+    show_played = True
 
     def render(self) -> Text:
         width, height = self.size.width, self.size.height
@@ -90,15 +93,19 @@ class Waveform(Widget):
         scale = max((max(abs(lo), abs(hi)) for lo, hi in cols), default=0.0) or 1.0
         halves = height * 2
         pos_col = None if self.position is None else min(width - 1, int(self.position * width))
+        span = None if self.span is None else (int(self.span[0] * width), max(int(self.span[0] * width),
+                                                                           min(width - 1, int(self.span[1] * width))))
         rows = [Text(no_wrap=True) for _ in range(height)]
         for x, (lo, hi) in enumerate(cols):
             # half-row indices, 0 at the top
             top = int(round((1 - hi / scale) / 2 * (halves - 1)))
             bot = int(round((1 - lo / scale) / 2 * (halves - 1)))
-            if pos_col is None:
-                style = "cyan"
-            elif x == pos_col:
+            if x == pos_col:
                 style = "bold yellow"
+            elif span is not None and span[0] <= x <= span[1]:
+                style = "bold green"
+            elif pos_col is None or not self.show_played:
+                style = "cyan"
             elif x < pos_col:
                 style = "magenta"
             else:

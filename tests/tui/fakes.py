@@ -98,6 +98,7 @@ class FakeDaemon:
                             "memory": {"rss": int(1.5 * GIB), "cuda_allocated": int(2.25 * GIB),
                                        "cuda_total": 128 * GIB}}
         self.next_job = 100
+        self.lineage: dict[str, dict[str, Any]] = {}  # track.lineage answers by track id
         self.delay = 0.0
 
     async def connect(self, path: Path) -> "FakeClient":
@@ -162,6 +163,17 @@ class FakeDaemon:
                         j["state"] = "queued"
                     return dict(j)
             raise RemoteError("not_found", f"no job {p.get('id')}")
+        if method.startswith("op."):  # an operation on a track: queued as a job, as the daemon does
+            self.next_job += 1
+            job = {"id": self.next_job, "state": "queued", "prompt": p.get("prompt") or method[3:],
+                   "params": dict(p), "count": 1, "seed": 777, "model": None, "position": 9, "attempts": 0,
+                   "max_attempts": 3, "error": None, "created": T0, "started": None, "finished": None,
+                   "track_ids": [], "progress": None, "operation": method[3:]}
+            self.jobs.append(job)
+            return job
+        if method == "track.lineage":
+            self.track(p.get("id"))
+            return self.lineage.get(p["id"], {"id": p["id"], "source": None, "derived": []})
         if method == "prompt.history":
             return {"prompts": list(dict.fromkeys(j["prompt"] for j in self.jobs))}
         if method == "track.list":

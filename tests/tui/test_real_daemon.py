@@ -212,3 +212,73 @@ async def test_a_song_with_lyrics_from_the_composer_found_by_its_lyrics(
         await wait_for(pilot, lambda: lib.detail is not None and lib.detail.get("id") == "1-0", 10, "detail")
         assert lib.detail["lyrics"].startswith("[verse]\nlanterns over harbour water")
         assert lib.detail["family"] == "ace-step" and lib.detail["sample_rate"] == 48000
+
+
+async def test_repaint_stems_family_and_ardour_export_with_stems_from_the_library(
+        daemon_factory: Callable[..., Any], tiny_acestep: Path, tmp_path: Path) -> None:
+    """The library's operations against a real daemon with the tiny ACE-Step pipeline: a repaint span set
+    with the keyboard, stems, the family view jumping to a stem, and the export dialog's Ardour session
+    with the stems (read back with soundfile)."""
+    import soundfile as sf
+    from textual.widgets import Checkbox, OptionList, Select
+
+    from dgx_music.common.client import Client
+    from dgx_music.tui.ops_screens import LineageScreen, RepaintScreen, StemsScreen
+    from dgx_music.tui.screens import ExportScreen
+    from tests.operations.test_operation_jobs import run, tone
+
+    d = await daemon_factory(engine__model=str(tiny_acestep))
+    async with await Client.connect(d.server.path) as c:  # a 3 s library track to work on
+        await c.subscribe("job")
+        await run(c, "op.stems", {"source_audio": tone(3.0), "source_name": "take.flac", "parts": ["vocals"],
+                                  "steps": 1})
+    app = make_app(d.server.path, tmp_path)
+    async with app.run_test(size=(120, 45)) as pilot:
+        await wait_for(pilot, lambda: app.connected, 10, "connected")
+        lib = app.library_view
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: lib.detail is not None and lib.detail["id"] == "1-0", 20, "1-0 selected")
+        lib.table.focus()
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, RepaintScreen), 10, "repaint form")
+        await pilot.press("right", "right", "i", "right", "right", "right", "o", "tab", "enter")  # 1.0 .. 2.5 s
+        await wait_for(pilot, lambda: job_state(app, 2) == "done", 240, "repaint done")
+        job = await app.call("job.get", {"id": 2})
+        assert (job["params"]["start"], job["params"]["end"]) == (1.0, 2.5)
+        lib.table.focus()
+        await pilot.press("S")
+        await wait_for(pilot, lambda: isinstance(app.screen, StemsScreen), 10, "stems form")
+        app.screen.query_one("#part-vocals", Checkbox).value = False  # drums and bass
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: job_state(app, 3) == "done", 240, "stems done")
+        await wait_for(pilot, lambda: "3-1" in lib.tracks, 20, "stems in the library")
+        # The family of 1-0: its upload source, the repaint and the two stems; jump to the bass stem.
+        lib.table.move_cursor(row=lib.table.get_row_index("1-0"))
+        lib.table.focus()
+        await wait_for(pilot, lambda: lib.selected_id() == "1-0", 10, "1-0 selected again")
+        await pilot.press("L")
+        await wait_for(pilot, lambda: isinstance(app.screen, LineageScreen), 10, "family view")
+        options = app.screen.query_one(OptionList)
+        text = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert "uploaded file take.flac" in text[0] and "(stems vocals)" in text[0]
+        assert ["2-0  repaint" in text[1], "3-0  stems drums" in text[2], "3-1  stems bass" in text[3]] == [True] * 3
+        assert options.has_focus and options.highlighted == 1  # the source row (an upload) cannot be gone to
+        await pilot.press("down", "down", "enter")
+        await wait_for(pilot, lambda: lib.selected_id() == "3-1", 10, "jumped to the bass stem")
+        # Export 1-0 as an Ardour session with its stems, from the export dialog.
+        lib.table.move_cursor(row=lib.table.get_row_index("1-0"))
+        await wait_for(pilot, lambda: lib.selected_id() == "1-0", 10, "1-0 selected")
+        lib.table.focus()
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen), 10, "export dialog")
+        app.screen.query_one("#export-dir", Input).value = str(tmp_path / "sessions" / "take")
+        app.screen.query_one("#export-format", Select).value = "ardour"
+        app.screen.query_one("#export-stems", Checkbox).value = True
+        await pilot.click("#export-go")
+        session = tmp_path / "sessions" / "take"
+        await wait_for(pilot, lambda: (session / "take.ardour").is_file(), 30, "the session written")
+        files = sorted((session / "interchange" / "take" / "audiofiles").iterdir())
+        assert [f.name for f in files] == ["01-mix.wav", "02-drums.wav", "03-bass.wav"]
+        assert {sf.info(str(f)).frames for f in files} == {3 * 48000}
+        assert all(name in (session / "take.ardour").read_text() for name in ('name="mix"', 'name="drums"',
+                                                                               'name="bass"'))

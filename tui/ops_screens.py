@@ -1,0 +1,316 @@
+"""Modal forms for the operations on the selected library track (repaint, cover, stems, add a part)
+and its lineage view.
+
+Each form checks its request with `common.operations.validate_operation`, the schema every
+surface uses, and shows a refusal inline naming the field; it dismisses with
+`(operation, params)` for the App to send as `op.<operation>`, or None on Escape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from dgx_music.common.operations import ADD_PART, COVER, DEFAULT_STEM_PARTS, PARTS, REPAINT, STEMS, validate_operation
+from dgx_music.common.params import ParamError
+from dgx_music.tui import fmt
+from dgx_music.tui.widgets import Waveform
+
+OpResult = "tuple[str, dict[str, Any]] | None"
+STEP, BIG_STEP = 0.5, 5.0  # seconds the span cursor moves per arrow key / shift+arrow
+
+
+def _title(t: dict[str, Any]) -> str:
+    return fmt.one_line(t.get("title") or t.get("prompt") or t.get("id"), 60)
+
+
+class SpanPicker(Waveform):
+    """The track's waveform with a cursor and in/out marks, all set from the keyboard (a click
+    moves the cursor too). Posts Changed whenever the cursor or a mark moves."""
+
+    can_focus = True
+    show_played = False
+    DEFAULT_CSS = "SpanPicker { height: 6; border: tall $panel; } SpanPicker:focus { border: tall $accent; }"
+    BINDINGS = [
+        Binding("left", f"move({-STEP})", "Back", id="span.back", show=False),
+        Binding("right", f"move({STEP})", "On", id="span.on", show=False),
+        Binding("shift+left", f"move({-BIG_STEP})", "Back 5 s", id="span.back_big", show=False),
+        Binding("shift+right", f"move({BIG_STEP})", "On 5 s", id="span.on_big", show=False),
+        Binding("home", "to(0)", "Start", id="span.start", show=False),
+        Binding("end", "to(1)", "End", id="span.end", show=False),
+        Binding("i", "mark_in", "In mark", id="span.in"),
+        Binding("o", "mark_out", "Out mark", id="span.out"),
+    ]
+
+    class Changed(Message):
+        pass
+
+    def __init__(self, peaks: list | None, duration: float, cursor: float = 0.0, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.duration = max(float(duration), 0.001)
+        self.cursor = min(max(cursor, 0.0), self.duration)
+        self.mark_in: float | None = None
+        self.mark_out: float | None = None
+        self.set_reactive(Waveform.peaks, peaks or [[-0.0, 0.0]])
+
+    def on_mount(self) -> None:
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self.position = self.cursor / self.duration
+        both = self.mark_in is not None and self.mark_out is not None
+        self.span = (self.mark_in / self.duration, self.mark_out / self.duration) if both else None  # type: ignore[operator]
+        self.post_message(self.Changed())
+
+    def action_move(self, seconds: float) -> None:
+        self.cursor = round(min(max(self.cursor + seconds, 0.0), self.duration), 3)
+        self._redraw()
+
+    def action_to(self, fraction: float) -> None:
+        self.cursor = round(fraction * self.duration, 3)
+        self._redraw()
+
+    def action_mark_in(self) -> None:
+        self.mark_in = self.cursor
+        if self.mark_out is not None and self.mark_out < self.mark_in:
+            self.mark_in, self.mark_out = self.mark_out, self.mark_in
+        self._redraw()
+
+    def action_mark_out(self) -> None:
+        self.mark_out = self.cursor
+        if self.mark_in is not None and self.mark_in > self.mark_out:
+            self.mark_in, self.mark_out = self.mark_out, self.mark_in
+        self._redraw()
+
+    def on_click(self, event: Any) -> None:
+        if self.size.width > 0:
+            self.cursor = round(min(max(event.x / self.size.width, 0.0), 1.0) * self.duration, 3)
+            self._redraw()
+
+
+class _OpScreen(ModalScreen[OpResult]):
+    """A form for one operation: subclasses compose fields and build the request's params."""
+
+    operation = ""
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="op.cancel")]
+
+    def __init__(self, track: dict[str, Any]) -> None:
+        super().__init__()
+        self.track = track
+
+    def fields(self) -> ComposeResult:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal-box"):
+            yield Label(f"{self.operation.replace('_', ' ').capitalize()} {self.track.get('id')}: "
+                        f"{_title(self.track)}", classes="modal-title")
+            yield from self.fields()
+            yield Static("", id="op-error")
+            with Horizontal(classes="modal-buttons"):
+                yield Button(self.operation.replace("_", " ").capitalize(), variant="primary", id="op-go")
+                yield Button("Cancel", id="op-cancel")
+
+    def submit(self) -> None:
+        try:
+            params = {"source": str(self.track.get("id")), **self.params()}
+            validate_operation(self.operation, params)
+        except ParamError as exc:
+            self.show_error(exc.field, exc.message)
+            return
+        self.dismiss((self.operation, params))
+
+    def show_error(self, field: str | None, message: str) -> None:
+        self.query_one("#op-error", Static).update(Text(f"✗ {field + ': ' if field else ''}{message}",
+                                                        style="bold red"))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "op-go":
+            self.submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def _number(field: str, text: str) -> float | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ParamError(field, f"must be a number, got {text!r}") from None
+
+
+class RepaintScreen(_OpScreen):
+    """The span to regenerate: in/out marks on the waveform (i / o at the cursor; arrows move it)."""
+
+    operation = REPAINT
+
+    def __init__(self, track: dict[str, Any], cursor: float = 0.0) -> None:
+        super().__init__(track)
+        self.cursor = cursor
+
+    def fields(self) -> ComposeResult:
+        yield SpanPicker(self.track.get("peaks"), float(self.track.get("duration") or 0.0), self.cursor,
+                         id="repaint-wave")
+        yield Label("", id="repaint-span")
+        yield Label("←/→ move 0.5 s (shift: 5 s), home/end · i: in mark · o: out mark · tab: prompt", classes="dim")
+        yield Input(placeholder="caption for the new span (empty: the track's)", id="repaint-prompt")
+
+    def on_mount(self) -> None:
+        self.query_one(SpanPicker).focus()
+
+    def on_span_picker_changed(self, event: SpanPicker.Changed) -> None:
+        p = self.query_one(SpanPicker)
+        span = (f"in {p.mark_in:.2f} s" if p.mark_in is not None else "in -") + " · " + \
+               (f"out {p.mark_out:.2f} s" if p.mark_out is not None else "out -")
+        if p.mark_in is not None and p.mark_out is not None:
+            span += f" ({p.mark_out - p.mark_in:.2f} s)"
+        self.query_one("#repaint-span", Label).update(f"cursor {p.cursor:.2f} s · {span}")
+
+    def params(self) -> dict[str, Any]:
+        p = self.query_one(SpanPicker)
+        if p.mark_in is None:
+            raise ParamError("start", "set the in mark (i) at the cursor")
+        if p.mark_out is None:
+            raise ParamError("end", "set the out mark (o) at the cursor")
+        return {"start": p.mark_in, "end": p.mark_out,
+                "prompt": self.query_one("#repaint-prompt", Input).value.strip() or None}
+
+
+class CoverScreen(_OpScreen):
+    operation = COVER
+
+    def fields(self) -> ComposeResult:
+        yield Input(placeholder="the new style, e.g. bossa nova, nylon guitar", id="cover-prompt")
+        with Horizontal(classes="modal-row"):
+            yield Label("strength 0-1 (1: closest to the source) ")
+            yield Input("0.5", id="cover-strength", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#cover-prompt", Input).focus()
+
+    def params(self) -> dict[str, Any]:
+        return {"prompt": self.query_one("#cover-prompt", Input).value,
+                "strength": _number("strength", self.query_one("#cover-strength", Input).value)}
+
+
+class StemsScreen(_OpScreen):
+    operation = STEMS
+
+    def fields(self) -> ComposeResult:
+        yield Label("Parts to split out, one new track each:", classes="dim")
+        for i in range(0, len(PARTS), 4):
+            with Horizontal(classes="modal-row"):
+                for part in PARTS[i:i + 4]:
+                    yield Checkbox(part, part in DEFAULT_STEM_PARTS, id=f"part-{part}", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#op-go", Button).focus()
+
+    def params(self) -> dict[str, Any]:
+        parts = [p for p in PARTS if self.query_one(f"#part-{p}", Checkbox).value]
+        if not parts:
+            raise ParamError("parts", "tick at least one part")
+        return {"parts": parts}
+
+
+class AddPartScreen(_OpScreen):
+    operation = ADD_PART
+
+    def fields(self) -> ComposeResult:
+        with Horizontal(classes="modal-row"):
+            yield Select([(p, p) for p in PARTS], value="drums", allow_blank=False, id="addpart-part", compact=True)
+            yield Checkbox("also write the mix", id="addpart-mix", compact=True)
+        yield Input(placeholder="what the part plays (optional), e.g. tight funk kit", id="addpart-prompt")
+
+    def on_mount(self) -> None:
+        self.query_one("#addpart-prompt", Input).focus()
+
+    def params(self) -> dict[str, Any]:
+        return {"part": self.query_one("#addpart-part", Select).value,
+                "prompt": self.query_one("#addpart-prompt", Input).value.strip() or None,
+                "mix": self.query_one("#addpart-mix", Checkbox).value}
+
+
+OP_SCREENS: dict[str, type[_OpScreen]] = {COVER: CoverScreen, STEMS: StemsScreen, ADD_PART: AddPartScreen}
+
+
+def _derived_label(d: dict[str, Any]) -> str:
+    what = d.get("operation") or "?"
+    if d.get("part"):
+        what += f" {d['part']}"
+    return f"{d.get('id')}  {what:<16} {fmt.one_line(d.get('title'), 50)}"
+
+
+class LineageScreen(ModalScreen["str | None"]):
+    """A track's family from `track.lineage`: its source and the tracks made from it. Enter on one
+    dismisses with its id, for the library to jump to it."""
+
+    BINDINGS = [Binding("escape", "cancel", "Close", id="lineage.close")]
+
+    def __init__(self, track: dict[str, Any], lineage: dict[str, Any]) -> None:
+        super().__init__()
+        self.track = track
+        self.lineage = lineage
+
+    def compose(self) -> ComposeResult:
+        src = self.lineage.get("source")
+        derived = self.lineage.get("derived") or []
+        options: list[Option] = []
+        if src:
+            what = src.get("operation", "?") + (f" {src['part']}" if src.get("part") else "")
+            if src.get("id") and src.get("exists"):
+                options.append(Option(f"source   {src['id']}  {fmt.one_line(src.get('title'), 50)}  ({what})",
+                                      id=f"t:{src['id']}"))
+            else:
+                gone = "deleted track " + str(src["id"]) if src.get("id") else "uploaded file"
+                options.append(Option(f"source   {gone} {src.get('name')}  ({what})", id="none:source",
+                                      disabled=True))
+        for d in derived:
+            options.append(Option("made     " + _derived_label(d), id=f"t:{d['id']}"))
+        with Vertical(classes="modal-box", id="lineage-box"):
+            yield Label(f"Family of {self.track.get('id')}: {_title(self.track)}", classes="modal-title")
+            if options:
+                yield OptionList(*options, id="lineage-list")
+                yield Label("enter: go to that track · escape: close", classes="dim")
+            else:
+                yield Label("Made from nothing in the library, and nothing made from it yet "
+                            "(repaint R, cover C, stems S, add a part A).", id="lineage-empty")
+            with Horizontal(classes="modal-buttons"):
+                yield Button("Close", id="lineage-close")
+
+    def on_mount(self) -> None:
+        for ol in self.query(OptionList):  # on the first track one can go to
+            ol.focus()
+            ol.highlighted = next((i for i in range(ol.option_count) if not ol.get_option_at_index(i).disabled),
+                                  None)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        oid = event.option.id or ""
+        if oid.startswith("t:"):
+            self.dismiss(oid[2:])
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
