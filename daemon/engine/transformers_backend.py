@@ -48,6 +48,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 class TransformersBackend(Backend):
     name = "transformers"
+    streams = True  # generate(on_audio=...) sends the clip as it is made
 
     def __init__(self) -> None:
         self.model: Any = None
