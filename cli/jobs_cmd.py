@@ -15,6 +15,8 @@ from dgx_music.common.families import ACE_STEP, MUSICGEN, family_for_name
 from dgx_music.common.params import TRACK_ID_RE, ParamError
 from dgx_music.common.schemas import (ACE_MAX_DURATION, ACE_MIN_DURATION, COMMON_FIELDS, LANGUAGES, fields_of,
                                       validate_request)
+from dgx_music.common.protocol import RemoteError
+from dgx_music.common.stream_audio import PipePlayer, StreamPlayerError, chunk_array
 
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -68,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ace.add_argument("--lora", metavar="DIR[:SCALE]", help="a LoRA directory under the daemon's <data>/loras "
                                                           "(a bare name) or <data>/models, scale default 1.0")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    p.add_argument("--listen", action="store_true", help="play the audio as it is made (MusicGen; implies --wait; "
+                                                        "`dgx-music listen JOB --to FILE.wav` without a sound card)")
     add_client_flags(p)
     p.set_defaults(func=generate_cmd)
 
@@ -237,7 +241,23 @@ def generate_cmd(args: argparse.Namespace) -> int:
 
 
 async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]) -> int:
-    if not args.wait:
+    player: PipePlayer | None = None
+    if getattr(args, "listen", False):
+        player = PipePlayer()
+        try:
+            await player.start()  # no sound device: say so before anything is queued
+        except StreamPlayerError as exc:
+            return fail(args, "no_audio_output", str(exc), EXIT_FAILED)
+    try:
+        return await _generate(client, args, raw, player)
+    except BaseException:
+        if player is not None:
+            player.stop()
+        raise
+
+
+async def _generate(client: Client, args: argparse.Namespace, raw: dict[str, Any], player: PipePlayer | None) -> int:
+    if not args.wait and player is None:
         j = await client.call("job.submit", raw, timeout=args.timeout)
         emit(args, j, lambda j: f"queued job {j['id']} (seed {j['seed']}); follow it with `dgx-music job {j['id']}`")
         return EXIT_OK
@@ -247,9 +267,19 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
     tty = sys.stderr.isatty() and not args.json
     if not args.json:
         print(f"job {job_id} queued (seed {j['seed']})", file=sys.stderr)
+    if player is not None:
+        try:
+            await client.call("job.listen", {"id": job_id, "format": "s16"}, timeout=args.timeout)
+        except RemoteError as exc:  # e.g. an ACE-Step job: it runs, only without a preview
+            print(f"not playing job {job_id} as it generates: {exc.message}", file=sys.stderr)
+            player.stop()
+            player = None
     last_line = 0.0
     try:
         async for ev in client.events():
+            if ev.name == "job.audio" and player is not None and ev.data.get("job_id") == job_id:
+                player.write(int(ev.data["offset"]), chunk_array(ev.data), int(ev.data["sample_rate"]))
+                continue
             if ev.name == "model.loading" and not args.json:
                 # The first job may wait minutes for a download: say what is happening.
                 d = ev.data
@@ -292,6 +322,10 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
         return 130
     if tty:
         sys.stderr.write("\n")
+    if player is not None:
+        if not args.json:
+            print("playing out the rest of the stream (Ctrl-C stops it; the track is kept)", file=sys.stderr)
+        await player.finish()
     j = await client.call("job.get", {"id": job_id}, timeout=args.timeout)
     status = await client.call("status", timeout=args.timeout)
     tracks = [await client.call("track.get", {"id": t}, timeout=args.timeout) for t in j["track_ids"]]
