@@ -252,7 +252,7 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
         return await _generate(client, args, raw, player)
     except BaseException:
         if player is not None:
-            player.stop()
+            await player.close()
         raise
 
 
@@ -272,7 +272,7 @@ async def _generate(client: Client, args: argparse.Namespace, raw: dict[str, Any
             await client.call("job.listen", {"id": job_id, "format": "s16"}, timeout=args.timeout)
         except RemoteError as exc:  # e.g. an ACE-Step job: it runs, only without a preview
             print(f"not playing job {job_id} as it generates: {exc.message}", file=sys.stderr)
-            player.stop()
+            await player.close()
             player = None
     last_line = 0.0
     try:

@@ -63,7 +63,7 @@ async def listen(client: Client, args: argparse.Namespace) -> int:
         return fail(args, "no_audio_output", str(exc), EXIT_FAILED)
     except BaseException:
         if isinstance(sink, PipePlayer):
-            sink.stop()  # Ctrl-C or a lost daemon: silence now, not after the buffered audio
+            await sink.close()  # Ctrl-C or a lost daemon: silence now, not after the buffered audio
         raise
     if tty:
         sys.stderr.write("\n")

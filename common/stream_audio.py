@@ -155,8 +155,23 @@ class PipePlayer:
         await self.proc.wait()
 
     def stop(self) -> None:
+        """Silence now (SIGTERM); `close()` also waits for the player to go."""
         if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
+            try:
+                self.proc.terminate()
+            except ProcessLookupError:
+                pass
+
+    async def close(self) -> None:
+        self.stop()
+        if self.proc is not None:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()  # the transport closes once every pipe has
+            try:
+                await asyncio.wait_for(self.proc.wait(), 5.0)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
 
 
 async def receive(client: Any, job_id: int, sink: Sink, *, variation: int = 0, fmt: str = "s16",

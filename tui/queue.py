@@ -148,9 +148,6 @@ class QueueView(Vertical):
         else:
             progress = Text("-", style="dim")
         steps = f"{step}/{total}" if total else "-"
-        ready = job.get("stream_seconds")
-        if state == "running" and ready:
-            steps = f"{steps} ▶{ready:.0f}s" if total else f"▶{ready:.0f}s"
         elapsed = prog.get("elapsed")
         if elapsed is None and job.get("started") and job.get("finished"):
             elapsed = float(job["finished"]) - float(job["started"])
@@ -159,6 +156,9 @@ class QueueView(Vertical):
         count = job.get("count") or 1
         if count > 1:
             prompt = f"{prompt} ×{count}"
+        ready = job.get("stream_seconds")
+        if state == "running" and ready:  # seconds of its audio ready to hear (space plays them)
+            prompt = Text.assemble((f"▶{ready:.0f}s ", "green"), prompt)
         return [Text(str(job.get("id")), style="dim"), prompt, Text(label, style=style), progress, steps,
                 fmt.duration(elapsed), fmt.duration(eta) if eta is not None else "-"]
 
@@ -313,6 +313,7 @@ class QueueView(Vertical):
         except (DaemonUnavailable, OSError) as exc:
             self.app.notify(str(exc), title=f"Cannot stream job {job_id}", severity="error")
         finally:
+            await player.close()
             if client is not None:
                 await client.close()
             if self.stream_player is player:
