@@ -43,7 +43,7 @@ class QueueView(Vertical):
         Binding("K", "move('up')", "Move up", id="queue.move_up"),
         Binding("J", "move('down')", "Move down", id="queue.move_down"),
         Binding("T", "move('top')", "To top", id="queue.move_top", show=False),
-        Binding("space", "play_stream", "Play", id="queue.play_stream", show=False),
+        Binding("space", "play_stream", "Play/Stop", id="queue.play_stream"),
     ]
 
     class JobAction(Message):

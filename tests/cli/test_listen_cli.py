@@ -49,3 +49,25 @@ async def test_generate_listen_without_audio_output_fails_before_queueing(studio
     assert res["error"]["code"] == "no_audio_output" and "listen JOB --to FILE.wav" in res["error"]["message"]
     async with await Client.connect(sock) as c:
         assert (await c.call("job.list", {"all": True}))["jobs"] == []  # nothing was queued
+
+
+async def test_generate_listen_plays_the_whole_clip(studio: Any, tmp_path: Path) -> None:
+    """The player is a stand-in at the process boundary: an `aplay` that keeps the raw PCM it is fed."""
+    import os
+
+    sink = tmp_path / "played.raw"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "aplay"
+    fake.write_text(f"#!/bin/sh\ncat > {sink}\n")
+    fake.chmod(0o755)
+    rc, out, err = await cli(studio.server.path, "generate", "heard live", "--duration", "1.5", "--listen", "--json",
+                             env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "DGX_MUSIC_PLAYER": "aplay",
+                                  "DGX_MUSIC_NO_SOUNDDEVICE": "1"})
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["job"]["state"] == "done"
+    pcm = np.frombuffer(sink.read_bytes(), dtype="<i2")
+    # 0.1 s of silence that checks the player works, then the whole clip, as 16-bit mono at 32 kHz.
+    assert pcm.size == 3200 + int(1.5 * 32000)
+    assert not pcm[:3200].any() and np.abs(pcm[3200:]).max() > 30

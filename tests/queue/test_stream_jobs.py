@@ -88,6 +88,13 @@ async def test_listen_cancel_and_bad_requests(daemon_factory: Any, tiny_model: A
                 if ev.name == "job.audio":
                     return
         await asyncio.wait_for(first_chunk(), 120)
-        await c.call("job.cancel", {"id": job["id"]})
-        _, end, _ = await collect(c, job["id"])
-        assert end["reason"] == "cancelled" and 0 < end["samples"] < 20 * 32000
+        # A listener joining mid-run gets the stream from its start, then the live chunks.
+        async with await Client.connect(d.server.path) as late:
+            info = await late.call("job.listen", {"id": job["id"]})
+            assert info["state"] == "running" and info["ready_samples"] > 0
+            late_task = asyncio.create_task(collect(late, job["id"]))
+            await asyncio.sleep(0.5)
+            await c.call("job.cancel", {"id": job["id"]})
+            heard, late_end, _ = await late_task
+        assert late_end["reason"] == "cancelled" and 0 < late_end["samples"] < 20 * 32000
+        assert heard.shape[0] == late_end["samples"] and np.abs(heard[:info["ready_samples"]]).max() > 0
