@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_client_flags, emit, fail,
-                                  human_duration, print_json, run_client)
+                                  human_duration, job_document, print_json, run_client)
 from dgx_music.common.client import Client
 from dgx_music.common.families import ACE_STEP, MUSICGEN, family_for_name
 from dgx_music.common.params import TRACK_ID_RE, ParamError
@@ -183,8 +183,8 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         melody = getattr(args, "melody", None)
         if melody is not None:
             raw.update(_melody(melody))
-    except ParamError as exc:
-        raise UsageError(f"{flag_of(exc.field)}: {exc.message}" if exc.field != "prompt"
+    except ParamError as exc:  # named as on this command line; `field` stays the protocol's name
+        raise ParamError(exc.field, f"{flag_of(exc.field)}: {exc.message}" if exc.field != "prompt"
                          else f"prompt {exc.message}") from None
     return raw
 
@@ -235,34 +235,42 @@ def _bar(frac: float, width: int = 30) -> str:
 def generate_cmd(args: argparse.Namespace) -> int:
     try:
         raw = _params(args)  # bad values are usage errors, found before any connection
-    except UsageError as exc:
-        return fail(args, "invalid_params", str(exc), EXIT_USAGE)
+    except ParamError as exc:
+        return fail(args, "invalid_params", exc.message, EXIT_USAGE, field=exc.field)
     return run_client(args, lambda client, args: generate(client, args, raw))
 
 
 async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]) -> int:
+    """Submit and report (see submit_job). With --listen the job's audio plays as it is made; the
+    player starts first, so no sound device fails before anything is queued."""
     player: PipePlayer | None = None
     if getattr(args, "listen", False):
         player = PipePlayer()
         try:
-            await player.start()  # no sound device: say so before anything is queued
+            await player.start()
         except StreamPlayerError as exc:
             return fail(args, "no_audio_output", str(exc), EXIT_FAILED)
     try:
-        return await _generate(client, args, raw, player)
+        return await submit_job(client, args, "job.submit", raw, player=player)
     except BaseException:
         if player is not None:
             await player.close()
         raise
 
 
-async def _generate(client: Client, args: argparse.Namespace, raw: dict[str, Any], player: PipePlayer | None) -> int:
-    if not args.wait and player is None:
-        j = await client.call("job.submit", raw, timeout=args.timeout)
-        emit(args, j, lambda j: f"queued job {j['id']} (seed {j['seed']}); follow it with `dgx-music job {j['id']}`")
+async def submit_job(client: Client, args: argparse.Namespace, method: str, params: dict[str, Any], *,
+                     player: PipePlayer | None = None) -> int:
+    """Queue a job with `method` (job.submit, or another method that answers a job) and report it:
+    at once, or with `args.wait` (or a `player`: the stream plays too) live progress until it ends.
+    --json prints `job_document`: the job, plus `tracks` after --wait. Every command that queues a
+    job should come through here."""
+    if not getattr(args, "wait", False) and player is None:
+        j = await client.call(method, params, timeout=args.timeout)
+        emit(args, job_document(j),
+             lambda j: f"queued job {j['id']} (seed {j['seed']}); follow it with `dgx-music job {j['id']}`")
         return EXIT_OK
-    await client.subscribe("job", "model")  # before submitting, so no event is missed
-    j = await client.call("job.submit", raw, timeout=args.timeout)
+    await client.subscribe("job", "model")  # events of a quick job may come right after the answer
+    j = await client.call(method, params, timeout=args.timeout)
     job_id = j["id"]
     tty = sys.stderr.isatty() and not args.json
     if not args.json:
@@ -327,18 +335,15 @@ async def _generate(client: Client, args: argparse.Namespace, raw: dict[str, Any
             print("playing out the rest of the stream (Ctrl-C stops it; the track is kept)", file=sys.stderr)
         await player.finish()
     j = await client.call("job.get", {"id": job_id}, timeout=args.timeout)
-    status = await client.call("status", timeout=args.timeout)
     tracks = [await client.call("track.get", {"id": t}, timeout=args.timeout) for t in j["track_ids"]]
-    for t in tracks:
-        t.pop("peaks", None)
-        t["path"] = str(Path(status["data_dir"]) / t["path"])
     if args.json:
-        print_json({"job": j, "tracks": tracks})
+        print_json(job_document(j, tracks))
     elif j["state"] == "done":
         for t in tracks:
             extra = ", ".join(x for x in (f"{t['bpm']:.0f} BPM" if t.get("bpm") else "", t.get("key") or "",
                                            f"{t['lufs']:.1f} LUFS" if t.get("lufs") is not None else "") if x)
-            print(f"{t['id']}  {t['path']}  ({human_duration(t['duration'])}{', ' + extra if extra else ''})")
+            print(f"{t['id']}  {t.get('file') or t['path']}  ({human_duration(t['duration'])}"
+                  f"{', ' + extra if extra else ''})")
     else:
         print(f"job {job_id} {j['state']}" + (f": {j['error']}" if j.get("error") else ""), file=sys.stderr)
     return EXIT_OK if j["state"] == "done" else EXIT_FAILED
@@ -378,7 +383,7 @@ async def extend(client: Client, args: argparse.Namespace) -> int:
         check_offline(raw, raw.get("model"))
     except ParamError as exc:
         flag = {"duration": "--by", "prompt": "--prompt"}.get(exc.field, f"--{exc.field.replace('_', '-')}")
-        return fail(args, "invalid_params", f"{flag}: {exc.message}", EXIT_USAGE)
+        return fail(args, "invalid_params", f"{flag}: {exc.message}", EXIT_USAGE, field=exc.field)
     return await generate(client, args, raw)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from dgx_music.common.families import ACE_STEP
+from dgx_music.common.schemas import split_lora
 from dgx_music.daemon.engine.backend import Backend, ProgressCb, StepCb, pick_dtype, seed_everything
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import fetch_model, resolve_model
@@ -40,13 +41,8 @@ def parse_lora(value: str | None) -> tuple[str | None, float]:
     """`DIR[:scale]` (the CLI form) -> (directory, scale); a bare DIR has scale 1.0."""
     if not value:
         return None, 1.0
-    head, sep, tail = value.rpartition(":")
-    if sep and head:
-        try:
-            return head, float(tail)
-        except ValueError:
-            pass
-    return value, 1.0
+    directory, scale = split_lora(value)
+    return directory, 1.0 if scale is None else scale
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -106,6 +106,7 @@ class EngineSupervisor:
         self._state = "unloaded"
         self._model: str | None = None
         self._load_extra: dict[str, Any] = {}
+        self._families: dict[str, str] = {}
         self._loaded: dict[str, Any] = {}
         self._memory: dict[str, Any] = {}
         self._job: int | None = None
@@ -160,8 +161,10 @@ class EngineSupervisor:
         state = self._state
         if state == "ready" and alive and worker is not None and worker.in_flight():
             state = "busy"  # a cancelled job is still winding down in the worker
+        model = self._model or self.settings.model
         return {
-            "model": self._model or self.settings.model,
+            "model": model,
+            "family": self._family_of(model),
             "backend": self.settings.backend,
             "state": state,
             "device": self._loaded.get("device"),
@@ -173,6 +176,15 @@ class EngineSupervisor:
             "job_id": self._job,
             "keep_alive": self.settings.keep_alive,
         }
+
+    def _family_of(self, model: str) -> str | None:
+        """The model's family, remembered per name (a local directory's is read from its files once)."""
+        if model not in self._families:
+            try:
+                self._families[model] = resolve_model(model).family
+            except EngineError:
+                return None
+        return self._families[model]
 
     def last_memory(self) -> dict[str, Any]:
         """The worker's last memory report (rss, rss_peak, cuda_* when on CUDA), for bench."""
@@ -513,7 +525,7 @@ def _scan_models(cache_dir: Path | None, extras: list[str | None]) -> list[dict[
             spec = resolve_model(str(extra))
         except EngineError:
             continue
-        out.append({"name": spec.name, "source": spec.ref, "kind": spec.kind,
+        out.append({"name": spec.name, "family": spec.family, "source": spec.ref, "kind": spec.kind,
                     "cached": is_cached(spec, cache_dir), "path": spec.ref if spec.kind == "local" else None,
                     "description": "configured model"})
     return out
