@@ -240,9 +240,11 @@ def generate_cmd(args: argparse.Namespace) -> int:
     return run_client(args, lambda client, args: generate(client, args, raw))
 
 
-async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]) -> int:
-    """Submit and report (see submit_job). With --listen the job's audio plays as it is made; the
-    player starts first, so no sound device fails before anything is queued."""
+async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any],
+                   method: str = "job.submit") -> int:
+    """Submit (`method`: job.submit, or an operation such as op.stems) and report it (see submit_job).
+    With --listen the job's audio plays as it is made; the player starts first, so no sound device
+    fails before anything is queued."""
     player: PipePlayer | None = None
     if getattr(args, "listen", False):
         player = PipePlayer()
@@ -251,7 +253,7 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
         except StreamPlayerError as exc:
             return fail(args, "no_audio_output", str(exc), EXIT_FAILED)
     try:
-        return await submit_job(client, args, "job.submit", raw, player=player)
+        return await submit_job(client, args, method, raw, player=player)
     except BaseException:
         if player is not None:
             await player.close()

@@ -183,8 +183,30 @@ def requested_song(t: dict[str, Any]) -> str:
 
 async def show(client: Client, args: argparse.Namespace) -> int:
     t = await client.call("track.get", {"id": args.id}, timeout=args.timeout)
-    emit(args, t, format_track)  # exactly what track.get answers, `file` included
+    if args.json:
+        emit(args, t, format_track)  # exactly what track.get answers, `file` included
+    else:
+        lineage = await client.call("track.lineage", {"id": args.id}, timeout=args.timeout)
+        emit(args, t, lambda t: format_track(t) + format_lineage(lineage))
     return EXIT_OK
+
+
+def format_lineage(lin: dict[str, Any]) -> str:
+    """The track's source (if derived) and the tracks made from it, for `show`."""
+    lines = []
+    src = lin.get("source")
+    if src:
+        what = src["operation"].replace("_", " ") + (f" {src['part']}" if src.get("part") else "")
+        if src.get("id"):
+            where = f"track {src['id']} ({src['title']})" if src.get("exists") else \
+                f"track {src['id']} ({src['name']}; deleted since)"
+        else:
+            where = f"file {src['name']}"
+        lines.append(f"  source    {what} of {where}")
+    for d in lin.get("derived") or []:
+        what = d["operation"].replace("_", " ") + (f" {d['part']}" if d.get("part") else "")
+        lines.append(f"  derived   {d['id']}  {what}  {d['title']}")
+    return ("\n" + "\n".join(lines)) if lines else ""
 
 
 async def tag(client: Client, args: argparse.Namespace) -> int:

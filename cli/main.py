@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "listen_cmd",
     "history_cmd",
     "library_cmd",
+    "track_ops_cmd",
     "audio_cmd",
     "engine_commands",
     "tui_cmd",

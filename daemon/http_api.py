@@ -34,6 +34,10 @@ from dgx_music import __version__
 from dgx_music.common import protocol
 from dgx_music.common.config import Settings
 from dgx_music.common.families import MUSICGEN
+from dgx_music.common.operations import METHODS as OP_METHODS
+from dgx_music.common.operations import OPERATION_SCHEMAS as OP_SCHEMAS
+from dgx_music.common.operations import OPERATIONS, operation_components
+from dgx_music.common.operations import ROUTES as OP_ROUTES
 from dgx_music.common.schemas import TAG_PATTERN, ParamError, openapi_components
 from dgx_music.daemon import handlers
 from dgx_music.daemon.handlers import Context, HandlerError
@@ -388,7 +392,8 @@ ROUTES: tuple[Route, ...] = (
                  "bpm_min": _p(float, minimum=0, maximum=1e300), "bpm_max": _p(float, minimum=0, maximum=1e300),
                  "key": _p(str, maxLength=100), "sort": _p(str, enum=list(LIST_SORTS)),
                  "order": _p(str, enum=["asc", "desc"]), "limit": _p(int, minimum=1, maximum=500),
-                 "cursor": _p(str, maxLength=1000), "job_id": JOB_ID},
+                 "cursor": _p(str, maxLength=1000), "job_id": JOB_ID,
+                 "source": _p(str, minLength=1, maxLength=64, pattern=r"^[0-9]{1,12}-[0-9]{1,4}$")},
           response_schema="TrackPage"),
     Route("GET", f"{API}/tracks/{{id}}", "track.get", "One track with its analysis and peaks.",
           path_params={"id": TRACK_ID}, response_schema="Track"),
@@ -401,6 +406,11 @@ ROUTES: tuple[Route, ...] = (
           path_params={"id": TRACK_ID}, produces="audio/wav"),
     Route("GET", f"{API}/tracks/{{id}}/waveform", "track.peaks", "Waveform peaks ([min, max] pairs).",
           path_params={"id": TRACK_ID}),
+    Route("GET", f"{API}/tracks/{{id}}/lineage", "track.lineage", "Where a track came from and the tracks made "
+          "from it.", path_params={"id": TRACK_ID}),
+    *(Route("POST", f"{API}/ops/{OP_ROUTES[op]}", OP_METHODS[op], f"Queue an operation on a track: {op.replace('_', ' ')} "
+            "(ACE-Step models; docs/operations-on-tracks.md). source_audio: base64 in JSON.", body=True, created=True,
+            request_schema=OP_SCHEMAS[op].__name__, response_schema="Job") for op in OPERATIONS),
     Route("POST", f"{API}/library/empty-trash", "library.empty_trash", "Delete the files of deleted tracks for "
           "good; answers how many were removed."),
     Route("GET", f"{API}/prompts", "prompt.history", "Distinct recent prompts, newest first.",
@@ -577,6 +587,8 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
     own model, which a job body without a model uses."""
     paths: dict[str, Any] = {}
     refs, schemas = openapi_components(default_family)
+    op_refs, op_schemas = operation_components()  # operations on tracks (common/operations.py)
+    refs, schemas = {**refs, **op_refs}, {**schemas, **op_schemas}
     type_names = {int: "integer", float: "number", bool: "boolean", str: "string"}
     for r in routes:
         params = [{"name": n, "in": "path", "required": True,

@@ -80,10 +80,25 @@ def wire_params(params: Any) -> dict[str, Any]:
             "top_p": params.top_p, "cfg": params.cfg, "seed": params.seed}
 
 
+#: The rate of multichannel audio inputs ([channels, samples]): ACE-Step's sources.
+SOURCE_SAMPLE_RATE = 48000
+
+
+def _audio_frame(a: np.ndarray) -> dict[str, Any]:
+    """One named audio input of a generate frame (worker_main documents the format)."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if a.ndim == 2:
+        return {"pcm": a.tobytes(), "sample_rate": SOURCE_SAMPLE_RATE, "channels": int(a.shape[0])}
+    return {"pcm": a.tobytes(), "sample_rate": AUDIO_IN_SAMPLE_RATE}
+
+
 def _variations_from(params: Any, offset: int) -> Any:
     """The params for a half batch starting at variation `offset`. ACE-Step draws variation i from
     seed + i, so the second half of a split batch shifts its seed and makes the same clips the whole
     batch would have; MusicGen samples a batch from one stream, so there is nothing to keep."""
+    shifted = getattr(params, "from_variation", None)
+    if offset and callable(shifted):
+        return shifted(offset)
     if offset and isinstance(params, AceStepParams) and params.seed is not None:
         return msgspec.structs.replace(params, seed=params.seed + offset)
     return params
@@ -319,9 +334,8 @@ class EngineSupervisor:
                              on_audio: AudioCb | None = None, first: int = 0) -> tuple[np.ndarray, int]:
         msg: dict[str, Any] = {"type": "generate", "job_id": job_id, "prompts": prompts,
                                "params": wire_params(params), "stream": on_audio is not None}
-        if audio_in:  # 32 kHz mono, as the daemon stores melodies and prefixes
-            msg["audio"] = {name: {"pcm": np.ascontiguousarray(a, dtype=np.float32).tobytes(),
-                                   "sample_rate": AUDIO_IN_SAMPLE_RATE} for name, a in audio_in.items()}
+        if audio_in:  # mono: 32 kHz, as the daemon stores melodies and prefixes; [channels, samples]: 48 kHz
+            msg["audio"] = {name: _audio_frame(a) for name, a in audio_in.items()}
 
         def on_frame(frame: dict[str, Any]) -> None:
             if frame.get("type") == "progress" and on_progress is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dgx_music.common import protocol
-from dgx_music.common.families import MUSICGEN
+from dgx_music.common.families import ACE_STEP, MUSICGEN
 from dgx_music.daemon.handlers import Context, HandlerError, method
 from dgx_music.daemon.handlers.args import Args
 from dgx_music.daemon.stream_relay import FORMATS
@@ -22,7 +22,8 @@ async def listen(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     variation = args.int("variation", 0, lo=0)
     fmt = args.str("format", "f32", choices=FORMATS)
     job = await ctx.daemon.store.get_job(job_id)
-    family = (job.get("params") or {}).get("family", MUSICGEN)
+    stored = job.get("params") or {}
+    family = ACE_STEP if stored.get("operation") else stored.get("family", MUSICGEN)  # operations are ACE-Step's
     if family != MUSICGEN:
         raise HandlerError(protocol.INVALID_PARAMS, f"id: job {job_id} is a {family} job; only MusicGen streams "
                                                     f"(ACE-Step is a diffusion model: it makes the whole clip at "

@@ -15,7 +15,7 @@ from dgx_music.daemon.store import StoreError
 
 MAX_CHUNK = stream.MAX_CHUNK
 LIST_PARAMS = ("search", "tag", "favorite", "model", "bpm_min", "bpm_max", "key", "sort", "order", "limit",
-               "cursor", "job_id")
+               "cursor", "job_id", "source")
 UPDATE_PARAMS = ("id", "title", "rating", "favorite", "notes", "tags_add", "tags_remove")
 
 
@@ -46,7 +46,8 @@ async def list_tracks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
             search=a.str("search", None, max_len=1000), tag=a.str("tag", None, max_len=100),
             favorite=a.bool("favorite", None), model=a.str("model", None, max_len=500),
             bpm_min=a.float("bpm_min", None), bpm_max=a.float("bpm_max", None),
-            key=a.str("key", None, max_len=100), sort=a.str("sort", "created", max_len=20),
+            key=a.str("key", None, max_len=100), source=a.str("source", None, max_len=64),
+            sort=a.str("sort", "created", max_len=20),
             order=a.str("order", "desc", max_len=4), limit=a.int("limit", 50, lo=1, hi=500),
             cursor=a.str("cursor", None, max_len=1000), job_id=a.int("job_id", None, lo=1))
     except StoreError as exc:  # name the parameter (`field`), e.g. sort=relevance without a search

@@ -65,7 +65,8 @@ class SearchMixin(TracksMixin):
     async def list_tracks(self, *, search: str | None = None, tag: str | None = None,
                           favorite: bool | None = None, model: str | None = None,
                           bpm_min: float | None = None, bpm_max: float | None = None,
-                          key: str | None = None, sort: str = "created", order: str = "desc",
+                          key: str | None = None, source: str | None = None,
+                          sort: str = "created", order: str = "desc",
                           limit: int = 50, cursor: str | None = None,
                           with_peaks: bool = False, job_id: int | None = None) -> dict:
         """One page of tracks: {"tracks": [...], "next_cursor": str | None, "total": int | None}.
@@ -106,6 +107,7 @@ class SearchMixin(TracksMixin):
         key = _text("key", key, max_chars=100, optional=True)
         if job_id is not None and (type(job_id) is not int or not 1 <= job_id < 2**63):
             raise _invalid("job_id", f"must be a job id (an integer >= 1), got {job_id!r}")
+        source = _text("source", source, max_chars=64, optional=True)
         with_peaks = _bool("with_peaks", with_peaks)
 
         # Each filter as (SQL with "{p}" where a unary + may go to keep the
@@ -130,6 +132,9 @@ class SearchMixin(TracksMixin):
             filters.append(("{p}t.key = ? COLLATE NOCASE", [key.strip()]))
         if job_id is not None:  # the tracks one job made (indexed: tracks_job)
             filters.append(("{p}t.job_id = ?", [job_id]))
+        if source is not None:  # tracks derived from that track (repaints, covers, stems, parts)
+            filters.append(("{p}t.seq IN (SELECT l.track_seq FROM track_lineage l WHERE l.source_id = ?)",
+                            [source]))
 
         def where_sql(plus: str, extra: list[str] = ()) -> tuple[str, list[Any]]:
             terms = [f.format(p=plus) for f, _ in filters] + list(extra)
@@ -138,7 +143,8 @@ class SearchMixin(TracksMixin):
 
         fingerprint = hashlib.sha1(json.dumps(
             [match, tag_n, favorite, model, bpm_min, bpm_max, key]
-            + ([job_id] if job_id is not None else [])).encode()).hexdigest()[:12]
+            + ([job_id] if job_id is not None else [])
+            + (["source", source] if source is not None else [])).encode()).hexdigest()[:12]
         if sort == RELEVANCE:
             return await self._list_by_relevance(match, filters[1:], order, limit, cursor,  # type: ignore[arg-type]
                                                  fingerprint, with_peaks)
