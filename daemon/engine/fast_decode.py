@@ -84,7 +84,7 @@ class _State(nn.Module):
     """Everything one decode step reads or writes, as buffers with fixed addresses (CUDA graphs)."""
 
     def __init__(self, *, layers: int, rows: int, heads: int, head_dim: int, capacity: int, enc_len: int,
-                 cross: bool, codebooks: int, max_length: int, vocab: int, dtype: torch.dtype,
+                 cross: bool, codebooks: int, batch: int, vocab: int, dtype: torch.dtype,
                  device: torch.device) -> None:
         super().__init__()
         kv = (layers, rows, heads, capacity, head_dim)
@@ -95,13 +95,16 @@ class _State(nn.Module):
         self.register_buffer("cv", torch.zeros(ck, dtype=dtype, device=device))
         self.register_buffer("enc_mask", torch.zeros((rows, 1, 1, ck[3]), dtype=torch.bool, device=device))
         self.register_buffer("tok", torch.zeros((rows, codebooks), dtype=torch.long, device=device))
+        # Codes made so far (columns = token positions) and the delay pattern, both [batch*K, capacity].
+        self.register_buffer("ids", torch.zeros((batch * codebooks, capacity), dtype=torch.long, device=device))
+        self.register_buffer("pattern", torch.zeros((batch * codebooks, capacity), dtype=torch.long, device=device))
         self.register_buffer("pos", torch.zeros((1,), dtype=torch.long, device=device))   # KV position fed next
         self.register_buffer("col", torch.zeros((1,), dtype=torch.long, device=device))   # its column in `ids`
         self.register_buffer("logits", torch.zeros((rows * codebooks, vocab), dtype=torch.float32, device=device))
         self.register_buffer("temperature", torch.ones((), dtype=torch.float32, device=device))
         self.register_buffer("guidance", torch.ones((), dtype=torch.float32, device=device))
         self.register_buffer("top_p_floor", torch.zeros((), dtype=torch.float32, device=device))
-        self.shape_key = (layers, rows, heads, head_dim, capacity, ck[3], cross, codebooks, max_length, vocab)
+        self.shape_key = (layers, rows, heads, head_dim, capacity, ck[3], cross, codebooks, batch, vocab)
 
 
 class FastDecoder:
@@ -265,22 +268,21 @@ class FastDecoder:
         probs = nn.functional.softmax(scores, dim=-1)
         return torch.multinomial(probs, num_samples=1).squeeze(1)
 
-    def _advance(self, st: _State, nxt: torch.Tensor, ids: torch.Tensor, pattern: torch.Tensor, cfg: bool) -> None:
+    def _advance(self, st: _State, nxt: torch.Tensor, cfg: bool) -> None:
         """Write the sampled codes at column col+1, build the next input (delay pattern applied), move on."""
         col1 = st.col + 1
-        ids.index_copy_(1, col1, nxt[:, None])
-        m = pattern.index_select(1, col1).squeeze(1)
+        st.ids.index_copy_(1, col1, nxt[:, None])
+        m = st.pattern.index_select(1, col1).squeeze(1)
         tok = torch.where(m == -1, nxt, m).view(-1, self.codebooks)
         st.tok.copy_(torch.cat([tok, tok], dim=0) if cfg else tok)
         st.pos.add_(1)
         st.col.add_(1)
 
-    def _step(self, st: _State, ids: torch.Tensor, pattern: torch.Tensor, s: Sampling,
-              exact_len: int | None = None) -> torch.Tensor:
+    def _step(self, st: _State, s: Sampling, exact_len: int | None = None) -> torch.Tensor:
         logits = self._forward_one(st, exact_len)
         st.logits.copy_(logits)
         nxt = self._sample(st, logits, s)
-        self._advance(st, nxt, ids, pattern, s.cfg)
+        self._advance(st, nxt, s.cfg)
         return nxt
 
     # ------------------------------------------------------------------ driver
@@ -292,13 +294,14 @@ class FastDecoder:
         else:
             capacity = _round_up(max(need, LONGEST_WINDOW), CAPACITY_QUANTUM)
             enc_len = _round_up(p["enc"].shape[1], ENCODER_QUANTUM) if self.cross else 1
-        key = (rows, capacity, enc_len, p["max_length"])
+        key = (rows, capacity, enc_len, p["batch"])
         st = self._states.get(key)
         if st is None:
             st = _State(layers=len(self.layers), rows=rows, heads=self.n_heads, head_dim=self.head_dim,
                         capacity=capacity, enc_len=enc_len, cross=self.cross, codebooks=self.codebooks,
-                        max_length=p["max_length"], vocab=self.vocab, dtype=self.dtype, device=self.device)
-            self._states = {key: st}  # one live set of buffers: memory stays bounded
+                        batch=p["batch"], vocab=self.vocab, dtype=self.dtype, device=self.device)
+            # The last two sets of buffers stay (a compiled one and the eager one the load check uses).
+            self._states = {**dict(list(self._states.items())[-1:]), key: st}
         return st
 
     @torch.no_grad()
@@ -313,6 +316,10 @@ class FastDecoder:
                        hooks: Sequence[Hook] = ()) -> tuple[torch.Tensor, dict[str, Any]]:
         """The un-delayed codes [B, K, frames] (what stock hands EnCodec) and the job's prepared inputs."""
         s = sampling
+        batch = int(inputs["input_ids"].shape[0])
+        if self.cuda_graphs:  # one CUDA graph per batch bucket: pad with copies of the last prompt
+            bucket = next((b for b in BATCH_BUCKETS if b >= batch), batch)
+            inputs = {k: _pad_rows(v, batch, bucket) for k, v in inputs.items()}
         p = self._prepare(inputs, max_new_tokens, s)
         logits0, cache = self._prefill(p, s)
         prefix = p["prefix"]
@@ -320,27 +327,27 @@ class FastDecoder:
         self_cache = getattr(cache, "self_attention_cache", cache)
         prefill_len = int(self_cache.layers[0].keys.shape[2])
         st = self._state(p, s, rows, prefill_len)
-        ids = torch.zeros((prefix.shape[0], p["max_length"]), dtype=torch.long, device=self.device)
-        ids[:, :prefix.shape[1]] = prefix
-        pattern = p["pattern"].to(self.device)
         self._load_state(st, p, s, cache, prefill_len)
         st.col.fill_(prefix.shape[1] - 1)
         st.pos.fill_(prefill_len - 1)
         # First sample from the prefill's logits (stock: the first loop iteration).
         for hook in hooks:
-            hook(ids[:, :prefix.shape[1]], logits0)
-        self._advance(st, self._sample(st, logits0, s), ids, pattern, s.cfg)
-        run = self._runner(st, ids, pattern, s)
+            hook(st.ids[:, :prefix.shape[1]], logits0)
+        self._advance(st, self._sample(st, logits0, s), s.cfg)
+        run = self._runner(st, s)
         length = prefix.shape[1] + 1
         kv_len = prefill_len + 1
         while length < p["max_length"]:
             run(kv_len)
             for hook in hooks:
-                hook(ids[:, :length], st.logits)
+                hook(st.ids[:, :length], st.logits)
             length += 1
             kv_len += 1
-        out = self.model.decoder.apply_delay_pattern_mask(ids, pattern)
+        n = p["max_length"]
+        out = self.model.decoder.apply_delay_pattern_mask(st.ids[:, :n], st.pattern[:, :n])
         out = out[out != p["pad"]].reshape(p["batch"], self.codebooks, -1)
+        if p["batch"] != batch:
+            out, p = out[:batch], {**p, "batch": batch, "audio_scales": _unpad(p.get("audio_scales"), batch)}
         return out, p
 
     def decode_audio(self, codes: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
@@ -374,6 +381,10 @@ class FastDecoder:
                 st.cv[i, :, :, :n].copy_(cc.layers[i].values)
             st.enc_mask.zero_()
             st.enc_mask[..., :n].copy_(self._stock_cross_mask(p, st.tok.shape[0], n))
+        st.ids.zero_()
+        st.ids[:, :p["prefix"].shape[1]].copy_(p["prefix"])
+        st.pattern.fill_(p["pad"])
+        st.pattern[:, :p["max_length"]].copy_(p["pattern"])
         st.temperature.fill_(s.temperature)
         st.guidance.fill_(s.guidance if s.cfg else 1.0)
         st.top_p_floor.fill_(1 - s.top_p)
@@ -391,16 +402,49 @@ class FastDecoder:
             mask = mask == 0
         return mask.expand(rows, 1, 1, n)
 
-    def _runner(self, st: _State, ids: torch.Tensor, pattern: torch.Tensor, s: Sampling) -> Callable[[int], None]:
+    def _runner(self, st: _State, s: Sampling) -> Callable[[int], None]:
         """The per-step callable: exact eager, compiled, or a CUDA graph replay."""
         if self.exact:
-            return lambda kv_len: self._step(st, ids, pattern, s, exact_len=kv_len)
-        key = (st.shape_key, tuple(ids.shape), s.cfg, s.do_sample, s.temperature != 1.0, s.top_k, s.top_p < 1.0)
+            return lambda kv_len: self._step(st, s, exact_len=kv_len)
+        key = (st.shape_key, s.cfg, s.do_sample, s.temperature != 1.0, s.top_k, s.top_p < 1.0)
         fn = self._compiled.get(key)
         if fn is None:
             fn = torch.compile(self._step, fullgraph=True, dynamic=False)
             self._compiled[key] = fn
-        return lambda kv_len: fn(st, ids, pattern, s)
+        if not self.cuda_graphs:
+            return lambda kv_len: fn(st, s)
+        graph = self._graphs.get(key)
+        if graph is None or graph[1] is not st:
+            graph = (self._capture(fn, st, s), st)
+            self._graphs[key] = graph
+        g = graph[0]
+        return lambda kv_len: g.replay()
+
+    def _capture(self, fn: Callable[..., Any], st: _State, s: Sampling) -> "torch.cuda.CUDAGraph":
+        """Warm the compiled step up on a side stream and capture it; the state it touched is put back.
+
+        K/V and `ids` writes land at the position the next real step overwrites before reading, so only
+        the counters, the next input and the RNG need restoring (a seed gives the same clip whether or
+        not this job paid for the capture)."""
+        saved = [t.clone() for t in (st.pos, st.col, st.tok, st.logits)]
+        rng = torch.cuda.get_rng_state(self.device)
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                for t, v in zip((st.pos, st.col, st.tok, st.logits), saved):
+                    t.copy_(v)
+                fn(st, s)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        for t, v in zip((st.pos, st.col, st.tok, st.logits), saved):
+            t.copy_(v)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn(st, s)
+        for t, v in zip((st.pos, st.col, st.tok, st.logits), saved):
+            t.copy_(v)
+        torch.cuda.set_rng_state(rng, self.device)
+        return graph
 
     # ------------------------------------------------------------------ checks
 
@@ -421,11 +465,9 @@ class FastDecoder:
             rows = sc.layers[0].keys.shape[0]
             st = self._state(p, s, rows, prefill_len)
             self._load_state(st, p, s, cache, prefill_len)
-            ids = torch.zeros((p["prefix"].shape[0], p["max_length"]), dtype=torch.long, device=self.device)
-            pattern = p["pattern"].to(self.device)
             st.pos.fill_(prefill_len)
             st.col.fill_(p["prefix"].shape[1])
-            fn = None if self.exact else self._runner(st, ids, pattern, s)
+            fn = None if self.exact else self._runner(st, s)
             out = []
             for i in range(tokens.shape[0]):
                 t = tokens[i].view(-1, self.codebooks)
@@ -433,7 +475,7 @@ class FastDecoder:
                 pos = st.pos.clone()
                 col = st.col.clone()
                 if fn is None:
-                    self._step(st, ids, pattern, s, exact_len=prefill_len + i + 1)
+                    self._step(st, s, exact_len=prefill_len + i + 1)
                 else:
                     fn(0)
                 st.pos.copy_(pos + 1)
@@ -442,6 +484,40 @@ class FastDecoder:
             return torch.stack(out)
         finally:
             self.exact = was
+
+
+def _pad_rows(v: Any, batch: int, bucket: int) -> Any:
+    if bucket == batch or not isinstance(v, torch.Tensor) or v.ndim == 0 or v.shape[0] != batch:
+        return v
+    return torch.cat([v, v[-1:].expand(bucket - batch, *v.shape[1:])], dim=0)
+
+
+def _unpad(scales: Any, batch: int) -> Any:
+    return scales[:batch] if isinstance(scales, (list, tuple, torch.Tensor)) else scales
+
+
+#: The compiled step's teacher-forced logits may differ from the eager step's by at most this much
+#: (max |difference| over the logits' standard deviation) at load time on CUDA, else stock is used.
+SELF_CHECK_BOUND = 0.05
+
+
+def self_check(fast: FastDecoder, processor: Any, steps: int = 4, bound: float = SELF_CHECK_BOUND) -> tuple[bool, str]:
+    """Teacher-force a few steps through the configured (compiled) step and the eager one; compare."""
+    try:
+        device = fast.device
+        inputs = processor(text=["warm analog synth arpeggio"], padding=True, return_tensors="pt").to(device)
+        s = Sampling(do_sample=True, temperature=1.0, top_k=250, guidance=3.0)
+        g = torch.Generator().manual_seed(0)
+        tokens = torch.randint(0, fast.vocab, (steps, fast.codebooks), generator=g).to(device)
+        got = fast.teacher_forced_logits(dict(inputs), tokens, s)
+        want = fast.teacher_forced_logits(dict(inputs), tokens, s, exact=True)
+        ok, rel = logits_close(got, want, bound)
+        if not ok:
+            return False, (f"compiled step disagrees with eager over {steps} teacher-forced steps: max |diff| "
+                           f"{rel:.3g} x std > {bound}")
+        return True, f"compiled step matches eager within {rel:.3g} x std"
+    except Exception as exc:  # noqa: BLE001 - any failure to compile/capture means: use stock
+        return False, f"compiled step failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def logits_close(a: torch.Tensor, b: torch.Tensor, bound: float) -> tuple[bool, float]:
