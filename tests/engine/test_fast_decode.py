@@ -22,7 +22,7 @@ from dgx_music.daemon.engine.transformers_backend import TransformersBackend
 
 STOCK_SAMPLING = dict(do_sample=True, temperature=1.0, top_k=250, top_p=1.0, guidance_scale=3.0)
 #: bf16 teacher-forced logits may differ from fp32 by at most this many standard deviations of the
-#: fp32 logits (max over every logit of every step); measured 0.02-0.03 on the tiny model.
+#: fp32 logits (max over every logit of every step); measured 0.032 on the tiny model (24 steps, batch 2).
 BF16_BOUND = 0.1
 
 
