@@ -254,7 +254,8 @@ class FastDecoder:
         if s.do_sample and s.temperature != 1.0:
             scores = scores / st.temperature
         if s.do_sample and s.top_k:
-            kth = torch.topk(scores, min(s.top_k, scores.shape[-1]))[0][..., -1, None]
+            # The k-th largest value, as TopKLogitsWarper takes it from topk (kthvalue: the same element, cheaper).
+            kth = torch.kthvalue(scores, scores.shape[-1] - min(s.top_k, scores.shape[-1]) + 1, dim=-1, keepdim=True)[0]
             scores = scores.masked_fill(scores < kth, -float("inf"))
         if s.do_sample and s.top_p < 1.0:
             sorted_logits, sorted_idx = torch.sort(scores, descending=False)
