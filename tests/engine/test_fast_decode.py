@@ -9,6 +9,7 @@ random-weight models through the real loaders.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -257,3 +258,19 @@ def test_decode_mode_setting(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(EngineError) as err:
         b.set_decode("turbo")
     assert err.value.code == "bad_request"
+
+
+def test_cli_bench_compares_decode_loops(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dgx-music bench --decode stock,fast`: each loop in its own worker, per-step time side by side."""
+    from dgx_music.cli.main import main
+
+    assert main(["bench", "--model", str(tiny_model), "--duration", "1", "--device", "cpu",
+                 "--decode", "stock,fast", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    runs = r["decode_compare"]
+    assert [x["decode"] for x in runs] == ["stock", "fast"]
+    for x in runs:
+        assert x["steps"] == 53 and x["output_shape"] == [1, 1, 32000]
+        assert x["step_ms"] > 0 and x["steps_per_second"] > 0
+    assert main(["bench", "--model", str(tiny_model), "--duration", "1", "--decode", "stock,turbo"]) == 2
+    assert "turbo" in capsys.readouterr().err
