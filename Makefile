@@ -45,9 +45,13 @@ run: $(VENV)/.installed
 
 # The whole product offline: a tiny random-weight MusicGen (noise, but the real loaders and pipeline)
 # and a throwaway library in .demo/, so your real library stays clean.
+# `make demo FAMILY=ace-step` does the same with a tiny ACE-Step 1.5 pipeline: songs with lyrics.
+FAMILY ?= musicgen
+DEMO_MODEL := .demo/tiny-$(subst -,,$(FAMILY))
 demo: $(VENV)/.installed
-	@test -f .demo/tiny-musicgen/config.json || $(VENV)/bin/dgx-music make-test-model .demo/tiny-musicgen
-	$(VENV)/bin/dgx-music daemon --model .demo/tiny-musicgen --data-dir .demo/data $(ARGS)
+	@test -f $(DEMO_MODEL)/.complete || { $(VENV)/bin/dgx-music make-test-model $(DEMO_MODEL) --family $(FAMILY) \
+		&& touch $(DEMO_MODEL)/.complete; }
+	$(VENV)/bin/dgx-music daemon --model $(DEMO_MODEL) --data-dir .demo/data $(ARGS)
 
 tui: $(VENV)/.installed
 	$(VENV)/bin/dgx-music $(ARGS)

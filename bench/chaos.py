@@ -361,15 +361,18 @@ async def _lockout(sock: Path, conns: int, grace: float) -> tuple[bool, int]:
             w.write(b"\0\0")
         stale.append((r, w))
     try:
+        # The stale connections share our uid (so the owner's reserved slots are theirs too): a
+        # well-behaved client must get an answer once the idle timeout has let them go.
         served = False
-        try:
-            async with await Client.connect(sock, timeout=5.0) as c:
-                await c.call("status", timeout=5.0)
-                served = True
-        except (RemoteError, DaemonUnavailable, OSError, asyncio.TimeoutError):
-            served = False
-        closed = 0
         deadline = time.monotonic() + grace
+        while not served and time.monotonic() < deadline:
+            try:
+                async with await Client.connect(sock, timeout=5.0) as c:
+                    await c.call("status", timeout=5.0)
+                    served = True
+            except (RemoteError, DaemonUnavailable, OSError, asyncio.TimeoutError):
+                await asyncio.sleep(0.5)
+        closed = 0
         for r, _ in stale:
             try:
                 await asyncio.wait_for(r.read(), max(0.01, deadline - time.monotonic()))

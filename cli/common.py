@@ -1,7 +1,10 @@
 """Shared plumbing for client subcommands: flags, connecting, output, exit codes.
 
-Exit codes: 0 success, 1 failure reported by the daemon, 2 usage error,
-3 daemon unreachable (the message says how to start it).
+Exit codes follow the kind of error, whichever side noticed it (EXIT_FOR):
+0 success; 1 the request failed (not_found, conflict, engine_error, timeout, ...);
+2 the request is wrong (a usage error, or `invalid_params`/`bad_request` from the daemon);
+3 no usable daemon (unreachable, unsafe_socket, too_many_clients, shutting_down).
+With --json every error is one JSON document on stdout: {"error": {"code", "message", ...}}.
 """
 
 from __future__ import annotations
@@ -18,6 +21,19 @@ from dgx_music.common.fmt import duration as human_duration, nbytes as human_byt
 from dgx_music.common.protocol import RemoteError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+#: Error codes the CLI itself reports, beside the daemon's (docs/protocol.md, "Error codes").
+CLI_CODES = ("usage", "config", "unreachable", "unsafe_socket", "timeout")
+#: The exit code of an error code: by kind, not by which side noticed it. Others: EXIT_FAILED.
+EXIT_FOR = {
+    "usage": EXIT_USAGE, "config": EXIT_USAGE, "invalid_params": EXIT_USAGE, "bad_request": EXIT_USAGE,
+    "unreachable": EXIT_UNREACHABLE, "unsafe_socket": EXIT_UNREACHABLE, "too_many_clients": EXIT_UNREACHABLE,
+    "shutting_down": EXIT_UNREACHABLE,
+}
+
+
+def exit_code_for(code: str) -> int:
+    return EXIT_FOR.get(code, EXIT_FAILED)
 
 
 class UsageError(Exception):
@@ -53,12 +69,24 @@ def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str | None]
             print(text)
 
 
-def fail(args: argparse.Namespace, code: str, message: str, exit_code: int, **extra: Any) -> int:
+def fail(args: argparse.Namespace, code: str, message: str, exit_code: int | None = None, **extra: Any) -> int:
+    """Report an error (one JSON document on stdout with --json) and return its exit code:
+    `exit_code_for(code)` unless given."""
     if getattr(args, "json", False):
         print_json({"error": {"code": code, "message": message, **extra}})
     else:
         print(f"dgx-music: {message}", file=sys.stderr)
-    return exit_code
+    return exit_code_for(code) if exit_code is None else exit_code
+
+
+def job_document(job: dict[str, Any], tracks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The one --json document of every command that queues a job (generate, remix, extend, and
+    other operations): the job map exactly as `job.get` returns it; after --wait, also `tracks`,
+    each exactly as `track.get` returns it less `peaks`. Fields are never rewritten."""
+    doc = dict(job)
+    if tracks is not None:
+        doc["tracks"] = [{k: v for k, v in t.items() if k != "peaks"} for t in tracks]
+    return doc
 
 
 ClientFn = Callable[[Client, argparse.Namespace], Awaitable[int]]
@@ -83,9 +111,9 @@ def run_client(args: argparse.Namespace, fn: ClientFn) -> int:
     except DaemonUnavailable as exc:
         return fail(args, "unreachable", str(exc), EXIT_UNREACHABLE)
     except RemoteError as exc:
-        return fail(args, exc.code, exc.message, EXIT_FAILED, **exc.data)
+        return fail(args, exc.code, exc.message, **exc.data)
     except RequestTimeout as exc:
-        return fail(args, "timeout", str(exc), EXIT_FAILED)
+        return fail(args, "timeout", str(exc))
     except UsageError as exc:
         return fail(args, "usage", str(exc), EXIT_USAGE)
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_client_flags, emit, fail,
-                                  human_duration, print_json, run_client)
+                                  human_duration, job_document, print_json, run_client)
 from dgx_music.common.client import Client
 from dgx_music.common.families import ACE_STEP, MUSICGEN, family_for_name
 from dgx_music.common.params import TRACK_ID_RE, ParamError
@@ -179,8 +179,8 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         melody = getattr(args, "melody", None)
         if melody is not None:
             raw.update(_melody(melody))
-    except ParamError as exc:
-        raise UsageError(f"{flag_of(exc.field)}: {exc.message}" if exc.field != "prompt"
+    except ParamError as exc:  # named as on this command line; `field` stays the protocol's name
+        raise ParamError(exc.field, f"{flag_of(exc.field)}: {exc.message}" if exc.field != "prompt"
                          else f"prompt {exc.message}") from None
     return raw
 
@@ -231,18 +231,28 @@ def _bar(frac: float, width: int = 30) -> str:
 def generate_cmd(args: argparse.Namespace) -> int:
     try:
         raw = _params(args)  # bad values are usage errors, found before any connection
-    except UsageError as exc:
-        return fail(args, "invalid_params", str(exc), EXIT_USAGE)
+    except ParamError as exc:
+        return fail(args, "invalid_params", exc.message, EXIT_USAGE, field=exc.field)
     return run_client(args, lambda client, args: generate(client, args, raw))
 
 
-async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]) -> int:
-    if not args.wait:
-        j = await client.call("job.submit", raw, timeout=args.timeout)
-        emit(args, j, lambda j: f"queued job {j['id']} (seed {j['seed']}); follow it with `dgx-music job {j['id']}`")
+async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any],
+                   method: str = "job.submit") -> int:
+    """Submit (`method`: job.submit, or an operation such as op.stems) and report it (see submit_job)."""
+    return await submit_job(client, args, method, raw)
+
+
+async def submit_job(client: Client, args: argparse.Namespace, method: str, params: dict[str, Any]) -> int:
+    """Queue a job with `method` (job.submit, or another method that answers a job) and report it:
+    at once, or with `args.wait` live progress until it ends. --json prints `job_document`: the job,
+    plus `tracks` after --wait. Every command that queues a job should come through here."""
+    if not getattr(args, "wait", False):
+        j = await client.call(method, params, timeout=args.timeout)
+        emit(args, job_document(j),
+             lambda j: f"queued job {j['id']} (seed {j['seed']}); follow it with `dgx-music job {j['id']}`")
         return EXIT_OK
-    await client.subscribe("job", "model")  # before submitting, so no event is missed
-    j = await client.call("job.submit", raw, timeout=args.timeout)
+    await client.subscribe("job", "model")  # events of a quick job may come right after the answer
+    j = await client.call(method, params, timeout=args.timeout)
     job_id = j["id"]
     tty = sys.stderr.isatty() and not args.json
     if not args.json:
@@ -293,18 +303,15 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
     if tty:
         sys.stderr.write("\n")
     j = await client.call("job.get", {"id": job_id}, timeout=args.timeout)
-    status = await client.call("status", timeout=args.timeout)
     tracks = [await client.call("track.get", {"id": t}, timeout=args.timeout) for t in j["track_ids"]]
-    for t in tracks:
-        t.pop("peaks", None)
-        t["path"] = str(Path(status["data_dir"]) / t["path"])
     if args.json:
-        print_json({"job": j, "tracks": tracks})
+        print_json(job_document(j, tracks))
     elif j["state"] == "done":
         for t in tracks:
             extra = ", ".join(x for x in (f"{t['bpm']:.0f} BPM" if t.get("bpm") else "", t.get("key") or "",
                                            f"{t['lufs']:.1f} LUFS" if t.get("lufs") is not None else "") if x)
-            print(f"{t['id']}  {t['path']}  ({human_duration(t['duration'])}{', ' + extra if extra else ''})")
+            print(f"{t['id']}  {t.get('file') or t['path']}  ({human_duration(t['duration'])}"
+                  f"{', ' + extra if extra else ''})")
     else:
         print(f"job {job_id} {j['state']}" + (f": {j['error']}" if j.get("error") else ""), file=sys.stderr)
     return EXIT_OK if j["state"] == "done" else EXIT_FAILED
@@ -344,7 +351,7 @@ async def extend(client: Client, args: argparse.Namespace) -> int:
         check_offline(raw, raw.get("model"))
     except ParamError as exc:
         flag = {"duration": "--by", "prompt": "--prompt"}.get(exc.field, f"--{exc.field.replace('_', '-')}")
-        return fail(args, "invalid_params", f"{flag}: {exc.message}", EXIT_USAGE)
+        return fail(args, "invalid_params", f"{flag}: {exc.message}", EXIT_USAGE, field=exc.field)
     return await generate(client, args, raw)
 
 

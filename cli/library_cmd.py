@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dgx_music.cli.common import EXIT_OK, UsageError, add_client_flags, emit, human_duration, run_client
+from dgx_music.common.audio import confidence
 from dgx_music.common.client import Client
 
 SORTS = ("created", "duration", "bpm", "rating", "title", "relevance")
@@ -137,7 +138,7 @@ def format_track(t: dict[str, Any], data_dir: str | None = None) -> str:
     p = t.get("params") or {}
     rows = [
         ("title", t["title"]), ("prompt", t["prompt"]),
-        ("file", str(Path(data_dir) / t["path"]) if data_dir else t["path"]),
+        ("file", t.get("file") or (str(Path(data_dir) / t["path"]) if data_dir else t["path"])),
         ("length", f"{t['duration']:.2f} s, {t['sample_rate']} Hz, {t['channels']} ch"),
         ("model", f"{t.get('model') or '-'} ({t.get('backend') or '-'}), seed {t.get('seed')}, variation {t.get('index', 0)}"),
         ("sampling", ", ".join(f"{k} {p[k]}" for k in ("temperature", "top_k", "top_p", "cfg", "steps", "guidance",
@@ -149,8 +150,8 @@ def format_track(t: dict[str, Any], data_dir: str | None = None) -> str:
           if p.get("extend") else []),
         ("loudness", f"{t['lufs']:.1f} LUFS (was {t['lufs_before']:.1f}), true peak {t['true_peak']:.1f} dBTP"
          if t.get("lufs") is not None and t.get("lufs_before") is not None and t.get("true_peak") is not None else "-"),
-        ("tempo", f"{t['bpm']:.1f} BPM (confidence {t.get('bpm_confidence') or 0:.2f})" if t.get("bpm") else "-"),
-        ("key", f"{t['key']} (confidence {t.get('key_confidence') or 0:.2f})" if t.get("key") else "-"),
+        ("tempo", f"{t['bpm']:.1f} BPM ({confidence.describe('bpm', t.get('bpm_confidence'))})" if t.get("bpm") else "-"),
+        ("key", f"{t['key']} ({confidence.describe('key', t.get('key_confidence'))})" if t.get("key") else "-"),
         ("rating", f"{t.get('rating', 0)}/5" + (", favourite" if t.get("favorite") else "")),
         ("tags", " ".join(t.get("tags") or []) or "-"),
     ]
@@ -182,10 +183,30 @@ def requested_song(t: dict[str, Any]) -> str:
 
 async def show(client: Client, args: argparse.Namespace) -> int:
     t = await client.call("track.get", {"id": args.id}, timeout=args.timeout)
-    data_dir = (await client.call("status", timeout=args.timeout))["data_dir"]
-    t["file"] = str(Path(data_dir) / t["path"])
-    emit(args, t, lambda t: format_track(t, data_dir))
+    if args.json:
+        emit(args, t, format_track)  # exactly what track.get answers, `file` included
+    else:
+        lineage = await client.call("track.lineage", {"id": args.id}, timeout=args.timeout)
+        emit(args, t, lambda t: format_track(t) + format_lineage(lineage))
     return EXIT_OK
+
+
+def format_lineage(lin: dict[str, Any]) -> str:
+    """The track's source (if derived) and the tracks made from it, for `show`."""
+    lines = []
+    src = lin.get("source")
+    if src:
+        what = src["operation"].replace("_", " ") + (f" {src['part']}" if src.get("part") else "")
+        if src.get("id"):
+            where = f"track {src['id']} ({src['title']})" if src.get("exists") else \
+                f"track {src['id']} ({src['name']}; deleted since)"
+        else:
+            where = f"file {src['name']}"
+        lines.append(f"  source    {what} of {where}")
+    for d in lin.get("derived") or []:
+        what = d["operation"].replace("_", " ") + (f" {d['part']}" if d.get("part") else "")
+        lines.append(f"  derived   {d['id']}  {what}  {d['title']}")
+    return ("\n" + "\n".join(lines)) if lines else ""
 
 
 async def tag(client: Client, args: argparse.Namespace) -> int:
@@ -245,8 +266,9 @@ async def play(client: Client, args: argparse.Namespace) -> int:
 
 
 async def rm(client: Client, args: argparse.Namespace) -> int:
+    """--json: what track.delete answers; a list of those when several ids are given."""
     results = [await client.call("track.delete", {"id": i}, timeout=args.timeout) for i in args.ids]
-    emit(args, {"deleted": results},
+    emit(args, results[0] if len(results) == 1 else results,
          lambda r: "\n".join(f"deleted {d['id']} (file in trash: {d['trashed'] or 'already gone'})"
-                             for d in r["deleted"]))
+                             for d in results))
     return EXIT_OK

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from dgx_music import __version__
-from dgx_music.cli.common import EXIT_USAGE
+from dgx_music.cli.common import EXIT_USAGE, print_json
 
 #: Modules contributing subcommands, each with `register(subparsers)`, in help order.
 COMMAND_MODULES = (
@@ -16,10 +16,12 @@ COMMAND_MODULES = (
     "jobs_cmd",
     "history_cmd",
     "library_cmd",
+    "track_ops_cmd",
     "audio_cmd",
     "engine_commands",
     "tui_cmd",
     "ops_cmd",
+    "completion_cmd",
 )
 
 DESCRIPTION = """\
@@ -30,13 +32,25 @@ Run with no subcommand to open the TUI. Typical session:
   dgx-music daemon &                       start the daemon (systemd does this for you)
   dgx-music generate "lofi piano, rain" --wait
   dgx-music library --search piano
-Every subcommand takes --json for scripts; see docs/protocol.md to speak the
-socket protocol directly.
+Every client subcommand takes --json for scripts (one JSON document on stdout, errors
+included); --socket and --json may also come before the subcommand. Exit codes: 0 ok,
+1 the request failed, 2 the request is wrong (usage, invalid_params), 3 no usable daemon.
+Shell completion: `dgx-music completion bash|zsh|fish`. See docs/protocol.md to speak
+the socket protocol directly.
 """
+
+#: Options of the top-level parser that take a value (for finding where the subcommand starts).
+GLOBAL_VALUED = ("--socket", "--config")
 
 
 class _Parser(argparse.ArgumentParser):
+    #: Set by main() when --json is on the command line: usage errors become a JSON document too.
+    json_errors = False
+
     def error(self, message: str) -> None:  # usage errors exit 2, with a hint
+        if _Parser.json_errors:
+            print_json({"error": {"code": "usage", "message": f"{self.prog}: {message}"}})
+            self.exit(EXIT_USAGE)
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n(see `{self.prog} --help`)\n")
 
@@ -45,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dgx-music", description=DESCRIPTION,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"dgx-music {__version__}")
+    # Distinct dests: a subcommand's own --socket/--json defaults would overwrite these otherwise.
+    parser.add_argument("--socket", dest="global_socket", metavar="PATH",
+                        help="daemon socket, for any subcommand (default: config, $DGX_MUSIC_SOCKET, or "
+                             "$XDG_RUNTIME_DIR/dgx-music/daemon.sock)")
+    parser.add_argument("--config", dest="global_config", metavar="FILE",
+                        help="config file, for any subcommand (default: ~/.config/dgx-music/config.toml)")
+    parser.add_argument("--json", dest="global_json", action="store_true",
+                        help="one JSON document on stdout instead of text, for any subcommand")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:
@@ -57,14 +79,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_index(argv: list[str]) -> int:
+    """Where the subcommand is (or would go): after the global options."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--json" or a.startswith(tuple(f"{o}=" for o in GLOBAL_VALUED)):
+            i += 1
+        elif a in GLOBAL_VALUED:
+            i += 2
+        else:
+            break
+    return min(i, len(argv))
+
+
+def _merge_globals(args: argparse.Namespace) -> None:
+    """Options given before the subcommand count as if given after it (the subcommand's win)."""
+    if getattr(args, "global_json", False):
+        args.json = True
+    for name in ("socket", "config"):
+        value = getattr(args, f"global_{name}", None)
+        if value is not None and getattr(args, name, None) is None:
+            setattr(args, name, value)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _Parser.json_errors = "--json" in argv[:argv.index("--")] if "--" in argv else "--json" in argv
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     # `dgx-music` alone, or with only options such as --socket, opens the TUI.
-    if "tui" in commands and (not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
-        argv = ["tui", *argv]
+    at = _command_index(argv)
+    if "tui" in commands and (at == len(argv) or argv[at].startswith("-")
+                              and argv[at] not in ("-h", "--help", "--version")):
+        argv = [*argv[:at], "tui", *argv[at:]]
     args = parser.parse_args(argv)
+    _merge_globals(args)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

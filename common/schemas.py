@@ -80,10 +80,17 @@ _KEY_RE = re.compile(r"^([A-Ga-g])([#b]?) ?([Mm]ajor|[Mm]inor|maj|min|m)?$")
 # ---------------------------------------------------------------------------------- field types
 Prompt = Annotated[str, Meta(min_length=1, max_length=MAX_PROMPT_CHARS, pattern=r"^[^\x00]*$",
                              description="What the music should sound like.")]
+#: What the OpenAPI document promises for `model` (a safe subset of check_model_name, which counts
+#: bytes: 4 per character at worst): a name or hub id of up to 50 characters, or a directory path
+#: (starting with . / or ~) of up to 256 characters whose parts are at most 63; no control characters.
+_MODEL_JSON = {"anyOf": [
+    {"maxLength": 50, "pattern": "^(?=[^\\x00-\\x1f\\x7f]*[^\\s\\x00-\\x1f\\x7f])[^\\x00-\\x1f\\x7f]+$"},
+    {"maxLength": 256, "pattern": "^[./~][^/\\x00-\\x1f\\x7f]{0,62}(?:/[^/\\x00-\\x1f\\x7f]{0,63})*$"},
+]}
 ModelName = Annotated[str, Meta(min_length=1, max_length=MAX_MODEL_CHARS,
                                 description="A model name (small, ace-step, ...), hub id or directory under "
                                             "<data>/models; the daemon's model when left out.",
-                                extra={"hint": "a model name, hub id or directory"})]
+                                extra={"hint": "a model name, hub id or directory"}, extra_json_schema=_MODEL_JSON)]
 # The upper bound is the daemon's engine.max_count (default 16), checked in validate_request; the
 # schema states the default.
 Count = Annotated[int, Meta(ge=1, description="Variations to make (one batch when memory allows).",
@@ -136,7 +143,10 @@ class MusicGenParams(_Params, frozen=True, kw_only=True, forbid_unknown_fields=T
     # A melody to follow (melody models only): a track id at submit time, which the daemon
     # turns into the key of its own stored copy, so deleting the track never breaks the job.
     melody: MelodyRef | None = None
-    melody_source: Annotated[str, Meta(max_length=MAX_MELODY_SOURCE_CHARS)] | None = None
+    # Display text; a longer one is cut to MAX_MELODY_SOURCE_CHARS before this type sees it, so the
+    # schema states no maxLength (a longer string is accepted, not refused).
+    melody_source: Annotated[str, Meta(description=f"shown as where the melody came from; cut to "
+                                                   f"{MAX_MELODY_SOURCE_CHARS} characters")] | None = None
     # A library track id to continue: the job's tracks are that track followed by `duration` new seconds.
     extend: Annotated[TrackId, Meta(description="A library track id to continue (text models only).")] | None = None
 
@@ -433,6 +443,7 @@ class Track(msgspec.Struct, kw_only=True):
     job_id: int | None
     index: int
     path: str
+    file: str  # `path` as an absolute path on the daemon's machine
     prompt: str
     title: str
     model: str | None
@@ -472,6 +483,41 @@ class JobList(msgspec.Struct):
 class TrackPage(msgspec.Struct):
     tracks: list[Track]
     next_cursor: str | None = None
+    total: int | None = None  # all matches, on the first page
+
+
+# ---------------------------------------------------------------------------------- other request bodies
+#: Tags as the OpenAPI document states them: a safe subset of what the library accepts (letters and
+#: digits of common scripts, a few marks; not starting with + or -). The library takes any text
+#: without control or format characters; a regex that portable cannot name every unassigned code point.
+_TAG_CHARS = "0-9A-Za-z\u00c0-\u024f\u0391-\u03a1\u03a3-\u03c9\u0400-\u04ff\u3041-\u3096\u30a1-\u30fa" \
+             "\u4e00-\u9fff_.,:;!?'&()#/@*=~%"
+TAG_PATTERN = f"^ *[{_TAG_CHARS}][{_TAG_CHARS}+\\- ]*$"
+Tag = Annotated[str, Meta(min_length=1, max_length=48, pattern=TAG_PATTERN)]
+
+
+class TrackUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The body of track.update (PATCH /api/v1/tracks/{id}): any of these; others are refused by name."""
+
+    title: Annotated[str, Meta(max_length=200)] | None = None
+    rating: Annotated[int, Meta(ge=0, le=5)] | None = None
+    favorite: bool | None = None
+    notes: Annotated[str, Meta(max_length=10000)] | None = None
+    tags_add: Annotated[list[Tag], Meta(max_length=64)] | None = None
+    tags_remove: Annotated[list[Tag], Meta(max_length=64)] | None = None
+
+
+class JobMove(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    to: Literal["top", "up", "down"]
+
+
+class JobPrune(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    older_than_days: Annotated[float, Meta(ge=0, le=1_000_000)] | None = None
+    dry_run: bool | None = None
+
+
+class ModelLoad(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    model: ModelName | None = None
 
 
 def openapi_components(default_family: str | None = MUSICGEN, ref_template: str = "#/components/schemas/{name}",
@@ -482,7 +528,8 @@ def openapi_components(default_family: str | None = MUSICGEN, ref_template: str 
     name tells (MODEL_NAME_PATTERNS), `default_family` (the daemon's own model) when the body
     names none, and either shape for a directory or another hub id, which only the daemon
     can place (None: the default model is one of those too)."""
-    types = [MusicGenParams, AceStepParams, Job, Track, JobList, TrackPage]
+    types = [MusicGenParams, AceStepParams, Job, Track, JobList, TrackPage, TrackUpdate, JobMove, JobPrune,
+             ModelLoad]
     refs, components = msgspec.json.schema_components(types, ref_template=ref_template)
     names = {t.__name__: ref for t, ref in zip(types, refs)}
     by_family = {MUSICGEN: refs[0], ACE_STEP: refs[1]}

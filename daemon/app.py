@@ -21,7 +21,7 @@ from typing import Any
 from dgx_music import __version__
 from dgx_music.common import protocol
 from dgx_music.common.config import Settings
-from dgx_music.daemon import handlers
+from dgx_music.daemon import handlers, libfiles
 from dgx_music.daemon.datalock import DataDirLock, DataDirLocked
 from dgx_music.daemon.events import EventHub
 from dgx_music.daemon.server import Server, StartupError
@@ -51,6 +51,8 @@ class Daemon:
         handlers.load_all()
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
+        if name in ("track.added", "track.updated"):  # a track has one shape everywhere: `path` and `file`
+            data = libfiles.with_file(self.data_dir, data)
         self.events.publish(name, data)
 
     def status(self) -> dict[str, Any]:

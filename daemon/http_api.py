@@ -14,6 +14,7 @@ wherever it comes from, needs `Authorization: Bearer <token>`; anything else get
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
 import ipaddress
 import json
@@ -33,10 +34,15 @@ from dgx_music import __version__
 from dgx_music.common import protocol
 from dgx_music.common.config import Settings
 from dgx_music.common.families import MUSICGEN
-from dgx_music.common.schemas import ParamError, openapi_components
+from dgx_music.common.operations import METHODS as OP_METHODS
+from dgx_music.common.operations import OPERATION_SCHEMAS as OP_SCHEMAS
+from dgx_music.common.operations import OPERATIONS, operation_components
+from dgx_music.common.operations import ROUTES as OP_ROUTES
+from dgx_music.common.schemas import TAG_PATTERN, ParamError, openapi_components
 from dgx_music.daemon import handlers
 from dgx_music.daemon.handlers import Context, HandlerError
 from dgx_music.daemon.server import StartupError
+from dgx_music.daemon.store import LIST_SORTS
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -49,6 +55,11 @@ OPENAPI_PATH = "/openapi.json"
 STREAM_QUEUE = 1000
 KEEPALIVE_SECONDS = 15.0
 MIN_TOKEN_CHARS = 16
+#: Events kept for SSE clients that reconnect with Last-Event-ID (a few minutes of a busy daemon).
+REPLAY_EVENTS = 2000
+#: The longest long poll, GET /api/v1/jobs/{id}?wait=S (s); proxies often cut idle requests at 60 s.
+MAX_WAIT_SECONDS = 300.0
+INT64_MAX = 2**63 - 1
 
 HTTP_STATUS = {
     protocol.BAD_REQUEST: 400,
@@ -56,6 +67,7 @@ HTTP_STATUS = {
     protocol.UNKNOWN_METHOD: 404,
     protocol.NOT_FOUND: 404,
     protocol.CONFLICT: 409,
+    protocol.NOT_CANCELLABLE: 409,
     protocol.QUEUE_FULL: 429,
     protocol.DISK_FULL: 507,
     protocol.ENGINE_ERROR: 502,
@@ -63,6 +75,10 @@ HTTP_STATUS = {
     protocol.SHUTTING_DOWN: 503,
     protocol.INTERNAL: 500,
 }
+
+#: HTTP-only error codes, for what aiohttp itself answers (every error body is JSON with a code).
+HTTP_CODES = {404: "unknown_route", 405: "method_not_allowed", 413: "body_too_large",
+              416: "range_not_satisfiable"}
 
 
 # ---------------------------------------------------------------------- policy
@@ -308,18 +324,40 @@ class Metrics:
 
 # ---------------------------------------------------------------------- routes
 @dataclass(frozen=True)
+class Param:
+    """A query or path parameter: its type and the JSON Schema constraints the daemon enforces,
+    so the OpenAPI document states them (a schema-driven client or fuzzer sends only what passes)."""
+
+    kind: type
+    schema: dict[str, Any] = field(default_factory=dict)
+
+
+def _p(kind: type, **schema: Any) -> Param:
+    return Param(kind, schema)
+
+
+JOB_ID = _p(int, minimum=1, maximum=INT64_MAX)
+TRACK_ID = _p(str, minLength=1, maxLength=64)
+
+
+@dataclass(frozen=True)
 class Route:
     method: str
     path: str
     rpc: str | None  # the protocol method it mirrors, or None for HTTP-only routes
     summary: str
-    query: dict[str, type] = field(default_factory=dict)
-    path_params: dict[str, type] = field(default_factory=dict)
+    query: dict[str, "type | Param"] = field(default_factory=dict)
+    path_params: dict[str, "type | Param"] = field(default_factory=dict)
     body: bool = False
     created: bool = False  # 201 instead of 200
     produces: str = "application/json"
     request_schema: str | None = None  # a component in common/schemas.openapi_components
     response_schema: str | None = None
+    handler: str | None = None  # an HttpApi method serving it instead of the plain mirror of `rpc`
+
+
+def _param(spec: "type | Param") -> Param:
+    return spec if isinstance(spec, Param) else Param(spec)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -330,42 +368,92 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{API}/hello", "hello", "Protocol version, methods and topics."),
     Route("GET", f"{API}/status", "status", "Daemon version, uptime, clients, model and queue."),
     Route("GET", f"{API}/jobs", "job.list", "Active jobs in queue order (all=true: finished ones too).",
-          query={"all": bool, "limit": int}, response_schema="JobList"),
+          query={"all": bool, "limit": _p(int, minimum=1, maximum=1000)}, response_schema="JobList"),
     Route("POST", f"{API}/jobs", "job.submit", "Submit a generation job: MusicGen or ACE-Step parameters, "
           "by the model's family (docs/protocol.md, job.submit).", body=True, created=True,
           request_schema="JobRequest", response_schema="Job"),
     Route("POST", f"{API}/jobs/prune", "job.prune", "Forget finished jobs older than N days that own no track "
-          "(body: {\"older_than_days\": N, \"dry_run\": bool}, both optional).", body=True),
-    Route("GET", f"{API}/jobs/{{id}}", "job.get", "One job with its live progress.", path_params={"id": int},
-          response_schema="Job"),
-    Route("POST", f"{API}/jobs/{{id}}/cancel", "job.cancel", "Cancel a job.", path_params={"id": int}),
+          "(body: {\"older_than_days\": N, \"dry_run\": bool}, both optional).", body=True,
+          request_schema="JobPrune"),
+    Route("GET", f"{API}/jobs/{{id}}", "job.get", "One job with its live progress. With ?wait=S (0-300), a long "
+          "poll: the answer comes when the job has ended, or after S seconds with the job as it is then.",
+          path_params={"id": JOB_ID}, query={"wait": _p(float, minimum=0, maximum=MAX_WAIT_SECONDS)},
+          response_schema="Job", handler="_job_get"),
+    Route("POST", f"{API}/jobs/{{id}}/cancel", "job.cancel", "Cancel a job (409 not_cancellable once it ended).",
+          path_params={"id": JOB_ID}, response_schema="Job"),
     Route("POST", f"{API}/jobs/{{id}}/retry", "job.retry", "Queue a failed or cancelled job again.",
-          path_params={"id": int}),
+          path_params={"id": JOB_ID}, response_schema="Job"),
     Route("POST", f"{API}/jobs/{{id}}/move", "job.move", "Move a queued job (body: {\"to\": top|up|down}).",
-          path_params={"id": int}, body=True),
+          path_params={"id": JOB_ID}, body=True, request_schema="JobMove", response_schema="Job"),
     Route("GET", f"{API}/tracks", "track.list", "List or search the library (one page; pass next_cursor as cursor).",
-          query={"search": str, "tag": str, "favorite": bool, "model": str, "bpm_min": float, "bpm_max": float,
-                 "key": str, "sort": str, "order": str, "limit": int, "cursor": str}, response_schema="TrackPage"),
+          query={"search": _p(str, maxLength=1000), "tag": _p(str, minLength=1, maxLength=48,
+                                                                pattern=TAG_PATTERN),
+                 "favorite": bool, "model": _p(str, maxLength=500),
+                 "bpm_min": _p(float, minimum=0, maximum=1e300), "bpm_max": _p(float, minimum=0, maximum=1e300),
+                 "key": _p(str, maxLength=100), "sort": _p(str, enum=list(LIST_SORTS)),
+                 "order": _p(str, enum=["asc", "desc"]), "limit": _p(int, minimum=1, maximum=500),
+                 "cursor": _p(str, maxLength=1000), "job_id": JOB_ID,
+                 "source": _p(str, minLength=1, maxLength=64, pattern=r"^[0-9]{1,12}-[0-9]{1,4}$")},
+          response_schema="TrackPage"),
     Route("GET", f"{API}/tracks/{{id}}", "track.get", "One track with its analysis and peaks.",
-          path_params={"id": str}, response_schema="Track"),
-    Route("PATCH", f"{API}/tracks/{{id}}", "track.update", "Edit title, rating, favorite, notes or tags.",
-          path_params={"id": str}, body=True),
+          path_params={"id": TRACK_ID}, response_schema="Track"),
+    Route("PATCH", f"{API}/tracks/{{id}}", "track.update", "Edit title, rating, favorite, notes or tags; any other "
+          "field is invalid_params naming it.", path_params={"id": TRACK_ID}, body=True,
+          request_schema="TrackUpdate", response_schema="Track"),
     Route("DELETE", f"{API}/tracks/{{id}}", "track.delete", "Delete a track (its file goes to the trash).",
-          path_params={"id": str}),
+          path_params={"id": TRACK_ID}),
     Route("GET", f"{API}/tracks/{{id}}/audio", None, "The track's audio file; supports Range requests.",
-          path_params={"id": str}, produces="audio/wav"),
+          path_params={"id": TRACK_ID}, produces="audio/wav"),
     Route("GET", f"{API}/tracks/{{id}}/waveform", "track.peaks", "Waveform peaks ([min, max] pairs).",
-          path_params={"id": str}),
-    Route("GET", f"{API}/prompts", "prompt.history", "Distinct recent prompts, newest first.", query={"limit": int}),
+          path_params={"id": TRACK_ID}),
+    Route("GET", f"{API}/tracks/{{id}}/lineage", "track.lineage", "Where a track came from and the tracks made "
+          "from it.", path_params={"id": TRACK_ID}),
+    *(Route("POST", f"{API}/ops/{OP_ROUTES[op]}", OP_METHODS[op], f"Queue an operation on a track: {op.replace('_', ' ')} "
+            "(ACE-Step models; docs/operations-on-tracks.md). source_audio: base64 in JSON.", body=True, created=True,
+            request_schema=OP_SCHEMAS[op].__name__, response_schema="Job") for op in OPERATIONS),
+    Route("POST", f"{API}/library/empty-trash", "library.empty_trash", "Delete the files of deleted tracks for "
+          "good; answers how many were removed."),
+    Route("GET", f"{API}/prompts", "prompt.history", "Distinct recent prompts, newest first.",
+          query={"limit": _p(int, minimum=1, maximum=1000)}),
     Route("GET", f"{API}/models", "model.list", "Known models and whether they are cached or loaded."),
     Route("GET", f"{API}/model", "model.state", "The model worker's state and memory."),
-    Route("POST", f"{API}/model/load", "model.load", "Load a model (body: {\"model\": name}, optional).", body=True),
+    Route("POST", f"{API}/model/load", "model.load", "Load a model (body: {\"model\": name}, optional).", body=True,
+          request_schema="ModelLoad"),
     Route("POST", f"{API}/model/unload", "model.unload", "Unload the model and free the GPU."),
-    Route("GET", f"{API}/events", None, "Live events as Server-Sent Events (?topics=job,track,model,daemon).",
-          query={"topics": str}, produces="text/event-stream"),
+    Route("GET", f"{API}/events", None, "Live events as Server-Sent Events (?topics=job,track,model,daemon; "
+          "?job=ID: only that job's job.* and track.* events). Each event has an `id:`; reconnecting with "
+          "Last-Event-ID replays what was missed while the daemon still holds it (the last 2000 events); "
+          "older, a `stream.gap` event says so.",
+          query={"topics": _p(str, maxLength=200), "job": JOB_ID}, produces="text/event-stream"),
     Route("GET", f"{API}/events/ws", None, "Live events over a WebSocket, one JSON message per event "
-          "(?topics=...).", query={"topics": str}),
+          "(?topics=...).", query={"topics": _p(str, maxLength=200)}),
 )
+
+
+FINAL_STATES = ("done", "failed", "cancelled")
+
+
+def _request_params(r: Route, request: web.Request) -> dict[str, Any]:
+    """Query and path parameters, typed and checked against the route's declared constraints."""
+    params: dict[str, Any] = {}
+    for name, raw in request.query.items():
+        spec = r.query.get(name)
+        if spec is None:
+            raise HandlerError(protocol.INVALID_PARAMS, f"unknown query parameter {name!r}", field=name)
+        params[name] = _check(name, _param(spec), _coerce_query(name, _param(spec).kind, raw))
+    for name, spec in r.path_params.items():
+        params[name] = _check(name, _param(spec), _coerce_query(name, _param(spec).kind, request.match_info[name]))
+    return params
+
+
+def _check(name: str, spec: Param, value: Any) -> Any:
+    """The numeric bounds of a parameter (the handlers check the rest, with the same limits)."""
+    lo, hi = spec.schema.get("minimum"), spec.schema.get("maximum")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value or lo is not None and value < lo or hi is not None and value > hi:
+            raise HandlerError(protocol.INVALID_PARAMS, f"{name}: must be between {lo} and {hi}, got {value}",
+                               field=name)
+    return value
 
 
 def _coerce_query(name: str, kind: type, raw: str) -> Any:
@@ -460,6 +548,22 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def _range_satisfiable(request: web.Request, size: int) -> bool:
+    """Whether the Range header (if any) names one range aiohttp can serve from a `size`-byte file."""
+    if "Range" not in request.headers:
+        return True
+    try:
+        rng = request.http_range
+    except ValueError:
+        return False
+    start, stop = rng.start, rng.stop
+    if start is None and stop is None:
+        return True
+    if start is not None and start < 0:  # a suffix, bytes=-N
+        return size > 0 and -start > 0
+    return start is not None and start < size and (stop is None or stop > start)
+
+
 def _json_error(status: int, code: str, message: str, **data: Any) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message, **data}}, status=status,
                              dumps=_dumps)
@@ -483,11 +587,15 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
     own model, which a job body without a model uses."""
     paths: dict[str, Any] = {}
     refs, schemas = openapi_components(default_family)
+    op_refs, op_schemas = operation_components()  # operations on tracks (common/operations.py)
+    refs, schemas = {**refs, **op_refs}, {**schemas, **op_schemas}
     type_names = {int: "integer", float: "number", bool: "boolean", str: "string"}
     for r in routes:
-        params = [{"name": n, "in": "path", "required": True, "schema": {"type": type_names[t]}}
+        params = [{"name": n, "in": "path", "required": True,
+                   "schema": {"type": type_names[_param(t).kind], **_param(t).schema}}
                   for n, t in r.path_params.items()]
-        params += [{"name": n, "in": "query", "required": False, "schema": {"type": type_names[t]}}
+        params += [{"name": n, "in": "query", "required": False,
+                    "schema": {"type": type_names[_param(t).kind], **_param(t).schema}}
                    for n, t in r.query.items()]
         ok = "201" if r.created else "200"
         op: dict[str, Any] = {
@@ -508,9 +616,12 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
             op["description"] = f"Mirrors the socket method `{r.rpc}` (docs/protocol.md); same parameters and result."
         if r.path.endswith("/audio"):
             op["parameters"] = params + [{"name": "Range", "in": "header", "required": False,
-                                          "schema": {"type": "string"}, "description": "bytes=START-END"}]
+                                          "schema": {"type": "string", "pattern": r"^bytes=(\d+-\d*|-\d+)$"},
+                                          "description": "bytes=START-END, START- or -SUFFIX (one range)"}]
             op["responses"]["206"] = {"description": "partial content"}
-            op["responses"]["416"] = {"description": "range not satisfiable"}
+            op["responses"]["416"] = {"description": "range not satisfiable (code range_not_satisfiable)",
+                                      "content": {"application/json": {
+                                          "schema": {"$ref": "#/components/schemas/Error"}}}}
         elif params:
             op["parameters"] = params
         if r.body:
@@ -534,27 +645,47 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
 
 
 # ---------------------------------------------------------------------- server
-class _Stream:
-    """One SSE or WebSocket client: a bounded queue fed by the daemon's event listener."""
+def job_of(name: str, data: dict[str, Any]) -> int | None:
+    """The job an event is about: job.* events by `id`, track events by the track's `job_id`
+    (track.deleted by the job part of its id)."""
+    if name.startswith("job."):
+        value = data.get("id")
+    elif name.startswith("track."):
+        value = data.get("job_id")
+        if value is None and isinstance(data.get("id"), str):
+            head = data["id"].split("-")[0]
+            value = int(head) if head.isdigit() else None
+    else:
+        return None
+    return value if isinstance(value, int) else None
 
-    def __init__(self, topics: set[str]) -> None:
+
+class _Stream:
+    """One SSE or WebSocket client: a bounded queue fed by the daemon's event listener.
+    Items are (event id, name, data); with `job`, only the events about that job."""
+
+    def __init__(self, topics: set[str], job: int | None = None) -> None:
         self.topics = topics
-        self.queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue(STREAM_QUEUE)
+        self.job = job
+        self.queue: asyncio.Queue[tuple[str, str, dict[str, Any]] | None] = asyncio.Queue(STREAM_QUEUE)
         self.dropped = False
 
-    def offer(self, name: str, data: dict[str, Any]) -> None:
-        if self.dropped:
-            return
+    def wants(self, name: str, data: dict[str, Any]) -> bool:
         if "*" not in self.topics and protocol.topic_of(name) not in self.topics:
+            return False
+        return self.job is None or job_of(name, data) == self.job
+
+    def offer(self, name: str, data: dict[str, Any], event_id: str = "") -> None:
+        if self.dropped or not self.wants(name, data):
             return
         try:
-            self.queue.put_nowait((name, data))
+            self.queue.put_nowait((event_id, name, data))
         except asyncio.QueueFull:
             self.dropped = True
             while not self.queue.empty():
                 self.queue.get_nowait()
-            self.queue.put_nowait(("daemon.dropped", {"reason": "event buffer overflow: the client did not "
-                                                                "read fast enough"}))
+            self.queue.put_nowait(("", "daemon.dropped", {"reason": "event buffer overflow: the client did "
+                                                                    "not read fast enough"}))
             self.queue.put_nowait(None)
 
 
@@ -567,6 +698,12 @@ class HttpApi:
         self.host, self.port = plan_.host, plan_.port
         self.metrics = Metrics()
         self.streams: set[_Stream] = set()
+        # Event ids for SSE are "<epoch>-<seq>": a reconnect after a daemon restart cannot resume
+        # into the new daemon's numbering by mistake.
+        self.epoch = format(int(time.time() * 1000) & 0xFFFFFFFFFF, "x")
+        self.seq = 0
+        self.replay: collections.deque[tuple[int, str, dict[str, Any]]] = collections.deque(maxlen=REPLAY_EVENTS)
+        self._job_waiters: dict[int, set[asyncio.Future[None]]] = {}
         self._runner: web.AppRunner | None = None
         self.app = self._build_app()
         daemon.events.listen(self._on_event)
@@ -580,21 +717,39 @@ class HttpApi:
             f"{API}/events/ws": self._ws,
         }
         for r in ROUTES:
-            handler = special.get(r.path) if r.rpc is None else self._rpc_handler(r)
-            assert handler is not None, r.path
-            if r.method == "GET":
-                app.router.add_get(r.path, handler)  # with HEAD
+            if r.handler is not None:
+                handler = getattr(self, r.handler)(r)
             else:
-                app.router.add_route(r.method, r.path, handler)
+                handler = special.get(r.path) if r.rpc is None else self._rpc_handler(r)
+            assert handler is not None, r.path
+            # An integer path parameter matches digits only: /jobs/prune is not job "prune", and
+            # the Allow header of a 405 lists only what the URL really takes.
+            path = r.path
+            for name, spec in r.path_params.items():
+                if _param(spec).kind is int:
+                    path = path.replace(f"{{{name}}}", f"{{{name}:\\d+}}")
+            if r.method == "GET":
+                app.router.add_get(path, handler)  # with HEAD
+            else:
+                app.router.add_route(r.method, path, handler)
         return app
 
     def _on_event(self, name: str, data: dict[str, Any]) -> None:
         self.metrics.on_event(name, data)
+        self.seq += 1
+        self.replay.append((self.seq, name, data))
+        event_id = f"{self.epoch}-{self.seq}"
         for s in list(self.streams):
-            s.offer(name, data)
+            s.offer(name, data, event_id)
+        if name in ("job.finished", "job.cancelled") or name == "job.failed" and not data.get("retrying"):
+            for waiter in self._job_waiters.get(data.get("id"), ()):  # type: ignore[arg-type]
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        # Long request lines: a search of 1000 characters, percent-encoded, is up to 12 KB.
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                                     max_line_size=65536)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host or None, self.port, reuse_address=True)
         try:
@@ -636,7 +791,9 @@ class HttpApi:
                 resp = await handler(request)
             except web.HTTPException as exc:
                 if exc.status >= 400 and exc.content_type != "application/json":
-                    resp = _json_error(exc.status, "not_found" if exc.status == 404 else "bad_request", exc.reason)
+                    message = {404: f"no route {request.path}; GET /openapi.json lists them",
+                               405: f"{request.method} is not allowed on {request.path}"}.get(exc.status, exc.reason)
+                    resp = _json_error(exc.status, HTTP_CODES.get(exc.status, "bad_request"), message)
                     for k in ("Allow",):
                         if k in exc.headers:
                             resp.headers[k] = exc.headers[k]
@@ -677,15 +834,36 @@ class HttpApi:
                 else:
                     body = parse_json_body(raw)
                 params.update(body)
-            for name, raw in request.query.items():
-                kind = r.query.get(name)
-                if kind is None:
-                    raise HandlerError(protocol.INVALID_PARAMS, f"unknown query parameter {name!r}", field=name)
-                params[name] = _coerce_query(name, kind, raw)
-            for name, kind in r.path_params.items():
-                params[name] = _coerce_query(name, kind, request.match_info[name])
+            params.update(_request_params(r, request))
             result = await self._call(r.rpc or "", params)
             return web.json_response(result, status=201 if r.created else 200, dumps=_dumps)
+
+        return handle
+
+    def _job_get(self, r: Route) -> Callable[[web.Request], Any]:
+        """job.get, and with ?wait=S a long poll: answer once the job has ended, or after S seconds."""
+        async def handle(request: web.Request) -> web.Response:
+            params = _request_params(r, request)
+            wait = params.pop("wait", 0.0)
+            waiter = asyncio.get_running_loop().create_future()
+            job_id = params["id"]
+            # Registered before the first read: an end between the read and the wait is not missed.
+            self._job_waiters.setdefault(job_id, set()).add(waiter)
+            try:
+                job = await self._call("job.get", params)
+                if wait > 0 and job["state"] not in FINAL_STATES:
+                    try:
+                        await asyncio.wait_for(asyncio.shield(waiter), wait)
+                    except asyncio.TimeoutError:
+                        pass
+                    job = await self._call("job.get", params)
+            finally:
+                waiters = self._job_waiters.get(job_id)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del self._job_waiters[job_id]
+            return web.json_response(job, dumps=_dumps)
 
         return handle
 
@@ -723,6 +901,12 @@ class HttpApi:
             raise HandlerError(protocol.NOT_FOUND, "the track's file is not in the library") from None
         if not path.is_file():
             raise HandlerError(protocol.NOT_FOUND, f"the audio file of track {track['id']} is missing")
+        size = path.stat().st_size
+        if not _range_satisfiable(request, size):
+            resp416 = _json_error(416, "range_not_satisfiable", f"Range {request.headers.get('Range')!r} is not "
+                                  f"one satisfiable byte range of this {size}-byte file")
+            resp416.headers["Content-Range"] = f"bytes */{size}"
+            return resp416
         resp = web.FileResponse(path, headers={
             "Accept-Ranges": "bytes",
             "Content-Disposition": f'inline; filename="{track["id"]}{path.suffix}"',
@@ -732,7 +916,7 @@ class HttpApi:
             resp.content_type = "audio/wav"
         return resp
 
-    def _topics(self, request: web.Request) -> set[str]:
+    def _topics(self, request: web.Request, allowed: tuple[str, ...] = ("topics",)) -> set[str]:
         raw = request.query.get("topics", "*")
         topics = {t.strip() for t in raw.split(",") if t.strip()} or {"*"}
         unknown = topics - set(protocol.TOPICS) - {"*"}
@@ -740,18 +924,40 @@ class HttpApi:
             raise HandlerError(protocol.INVALID_PARAMS, f"topics: unknown topic {sorted(unknown)[0]!r}; known: "
                                f"{', '.join(protocol.TOPICS)} or *", field="topics")
         for name in request.query:
-            if name != "topics":
+            if name not in allowed:
                 raise HandlerError(protocol.INVALID_PARAMS, f"unknown query parameter {name!r}", field=name)
         return topics
 
+    def _missed(self, stream: _Stream, last: str | None) -> tuple[list[tuple[str, str, dict[str, Any]]], bool]:
+        """The buffered events after Last-Event-ID `last` that `stream` wants, and whether some
+        were already gone. Called with the stream registered and no await in between: no event is
+        both replayed and queued, or neither."""
+        if not last:
+            return [], False
+        epoch, _, seq_text = last.strip().rpartition("-")
+        ours = seq_text.isdigit() and epoch == self.epoch
+        after = int(seq_text) if ours else 0
+        oldest = self.replay[0][0] if self.replay else self.seq + 1
+        gap = not ours or after + 1 < oldest and self.seq > after  # another daemon's id: a restart between
+        missed = [(f"{self.epoch}-{seq}", name, data) for seq, name, data in self.replay
+                  if seq > after and stream.wants(name, data)]
+        return missed, gap
+
     async def _sse(self, request: web.Request) -> web.StreamResponse:
-        stream = _Stream(self._topics(request))
+        topics = self._topics(request, allowed=("topics", "job"))
+        job = _request_params(ROUTE_BY_PATH[f"{API}/events"], request).get("job")
+        stream = _Stream(topics, job)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
         self.streams.add(stream)
+        missed, gap = self._missed(stream, request.headers.get("Last-Event-ID"))
         try:
             await resp.write(b": dgx-music event stream\nretry: 2000\n\n")
+            if gap:
+                await resp.write(f"event: stream.gap\ndata: {_dumps({'reason': 'events since Last-Event-ID are no longer buffered (or the daemon restarted); re-read the state you follow'})}\n\n".encode())
+            for event_id, name, data in missed:
+                await resp.write(f"id: {event_id}\nevent: {name}\ndata: {_dumps(data)}\n\n".encode())
             while True:
                 try:
                     item = await asyncio.wait_for(stream.queue.get(), KEEPALIVE_SECONDS)
@@ -760,8 +966,9 @@ class HttpApi:
                     continue
                 if item is None:
                     break
-                name, data = item
-                await resp.write(f"event: {name}\ndata: {_dumps(data)}\n\n".encode())
+                event_id, name, data = item
+                head = f"id: {event_id}\n" if event_id else ""
+                await resp.write(f"{head}event: {name}\ndata: {_dumps(data)}\n\n".encode())
         except (ConnectionResetError, ConnectionError):
             pass
         finally:
@@ -786,7 +993,7 @@ class HttpApi:
                 item = await stream.queue.get()
                 if item is None or ws.closed:
                     break
-                name, data = item
+                _event_id, name, data = item
                 await ws.send_str(_dumps({"event": name, "data": data}))
         except (ConnectionResetError, ConnectionError):
             pass
@@ -795,6 +1002,9 @@ class HttpApi:
             read_task.cancel()
             await ws.close()
         return ws
+
+
+ROUTE_BY_PATH = {r.path: r for r in ROUTES if r.method == "GET"}
 
 
 async def start(daemon: "Daemon", plan_: HttpPlan) -> HttpApi:

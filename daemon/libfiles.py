@@ -23,6 +23,14 @@ def library_file(data_dir: Path, rel: str) -> Path:
         raise OutsideRoot(f"the track's stored path is refused: {exc}") from None
 
 
+def with_file(data_dir: Path, track: dict[str, Any]) -> dict[str, Any]:
+    """The track map with `file`, the absolute path on the daemon's machine, beside `path`
+    (relative to the data dir): one shape on every surface. No file-system access."""
+    if isinstance(track.get("path"), str) and "file" not in track:
+        track = {**track, "file": os.path.join(str(data_dir), track["path"])}
+    return track
+
+
 def trash_dir(data_dir: Path) -> Path:
     return data_dir / "trash"
 

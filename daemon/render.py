@@ -39,7 +39,7 @@ def render_tracks(data_dir: Path, job: dict[str, Any], audio: np.ndarray, sample
     Paths are deterministic per track id, so a job re-run after a crash rewrites
     (atomically) the same files instead of leaving duplicates.
     """
-    from dgx_music.common.audio import files, pipeline  # librosa is heavy: imported when a job renders
+    from dgx_music.common.audio import confidence, files, pipeline  # librosa is heavy: imported when a job renders
 
     created = dt.datetime.now()
     title = default_title(job["prompt"])
@@ -58,6 +58,7 @@ def render_tracks(data_dir: Path, job: dict[str, Any], audio: np.ndarray, sample
             "params": {"model": opts.model or None, "seed": job["seed"], **(job.get("params") or {})},
             "bpm": a.get("bpm"),
             "key": a.get("key"),
+            "analysis": confidence.tag_text(a.get("bpm"), a.get("bpm_confidence"), a.get("key"), a.get("key_confidence")),
         })
         failpoints.hit("processing")  # a file is on disk, its row is not
         out.append({

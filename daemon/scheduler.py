@@ -34,7 +34,7 @@ from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import accepts_melody, resolve_model
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.store import StoreError
-from dgx_music.daemon import diskspace, failpoints, libfiles, melodies, render
+from dgx_music.daemon import diskspace, failpoints, libfiles, melodies, operations, render
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -507,6 +507,9 @@ class Scheduler:
             self.warmup = asyncio.get_running_loop().run_in_executor(self.pool, _warm_audio)
 
     async def _run_job(self, job: dict[str, Any]) -> None:
+        if operations.is_operation(job):  # repaint, cover, stems, add a part: daemon/operations.py
+            await operations.run_job(self, job)
+            return
         job_id = job["id"]
         self.warm_audio()
         job = await self.store.mark_running(job_id)

@@ -16,6 +16,7 @@ import os
 import pwd
 import socket
 import stat
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,25 @@ WRITE_HIGH_WATER = 1 * 1024 * 1024
 WRITE_TIMEOUT = 30.0
 #: How long a refused connection is drained (its input dropped) so that the peer can read why.
 LINGER_SECONDS = 1.0
+
+
+#: Methods whose answer is written before any event they cause (docs/protocol.md, "Order of answers
+#: and events"): quick state changes, so a client that subscribed first sees `job.submit`'s answer
+#: (the job id) before `job.queued` for it. Long methods (model.load) stream their events meanwhile.
+ANSWER_FIRST = frozenset({"job.submit", "job.cancel", "job.retry", "job.move", "job.prune", "track.update",
+                          "track.delete", "library.empty_trash"})
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A request in ANSWER_FIRST whose answer is not written yet; events it causes wait for it."""
+
+    conn: "Connection"
+    answered: bool = False
+
+
+#: The request whose handler is running in this task (and in tasks it starts), if it is ANSWER_FIRST.
+_CURRENT: ContextVar[_Pending | None] = ContextVar("dgx_music_current_request", default=None)
 
 
 class StartupError(RuntimeError):
@@ -98,6 +118,10 @@ class Connection:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._eof = False  # our side is shut for writing: hanging up
+        # Events held back until the answers of ANSWER_FIRST requests that caused them are written;
+        # while any are held, later events queue behind them, so events never overtake each other.
+        self._held: list[bytes] = []
+        self._holding: set[_Pending] = set()
 
     # -- writing -------------------------------------------------------
     def _write(self, frame: bytes) -> None:
@@ -122,14 +146,44 @@ class Connection:
                 self.close()
 
     def push(self, frame: bytes) -> None:
-        """Queue an event; a subscriber whose buffer is full is told why and dropped."""
+        """Queue an event; a subscriber whose buffer is full is told why and dropped.
+
+        An event caused by one of this connection's ANSWER_FIRST requests still being answered waits
+        for that answer (as do events after it, to keep their order)."""
+        if self.closed:
+            return
+        pending = _CURRENT.get()
+        if pending is not None and pending.conn is self and not pending.answered:
+            self._holding.add(pending)
+        if self._holding:
+            self._held.append(frame)
+            if sum(map(len, self._held)) > self.server.subscriber_buffer:
+                self._holding.clear()
+                self._held.clear()
+                self._overflow()
+            return
+        self._push_now(frame)
+
+    def _release(self, pending: _Pending) -> None:
+        """The answer of `pending` is written: send the events that waited for it."""
+        pending.answered = True
+        self._holding.discard(pending)
+        if not self._holding and self._held:
+            held, self._held = self._held, []
+            for frame in held:
+                self._push_now(frame)
+
+    def _overflow(self) -> None:
+        log.warning("client %d fell behind on events (buffer full); dropping it", self.id)
+        self._write(protocol.pack(protocol.event(
+            "daemon.dropped", {"reason": "event buffer overflow: the client did not read fast enough"})))
+        self.close()
+
+    def _push_now(self, frame: bytes) -> None:
         if self.closed:
             return
         if self.transport.get_write_buffer_size() + len(frame) > self.server.subscriber_buffer:
-            log.warning("client %d fell behind on events (buffer full); dropping it", self.id)
-            self._write(protocol.pack(protocol.event(
-                "daemon.dropped", {"reason": "event buffer overflow: the client did not read fast enough"})))
-            self.close()
+            self._overflow()
             return
         self._write(frame)
 
@@ -214,6 +268,7 @@ class Connection:
             self.close()
 
     async def _handle(self, msg: dict[str, Any]) -> None:
+        pending: _Pending | None = None
         try:
             req_id = msg.get("id")
             name = msg.get("method")
@@ -222,6 +277,9 @@ class Connection:
                     req_id, protocol.BAD_REQUEST,
                     "a request is a map with 'id', 'method' (text) and 'params' (a map)"))
                 return
+            if name in ANSWER_FIRST:
+                pending = _Pending(self)
+                _CURRENT.set(pending)  # this task's context only (and tasks the handler starts)
             try:
                 value = await handlers.dispatch(Context(self.server.daemon, self), name, msg.get("params") or {})
                 await self.send(protocol.result(req_id, value))
@@ -234,6 +292,8 @@ class Connection:
                     mapped = HandlerError(protocol.INTERNAL, f"internal error in {name}: {exc}")
                 await self.send(protocol.error(req_id, mapped.code, mapped.message, **mapped.data))
         finally:
+            if pending is not None:
+                self._release(pending)
             self._slots.release()
 
 

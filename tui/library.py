@@ -32,6 +32,7 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import Checkbox, DataTable, Input, Label, Select, Static
 
+from dgx_music.common.audio import confidence
 from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeout
 from dgx_music.tui import fmt
 from dgx_music.tui.widgets import Waveform
@@ -56,6 +57,11 @@ SORT_COLUMN = {"title": "title", "duration": "duration", "bpm": "bpm", "rating":
 def searching(text: str) -> bool:
     """Whether search text searches at all: the daemon ignores text without a letter or digit."""
     return any(c.isalnum() for c in text)
+
+
+def _conf(kind: str, value: Any) -> str:
+    """'80%', or '21%, low confidence' for a reading too unsure to take at face value."""
+    return f"{float(value):.0%}" + (", low confidence" if confidence.is_low(kind, value) else "")
 
 
 def track_cells(t: dict[str, Any]) -> list[Any]:
@@ -272,9 +278,9 @@ class DetailPane(Vertical):
                       f"{t.get('channels') or '-'} ch")
         if t.get("bpm") is not None:
             row("tempo", f"{fmt.number(t.get('bpm'), '{:.1f}')} BPM"
-                         + (f" ({float(t['bpm_confidence']):.0%})" if t.get("bpm_confidence") is not None else ""))
+                         + (f" ({_conf('bpm', t['bpm_confidence'])})" if t.get("bpm_confidence") is not None else ""))
         if t.get("key"):
-            row("key", str(t["key"]) + (f" ({float(t['key_confidence']):.0%})"
+            row("key", str(t["key"]) + (f" ({_conf('key', t['key_confidence'])})"
                                         if t.get("key_confidence") is not None else ""))
         if t.get("lufs") is not None:
             row("loudness", f"{fmt.number(t.get('lufs'), '{:.1f}')} LUFS (was "

@@ -5,10 +5,17 @@ Tempo: librosa's ``beat_track`` picks the wrong metrical level on slow (~70 BPM)
 its autocorrelation scored with a harmonic comb over a fine BPM grid (sub-frame precision), then
 an explicit octave decision: a faster level is taken only when the onsets half-way between the
 slower level's beats are nearly as strong as those on them (they are beats, not off-beats), or
-when the slower level would put regular onsets on 32nd-note positions (it is too slow).
+when the slower level would put regular onsets on 32nd-note positions (it is too slow); last, a
+backbeat check halves it when the kick and snare bands clearly alternate beat by beat at half the
+tempo (ballads whose eighth-note hats and arpeggios read double); then a snare-figure check
+(``_snare_pair``) takes half (a dembow read at double) or 3/4 of it (a dotted funk figure read as
+the beat) where the snare/clap/rim onsets repeat every two beats there and not at the chosen level.
+The confidence falls when any of these decisions nearly went the other way.
 
 Key: a chroma vector averaged over the clip, correlated with the 24 rotations of the
-Albrecht-Shanahan key profiles (best of the published profiles on our test set and in their paper).
+Albrecht-Shanahan key profiles (best of the published profiles on our test set and in their paper),
+which finds the scale; the opening and closing chords then decide between that key and its relative
+major/minor (the profile alone reads a looped i-VI-III-VII as the relative major's I-V-vi-IV).
 
 All functions are plain sync functions (the daemon runs them in an executor).
 """
@@ -45,9 +52,26 @@ _OCTAVE_RATIO = 0.62
 #: level, ~0.08-0.13 one octave too slow on syncopated grooves.
 _SUBDIV_WEIGHT = 4.0
 _MIN_BPM, _MAX_BPM = 60.0, 200.0
+#: Halve the chosen tempo when the kick/snare alternation at half of it is this much clearer
+#: (``_backbeat`` scores: 0.9-1.4 at the right level of a ballad read double, 0-0.5 elsewhere).
+_BACKBEAT_MARGIN = 0.3
+#: ... and is itself this clear (a four-on-the-floor kick halved by hats in the snare band scores
+#: up to ~0.5 at half its tempo).
+_BACKBEAT_MIN = 0.7
+#: The snare-figure check (``_snare_pair``): a slower level is taken when the noise onsets pair up
+#: there at least this clearly (dembow at its beat 0.45-0.56, a backbeat 0.2-0.45; wherever the
+#: chosen level was already right, half of it scores at most 0.16 on the tuning set)...
+_PAIR_MIN = 0.2
+#: ... and this much more clearly than at the chosen level.
+_PAIR_MARGIN = 0.3
+#: An octave decision whose evidence came within this of ``_OCTAVE_RATIO`` was a near tie.
+_OCTAVE_CLOSE = 0.15
 _PRIOR_CENTRE_BPM = 115.0
 _KEY_SR = 11025
 _KEY_NFFT = 4096
+#: Length of the opening/closing chord windows for the tonic cue, and the closing one's weight.
+_KEY_CUE_S = 1.5
+_CLOSING_WEIGHT = 0.25
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
@@ -98,6 +122,43 @@ def onset_envelopes(y: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, flo
     return flux.mean(axis=0), flux[low].mean(axis=0), _TEMPO_SR / _TEMPO_HOP
 
 
+def _tempo_envelopes(y: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray,
+                                                    np.ndarray]:
+    """``onset_envelopes`` plus a kick band (< 150 Hz), a snare/clap band (1-4.5 kHz) and a
+    broadband-noise envelope: the median over the 200-5000 Hz bands, which a snare, clap or rim
+    lights all at once while a tonal onset (piano, bass, pad) lights only its few partials and a
+    hi-hat only the bands above."""
+    y16 = soxr.resample(y, sr, _TEMPO_SR, quality="MQ") if sr != _TEMPO_SR else y
+    mag = _stft_mag(np.asarray(y16, dtype=np.float32), _TEMPO_NFFT, _TEMPO_HOP)
+    mel = _mel_basis(_TEMPO_SR, _TEMPO_NFFT, _TEMPO_MELS) @ (mag * mag)
+    db = 10.0 * np.log10(np.maximum(mel, mel.max() * _FLOOR + 1e-20))
+    flux = np.maximum(np.diff(db, axis=1), 0.0)
+    c = _mel_centres()
+    return (flux.mean(axis=0), flux[c < 2000.0].mean(axis=0), _TEMPO_SR / _TEMPO_HOP,
+            flux[c < 150.0].mean(axis=0), flux[(c > 1000.0) & (c < 4500.0)].mean(axis=0),
+            np.median(flux[(c > 200.0) & (c < 5000.0)], axis=0))
+
+
+def _fold(env: np.ndarray, period: float, steps: int = 48) -> np.ndarray:
+    """Mean onset strength at ``steps`` phases of a ``period``-frame cycle (+-2 frames jitter)."""
+    n = env.shape[0]
+    count = int((n - 2) // period)
+    if count < 2:
+        return np.zeros(steps)
+    pos = (np.arange(steps) / steps * period)[:, None] + np.arange(count)[None, :] * period
+    return np.interp(pos, np.arange(n), maximum_filter1d(env, size=5, mode="nearest")).mean(axis=1)
+
+
+def _backbeat(kick: np.ndarray, snare: np.ndarray, period: float) -> float:
+    """How much the kick band and the snare band alternate beat by beat at this beat period
+    (-2..2): over a two-beat cycle aligned to the kick's strongest phase, the kick's contrast
+    (beat 1 over beat 2) plus the snare's (beat 2 over beat 1)."""
+    fk, fs = _fold(kick, 2 * period), _fold(snare, 2 * period)
+    b = int(np.argmax(fk))
+    h = (b + fk.shape[0] // 2) % fk.shape[0]
+    return float((fk[b] - fk[h]) / (fk[b] + fk[h] + 1e-9) + (fs[h] - fs[b]) / (fs[b] + fs[h] + 1e-9))
+
+
 @functools.lru_cache(maxsize=1)
 def _mel_centres() -> np.ndarray:
     import librosa
@@ -137,12 +198,23 @@ def _folded_strength(env: np.ndarray, period: float, phases: int = 2) -> np.ndar
     return np.array([vals[(best + i * steps // phases) % len(vals)] for i in range(phases)])
 
 
+
+def _snare_pair(acf: np.ndarray, period: float) -> float:
+    """How much the broadband-noise onsets (snare, clap, rim) repeat every two beats rather than
+    every beat: their autocorrelation at two beat periods minus that at one. A backbeat (2 and 4)
+    or the dembow's 3+3+2 figure per beat pair scores high at the beat level and near zero at
+    double speed; regular hi-hats score the same at both lags and cancel out."""
+    if 2 * period >= acf.shape[0] - 2:
+        return 0.0
+    return _acf_near(acf, 2 * period) - _acf_near(acf, period)
+
+
 def estimate_tempo(y: np.ndarray, sr: int) -> tuple[float | None, float]:
     """Tempo in BPM (quarter-note beats, 60..200) and a 0..1 confidence; (None, 0) if no pulse."""
     mono = to_mono(y)
     if mono.shape[0] < 4 * sr or float(np.abs(mono).max()) < 1e-4:
         return None, 0.0
-    env, low, rate = onset_envelopes(mono, sr)
+    env, low, rate, kick, snare, noise = _tempo_envelopes(mono, sr)
     if not np.any(env > 0):
         return None, 0.0
     max_lag = int(rate * 60.0 / _MIN_BPM * 4) + 2
@@ -174,6 +246,7 @@ def estimate_tempo(y: np.ndarray, sr: int) -> tuple[float | None, float]:
     source = low if np.any(low > 0) else env
     acf_low = _autocorr(maximum_filter1d(source, size=3, mode="nearest"), max_lag)
     chosen = cands[0]
+    octave_margin = 1.0  # how far the last octave decision was from going the other way
     for faster in cands[1:]:
         period = rate * 60.0 / chosen
         on, half = _folded_strength(source, period)
@@ -182,9 +255,44 @@ def estimate_tempo(y: np.ndarray, sr: int) -> tuple[float | None, float]:
         recur = _acf_near(acf_low, period / 2) / slow_ac if slow_ac > 0 else 0.0
         eighths = _folded_strength(env, period, 8)
         subdiv = float(eighths[1::2].mean() / eighths[0]) if eighths[0] > 0 else 0.0
-        if 0.5 * (fold + recur) + _SUBDIV_WEIGHT * subdiv > _OCTAVE_RATIO:
+        evidence = 0.5 * (fold + recur) + _SUBDIV_WEIGHT * subdiv
+        octave_margin = abs(evidence - _OCTAVE_RATIO)
+        if evidence > _OCTAVE_RATIO:
             chosen = faster
         else:
+            break
+
+    # The backbeat marks the beat: where the low band (kick) and the snare band alternate every
+    # beat (kick on 1 and 3, snare on 2 and 4), that is the beat level, however busy the hi-hats
+    # or arpeggios above it are. Only ever slows down, and only on clear evidence.
+    margin = 1.0
+    half = chosen / 2
+    if half >= _MIN_BPM * 0.99:
+        bb_half = _backbeat(kick, snare, rate * 60.0 / half)
+        bb_here = _backbeat(kick, snare, rate * 60.0 / chosen)
+        if bb_half >= _BACKBEAT_MIN and bb_half - bb_here >= _BACKBEAT_MARGIN:
+            chosen = half
+        margin = abs(bb_half - bb_here - _BACKBEAT_MARGIN)
+
+    # The snare/clap/rim figure marks the beat too where the kick does not alternate with it (a
+    # four-on-the-floor dembow, a dotted funk figure): it repeats every two beats at the beat
+    # level and not every beat. Move to half speed (the dembow's 3+3+2 per beat pair read as
+    # eighths at double tempo) or to 3/4 of the tempo (a dotted-eighth figure read as the beat)
+    # when the figure is clearly paired there and not at the chosen level.
+    acf_noise = _autocorr(maximum_filter1d(noise, size=3, mode="nearest"), max_lag)
+    pair_here = _snare_pair(acf_noise, rate * 60.0 / chosen)
+    pair_margin = 1.0
+    for factor in (0.5, 0.75):
+        slower = chosen * factor
+        if slower < _MIN_BPM * 0.99:
+            continue
+        pair = _snare_pair(acf_noise, rate * 60.0 / slower)
+        # how close this check came to going the other way (in units of its margin)
+        pair_margin = min(pair_margin, max(abs(pair - _PAIR_MIN), abs(pair - pair_here - _PAIR_MARGIN))
+                          / _PAIR_MARGIN)
+        if pair >= _PAIR_MIN and pair - pair_here >= _PAIR_MARGIN:
+            pair_margin = min(pair - _PAIR_MIN, pair - pair_here - _PAIR_MARGIN) / _PAIR_MARGIN
+            chosen = slower
             break
 
     # Refine on a fine grid around the chosen level, parabolic peak.
@@ -202,42 +310,91 @@ def estimate_tempo(y: np.ndarray, sr: int) -> tuple[float | None, float]:
         final = float(fine[i] + shift * 0.02)
     else:
         final = float(fine[i])
-    conf = float(np.interp(rate * 60.0 / final, lags, acf))
+    # Honest confidence: how periodic the onsets are at the reading, scaled down when any metrical
+    # decision on the way (octave, backbeat, snare figure) nearly went the other way, i.e. when
+    # the double/half (or 3/4) alternative scored close.
+    decisive = min(1.0, octave_margin / _OCTAVE_CLOSE, margin / _BACKBEAT_MARGIN, pair_margin)
+    periodic = float(np.interp(rate * 60.0 / final, lags, acf))
+    conf = min(1.0, 0.3 + periodic) * (0.2 + 0.8 * decisive)
     return round(final, 2), round(min(max(conf, 0.0), 1.0), 3)
 
 
-def chroma_vector(y: np.ndarray, sr: int) -> np.ndarray:
-    """Clip-level pitch-class profile: per-frame normalised chroma, averaged over frames."""
+def _chroma_frames(y: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
+    """Per-frame chroma [12, frames] (each frame scaled to max 1; silent frames are zero) and the
+    frame rate."""
     y11 = soxr.resample(to_mono(y), sr, _KEY_SR, quality="MQ") if sr != _KEY_SR else to_mono(y)
     mag = _stft_mag(np.asarray(y11, dtype=np.float32), _KEY_NFFT, _KEY_NFFT // 2)
     chroma = _chroma_basis(_KEY_SR, _KEY_NFFT) @ mag
     energy = chroma.sum(axis=0)
-    keep = energy > energy.max() * 1e-3 if energy.size else energy
-    chroma = chroma[:, keep]
-    if chroma.size == 0:
-        return np.zeros(12)
-    chroma = chroma / (chroma.max(axis=0, keepdims=True) + 1e-12)
-    return chroma.mean(axis=1)
+    if energy.size:
+        chroma[:, energy <= energy.max() * 1e-3] = 0.0
+    return chroma / (chroma.max(axis=0, keepdims=True) + 1e-12), _KEY_SR / (_KEY_NFFT // 2)
+
+
+def chroma_vector(y: np.ndarray, sr: int) -> np.ndarray:
+    """Clip-level pitch-class profile: per-frame normalised chroma, averaged over sounding frames."""
+    chroma, _ = _chroma_frames(y, sr)
+    sounding = chroma.max(axis=0) > 0
+    return chroma[:, sounding].mean(axis=1) if np.any(sounding) else np.zeros(12)
+
+
+def _triad(tonic: int, mode: str) -> np.ndarray:
+    t = np.zeros(12)
+    t[[tonic, (tonic + (4 if mode == "major" else 3)) % 12, (tonic + 7) % 12]] = [1.0, 0.7, 0.7]
+    return t
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    if np.allclose(a, a.mean()) or np.allclose(b, b.mean()):
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def estimate_key(y: np.ndarray, sr: int) -> tuple[str | None, float]:
-    """Key and mode like "A minor" and a 0..1 confidence; (None, 0) for silence / no pitch."""
+    """Key and mode like "A minor" and a 0..1 confidence; (None, 0) for silence / no pitch.
+
+    Two stages. The clip's pitch-class profile against the 24 rotations of the key profiles
+    finds the scale; it cannot tell a key from its relative (B minor / D major share every note,
+    and a looped i-VI-III-VII reads as the major key's I-V-vi-IV). The tonic decides that pair:
+    which of the two tonic triads the opening chord (first 1.5 s of sound) matches, and, with
+    less weight, the closing one (a clip cut mid-loop ends anywhere; a song ends on the tonic),
+    added to the profile difference."""
     mono = to_mono(y)
     if mono.shape[0] < sr // 2 or float(np.abs(mono).max()) < 1e-4:
         return None, 0.0
-    prof = chroma_vector(mono, sr)
+    chroma, rate = _chroma_frames(mono, sr)
+    sounding = np.flatnonzero(chroma.sum(axis=0) > 0)
+    if sounding.size == 0:
+        return None, 0.0
+    prof = chroma[:, sounding].mean(axis=1)
     if not np.any(prof > 0) or np.allclose(prof, prof.mean()):
         return None, 0.0
-    scores = []
+    scores: dict[tuple[int, str], float] = {}
     for mode, template in (("major", _MAJOR), ("minor", _MINOR)):
         for tonic in range(12):
-            r = np.corrcoef(prof, np.roll(template, tonic))[0, 1]
-            scores.append((float(r), f"{PITCHES[tonic]} {mode}"))
-    scores.sort(reverse=True)
-    (r1, key), (r2, _) = scores[0], scores[1]
-    # margin over the runner-up (often the relative major/minor) is what makes a call reliable
-    conf = max(0.0, min(1.0, r1)) * (1.0 - math.exp(-(r1 - r2) / 0.05))
-    return key, round(conf, 3)
+            scores[(tonic, mode)] = _corr(prof, np.roll(template, tonic))
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    best = ranked[0]
+    rel = ((best[0] - 3) % 12, "minor") if best[1] == "major" else ((best[0] + 3) % 12, "major")
+    # the tonic cue: opening and closing chords (loud frames only: no reverb tail, no count-in)
+    energy = chroma[:, sounding].sum(axis=0)
+    loud = sounding[energy > 0.2 * energy.max()] if energy.size else sounding
+    span = max(2, int(_KEY_CUE_S * rate))
+    first, last = int(loud[0]), int(loud[-1])
+    opening = chroma[:, first:first + span].mean(axis=1)
+    closing = chroma[:, max(first, last + 1 - span):last + 1].mean(axis=1)
+    evidence = (scores[rel] - scores[best]
+                + _corr(opening, _triad(*rel)) - _corr(opening, _triad(*best))
+                + _CLOSING_WEIGHT * (_corr(closing, _triad(*rel)) - _corr(closing, _triad(*best))))
+    if evidence > 0:
+        best, rel = rel, best
+    r1 = max(scores[best], scores[rel])  # how well the scale (shared by the pair) fits
+    others = [scores[k] for k in ranked if k not in (best, rel)]
+    gap = r1 - max(others) if others else 1.0
+    # honest confidence: the profile's fit, its margin over keys with another scale, and how
+    # clearly the tonic cue settled the relative major/minor question
+    conf = max(0.0, min(1.0, r1)) * (1.0 - math.exp(-max(gap, 0.0) / 0.05)) * (1.0 - math.exp(-abs(evidence) / 0.15))
+    return f"{PITCHES[best[0]]} {best[1]}", round(conf, 3)
 
 
 def waveform_peaks(audio: np.ndarray, count: int = 256) -> list[list[float]]:

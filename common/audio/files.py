@@ -25,8 +25,9 @@ import soundfile as sf
 SOFTWARE = "DGX Music"
 #: The metadata keys write_wav_atomic understands; any other key is a caller's mistake (a key the
 #: writer silently ignored once kept every library file's prompt out of its tags).
-META_KEYS = frozenset({"title", "comment", "artist", "date", "software", "bpm", "key", "params"})
+META_KEYS = frozenset({"title", "comment", "artist", "date", "software", "bpm", "key", "params", "analysis"})
 PARAMS_DESC = "DGX Music parameters"  # TXXX description; ffprobe shows it as a tag of that name
+ANALYSIS_DESC = "DGX Music analysis"  # TXXX: the BPM/key readings with how sure they are
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _MAX_NAME_BYTES = 120  # well under 255 (ext4, NTFS, APFS), leaving room for prefixes and suffixes
@@ -108,6 +109,9 @@ def id3_tag(meta: Mapping[str, Any]) -> bytes:
         value = meta["params"] if isinstance(meta["params"], str) else json.dumps(
             meta["params"], sort_keys=True, separators=(",", ":"), default=str)
         body = b"\x03" + PARAMS_DESC.encode("utf-8") + b"\x00" + value.encode("utf-8")
+        frames.append(b"TXXX" + _syncsafe(len(body)) + b"\x00\x00" + body)
+    if meta.get("analysis"):  # how sure the BPM/key readings are (TBPM/TKEY cannot say)
+        body = b"\x03" + ANALYSIS_DESC.encode("utf-8") + b"\x00" + str(meta["analysis"]).encode("utf-8")
         frames.append(b"TXXX" + _syncsafe(len(body)) + b"\x00\x00" + body)
     payload = b"".join(frames)
     return b"ID3\x04\x00\x00" + _syncsafe(len(payload)) + payload

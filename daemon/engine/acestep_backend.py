@@ -19,8 +19,10 @@ import numpy as np
 import torch
 
 from dgx_music.common.families import ACE_STEP
+from dgx_music.common.schemas import split_lora
 from dgx_music.daemon.engine.backend import Backend, ProgressCb, StepCb, pick_dtype, seed_everything
 from dgx_music.daemon.engine.errors import EngineError
+from dgx_music.daemon.engine.acestep_tasks import SOURCE, TASK_KEYS, check_task, task_kwargs
 from dgx_music.daemon.engine.models import fetch_model, resolve_model
 
 #: Defaults per variant: turbo is guidance-distilled (8 steps, no CFG); base needs CFG and more steps.
@@ -31,7 +33,7 @@ VARIANT_DEFAULTS: dict[str, dict[str, float]] = {
 }
 #: The keys of the wire contract (all optional except duration and seed).
 PARAM_KEYS = frozenset({"duration", "lyrics", "language", "bpm", "key", "time_signature", "steps", "guidance",
-                        "shift", "seed", "lora", "lora_scale"})
+                        "shift", "seed", "lora", "lora_scale", *TASK_KEYS})
 MAX_DURATION = 600.0
 LORA_ADAPTER = "dgx-music-lora"
 
@@ -40,13 +42,8 @@ def parse_lora(value: str | None) -> tuple[str | None, float]:
     """`DIR[:scale]` (the CLI form) -> (directory, scale); a bare DIR has scale 1.0."""
     if not value:
         return None, 1.0
-    head, sep, tail = value.rpartition(":")
-    if sep and head:
-        try:
-            return head, float(tail)
-        except ValueError:
-            pass
-    return value, 1.0
+    directory, scale = split_lora(value)
+    return directory, 1.0 if scale is None else scale
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -149,9 +146,8 @@ class AceStepBackend(Backend):
         variation does not depend on how many were asked for alongside it."""
         if self.pipe is None:
             raise EngineError("internal", "generate before load")
-        if audio_in:
-            raise EngineError("bad_request", f"{', '.join(sorted(audio_in))}: ACE-Step jobs take no audio input yet")
         p = _check_params(params)
+        task = check_task(p, audio_in, len(prompts), self.sample_rate)
         lora_dir, lora_scale = parse_lora(p["lora"])  # "DIR:0.7" carries its scale; lora_scale wins
         self._use_lora(lora_dir, lora_scale if params.get("lora_scale") is None else p["lora_scale"])
         d = self.defaults()
@@ -160,22 +156,42 @@ class AceStepBackend(Backend):
         shift = float(p["shift"] if p["shift"] is not None else d["shift"])
         n = len(prompts)
         seed = int(p["seed"])
-        # Noise comes from CPU generators (the same on every device); the global RNGs are seeded too,
-        # because tasks that encode source audio sample the VAE posterior from them.
-        seed_everything(seed)
-        gens = [torch.Generator("cpu").manual_seed(seed + i) for i in range(n)]
+        common = dict(num_inference_steps=steps, guidance_scale=guidance, shift=shift, bpm=p["bpm"],
+                      keyscale=p["key"], timesignature=str(p["time_signature"]) if p["time_signature"] else None,
+                      output_type="pt")
+        if task == "text2music":
+            # Noise comes from CPU generators (the same on every device); the global RNGs are seeded too,
+            # because tasks that encode source audio sample the VAE posterior from them.
+            seed_everything(seed)
+            return self._run([list(prompts)], [dict(lyrics=[p["lyrics"]] * n, vocal_language=[p["language"]] * n,
+                                                    audio_duration=float(p["duration"]), **common)],
+                             [[seed + i for i in range(n)]], steps, on_step)
+        source = torch.from_numpy(np.ascontiguousarray(audio_in[SOURCE], dtype=np.float32))
+        calls = task_kwargs(task, p, list(prompts), source)
+        seeds = [[seed + off + i for i in range(len(c["prompt"]))] for c, off in
+                 zip(calls, np.cumsum([0] + [len(c["prompt"]) for c in calls[:-1]]))]
+        return self._run([c.pop("prompt") for c in calls], [{**common, **c} for c in calls], seeds, steps,
+                         on_step)
 
-        def step_end(pipe: Any, i: int, t: float, kwargs: dict[str, Any]) -> None:
-            on_step(i + 1, steps)  # raising here (Cancelled) leaves the pipeline before the VAE decode
+    def _run(self, prompts: list[list[str]], kwargs: list[dict[str, Any]], seeds: list[list[int]], steps: int,
+             on_step: StepCb) -> tuple[np.ndarray, int]:
+        """One pipeline call per entry (a stems job: one per part), progress counted across all of them.
 
-        with torch.inference_mode():
-            out = self.pipe(
-                prompt=list(prompts), lyrics=[p["lyrics"]] * n, vocal_language=[p["language"]] * n,
-                audio_duration=float(p["duration"]), num_inference_steps=steps, guidance_scale=guidance,
-                shift=shift, generator=gens, bpm=p["bpm"], keyscale=p["key"],
-                timesignature=str(p["time_signature"]) if p["time_signature"] else None,
-                output_type="pt", callback_on_step_end=step_end)
-        audio = out.audios.detach().to(torch.float32).cpu().numpy()
+        Each call seeds the global RNGs with its first variation's seed (the VAE encode of a source
+        samples from them) and draws variation i's noise from its own generator."""
+        total = steps * len(kwargs)
+        outs = []
+        for k, (prompt, kw, seed_list) in enumerate(zip(prompts, kwargs, seeds)):
+            def step_end(pipe: Any, i: int, t: float, cb_kwargs: dict[str, Any], k: int = k) -> None:
+                on_step(k * steps + i + 1, total)  # raising here (Cancelled) leaves before the VAE decode
+
+            seed_everything(int(seed_list[0]))
+            gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seed_list]
+            with torch.inference_mode():
+                out = self.pipe(prompt=prompt, generator=gens, callback_on_step_end=step_end, **kw)
+            outs.append(out.audios.detach().to(torch.float32).cpu().numpy())
+        width = max(o.shape[-1] for o in outs)
+        audio = np.concatenate([np.pad(o, ((0, 0), (0, 0), (0, width - o.shape[-1]))) for o in outs], axis=0)
         return np.ascontiguousarray(audio, dtype=np.float32), self.sample_rate
 
     def expected_samples(self, duration: float) -> int:

@@ -77,10 +77,25 @@ def wire_params(params: Any) -> dict[str, Any]:
             "top_p": params.top_p, "cfg": params.cfg, "seed": params.seed}
 
 
+#: The rate of multichannel audio inputs ([channels, samples]): ACE-Step's sources.
+SOURCE_SAMPLE_RATE = 48000
+
+
+def _audio_frame(a: np.ndarray) -> dict[str, Any]:
+    """One named audio input of a generate frame (worker_main documents the format)."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if a.ndim == 2:
+        return {"pcm": a.tobytes(), "sample_rate": SOURCE_SAMPLE_RATE, "channels": int(a.shape[0])}
+    return {"pcm": a.tobytes(), "sample_rate": AUDIO_IN_SAMPLE_RATE}
+
+
 def _variations_from(params: Any, offset: int) -> Any:
     """The params for a half batch starting at variation `offset`. ACE-Step draws variation i from
     seed + i, so the second half of a split batch shifts its seed and makes the same clips the whole
     batch would have; MusicGen samples a batch from one stream, so there is nothing to keep."""
+    shifted = getattr(params, "from_variation", None)
+    if offset and callable(shifted):
+        return shifted(offset)
     if offset and isinstance(params, AceStepParams) and params.seed is not None:
         return msgspec.structs.replace(params, seed=params.seed + offset)
     return params
@@ -103,6 +118,7 @@ class EngineSupervisor:
         self._state = "unloaded"
         self._model: str | None = None
         self._load_extra: dict[str, Any] = {}
+        self._families: dict[str, str] = {}
         self._loaded: dict[str, Any] = {}
         self._memory: dict[str, Any] = {}
         self._job: int | None = None
@@ -157,8 +173,10 @@ class EngineSupervisor:
         state = self._state
         if state == "ready" and alive and worker is not None and worker.in_flight():
             state = "busy"  # a cancelled job is still winding down in the worker
+        model = self._model or self.settings.model
         return {
-            "model": self._model or self.settings.model,
+            "model": model,
+            "family": self._family_of(model),
             "backend": self.settings.backend,
             "state": state,
             "device": self._loaded.get("device"),
@@ -170,6 +188,15 @@ class EngineSupervisor:
             "job_id": self._job,
             "keep_alive": self.settings.keep_alive,
         }
+
+    def _family_of(self, model: str) -> str | None:
+        """The model's family, remembered per name (a local directory's is read from its files once)."""
+        if model not in self._families:
+            try:
+                self._families[model] = resolve_model(model).family
+            except EngineError:
+                return None
+        return self._families[model]
 
     def last_memory(self) -> dict[str, Any]:
         """The worker's last memory report (rss, rss_peak, cuda_* when on CUDA), for bench."""
@@ -301,9 +328,8 @@ class EngineSupervisor:
                              ) -> tuple[np.ndarray, int]:
         msg: dict[str, Any] = {"type": "generate", "job_id": job_id, "prompts": prompts,
                                "params": wire_params(params)}
-        if audio_in:  # 32 kHz mono, as the daemon stores melodies and prefixes
-            msg["audio"] = {name: {"pcm": np.ascontiguousarray(a, dtype=np.float32).tobytes(),
-                                   "sample_rate": AUDIO_IN_SAMPLE_RATE} for name, a in audio_in.items()}
+        if audio_in:  # mono: 32 kHz, as the daemon stores melodies and prefixes; [channels, samples]: 48 kHz
+            msg["audio"] = {name: _audio_frame(a) for name, a in audio_in.items()}
 
         def on_frame(frame: dict[str, Any]) -> None:
             if frame.get("type") == "progress" and on_progress is not None:
@@ -502,7 +528,7 @@ def _scan_models(cache_dir: Path | None, extras: list[str | None]) -> list[dict[
             spec = resolve_model(str(extra))
         except EngineError:
             continue
-        out.append({"name": spec.name, "source": spec.ref, "kind": spec.kind,
+        out.append({"name": spec.name, "family": spec.family, "source": spec.ref, "kind": spec.kind,
                     "cached": is_cached(spec, cache_dir), "path": spec.ref if spec.kind == "local" else None,
                     "description": "configured model"})
     return out

@@ -15,7 +15,9 @@ Supervisor -> worker:
       family: musicgen or ace-step (resolved from the model name when absent);
       extra keys (e.g. lora) are passed to backend.load() as keyword arguments
   {type: generate, id, job_id, prompts, params: {...},
-   audio: {name: {pcm: float32 mono bytes, sample_rate}}}   (audio optional)
+   audio: {name: {pcm: float32 bytes, sample_rate, [channels]}}}   (audio optional)
+      channels absent or 1: mono (MusicGen's melody and prefix at 32 kHz); more: the pcm is
+      channel-major [channels, samples] at the model's rate (ACE-Step's `source`, stereo 48 kHz)
       params: MusicGen {duration, temperature, top_k, top_p, cfg, seed}, or any
       dict a non-MusicGen backend's generate_params() understands
   {type: cancel, id}   id of the request to stop: a running one stops at its next
@@ -244,7 +246,8 @@ class Worker:
               "load_seconds": round(time.perf_counter() - t0, 3), "memory": memory()})
 
     def _audio_in(self, msg: dict[str, Any], family: str) -> dict[str, np.ndarray]:
-        """The frame's {name: {pcm, sample_rate}} audio inputs -> {name: float32 mono array}."""
+        """The frame's {name: {pcm, sample_rate, [channels]}} audio inputs -> {name: float32 array}:
+        [samples] for mono, [channels, samples] otherwise."""
         raw = msg.get("audio") or {}
         if not isinstance(raw, dict):
             raise EngineError("bad_request", "audio must be a map of name -> {pcm, sample_rate}")
@@ -258,8 +261,16 @@ class Worker:
             audio = np.frombuffer(m["pcm"], dtype=np.float32)
             if audio.size == 0:
                 raise EngineError("bad_request", f"the {name} is empty")
-            if family == "musicgen" and int(m.get("sample_rate", 0)) != self.backend.sample_rate:
+            channels = m.get("channels", 1)
+            if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= 8 \
+                    or audio.size % channels:
+                raise EngineError("bad_request", f"the {name}: channels must be 1-8 and divide the samples")
+            if family == "musicgen" and (channels != 1 or int(m.get("sample_rate", 0)) != self.backend.sample_rate):
                 raise EngineError("bad_request", f"the {name} must be mono float32 at {self.backend.sample_rate} Hz")
+            if channels > 1:
+                if int(m.get("sample_rate", 0)) != self.backend.sample_rate:
+                    raise EngineError("bad_request", f"the {name} must be at {self.backend.sample_rate} Hz")
+                audio = audio.reshape(channels, -1)
             out[str(name)] = audio
         return out
 

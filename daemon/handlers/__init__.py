@@ -50,7 +50,7 @@ class MethodSpec:
 REGISTRY: dict[str, MethodSpec] = {}
 
 #: Modules that register methods; imported once by `load_all`.
-MODULES = ("core", "models", "jobs", "tracks")
+MODULES = ("core", "models", "jobs", "tracks", "operations")
 
 
 def method(name: str) -> Callable[[Handler], Handler]:
@@ -86,7 +86,8 @@ def map_error(exc: BaseException) -> HandlerError | None:
         mapped = {"not_found": protocol.NOT_FOUND, "conflict": protocol.CONFLICT,
                   "queue_full": protocol.QUEUE_FULL, "invalid": protocol.INVALID_PARAMS,
                   "disk_full": protocol.DISK_FULL}
-        return HandlerError(mapped.get(code, protocol.INTERNAL), str(exc))
+        extra = {"field": exc.field} if code == "invalid" and getattr(exc, "field", None) else {}
+        return HandlerError(mapped.get(code, protocol.INTERNAL), str(exc), **extra)
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return HandlerError(protocol.DISK_FULL, f"the daemon's disk is full ({exc.strerror}); free some space")
     if name == "EngineError" and isinstance(code, str):

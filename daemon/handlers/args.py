@@ -24,6 +24,15 @@ class Args:
             raise _bad("params", f"must be a map, got {type(params).__name__}")
         self.params = params
 
+    def only(self, *allowed: str) -> "Args":
+        """Refuse parameters the method does not take, naming the first (as job.submit does),
+        so a misspelt field (`favourite`, `tags`) is an error instead of a silent no-op."""
+        unknown = sorted(k for k in self.params if k not in allowed)
+        if unknown:
+            name = str(unknown[0])
+            raise _bad(name, f"unknown field {name!r}; this method takes {', '.join(allowed)}")
+        return self
+
     def _get(self, name: str, default: Any) -> Any:
         value = self.params.get(name, _MISSING)
         if value is _MISSING or value is None:
@@ -36,6 +45,8 @@ class Args:
         value = self._get(name, default)
         if value is default and default is not _MISSING:
             return value
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON (and JSON Schema) make no difference between 3 and 3.0
         if isinstance(value, bool) or not isinstance(value, int):
             raise _bad(name, f"must be an integer, got {type(value).__name__}")
         # Unbounded still means "fits in SQLite's 64-bit integer": ids go straight into queries.

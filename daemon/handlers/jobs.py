@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dgx_music.daemon.handlers import Context, method
+from dgx_music.common import protocol
+from dgx_music.daemon.handlers import Context, HandlerError, method
 from dgx_music.daemon.handlers.args import Args
 
+FINISHED = ("done", "failed", "cancelled")
 MAX_DAYS = 1_000_000.0  # job.prune older_than_days: anything larger keeps every job anyway
 
 
@@ -36,8 +38,18 @@ async def get(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 @method("job.cancel")
 async def cancel(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """Cancel a queued job at once, a running one at its next decode step."""
-    return await ctx.daemon.scheduler.cancel(Args(params).int("id"))
+    """Cancel a queued job at once, a running one at its next decode step.
+
+    A job that already ended is `not_cancellable` (naming its state): answering success for a
+    cancel that changed nothing would tell a script its job was stopped when it had finished."""
+    job_id = Args(params).only("id").int("id")
+    before = await ctx.daemon.store.get_job(job_id)
+    job = before if before["state"] in FINISHED else await ctx.daemon.scheduler.cancel(job_id)
+    # Ended before this request, or (a race) done or failed while it was being cancelled.
+    if before["state"] in FINISHED or job["state"] in ("done", "failed"):
+        raise HandlerError(protocol.NOT_CANCELLABLE, f"job {job_id} has already ended ({job['state']}); "
+                           "nothing to cancel", state=job["state"])
+    return job
 
 
 @method("job.retry")

@@ -14,6 +14,15 @@ from dgx_music.daemon.handlers.args import Args
 from dgx_music.daemon.store import StoreError
 
 MAX_CHUNK = stream.MAX_CHUNK
+LIST_PARAMS = ("search", "tag", "favorite", "model", "bpm_min", "bpm_max", "key", "sort", "order", "limit",
+               "cursor", "job_id", "source")
+UPDATE_PARAMS = ("id", "title", "rating", "favorite", "notes", "tags_add", "tags_remove")
+
+
+def with_file(ctx: Context, track: dict[str, Any]) -> dict[str, Any]:
+    """Every track map leaves the daemon with `file`: the absolute path on the daemon's machine,
+    beside `path` (relative to the data dir), so no client has to join them itself."""
+    return libfiles.with_file(ctx.daemon.data_dir, track)
 
 
 def _read(path: Path, offset: int, size: int) -> tuple[bytes, int]:
@@ -27,26 +36,32 @@ async def list_tracks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     ``sort`` is one of store.LIST_SORTS; ``relevance`` (best match first) needs a
     ``search``. The default stays ``created`` with or without a search (protocol 1).
     """
-    a = Args(params)
+    a = Args(params).only(*LIST_PARAMS)
+    lo, hi = a.float("bpm_min", None), a.float("bpm_max", None)
+    if lo is not None and hi is not None and lo > hi:  # an empty range matches nothing; not an error
+        a.str("cursor", None, max_len=1000)
+        return {"tracks": [], "next_cursor": None, "total": 0}
     try:
         page = await ctx.daemon.store.list_tracks(
             search=a.str("search", None, max_len=1000), tag=a.str("tag", None, max_len=100),
             favorite=a.bool("favorite", None), model=a.str("model", None, max_len=500),
             bpm_min=a.float("bpm_min", None), bpm_max=a.float("bpm_max", None),
-            key=a.str("key", None, max_len=100), sort=a.str("sort", "created", max_len=20),
+            key=a.str("key", None, max_len=100), source=a.str("source", None, max_len=64),
+            sort=a.str("sort", "created", max_len=20),
             order=a.str("order", "desc", max_len=4), limit=a.int("limit", 50, lo=1, hi=500),
-            cursor=a.str("cursor", None, max_len=1000))
+            cursor=a.str("cursor", None, max_len=1000), job_id=a.int("job_id", None, lo=1))
     except StoreError as exc:  # name the parameter (`field`), e.g. sort=relevance without a search
         if exc.code == "invalid" and exc.field:
             raise HandlerError(protocol.INVALID_PARAMS, str(exc), field=exc.field) from None
         raise
+    page["tracks"] = [with_file(ctx, t) for t in page["tracks"]]
     return page
 
 
 @method("track.get")
 async def get(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """One track with its waveform peaks."""
-    return await ctx.daemon.store.get_track(Args(params).str("id", max_len=64))
+    return with_file(ctx, await ctx.daemon.store.get_track(Args(params).only("id").str("id", max_len=64)))
 
 
 @method("track.peaks")
@@ -59,12 +74,13 @@ async def peaks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 @method("track.update")
 async def update(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Change title, rating, favourite, notes or tags."""
-    a = Args(params)
+    a = Args(params).only(*UPDATE_PARAMS)
     track = await ctx.daemon.store.update_track(
         a.str("id", max_len=64), title=a.str("title", None, max_len=1000),
         rating=a.int("rating", None), favorite=a.bool("favorite", None),
         notes=a.str("notes", None, max_len=20000), tags_add=a.str_list("tags_add", []),
         tags_remove=a.str_list("tags_remove", []))
+    track = with_file(ctx, track)
     ctx.daemon.publish("track.updated", track)
     return track
 

@@ -9,6 +9,7 @@ This package is the ONLY place that holds SQL, one module per concern:
     base.py       the connection: open, integrity check, lock, THE write path (_write)
     jobs.py       the job queue (JobsMixin)
     tracks.py     track rows (TracksMixin)
+    lineage.py    where derived tracks came from (LineageMixin)
     search.py     listing and searching the library (SearchMixin)
     snapshot.py   whole-database copies for backup and restore (synchronous)
     clock.py      the store's clock
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 from .codecs import MAX_PEAK_PAIRS, MAX_SEARCH_TOKENS, RELEVANCE, fts_query, pack_peaks, unpack_peaks
 from .errors import StoreError
+from .lineage import LINEAGE_OPERATIONS, LineageMixin
 from .jobs import ACTIVE_STATES, FINISHED_STATES, JOB_STATES, JobsMixin
 from .schema import LATEST_VERSION, MIGRATIONS
 from .search import LIST_SORTS, MAX_LIST_LIMIT, RELEVANCE_WEIGHTS, SORT_FIELDS, SearchMixin
@@ -75,5 +77,5 @@ __all__ = [
 ]
 
 
-class Store(JobsMixin, SearchMixin, TracksMixin):
+class Store(JobsMixin, SearchMixin, TracksMixin, LineageMixin):
     """Async facade over the database.  Create with ``await Store.open(path)``."""

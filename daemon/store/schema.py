@@ -225,7 +225,27 @@ V3 = [
     """,
 ]
 
-MIGRATIONS: list[list[str]] = [V1, V2, V3]
+# --- v4: lineage (operations on tracks: repaint, cover, stems, add a part) -------------
+#
+# * one row per derived track: where it came from (a source track id, kept as text so
+#   deleting the source keeps the row and the derived track can say its source is gone;
+#   or NULL for an uploaded file, named in source_name), the operation, the part (stems,
+#   add a part) and the operation's parameters as JSON.  The row goes with its track.
+V4 = [
+    """
+    CREATE TABLE track_lineage (
+        track_seq   INTEGER PRIMARY KEY REFERENCES tracks (seq) ON DELETE CASCADE,
+        source_id   TEXT,
+        source_name TEXT    NOT NULL,
+        operation   TEXT    NOT NULL,
+        part        TEXT,
+        params      TEXT    NOT NULL DEFAULT '{}'
+    )
+    """,
+    "CREATE INDEX track_lineage_source ON track_lineage (source_id)",
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2, V3, V4]
 
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -65,9 +65,10 @@ class SearchMixin(TracksMixin):
     async def list_tracks(self, *, search: str | None = None, tag: str | None = None,
                           favorite: bool | None = None, model: str | None = None,
                           bpm_min: float | None = None, bpm_max: float | None = None,
-                          key: str | None = None, sort: str = "created", order: str = "desc",
+                          key: str | None = None, source: str | None = None,
+                          sort: str = "created", order: str = "desc",
                           limit: int = 50, cursor: str | None = None,
-                          with_peaks: bool = False) -> dict:
+                          with_peaks: bool = False, job_id: int | None = None) -> dict:
         """One page of tracks: {"tracks": [...], "next_cursor": str | None, "total": int | None}.
 
         ``search`` is free text (any text is safe, see fts_query) matched against
@@ -104,6 +105,9 @@ class SearchMixin(TracksMixin):
         if bpm_min is not None and bpm_max is not None and bpm_min > bpm_max:
             raise _invalid("bpm_min", f"{bpm_min} is above bpm_max {bpm_max}")
         key = _text("key", key, max_chars=100, optional=True)
+        if job_id is not None and (type(job_id) is not int or not 1 <= job_id < 2**63):
+            raise _invalid("job_id", f"must be a job id (an integer >= 1), got {job_id!r}")
+        source = _text("source", source, max_chars=64, optional=True)
         with_peaks = _bool("with_peaks", with_peaks)
 
         # Each filter as (SQL with "{p}" where a unary + may go to keep the
@@ -126,6 +130,11 @@ class SearchMixin(TracksMixin):
             filters.append(("{p}ifnull(t.bpm, -1.0) <= ?", [bpm_max]))
         if key is not None:
             filters.append(("{p}t.key = ? COLLATE NOCASE", [key.strip()]))
+        if job_id is not None:  # the tracks one job made (indexed: tracks_job)
+            filters.append(("{p}t.job_id = ?", [job_id]))
+        if source is not None:  # tracks derived from that track (repaints, covers, stems, parts)
+            filters.append(("{p}t.seq IN (SELECT l.track_seq FROM track_lineage l WHERE l.source_id = ?)",
+                            [source]))
 
         def where_sql(plus: str, extra: list[str] = ()) -> tuple[str, list[Any]]:
             terms = [f.format(p=plus) for f, _ in filters] + list(extra)
@@ -133,7 +142,9 @@ class SearchMixin(TracksMixin):
             return (" WHERE " + " AND ".join(terms)) if terms else "", params
 
         fingerprint = hashlib.sha1(json.dumps(
-            [match, tag_n, favorite, model, bpm_min, bpm_max, key]).encode()).hexdigest()[:12]
+            [match, tag_n, favorite, model, bpm_min, bpm_max, key]
+            + ([job_id] if job_id is not None else [])
+            + (["source", source] if source is not None else [])).encode()).hexdigest()[:12]
         if sort == RELEVANCE:
             return await self._list_by_relevance(match, filters[1:], order, limit, cursor,  # type: ignore[arg-type]
                                                  fingerprint, with_peaks)

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 from . import clock
 from .base import StoreBase
+from .lineage import lineage_row
 from .codecs import _track_dict, pack_peaks
 from .errors import StoreError
 from .validate import (MAX_COUNT, MAX_NOTES_CHARS, MAX_PROMPT_CHARS, MAX_SEED, MAX_TAGS_PER_TRACK,
@@ -67,7 +68,7 @@ class TracksMixin(StoreBase):
     # ------------------------------------------------------------ tracks: writes
 
     _TRACK_KEYS = frozenset({"path", "duration", "sample_rate", "channels", "index", "title",
-                             "model", "backend", "peaks", "tags", *ANALYSIS_FIELDS, *SONG_FIELDS})
+                             "model", "backend", "peaks", "tags", "lineage", *ANALYSIS_FIELDS, *SONG_FIELDS})
     _IMPORT_KEYS = _TRACK_KEYS | {"id", "job_id", "prompt", "seed", "params", "created",
                                   "rating", "favorite", "notes"}
 
@@ -91,6 +92,7 @@ class TracksMixin(StoreBase):
             "peaks": pack_peaks(t.get("peaks")),
             "tags": _tag_list("tags", t.get("tags")),
             **_song_fields(t),
+            "lineage": lineage_row(t.get("lineage")),
         }
         if len(r["tags"]) > MAX_TAGS_PER_TRACK:
             raise _invalid("tags", f"at most {MAX_TAGS_PER_TRACK} tags per track")
@@ -100,7 +102,7 @@ class TracksMixin(StoreBase):
             r[f] = _text(f, t.get(f), max_chars=1000, optional=True)
         return r
 
-    async def _insert_track(self, r: dict) -> None:
+    async def _insert_track(self, r: dict) -> int:
         try:
             cur = await self._conn.execute(
                 "INSERT INTO tracks (id, job_id, path, prompt, title, model, backend, seed, idx,"
@@ -126,6 +128,9 @@ class TracksMixin(StoreBase):
             await self._conn.execute("INSERT INTO track_peaks (seq, peaks) VALUES (?, ?)",
                                      (seq, r["peaks"]))
         await self._add_tags(seq, r["tags"])
+        if r.get("lineage") is not None:
+            await self._insert_lineage(seq, r["lineage"])
+        return seq
 
     async def _add_tags(self, seq: int, tags: list[str]) -> None:
         for tag in tags:

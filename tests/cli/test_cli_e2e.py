@@ -32,10 +32,10 @@ async def test_generate_browse_edit_delete(studio: Any, tmp_path: Path) -> None:
     sock = studio.server.path
     res = await cli_json(sock, "generate", "funky bass groove", "--duration", "1", "--count", "2",
                          "--seed", "42", "--wait")
-    assert res["job"]["state"] == "done" and res["job"]["seed"] == 42
+    assert res["state"] == "done" and res["seed"] == 42  # the job itself, as job.get answers, plus tracks
     ids = [t["id"] for t in res["tracks"]]
     for t in res["tracks"]:
-        assert Path(t["path"]).is_file() and t["seed"] == 42 and t["sample_rate"] == 32000
+        assert Path(t["file"]).is_file() and t["file"] == str(studio.data_dir / t["path"]) and t["seed"] == 42 and t["sample_rate"] == 32000
         assert t["prompt"] == "funky bass groove" and abs(t["duration"] - 1.0) < 0.05
 
     rc, out, _ = await cli(sock, "library", "--search", "funk")  # prefix of the last word
@@ -117,9 +117,9 @@ async def test_remix_and_play(studio: Any, tmp_path: Path) -> None:
                            "--wait")
     src = first["tracks"][0]
     again = await cli_json(sock, "remix", src["id"], "--wait")
-    job = again["job"]
+    job = again
     assert job["prompt"] == "steel drums" and job["params"]["temperature"] == 0.8
-    assert job["seed"] != first["job"]["seed"] and again["tracks"][0]["id"] == f"{job['id']}-0"
+    assert job["seed"] != first["seed"] and again["tracks"][0]["id"] == f"{job['id']}-0"
 
     # Play with the player stubbed at the process boundary: a fake aplay that records its argv.
     bindir = tmp_path / "bin"
@@ -134,5 +134,5 @@ async def test_remix_and_play(studio: Any, tmp_path: Path) -> None:
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
-    assert log.read_text().split() == ["-q", src["path"]]  # the library file itself: same machine
+    assert log.read_text().split() == ["-q", src["file"]]  # the library file itself: same machine
     assert "aplay" in out.decode()

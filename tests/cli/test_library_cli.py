@@ -48,10 +48,10 @@ async def test_search_results_come_best_match_first(daemon: Any) -> None:
     assert "Nightfall" in lines[1] and "92-0" in lines[2] and "3 in all; next page: --cursor" in lines[3]
 
     rc, out, err = await cli(sock, "library", "--sort", "relevance")
-    assert rc == 1 and "sort: relevance needs a search" in err, err
+    assert rc == 2 and "sort: relevance needs a search" in err, err  # invalid_params: exit 2, like usage
     rc, out, _ = await cli(sock, "library", "--sort", "relevance", "--json")
     error = json.loads(out)["error"]
-    assert rc == 1 and error["code"] == "invalid_params" and error["field"] == "sort"
+    assert rc == 2 and error["code"] == "invalid_params" and error["field"] == "sort"
     rc, _, err = await cli(sock, "library", "--search", "x", "--sort", "best")
     assert rc == 2 and "relevance" in err  # argparse lists the choices
     rc, out, _ = await cli(sock, "library", "--help")

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dgx_music.daemon.engine import framing
+from dgx_music.common import protocol
+from dgx_music.daemon.engine.transport import WORKER_MAX_FRAME
 from dgx_music.daemon.engine.errors import Cancelled, EngineError
 from dgx_music.daemon.engine.models import dir_family, is_cached, known_models, resolve_model
 
@@ -177,13 +178,13 @@ def test_worker_process_generates_and_cancels_ace_step(tiny_acestep: Path, tmp_p
     guard.start()
 
     def send(msg: dict[str, Any]) -> None:
-        proc.stdin.write(framing.encode(msg))  # type: ignore[union-attr]
+        proc.stdin.write(protocol.pack(msg, max_frame=WORKER_MAX_FRAME))  # type: ignore[union-attr]
         proc.stdin.flush()  # type: ignore[union-attr]
 
     def until(kind: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         skipped = []
         while True:
-            msg = framing.read_frame(proc.stdout)
+            msg = protocol.read_frame_blocking(proc.stdout, max_frame=WORKER_MAX_FRAME)
             assert msg is not None, f"worker exited waiting for {kind}: skipped {skipped}"
             if msg["type"] in (kind, "error"):
                 return msg, skipped
@@ -191,29 +192,29 @@ def test_worker_process_generates_and_cancels_ace_step(tiny_acestep: Path, tmp_p
 
     try:
         until("hello")
-        send({"type": "load", "model": str(tiny_acestep), "backend": "transformers", "device": "cpu",
+        send({"type": "load", "id": 1, "model": str(tiny_acestep), "backend": "transformers", "device": "cpu",
               "offline": True})
         loaded, _ = until("loaded")
         assert (loaded["family"], loaded["backend"], loaded["sample_rate"]) == ("ace-step", "diffusers", 48000)
         params = {"duration": 1.0, "seed": 7, "lyrics": LYRICS, "language": "en", "steps": 4}
-        send({"type": "generate", "job_id": 1, "prompts": ["a", "b"], "params": params})
+        send({"type": "generate", "id": 2, "job_id": 1, "prompts": ["a", "b"], "params": params})
         result, progress = until("result")
         assert result["type"] == "result", result
         assert tuple(result["shape"]) == (2, 2, _samples(1.0)) and result["sample_rate"] == 48000
         assert [(p["step"], p["total"]) for p in progress] == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
-        send({"type": "generate", "job_id": 2, "prompts": ["a"], "params": params})
-        first = framing.read_frame(proc.stdout)
+        send({"type": "generate", "id": 3, "job_id": 2, "prompts": ["a"], "params": params})
+        first = protocol.read_frame_blocking(proc.stdout, max_frame=WORKER_MAX_FRAME)
         assert first is not None and first["type"] == "progress" and first["step"] == 1
-        send({"type": "cancel", "job_id": 2})
+        send({"type": "cancel", "id": 3})
         err, progress = until("result")
-        assert (err["type"], err["code"], err["job_id"]) == ("error", "cancelled", 2)
+        assert (err["type"], err["code"], err["id"]) == ("error", "cancelled", 3)
         assert all(p["step"] < 4 for p in progress)  # stopped between steps, before the last
 
-        send({"type": "generate", "job_id": 3, "prompts": ["a"], "params": {**params, "top_p": 0.9}})
+        send({"type": "generate", "id": 4, "job_id": 3, "prompts": ["a"], "params": {**params, "top_p": 0.9}})
         err, _ = until("result")
         assert err["code"] == "bad_request" and "top_p" in err["message"]
-        send({"type": "exit"})
+        send({"type": "exit", "id": 5})
         assert proc.wait(timeout=30) == 0
     finally:
         guard.cancel()

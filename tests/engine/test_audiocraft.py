@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dgx_music.common.params import validate_params
 from dgx_music.daemon.engine.errors import EngineError
 
 from .conftest import pid_alive
+from .helpers import params, wait_for
 
 AC_PYTHON = os.environ.get("DGX_MUSIC_AUDIOCRAFT_PYTHON") or (
     sys.executable if importlib.util.find_spec("audiocraft") is not None else None)
@@ -50,18 +50,6 @@ def make_ac(make_supervisor):  # type: ignore[no-untyped-def]
     return make
 
 
-def params(**kw: Any):  # type: ignore[no-untyped-def]
-    raw = {"prompt": "calm piano", "duration": 1.0, "seed": 1}
-    raw.update(kw)
-    return validate_params(raw)
-
-
-async def wait_for(cond, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 def test_checkpoint_format(ac_model: Path) -> None:

@@ -22,22 +22,11 @@ from dgx_music.common.params import ParamError, validate_params
 from dgx_music.daemon.engine.errors import EngineError
 
 from .conftest import pid_alive
+from .helpers import params, wait_for
 
 SLOW = {"DGX_MUSIC_TEST_STEP_DELAY": "0.05"}  # 53 steps -> ~2.7 s per 1 s clip
 
 
-def params(**kw: Any):  # type: ignore[no-untyped-def]
-    raw = {"prompt": "calm piano", "duration": 1.0, "seed": 1}
-    raw.update(kw)
-    return validate_params(raw)
-
-
-async def wait_for(cond, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def test_generate_progress_seed_and_model_switch(make_supervisor, tiny_model: Path,

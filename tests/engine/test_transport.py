@@ -16,24 +16,13 @@ from typing import Any
 
 import pytest
 
-from dgx_music.common.params import validate_params
 from dgx_music.daemon.engine.errors import EngineError
+
+from .helpers import params, wait_for
 
 SLOW = {"DGX_MUSIC_TEST_STEP_DELAY": "0.05"}  # 50 steps per second of audio -> ~2.5 s per 1 s clip
 
 
-def params(**kw: Any):  # type: ignore[no-untyped-def]
-    raw = {"prompt": "calm piano", "duration": 1.0, "seed": 1}
-    raw.update(kw)
-    return validate_params(raw)
-
-
-async def wait_for(cond, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def test_cancelled_task_does_not_hand_its_audio_to_the_next_job(make_supervisor) -> None:  # type: ignore[no-untyped-def]

@@ -147,7 +147,7 @@ async def test_library_status_errors_metrics_openapi(http_daemon: Any) -> None:
         async with s.post(api + "/jobs", data=b"not json") as r:
             assert r.status == 400
         assert (await get_json(s, api + "/jobs/424242", status=404))["error"]["code"] == "not_found"
-        assert (await get_json(s, api + "/nothing/here", status=404))["error"]["code"] == "not_found"
+        assert (await get_json(s, api + "/nothing/here", status=404))["error"]["code"] == "unknown_route"
         async with s.delete(api + "/tracks/901-0") as r:
             assert r.status == 200 and (await r.json())["id"] == "901-0"
         await get_json(s, api + "/tracks/901-0", status=404)

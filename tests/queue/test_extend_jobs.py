@@ -79,7 +79,7 @@ async def test_cli_extend(studio: Any) -> None:
     src = await cli_json(sock, "generate", "warm rhodes chords", "--duration", "2", "--seed", "5", "--wait")
     tid = src["tracks"][0]["id"]
     res = await cli_json(sock, "extend", tid, "--by", "1.5", "--wait")
-    job = res["job"]
+    job = res
     assert job["state"] == "done" and job["prompt"] == "warm rhodes chords"  # the source's prompt
     assert job["params"]["extend"] == tid and abs(res["tracks"][0]["duration"] - 3.5) < 0.05
     rc, out, _ = await cli(sock, "show", res["tracks"][0]["id"])
@@ -88,5 +88,5 @@ async def test_cli_extend(studio: Any) -> None:
     assert rc == 2 and "--by" in err
     # A remix of a continuation continues the same source again, with a new seed.
     again = await cli_json(sock, "remix", res["tracks"][0]["id"], "--wait")
-    assert again["job"]["params"]["extend"] == tid and again["job"]["seed"] != job["seed"]
+    assert again["params"]["extend"] == tid and again["seed"] != job["seed"]
     assert abs(again["tracks"][0]["duration"] - 3.5) < 0.05

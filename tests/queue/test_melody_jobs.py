@@ -116,10 +116,10 @@ async def test_cli_uploads_a_local_file_as_the_melody(daemon_factory: Callable[.
     hum.write_bytes(wav_bytes(40.0, sr=48000))  # longer than a melody model reads: only 30 s travel
     res = await cli_json(d.server.path, "generate", "brass fanfare", "--duration", "1", "--melody", str(hum),
                          "--wait")
-    assert res["job"]["state"] == "done" and res["job"]["params"]["melody_source"] == "file hum.wav"
+    assert res["state"] == "done" and res["params"]["melody_source"] == "file hum.wav"
     rc, out, _ = await cli(d.server.path, "show", res["tracks"][0]["id"])
     assert rc == 0 and "melody" in out and "file hum.wav" in out  # the track says what it followed
-    kept = sf.info(str(d.data_dir / "melodies" / f"{res['job']['params']['melody']}.wav"))
+    kept = sf.info(str(d.data_dir / "melodies" / f"{res['params']['melody']}.wav"))
     assert kept.samplerate == 32000 and abs(kept.duration - 30.0) < 0.01
 
 

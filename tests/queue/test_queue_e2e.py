@@ -209,8 +209,8 @@ def test_kill_9_loses_nothing_and_finishes_once(daemon_process: Callable[..., Da
         assert kept == files_before
         assert "orphan audio file" in d.logs()
     out = json.loads(r.stdout)
-    assert {"id", "path", "prompt", "seed", "duration", "sample_rate"} <= set(out["tracks"][0])
-    assert Path(out["tracks"][0]["path"]).exists()
+    assert {"id", "path", "file", "prompt", "seed", "duration", "sample_rate"} <= set(out["tracks"][0])
+    assert Path(out["tracks"][0]["file"]).exists()
     d.stop()
 
 

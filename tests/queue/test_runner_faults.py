@@ -355,9 +355,17 @@ async def test_a_real_full_tmpfs(small_tmpfs: Path, daemon_factory: Callable[...
 # ----------------------------------------------------------------------------- close
 async def test_close_waits_for_the_audio_thread_without_blocking_the_loop(daemon: Any) -> None:
     sched = daemon.scheduler
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
     loop = asyncio.get_running_loop()
-    busy = loop.run_in_executor(sched.pool, gate.wait, 10.0)  # a render that takes a while
+
+    def render() -> None:  # a render that takes a while
+        started.set()
+        gate.wait(10.0)
+
+    busy = loop.run_in_executor(sched.pool, render)
+    # The audio thread may still be busy with start-up work (the first prune): a render still
+    # queued behind it would be cancelled by close, which is not what this test is about.
+    await until(started.is_set, timeout=30, what="the render to start")
     closing = asyncio.create_task(sched.close())
     # The loop keeps running while close waits: this coroutine sees the pool shutting down while
     # the render is still going (a blocking shutdown would let us in only after the 10 s wait).

@@ -69,3 +69,37 @@ def test_error_codes_are_documented() -> None:
              and re.fullmatch(r"[a-z_]+", v)}
     for code in codes:
         assert f"`{code}`" in text, code
+
+
+def lifecycle_script() -> str:
+    text = DOC.read_text()
+    section = text[text.index("## A whole job"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+
+
+def test_lifecycle_example_is_as_long_as_the_docs_say() -> None:
+    code = lifecycle_script()
+    lines = len(code.strip().splitlines())
+    assert f"## A whole job in {lines} lines" in DOC.read_text()
+    assert f"{lines} lines" in (DOC.parents[1] / "README.md").read_text()
+    assert "dgx_music" not in code
+
+
+async def test_lifecycle_example_generates_and_fetches_audio(studio: Any, tmp_path: Path) -> None:
+    """The documented client, run as a user would: a real job on the tiny model, audio saved here."""
+    import soundfile as sf
+
+    script = tmp_path / "job.py"
+    script.write_text(lifecycle_script())
+    env = {**os.environ, "DGX_MUSIC_SOCKET": str(studio.server.path)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, str(script), "night drive synthwave", "1",
+                                                env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 180)
+    assert proc.returncode == 0, err.decode()
+    assert "step " in err.decode()  # progress was followed
+    saved = sorted(tmp_path.glob("*-0.wav"))
+    assert len(saved) == 1 and f"{saved[0].name}: {saved[0].stat().st_size} bytes" in out.decode()
+    track = await studio.store.get_track(saved[0].stem)
+    assert saved[0].read_bytes() == (studio.data_dir / track["path"]).read_bytes()
+    assert abs(sf.info(str(saved[0])).duration - 1.0) < 0.05

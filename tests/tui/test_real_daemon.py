@@ -180,3 +180,35 @@ async def test_follow_a_hummed_file(daemon_factory: Callable[..., Any], tiny_mel
         await wait_for(pilot, lambda: "1-0" in lib.tracks, 60, "track in the library")
         assert lib.tracks["1-0"]["params"]["melody_source"] == "file hum.wav"
         assert len(list((d.data_dir / "melodies").glob("*.wav"))) == 1
+
+
+async def test_a_song_with_lyrics_from_the_composer_found_by_its_lyrics(
+        daemon_factory: Callable[..., Any], tiny_acestep: Path, tmp_path: Path) -> None:
+    """The daemon's model is a tiny ACE-Step pipeline: the composer offers the song fields, the song
+    is generated through the real loader and worker, and the library finds it by a word of its lyrics."""
+    from textual.widgets import TextArea
+
+    d = await daemon_factory(engine__model=str(tiny_acestep))
+    app = make_app(d.server.path, tmp_path)
+    async with app.run_test(size=(120, 50)) as pilot:
+        await wait_for(pilot, lambda: app.connected, 10, "connected")
+        lyrics = app.query_one("#lyrics", TextArea)
+        await wait_for(pilot, lambda: lyrics.is_on_screen, 10, "the daemon's ACE-Step model gives the song fields")
+        await pilot.click("#prompt")
+        await pilot.press(*"dream pop, female vocal")
+        app.query_one("#duration", Input).value = "10"
+        app.query_one("#bpm", Input).value = "96"
+        app.query_one("#key", Input).value = "A minor"
+        lyrics.text = "[verse]\nlanterns over harbour water\n[chorus]\nhold on"
+        await pilot.click("#prompt")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: 1 in app.queue_view.jobs, 20, "job queued")
+        await wait_for(pilot, lambda: job_state(app, 1) == "done", 240, "song done")
+        lib = app.library_view
+        await pilot.press("f4", "slash", *"harbour")
+        await wait_for(pilot, lambda: lib.last_query.get("search") == "harbour" and "1-0" in lib.tracks, 20,
+                       "found by a word of its lyrics")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: lib.detail is not None and lib.detail.get("id") == "1-0", 10, "detail")
+        assert lib.detail["lyrics"].startswith("[verse]\nlanterns over harbour water")
+        assert lib.detail["family"] == "ace-step" and lib.detail["sample_rate"] == 48000

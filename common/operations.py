@@ -1,0 +1,226 @@
+"""Operations on tracks you have (ACE-Step only): repaint a span, cover/restyle, split into stems, add a part.
+
+One typed msgspec Struct per operation: the CLI and the TUI check a request with
+`validate_operation` before sending it, the daemon checks it again (plus what only
+it can know: the source's length, the model's family) before anything is queued, and
+the HTTP API's OpenAPI document describes the same Structs. Every failure is a
+ParamError naming the field.
+
+A source is a library track id (`source`), a key of audio the daemon already stored
+for an earlier operation (`source`, 16 hex digits: what a retry or remix sends), or
+the bytes of an audio file (`source_audio`, with its `source_name`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, Mapping, get_args
+
+import msgspec
+from msgspec import Meta
+
+from dgx_music.common.schemas import (LANGUAGES, MAX_LYRICS_CHARS, MAX_PROMPT_CHARS, MAX_SEED, MELODY_KEY_RE,
+                                      TRACK_ID_RE, Language, ModelName, ParamError, Seed, TargetLufs,
+                                      _explain, _field_of, check_model_name)
+
+#: The operations, as protocol methods name them (`op.<name>`) and as jobs record them.
+REPAINT, COVER, STEMS, ADD_PART = "repaint", "cover", "stems", "add_part"
+OPERATIONS = (REPAINT, COVER, STEMS, ADD_PART)
+#: The ACE-Step task each operation runs.
+TASKS = {REPAINT: "repaint", COVER: "cover", STEMS: "extract", ADD_PART: "lego"}
+
+#: The part (track class) names ACE-Step 1.5 was trained on for extract and lego.
+PARTS = ("vocals", "backing_vocals", "drums", "bass", "guitar", "keyboard", "synth", "strings", "brass",
+         "woodwinds", "percussion", "fx")
+Part = Literal["vocals", "backing_vocals", "drums", "bass", "guitar", "keyboard", "synth", "strings", "brass",
+               "woodwinds", "percussion", "fx"]
+assert get_args(Part) == PARTS
+DEFAULT_STEM_PARTS = ("vocals", "drums", "bass")
+
+MIN_SPAN = 0.5  # seconds: a shorter repaint has nothing to regenerate
+MIN_SOURCE_SECONDS = 1.0
+MAX_SOURCE_SECONDS = 600.0  # ACE-Step's duration limit (common/schemas.ACE_MAX_DURATION)
+MAX_SOURCE_NAME = 200
+MAX_UPLOAD_BYTES = 7 * 1024 * 1024  # fits one protocol frame (8 MiB) with the rest of the request
+CROSSFADE_SECONDS = 0.02  # repaint splices: equal-power fades this long, inside the span
+
+SourceRef = Annotated[str, Meta(pattern=f"{TRACK_ID_RE.pattern}|{MELODY_KEY_RE.pattern}",
+                                extra={"hint": "a library track id like 12-0"},
+                                description="A library track id (or the key of audio the daemon stored for an "
+                                            "earlier operation).")]
+Steps = Annotated[int, Meta(ge=1, le=200, description="Denoising steps (the variant's default when left out).")]
+Guidance = Annotated[float, Meta(ge=0.0, le=20.0, description="Classifier-free guidance (turbo: 1.0, off).")]
+Shift = Annotated[float, Meta(ge=0.1, le=10.0, description="Timestep shift of the flow schedule.")]
+Lyrics = Annotated[str, Meta(max_length=MAX_LYRICS_CHARS, pattern=r"^[^\x00]*$",
+                             description="Lyrics with section tags such as [verse]; empty: instrumental.")]
+Caption = Annotated[str, Meta(min_length=1, max_length=MAX_PROMPT_CHARS, pattern=r"^[^\x00]*$",
+                              description="The caption: genre, instruments, mood, voice.")]
+
+
+class _Operation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What every operation takes: a source, a seed, the model and its sampler settings."""
+
+    operation: ClassVar[str]
+
+    source: SourceRef | None = None
+    source_audio: Annotated[bytes, Meta(description="An audio file's bytes (WAV, FLAC, OGG, MP3) instead of a "
+                                                    "track; socket only.")] | None = None
+    source_name: Annotated[str, Meta(max_length=MAX_SOURCE_NAME, description="The uploaded file's name, "
+                                                                            "kept as the derived tracks' source.")] \
+        | None = None
+    seed: Seed | None = None
+    model: ModelName | None = None
+    steps: Steps | None = None
+    guidance: Guidance | None = None
+    shift: Shift | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.structs.asdict(self)
+
+    def outputs(self) -> int:
+        """How many tracks the job makes."""
+        return 1
+
+
+class RepaintRequest(_Operation, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Regenerate the span [start, end) of a source; outside it the new track equals the source."""
+
+    operation: ClassVar[str] = REPAINT
+    start: Annotated[float, Meta(ge=0.0, le=MAX_SOURCE_SECONDS, extra={"unit": " s"},
+                                 description="Start of the span to regenerate, in seconds.")]
+    end: Annotated[float, Meta(ge=0.0, le=MAX_SOURCE_SECONDS, extra={"unit": " s"},
+                               description="End of the span, in seconds (at least 0.5 s after start).")]
+    prompt: Caption | None = None
+    lyrics: Lyrics = ""
+    language: Language = "en"
+
+
+class CoverRequest(_Operation, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The source's structure in a new style."""
+
+    operation: ClassVar[str] = COVER
+    prompt: Caption
+    lyrics: Lyrics = ""
+    language: Language = "en"
+    strength: Annotated[float, Meta(ge=0.0, le=1.0, description="How closely to follow the source (1: closest).")] \
+        = 0.5
+    target_lufs: TargetLufs | None = None
+
+
+class StemsRequest(_Operation, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One new track per part, each as long as the source and aligned with it sample for sample."""
+
+    operation: ClassVar[str] = STEMS
+    parts: Annotated[list[Part], Meta(min_length=1, max_length=len(PARTS),
+                                      description="Parts to extract: " + ", ".join(PARTS) + ".")] \
+        = msgspec.field(default_factory=lambda: list(DEFAULT_STEM_PARTS))
+    prompt: Annotated[Caption, Meta(description="A caption of the source (optional): what it sounds like.")] \
+        | None = None
+
+    def outputs(self) -> int:
+        return len(self.parts)
+
+
+class AddPartRequest(_Operation, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new track holding only one part, played against the source; `mix` also writes the source with it."""
+
+    operation: ClassVar[str] = ADD_PART
+    part: Annotated[Part, Meta(description="The part to add: " + ", ".join(PARTS) + ".")]
+    prompt: Caption | None = None
+    lyrics: Lyrics = ""
+    language: Language = "en"
+    mix: Annotated[bool, Meta(description="Also write the source with the part mixed in.")] = False
+
+    def outputs(self) -> int:
+        return 2 if self.mix else 1
+
+
+OperationRequest = RepaintRequest | CoverRequest | StemsRequest | AddPartRequest
+OPERATION_SCHEMAS: dict[str, type[_Operation]] = {REPAINT: RepaintRequest, COVER: CoverRequest, STEMS: StemsRequest,
+                                                  ADD_PART: AddPartRequest}
+#: The socket method and HTTP route of each operation.
+METHODS = {op: f"op.{op}" for op in OPERATIONS}
+ROUTES = {REPAINT: "repaint", COVER: "cover", STEMS: "stems", ADD_PART: "add-part"}
+
+
+def validate_operation(operation: str, raw: Mapping[str, Any]) -> OperationRequest:
+    """Untrusted input (a protocol map, CLI flags, a form) -> the operation's checked request.
+
+    Checks what the request alone tells; the daemon also checks the source (exists, decodes,
+    is not silent, fits the duration limit) and that the span lies inside it."""
+    cls = OPERATION_SCHEMAS.get(operation)
+    if cls is None:
+        raise ParamError("operation", f"unknown operation {operation!r}; one of {', '.join(OPERATIONS)}")
+    if not isinstance(raw, Mapping):
+        raise ParamError("params", "must be a map")
+    known = set(cls.__struct_fields__)
+    for name in sorted(set(raw) - known):
+        raise ParamError(name, f"unknown field {name} for {operation}")
+    data = {k: v for k, v in raw.items() if v is not None}
+    for name in ("prompt", "source", "source_name"):
+        if isinstance(data.get(name), str):
+            data[name] = data[name].strip()
+            if not data[name] and name != "prompt":
+                del data[name]
+    if data.get("prompt") == "":
+        if operation == COVER:
+            raise ParamError("prompt", "must not be empty: a cover needs the style to play it in")
+        del data["prompt"]
+    if isinstance(data.get("lyrics"), str):
+        data["lyrics"] = data["lyrics"].replace("\r\n", "\n").strip()
+    if isinstance(data.get("language"), str):
+        data["language"] = data["language"].strip().lower() or "en"
+    if isinstance(data.get("parts"), str):
+        data["parts"] = [p for p in data["parts"].replace(" ", "").split(",") if p]
+    if isinstance(data.get("part"), str):
+        data["part"] = data["part"].strip().lower()
+    if isinstance(data.get("parts"), list):
+        data["parts"] = [p.strip().lower() if isinstance(p, str) else p for p in data["parts"]]
+        for p in data["parts"]:
+            if p not in PARTS:
+                raise ParamError("parts", f"unknown part {p!r}; the parts ACE-Step knows: {', '.join(PARTS)}")
+        if len(set(data["parts"])) != len(data["parts"]):
+            raise ParamError("parts", "names a part twice")
+    if "part" in data and data["part"] not in PARTS:
+        raise ParamError("part", f"unknown part {data['part']!r}; the parts ACE-Step knows: {', '.join(PARTS)}")
+    if "model" in data:
+        data["model"] = check_model_name(data["model"])
+    if isinstance(data.get("source_audio"), bytearray):
+        data["source_audio"] = bytes(data["source_audio"])
+    try:
+        req = msgspec.convert(data, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        field = _field_of(str(exc))
+        raise ParamError(field, _explain(cls, field, data.get(field), str(exc))) from None
+    if (req.source is None) == (req.source_audio is None):
+        raise ParamError("source", "give a library track id (source) or an audio file (source_audio), one of them")
+    if req.source_audio is not None:
+        if not req.source_audio:
+            raise ParamError("source_audio", "is empty")
+        if len(req.source_audio) > MAX_UPLOAD_BYTES:
+            raise ParamError("source_audio", f"is {len(req.source_audio) / 2**20:.1f} MiB; at most "
+                                             f"{MAX_UPLOAD_BYTES / 2**20:.0f} MiB per upload (import the file "
+                                             "into the library first)")
+    if isinstance(req, RepaintRequest) and req.end - req.start < MIN_SPAN:
+        raise ParamError("end", f"the span {req.start:g}-{req.end:g} s is shorter than {MIN_SPAN:g} s")
+    return req
+
+
+def stored_params(req: OperationRequest) -> dict[str, Any]:
+    """What a job row keeps of a request (the source goes separately, as the daemon's stored copy)."""
+    d = req.to_dict()
+    for k in ("source", "source_audio", "source_name", "seed", "model"):
+        d.pop(k, None)
+    return d
+
+
+def operation_components(ref_template: str = "#/components/schemas/{name}") -> tuple[dict[str, Any], dict[str, Any]]:
+    """JSON Schemas of the four request bodies, for the OpenAPI document."""
+    types = [RepaintRequest, CoverRequest, StemsRequest, AddPartRequest]
+    refs, components = msgspec.json.schema_components(types, ref_template=ref_template)
+    return {t.__name__: r for t, r in zip(types, refs)}, components
+
+
+__all__ = ["ADD_PART", "COVER", "CROSSFADE_SECONDS", "DEFAULT_STEM_PARTS", "LANGUAGES", "MAX_SOURCE_SECONDS",
+           "MAX_SEED", "METHODS", "MIN_SOURCE_SECONDS", "MIN_SPAN", "OPERATIONS", "OPERATION_SCHEMAS", "PARTS",
+           "REPAINT", "ROUTES", "STEMS", "TASKS", "AddPartRequest", "CoverRequest", "OperationRequest",
+           "RepaintRequest", "StemsRequest", "operation_components", "stored_params", "validate_operation"]

@@ -1,0 +1,40 @@
+"""op.*: operations on tracks (repaint, cover, stems, add a part), and track.lineage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dgx_music.common.operations import ADD_PART, COVER, REPAINT, STEMS
+from dgx_music.daemon import operations
+from dgx_music.daemon.handlers import Context, method
+from dgx_music.daemon.handlers.args import Args
+
+
+@method("op.repaint")
+async def repaint(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Queue a repaint: a new track, the source with [start, end) regenerated."""
+    return await operations.submit(ctx.daemon.scheduler, REPAINT, params)
+
+
+@method("op.cover")
+async def cover(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Queue a cover: the source's structure in the prompt's style."""
+    return await operations.submit(ctx.daemon.scheduler, COVER, params)
+
+
+@method("op.stems")
+async def stems(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Queue a stem split: one new track per part, aligned with the source."""
+    return await operations.submit(ctx.daemon.scheduler, STEMS, params)
+
+
+@method("op.add_part")
+async def add_part(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Queue an added part (and, with mix, the source with it mixed in)."""
+    return await operations.submit(ctx.daemon.scheduler, ADD_PART, params)
+
+
+@method("track.lineage")
+async def lineage(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Where a track came from (source, operation, parameters) and the tracks made from it."""
+    return await ctx.daemon.store.lineage(Args(params).str("id", max_len=64))

@@ -1,0 +1,81 @@
+"""Tempo and key on realistic material: General MIDI songs (tests/audio/songs/) rendered with
+fluidsynth, with known tempo and key. Two sets: "tuning" (the rules were developed on it) and
+"heldout" (never tuned on); the floors guard each at its measured figure (docs/audio.md). Skips with
+a reason where fluidsynth or a GM soundfont is missing (scripts/ensure-test-tools installs them)."""
+
+from __future__ import annotations
+
+import pytest
+
+import songbook
+from dgx_music.common.audio import analysis, confidence, files
+
+pytestmark = pytest.mark.skipif(songbook.missing() is not None, reason=songbook.missing() or "")
+
+
+@pytest.fixture(scope="module")
+def readings(tmp_path_factory):
+    out = tmp_path_factory.mktemp("songs")
+    rows = []
+    for song in songbook.truth():
+        y, sr = songbook.render(song["name"], out)
+        rows.append((song, analysis.estimate_tempo(y, sr), analysis.estimate_key(y, sr)))
+    return rows
+
+
+def _tempo_ok(song, bpm):
+    return bpm is not None and abs(bpm - song["bpm"]) / song["bpm"] <= 0.02
+
+
+def test_the_issues_cases_read_right(readings):
+    """Slow grooves with eighth-note hats (72 and 97 BPM) keep their tempo; the dembow at 95 is not read
+    at 190, nor funk at 105 as 140; B minor and F# minor songs carried by pads/strings are not read as
+    their relative majors; ballads are not read double."""
+    by_name = {s["name"]: (s, t, k) for s, t, k in readings}
+    for name in ("groove_72_Bm", "groove_97_Fsm", "ballad_66_Bm", "ballad_76_Fsm", "ballad_60_F",
+                 "dembow_95_Bm", "funk_105_Em"):
+        song, (bpm, _), _ = by_name[name]
+        assert _tempo_ok(song, bpm), (name, bpm)
+    for name in ("groove_72_Bm", "ballad_76_Fsm", "dembow_100_Fsm", "rock_160_Em", "pop_128_Dm", "house_124_Am"):
+        song, _, (key, _) = by_name[name]
+        assert key == song["key"], (name, key)
+
+
+def _counts(readings, which):
+    rows = [(s, t, k) for s, t, k in readings if s.get("set", "tuning") == which]
+    return rows, sum(_tempo_ok(s, t[0]) for s, t, _ in rows), sum(k[0] == s["key"] for s, _, k in rows)
+
+
+@pytest.mark.parametrize("which, songs, tempo_floor, key_floor", [("tuning", 36, 32, 32), ("heldout", 24, 18, 19)])
+def test_accuracy_floor(readings, which, songs, tempo_floor, key_floor):
+    """Measured (docs/audio.md): tuning tempo 32/36, key 32/36; held-out tempo 18/24, key 19/24. The
+    floors guard against regressions; the goal (>= 90% on both) is not reached: boom bap and drumless
+    songs read double, dembow/house/ballad minor keys read as the relative major on the held-out set."""
+    rows, tempo, key = _counts(readings, which)
+    wrong = [(s["name"], t, k) for s, t, k in rows if not _tempo_ok(s, t[0]) or k[0] != s["key"]]
+    assert len(rows) == songs
+    assert tempo >= tempo_floor and key >= key_floor, wrong
+
+
+def test_unsure_readings_are_marked(readings):
+    """On the tuning set, most wrong key readings carry a low confidence and most right ones do not;
+    right tempo readings are mostly not marked low. (Held-out: see docs/audio.md; fewer wrong readings
+    are marked there.)"""
+    rows, _, _ = _counts(readings, "tuning")
+    wrong = [k[1] for s, _, k in rows if k[0] != s["key"]]
+    right = [k[1] for s, _, k in rows if k[0] == s["key"]]
+    assert sum(confidence.is_low("key", c) for c in wrong) >= len(wrong) - 1, wrong
+    assert sum(not confidence.is_low("key", c) for c in right) >= 0.8 * len(right), right
+    right_t = [t[1] for s, t, _ in readings if _tempo_ok(s, t[0])]
+    assert sum(not confidence.is_low("bpm", c) for c in right_t) >= 0.8 * len(right_t), right_t
+    # a reading reached by a near tie says so: both boom bap songs (read double) are marked low
+    by_name = {s["name"]: t for s, t, _ in rows}
+    assert all(confidence.is_low("bpm", by_name[n][1]) for n in ("boombap_90_Cm", "boombap_86_F")), by_name
+
+
+def test_low_confidence_is_said_in_the_file_tags():
+    tag = files.id3_tag({"bpm": 95.2, "key": "B minor",
+                         "analysis": confidence.tag_text(95.2, 0.2, "B minor", 0.8)})
+    assert b"DGX Music analysis\x00tempo 95.2 BPM (low confidence 0.20); key B minor (confidence 0.80)" in tag
+    assert confidence.describe("key", 0.1) == "low confidence 0.10"
+    assert confidence.describe("bpm", 0.9) == "confidence 0.90"

@@ -1,0 +1,76 @@
+"""The operations on the other surfaces: the CLI (subprocess) and the HTTP API, against a real daemon."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonschema
+import soundfile as sf
+
+from dgx_music.common.client import Client
+from tests.cli.test_cli_e2e import cli, cli_json
+from tests.conftest import wait_event
+from tests.operations.test_operation_jobs import tone
+
+
+async def test_cli_stems_of_a_file_then_show_lists_the_family(daemon_factory: Callable[..., Any],
+                                                              tiny_acestep: Path, tmp_path: Path) -> None:
+    d = await daemon_factory(engine__model=str(tiny_acestep))
+    sock = d.server.path
+    f = tmp_path / "take 1.ogg"
+    f.write_bytes(tone(2.0, fmt="OGG"))
+    done = await cli_json(sock, "stems", str(f), "--parts", "vocals,bass", "--steps", "1", "--seed", "4", "--wait")
+    assert done["job"]["state"] == "done" and [t["title"] for t in done["tracks"]] == \
+        ["take 1.ogg (vocals)", "take 1.ogg (bass)"]
+    for t in done["tracks"]:
+        info = sf.info(t["path"])
+        assert (info.samplerate, info.channels, info.frames) == (48000, 2, 96000)
+    vocals = done["tracks"][0]["id"]
+    rc, out, err = await cli(sock, "show", vocals)
+    assert rc == 0 and "source    stems vocals of file take 1.ogg" in out, out + err
+    # A repaint of the stem; its source then lists it as derived.
+    rep = await cli_json(sock, "repaint", vocals, "--from", "0.5", "--to", "1.5", "--steps", "1", "--wait")
+    rc, out, _ = await cli(sock, "show", vocals)
+    assert f"derived   {rep['tracks'][0]['id']}  repaint" in out
+    # Bad values are usage errors before any request: exit 2, the flag named.
+    rc, out, err = await cli(sock, "repaint", vocals, "--from", "1", "--to", "1.1")
+    assert rc == 2 and "--to" in err
+    rc, _, err = await cli(sock, "stems", vocals, "--parts", "kazoo")
+    assert rc == 2 and "--parts" in err and "backing_vocals" in err
+    rc, out, _ = await cli(sock, "stems", "--help")
+    assert "percussion" in out and "examples" in out
+
+
+async def test_http_add_part_route_matches_its_openapi_schema(daemon_factory: Callable[..., Any],
+                                                              tiny_acestep: Path) -> None:
+    from dgx_music.daemon import http_api
+
+    d = await daemon_factory(engine__model=str(tiny_acestep), http__listen="127.0.0.1:0")
+    plan = http_api.plan(d.settings)
+    api = await http_api.start(d, plan)
+    d.extras.append(api)
+    base = api.url + "/api/v1"
+    body = {"source_audio": base64.b64encode(tone(1.5)).decode(), "source_name": "loop.flac", "part": "drums",
+            "steps": 1}
+    async with aiohttp.ClientSession() as s, await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        async with s.get(api.url + "/openapi.json") as r:
+            doc = await r.json()
+        schema = {**doc["paths"]["/api/v1/ops/add-part"]["post"]["requestBody"]["content"]["application/json"]
+                  ["schema"], "components": doc["components"]}
+        jsonschema.validate(body, schema)
+        async with s.post(base + "/ops/add-part", json=body) as r:
+            assert r.status == 201, await r.text()
+            job = await r.json()
+        await wait_event(c, "job.finished", job["id"], timeout=300)
+        done = await c.call("job.get", {"id": job["id"]})
+        async with s.get(base + f"/tracks/{done['track_ids'][0]}/lineage") as r:
+            lin = await r.json()
+        assert lin["source"]["name"] == "loop.flac" and lin["source"]["part"] == "drums"
+        async with s.post(base + "/ops/stems", json={"source": "1-0", "parts": ["nope"]}) as r:
+            err = await r.json()
+            assert r.status == 400 and err["error"]["field"] == "parts"
