@@ -43,6 +43,8 @@ LONGEST_WINDOW = 1504
 #: Static shapes are rounded up to these quanta so few graphs cover all jobs.
 CAPACITY_QUANTUM = 256
 ENCODER_QUANTUM = 64
+#: Decode steps the host may run ahead of the GPU.
+PACE = 4
 #: CUDA graph batch buckets (rows before CFG doubling); a batch is padded up to the next one.
 BATCH_BUCKETS = (1, 2, 4, 8, 16)
 
@@ -338,8 +340,17 @@ class FastDecoder:
         run = self._runner(st, s)
         length = prefix.shape[1] + 1
         kv_len = prefill_len + 1
+        # On CUDA the loop would run ahead of the GPU (replays are asynchronous): keep at most PACE steps
+        # in flight, so progress and cancel follow the GPU, without a sync per step.
+        pace: list[Any] = []
         while length < p["max_length"]:
             run(kv_len)
+            if self.device.type == "cuda":
+                ev = torch.cuda.Event()
+                ev.record()
+                pace.append(ev)
+                if len(pace) > PACE:
+                    pace.pop(0).synchronize()
             for hook in hooks:
                 hook(st.ids[:, :length], st.logits)
             length += 1
