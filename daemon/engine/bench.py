@@ -119,13 +119,15 @@ def format_bench(r: dict[str, Any]) -> str:
     if "decode_compare" in r:
         runs = r["decode_compare"]
         base = runs[0].get("step_ms")
-        lines = [f"model {r['model']} ({r['device']}), batch {r['batch']} x {r['duration']:g} s, decode loops side by side",
+        lines = [f"model {r['model']} ({r['device']}), batch {r['batch']} x {r['duration']:g} s, "
+                 "decode loops side by side",
                  f"  {'decode':<10} {'ms/step':>9} {'vs ' + runs[0]['decode']:>10} {'first step s':>13} "
                  f"{'generate s':>11} {'rtf':>7}"]
         for x in runs:
             ratio = f"{x['step_ms'] / base:.2f}x" if base and x.get("step_ms") else "n/a"
             lines.append(f"  {x['decode']:<10} {x.get('step_ms') or float('nan'):>9.3f} {ratio:>10} "
-                         f"{x['time_to_first_step'] or float('nan'):>13.3f} {x['generate_seconds']:>11.2f} {x['rtf']:>7.3f}")
+                         f"{x['time_to_first_step'] or float('nan'):>13.3f} {x['generate_seconds']:>11.2f} "
+                         f"{x['rtf']:>7.3f}")
         return "\n".join(lines)
     if r.get("family") == ACE_STEP:
         from dgx_music.daemon.engine.acestep_bench import format_acestep
