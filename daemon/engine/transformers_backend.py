@@ -22,6 +22,7 @@ from dgx_music.daemon.engine.backend import (CONTEXT_SECONDS, CROSSFADE_SECONDS,
                                              StepCb, frames_for, join_windows, pick_dtype, seed_everything, window_plan)
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import fetch_model, resolve_model
+from dgx_music.daemon.engine.streaming import CodeStream, EmitCb, MusicgenCodec
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +32,17 @@ class _StepHook(LogitsProcessor):
 
     `offset` counts the steps of earlier windows, so progress runs once from 1 to `total`."""
 
-    def __init__(self, total: int, on_step: StepCb, offset: int = 0) -> None:
+    def __init__(self, total: int, on_step: StepCb, offset: int = 0, stream: CodeStream | None = None) -> None:
         self.total = total
         self.step = offset
         self.on_step = on_step
+        self.stream = stream
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self.step += 1
         self.on_step(self.step, self.total)
+        if self.stream is not None:  # the ids so far, delay pattern and all: the stream undelays them
+            self.stream.on_ids(input_ids)
         return scores
 
 
@@ -48,6 +52,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 class TransformersBackend(Backend):
     name = "transformers"
+    streams = True  # generate(on_audio=...) sends the clip as it is made
 
     def __init__(self) -> None:
         self.model: Any = None
@@ -140,7 +145,8 @@ class TransformersBackend(Backend):
 
     def generate(self, prompts: list[str], duration: float, temperature: float, top_k: int, top_p: float,
                  cfg: float, seed: int, on_step: StepCb, melody: np.ndarray | None = None,
-                 prefix: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+                 prefix: np.ndarray | None = None, on_audio: EmitCb | None = None) -> tuple[np.ndarray, int]:
+        """`on_audio(offset, audio)` receives the clip as it is made (streaming.py); the rest as Backend."""
         if self.model is None:
             raise EngineError("internal", "generate before load")
         hop = int(round(self.sample_rate / self.frame_rate))
@@ -177,8 +183,12 @@ class TransformersBackend(Backend):
             guidance_scale=float(cfg) if cfg > 1 else None,
         )
         seed_everything(seed)  # once: the windows that follow stay reproducible
+        stream = None if on_audio is None else CodeStream(MusicgenCodec(self.model), on_audio,
+                                                          join_fade=int(CROSSFADE_SECONDS * self.sample_rate))
+        if stream is not None and made is not None:  # the music being continued comes first
+            stream.asm.put(0, made, stream.join_fade, 0)
         done = 0
-        for context, new in plan:
+        for i, (context, new) in enumerate(plan):
             if made is not None:
                 # Continue from the tail of what is made: EnCodec encodes it into the decoder's prompt.
                 tail = made[:, 0, -context * hop:]
@@ -186,7 +196,12 @@ class TransformersBackend(Backend):
                                         padding=True, return_tensors="pt").to(self.device)
                 if "input_values" in inputs:
                     inputs["input_values"] = inputs["input_values"].to(self.model.dtype)
-            out = self._generate_window(inputs, new + self.delay, sampling, _StepHook(total, on_step, done))
+            if stream is not None:
+                stream.begin_window(0 if made is None else made.shape[-1] - context * hop, None if made is None
+                                    else stream.codec.encode(inputs["input_values"], inputs.get("padding_mask")))
+            out = self._generate_window(inputs, new + self.delay, sampling, _StepHook(total, on_step, done, stream))
+            if stream is not None:
+                stream.end_window(out, last=i == len(plan) - 1)
             made = out if made is None else join_windows(made, out, context * hop,
                                                          int(CROSSFADE_SECONDS * self.sample_rate))
             done += new + self.delay

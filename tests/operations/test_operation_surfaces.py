@@ -24,10 +24,10 @@ async def test_cli_stems_of_a_file_then_show_lists_the_family(daemon_factory: Ca
     f = tmp_path / "take 1.ogg"
     f.write_bytes(tone(2.0, fmt="OGG"))
     done = await cli_json(sock, "stems", str(f), "--parts", "vocals,bass", "--steps", "1", "--seed", "4", "--wait")
-    assert done["job"]["state"] == "done" and [t["title"] for t in done["tracks"]] == \
+    assert done["state"] == "done" and [t["title"] for t in done["tracks"]] == \
         ["take 1.ogg (vocals)", "take 1.ogg (bass)"]
     for t in done["tracks"]:
-        info = sf.info(t["path"])
+        info = sf.info(t["file"])
         assert (info.samplerate, info.channels, info.frames) == (48000, 2, 96000)
     vocals = done["tracks"][0]["id"]
     rc, out, err = await cli(sock, "show", vocals)
