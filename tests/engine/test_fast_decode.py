@@ -274,3 +274,19 @@ def test_cli_bench_compares_decode_loops(tiny_model: Path, capsys: pytest.Captur
         assert x["step_ms"] > 0 and x["steps_per_second"] > 0
     assert main(["bench", "--model", str(tiny_model), "--duration", "1", "--decode", "stock,turbo"]) == 2
     assert "turbo" in capsys.readouterr().err
+
+
+def test_stream_is_the_same_with_either_loop(backend: TransformersBackend, tap: CodeTap) -> None:
+    """The streaming hook (streaming.py's CodeStream, fed per step through the backend's hook) gets the
+    same ids from the fast loop, so a listener hears exactly what stock would stream."""
+    def run() -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:
+        chunks: list[tuple[int, np.ndarray]] = []
+        audio, _ = backend.generate(["stream me", "and me too please"], 3.0, 1.0, 250, 0.0, 3.0, 9,
+                                    lambda s, t: None, on_audio=lambda off, a: chunks.append((off, np.array(a))))
+        return chunks, audio
+
+    (_, (c_stock, a_stock)), (_, (c_fast, a_fast)) = _both(backend, run, tap)
+    assert len(c_stock) > 1 and len(c_stock) == len(c_fast)
+    for (o1, x1), (o2, x2) in zip(c_stock, c_fast):
+        assert o1 == o2 and np.array_equal(x1, x2)
+    assert np.array_equal(a_stock, a_fast)
