@@ -335,7 +335,7 @@ class FastDecoder:
         st.pos.fill_(prefill_len - 1)
         # First sample from the prefill's logits (stock: the first loop iteration).
         for hook in hooks:
-            hook(st.ids[:, :prefix.shape[1]], logits0)
+            hook(*self._hook_view(st, prefix.shape[1], batch, s.cfg, logits0))
         self._advance(st, self._sample(st, logits0, s), s.cfg)
         run = self._runner(st, s)
         length = prefix.shape[1] + 1
@@ -352,7 +352,7 @@ class FastDecoder:
                 if len(pace) > PACE:
                     pace.pop(0).synchronize()
             for hook in hooks:
-                hook(st.ids[:, :length], st.logits)
+                hook(*self._hook_view(st, length, batch, s.cfg))
             length += 1
             kv_len += 1
         n = p["max_length"]
@@ -361,6 +361,18 @@ class FastDecoder:
         if p["batch"] != batch:
             out, p = out[:batch], {**p, "batch": batch, "audio_scales": _unpad(p.get("audio_scales"), batch)}
         return out, p
+
+    def _hook_view(self, st: _State, length: int, batch: int, cfg: bool,
+                   logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """What stock hands its processors: ids [batch*K, length] and logits; the rows of a CUDA
+        batch bucket's padding are left out."""
+        logits = st.logits if logits is None else logits
+        n = batch * self.codebooks
+        if st.ids.shape[0] == n:
+            return st.ids[:, :length], logits
+        half = logits.shape[0] // 2
+        rows = torch.cat([logits[:n], logits[half:half + n]]) if cfg else logits[:n]
+        return st.ids[:n, :length], rows
 
     def decode_audio(self, codes: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
         """EnCodec decode, as stock generate ends."""
