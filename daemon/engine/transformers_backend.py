@@ -8,6 +8,8 @@ lighter than audiocraft on the same architecture on CPU.
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +18,13 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from dgx_music.common.params import WINDOW_SECONDS
-from dgx_music.daemon.engine.backend import (CONTEXT_SECONDS, CROSSFADE_SECONDS, Backend, ProgressCb, StepCb,
-                                             frames_for, join_windows, pick_dtype, seed_everything, window_plan)
+from dgx_music.daemon.engine.backend import (CONTEXT_SECONDS, CROSSFADE_SECONDS, DECODE_MODES, Backend, ProgressCb,
+                                             StepCb, frames_for, join_windows, pick_dtype, seed_everything, window_plan)
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import fetch_model, resolve_model
 from dgx_music.daemon.engine.streaming import CodeStream, EmitCb, MusicgenCodec
+
+log = logging.getLogger(__name__)
 
 
 class _StepHook(LogitsProcessor):
@@ -56,6 +60,8 @@ class TransformersBackend(Backend):
         self.frame_rate = 50.0
         self.delay = 3
         self.is_melody = False
+        self.decode = "stock"
+        self.fast: Any = None
 
     def load(self, model_spec: str, device: str, dtype: str, progress_cb: ProgressCb, *,
              offline: bool = False, cache_dir: str | None = None) -> None:
@@ -84,6 +90,25 @@ class TransformersBackend(Backend):
         self.channels = channels
         # The delay pattern shifts codebook k by k steps: num_codebooks-1 extra steps per channel group.
         self.delay = int(cfg.decoder.num_codebooks) // channels - 1
+        self.set_decode(os.environ.get("DGX_MUSIC_DECODE", "fast") or "fast")
+
+    def set_decode(self, mode: str) -> None:
+        """Pick the decode loop; a compiled loop that disagrees with eager at load falls back to stock."""
+        if mode not in DECODE_MODES:
+            raise EngineError("bad_request", f"unknown decode loop {mode!r}: use {', '.join(DECODE_MODES)}")
+        self.decode, self.fast = mode, None
+        if mode == "stock":
+            return
+        from dgx_music.daemon.engine.fast_decode import FastDecoder, self_check
+
+        fast = FastDecoder(self.model, compile=True if mode == "compiled" else None)
+        if fast.compile and self.device.startswith("cuda"):
+            ok, why = self_check(fast, self.processor)
+            if not ok:
+                log.warning("fast decode disabled, using stock generate: %s", why)
+                self.decode = "stock"
+                return
+        self.fast = fast
 
     def _from_dir(self, path: Path, torch_dtype: torch.dtype, progress_cb: ProgressCb) -> tuple[Any, Any]:
         cfg_file = path / "config.json"
@@ -184,8 +209,13 @@ class TransformersBackend(Backend):
         return np.ascontiguousarray(made, dtype=np.float32), self.sample_rate
 
     def _generate_window(self, inputs: Any, steps: int, sampling: dict[str, Any], hook: _StepHook) -> np.ndarray:
-        audio = self.model.generate(**inputs, **sampling, max_new_tokens=steps,
-                                    logits_processor=LogitsProcessorList([hook]))
+        processors = LogitsProcessorList([hook])
+        if self.fast is not None:  # fast_decode.py: the same hooks, called once per step with the same data
+            from dgx_music.daemon.engine.fast_decode import Sampling
+
+            audio = self.fast.generate(dict(inputs), steps, Sampling.from_kwargs(self.model, sampling), processors)
+        else:
+            audio = self.model.generate(**inputs, **sampling, max_new_tokens=steps, logits_processor=processors)
         if isinstance(audio, tuple):
             audio = audio[0]
         out = audio.detach().to(torch.float32).cpu().numpy()
