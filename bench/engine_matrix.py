@@ -8,6 +8,7 @@ another's CUDA cache), with a 1 s warm-up generation first unless --no-warmup.
         --audiocraft-python .venv-audiocraft/bin/python --out /tmp/matrix
     .venv/bin/python bench/engine_matrix.py --model random:melody --batches 1 --durations 10
     .venv/bin/python bench/engine_matrix.py --model random:ace-step --batches 1 4 --durations 30 120
+    .venv/bin/python bench/engine_matrix.py --decodes stock fast --batches 1 8 16 --durations 10 30  # issue 14
 
 ACE-Step models (any name of that family; the backend column reads "diffusers") add the phases:
 text encoding, seconds per denoising step and VAE decode.
@@ -29,9 +30,11 @@ from typing import Any
 
 
 def run_cell(model: str, backend: str, batch: int, duration: float, *, warmup: bool, python: str | None,
-             device: str, timeout: float) -> dict[str, Any]:
+             device: str, timeout: float, decode: str | None = None) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "dgx_music", "bench", "--model", model, "--backend", backend,
            "--batch", str(batch), "--duration", f"{duration:g}", "--device", device, "--json"]
+    if decode:
+        cmd += ["--decode", decode]
     if warmup:
         cmd.append("--warmup")
     if python:
@@ -56,18 +59,20 @@ def _gib(n: int | None) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| backend | batch | seconds | device, dtype | load s | first step s | steps/s | text enc s | "
+    head = ("| backend | decode | batch | seconds | device, dtype | load s | first step s | steps/s | text enc s | "
             "s/step | VAE decode s | generate s | RTF (batch) | RTF per clip | peak RSS GiB | peak CUDA GiB |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['backend']} | {r['batch']} | {r['duration']:g} | failed: {r['error']} "
+            lines.append(f"| {r['backend']} | {r.get('decode') or '-'} | {r['batch']} | {r['duration']:g} | "
+                         f"failed: {r['error']} "
                          "| | | | | | | | | | | |")
             continue
         ace = r.get("family") == "ace-step"  # per-phase figures exist for ACE-Step only
         phases = (f"{r['text_encoding_seconds']} | {r['step_seconds']} | {r['vae_decode_seconds']}"
                   if ace else "- | - | -")
-        lines.append(f"| {r.get('backend', '-')} | {r['batch']} | {r['duration']:g} | {r['device']}, {r['dtype']} | "
+        lines.append(f"| {r.get('backend', '-')} | {r.get('decode') or '-'} | {r['batch']} | {r['duration']:g} | "
+                     f"{r['device']}, {r['dtype']} | "
                      f"{r['load_seconds']:.1f} | {r['time_to_first_step']} | {r['steps_per_second']} | {phases} | "
                      f"{r['generate_seconds']:.1f} | {r['rtf']:.3f} | {r['rtf_per_clip']:.3f} | "
                      f"{_gib(r.get('peak_rss'))} | {_gib(r.get('peak_cuda'))} |")
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--audiocraft-python", default=None, metavar="PATH",
                     help="worker interpreter for the audiocraft backend (e.g. .venv-audiocraft/bin/python)")
+    ap.add_argument("--decodes", nargs="+", default=[None], choices=["fast", "compiled", "stock"],
+                    help="MusicGen decode loops to compare (transformers backend; default: the configured one)")
     ap.add_argument("--no-warmup", action="store_true")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per cell (default 900)")
     ap.add_argument("--out", type=Path, default=None, help="directory for results.json and table.md")
@@ -93,10 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         python = args.audiocraft_python if backend == "audiocraft" else None
         for batch in args.batches:
             for duration in args.durations:
-                print(f"{backend}, batch {batch}, {duration:g} s ...", file=sys.stderr, flush=True)
-                cell = run_cell(args.model, backend, batch, duration, warmup=not args.no_warmup,
-                                python=python, device=args.device, timeout=args.timeout)
-                rows.append({"backend": backend, "batch": batch, "duration": duration, **cell})
+                for decode in (args.decodes if backend == "transformers" else [None]):
+                    print(f"{backend}, decode {decode or 'default'}, batch {batch}, {duration:g} s ...",
+                          file=sys.stderr, flush=True)
+                    cell = run_cell(args.model, backend, batch, duration, warmup=not args.no_warmup,
+                                    python=python, device=args.device, timeout=args.timeout, decode=decode)
+                    rows.append({"backend": backend, "batch": batch, "duration": duration, **cell,
+                                 "decode": cell.get("decode", decode)})
         if any(r.get("family") == "ace-step" for r in rows):
             break  # the backend flag means nothing to ACE-Step: one pass is enough
     md = (f"`{' '.join(['bench/engine_matrix.py', *(argv if argv is not None else sys.argv[1:])])}` "

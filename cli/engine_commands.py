@@ -71,6 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="warm up first (GPU kernels): a 1 s MusicGen clip, or one ACE-Step step")
     p.add_argument("--worker-python", default=None, metavar="PATH",
                    help="interpreter for the worker, e.g. .venv-audiocraft/bin/python for --backend audiocraft")
+    p.add_argument("--decode", default=None, metavar="LOOP[,LOOP]",
+                   help="MusicGen decode loop: fast, compiled or stock (default: engine.decode); several, "
+                        "comma-separated, are measured in turn and shown side by side, e.g. "
+                        "`dgx-music bench --model /tmp/tiny --duration 10 --decode stock,fast`")
     _add_common(p)
     p.set_defaults(func=bench_cmd)
 
@@ -185,7 +189,7 @@ def doctor_cmd(args: argparse.Namespace) -> int:
 
 def bench_cmd(args: argparse.Namespace) -> int:
     from dgx_music.common.params import ParamError
-    from dgx_music.daemon.engine.bench import DEFAULT_PROMPT, bench, format_bench
+    from dgx_music.daemon.engine.bench import DEFAULT_PROMPT, bench, check_decode, format_bench
     from dgx_music.daemon.engine.errors import EngineError
 
     s = _settings(args)
@@ -209,7 +213,12 @@ def bench_cmd(args: argparse.Namespace) -> int:
         last[0] = line[:100]
 
     try:
-        result = bench(model=args.model or "random:small",
+        decode = check_decode(_opt(args, s, "decode", "engine.decode", "fast"))
+    except ValueError as exc:
+        print(f"dgx-music: --decode: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = bench(model=args.model or "random:small", decode=decode,
                        backend=_opt(args, s, "backend", "engine.backend", "transformers"),
                        device=_opt(args, s, "device", "engine.device", "auto"),
                        offline=bool(_opt(args, s, "offline", "engine.offline", False)), cache_dir=args.cache_dir,

@@ -15,6 +15,8 @@ from dgx_music.common.families import ACE_STEP, MUSICGEN, family_for_name
 from dgx_music.common.params import TRACK_ID_RE, ParamError
 from dgx_music.common.schemas import (ACE_MAX_DURATION, ACE_MIN_DURATION, COMMON_FIELDS, LANGUAGES, fields_of,
                                       validate_request)
+from dgx_music.common.protocol import RemoteError
+from dgx_music.common.stream_audio import PipePlayer, StreamPlayerError, chunk_array
 
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -68,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ace.add_argument("--lora", metavar="DIR[:SCALE]", help="a LoRA directory under the daemon's <data>/loras "
                                                           "(a bare name) or <data>/models, scale default 1.0")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    p.add_argument("--listen", action="store_true", help="play the audio as it is made (MusicGen; implies --wait; "
+                                                        "`dgx-music listen JOB --to FILE.wav` without a sound card)")
     add_client_flags(p)
     p.set_defaults(func=generate_cmd)
 
@@ -238,15 +242,31 @@ def generate_cmd(args: argparse.Namespace) -> int:
 
 async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any],
                    method: str = "job.submit") -> int:
-    """Submit (`method`: job.submit, or an operation such as op.stems) and report it (see submit_job)."""
-    return await submit_job(client, args, method, raw)
+    """Submit (`method`: job.submit, or an operation such as op.stems) and report it (see submit_job).
+    With --listen the job's audio plays as it is made; the player starts first, so no sound device
+    fails before anything is queued."""
+    player: PipePlayer | None = None
+    if getattr(args, "listen", False):
+        player = PipePlayer()
+        try:
+            await player.start()
+        except StreamPlayerError as exc:
+            return fail(args, "no_audio_output", str(exc), EXIT_FAILED)
+    try:
+        return await submit_job(client, args, method, raw, player=player)
+    except BaseException:
+        if player is not None:
+            await player.close()
+        raise
 
 
-async def submit_job(client: Client, args: argparse.Namespace, method: str, params: dict[str, Any]) -> int:
+async def submit_job(client: Client, args: argparse.Namespace, method: str, params: dict[str, Any], *,
+                     player: PipePlayer | None = None) -> int:
     """Queue a job with `method` (job.submit, or another method that answers a job) and report it:
-    at once, or with `args.wait` live progress until it ends. --json prints `job_document`: the job,
-    plus `tracks` after --wait. Every command that queues a job should come through here."""
-    if not getattr(args, "wait", False):
+    at once, or with `args.wait` (or a `player`: the stream plays too) live progress until it ends.
+    --json prints `job_document`: the job, plus `tracks` after --wait. Every command that queues a
+    job should come through here."""
+    if not getattr(args, "wait", False) and player is None:
         j = await client.call(method, params, timeout=args.timeout)
         emit(args, job_document(j),
              lambda j: f"queued job {j['id']} (seed {j['seed']}); follow it with `dgx-music job {j['id']}`")
@@ -257,9 +277,19 @@ async def submit_job(client: Client, args: argparse.Namespace, method: str, para
     tty = sys.stderr.isatty() and not args.json
     if not args.json:
         print(f"job {job_id} queued (seed {j['seed']})", file=sys.stderr)
+    if player is not None:
+        try:
+            await client.call("job.listen", {"id": job_id, "format": "s16"}, timeout=args.timeout)
+        except RemoteError as exc:  # e.g. an ACE-Step job: it runs, only without a preview
+            print(f"not playing job {job_id} as it generates: {exc.message}", file=sys.stderr)
+            await player.close()
+            player = None
     last_line = 0.0
     try:
         async for ev in client.events():
+            if ev.name == "job.audio" and player is not None and ev.data.get("job_id") == job_id:
+                player.write(int(ev.data["offset"]), chunk_array(ev.data), int(ev.data["sample_rate"]))
+                continue
             if ev.name == "model.loading" and not args.json:
                 # The first job may wait minutes for a download: say what is happening.
                 d = ev.data
@@ -302,6 +332,10 @@ async def submit_job(client: Client, args: argparse.Namespace, method: str, para
         return 130
     if tty:
         sys.stderr.write("\n")
+    if player is not None:
+        if not args.json:
+            print("playing out the rest of the stream (Ctrl-C stops it; the track is kept)", file=sys.stderr)
+        await player.finish()
     j = await client.call("job.get", {"id": job_id}, timeout=args.timeout)
     tracks = [await client.call("track.get", {"id": t}, timeout=args.timeout) for t in j["track_ids"]]
     if args.json:

@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "daemon_cmd",
     "status_cmd",
     "jobs_cmd",
+    "listen_cmd",
     "history_cmd",
     "library_cmd",
     "track_ops_cmd",

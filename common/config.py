@@ -72,6 +72,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("engine.device", str, "auto", "auto, cuda, cuda:N, mps or cpu."),
     Option("engine.keep_alive", float, 600.0, "Idle seconds before the model unloads; 0 at once, -1 never."),
     Option("engine.hang_timeout", float, 120.0, "Seconds without progress before a worker is killed."),
+    Option("engine.decode", str, "fast", "MusicGen decode loop: fast (static KV cache, no host syncs; compiled with "
+           "CUDA graphs on CUDA), compiled (fast, torch.compile on any device) or stock (transformers' generate).",
+           choices=("fast", "compiled", "stock")),
     Option("engine.offline", bool, False, "Never touch the network; fail if the model is not cached."),
     Option("engine.preload", bool, False, "Load the model at start instead of on the first job."),
     Option("engine.max_count", int, 16, "Most variations one job may ask for."),

@@ -432,6 +432,7 @@ class Job(msgspec.Struct, kw_only=True):
     finished: float | None
     track_ids: list[str] = []
     progress: dict[str, Any] | None = None
+    stream_seconds: float | None = None  # a running MusicGen job: seconds of its audio ready (job.listen)
 
 
 class Track(msgspec.Struct, kw_only=True):

@@ -20,46 +20,36 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import socket
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from aiohttp import WSMsgType, web
 
-from dgx_music import __version__
 from dgx_music.common import protocol
 from dgx_music.common.config import Settings
-from dgx_music.common.families import MUSICGEN
-from dgx_music.common.operations import METHODS as OP_METHODS
-from dgx_music.common.operations import OPERATION_SCHEMAS as OP_SCHEMAS
-from dgx_music.common.operations import OPERATIONS, operation_components
-from dgx_music.common.operations import ROUTES as OP_ROUTES
-from dgx_music.common.schemas import TAG_PATTERN, ParamError, openapi_components
+from dgx_music.common.schemas import ParamError
 from dgx_music.daemon import handlers
 from dgx_music.daemon.handlers import Context, HandlerError
+from dgx_music.daemon.http_body import JSON_INLINE_BYTES, parse_json_body
+from dgx_music.daemon.http_metrics import Metrics
+from dgx_music.daemon.http_routes import API, OPENAPI_PATH, ROUTES, Param, Route, _param, openapi
 from dgx_music.daemon.server import StartupError
-from dgx_music.daemon.store import LIST_SORTS
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
 
 log = logging.getLogger("dgx_music.http")
 
-API = "/api/v1"
-OPENAPI_PATH = "/openapi.json"
 #: Events one stream client may fall behind before it is dropped.
 STREAM_QUEUE = 1000
 KEEPALIVE_SECONDS = 15.0
 MIN_TOKEN_CHARS = 16
 #: Events kept for SSE clients that reconnect with Last-Event-ID (a few minutes of a busy daemon).
 REPLAY_EVENTS = 2000
-#: The longest long poll, GET /api/v1/jobs/{id}?wait=S (s); proxies often cut idle requests at 60 s.
-MAX_WAIT_SECONDS = 300.0
-INT64_MAX = 2**63 - 1
 
 HTTP_STATUS = {
     protocol.BAD_REQUEST: 400,
@@ -160,275 +150,7 @@ def plan(settings: Settings) -> HttpPlan | None:
     return HttpPlan(host, port, token)
 
 
-# ---------------------------------------------------------------------- metrics
-class Histogram:
-    def __init__(self, buckets: tuple[float, ...]) -> None:
-        self.buckets = buckets
-        self.counts = [0] * len(buckets)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.sum += value
-        self.count += 1
-        for i, b in enumerate(self.buckets):
-            if value <= b:
-                self.counts[i] += 1
-
-
-def _esc(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _num(value: float) -> str:
-    if value == float("inf"):
-        return "+Inf"
-    return repr(float(value)) if isinstance(value, float) and not float(value).is_integer() else str(int(value))
-
-
-MODEL_STATES = ("unloaded", "loading", "ready", "busy")
-
-
-class Metrics:
-    """Counters and histograms fed by daemon events; gauges read from daemon.status() at scrape time."""
-
-    def __init__(self) -> None:
-        self.generation = Histogram((1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800))
-        self.rtf = Histogram((0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 4, 8, 16))
-        self.load = Histogram((1, 2, 5, 10, 20, 30, 60, 120, 300))
-        self.jobs_total: dict[str, int] = {"done": 0, "failed": 0, "cancelled": 0}
-        self.submitted = 0
-        self.retries = 0
-        self.tracks = 0
-        self.audio_seconds = 0.0
-        self.crashes: dict[str, int] = {}
-        self.http: dict[tuple[str, int], int] = {}
-        self._started: dict[int, float] = {}
-        self._generated: dict[int, float] = {}
-        self._audio: dict[int, float] = {}
-
-    def on_event(self, name: str, data: dict[str, Any]) -> None:
-        now = time.monotonic()
-        job = data.get("id") if name.startswith("job.") else data.get("job_id")
-        if name == "job.queued":
-            if data.get("attempts", 0) == 0:
-                self.submitted += 1
-        elif name == "job.started":
-            self._started[job] = now
-            self._generated.pop(job, None)
-            self._audio.pop(job, None)
-        elif name == "job.processing":
-            self._generated[job] = now
-        elif name == "track.added":
-            self.tracks += 1
-            dur = float(data.get("duration") or 0.0)
-            self.audio_seconds += dur
-            if job is not None:
-                self._audio[job] = self._audio.get(job, 0.0) + dur
-        elif name == "job.finished":
-            self.jobs_total["done"] += 1
-            start = self._started.pop(job, None)
-            end = self._generated.pop(job, now)
-            audio = self._audio.pop(job, 0.0)
-            if start is not None:
-                seconds = max(end - start, 0.0)
-                self.generation.observe(seconds)
-                if audio > 0:
-                    self.rtf.observe(seconds / audio)
-        elif name == "job.failed":
-            if data.get("retrying"):
-                self.retries += 1
-            else:
-                self.jobs_total["failed"] += 1
-            self._forget(job)
-        elif name == "job.cancelled":
-            self.jobs_total["cancelled"] += 1
-            self._forget(job)
-        elif name == "model.loaded":
-            if isinstance(data.get("load_seconds"), (int, float)):
-                self.load.observe(float(data["load_seconds"]))
-        elif name == "model.crashed":
-            reason = str(data.get("reason") or "unknown").split(":")[0].split()[0][:40]
-            self.crashes[reason] = self.crashes.get(reason, 0) + 1
-
-    def _forget(self, job: Any) -> None:
-        self._started.pop(job, None)
-        self._generated.pop(job, None)
-        self._audio.pop(job, None)
-
-    def render(self, status: dict[str, Any]) -> str:
-        out: list[str] = []
-
-        def family(name: str, kind: str, help_: str, samples: list[tuple[dict[str, Any], float]]) -> None:
-            out.append(f"# HELP dgx_music_{name} {help_}")
-            out.append(f"# TYPE dgx_music_{name} {kind}")
-            for labels, value in samples:
-                lab = ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items())
-                out.append(f"dgx_music_{name}{{{lab}}} {_num(value)}" if lab else f"dgx_music_{name} {_num(value)}")
-
-        def histogram(name: str, help_: str, h: Histogram) -> None:
-            out.append(f"# HELP dgx_music_{name} {help_}")
-            out.append(f"# TYPE dgx_music_{name} histogram")
-            for b, c in zip(h.buckets, h.counts):
-                out.append(f'dgx_music_{name}_bucket{{le="{_num(b)}"}} {c}')
-            out.append(f'dgx_music_{name}_bucket{{le="+Inf"}} {h.count}')
-            out.append(f"dgx_music_{name}_sum {_num(h.sum)}")
-            out.append(f"dgx_music_{name}_count {h.count}")
-
-        family("info", "gauge", "Version of the running daemon.",
-               [({"version": status.get("version", __version__), "protocol": status.get("protocol", "")}, 1)])
-        family("uptime_seconds", "gauge", "Seconds since the daemon started.", [({}, float(status.get("uptime", 0)))])
-        family("clients", "gauge", "Connected socket clients.", [({}, status.get("clients", 0))])
-        family("subscribers", "gauge", "Socket clients subscribed to events.", [({}, status.get("subscribers", 0))])
-        queue = status.get("queue") or {}
-        states = [k for k in ("queued", "running", "processing", "done", "failed", "cancelled") if k in queue]
-        states += [k for k in queue if k not in states and k not in ("active", "limit")]
-        family("queue_depth", "gauge", "Jobs waiting or running (queued + running + processing).",
-               [({}, queue.get("active", sum(queue.get(s, 0) for s in ("queued", "running", "processing"))))])
-        if "limit" in queue:
-            family("queue_limit", "gauge", "Most jobs waiting or running at once (daemon.queue_limit).",
-                   [({}, queue["limit"])])
-        family("jobs", "gauge", "Jobs in the database by state.", [({"state": s}, queue.get(s, 0)) for s in states])
-        family("jobs_submitted_total", "counter", "Jobs submitted since the daemon started.", [({}, self.submitted)])
-        family("jobs_completed_total", "counter", "Jobs that reached a final state since the daemon started.",
-               [({"state": s}, n) for s, n in self.jobs_total.items()])
-        family("job_retries_total", "counter", "Transient job failures that were retried.", [({}, self.retries)])
-        family("tracks_generated_total", "counter", "Tracks added to the library since the daemon started.",
-               [({}, self.tracks)])
-        family("audio_generated_seconds_total", "counter", "Seconds of audio generated since the daemon started.",
-               [({}, self.audio_seconds)])
-        histogram("generation_seconds", "Wall-clock seconds from a job's start to the end of generation "
-                  "(before post-processing).", self.generation)
-        histogram("real_time_factor", "Generation seconds per second of audio produced (below 1: faster "
-                  "than real time).", self.rtf)
-        histogram("model_load_seconds", "Seconds to load the model.", self.load)
-        model = status.get("model") or {}
-        current = model.get("state")
-        all_states = list(MODEL_STATES) + ([current] if current and current not in MODEL_STATES else [])
-        family("model_state", "gauge", "1 for the model's current state.",
-               [({"state": s, "model": model.get("model", "")}, 1 if s == current else 0) for s in all_states])
-        family("worker_restarts_total", "counter", "Times the model worker process was restarted.",
-               [({}, model.get("restarts") or 0)])
-        family("worker_crashes_total", "counter", "Model worker crashes seen since the daemon started, by reason.",
-               [({"reason": r}, n) for r, n in sorted(self.crashes.items())] or [({"reason": "none"}, 0)])
-        mem = model.get("memory") or {}
-        gpu = [({"kind": k}, mem[f"cuda_{k}"]) for k in ("allocated", "total") if mem.get(f"cuda_{k}") is not None]
-        family("gpu_memory_bytes", "gauge", "GPU memory of the model worker (allocated by torch; device total).",
-               gpu or [({"kind": "allocated"}, 0)])
-        family("worker_rss_bytes", "gauge", "Resident memory of the model worker process.",
-               [({}, mem.get("rss") or 0)])
-        family("http_requests_total", "counter", "HTTP API requests by route and status code.",
-               [({"route": r, "code": c}, n) for (r, c), n in sorted(self.http.items())])
-        return "\n".join(out) + "\n"
-
-
-# ---------------------------------------------------------------------- routes
-@dataclass(frozen=True)
-class Param:
-    """A query or path parameter: its type and the JSON Schema constraints the daemon enforces,
-    so the OpenAPI document states them (a schema-driven client or fuzzer sends only what passes)."""
-
-    kind: type
-    schema: dict[str, Any] = field(default_factory=dict)
-
-
-def _p(kind: type, **schema: Any) -> Param:
-    return Param(kind, schema)
-
-
-JOB_ID = _p(int, minimum=1, maximum=INT64_MAX)
-TRACK_ID = _p(str, minLength=1, maxLength=64)
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    rpc: str | None  # the protocol method it mirrors, or None for HTTP-only routes
-    summary: str
-    query: dict[str, "type | Param"] = field(default_factory=dict)
-    path_params: dict[str, "type | Param"] = field(default_factory=dict)
-    body: bool = False
-    created: bool = False  # 201 instead of 200
-    produces: str = "application/json"
-    request_schema: str | None = None  # a component in common/schemas.openapi_components
-    response_schema: str | None = None
-    handler: str | None = None  # an HttpApi method serving it instead of the plain mirror of `rpc`
-
-
-def _param(spec: "type | Param") -> Param:
-    return spec if isinstance(spec, Param) else Param(spec)
-
-
-ROUTES: tuple[Route, ...] = (
-    Route("GET", "/healthz", None, "Liveness and readiness: 200 when the daemon serves requests and its queue runner is up, else 503."),
-    Route("GET", "/metrics", None, "Prometheus metrics (text exposition format 0.0.4).",
-          produces="text/plain"),
-    Route("GET", OPENAPI_PATH, None, "This OpenAPI document."),
-    Route("GET", f"{API}/hello", "hello", "Protocol version, methods and topics."),
-    Route("GET", f"{API}/status", "status", "Daemon version, uptime, clients, model and queue."),
-    Route("GET", f"{API}/jobs", "job.list", "Active jobs in queue order (all=true: finished ones too).",
-          query={"all": bool, "limit": _p(int, minimum=1, maximum=1000)}, response_schema="JobList"),
-    Route("POST", f"{API}/jobs", "job.submit", "Submit a generation job: MusicGen or ACE-Step parameters, "
-          "by the model's family (docs/protocol.md, job.submit).", body=True, created=True,
-          request_schema="JobRequest", response_schema="Job"),
-    Route("POST", f"{API}/jobs/prune", "job.prune", "Forget finished jobs older than N days that own no track "
-          "(body: {\"older_than_days\": N, \"dry_run\": bool}, both optional).", body=True,
-          request_schema="JobPrune"),
-    Route("GET", f"{API}/jobs/{{id}}", "job.get", "One job with its live progress. With ?wait=S (0-300), a long "
-          "poll: the answer comes when the job has ended, or after S seconds with the job as it is then.",
-          path_params={"id": JOB_ID}, query={"wait": _p(float, minimum=0, maximum=MAX_WAIT_SECONDS)},
-          response_schema="Job", handler="_job_get"),
-    Route("POST", f"{API}/jobs/{{id}}/cancel", "job.cancel", "Cancel a job (409 not_cancellable once it ended).",
-          path_params={"id": JOB_ID}, response_schema="Job"),
-    Route("POST", f"{API}/jobs/{{id}}/retry", "job.retry", "Queue a failed or cancelled job again.",
-          path_params={"id": JOB_ID}, response_schema="Job"),
-    Route("POST", f"{API}/jobs/{{id}}/move", "job.move", "Move a queued job (body: {\"to\": top|up|down}).",
-          path_params={"id": JOB_ID}, body=True, request_schema="JobMove", response_schema="Job"),
-    Route("GET", f"{API}/tracks", "track.list", "List or search the library (one page; pass next_cursor as cursor).",
-          query={"search": _p(str, maxLength=1000), "tag": _p(str, minLength=1, maxLength=48,
-                                                                pattern=TAG_PATTERN),
-                 "favorite": bool, "model": _p(str, maxLength=500),
-                 "bpm_min": _p(float, minimum=0, maximum=1e300), "bpm_max": _p(float, minimum=0, maximum=1e300),
-                 "key": _p(str, maxLength=100), "sort": _p(str, enum=list(LIST_SORTS)),
-                 "order": _p(str, enum=["asc", "desc"]), "limit": _p(int, minimum=1, maximum=500),
-                 "cursor": _p(str, maxLength=1000), "job_id": JOB_ID,
-                 "source": _p(str, minLength=1, maxLength=64, pattern=r"^[0-9]{1,12}-[0-9]{1,4}$")},
-          response_schema="TrackPage"),
-    Route("GET", f"{API}/tracks/{{id}}", "track.get", "One track with its analysis and peaks.",
-          path_params={"id": TRACK_ID}, response_schema="Track"),
-    Route("PATCH", f"{API}/tracks/{{id}}", "track.update", "Edit title, rating, favorite, notes or tags; any other "
-          "field is invalid_params naming it.", path_params={"id": TRACK_ID}, body=True,
-          request_schema="TrackUpdate", response_schema="Track"),
-    Route("DELETE", f"{API}/tracks/{{id}}", "track.delete", "Delete a track (its file goes to the trash).",
-          path_params={"id": TRACK_ID}),
-    Route("GET", f"{API}/tracks/{{id}}/audio", None, "The track's audio file; supports Range requests.",
-          path_params={"id": TRACK_ID}, produces="audio/wav"),
-    Route("GET", f"{API}/tracks/{{id}}/waveform", "track.peaks", "Waveform peaks ([min, max] pairs).",
-          path_params={"id": TRACK_ID}),
-    Route("GET", f"{API}/tracks/{{id}}/lineage", "track.lineage", "Where a track came from and the tracks made "
-          "from it.", path_params={"id": TRACK_ID}),
-    *(Route("POST", f"{API}/ops/{OP_ROUTES[op]}", OP_METHODS[op], f"Queue an operation on a track: {op.replace('_', ' ')} "
-            "(ACE-Step models; docs/operations-on-tracks.md). source_audio: base64 in JSON.", body=True, created=True,
-            request_schema=OP_SCHEMAS[op].__name__, response_schema="Job") for op in OPERATIONS),
-    Route("POST", f"{API}/library/empty-trash", "library.empty_trash", "Delete the files of deleted tracks for "
-          "good; answers how many were removed."),
-    Route("GET", f"{API}/prompts", "prompt.history", "Distinct recent prompts, newest first.",
-          query={"limit": _p(int, minimum=1, maximum=1000)}),
-    Route("GET", f"{API}/models", "model.list", "Known models and whether they are cached or loaded."),
-    Route("GET", f"{API}/model", "model.state", "The model worker's state and memory."),
-    Route("POST", f"{API}/model/load", "model.load", "Load a model (body: {\"model\": name}, optional).", body=True,
-          request_schema="ModelLoad"),
-    Route("POST", f"{API}/model/unload", "model.unload", "Unload the model and free the GPU."),
-    Route("GET", f"{API}/events", None, "Live events as Server-Sent Events (?topics=job,track,model,daemon; "
-          "?job=ID: only that job's job.* and track.* events). Each event has an `id:`; reconnecting with "
-          "Last-Event-ID replays what was missed while the daemon still holds it (the last 2000 events); "
-          "older, a `stream.gap` event says so.",
-          query={"topics": _p(str, maxLength=200), "job": JOB_ID}, produces="text/event-stream"),
-    Route("GET", f"{API}/events/ws", None, "Live events over a WebSocket, one JSON message per event "
-          "(?topics=...).", query={"topics": _p(str, maxLength=200)}),
-)
-
+# ---------------------------------------------------------------------- routes (daemon/http_routes.py)
 
 FINAL_STATES = ("done", "failed", "cancelled")
 
@@ -474,84 +196,10 @@ def _coerce_query(name: str, kind: type, raw: str) -> Any:
 
 
 #: Limits on request bodies: Python's json would answer these with ValueError or RecursionError.
-MAX_JSON_DEPTH = 64
-MAX_JSON_INT_DIGITS = 20  # every integer parameter fits in 64 bits
-JSON_INLINE_BYTES = 64 * 1024  # bodies up to this size are parsed on the event loop
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_EMPTY_PAIR = re.compile(r"\[\]|\{\}")
-
-
-class _LongInt:
-    """Stands in for an integer literal with too many digits, so the error can name its field."""
-
-    def __init__(self, digits: int) -> None:
-        self.digits = digits
-
-
-def _parse_int(text: str) -> int | _LongInt:
-    digits = len(text.lstrip("-"))
-    return _LongInt(digits) if digits > MAX_JSON_INT_DIGITS else int(text)
-
-
-def _json_depth_exceeds(text: str, limit: int) -> bool:
-    """Whether a (syntactically valid) JSON text nests arrays and objects deeper than `limit`.
-
-    Strings and scalars are cut away and innermost bracket pairs removed `limit` times, all in
-    C regex code: no recursion and no Python loop per character.
-    """
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    for _ in range(limit):
-        if not brackets:
-            return False
-        brackets = _EMPTY_PAIR.sub("", brackets)
-    return bool(brackets)
-
-
-def _has_long_int(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, _LongInt):
-            return True
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-def parse_json_body(raw: bytes) -> dict[str, Any]:
-    """A request body as params: a JSON object, within depth and integer-size limits.
-
-    Not JSON, or not an object: `bad_request`. Too deep, or an integer too long to be any
-    parameter: `invalid_params` naming the field (`body` when it cannot tell). Never `internal`.
-    """
-    def bad(field: str, message: str) -> HandlerError:
-        return HandlerError(protocol.INVALID_PARAMS, f"{field}: {message}", field=field)
-
-    not_object = HandlerError(protocol.BAD_REQUEST, "the body must be a JSON object")
-    try:
-        text = raw.decode("utf-8")
-        body = json.loads(text, parse_int=_parse_int)
-    except RecursionError:
-        raise bad("body", f"JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError included
-        raise not_object from None
-    if not isinstance(body, dict):
-        raise not_object
-    if _json_depth_exceeds(text, MAX_JSON_DEPTH):
-        raise bad("body", f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
-    for key, value in body.items():
-        if _has_long_int(value):
-            raise bad(key, f"an integer with more than {MAX_JSON_INT_DIGITS} digits")
-    return body
-
-
 def _range_satisfiable(request: web.Request, size: int) -> bool:
     """Whether the Range header (if any) names one range aiohttp can serve from a `size`-byte file."""
-    if "Range" not in request.headers:
-        return True
+    if "Range" not in request.headers or not request.headers["Range"].strip().lower().startswith("bytes="):
+        return True  # none, or in a unit we do not know: ignored, the whole file is served
     try:
         rng = request.http_range
     except ValueError:
@@ -579,69 +227,6 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return str(obj)
-
-
-def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUSICGEN) -> dict[str, Any]:
-    """The OpenAPI 3.1 description, generated from the same table that builds the router and from the
-    typed request/response definitions (common/schemas.py). `default_family`: the family of the daemon's
-    own model, which a job body without a model uses."""
-    paths: dict[str, Any] = {}
-    refs, schemas = openapi_components(default_family)
-    op_refs, op_schemas = operation_components()  # operations on tracks (common/operations.py)
-    refs, schemas = {**refs, **op_refs}, {**schemas, **op_schemas}
-    type_names = {int: "integer", float: "number", bool: "boolean", str: "string"}
-    for r in routes:
-        params = [{"name": n, "in": "path", "required": True,
-                   "schema": {"type": type_names[_param(t).kind], **_param(t).schema}}
-                  for n, t in r.path_params.items()]
-        params += [{"name": n, "in": "query", "required": False,
-                    "schema": {"type": type_names[_param(t).kind], **_param(t).schema}}
-                   for n, t in r.query.items()]
-        ok = "201" if r.created else "200"
-        op: dict[str, Any] = {
-            "summary": r.summary,
-            "operationId": (r.rpc or r.path.strip("/").replace("/", "_").replace("{", "").replace("}", "")
-                            or "root").replace(".", "_") + ("" if r.method == "GET" else "_" + r.method.lower()),
-            "responses": {
-                ok: {"description": "success", "content": {r.produces: {"schema": {"type": "string"} if
-                                                                       r.produces != "application/json"
-                                                                       else refs[r.response_schema] if
-                                                                       r.response_schema
-                                                                       else {"type": "object"}}}},
-                "default": {"description": "error", "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Error"}}}},
-            },
-        }
-        if r.rpc:
-            op["description"] = f"Mirrors the socket method `{r.rpc}` (docs/protocol.md); same parameters and result."
-        if r.path.endswith("/audio"):
-            op["parameters"] = params + [{"name": "Range", "in": "header", "required": False,
-                                          "schema": {"type": "string", "pattern": r"^bytes=(\d+-\d*|-\d+)$"},
-                                          "description": "bytes=START-END, START- or -SUFFIX (one range)"}]
-            op["responses"]["206"] = {"description": "partial content"}
-            op["responses"]["416"] = {"description": "range not satisfiable (code range_not_satisfiable)",
-                                      "content": {"application/json": {
-                                          "schema": {"$ref": "#/components/schemas/Error"}}}}
-        elif params:
-            op["parameters"] = params
-        if r.body:
-            body = refs[r.request_schema] if r.request_schema else {"type": "object"}
-            op["requestBody"] = {"required": r.created, "content": {"application/json": {"schema": body}}}
-        paths.setdefault(r.path, {})[r.method.lower()] = op
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "DGX Music HTTP API", "version": __version__,
-                 "description": "A REST mirror of the DGX Music socket protocol (docs/protocol.md). Errors carry "
-                                "the protocol's error code: {\"error\": {\"code\", \"message\", ...}}."},
-        "paths": paths,
-        "components": {
-            "schemas": {**schemas, "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
-                "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
-                "required": ["code", "message"]}}}},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-        "security": [{"bearer": []}, {}],
-    }
 
 
 # ---------------------------------------------------------------------- server
@@ -914,6 +499,12 @@ class HttpApi:
         })
         if path.suffix.lower() == ".wav":
             resp.content_type = "audio/wav"
+        rng = request.headers.get("Range")
+        if rng is not None and not rng.strip().lower().startswith("bytes="):
+            # RFC 9110 14.2: a Range in a unit the server does not know is ignored (the whole file).
+            headers = request.headers.copy()
+            del headers["Range"]
+            await resp.prepare(request.clone(headers=headers))
         return resp
 
     def _topics(self, request: web.Request, allowed: tuple[str, ...] = ("topics",)) -> set[str]:

@@ -35,6 +35,7 @@ from dgx_music.daemon.engine.models import accepts_melody, resolve_model
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.store import StoreError
 from dgx_music.daemon import diskspace, failpoints, libfiles, melodies, operations, render
+from dgx_music.daemon.stream_relay import StreamRelay
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -69,6 +70,7 @@ class Scheduler:
         self.bit_depth = int(s["audio.bit_depth"])
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dgx-audio")
         self.progress: dict[int, dict[str, Any]] = {}
+        self.streams = StreamRelay(daemon)  # streamed audio of running MusicGen jobs (stream_relay.py)
         self.running: int | None = None
         self._cancel_requested: set[int] = set()
         self._wake = asyncio.Event()
@@ -150,6 +152,7 @@ class Scheduler:
 
     def with_progress(self, job: dict[str, Any]) -> dict[str, Any]:
         job["progress"] = self.progress.get(job["id"]) if job.get("state") == "running" else None
+        job["stream_seconds"] = self.streams.ready_seconds(job["id"]) if job.get("state") == "running" else None
         return job
 
     # -- requests ------------------------------------------------------------------------------
@@ -527,7 +530,7 @@ class Scheduler:
             prefix = await self._load_prefix(params)
             result = await self.engine.generate(job_id, [job["prompt"]] * job["count"], params,
                                                 lambda p: self._on_progress(job_id, p), melody=melody,
-                                                prefix=prefix)
+                                                prefix=prefix, on_audio=self.streams.on_audio)
         except EngineError as exc:
             await self._engine_failed(job, exc)
             return

@@ -1,4 +1,8 @@
-"""The live queue: every job with state, a progress bar, steps, elapsed and ETA."""
+"""The live queue: every job with state, a progress bar, steps, elapsed and ETA.
+
+A running MusicGen job's row also shows how many seconds of its audio are ready (from the
+daemon's `job.stream` events, at most two a second), and space on it plays that audio as it is
+made (`job.listen` on a connection of its own; common/stream_audio.py plays it)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Label
 
+from dgx_music.common.client import Client, DaemonUnavailable
+from dgx_music.common.protocol import RemoteError
+from dgx_music.common.stream_audio import PipePlayer, StreamPlayerError, receive
 from dgx_music.tui import fmt
 
 ACTIVE = ("running", "processing", "queued")
@@ -36,6 +43,7 @@ class QueueView(Vertical):
         Binding("K", "move('up')", "Move up", id="queue.move_up"),
         Binding("J", "move('down')", "Move down", id="queue.move_down"),
         Binding("T", "move('top')", "To top", id="queue.move_top", show=False),
+        Binding("space", "play_stream", "Play/Stop", id="queue.play_stream"),
     ]
 
     class JobAction(Message):
@@ -50,6 +58,8 @@ class QueueView(Vertical):
         self._order: list[int] = []
         self._columns: tuple = ()
         self._bar = 10
+        self.stream_player: PipePlayer | None = None
+        self.stream_job: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("No jobs yet: compose something (F2).", id="queue-empty", classes="dim")
@@ -146,6 +156,9 @@ class QueueView(Vertical):
         count = job.get("count") or 1
         if count > 1:
             prompt = f"{prompt} ×{count}"
+        ready = job.get("stream_seconds")
+        if state == "running" and ready:  # seconds of its audio ready to hear (space plays them)
+            prompt = Text.assemble((f"▶{ready:.0f}s ", "green"), prompt)
         return [Text(str(job.get("id")), style="dim"), prompt, Text(label, style=style), progress, steps,
                 fmt.duration(elapsed), fmt.duration(eta) if eta is not None else "-"]
 
@@ -168,6 +181,11 @@ class QueueView(Vertical):
         job = self.jobs.get(jid)
         if job is None:  # an event for a job we have not seen (before our snapshot): fetch it
             self.app.refresh_job(jid)
+            return
+        if name == "job.stream":  # seconds of audio ready; the daemon sends at most two a second
+            job["stream_seconds"] = data.get("seconds")
+            if jid in self._order:
+                self._update_row(jid)
             return
         if name == "job.progress":
             job["state"] = "running"
@@ -256,3 +274,47 @@ class QueueView(Vertical):
             self.app.notify("Only queued jobs can be moved.", severity="warning")
             return
         self.post_message(self.JobAction("job.move", {"id": job["id"], "to": to}))
+
+    # -- streaming preview ----------------------------------------------------------------------
+    def action_play_stream(self) -> None:
+        """Space: play a running (or queued) job's audio as it is made; on any other job, the
+        app's own play/stop; space again stops the stream."""
+        if self.stream_player is not None:
+            self.stop_stream()
+            return
+        jid = self.selected_id()
+        job = self.jobs.get(jid) if jid is not None else None
+        if job is None or job.get("state") not in ("running", "queued"):
+            self.app.action_toggle_play()  # type: ignore[attr-defined]
+            return
+        self.run_worker(self._play_stream(int(job["id"])), group="stream", exclusive=True, exit_on_error=False)
+
+    def stop_stream(self) -> None:
+        if self.stream_player is not None:
+            self.stream_player.stop()
+        self.stream_player, self.stream_job = None, None
+        self.workers.cancel_group(self, "stream")  # its finally closes its connection
+
+    async def _play_stream(self, job_id: int) -> None:
+        player = PipePlayer()
+        self.stream_player, self.stream_job = player, job_id
+        client: Client | None = None
+        try:
+            await player.start()
+            client = await Client.connect(self.app.socket_path)  # type: ignore[attr-defined]
+            self.app.notify(f"Playing job {job_id} as it generates (space stops).", timeout=4)
+            end = await receive(client, job_id, player)
+            if end.get("reason") != "complete":
+                self.app.notify(f"Job {job_id}'s stream ended: {end.get('reason')}", severity="warning")
+        except StreamPlayerError as exc:
+            self.app.notify(str(exc), title="No audio output", severity="warning", timeout=10)
+        except RemoteError as exc:
+            self.app.notify(exc.message, title=f"Cannot stream job {job_id} [{exc.code}]", severity="error")
+        except (DaemonUnavailable, OSError) as exc:
+            self.app.notify(str(exc), title=f"Cannot stream job {job_id}", severity="error")
+        finally:
+            await player.close()
+            if client is not None:
+                await client.close()
+            if self.stream_player is player:
+                self.stream_player, self.stream_job = None, None

@@ -15,6 +15,9 @@ ProgressCb = Callable[[float | None, str], None]
 StepCb = Callable[[int, int], None]
 
 BACKENDS = ("transformers", "audiocraft")
+#: MusicGen decode loops (transformers backend): fast_decode.py's loop (compiled with CUDA graphs on
+#: CUDA), the same loop compiled on any device, or transformers' own generate.
+DECODE_MODES = ("fast", "compiled", "stock")
 
 
 def pick_device(requested: str = "auto") -> str:

@@ -25,7 +25,7 @@ DEFAULT_PROMPT = "upbeat electronic track with warm synth pads and punchy drums"
 
 async def bench_async(*, model: str = "random:small", duration: float = 5.0, batch: int = 1,
                       backend: str = "transformers", device: str = "auto", prompt: str = DEFAULT_PROMPT,
-                      seed: int = 0, warmup: bool = False, offline: bool = False,
+                      seed: int = 0, warmup: bool = False, offline: bool = False, decode: str | None = None,
                       cache_dir: str | Path | None = None, python: str | None = None,
                       progress_cb: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Load, optionally warm up, generate one batch; return timings and peak memory."""
@@ -33,6 +33,7 @@ async def bench_async(*, model: str = "random:small", duration: float = 5.0, bat
     cb = progress_cb or (lambda kind, data: None)
     events: list[tuple[float, str, dict[str, Any]]] = []
     sup = EngineSupervisor(EngineSettings(model=model, backend=backend, device=device, keep_alive=-1,
+                                          worker_env={"DGX_MUSIC_DECODE": decode} if decode else {},
                                           offline=offline, cache_dir=Path(cache_dir) if cache_dir else None,
                                           hang_timeout=600, **({"python": python} if python else {})),
                            lambda name, data: (events.append((time.perf_counter(), name, data)), cb(name, data)))
@@ -63,6 +64,7 @@ async def bench_async(*, model: str = "random:small", duration: float = 5.0, bat
     loaded = next((d for _, n, d in events if n == "model.loaded"), {})
     return {
         "model": model, "backend": backend, "device": state.get("device"), "dtype": state.get("dtype"),
+        "decode": decode or "fast",
         "duration": duration, "batch": batch, "warmup": warmup,
         "machine": platform.machine(), "platform": platform.platform(),
         "load_seconds": round(load_s, 3),  # process start + imports + weights
@@ -71,6 +73,8 @@ async def bench_async(*, model: str = "random:small", duration: float = 5.0, bat
         "time_to_first_step": round(first, 3) if first is not None else None,
         "steps": total,
         "steps_per_second": round(steps_per_s, 2) if steps_per_s else None,
+        # Wall time per decode step after the first (the first may compile): the figure --decode compares.
+        "step_ms": round(1000.0 / steps_per_s, 3) if steps_per_s else None,
         "audio_seconds": round(audio_s, 3),
         # Seconds of compute per second of audio: for the batch, and per clip (batch generates in parallel).
         "rtf": round(gen_s / audio_s, 3),
@@ -93,10 +97,38 @@ def bench(**kwargs: Any) -> dict[str, Any]:
 
         return bench_acestep(**{k: v for k, v in kwargs.items() if k in _ACE_STEP_KEYS and v is not None})
     kwargs = {k: v for k, v in kwargs.items() if k not in ("lyrics", "steps")}
-    return asyncio.run(bench_async(**kwargs))
+    modes = [m.strip() for m in str(kwargs.pop("decode", None) or "").split(",") if m.strip()]
+    if len(modes) <= 1:
+        return asyncio.run(bench_async(**kwargs, decode=modes[0] if modes else None))
+    runs = [asyncio.run(bench_async(**kwargs, decode=m)) for m in modes]
+    return {"decode_compare": runs, "model": runs[0]["model"], "device": runs[0]["device"],
+            "batch": runs[0]["batch"], "duration": runs[0]["duration"]}
+
+
+def check_decode(value: str | None) -> str | None:
+    """`--decode`: one of fast, compiled, stock, or several joined by commas (measured in turn)."""
+    from dgx_music.daemon.engine.backend import DECODE_MODES
+
+    for m in [m.strip() for m in (value or "").split(",") if m.strip()]:
+        if m not in DECODE_MODES:
+            raise ValueError(f"unknown decode loop {m!r}: use {', '.join(DECODE_MODES)} (comma-separated to compare)")
+    return value
 
 
 def format_bench(r: dict[str, Any]) -> str:
+    if "decode_compare" in r:
+        runs = r["decode_compare"]
+        base = runs[0].get("step_ms")
+        lines = [f"model {r['model']} ({r['device']}), batch {r['batch']} x {r['duration']:g} s, "
+                 "decode loops side by side",
+                 f"  {'decode':<10} {'ms/step':>9} {'vs ' + runs[0]['decode']:>10} {'first step s':>13} "
+                 f"{'generate s':>11} {'rtf':>7}"]
+        for x in runs:
+            ratio = f"{x['step_ms'] / base:.2f}x" if base and x.get("step_ms") else "n/a"
+            lines.append(f"  {x['decode']:<10} {x.get('step_ms') or float('nan'):>9.3f} {ratio:>10} "
+                         f"{x['time_to_first_step'] or float('nan'):>13.3f} {x['generate_seconds']:>11.2f} "
+                         f"{x['rtf']:>7.3f}")
+        return "\n".join(lines)
     if r.get("family") == ACE_STEP:
         from dgx_music.daemon.engine.acestep_bench import format_acestep
 
@@ -106,10 +138,11 @@ def format_bench(r: dict[str, Any]) -> str:
         return "n/a" if n is None else f"{n / 1024**3:.2f} GiB"
 
     return "\n".join([
-        f"model {r['model']} ({r['backend']}, {r['device']}, {r['dtype']}), batch {r['batch']} x {r['duration']:g} s",
+        f"model {r['model']} ({r['backend']}, {r['device']}, {r['dtype']}, decode {r.get('decode')}), "
+        f"batch {r['batch']} x {r['duration']:g} s",
         f"  load:               {r['load_seconds']:.2f} s (worker: {r['worker_load_seconds']} s)",
         f"  time to first step: {r['time_to_first_step']} s",
-        f"  decode:             {r['steps']} steps, {r['steps_per_second']} steps/s",
+        f"  decode:             {r['steps']} steps, {r['steps_per_second']} steps/s ({r.get('step_ms')} ms/step)",
         f"  generate:           {r['generate_seconds']:.2f} s for {r['audio_seconds']:g} s of audio per clip",
         f"  real-time factor:   {r['rtf']:.2f} s of compute per s of audio (batch), {r['rtf_per_clip']:.2f} per clip",
         f"  peak memory:        RSS {gb(r['peak_rss'])}, CUDA {gb(r['peak_cuda'])}",

@@ -66,6 +66,9 @@ class GenerateResult:
 
 EventCb = Callable[[str, dict[str, Any]], None]
 ProgressCb = Callable[[dict[str, Any]], None]
+#: on_audio({job_id, variation, offset, sample_rate, audio: float32 [batch, channels, n]}): a streamed chunk;
+#: `variation` is the batch's first variation (an OOM split sends each half, its offsets from 0 again).
+AudioCb = Callable[[dict[str, Any]], None]
 
 
 def wire_params(params: Any) -> dict[str, Any]:
@@ -242,12 +245,14 @@ class EngineSupervisor:
     async def generate(self, job_id: int, prompts: list[str], params: GenerationParams,
                        on_progress: ProgressCb | None = None, melody: np.ndarray | None = None,
                        prefix: np.ndarray | None = None,
-                       audio_in: dict[str, np.ndarray] | None = None) -> GenerateResult:
+                       audio_in: dict[str, np.ndarray] | None = None,
+                       on_audio: AudioCb | None = None) -> GenerateResult:
         """Generate one batch (prompts share params); loads or switches the model as needed.
 
         `melody`: float32 mono at 32 kHz for a melody model to follow (see daemon/melodies.py).
         `prefix`: the same format, music to continue; the result starts with it.
         `audio_in`: more named inputs in that format, for model families that take others.
+        `on_audio`: chunks of the clip as it is made, for backends that stream (see AudioCb).
 
         Cancelling the awaiting task cancels the job in the worker too.
         Raises EngineError: cancelled, oom (after splitting the batch down to one),
@@ -276,7 +281,7 @@ class EngineSupervisor:
                 self._job, self._state = job_id, "busy"
                 try:
                     audio, sr = await self._generate_split(job_id, prompts, params, model, extra, inputs,
-                                                           on_progress)
+                                                           on_progress, on_audio)
                 finally:
                     self._job, self._job_req = None, None
                     self._cancel_requested.discard(job_id)
@@ -298,10 +303,11 @@ class EngineSupervisor:
 
     async def _generate_split(self, job_id: int, prompts: list[str], params: GenerationParams, model: str,
                               extra: dict[str, Any], audio_in: dict[str, np.ndarray],
-                              on_progress: ProgressCb | None) -> tuple[np.ndarray, int]:
+                              on_progress: ProgressCb | None, on_audio: AudioCb | None = None,
+                              first: int = 0) -> tuple[np.ndarray, int]:
         """Run a batch; on OOM restart the worker and retry as two halves, down to single prompts."""
         try:
-            return await self._generate_once(job_id, prompts, params, audio_in, on_progress)
+            return await self._generate_once(job_id, prompts, params, audio_in, on_progress, on_audio, first)
         except EngineError as exc:
             if exc.code != "oom":
                 raise
@@ -320,14 +326,14 @@ class EngineSupervisor:
                 await self._ensure_loaded(model, extra)
                 self._state = "busy"
                 parts.append(await self._generate_split(job_id, chunk, _variations_from(params, offset), model,
-                                                        extra, audio_in, on_progress))
+                                                        extra, audio_in, on_progress, on_audio, first + offset))
             return np.concatenate([p[0] for p in parts], axis=0), parts[0][1]
 
     async def _generate_once(self, job_id: int, prompts: list[str], params: GenerationParams,
-                             audio_in: dict[str, np.ndarray], on_progress: ProgressCb | None
-                             ) -> tuple[np.ndarray, int]:
+                             audio_in: dict[str, np.ndarray], on_progress: ProgressCb | None,
+                             on_audio: AudioCb | None = None, first: int = 0) -> tuple[np.ndarray, int]:
         msg: dict[str, Any] = {"type": "generate", "job_id": job_id, "prompts": prompts,
-                               "params": wire_params(params)}
+                               "params": wire_params(params), "stream": on_audio is not None}
         if audio_in:  # mono: 32 kHz, as the daemon stores melodies and prefixes; [channels, samples]: 48 kHz
             msg["audio"] = {name: _audio_frame(a) for name, a in audio_in.items()}
 
@@ -335,6 +341,11 @@ class EngineSupervisor:
             if frame.get("type") == "progress" and on_progress is not None:
                 on_progress({"job_id": job_id, "step": frame["step"], "total": frame["total"],
                              "elapsed": frame["elapsed"]})
+            elif frame.get("type") == "audio" and on_audio is not None:
+                shape = tuple(int(x) for x in frame["shape"])
+                on_audio({"job_id": job_id, "variation": first, "offset": int(frame["offset"]),
+                          "sample_rate": int(frame["sample_rate"]),
+                          "audio": np.frombuffer(frame["pcm"], dtype=np.float32).reshape(shape)})
 
         def on_sent(req_id: int) -> None:
             self._job_req = req_id

@@ -8,6 +8,8 @@ lighter than audiocraft on the same architecture on CPU.
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,13 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from dgx_music.common.params import WINDOW_SECONDS
-from dgx_music.daemon.engine.backend import (CONTEXT_SECONDS, CROSSFADE_SECONDS, Backend, ProgressCb, StepCb,
-                                             frames_for, join_windows, pick_dtype, seed_everything, window_plan)
+from dgx_music.daemon.engine.backend import (CONTEXT_SECONDS, CROSSFADE_SECONDS, DECODE_MODES, Backend, ProgressCb,
+                                             StepCb, frames_for, join_windows, pick_dtype, seed_everything, window_plan)
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import fetch_model, resolve_model
+from dgx_music.daemon.engine.streaming import CodeStream, EmitCb, MusicgenCodec
+
+log = logging.getLogger(__name__)
 
 
 class _StepHook(LogitsProcessor):
@@ -27,14 +32,17 @@ class _StepHook(LogitsProcessor):
 
     `offset` counts the steps of earlier windows, so progress runs once from 1 to `total`."""
 
-    def __init__(self, total: int, on_step: StepCb, offset: int = 0) -> None:
+    def __init__(self, total: int, on_step: StepCb, offset: int = 0, stream: CodeStream | None = None) -> None:
         self.total = total
         self.step = offset
         self.on_step = on_step
+        self.stream = stream
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self.step += 1
         self.on_step(self.step, self.total)
+        if self.stream is not None:  # the ids so far, delay pattern and all: the stream undelays them
+            self.stream.on_ids(input_ids)
         return scores
 
 
@@ -44,6 +52,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 class TransformersBackend(Backend):
     name = "transformers"
+    streams = True  # generate(on_audio=...) sends the clip as it is made
 
     def __init__(self) -> None:
         self.model: Any = None
@@ -51,6 +60,8 @@ class TransformersBackend(Backend):
         self.frame_rate = 50.0
         self.delay = 3
         self.is_melody = False
+        self.decode = "stock"
+        self.fast: Any = None
 
     def load(self, model_spec: str, device: str, dtype: str, progress_cb: ProgressCb, *,
              offline: bool = False, cache_dir: str | None = None) -> None:
@@ -79,6 +90,25 @@ class TransformersBackend(Backend):
         self.channels = channels
         # The delay pattern shifts codebook k by k steps: num_codebooks-1 extra steps per channel group.
         self.delay = int(cfg.decoder.num_codebooks) // channels - 1
+        self.set_decode(os.environ.get("DGX_MUSIC_DECODE", "fast") or "fast")
+
+    def set_decode(self, mode: str) -> None:
+        """Pick the decode loop; a compiled loop that disagrees with eager at load falls back to stock."""
+        if mode not in DECODE_MODES:
+            raise EngineError("bad_request", f"unknown decode loop {mode!r}: use {', '.join(DECODE_MODES)}")
+        self.decode, self.fast = mode, None
+        if mode == "stock":
+            return
+        from dgx_music.daemon.engine.fast_decode import FastDecoder, self_check
+
+        fast = FastDecoder(self.model, compile=True if mode == "compiled" else None)
+        if fast.compile and self.device.startswith("cuda"):
+            ok, why = self_check(fast, self.processor)
+            if not ok:
+                log.warning("fast decode disabled, using stock generate: %s", why)
+                self.decode = "stock"
+                return
+        self.fast = fast
 
     def _from_dir(self, path: Path, torch_dtype: torch.dtype, progress_cb: ProgressCb) -> tuple[Any, Any]:
         cfg_file = path / "config.json"
@@ -115,7 +145,8 @@ class TransformersBackend(Backend):
 
     def generate(self, prompts: list[str], duration: float, temperature: float, top_k: int, top_p: float,
                  cfg: float, seed: int, on_step: StepCb, melody: np.ndarray | None = None,
-                 prefix: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+                 prefix: np.ndarray | None = None, on_audio: EmitCb | None = None) -> tuple[np.ndarray, int]:
+        """`on_audio(offset, audio)` receives the clip as it is made (streaming.py); the rest as Backend."""
         if self.model is None:
             raise EngineError("internal", "generate before load")
         hop = int(round(self.sample_rate / self.frame_rate))
@@ -152,8 +183,12 @@ class TransformersBackend(Backend):
             guidance_scale=float(cfg) if cfg > 1 else None,
         )
         seed_everything(seed)  # once: the windows that follow stay reproducible
+        stream = None if on_audio is None else CodeStream(MusicgenCodec(self.model), on_audio,
+                                                          join_fade=int(CROSSFADE_SECONDS * self.sample_rate))
+        if stream is not None and made is not None:  # the music being continued comes first
+            stream.asm.put(0, made, stream.join_fade, 0)
         done = 0
-        for context, new in plan:
+        for i, (context, new) in enumerate(plan):
             if made is not None:
                 # Continue from the tail of what is made: EnCodec encodes it into the decoder's prompt.
                 tail = made[:, 0, -context * hop:]
@@ -161,7 +196,12 @@ class TransformersBackend(Backend):
                                         padding=True, return_tensors="pt").to(self.device)
                 if "input_values" in inputs:
                     inputs["input_values"] = inputs["input_values"].to(self.model.dtype)
-            out = self._generate_window(inputs, new + self.delay, sampling, _StepHook(total, on_step, done))
+            if stream is not None:
+                stream.begin_window(0 if made is None else made.shape[-1] - context * hop, None if made is None
+                                    else stream.codec.encode(inputs["input_values"], inputs.get("padding_mask")))
+            out = self._generate_window(inputs, new + self.delay, sampling, _StepHook(total, on_step, done, stream))
+            if stream is not None:
+                stream.end_window(out, last=i == len(plan) - 1)
             made = out if made is None else join_windows(made, out, context * hop,
                                                          int(CROSSFADE_SECONDS * self.sample_rate))
             done += new + self.delay
@@ -169,8 +209,13 @@ class TransformersBackend(Backend):
         return np.ascontiguousarray(made, dtype=np.float32), self.sample_rate
 
     def _generate_window(self, inputs: Any, steps: int, sampling: dict[str, Any], hook: _StepHook) -> np.ndarray:
-        audio = self.model.generate(**inputs, **sampling, max_new_tokens=steps,
-                                    logits_processor=LogitsProcessorList([hook]))
+        processors = LogitsProcessorList([hook])
+        if self.fast is not None:  # fast_decode.py: the same hooks, called once per step with the same data
+            from dgx_music.daemon.engine.fast_decode import Sampling
+
+            audio = self.fast.generate(dict(inputs), steps, Sampling.from_kwargs(self.model, sampling), processors)
+        else:
+            audio = self.model.generate(**inputs, **sampling, max_new_tokens=steps, logits_processor=processors)
         if isinstance(audio, tuple):
             audio = audio[0]
         out = audio.detach().to(torch.float32).cpu().numpy()

@@ -32,9 +32,9 @@ worker_log = logging.getLogger("dgx_music.engine.worker")
 #: Pipes carry audio both ways (a job makes at most 480 s; ~60 MB of float32 stereo), so the cap is generous
 #: but finite: a corrupt length must not make either side allocate gigabytes.
 WORKER_MAX_FRAME = 512 * 1024 * 1024
-#: Reply types that end a request; "loading" and "progress" are interim frames of a request.
+#: Reply types that end a request; "loading", "progress" and "audio" (streamed chunks) are interim frames.
 FINAL = frozenset({"loaded", "result", "stats", "error"})
-INTERIM = frozenset({"loading", "progress"})
+INTERIM = frozenset({"loading", "progress", "audio"})
 
 FrameCb = Callable[[dict[str, Any]], None]
 #: on_exit(transport, returncode, reason, expected) -> the reason to fail pending requests with.

@@ -14,7 +14,7 @@ Supervisor -> worker:
   {type: load, id, model, backend, device, dtype, offline, cache_dir, [family], **extra}
       family: musicgen or ace-step (resolved from the model name when absent);
       extra keys (e.g. lora) are passed to backend.load() as keyword arguments
-  {type: generate, id, job_id, prompts, params: {...},
+  {type: generate, id, job_id, prompts, params: {...}, [stream: bool],
    audio: {name: {pcm: float32 bytes, sample_rate, [channels]}}}   (audio optional)
       channels absent or 1: mono (MusicGen's melody and prefix at 32 kHz); more: the pcm is
       channel-major [channels, samples] at the model's rate (ACE-Step's `source`, stereo 48 kHz)
@@ -28,6 +28,9 @@ Worker -> supervisor:
   hello {id: 0, pid, python}
   loading {id, progress, message} ... loaded {id, model, backend, device, dtype, sample_rate, ...}
   progress {id, step, total, elapsed} ... result {id, pcm, shape, dtype, sample_rate, seconds, memory}
+  audio {id, offset, shape: [batch, channels, n], sample_rate, pcm}   interim, when the generate frame
+      had stream: true and the backend streams (MusicGen via transformers): n float32 samples per
+      channel starting at sample `offset` of the clip, as the clip is made (engine/streaming.py)
   stats {id, memory}
   error {id, op, code, message, transient}   the final reply of a failed request
 """
@@ -307,10 +310,19 @@ class Worker:
         if family != "musicgen":
             audio, sr = self.backend.generate_params(prompts, p, on_step, audio_in)
         else:
+            stream: dict[str, Any] = {}
+            if msg.get("stream") and getattr(self.backend, "streams", False):
+                sr_out = self.backend.sample_rate
+
+                def on_audio(offset: int, chunk: np.ndarray) -> None:
+                    send({"type": "audio", "id": req_id, "offset": int(offset), "shape": list(chunk.shape),
+                          "sample_rate": sr_out, "pcm": np.ascontiguousarray(chunk, dtype=np.float32).tobytes()})
+
+                stream["on_audio"] = on_audio
             audio, sr = self.backend.generate(
                 prompts, float(p.get("duration", 8.0)), float(p.get("temperature", 1.0)), int(p.get("top_k", 250)),
                 float(p.get("top_p", 0.0)), float(p.get("cfg", 3.0)), int(p.get("seed", 0)), on_step,
-                melody=audio_in.get("melody"), prefix=audio_in.get("prefix"))
+                melody=audio_in.get("melody"), prefix=audio_in.get("prefix"), **stream)
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         send({"type": "result", "id": req_id, "pcm": audio.tobytes(), "shape": list(audio.shape),
               "dtype": "float32", "sample_rate": int(sr), "seconds": round(time.perf_counter() - t0, 4),

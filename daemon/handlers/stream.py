@@ -1,0 +1,42 @@
+"""job.listen: a running MusicGen job's audio, streamed to this connection as it is made."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dgx_music.common import protocol
+from dgx_music.common.families import ACE_STEP, MUSICGEN
+from dgx_music.daemon.handlers import Context, HandlerError, method
+from dgx_music.daemon.handlers.args import Args
+from dgx_music.daemon.stream_relay import FORMATS
+
+
+@method("job.listen")
+async def listen(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Stream a queued or running MusicGen job's audio: what is made so far, then each new chunk."""
+    if ctx.conn is None:
+        raise HandlerError(protocol.BAD_REQUEST, "job.listen needs a socket connection (the audio is pushed "
+                                                 "to it as job.audio events)")
+    args = Args(params)
+    job_id = args.int("id")
+    variation = args.int("variation", 0, lo=0)
+    fmt = args.str("format", "f32", choices=FORMATS)
+    job = await ctx.daemon.store.get_job(job_id)
+    stored = job.get("params") or {}
+    family = ACE_STEP if stored.get("operation") else stored.get("family", MUSICGEN)  # operations are ACE-Step's
+    if family != MUSICGEN:
+        raise HandlerError(protocol.INVALID_PARAMS, f"id: job {job_id} is a {family} job; only MusicGen streams "
+                                                    f"(ACE-Step is a diffusion model: it makes the whole clip at "
+                                                    f"once)", field="id")
+    if job.get("backend") not in (None, "transformers"):
+        raise HandlerError(protocol.INVALID_PARAMS, f"id: job {job_id} runs on the {job['backend']} backend, "
+                                                    "which does not stream; the transformers backend does",
+                           field="id")
+    if variation >= int(job.get("count") or 1):
+        raise HandlerError(protocol.INVALID_PARAMS, f"variation: job {job_id} makes {job.get('count')} "
+                                                    f"variation(s), numbered from 0", field="variation")
+    relay = ctx.daemon.scheduler.streams
+    if job["state"] not in ("queued", "running") and not relay.has(job_id):
+        raise HandlerError(protocol.CONFLICT, f"job {job_id} is {job['state']} and its stream is gone; "
+                                              "play its track instead")
+    return {**relay.listen(ctx.conn, job_id, variation, fmt), "state": job["state"]}
