@@ -28,7 +28,6 @@ from dgx_music.common.operations import (ADD_PART, REPAINT, STEMS, TASKS, Operat
 from dgx_music.common.schemas import MAX_SEED, MELODY_KEY_RE, AceStepParams, ParamError, check_model_name
 from dgx_music.daemon import failpoints, libfiles, op_render, render, sources
 from dgx_music.daemon.engine.errors import EngineError
-from dgx_music.daemon.store import StoreError
 
 if TYPE_CHECKING:
     from dgx_music.daemon.scheduler import Scheduler
@@ -195,19 +194,4 @@ async def run_job(sched: "Scheduler", job: dict[str, Any]) -> None:
                                 backend=result.backend)
     rendered = await loop.run_in_executor(sched.pool, op_render.render_operation, data_dir, job, source,
                                           result.audio, result.sample_rate, opts)
-    if job_id in sched._cancel_requested:
-        await loop.run_in_executor(sched.pool, libfiles.discard, data_dir, rendered)
-        await sched.store.set_job_state(job_id, "cancelled", error="cancelled by request")
-        sched.publish("job.cancelled", {"id": job_id})
-        return
-    failpoints.hit("after_files")
-    try:
-        tracks = await sched.store.finish_job(job_id, rendered)
-    except StoreError as exc:
-        if exc.code == "disk_full":
-            await loop.run_in_executor(sched.pool, libfiles.discard, data_dir, rendered)
-        raise
-    log.info("job %d done: tracks %s", job_id, ", ".join(t["id"] for t in tracks))
-    for t in tracks:
-        sched.publish("track.added", t)
-    sched.publish("job.finished", {"id": job_id, "track_ids": [t["id"] for t in tracks]})
+    await sched.commit_rendered(job_id, rendered)

@@ -545,6 +545,12 @@ class Scheduler:
             render.RenderOptions(target_lufs=params.target_lufs if params.target_lufs is not None
                                  else self.target_lufs, ceiling_dbtp=self.ceiling, bit_depth=self.bit_depth,
                                  model=result.model, backend=result.backend))
+        await self.commit_rendered(job_id, rendered)
+
+    async def commit_rendered(self, job_id: int, rendered: list[dict[str, Any]]) -> None:
+        """The last step of every job: its files are on disk; commit their rows and announce them,
+        unless the job was cancelled meanwhile (then its files go). Shared with operation jobs."""
+        loop = asyncio.get_running_loop()
         if job_id in self._cancel_requested:
             await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.data_dir, rendered)
             await self.store.set_job_state(job_id, "cancelled", error="cancelled by request")
