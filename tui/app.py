@@ -252,6 +252,8 @@ class DgxMusicApp(App[int]):
         self.on_daemon_event(message)
 
     def on_daemon_event(self, message: DaemonEvent) -> None:
+        if not self.query(QueueView):  # the app is closing: its views are gone, late events are moot
+            return
         name, data = message.name, message.data
         topic = message.topic
         if topic == "job":
