@@ -12,6 +12,7 @@ Structure (after Harlequin, Posting and Memray's live TUI):
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -41,6 +42,17 @@ log = logging.getLogger("dgx_music.tui")
 
 AUDIO_CHUNK = 262144
 MODEL_POLL_S = 5.0
+
+
+
+def _while_views(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """For messages from the connection's reader: one can arrive while the app is closing and its
+    views are already gone; it is dropped then instead of failing on a missing widget."""
+    @functools.wraps(handler)
+    def guarded(self: Any, message: Any) -> None:
+        if self.query(StatusBar):
+            handler(self, message)
+    return guarded
 
 
 class DgxMusicApp(App[int]):
@@ -194,6 +206,7 @@ class DgxMusicApp(App[int]):
         banner.set_class(error, "-error")
         banner.display = bool(text)
 
+    @_while_views
     def on_connected(self, message: Connected) -> None:
         snap = message.snapshot
         self.snapshot = snap
@@ -225,6 +238,7 @@ class DgxMusicApp(App[int]):
         prompts += [str(t.get("prompt")) for t in res.get("tracks") or [] if t.get("prompt")]
         self.compose_view.set_history(prompts)
 
+    @_while_views
     def on_disconnected(self, message: Disconnected) -> None:
         self.connected = False
         self.status_bar.connected = False
@@ -232,6 +246,7 @@ class DgxMusicApp(App[int]):
         self.show_banner(f"Daemon {verb} — start it with `dgx-music daemon`; retrying… "
                          f"({message.reason.split('; start it')[0]})")
 
+    @_while_views
     def on_model_state(self, message: ModelState) -> None:
         self.model_state = dict(message.state)
         if message.state.get("state") != "loading":
@@ -251,9 +266,8 @@ class DgxMusicApp(App[int]):
     def on_job_progress(self, message: JobProgress) -> None:
         self.on_daemon_event(message)
 
+    @_while_views
     def on_daemon_event(self, message: DaemonEvent) -> None:
-        if not self.query(QueueView):  # the app is closing: its views are gone, late events are moot
-            return
         name, data = message.name, message.data
         topic = message.topic
         if topic == "job":
