@@ -1,0 +1,100 @@
+"""Key of a clip (see analysis.py for the method in brief)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import soxr
+
+from .features import _chroma_basis, stft_mag, to_mono
+
+PITCHES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+
+# Albrecht & Shanahan (2013) major/minor key profiles (pitch-class distributions, tonic first).
+_MAJOR = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081])
+_MINOR = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052])
+
+_KEY_SR = 11025
+_KEY_NFFT = 4096
+#: Length of the opening/closing chord windows for the tonic cue, and the closing one's weight.
+_KEY_CUE_S = 1.5
+_CLOSING_WEIGHT = 0.25
+
+
+def _chroma_frames(y: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
+    """Per-frame chroma [12, frames] (each frame scaled to max 1; silent frames are zero) and the
+    frame rate."""
+    y11 = soxr.resample(to_mono(y), sr, _KEY_SR, quality="MQ") if sr != _KEY_SR else to_mono(y)
+    mag = stft_mag(np.asarray(y11, dtype=np.float32), _KEY_NFFT, _KEY_NFFT // 2)
+    chroma = _chroma_basis(_KEY_SR, _KEY_NFFT) @ mag
+    energy = chroma.sum(axis=0)
+    if energy.size:
+        chroma[:, energy <= energy.max() * 1e-3] = 0.0
+    return chroma / (chroma.max(axis=0, keepdims=True) + 1e-12), _KEY_SR / (_KEY_NFFT // 2)
+
+
+def chroma_vector(y: np.ndarray, sr: int) -> np.ndarray:
+    """Clip-level pitch-class profile: per-frame normalised chroma, averaged over sounding frames."""
+    chroma, _ = _chroma_frames(y, sr)
+    sounding = chroma.max(axis=0) > 0
+    return chroma[:, sounding].mean(axis=1) if np.any(sounding) else np.zeros(12)
+
+
+def _triad(tonic: int, mode: str) -> np.ndarray:
+    t = np.zeros(12)
+    t[[tonic, (tonic + (4 if mode == "major" else 3)) % 12, (tonic + 7) % 12]] = [1.0, 0.7, 0.7]
+    return t
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    if np.allclose(a, a.mean()) or np.allclose(b, b.mean()):
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def estimate_key(y: np.ndarray, sr: int) -> tuple[str | None, float]:
+    """Key and mode like "A minor" and a 0..1 confidence; (None, 0) for silence / no pitch.
+
+    Two stages. The clip's pitch-class profile against the 24 rotations of the key profiles
+    finds the scale; it cannot tell a key from its relative (B minor / D major share every note,
+    and a looped i-VI-III-VII reads as the major key's I-V-vi-IV). The tonic decides that pair:
+    which of the two tonic triads the opening chord (first 1.5 s of sound) matches, and, with
+    less weight, the closing one (a clip cut mid-loop ends anywhere; a song ends on the tonic),
+    added to the profile difference."""
+    mono = to_mono(y)
+    if mono.shape[0] < sr // 2 or float(np.abs(mono).max()) < 1e-4:
+        return None, 0.0
+    chroma, rate = _chroma_frames(mono, sr)
+    sounding = np.flatnonzero(chroma.sum(axis=0) > 0)
+    if sounding.size == 0:
+        return None, 0.0
+    prof = chroma[:, sounding].mean(axis=1)
+    if not np.any(prof > 0) or np.allclose(prof, prof.mean()):
+        return None, 0.0
+    scores: dict[tuple[int, str], float] = {}
+    for mode, template in (("major", _MAJOR), ("minor", _MINOR)):
+        for tonic in range(12):
+            scores[(tonic, mode)] = _corr(prof, np.roll(template, tonic))
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    best = ranked[0]
+    rel = ((best[0] - 3) % 12, "minor") if best[1] == "major" else ((best[0] + 3) % 12, "major")
+    # the tonic cue: opening and closing chords (loud frames only: no reverb tail, no count-in)
+    energy = chroma[:, sounding].sum(axis=0)
+    loud = sounding[energy > 0.2 * energy.max()] if energy.size else sounding
+    span = max(2, int(_KEY_CUE_S * rate))
+    first, last = int(loud[0]), int(loud[-1])
+    opening = chroma[:, first:first + span].mean(axis=1)
+    closing = chroma[:, max(first, last + 1 - span):last + 1].mean(axis=1)
+    evidence = (scores[rel] - scores[best]
+                + _corr(opening, _triad(*rel)) - _corr(opening, _triad(*best))
+                + _CLOSING_WEIGHT * (_corr(closing, _triad(*rel)) - _corr(closing, _triad(*best))))
+    if evidence > 0:
+        best, rel = rel, best
+    r1 = max(scores[best], scores[rel])  # how well the scale (shared by the pair) fits
+    others = [scores[k] for k in ranked if k not in (best, rel)]
+    gap = r1 - max(others) if others else 1.0
+    # honest confidence: the profile's fit, its margin over keys with another scale, and how
+    # clearly the tonic cue settled the relative major/minor question
+    conf = max(0.0, min(1.0, r1)) * (1.0 - math.exp(-max(gap, 0.0) / 0.05)) * (1.0 - math.exp(-abs(evidence) / 0.15))
+    return f"{PITCHES[best[0]]} {best[1]}", round(conf, 3)
