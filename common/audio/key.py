@@ -17,9 +17,17 @@ _MINOR = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062
 
 _KEY_SR = 11025
 _KEY_NFFT = 4096
-#: Length of the opening/closing chord windows for the tonic cue, and the closing one's weight.
+#: Length of the opening/closing chord windows for the tonic cues, and the cues' weights against
+#: the profile correlation (a relative major/minor pair differs by 0.2-0.7 there on looped minor
+#: progressions, so the opening chord must be able to outweigh that).
 _KEY_CUE_S = 1.5
+_OPENING_WEIGHT = 2.5
 _CLOSING_WEIGHT = 0.25
+_DWELL_WEIGHT = 0.5
+#: How many best-fitting scales (each as major and relative minor) compete.
+_SCALES = 2
+#: Confidence scale for the winner's margin over the runner-up.
+_MARGIN_SCALE = 0.3
 
 
 def _chroma_frames(y: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
@@ -53,15 +61,22 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def estimate_key(y: np.ndarray, sr: int) -> tuple[str | None, float]:
+def _relative(key: tuple[int, str]) -> tuple[int, str]:
+    return ((key[0] - 3) % 12, "minor") if key[1] == "major" else ((key[0] + 3) % 12, "major")
+
+
+def estimate_key(y: np.ndarray, sr: int, trace: dict | None = None) -> tuple[str | None, float]:
     """Key and mode like "A minor" and a 0..1 confidence; (None, 0) for silence / no pitch.
 
-    Two stages. The clip's pitch-class profile against the 24 rotations of the key profiles
-    finds the scale; it cannot tell a key from its relative (B minor / D major share every note,
-    and a looped i-VI-III-VII reads as the major key's I-V-vi-IV). The tonic decides that pair:
-    which of the two tonic triads the opening chord (first 1.5 s of sound) matches, and, with
-    less weight, the closing one (a clip cut mid-loop ends anywhere; a song ends on the tonic),
-    added to the profile difference."""
+    The clip's pitch-class profile against the 24 rotations of the key profiles finds the scale;
+    it cannot find the tonic within it (B minor and D major share every note, and a looped
+    i-VI-III-VII weights the relative major's triad as much as its own). So the candidates are the
+    two best-fitting scales, each as its major and its relative minor, and each is scored by its
+    profile fit plus tonic cues: how well its tonic triad matches the opening chord (first 1.5 s of
+    sound; a song or a loop starts on its tonic far more often than on another chord; weight
+    ``_OPENING_WEIGHT``), the closing chord (a song ends on its tonic, a clip cut mid-loop anywhere:
+    lower weight) and the whole clip (how long the tonic triad sounds: a ii-V-I-I dwells on I)."""
+    trace = {} if trace is None else trace
     mono = to_mono(y)
     if mono.shape[0] < sr // 2 or float(np.abs(mono).max()) < 1e-4:
         return None, 0.0
@@ -77,24 +92,24 @@ def estimate_key(y: np.ndarray, sr: int) -> tuple[str | None, float]:
         for tonic in range(12):
             scores[(tonic, mode)] = _corr(prof, np.roll(template, tonic))
     ranked = sorted(scores, key=scores.get, reverse=True)
-    best = ranked[0]
-    rel = ((best[0] - 3) % 12, "minor") if best[1] == "major" else ((best[0] + 3) % 12, "major")
-    # the tonic cue: opening and closing chords (loud frames only: no reverb tail, no count-in)
+    # the tonic cues: opening and closing chords (loud frames only: no reverb tail, no count-in)
     energy = chroma[:, sounding].sum(axis=0)
     loud = sounding[energy > 0.2 * energy.max()] if energy.size else sounding
     span = max(2, int(_KEY_CUE_S * rate))
     first, last = int(loud[0]), int(loud[-1])
     opening = chroma[:, first:first + span].mean(axis=1)
     closing = chroma[:, max(first, last + 1 - span):last + 1].mean(axis=1)
-    evidence = (scores[rel] - scores[best]
-                + _corr(opening, _triad(*rel)) - _corr(opening, _triad(*best))
-                + _CLOSING_WEIGHT * (_corr(closing, _triad(*rel)) - _corr(closing, _triad(*best))))
-    if evidence > 0:
-        best, rel = rel, best
-    r1 = max(scores[best], scores[rel])  # how well the scale (shared by the pair) fits
-    others = [scores[k] for k in ranked if k not in (best, rel)]
-    gap = r1 - max(others) if others else 1.0
-    # honest confidence: the profile's fit, its margin over keys with another scale, and how
-    # clearly the tonic cue settled the relative major/minor question
-    conf = max(0.0, min(1.0, r1)) * (1.0 - math.exp(-max(gap, 0.0) / 0.05)) * (1.0 - math.exp(-abs(evidence) / 0.15))
+    cands = {k for top in ranked[:_SCALES] for k in (top, _relative(top))}
+    total = {k: scores[k] + _OPENING_WEIGHT * _corr(opening, _triad(*k))
+             + _CLOSING_WEIGHT * _corr(closing, _triad(*k)) + _DWELL_WEIGHT * _corr(prof, _triad(*k))
+             for k in cands}
+    order = sorted(total, key=total.get, reverse=True)
+    best, second = order[0], order[1]
+    trace.update(total={f"{PITCHES[k[0]]} {k[1]}": round(v, 3) for k, v in total.items()})
+    fit = scores[best]
+    # honest confidence: how well the key's profile fits the clip, and how clearly it beat the
+    # runner-up (a relative or a neighbouring key whose cues came close)
+    margin = total[best] - total[second]
+    conf = max(0.0, min(1.0, fit)) * (1.0 - math.exp(-max(margin, 0.0) / _MARGIN_SCALE))
+    trace.update(fit=round(fit, 3), margin=round(margin, 3), second=f"{PITCHES[second[0]]} {second[1]}")
     return f"{PITCHES[best[0]]} {best[1]}", round(conf, 3)

@@ -119,8 +119,10 @@ def _snare_pair(acf: np.ndarray, period: float) -> float:
     return _acf_near(acf, 2 * period) - _acf_near(acf, period)
 
 
-def estimate_tempo(y: np.ndarray, sr: int) -> tuple[float | None, float]:
-    """Tempo in BPM (quarter-note beats, 60..200) and a 0..1 confidence; (None, 0) if no pulse."""
+def estimate_tempo(y: np.ndarray, sr: int, trace: dict | None = None) -> tuple[float | None, float]:
+    """Tempo in BPM (quarter-note beats, 60..200) and a 0..1 confidence; (None, 0) if no pulse.
+    ``trace``, when given, receives the evidence of each metrical decision (bench diagnostics)."""
+    trace = {} if trace is None else trace
     mono = to_mono(y)
     if mono.shape[0] < 4 * sr or float(np.abs(mono).max()) < 1e-4:
         return None, 0.0
@@ -167,6 +169,8 @@ def estimate_tempo(y: np.ndarray, sr: int) -> tuple[float | None, float]:
         subdiv = float(eighths[1::2].mean() / eighths[0]) if eighths[0] > 0 else 0.0
         evidence = 0.5 * (fold + recur) + _SUBDIV_WEIGHT * subdiv
         octave_margin = abs(evidence - _OCTAVE_RATIO)
+        trace.setdefault("octave", []).append((round(chosen, 1), round(fold, 2), round(recur, 2), round(subdiv, 3),
+                                               round(evidence, 2)))
         if evidence > _OCTAVE_RATIO:
             chosen = faster
         else:
