@@ -182,9 +182,15 @@ def estimate_tempo(y: np.ndarray, sr: int, trace: dict | None = None) -> tuple[f
         subdiv = float(eighths[1::2].mean() / eighths[0]) if eighths[0] > 0 else 0.0
         evidence = 0.5 * (fold + recur) + _SUBDIV_WEIGHT * subdiv
         octave_margin = abs(evidence - _OCTAVE_RATIO)
-        if drumless and fold > _EVEN_STREAM:
+        # onsets at the quarter-beats, above the floor between onsets (the odd eighths; sustained
+        # pads keep the flux from reaching zero there)
+        floor = float(eighths[1::2].mean())
+        quarter = float((eighths[2] + eighths[6]) / 2 - floor) / max(float(eighths[0]) - floor, 1e-9)
+        if drumless and fold > _EVEN_STREAM and quarter < 0.5:
             # Without percussion an even stream (the half-way onsets as strong as those on the
-            # beat: arpeggios, strummed eighths) is accompaniment figuration, not the beat.
+            # beat, the quarter-way ones not: arpeggios, strummed eighths) is accompaniment
+            # figuration, and a beat is at least two of its notes: the faster level would make
+            # each note a beat. (A stream at quarter-beats may still double the level.)
             trace["even_stream"] = round(chosen, 1)
             break
         trace.setdefault("octave", []).append((round(chosen, 1), round(fold, 2), round(recur, 2), round(subdiv, 3),
