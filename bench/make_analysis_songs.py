@@ -80,6 +80,11 @@ PROGRESSIONS = {
     "i-iv-VII-III": [(0, "min"), (5, "min"), (10, "maj"), (3, "maj")],
     "i-VI-iv-v": [(0, "min"), (8, "maj"), (5, "min"), (7, "min")],
     "i-i-iv-V": [(0, "min"), (0, "min"), (5, "min"), (7, "dom")],
+    # only the second held-out set uses these
+    "i-III-VII-VI": [(0, "min"), (3, "maj"), (10, "maj"), (8, "maj")],
+    "I-iii-IV-V": [(0, "maj"), (4, "min"), (5, "maj"), (7, "maj")],
+    "IV-V-I-I": [(5, "maj"), (7, "dom"), (0, "maj"), (0, "maj")],
+    "i-v-VI-VII": [(0, "min"), (7, "min"), (8, "maj"), (10, "maj")],
 }
 TRIADS = {"maj": [0, 4, 7], "min": [0, 3, 7], "dom": [0, 4, 7, 10]}
 
@@ -176,6 +181,43 @@ HELDOUT = [
     ("h_pads_64_Gm", "pads, no drums", "none", 64, "G", "minor", "i-iv-V-i", 4, 20, "pads-choir"),
     ("h_strings_80_Bbm", "pads, no drums", "none", 80, "A#", "minor", "i-VI-III-VII", 4, 20, None),
     ("h_pads_100_D", "pads, no drums", "none", 100, "D", "major", "I-vi-IV-V", 4, 18, None),
+]
+
+
+#: The second held-out set, written after the rules of the third round were fitted on the 60 songs
+#: above and measured once: new seeds, tempos (60-180), keys, four new progressions (two of them
+#: starting off the tonic: IV-V-I-I, and minor loops i-III-VII-VI, i-v-VI-VII), drumless songs at
+#: 60 and 120, pop at 90 with 16th hats. Never tuned on (``--set heldout2``).
+HELDOUT2 = [
+    ("h2_groove_74_Cm", "slow groove", "groove", 74, "C", "minor", "i-III-VII-VI", 4, 18, None),
+    ("h2_groove_100_A", "slow groove", "groove", 100, "A", "major", "I-iii-IV-V", 4, 18, None),
+    ("h2_boombap_84_Fsm", "hip-hop", "boombap", 84, "F#", "minor", "i-VI-III-VII", 4, 18, None),
+    ("h2_boombap_92_Bb", "hip-hop", "boombap", 92, "A#", "major", "I-IV-V-I", 4, 18, "boombap-rhodes"),
+    ("h2_boombap_78_Em", "hip-hop", "boombap", 78, "E", "minor", "i-v-VI-VII", 4, 18, None),
+    ("h2_dembow_88_Am", "reggaeton", "dembow", 88, "A", "minor", "i-VI-III-VII", 4, 18, None),
+    ("h2_dembow_97_Gsm", "reggaeton", "dembow", 97, "G#", "minor", "i-iv-VII-III", 4, 18, "dembow-keys"),
+    ("h2_dembow_93_F", "reggaeton", "dembow", 93, "F", "major", "I-V-vi-IV", 4, 18, None),
+    ("h2_rock_150_B", "rock", "rock", 150, "B", "major", "I-iii-IV-V", 4, 16, None),
+    ("h2_rock_126_Dm", "rock", "rock", 126, "D", "minor", "i-VI-III-VII", 4, 16, None),
+    ("h2_punk_176_E", "rock", "punk", 176, "E", "major", "I-V-vi-IV", 4, 15, "punk-clean"),
+    ("h2_pop_108_G", "pop", "pop", 108, "G", "major", "IV-V-I-I", 4, 18, None),
+    ("h2_pop_122_Bm", "pop", "pop", 122, "B", "minor", "i-III-VII-VI", 4, 16, None),
+    ("h2_pop_90_Am", "pop", "pop", 90, "A", "minor", "i-VI-III-VII", 4, 18, None),
+    ("h2_house_126_Csm", "house", "house", 126, "C#", "minor", "i-VI-III-VII", 4, 16, None),
+    ("h2_house_122_F", "house", "house", 122, "F", "major", "I-vi-IV-V", 4, 16, None),
+    ("h2_funk_108_Gm", "funk", "funk", 108, "G", "minor", "i-i-iv-V", 4, 17, "funk-organ"),
+    ("h2_funk_96_C", "funk", "funk", 96, "C", "major", "I-IV-I-V", 4, 18, None),
+    ("h2_dnb_176_Dsm", "drum and bass", "dnb", 176, "D#", "minor", "i-VI-III-VII", 4, 15, None),
+    ("h2_ballad_62_D", "ballad", "ballad", 62, "D", "major", "I-V-vi-IV", 4, 20, "ballad-piano"),
+    ("h2_ballad_72_Cm", "ballad", "ballad", 72, "C", "minor", "i-VII-VI-V", 4, 20, None),
+    ("h2_swing_150_Eb", "swing", "swing", 150, "D#", "major", "ii-V-I-I", 4, 16, None),
+    ("h2_swing_110_Am", "swing", "swing", 110, "A", "minor", "i-iv-V-i", 4, 16, None),
+    ("h2_waltz_100_F", "waltz 3/4", "waltz", 100, "F", "major", "I-IV-V-I", 3, 18, None),
+    ("h2_waltz_160_Dm", "waltz 3/4", "waltz", 160, "D", "minor", "i-iv-V-i", 3, 16, None),
+    ("h2_pads_76_Fm", "pads, no drums", "none", 76, "F", "minor", "i-VI-III-VII", 4, 20, "pads-choir"),
+    ("h2_strings_92_C", "pads, no drums", "none", 92, "C", "major", "I-iii-IV-V", 4, 18, None),
+    ("h2_pads_60_Bm", "pads, no drums", "none", 60, "B", "minor", "i-v-VI-VII", 4, 20, None),
+    ("h2_pads_120_E", "pads, no drums", "none", 120, "E", "major", "I-V-vi-IV", 4, 16, None),
 ]
 
 
@@ -334,7 +376,8 @@ def make_song(name, genre, drums, bpm, tonic, mode, prog, meter, seconds, seed, 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     truth = []
-    for which, songs, seed0 in (("tuning", [s + (None,) for s in SONGS], 1000), ("heldout", HELDOUT, 5000)):
+    for which, songs, seed0 in (("tuning", [s + (None,) for s in SONGS], 1000), ("heldout", HELDOUT, 5000),
+                                ("heldout2", HELDOUT2, 9000)):
         for i, (name, genre, drums, bpm, tonic, mode, prog, meter, seconds, band) in enumerate(songs):
             cut = i % 3 == 1 or prog == "i-VI-III-VII"  # a third of the set, and every i-VI-III-VII loop
             make_song(name, genre, drums, bpm, tonic, mode, prog, meter, seconds, seed0 + i, cut,
