@@ -1,6 +1,7 @@
 """Tempo and key on realistic material: General MIDI songs (tests/audio/songs/) rendered with
-fluidsynth, with known tempo and key. Two sets: "tuning" (the rules were developed on it) and
-"heldout" (never tuned on); the floors guard each at its measured figure (docs/audio.md). Skips with
+fluidsynth, with known tempo and key. Three sets: "tuning" and "heldout" (the rules of the third
+round were fitted on both) and "heldout2" (written afterwards, never tuned on); the floors guard each
+a song or two under its measured figure (docs/audio.md). Skips with
 a reason where fluidsynth or a GM soundfont is missing (scripts/ensure-test-tools installs them)."""
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ def _counts(readings, which):
     return rows, sum(_tempo_ok(s, t[0]) for s, t, _ in rows), sum(k[0] == s["key"] for s, _, k in rows)
 
 
-@pytest.mark.parametrize("which, songs, tempo_floor, key_floor", [("tuning", 36, 32, 32), ("heldout", 24, 18, 19)])
+@pytest.mark.parametrize("which, songs, tempo_floor, key_floor",
+                         [("tuning", 36, 33, 33), ("heldout", 24, 20, 22), ("heldout2", 29, 22, 26)])
 def test_accuracy_floor(readings, which, songs, tempo_floor, key_floor):
-    """Measured (docs/audio.md): tuning tempo 32/36, key 32/36; held-out tempo 18/24, key 19/24. The
-    floors guard against regressions; the goal (>= 90% on both) is not reached: boom bap and drumless
-    songs read double, dembow/house/ballad minor keys read as the relative major on the held-out set."""
+    """Measured (docs/audio.md): tuning tempo 34/36, key 34/36; held-out tempo 21/24, key 23/24 (both
+    tuned on); fresh held-out tempo 23/29, key 27/29. The floors guard against regressions with a
+    song of slack; the goal (>= 90% on both) is not reached on the fresh set's tempo: boom bap with
+    16th hats reads double, drumless songs at 60 and 120 read an octave off."""
     rows, tempo, key = _counts(readings, which)
     wrong = [(s["name"], t, k) for s, t, k in rows if not _tempo_ok(s, t[0]) or k[0] != s["key"]]
     assert len(rows) == songs
