@@ -21,9 +21,9 @@ _KEY_NFFT = 4096
 #: the profile correlation (a relative major/minor pair differs by 0.2-0.7 there on looped minor
 #: progressions, so the opening chord must be able to outweigh that).
 _KEY_CUE_S = 1.5
-_OPENING_WEIGHT = 2.5
+_OPENING_WEIGHT = 3.5
 _CLOSING_WEIGHT = 0.25
-_DWELL_WEIGHT = 0.5
+_DWELL_WEIGHT = 1.5
 #: How many best-fitting scales (each as major and relative minor) compete.
 _SCALES = 2
 #: Confidence scale for the winner's margin over the runner-up.
@@ -100,8 +100,10 @@ def estimate_key(y: np.ndarray, sr: int, trace: dict | None = None) -> tuple[str
     opening = chroma[:, first:first + span].mean(axis=1)
     closing = chroma[:, max(first, last + 1 - span):last + 1].mean(axis=1)
     cands = {k for top in ranked[:_SCALES] for k in (top, _relative(top))}
-    total = {k: scores[k] + _OPENING_WEIGHT * _corr(opening, _triad(*k))
-             + _CLOSING_WEIGHT * _corr(closing, _triad(*k)) + _DWELL_WEIGHT * _corr(prof, _triad(*k))
+    # a chord cue only speaks for the key whose tonic triad it resembles; an opening on ii (a
+    # ii-V-I) matches neither candidate's tonic and must not count against the true one
+    total = {k: scores[k] + _OPENING_WEIGHT * max(_corr(opening, _triad(*k)), 0.0)
+             + _CLOSING_WEIGHT * max(_corr(closing, _triad(*k)), 0.0) + _DWELL_WEIGHT * _corr(prof, _triad(*k))
              for k in cands}
     order = sorted(total, key=total.get, reverse=True)
     best, second = order[0], order[1]
