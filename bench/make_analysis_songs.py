@@ -221,6 +221,43 @@ HELDOUT2 = [
 ]
 
 
+#: The third held-out set, written after heldout2 had been measured and then seen during further
+#: development (docs/audio.md), before any measurement of its own: the clean figure for the final
+#: rules (``--set heldout3``). Never tuned on.
+HELDOUT3 = [
+    ("h3_groove_66_Fm", "slow groove", "groove", 66, "F", "minor", "i-iv-VII-III", 4, 20, None),
+    ("h3_groove_88_D", "slow groove", "groove", 88, "D", "major", "I-vi-IV-V", 4, 18, "boombap-rhodes"),
+    ("h3_boombap_80_Gm", "hip-hop", "boombap", 80, "G", "minor", "i-VI-III-VII", 4, 18, None),
+    ("h3_boombap_96_Ab", "hip-hop", "boombap", 96, "G#", "major", "I-V-vi-IV", 4, 18, None),
+    ("h3_boombap_86_Csm", "hip-hop", "boombap", 86, "C#", "minor", "i-III-VII-VI", 4, 18, "boombap-rhodes"),
+    ("h3_dembow_91_Dm", "reggaeton", "dembow", 91, "D", "minor", "i-VI-III-VII", 4, 18, None),
+    ("h3_dembow_99_Bm", "reggaeton", "dembow", 99, "B", "minor", "i-v-VI-VII", 4, 18, None),
+    ("h3_dembow_95_E", "reggaeton", "dembow", 95, "E", "major", "I-IV-I-V", 4, 18, "dembow-keys"),
+    ("h3_rock_116_A", "rock", "rock", 116, "A", "major", "I-V-vi-IV", 4, 16, None),
+    ("h3_rock_144_Fsm", "rock", "rock", 144, "F#", "minor", "i-VII-VI-V", 4, 16, None),
+    ("h3_punk_164_C", "rock", "punk", 164, "C", "major", "I-IV-V-I", 4, 15, None),
+    ("h3_pop_118_Eb", "pop", "pop", 118, "D#", "major", "I-vi-IV-V", 4, 16, None),
+    ("h3_pop_94_Gm", "pop", "pop", 94, "G", "minor", "i-VI-iv-v", 4, 18, None),
+    ("h3_pop_130_E", "pop", "pop", 130, "E", "major", "IV-V-I-I", 4, 16, None),
+    ("h3_house_124_Gm", "house", "house", 124, "G", "minor", "i-III-VII-VI", 4, 16, None),
+    ("h3_house_118_Bb", "house", "house", 118, "A#", "major", "I-V-vi-IV", 4, 16, None),
+    ("h3_funk_102_Am", "funk", "funk", 102, "A", "minor", "i-iv-VII-III", 4, 17, None),
+    ("h3_funk_110_F", "funk", "funk", 110, "F", "major", "I-IV-I-V", 4, 17, "funk-organ"),
+    ("h3_dnb_168_Em", "drum and bass", "dnb", 168, "E", "minor", "i-v-VI-VII", 4, 15, None),
+    ("h3_ballad_68_A", "ballad", "ballad", 68, "A", "major", "I-iii-IV-V", 4, 20, None),
+    ("h3_ballad_78_Em", "ballad", "ballad", 78, "E", "minor", "i-VI-III-VII", 4, 20, "ballad-piano"),
+    ("h3_swing_126_G", "swing", "swing", 126, "G", "major", "ii-V-I-I", 4, 16, None),
+    ("h3_swing_160_Dm", "swing", "swing", 160, "D", "minor", "i-iv-V-i", 4, 15, None),
+    ("h3_waltz_84_Bb", "waltz 3/4", "waltz", 84, "A#", "major", "I-V-vi-IV", 3, 18, None),
+    ("h3_waltz_138_Am", "waltz 3/4", "waltz", 138, "A", "minor", "i-VI-iv-v", 3, 16, None),
+    ("h3_pads_72_D", "pads, no drums", "none", 72, "D", "major", "I-V-vi-IV", 4, 20, "pads-choir"),
+    ("h3_strings_66_Gsm", "pads, no drums", "none", 66, "G#", "minor", "i-VI-III-VII", 4, 20, None),
+    ("h3_pads_84_Em", "pads, no drums", "none", 84, "E", "minor", "i-iv-V-i", 4, 20, None),
+    ("h3_pads_110_F", "pads, no drums", "none", 110, "F", "major", "I-IV-V-I", 4, 16, None),
+    ("h3_strings_96_Cm", "pads, no drums", "none", 96, "C", "minor", "i-v-VI-VII", 4, 18, None),
+]
+
+
 def _band(drums: str) -> str:
     return drums if drums != "none" else "pads"
 
@@ -377,7 +414,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     truth = []
     for which, songs, seed0 in (("tuning", [s + (None,) for s in SONGS], 1000), ("heldout", HELDOUT, 5000),
-                                ("heldout2", HELDOUT2, 9000)):
+                                ("heldout2", HELDOUT2, 9000), ("heldout3", HELDOUT3, 13000)):
         for i, (name, genre, drums, bpm, tonic, mode, prog, meter, seconds, band) in enumerate(songs):
             cut = i % 3 == 1 or prog == "i-VI-III-VII"  # a third of the set, and every i-VI-III-VII loop
             make_song(name, genre, drums, bpm, tonic, mode, prog, meter, seconds, seed0 + i, cut,
