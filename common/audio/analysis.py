@@ -1,21 +1,21 @@
-"""Musical analysis of a clip: tempo, key, waveform peaks.
+"""Musical analysis of a clip: tempo, key, waveform peaks (``analyze``; the estimators live in
+tempo.py and key.py, the shared STFT and filter banks in features.py).
 
-Tempo: librosa's ``beat_track`` picks the wrong metrical level on slow (~70 BPM) and fast
-(~170 BPM) material, so we estimate the beat period ourselves: a spectral-flux onset envelope,
-its autocorrelation scored with a harmonic comb over a fine BPM grid (sub-frame precision), then
-an explicit octave decision: a faster level is taken only when the onsets half-way between the
-slower level's beats are nearly as strong as those on them (they are beats, not off-beats), or
-when the slower level would put regular onsets on 32nd-note positions (it is too slow); last, a
-backbeat check halves it when the kick and snare bands clearly alternate beat by beat at half the
-tempo (ballads whose eighth-note hats and arpeggios read double); then a snare-figure check
-(``_snare_pair``) takes half (a dembow read at double) or 3/4 of it (a dotted funk figure read as
-the beat) where the snare/clap/rim onsets repeat every two beats there and not at the chosen level.
-The confidence falls when any of these decisions nearly went the other way.
+Tempo (tempo.py): librosa's ``beat_track`` picks the wrong metrical level on slow (~70 BPM) and fast
+(~170 BPM) material, so we estimate the beat period ourselves: a spectral-flux onset envelope, its
+autocorrelation scored with a harmonic comb over a fine BPM grid, then an explicit octave decision
+(a faster level only when the half-way onsets are beat-like, or the slower level would put onsets on
+32nd notes; without percussion, an even stream of arpeggio notes is not taken as the beat) and
+metrical checks that only ever slow down: the kick and snare alternating at half the tempo; the
+snare/clap figure repeating every two beats (a dembow read double, a dotted funk figure read as the
+beat); and a kick-free snare backbeat pairing at half a fast reading, weighed with a log-normal
+tempo prior (boom bap with 16th hats read double). The confidence falls when any of these decisions
+nearly went the other way, and without percussion.
 
-Key: a chroma vector averaged over the clip, correlated with the 24 rotations of the
-Albrecht-Shanahan key profiles (best of the published profiles on our test set and in their paper),
-which finds the scale; the opening and closing chords then decide between that key and its relative
-major/minor (the profile alone reads a looped i-VI-III-VII as the relative major's I-V-vi-IV).
+Key (key.py): a bass-weighted chroma profile against the 24 rotations of the Albrecht-Shanahan key
+profiles finds the scale; the tonic among the two best scales' majors and relative minors is then
+decided by the opening chord, the closing chord and how long each candidate's tonic triad sounds
+(the profile alone reads a looped i-VI-III-VII as the relative major's I-V-vi-IV).
 
 All functions are plain sync functions (the daemon runs them in an executor).
 """

@@ -1,7 +1,8 @@
 """Tempo and key on realistic material: General MIDI songs (tests/audio/songs/) rendered with
-fluidsynth, with known tempo and key. Three sets: "tuning" and "heldout" (the rules of the third
-round were fitted on both) and "heldout2" (written afterwards, never tuned on); the floors guard each
-a song or two under its measured figure (docs/audio.md). Skips with
+fluidsynth, with known tempo and key. Four sets: "tuning" and "heldout" (the rules of the third
+round were fitted on both), "heldout2" (written before it was measured, then seen during further
+work) and "heldout3" (written after the rules were final, measured once); the floors guard each a
+song under its measured figure (docs/audio.md). Skips with
 a reason where fluidsynth or a GM soundfont is missing (scripts/ensure-test-tools installs them)."""
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ def _tempo_ok(song, bpm):
 def test_the_issues_cases_read_right(readings):
     """Slow grooves with eighth-note hats (72 and 97 BPM) keep their tempo; the dembow at 95 is not read
     at 190, nor funk at 105 as 140; B minor and F# minor songs carried by pads/strings are not read as
-    their relative majors; ballads are not read double."""
+    their relative majors; ballads are not read double. Third round: boom bap with 16th hats and
+    drumless arpeggiated songs are not read double; looped minor progressions (dembow, ballad) are
+    not read as their relative majors."""
     by_name = {s["name"]: (s, t, k) for s, t, k in readings}
     for name in ("groove_72_Bm", "groove_97_Fsm", "ballad_66_Bm", "ballad_76_Fsm", "ballad_60_F",
-                 "dembow_95_Bm", "funk_105_Em"):
+                 "dembow_95_Bm", "funk_105_Em", "boombap_90_Cm", "boombap_86_F", "pads_70_Csm",
+                 "strings_88_Em"):
         song, (bpm, _), _ = by_name[name]
         assert _tempo_ok(song, bpm), (name, bpm)
-    for name in ("groove_72_Bm", "ballad_76_Fsm", "dembow_100_Fsm", "rock_160_Em", "pop_128_Dm", "house_124_Am"):
+    for name in ("groove_72_Bm", "ballad_76_Fsm", "dembow_100_Fsm", "rock_160_Em", "pop_128_Dm", "house_124_Am",
+                 "dembow_95_Bm", "ballad_66_Bm", "punk_180_G"):
         song, _, (key, _) = by_name[name]
         assert key == song["key"], (name, key)
 
@@ -48,12 +53,13 @@ def _counts(readings, which):
 
 
 @pytest.mark.parametrize("which, songs, tempo_floor, key_floor",
-                         [("tuning", 36, 33, 33), ("heldout", 24, 20, 22), ("heldout2", 29, 22, 26)])
+                         [("tuning", 36, 35, 34), ("heldout", 24, 23, 22), ("heldout2", 29, 24, 27),
+                          ("heldout3", 30, 25, 26)])
 def test_accuracy_floor(readings, which, songs, tempo_floor, key_floor):
-    """Measured (docs/audio.md): tuning tempo 34/36, key 34/36; held-out tempo 21/24, key 23/24 (both
-    tuned on); fresh held-out tempo 23/29, key 27/29. The floors guard against regressions with a
-    song of slack; the goal (>= 90% on both) is not reached on the fresh set's tempo: boom bap with
-    16th hats reads double, drumless songs at 60 and 120 read an octave off."""
+    """Measured (docs/audio.md): tuning tempo 36/36, key 35/36; held-out tempo 24/24, key 23/24 (both
+    tuned on); heldout2 (seen) tempo 25/29, key 28/29; heldout3 (fresh) tempo 26/30, key 27/30. The
+    floors guard against regressions with a song of slack; the goal (>= 90% on both) is not reached
+    on the fresh set's tempo: boom bap at 80-86 and drumless songs at 72-84 still read double."""
     rows, tempo, key = _counts(readings, which)
     wrong = [(s["name"], t, k) for s, t, k in rows if not _tempo_ok(s, t[0]) or k[0] != s["key"]]
     assert len(rows) == songs
@@ -61,9 +67,9 @@ def test_accuracy_floor(readings, which, songs, tempo_floor, key_floor):
 
 
 def test_unsure_readings_are_marked(readings):
-    """On the tuning set, most wrong key readings carry a low confidence and most right ones do not;
-    right tempo readings are mostly not marked low. (Held-out: see docs/audio.md; fewer wrong readings
-    are marked there.)"""
+    """On the tuning set, most right key readings are not marked low (and at most one wrong key goes
+    unmarked); across all sets, right tempo readings are mostly not marked low. (How many wrong
+    readings are marked: docs/audio.md; on the fresh set 3 of 4 wrong tempos, none of 3 wrong keys.)"""
     rows, _, _ = _counts(readings, "tuning")
     wrong = [k[1] for s, _, k in rows if k[0] != s["key"]]
     right = [k[1] for s, _, k in rows if k[0] == s["key"]]
@@ -71,9 +77,6 @@ def test_unsure_readings_are_marked(readings):
     assert sum(not confidence.is_low("key", c) for c in right) >= 0.8 * len(right), right
     right_t = [t[1] for s, t, _ in readings if _tempo_ok(s, t[0])]
     assert sum(not confidence.is_low("bpm", c) for c in right_t) >= 0.8 * len(right_t), right_t
-    # a reading reached by a near tie says so: both boom bap songs (read double) are marked low
-    by_name = {s["name"]: t for s, t, _ in rows}
-    assert all(confidence.is_low("bpm", by_name[n][1]) for n in ("boombap_90_Cm", "boombap_86_F")), by_name
 
 
 def test_low_confidence_is_said_in_the_file_tags():
