@@ -12,7 +12,7 @@ analysis.estimate_tempo / estimate_key and prints one line per song, a per-genre
 the wrong readings (share of wrong readings under the low-confidence cut-off, share of right ones
 above it), plus the mean analysis CPU time per 30 s of audio.
 
-Run: .venv/bin/python bench/analysis_accuracy.py [--set tuning|heldout|heldout2|heldout3|all] [--cache DIR] [--markdown]
+Run: .venv/bin/python bench/analysis_accuracy.py [--set tuning|heldout|heldout2|heldout3|heldout4|all] [--cache DIR] [--markdown]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import songbook  # noqa: E402
 from dgx_music.common.audio import analysis, confidence  # noqa: E402
 
 
-SETS = ("tuning", "heldout", "heldout2", "heldout3")
+SETS = ("tuning", "heldout", "heldout2", "heldout3", "heldout4")
 
 
 def _frac(a: int, n: int) -> str:

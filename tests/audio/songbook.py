@@ -36,7 +36,7 @@ def missing() -> str | None:
 
 
 def truth() -> list[dict]:
-    """[{name, set ("tuning", "heldout", "heldout2" or "heldout3"), genre, bpm, key, meter, progression, ...}] in a fixed order."""
+    """[{name, set ("tuning", "heldout", "heldout2", "heldout3" or "heldout4"), genre, bpm, key, meter, progression, ...}] in a fixed order."""
     return json.loads((SONGS / "songs.json").read_text())
 
 
