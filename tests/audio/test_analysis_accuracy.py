@@ -59,7 +59,7 @@ def test_accuracy_floor(readings, which, songs, tempo_floor, key_floor):
     """Measured (docs/audio.md): tuning tempo 36/36, key 35/36; held-out tempo 24/24, key 23/24;
     heldout2 tempo 26/29, key 28/29; heldout3 tempo 27/30, key 27/30 (all four tuned on); heldout4
     (fresh) tempo 29/32, key 30/32. The floors guard against regressions with a song of slack; the
-    goal (>= 90% on both) is reached on every set, narrowly: drumless songs still read double or
+    goal (>= 90% on both) is reached on every set but heldout2's tempo (89.7%), narrowly: drumless songs still read double or
     half, a boom bap at 76 and one at 86 read double."""
     rows, tempo, key = _counts(readings, which)
     wrong = [(s["name"], t, k) for s, t, k in rows if not _tempo_ok(s, t[0]) or k[0] != s["key"]]
