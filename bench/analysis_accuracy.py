@@ -3,7 +3,7 @@
 The set has five parts (songs.json "set"): "tuning", the songs the analysis rules were first
 developed on; "heldout", songs from the same generator with other seeds, tempos, keys, progressions
 and instruments, held out in the second round and tuned on (with "tuning") in the third; "heldout2",
-written in the third round before it was measured, then seen during further development; 
+written in the third round before it was measured, then seen during further development;
 "heldout3", written after the third round's rules were final and measured once, then tuned on in the
 fourth round; and "heldout4", written before the fourth round's rules were measured on it and
 measured once. The figures are
