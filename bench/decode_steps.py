@@ -3,10 +3,12 @@
 `dgx-music bench --decode stock,fast` measures wall time through the real worker, which on a shared
 machine mostly measures the neighbours. This measures CPU time (`time.process_time`) of this process
 with one intra-op thread, so the figure is the loop's own work: each loop makes N and 2N steps and
-the difference divided by N is the marginal cost of a step (prefill, EnCodec decode and, for the
-compiled loop, compilation cancel out). Loops are interleaved, --repeat times; the median is kept.
+the difference divided by N is the marginal cost of a step (prefill and, for the compiled loop,
+compilation cancel out). The EnCodec decode of the codes (the same work after either loop, growing
+with N) is left out unless --with-encodec. Loops are interleaved, --repeat times; the median is kept.
 
     .venv/bin/python bench/decode_steps.py --model /tmp/tiny --steps 200          # tiny: pure overhead
+    .venv/bin/python bench/decode_steps.py --model /tmp/tiny --steps 200 --sampler stock   # parity mode
     .venv/bin/python bench/decode_steps.py --model random:small --steps 20 --loops stock fast
 """
 
@@ -29,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--loops", nargs="+", default=["stock", "fast", "compiled"],
                     choices=["stock", "fast", "compiled"])
+    ap.add_argument("--sampler", default="counter", choices=["counter", "stock"],
+                    help="the fast loops' sampler (stock: transformers' own draws, the parity mode)")
+    ap.add_argument("--with-encodec", action="store_true",
+                    help="keep the EnCodec decode of the codes in the measurement (the same in every loop)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -46,7 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     inputs = b.processor(text=["upbeat electronic track with warm synth pads"] * args.batch, padding=True,
                          return_tensors="pt")
     s = Sampling.from_kwargs(m, kw)
-    decoders = {"fast": FastDecoder(m), "compiled": FastDecoder(m, compile=True)}
+    if not args.with_encodec:  # both loops hand their codes to audio_encoder.decode: answer with silence
+        class _Decoded:
+            def __init__(self, codes: Any) -> None:
+                self.audio_values = torch.zeros((codes.shape[1], 1, 1))
+
+        m.audio_encoder.decode = lambda codes, *a, **k: _Decoded(codes)
+    decoders = {"fast": FastDecoder(m, sampler=args.sampler),
+                "compiled": FastDecoder(m, compile=True, sampler=args.sampler)}
 
     def run(loop: str, n: int) -> float:
         torch.manual_seed(0)
@@ -65,14 +78,14 @@ def main(argv: list[str] | None = None) -> int:
             one, two = run(loop, args.steps), run(loop, 2 * args.steps)
             per[loop].append((two - one) / args.steps * 1000)
     res: dict[str, Any] = {"model": args.model, "batch": args.batch, "steps": args.steps, "threads": args.threads,
-                           "machine": platform.machine(), "cpu_ms_per_step": {}}
+                           "sampler": args.sampler, "encodec": args.with_encodec, "machine": platform.machine(), "cpu_ms_per_step": {}}
     for loop, xs in per.items():
         res["cpu_ms_per_step"][loop] = {"median": round(statistics.median(xs), 3), "all": [round(x, 3) for x in xs]}
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
     base = res["cpu_ms_per_step"].get("stock", {}).get("median")
-    print(f"{args.model}, batch {args.batch}, {args.threads} thread(s), CPU ms per decode step "
+    print(f"{args.model}, batch {args.batch}, {args.threads} thread(s), {args.sampler} sampler, CPU ms per decode step "
           f"(median of {args.repeat}, marginal over {args.steps} steps)")
     for loop, r in res["cpu_ms_per_step"].items():
         ratio = f"{r['median'] / base:.2f}x stock" if base else ""

@@ -75,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="MusicGen decode loop: fast, compiled or stock (default: engine.decode); several, "
                         "comma-separated, are measured in turn and shown side by side, e.g. "
                         "`dgx-music bench --model /tmp/tiny --duration 10 --decode stock,fast`")
+    p.add_argument("--sampler", default=None, choices=("counter", "stock"),
+                   help="sampler of the fast loops (default: engine.sampler): counter, or stock for transformers' "
+                        "own draws (the same clip as stock for a seed)")
     _add_common(p)
     p.set_defaults(func=bench_cmd)
 
@@ -219,6 +222,7 @@ def bench_cmd(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         result = bench(model=args.model or "random:small", decode=decode,
+                       sampler=_opt(args, s, "sampler", "engine.sampler", "counter"),
                        backend=_opt(args, s, "backend", "engine.backend", "transformers"),
                        device=_opt(args, s, "device", "engine.device", "auto"),
                        offline=bool(_opt(args, s, "offline", "engine.offline", False)), cache_dir=args.cache_dir,

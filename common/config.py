@@ -75,6 +75,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("engine.decode", str, "fast", "MusicGen decode loop: fast (static KV cache, no host syncs; compiled with "
            "CUDA graphs on CUDA), compiled (fast, torch.compile on any device) or stock (transformers' generate).",
            choices=("fast", "compiled", "stock")),
+    Option("engine.sampler", str, "counter", "Sampler of the fast decode loops: counter (the same distribution as "
+           "stock, drawn by the Gumbel-max trick from a counter-based hash: a few fused ops per step) "
+           "or stock (transformers' own draws: exactly stock's clip for a seed).", choices=("counter", "stock")),
     Option("engine.offline", bool, False, "Never touch the network; fail if the model is not cached."),
     Option("engine.preload", bool, False, "Load the model at start instead of on the first job."),
     Option("engine.max_count", int, 16, "Most variations one job may ask for."),

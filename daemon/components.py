@@ -33,7 +33,7 @@ def engine_settings(daemon: "Daemon") -> EngineSettings:
         model=s["engine.model"], backend=s["engine.backend"], device=s["engine.device"],
         keep_alive=float(s["engine.keep_alive"]), hang_timeout=float(s["engine.hang_timeout"]),
         offline=bool(s["engine.offline"]), preload=bool(s["engine.preload"]),
-        worker_env={"DGX_MUSIC_DECODE": s["engine.decode"]},
+        worker_env={"DGX_MUSIC_DECODE": s["engine.decode"], "DGX_MUSIC_SAMPLER": s["engine.sampler"]},
         **({"python": s["engine.python"]} if s["engine.python"] else {}),
     )
 

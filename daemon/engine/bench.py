@@ -26,6 +26,7 @@ DEFAULT_PROMPT = "upbeat electronic track with warm synth pads and punchy drums"
 async def bench_async(*, model: str = "random:small", duration: float = 5.0, batch: int = 1,
                       backend: str = "transformers", device: str = "auto", prompt: str = DEFAULT_PROMPT,
                       seed: int = 0, warmup: bool = False, offline: bool = False, decode: str | None = None,
+                      sampler: str | None = None,
                       cache_dir: str | Path | None = None, python: str | None = None,
                       progress_cb: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Load, optionally warm up, generate one batch; return timings and peak memory."""
@@ -33,7 +34,8 @@ async def bench_async(*, model: str = "random:small", duration: float = 5.0, bat
     cb = progress_cb or (lambda kind, data: None)
     events: list[tuple[float, str, dict[str, Any]]] = []
     sup = EngineSupervisor(EngineSettings(model=model, backend=backend, device=device, keep_alive=-1,
-                                          worker_env={"DGX_MUSIC_DECODE": decode} if decode else {},
+                                          worker_env={**({"DGX_MUSIC_DECODE": decode} if decode else {}),
+                                                      **({"DGX_MUSIC_SAMPLER": sampler} if sampler else {})},
                                           offline=offline, cache_dir=Path(cache_dir) if cache_dir else None,
                                           hang_timeout=600, **({"python": python} if python else {})),
                            lambda name, data: (events.append((time.perf_counter(), name, data)), cb(name, data)))
@@ -64,7 +66,7 @@ async def bench_async(*, model: str = "random:small", duration: float = 5.0, bat
     loaded = next((d for _, n, d in events if n == "model.loaded"), {})
     return {
         "model": model, "backend": backend, "device": state.get("device"), "dtype": state.get("dtype"),
-        "decode": decode or "fast",
+        "decode": decode or "fast", "sampler": None if decode == "stock" else (sampler or "counter"),
         "duration": duration, "batch": batch, "warmup": warmup,
         "machine": platform.machine(), "platform": platform.platform(),
         "load_seconds": round(load_s, 3),  # process start + imports + weights

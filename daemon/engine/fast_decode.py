@@ -9,13 +9,23 @@ the EnCodec decode, and replaces only the per-step part:
 * self-attention K/V live in buffers allocated for the whole window; cross-attention K/V are
   taken from the prefill once per job;
 * CFG, temperature, top-k, top-p and sampling are tensor ops (no `.item()`, no data-dependent
-  Python branches): the same ops, in the same order, on the same random generator as
-  transformers' `_sample` + logits processors, so with fp32 on the CPU the codes equal stock
-  `generate`'s for the same seed (tests/engine/test_fast_decode.py);
+  Python branches); with `sampler="stock"` they are the same ops, in the same order, on the same
+  random generator as transformers' `_sample` + logits processors, so with fp32 on the CPU the
+  codes equal stock `generate`'s for the same seed (tests/engine/test_fast_decode.py);
 * `compile=True`: the step (embeddings, layers, heads, sampling, delay pattern, position
   counters) is one `torch.compile(fullgraph=True)` graph over fixed shapes (the position is a
   device tensor, attention runs over the whole buffer with a mask), so a clip never recompiles;
   on CUDA that graph is also captured in a CUDA graph per batch bucket and replayed per step.
+
+Two samplers. `sampler="stock"` draws exactly as stock does (`torch.multinomial` on the global
+generator): the parity mode. `sampler="counter"` (the lean one) takes the argmax of the top-k (or
+top-p) scores plus Gumbel noise made by a counter-based hash of (the row's key, the step's column,
+the token): the same distribution as softmax + multinomial (tests/engine/test_counter_sampler.py
+checks it with chi-square tests) from one fused kernel instead of 8,192 exponentials and a search per
+step. A draw is a pure function of (key, column, token), so it is the same on any device and however
+many steps a call runs: the compiled CPU loop runs `UNROLL` steps per call (the host's per-call cost
+paid once for several steps) and the hooks see each of those steps afterwards. The lean loop also
+runs the codebook heads as one batched matmul and, compiled on the CPU, attends with plain matmuls.
 
 Per-step hooks (`LogitsProcessor`-like callables, e.g. the backend's progress/cancel hook or a
 streamer) are called once per step with the same data stock `generate` gives its processors:
@@ -45,6 +55,17 @@ CAPACITY_QUANTUM = 256
 ENCODER_QUANTUM = 64
 #: Decode steps the host may run ahead of the GPU.
 PACE = 4
+#: Steps per compiled call with the counter sampler on the CPU (a CUDA graph replay is already one call).
+#: Tiny model, CPU: 4 steps cost 50 s of cold compile; 8 steps twice that for 2% less per step.
+UNROLL = 4
+#: Samplers: "stock" = stock generate's draws (parity), "counter" = Gumbel-max on a counter-based hash (lean).
+SAMPLERS = ("stock", "counter")
+_M32 = 0xFFFFFFFF
+#: Inductor options for the step: its inputs are our own fixed buffers, so the per-call size checks
+#: are dead weight (on a tiny step they are a tenth of its host time).
+INDUCTOR_OPTIONS: dict[str, Any] = {"size_asserts": False}
+#: On the CPU the graph's kernels are called from generated C++, not Python (tiny model: 0.22 -> 0.19 ms/step).
+CPU_INDUCTOR_OPTIONS: dict[str, Any] = {"cpp_wrapper": True}
 #: CUDA graph batch buckets (rows before CFG doubling); a batch is padded up to the next one.
 BATCH_BUCKETS = (1, 2, 4, 8, 16)
 
@@ -87,26 +108,33 @@ class _State(nn.Module):
 
     def __init__(self, *, layers: int, rows: int, heads: int, head_dim: int, capacity: int, enc_len: int,
                  cross: bool, codebooks: int, batch: int, vocab: int, dtype: torch.dtype,
-                 device: torch.device) -> None:
+                 device: torch.device, unroll: int = 1) -> None:
         super().__init__()
-        kv = (layers, rows, heads, capacity, head_dim)
-        self.register_buffer("k", torch.zeros(kv, dtype=dtype, device=device))
-        self.register_buffer("v", torch.zeros(kv, dtype=dtype, device=device))
-        ck = (layers, rows, heads, enc_len if cross else 1, head_dim)
-        self.register_buffer("ck", torch.zeros(ck, dtype=dtype, device=device))
-        self.register_buffer("cv", torch.zeros(ck, dtype=dtype, device=device))
-        self.register_buffer("enc_mask", torch.zeros((rows, 1, 1, ck[3]), dtype=torch.bool, device=device))
+        # One buffer per layer, not a [layers, ...] stack: a compiled step writes a graph input in place
+        # only when it is the whole input; writing into a slice of a stack copies the whole stack.
+        kv = (rows, heads, capacity, head_dim)
+        ck = (rows, heads, enc_len if cross else 1, head_dim)
+        self.k, self.v, self.ck, self.cv = [], [], [], []
+        for name, shape in (("k", kv), ("v", kv), ("ck", ck), ("cv", ck)):
+            for i in range(layers):
+                t = torch.zeros(shape, dtype=dtype, device=device)
+                self.register_buffer(f"{name}{i}", t)
+                getattr(self, name).append(t)
+        self.register_buffer("enc_mask", torch.zeros((rows, 1, 1, ck[2]), dtype=torch.bool, device=device))
         self.register_buffer("tok", torch.zeros((rows, codebooks), dtype=torch.long, device=device))
         # Codes made so far (columns = token positions) and the delay pattern, both [batch*K, capacity].
         self.register_buffer("ids", torch.zeros((batch * codebooks, capacity), dtype=torch.long, device=device))
         self.register_buffer("pattern", torch.zeros((batch * codebooks, capacity), dtype=torch.long, device=device))
         self.register_buffer("pos", torch.zeros((1,), dtype=torch.long, device=device))   # KV position fed next
         self.register_buffer("col", torch.zeros((1,), dtype=torch.long, device=device))   # its column in `ids`
-        self.register_buffer("logits", torch.zeros((rows * codebooks, vocab), dtype=torch.float32, device=device))
+        # The raw logits of each step of one call (UNROLL with the counter sampler, else 1), for the hooks.
+        self.register_buffer("ring", torch.zeros((unroll, rows * codebooks, vocab), dtype=torch.float32, device=device))
+        # The counter sampler's key per decoded row (batch * codebooks), drawn per window from the seed.
+        self.register_buffer("keys", torch.zeros((batch * codebooks,), dtype=torch.long, device=device))
         self.register_buffer("temperature", torch.ones((), dtype=torch.float32, device=device))
         self.register_buffer("guidance", torch.ones((), dtype=torch.float32, device=device))
         self.register_buffer("top_p_floor", torch.zeros((), dtype=torch.float32, device=device))
-        self.shape_key = (layers, rows, heads, head_dim, capacity, ck[3], cross, codebooks, batch, vocab)
+        self.shape_key = (layers, rows, heads, head_dim, capacity, ck[2], cross, codebooks, batch, vocab, unroll)
 
 
 class FastDecoder:
@@ -114,9 +142,14 @@ class FastDecoder:
 
     `compile`: None = on CUDA only. `cuda_graphs`: None = with `compile` on CUDA.
     `exact=True` (the default when not compiling) attends over exactly the positions made so far,
-    like the stock cache, which keeps fp32 CPU results bit-identical to stock `generate`."""
+    like the stock cache, which keeps fp32 CPU results bit-identical to stock `generate` with
+    `sampler="stock"`. `sampler="counter"` is the lean sampler (see the module docstring)."""
 
-    def __init__(self, model: Any, *, compile: bool | None = None, cuda_graphs: bool | None = None) -> None:
+    def __init__(self, model: Any, *, compile: bool | None = None, cuda_graphs: bool | None = None,
+                 sampler: str = "counter") -> None:
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}: use {', '.join(SAMPLERS)}")
+        self.sampler = sampler
         self.model = model.eval()
         dec = model.decoder
         self.melody = getattr(model.config, "model_type", "") == "musicgen_melody"
@@ -137,6 +170,16 @@ class FastDecoder:
         self.compile = on_cuda if compile is None else bool(compile)
         self.cuda_graphs = (self.compile and on_cuda) if cuda_graphs is None else bool(cuda_graphs and on_cuda)
         self.exact = not self.compile
+        # Steps per call: several only where draws do not depend on how many steps were run (counter),
+        # and on the CPU, where each call pays the host's wrapper cost (on CUDA a graph replay is one call).
+        self.unroll = UNROLL if (self.compile and sampler == "counter" and not self.cuda_graphs) else 1
+        # The lean sampler need not reproduce stock's arithmetic op for op: the codebook heads run as
+        # one batched matmul over a stacked copy of their weights ([K, D, V], a few MB to tens of MB).
+        self.head_stack: torch.Tensor | None = None
+        if sampler == "counter":
+            self.head_stack = torch.stack([hd.weight.detach().t() for hd in self.heads_out]).contiguous()
+        # ... and the compiled CPU loop attends with plain matmuls (CUDA keeps SDPA's fused kernels).
+        self.matmul_attention = sampler == "counter" and self.compile and self.device.type == "cpu"
         self._compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
         self._graphs: dict[tuple[Any, ...], tuple[torch.cuda.CUDAGraph, _State]] = {}
         self._states: dict[tuple[Any, ...], _State] = {}
@@ -200,7 +243,7 @@ class FastDecoder:
     # ------------------------------------------------------------------ the step
 
     def _self_mask(self, st: _State) -> torch.Tensor:
-        cap = st.k.shape[3]
+        cap = st.k[0].shape[2]
         return (torch.arange(cap, device=st.pos.device) <= st.pos).view(1, 1, 1, cap)
 
     def _forward_one(self, st: _State, exact_len: int | None) -> torch.Tensor:
@@ -221,40 +264,56 @@ class FastDecoder:
             st.k[i].index_copy_(2, st.pos, sa.k_proj(x).view(shape).transpose(1, 2))
             st.v[i].index_copy_(2, st.pos, sa.v_proj(x).view(shape).transpose(1, 2))
             if exact_len is not None:
-                kk, vv = st.k[i, :, :, :exact_len], st.v[i, :, :, :exact_len]
+                kk, vv = st.k[i][:, :, :exact_len], st.v[i][:, :, :exact_len]
             else:
                 kk, vv = st.k[i], st.v[i]
-            h = res + sa.out_proj(self._attend(q, kk, vv, mask, sa.scaling, rows))
+            h = res + sa.out_proj(self._attend(q, kk, vv, mask, sa.scaling, rows, exact_len is not None))
             if self.cross:
                 res = h
                 x = layer.encoder_attn_layer_norm(h)
                 ca = layer.encoder_attn
                 q = ca.q_proj(x).view(shape).transpose(1, 2)
-                h = res + ca.out_proj(self._attend(q, st.ck[i], st.cv[i], st.enc_mask, ca.scaling, rows))
+                h = res + ca.out_proj(self._attend(q, st.ck[i], st.cv[i], st.enc_mask, ca.scaling, rows,
+                                                   exact_len is not None))
             res = h
             x = layer.final_layer_norm(h)
             h = res + layer.fc2(self.act(layer.fc1(x)))
         h = self.final_norm(h)
+        if self.head_stack is not None:  # lean: the K heads as one batched matmul
+            logits = torch.bmm(h.view(1, rows, -1).expand(self.codebooks, rows, h.shape[-1]), self.head_stack)
+            return logits.transpose(0, 1).reshape(rows * self.codebooks, -1).to(dtype=torch.float32)
         logits = torch.stack([head(h) for head in self.heads_out], dim=1)  # [rows, K, 1, V]
         return logits.reshape(-1, 1, logits.shape[-1])[:, -1].to(dtype=torch.float32)
 
-    @staticmethod
-    def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float,
-                rows: int) -> torch.Tensor:
-        """transformers' sdpa_attention_forward for one query position, op for op."""
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float,
+                rows: int, exact: bool = False) -> torch.Tensor:
+        """One query position's attention: transformers' sdpa_attention_forward op for op, or (lean
+        compiled CPU loop) the same math as plain matmuls and a float32 softmax, which inductor fuses:
+        the CPU flash-attention kernel costs more than the whole rest of a small step."""
+        if self.matmul_attention and not exact:
+            w = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+            if mask is not None:
+                w = w.masked_fill(~mask, -float("inf"))
+            p = w.softmax(dim=-1)
+            if mask is not None:  # a fully masked row (CFG's unconditional text) attends to nothing: 0, as SDPA
+                p = p.masked_fill(~mask, 0.0)
+            out = torch.matmul(p.to(v.dtype), v)
+            return out.transpose(1, 2).reshape(rows, 1, -1)
         out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0,
                                                                scale=scale, is_causal=False)
         out = out.reshape(out.shape[0], -1, 1, v.shape[-1]).transpose(1, 2).contiguous()
         return out.reshape(rows, 1, -1).contiguous()
 
     def _sample(self, st: _State, logits: torch.Tensor, s: Sampling) -> torch.Tensor:
-        """transformers' CFG + temperature + top-k + top-p processors, softmax, multinomial: [B*K] codes."""
+        """CFG and temperature as transformers' processors apply them, then the configured sampler: [B*K] codes."""
         scores = logits
         if s.cfg:
             cond, uncond = scores.split(scores.shape[0] // 2, dim=0)
             scores = uncond + (cond - uncond) * st.guidance
         if s.do_sample and s.temperature != 1.0:
             scores = scores / st.temperature
+        if s.do_sample and self.sampler == "counter":
+            return sample_counter(scores, st.keys, st.col + 1, s.top_k, s.top_p)
         if s.do_sample and s.top_k:
             # The k-th largest value, as TopKLogitsWarper takes it from topk (kthvalue: the same element, cheaper).
             kth = torch.kthvalue(scores, scores.shape[-1] - min(s.top_k, scores.shape[-1]) + 1, dim=-1, keepdim=True)[0]
@@ -281,17 +340,21 @@ class FastDecoder:
         st.pos.add_(1)
         st.col.add_(1)
 
-    def _step(self, st: _State, s: Sampling, exact_len: int | None = None) -> torch.Tensor:
+    def _step(self, st: _State, s: Sampling, exact_len: int | None = None, slot: int = 0) -> None:
         logits = self._forward_one(st, exact_len)
-        st.logits.copy_(logits)
-        nxt = self._sample(st, logits, s)
-        self._advance(st, nxt, s.cfg)
-        return nxt
+        st.ring[slot].copy_(logits)
+        self._advance(st, self._sample(st, logits, s), s.cfg)
+
+    def _steps(self, st: _State, s: Sampling, n: int) -> None:
+        """`n` steps in one call (one compiled graph): the raw logits of step i land in `st.ring[i]`."""
+        for i in range(n):
+            self._step(st, s, slot=i)
 
     # ------------------------------------------------------------------ driver
 
     def _state(self, p: dict[str, Any], s: Sampling, rows: int, prefill_len: int) -> _State:
-        need = prefill_len - p["prefix"].shape[-1] + p["max_length"]  # conditioning prefix (melody) + window
+        # conditioning prefix (melody) + window + the steps an unrolled call may run past the window's end
+        need = prefill_len - p["prefix"].shape[-1] + p["max_length"] + self.unroll
         if self.exact:
             capacity, enc_len = _round_up(need, CAPACITY_QUANTUM), (p["enc"].shape[1] if self.cross else 1)
         else:
@@ -302,7 +365,8 @@ class FastDecoder:
         if st is None:
             st = _State(layers=len(self.layers), rows=rows, heads=self.n_heads, head_dim=self.head_dim,
                         capacity=capacity, enc_len=enc_len, cross=self.cross, codebooks=self.codebooks,
-                        batch=p["batch"], vocab=self.vocab, dtype=self.dtype, device=self.device)
+                        batch=p["batch"], vocab=self.vocab, dtype=self.dtype, device=self.device,
+                        unroll=self.unroll)
             # The last two sets of buffers stay (a compiled one and the eager one the load check uses).
             self._states = {**dict(list(self._states.items())[-1:]), key: st}
         return st
@@ -340,7 +404,7 @@ class FastDecoder:
         run = self._runner(st, s)
         length = prefix.shape[1] + 1
         kv_len = prefill_len + 1
-        # On CUDA the loop would run ahead of the GPU (replays are asynchronous): keep at most PACE steps
+        # On CUDA the loop would run ahead of the GPU (replays are asynchronous): keep at most PACE calls
         # in flight, so progress and cancel follow the GPU, without a sync per step.
         pace: list[Any] = []
         while length < p["max_length"]:
@@ -351,10 +415,13 @@ class FastDecoder:
                 pace.append(ev)
                 if len(pace) > PACE:
                     pace.pop(0).synchronize()
-            for hook in hooks:
-                hook(*self._hook_view(st, length, batch, s.cfg))
-            length += 1
-            kv_len += 1
+            for i in range(self.unroll):  # steps past the window's end are made but never shown or kept
+                if length >= p["max_length"]:
+                    break
+                for hook in hooks:
+                    hook(*self._hook_view(st, length, batch, s.cfg, st.ring[i]))
+                length += 1
+                kv_len += 1
         n = p["max_length"]
         out = self.model.decoder.apply_delay_pattern_mask(st.ids[:, :n], st.pattern[:, :n])
         out = out[out != p["pad"]].reshape(p["batch"], self.codebooks, -1)
@@ -363,10 +430,9 @@ class FastDecoder:
         return out, p
 
     def _hook_view(self, st: _State, length: int, batch: int, cfg: bool,
-                   logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What stock hands its processors: ids [batch*K, length] and logits; the rows of a CUDA
         batch bucket's padding are left out."""
-        logits = st.logits if logits is None else logits
         n = batch * self.codebooks
         if st.ids.shape[0] == n:
             return st.ids[:, :length], logits
@@ -390,25 +456,29 @@ class FastDecoder:
     def _load_state(self, st: _State, p: dict[str, Any], s: Sampling, cache: Any, prefill_len: int) -> None:
         """Copy the prefill's K/V into the static buffers; set the sampling scalars."""
         sc = getattr(cache, "self_attention_cache", cache)
-        st.k.zero_()
-        st.v.zero_()
         for i in range(len(self.layers)):
-            st.k[i, :, :, :prefill_len].copy_(sc.layers[i].keys)
-            st.v[i, :, :, :prefill_len].copy_(sc.layers[i].values)
+            st.k[i].zero_()
+            st.v[i].zero_()
+            st.k[i][:, :, :prefill_len].copy_(sc.layers[i].keys)
+            st.v[i][:, :, :prefill_len].copy_(sc.layers[i].values)
         if self.cross:
             cc = cache.cross_attention_cache
             n = cc.layers[0].keys.shape[2]
-            st.ck.zero_()
-            st.cv.zero_()
             for i in range(len(self.layers)):
-                st.ck[i, :, :, :n].copy_(cc.layers[i].keys)
-                st.cv[i, :, :, :n].copy_(cc.layers[i].values)
+                st.ck[i].zero_()
+                st.cv[i].zero_()
+                st.ck[i][:, :, :n].copy_(cc.layers[i].keys)
+                st.cv[i][:, :, :n].copy_(cc.layers[i].values)
             st.enc_mask.zero_()
             st.enc_mask[..., :n].copy_(self._stock_cross_mask(p, st.tok.shape[0], n))
         st.ids.zero_()
         st.ids[:, :p["prefix"].shape[1]].copy_(p["prefix"])
         st.pattern.fill_(p["pad"])
         st.pattern[:, :p["max_length"]].copy_(p["pattern"])
+        if self.sampler == "counter":
+            # One key per batch row from the global generator (seeded per job), spread over its codebooks.
+            job = torch.randint(0, 1 << 31, (st.keys.shape[0] // self.codebooks, 1), dtype=torch.long)
+            st.keys.copy_(_mix32(job * self.codebooks + torch.arange(self.codebooks)).flatten())
         st.temperature.fill_(s.temperature)
         st.guidance.fill_(s.guidance if s.cfg else 1.0)
         st.top_p_floor.fill_(1 - s.top_p)
@@ -427,45 +497,47 @@ class FastDecoder:
         return mask.expand(rows, 1, 1, n)
 
     def _runner(self, st: _State, s: Sampling) -> Callable[[int], None]:
-        """The per-step callable: exact eager, compiled, or a CUDA graph replay."""
+        """The per-call callable (`self.unroll` steps): exact eager, compiled, or a CUDA graph replay."""
         if self.exact:
             return lambda kv_len: self._step(st, s, exact_len=kv_len)
-        key = (st.shape_key, s.cfg, s.do_sample, s.temperature != 1.0, s.top_k, s.top_p < 1.0)
+        n = self.unroll
+        key = (st.shape_key, s.cfg, s.do_sample, s.temperature != 1.0, s.top_k, s.top_p < 1.0, n)
         fn = self._compiled.get(key)
         if fn is None:
-            fn = torch.compile(self._step, fullgraph=True, dynamic=False)
+            opts = {**INDUCTOR_OPTIONS, **(CPU_INDUCTOR_OPTIONS if self.device.type == "cpu" else {})}
+            fn = torch.compile(self._steps, fullgraph=True, dynamic=False, options=opts)
             self._compiled[key] = fn
         if not self.cuda_graphs:
-            return lambda kv_len: fn(st, s)
+            return lambda kv_len: fn(st, s, n)
         graph = self._graphs.get(key)
         if graph is None or graph[1] is not st:
-            graph = (self._capture(fn, st, s), st)
+            graph = (self._capture(lambda: fn(st, s, n), st), st)
             self._graphs[key] = graph
         g = graph[0]
         return lambda kv_len: g.replay()
 
-    def _capture(self, fn: Callable[..., Any], st: _State, s: Sampling) -> "torch.cuda.CUDAGraph":
+    def _capture(self, fn: Callable[[], Any], st: _State) -> "torch.cuda.CUDAGraph":
         """Warm the compiled step up on a side stream and capture it; the state it touched is put back.
 
         K/V and `ids` writes land at the position the next real step overwrites before reading, so only
         the counters, the next input and the RNG need restoring (a seed gives the same clip whether or
         not this job paid for the capture)."""
-        saved = [t.clone() for t in (st.pos, st.col, st.tok, st.logits)]
+        saved = [t.clone() for t in (st.pos, st.col, st.tok, st.ring)]
         rng = torch.cuda.get_rng_state(self.device)
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
             for _ in range(3):
-                for t, v in zip((st.pos, st.col, st.tok, st.logits), saved):
+                for t, v in zip((st.pos, st.col, st.tok, st.ring), saved):
                     t.copy_(v)
-                fn(st, s)
+                fn()
         torch.cuda.current_stream(self.device).wait_stream(stream)
-        for t, v in zip((st.pos, st.col, st.tok, st.logits), saved):
+        for t, v in zip((st.pos, st.col, st.tok, st.ring), saved):
             t.copy_(v)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            fn(st, s)
-        for t, v in zip((st.pos, st.col, st.tok, st.logits), saved):
+            fn()
+        for t, v in zip((st.pos, st.col, st.tok, st.ring), saved):
             t.copy_(v)
         torch.cuda.set_rng_state(rng, self.device)
         return graph
@@ -489,25 +561,72 @@ class FastDecoder:
             rows = sc.layers[0].keys.shape[0]
             st = self._state(p, s, rows, prefill_len)
             self._load_state(st, p, s, cache, prefill_len)
+            # Forcing goes through the delay-pattern buffer: a column whose pattern holds a token feeds
+            # that token next, whatever was sampled; so the configured (unrolled, compiled) call is used.
+            col0, n = p["prefix"].shape[1], tokens.shape[0]
             st.pos.fill_(prefill_len)
-            st.col.fill_(p["prefix"].shape[1])
-            fn = None if self.exact else self._runner(st, s)
-            out = []
-            for i in range(tokens.shape[0]):
-                t = tokens[i].view(-1, self.codebooks)
-                st.tok.copy_(torch.cat([t, t], dim=0) if s.cfg else t)
-                pos = st.pos.clone()
-                col = st.col.clone()
-                if fn is None:
-                    self._step(st, s, exact_len=prefill_len + i + 1)
-                else:
-                    fn(0)
-                st.pos.copy_(pos + 1)
-                st.col.copy_(col + 1)
-                out.append(st.logits.clone())
-            return torch.stack(out)
+            st.col.fill_(col0)
+            t = tokens[0].view(-1, self.codebooks)
+            st.tok.copy_(torch.cat([t, t], dim=0) if s.cfg else t)
+            st.pattern[:, col0 + 1:col0 + n].copy_(tokens[1:].T)
+            run = self._runner(st, s)
+            per = 1 if self.exact else self.unroll
+            out: list[torch.Tensor] = []
+            kv_len = prefill_len + 1
+            while len(out) < n:
+                run(kv_len)
+                out.extend(st.ring[j].clone() for j in range(per))
+                kv_len += per
+            return torch.stack(out[:n])
         finally:
             self.exact = was
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (two multiply-xorshift rounds) in int64 tensor ops that never overflow."""
+    x = x & _M32
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
+    return (x >> 16) ^ x
+
+
+def counter_uniform(keys: torch.Tensor, counter: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """A uniform in (0, 1) per (row key, step counter, token id): a pure function of the three, 23 bits
+    (so that k + 1/2 is exact in float32 and 1 is never reached: -log(-log(1)) would be +inf).
+
+    keys [R], counter [1], tokens [R, n] -> [R, n]. Keyed by token id, not by position, so the draw
+    of a token does not depend on the order a top-k kernel returns candidates in."""
+    row = _mix32(keys + _mix32(counter))[:, None]
+    return bits_to_uniform(_mix32(row + tokens))
+
+
+def bits_to_uniform(x: torch.Tensor) -> torch.Tensor:
+    """32-bit hashes -> float32 uniforms on the open interval (0, 1), from their top 23 bits."""
+    return ((x >> 9).to(torch.float32) + 0.5) * (1.0 / (1 << 23))
+
+
+def sample_counter(scores: torch.Tensor, keys: torch.Tensor, counter: torch.Tensor, top_k: int,
+                   top_p: float) -> torch.Tensor:
+    """One code per row by the Gumbel-max trick: argmax(score + Gumbel noise) over the candidates is a
+    draw from softmax(score) over them, with no normalisation, cumulative sum or search.
+
+    Candidates are the top-k (unordered), or for top-p the sorted vocabulary cut where stock's
+    TopPLogitsWarper cuts it (after top-k if both), or the whole vocabulary."""
+    vocab = scores.shape[-1]
+    if top_p < 1.0:  # TopK then TopPLogitsWarper's own arithmetic (ascending cumsum), so the cut is stock's
+        vals, idx = torch.sort(scores, dim=-1, descending=False)
+        if top_k:
+            vals = vals.masked_fill(torch.arange(vocab, device=vals.device) < vocab - min(top_k, vocab), -float("inf"))
+        remove = vals.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
+        remove[..., -1:] = False  # the likeliest always stays
+        vals = vals.masked_fill(remove, -float("inf"))
+    elif top_k and top_k < vocab:
+        vals, idx = torch.topk(scores, top_k, dim=-1, sorted=False)
+    else:
+        vals, idx = scores, torch.arange(vocab, device=scores.device).expand_as(scores)
+    gumbel = -torch.log(-torch.log(counter_uniform(keys, counter, idx)))
+    j = torch.argmax(vals + gumbel, dim=-1, keepdim=True)
+    return idx.gather(1, j).squeeze(1)
 
 
 def _pad_rows(v: Any, batch: int, bucket: int) -> Any:

@@ -90,18 +90,22 @@ class TransformersBackend(Backend):
         self.channels = channels
         # The delay pattern shifts codebook k by k steps: num_codebooks-1 extra steps per channel group.
         self.delay = int(cfg.decoder.num_codebooks) // channels - 1
-        self.set_decode(os.environ.get("DGX_MUSIC_DECODE", "fast") or "fast")
+        self.set_decode(os.environ.get("DGX_MUSIC_DECODE", "fast") or "fast",
+                        os.environ.get("DGX_MUSIC_SAMPLER", "counter") or "counter")
 
-    def set_decode(self, mode: str) -> None:
-        """Pick the decode loop; a compiled loop that disagrees with eager at load falls back to stock."""
+    def set_decode(self, mode: str, sampler: str = "counter") -> None:
+        """Pick the decode loop and its sampler; a compiled loop that disagrees with eager at load falls
+        back to stock."""
+        from dgx_music.daemon.engine.fast_decode import SAMPLERS, FastDecoder, self_check
+
         if mode not in DECODE_MODES:
             raise EngineError("bad_request", f"unknown decode loop {mode!r}: use {', '.join(DECODE_MODES)}")
+        if sampler not in SAMPLERS:
+            raise EngineError("bad_request", f"unknown sampler {sampler!r}: use {', '.join(SAMPLERS)}")
         self.decode, self.fast = mode, None
         if mode == "stock":
             return
-        from dgx_music.daemon.engine.fast_decode import FastDecoder, self_check
-
-        fast = FastDecoder(self.model, compile=True if mode == "compiled" else None)
+        fast = FastDecoder(self.model, compile=True if mode == "compiled" else None, sampler=sampler)
         if fast.compile and self.device.startswith("cuda"):
             ok, why = self_check(fast, self.processor)
             if not ok:

@@ -1,9 +1,11 @@
 """The fast decode loop (daemon/engine/fast_decode.py) against transformers' own generate.
 
-Parity is the gate: with fp32 on the CPU the fast loop must give exactly the codes stock
-`generate` gives for the same seed. Codes are taken where both hand them to EnCodec
-(`audio_encoder.decode`), so nothing downstream can hide a difference. Everything runs the tiny
-random-weight models through the real loaders.
+Parity is the gate: with fp32 on the CPU and the stock-compatible sampler (`sampler="stock"`), the fast
+loop must give exactly the codes stock `generate` gives for the same seed. Codes are taken where both
+hand them to EnCodec (`audio_encoder.decode`), so nothing downstream can hide a difference. The lean
+sampler (the default) draws differently; tests/engine/test_counter_sampler.py shows its draws follow
+the same distribution, and here it is checked for determinism, hooks and the compiled path's graph.
+Everything runs the tiny random-weight models through the real loaders.
 """
 
 from __future__ import annotations
@@ -74,10 +76,10 @@ def tap(backend: TransformersBackend) -> Iterator[CodeTap]:
 
 
 def _both(b: TransformersBackend, run: Callable[[], Any], tap: CodeTap) -> tuple[Any, Any]:
-    """Run once with stock generate and once with the fast loop; return (codes, result) pairs."""
+    """Run once with stock generate and once with the fast loop (stock sampler); return (codes, result) pairs."""
     out = []
     for mode in ("stock", "fast"):
-        b.set_decode(mode)
+        b.set_decode(mode, sampler="stock")
         tap.codes.clear()
         res = run()
         out.append((torch.cat(tap.codes, dim=-1) if tap.codes else None, res))
@@ -105,7 +107,7 @@ def test_codes_equal_stock_generate(backend: TransformersBackend, tap: CodeTap, 
     stock = tap.codes[-1]
     tap.codes.clear()
     torch.manual_seed(seed)
-    fast_audio = FastDecoder(m).generate(dict(inputs), steps, Sampling.from_kwargs(m, sampling))
+    fast_audio = FastDecoder(m, sampler="stock").generate(dict(inputs), steps, Sampling.from_kwargs(m, sampling))
     fast = tap.codes[-1]
     assert stock.shape == fast.shape == (1, len(prompts), 4, steps - 3)
     assert torch.equal(stock, fast)
@@ -113,7 +115,7 @@ def test_codes_equal_stock_generate(backend: TransformersBackend, tap: CodeTap, 
     # and the seed matters: another seed gives other codes
     tap.codes.clear()
     torch.manual_seed(seed + 100)
-    FastDecoder(m).generate(dict(inputs), steps, Sampling.from_kwargs(m, sampling))
+    FastDecoder(m, sampler="stock").generate(dict(inputs), steps, Sampling.from_kwargs(m, sampling))
     assert not torch.equal(tap.codes[-1], fast)
 
 
@@ -177,7 +179,8 @@ def test_hooks_see_what_stock_processors_see(backend: TransformersBackend) -> No
     torch.manual_seed(0)
     m.generate(**inputs, **STOCK_SAMPLING, max_new_tokens=12, logits_processor=[recorder(stock)])
     torch.manual_seed(0)
-    FastDecoder(m).generate(dict(inputs), 12, Sampling.from_kwargs(m, STOCK_SAMPLING), [recorder(fast)])
+    FastDecoder(m, sampler="stock").generate(dict(inputs), 12, Sampling.from_kwargs(m, STOCK_SAMPLING),
+                                             [recorder(fast)])
     assert len(stock) == len(fast) == 12
     for (ids_s, sc_s), (ids_f, sc_f) in zip(stock, fast):
         assert torch.equal(ids_s, ids_f)
@@ -213,15 +216,14 @@ def test_bf16_teacher_forced_logits_close_to_fp32(backend: TransformersBackend) 
     assert not logits_close(other, want, BF16_BOUND)[0]
 
 
-def test_compiled_30s_clip_no_graph_breaks_no_recompiles_same_codes(backend: TransformersBackend,
-                                                                     tap: CodeTap) -> None:
-    """torch.compile(fullgraph) of the step: compiled once (on a 10-step job), then a whole 30 s clip
-    runs without a graph break or a recompilation and still gives stock's codes."""
+def test_compiled_stock_sampler_30s_clip_same_codes(backend: TransformersBackend, tap: CodeTap) -> None:
+    """The compiled step with the stock-compatible sampler (one step per call): compiled once on a
+    10-step job, then a whole 30 s clip without a graph break or a recompilation, with stock's codes."""
     import torch._dynamo.utils as dyn
 
     m = backend.model
-    fd = FastDecoder(m, compile=True)
-    assert fd.compile and not fd.exact
+    fd = FastDecoder(m, compile=True, sampler="stock")
+    assert fd.compile and not fd.exact and fd.unroll == 1
     inputs = backend.processor(text=["compiled"], padding=True, return_tensors="pt")
     s = Sampling.from_kwargs(m, STOCK_SAMPLING)
     dyn.counters.clear()
@@ -242,6 +244,77 @@ def test_compiled_30s_clip_no_graph_breaks_no_recompiles_same_codes(backend: Tra
     assert torch.equal(tap.codes[-1], fast)
 
 
+def test_compiled_lean_30s_clip_one_graph_hooks_per_step_and_self_check(backend: TransformersBackend,
+                                                                         tap: CodeTap) -> None:
+    """The default compiled path (counter sampler, several steps per call): one graph, compiled on a
+    10-step job, serves a 30 s clip with no graph break or recompilation; hooks still see every step
+    once, in order, with stock's shapes; the same seed gives the same clip; and its teacher-forced
+    logits match the eager exact step (the check the worker runs at load on CUDA)."""
+    import torch._dynamo.utils as dyn
+
+    from dgx_music.daemon.engine.fast_decode import self_check
+
+    m = backend.model
+    fd = FastDecoder(m, compile=True)
+    assert fd.sampler == "counter" and fd.unroll > 1
+    inputs = backend.processor(text=["compiled"], padding=True, return_tensors="pt")
+    s = Sampling.from_kwargs(m, STOCK_SAMPLING)
+    dyn.counters.clear()
+    fd.generate(dict(inputs), 10, s)
+    assert dyn.counters["stats"]["unique_graphs"] == 1
+    assert not dyn.counters["graph_break"]
+    lengths: list[int] = []
+    rows: list[tuple[int, ...]] = []
+    finite: list[bool] = []
+
+    def hook(ids: torch.Tensor, scores: torch.Tensor) -> None:
+        lengths.append(ids.shape[1])
+        rows.append(tuple(scores.shape))
+        finite.append(bool(torch.isfinite(scores).all()))
+
+    dyn.counters.clear()
+    tap.codes.clear()
+    torch.manual_seed(21)
+    fd.generate(dict(inputs), 1503, s, [hook])
+    first = tap.codes[-1]
+    assert not dyn.counters["graph_break"]
+    assert dyn.counters["stats"].get("unique_graphs", 0) == 0
+    assert dyn.counters["stats"].get("calls_captured", 0) == 0
+    assert lengths == list(range(1, 1504)) and set(rows) == {(2 * 4, 2048)}
+    assert all(finite)  # CFG's unconditional rows attend to no text: zeros, not NaN
+    assert first.shape == (1, 1, 4, 1500)
+    tap.codes.clear()
+    torch.manual_seed(21)
+    fd.generate(dict(inputs), 1503, s)
+    assert torch.equal(tap.codes[-1], first)
+    ok, why = self_check(fd, backend.processor)
+    assert ok, why
+    assert dyn.counters["stats"].get("unique_graphs", 0) == 0  # teacher forcing reuses the same graph
+    # The same draws as the eager loop (its logits agree to float rounding): the same codes.
+    tap.codes.clear()
+    torch.manual_seed(22)
+    fd.generate(dict(inputs), 40, s)
+    torch.manual_seed(22)
+    FastDecoder(m).generate(dict(inputs), 40, s)
+    assert torch.equal(tap.codes[0], tap.codes[1])
+
+
+def test_lean_sampler_reproducible_and_seeded(backend: TransformersBackend, tap: CodeTap) -> None:
+    """The default loop (eager, counter sampler) through the backend: a seed gives the same clip every
+    time, another seed another clip, and each row of a batch its own codes."""
+    assert backend.fast is not None and backend.fast.sampler == "counter"
+
+    def codes(seed: int) -> torch.Tensor:
+        tap.codes.clear()
+        backend.generate(["warm pads", "warm pads"], 1.0, 1.0, 250, 0.0, 3.0, seed, lambda s, t: None)
+        return tap.codes[-1]
+
+    a, b, c = codes(5), codes(5), codes(6)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert not torch.equal(a[0, 0], a[0, 1])  # the same prompt twice in a batch: two different clips
+
+
 def test_decode_mode_setting(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dgx_music.common.config import OPTIONS
 
@@ -255,9 +328,19 @@ def test_decode_mode_setting(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("DGX_MUSIC_DECODE")
     b.load(str(tiny_model), "cpu", "auto", lambda *a: None)
     assert b.decode == "fast" and b.fast is not None and not b.fast.compile  # eager on the CPU by default
+    assert b.fast.sampler == "counter"
     with pytest.raises(EngineError) as err:
         b.set_decode("turbo")
     assert err.value.code == "bad_request"
+    sampler = next(o for o in OPTIONS if o.key == "engine.sampler")
+    assert sampler.default == "counter" and set(sampler.choices) == {"counter", "stock"}
+    assert sampler.env_name == "DGX_MUSIC_SAMPLER"
+    monkeypatch.setenv("DGX_MUSIC_SAMPLER", "stock")
+    b.load(str(tiny_model), "cpu", "auto", lambda *a: None)
+    assert b.fast is not None and b.fast.sampler == "stock"
+    with pytest.raises(EngineError) as err:
+        b.set_decode("fast", "dice")
+    assert err.value.code == "bad_request" and "dice" in str(err.value)
 
 
 def test_cli_bench_compares_decode_loops(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
