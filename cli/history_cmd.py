@@ -70,6 +70,9 @@ def _summary(res: dict[str, Any]) -> str:
     if res.get("melodies_removed"):
         m = res["melodies_removed"]
         head += f"; removed {m} stored melod{'y' if m == 1 else 'ies'} no job uses any more"
+    if res.get("sources_removed"):
+        m = res["sources_removed"]
+        head += f"; removed {m} stored operation source{'' if m == 1 else 's'} no job uses any more"
     if res["dry_run"] and n:
         head += "\nrun again without --dry-run to delete them"
     return head

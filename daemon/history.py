@@ -10,7 +10,8 @@ its history entry for as long as one of its tracks exists (see
 The daemon prunes once at start (in the background: startup never waits for
 it) and then once a day; ``keep_finished_days`` of 0 or less turns that off.
 `job.prune` (`dgx-music prune`) does the same on request, with its own age and
-a dry run. Every prune that removed something publishes ``job.pruned``.
+a dry run. Every prune that removed something publishes ``job.pruned``. A real (not dry)
+prune then deletes the stored melodies and operation sources no job refers to any more.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgx_music.common.config import BY_KEY
-from dgx_music.daemon import melodies
+from dgx_music.daemon import melodies, sources
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -63,22 +66,26 @@ class HistoryPruner:
             self.daemon.publish("job.pruned", {"ids": res["ids"], "removed": res["removed"],
                                                "kept_with_tracks": res["kept_with_tracks"]})
         if not dry_run:
-            res["melodies_removed"] = await self._forget_melodies()
+            store = self.daemon.store
+            res["melodies_removed"] = await self._forget(
+                await store.melody_keys(), melodies.remove_unreferenced, "stored melodies")
+            res["sources_removed"] = await self._forget(
+                await store.source_keys(), sources.remove_unreferenced, "stored operation sources")
         return res
 
-    async def _forget_melodies(self) -> int:
-        """Delete stored melody copies that no job refers to any more (their jobs were pruned).
+    async def _forget(self, keys: set[str], remove: Callable[[Path, set[str], float], int], what: str) -> int:
+        """Delete the stored copies (melodies, operation sources) that no job refers to any more
+        (their jobs were pruned); `keys` are the ones jobs still refer to.
 
-        Only files older than a day: a melody is written before its job row is committed,
-        so a younger unreferenced file may belong to a submit in progress."""
-        keys = await self.daemon.store.melody_keys()
+        Only files older than a day: a copy is written before its job row is committed, so a
+        younger unreferenced file may belong to a submit in progress."""
         loop = asyncio.get_running_loop()
-        # In the scheduler's one audio thread, where submits store melodies: a melody stored (or
-        # re-used, which refreshes its time) after `keys` was read is young, so it is spared.
+        # In the scheduler's one audio thread, where submits store copies: one stored (or re-used,
+        # which refreshes its time) after `keys` was read is young, so it is spared.
         pool = self.daemon.scheduler.pool if self.daemon.scheduler is not None else None
-        removed = await loop.run_in_executor(pool, melodies.remove_unreferenced, self.daemon.data_dir, keys, DAY)
+        removed = await loop.run_in_executor(pool, remove, self.daemon.data_dir, keys, DAY)
         if removed:
-            log.info("removed %d stored melodies that no job uses any more", removed)
+            log.info("removed %d %s that no job uses any more", removed, what)
         return removed
 
     def start(self) -> None:

@@ -23,6 +23,7 @@ import soundfile as sf
 from dgx_music.common.audio.files import write_wav_atomic
 from dgx_music.common.audio.melody import SAMPLE_RATE, decode, prepare
 from dgx_music.common.params import MELODY_KEY_RE, ParamError
+from dgx_music.daemon import libfiles
 
 __all__ = ["SAMPLE_RATE", "melody_path", "prepare", "refresh", "save", "from_bytes", "from_file",
            "remove_unreferenced", "read_mono", "load"]
@@ -79,18 +80,7 @@ def from_file(data_dir: Path, path: Path, field: str = "melody") -> tuple[str, f
 
 def remove_unreferenced(data_dir: Path, keep: set[str], min_age: float) -> int:
     """Delete stored melodies whose key is not in `keep` and that are older than `min_age` s."""
-    import time
-
-    folder = Path(data_dir) / MELODIES
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    cutoff = time.time() - min_age
-    for f in folder.glob("*.wav"):
-        if MELODY_KEY_RE.match(f.stem) and f.stem not in keep and f.stat().st_mtime < cutoff:
-            f.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    return libfiles.remove_unreferenced(Path(data_dir) / MELODIES, keep, min_age)
 
 
 def read_mono(path: Path) -> np.ndarray:

@@ -4,8 +4,9 @@ Like melodies (daemon/melodies.py), a source is decoded, checked and stored once
 time, before the job row is committed: <data>/sources/<key>.wav, 48 kHz stereo, 32-bit float
 (so a 16- or 24-bit library track is kept exactly: a repaint equals it outside the span).
 The key is a hash of the audio, so the same source is stored once, and a retry or remix
-names the key instead of the track, which may have been deleted since. Blocking file and
-DSP work: the daemon calls these in an executor.
+names the key instead of the track, which may have been deleted since. Job pruning deletes
+the sources no job refers to any more (daemon/history.py). Blocking file and DSP work: the
+daemon calls these in an executor.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import soundfile as sf
 from dgx_music.common.audio.files import write_wav_atomic
 from dgx_music.common.operations import MAX_SOURCE_SECONDS, MIN_SOURCE_SECONDS
 from dgx_music.common.schemas import MELODY_KEY_RE, ParamError
+from dgx_music.daemon import libfiles
 
 SOURCES = "sources"
 SAMPLE_RATE = 48000  # ACE-Step's rate; its VAE reads stereo
@@ -41,6 +43,11 @@ def refresh(data_dir: Path, key: str) -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+def remove_unreferenced(data_dir: Path, keep: set[str], min_age: float) -> int:
+    """Delete stored sources whose key is not in `keep` and that are older than `min_age` s."""
+    return libfiles.remove_unreferenced(Path(data_dir) / SOURCES, keep, min_age)
 
 
 def decode(source: io.BytesIO | Path, field: str) -> tuple[np.ndarray, int]:

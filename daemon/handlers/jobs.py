@@ -75,6 +75,7 @@ async def prune(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     res = await pruner.prune(days, dry_run=dry_run)
     out = {"removed": res["removed"], "kept_with_tracks": res["kept_with_tracks"], "dry_run": dry_run,
            "older_than_days": days, "cutoff": res["cutoff"]}
-    if "melodies_removed" in res:
-        out["melodies_removed"] = res["melodies_removed"]
+    for k in ("melodies_removed", "sources_removed"):  # not with dry_run: nothing was deleted
+        if k in res:
+            out[k] = res[k]
     return out

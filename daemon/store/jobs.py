@@ -114,6 +114,16 @@ class JobsMixin(StoreBase):
 
         return await self._run(op)
 
+    async def source_keys(self) -> set[str]:
+        """The stored operation sources (daemon/sources.py) that some job still refers to: an
+        operation job keeps its copy's key as `source_key` (a retry or remix names the same key)."""
+        async def op() -> set[str]:
+            rows = await self._all("SELECT DISTINCT json_extract(params, '$.source_key') FROM jobs "
+                                   "WHERE json_extract(params, '$.source_key') IS NOT NULL")
+            return {str(r[0]) for r in rows if r[0]}
+
+        return await self._run(op)
+
     async def prompt_history(self, limit: int = 100) -> list[str]:
         """Distinct prompts, most recently submitted first."""
         limit = _int("limit", limit, 1, 10_000)

@@ -37,6 +37,7 @@ async def test_prune_dry_run_then_for_real(daemon_factory: Callable[..., Any], s
 
     res = await cli_json(sock, "prune", "--older-than", "0")
     assert (res["removed"], res["kept_with_tracks"], res["dry_run"]) == (1, 1, False)
+    assert (res["melodies_removed"], res["sources_removed"]) == (0, 0)  # --json carries both counts
     assert await history() == {ids["kept"]}
     rc, out, _ = await cli(sock, "prune")
     assert rc == 0 and out.startswith("pruned 0 jobs")
@@ -53,3 +54,12 @@ async def test_prune_usage_errors(daemon: Any) -> None:
     assert rc == 3 and "dgx-music daemon" in err
     rc, out, _ = await cli(sock, "prune", "--help")
     assert rc == 0 and "keep_finished_days" in out and "--dry-run" in out and "examples" in out
+
+
+def test_prune_summary_names_removed_copies() -> None:
+    from dgx_music.cli.history_cmd import _summary
+
+    res = {"removed": 1, "kept_with_tracks": 0, "dry_run": False, "melodies_removed": 1, "sources_removed": 2}
+    out = _summary(res)
+    assert "removed 1 stored melody no job uses" in out and "removed 2 stored operation sources no job uses" in out
+    assert "operation source" not in _summary({**res, "sources_removed": 0})

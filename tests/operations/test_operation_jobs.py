@@ -113,6 +113,63 @@ async def test_stems_from_an_upload_are_aligned_and_as_long_as_the_source(daemon
         assert sorted(p.name for p in (d.data_dir / "sources").iterdir()) == [done["params"]["source_key"] + ".wav"]
 
 
+async def test_pruning_forgets_sources_no_job_uses(daemon: Any) -> None:
+    """A stored source stays while any job names its key, and a young unreferenced one stays
+    (a submit in progress writes it before its job row); an old one no job names is deleted."""
+    import os
+    import time
+
+    d = daemon
+    folder = d.data_dir / "sources"
+
+    def age(path: Path, days: float) -> None:
+        os.utime(path, (time.time() - days * 86400,) * 2)
+
+    async def finished_long_ago(job: dict[str, Any]) -> None:
+        """Delete the job's tracks and move its end 40 days back: prunable (the store's clock)."""
+        for t in job["track_ids"]:
+            await c.call("track.delete", {"id": t})
+        await d.store._write(lambda: d.store._conn.execute("UPDATE jobs SET finished = ? WHERE id = ?",
+                                                           (time.time() - 40 * 86400, job["id"])))
+
+    async with await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        op = {"parts": ["drums"], "steps": 2, "seed": 1}
+        first = await run(c, "op.stems", {"source_audio": tone(3.0), "source_name": "a.flac", **op})
+        shared = first["params"]["source_key"]
+        remix = await run(c, "op.stems", {"source": shared, **op})  # names the same stored copy
+        other = await run(c, "op.stems", {"source_audio": tone(4.0), "source_name": "b.flac", **op})
+        alone = other["params"]["source_key"]
+        assert remix["params"]["source_key"] == shared != alone
+        files = {k: folder / f"{k}.wav" for k in (shared, alone)}
+        for f in files.values():
+            age(f, 3)
+
+        # Old files, but every job still exists: nothing goes.
+        res = await c.call("job.prune", {"older_than_days": 30})
+        assert (res["removed"], res["sources_removed"]) == (0, 0)
+        assert all(f.exists() for f in files.values())
+
+        # Two jobs pruned: the copy only one of them used goes, the one the remix names stays.
+        await finished_long_ago(first)
+        await finished_long_ago(other)
+        res = await c.call("job.prune", {"older_than_days": 30})
+        assert (res["removed"], res["sources_removed"]) == (2, 1)
+        assert not files[alone].exists() and files[shared].exists()
+
+        # A young unreferenced copy (its submit has not committed the job row yet) stays.
+        fresh = folder / "0123456789abcdef.wav"
+        fresh.write_bytes(files[shared].read_bytes())
+        age(fresh, 0.5)
+        await finished_long_ago(remix)
+        res = await c.call("job.prune", {"older_than_days": 30})
+        assert (res["removed"], res["sources_removed"]) == (1, 1)  # the last job naming `shared` went
+        assert not files[shared].exists() and fresh.exists()
+        assert sorted(p.name for p in folder.iterdir()) == [fresh.name]
+
+        assert "sources_removed" not in await c.call("job.prune", {"older_than_days": 30, "dry_run": True})
+
+
 async def test_cover_and_add_part_with_mix(daemon: Any) -> None:
     d = daemon
     async with await Client.connect(d.server.path) as c:
