@@ -1,4 +1,4 @@
-"""Library files on disk: safe paths, trash, orphans. Nothing here leaves the data dir."""
+"""Files in the data dir: safe library paths, trash, orphans, unreferenced stored copies. Nothing here leaves it."""
 
 from __future__ import annotations
 
