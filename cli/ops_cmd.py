@@ -487,7 +487,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Copy the database with SQLite's online backup API (safe while the daemon "
                                     "runs) into the new directory DEST, and with --with-audio the audio files.")
     bk.add_argument("dest", metavar="DEST", help="a new (or empty) directory")
-    bk.add_argument("--with-audio", action="store_true", help="also copy every track's audio file")
+    bk.add_argument("--with-audio", action="store_true", help="also copy every track's audio file, and the stored "
+                    "melodies and operation sources that jobs refer to")
     _common(bk)
     bk.set_defaults(func=_backup)
 

@@ -7,8 +7,10 @@ A backup is a directory:
                           snapshot even while the daemon writes; WAL readers do not
                           block the daemon's writers)
     DEST/library/...      with --with-audio: every file the copied database refers to
-    DEST/melodies/...     with --with-audio: the melodies that jobs follow (so a queued
-                          job or a remix of a melody track still runs after a restore)
+    DEST/melodies/...     with --with-audio: the stored copies jobs refer to by key, the
+    DEST/sources/...      melodies that jobs follow and the source audio of operations on
+                          tracks (so a queued job, a retry or a remix still runs after a
+                          restore); content-addressed, checked and restored the same way
     DEST/manifest.json    what was copied, when, from where, and what was missing
 
 Backing up is safe while the daemon runs. Restoring is not: `restore` refuses while
@@ -37,7 +39,11 @@ from dgx_music.daemon.store import snapshot as db_copy
 
 MANIFEST = "manifest.json"
 LIBRARY = "library"
-MELODIES = "melodies"  # as daemon/melodies.py, without importing the audio stack
+# Keyed stored copies: <folder>/<key>.wav, content-addressed, never changed once written.
+# The names are daemon/melodies.py's and daemon/sources.py's, without importing the audio stack.
+MELODIES = "melodies"
+SOURCES = "sources"
+KEYED = (MELODIES, SOURCES)  # each is also the name of the Report field that counts its copies
 
 
 class BackupError(RuntimeError):
@@ -51,6 +57,7 @@ class Report:
     jobs: int = 0
     files: int = 0
     melodies: int = 0
+    sources: int = 0
     bytes: int = 0
     missing: list[str] = field(default_factory=list)
     schema_version: int = 0
@@ -60,7 +67,8 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {"dest": str(self.dest), "tracks": self.tracks, "jobs": self.jobs, "files": self.files,
-                "melodies": self.melodies, "bytes": self.bytes, "missing": self.missing, "schema_version": self.schema_version,
+                "melodies": self.melodies, "sources": self.sources, "bytes": self.bytes, "missing": self.missing,
+                "schema_version": self.schema_version,
                 "seconds": round(self.seconds, 3), "kept_aside": self.kept_aside,
                 "refused": self.refused}
 
@@ -149,9 +157,10 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
                 continue
             report.files += 1
             report.bytes += d.stat().st_size
-        _copy_melodies(data_dir, dest, report)
+        _copy_keyed(data_dir, dest, report)
         if progress:
-            progress(f"audio: {report.files} files" + (f", {len(report.missing)} missing" if report.missing else "")
+            progress(f"audio: {report.files} files, {report.melodies} melodies, {report.sources} sources"
+                     + (f", {len(report.missing)} missing" if report.missing else "")
                      + (f", {len(report.refused)} refused (paths outside the data dir)" if report.refused else ""))
     report.seconds = time.monotonic() - t0
     manifest = {"format": 1, "created": time.time(), "source": str(data_dir), "database": DB_NAME,
@@ -160,18 +169,42 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
     return report
 
 
-def _copy_melodies(src_root: Path, dest_root: Path, report: Report) -> None:
-    """Melody references are content-addressed and never change: copy the ones not there yet."""
-    src = src_root / MELODIES
-    if not src.is_dir():
-        return
-    (dest_root / MELODIES).mkdir(parents=True, exist_ok=True)
-    for f in sorted(src.glob("*.wav")):
-        d = dest_root / MELODIES / f.name
-        if not d.exists():
-            shutil.copy2(f, d)
-            report.melodies += 1
-            report.bytes += d.stat().st_size
+def _copy_keyed(src_root: Path, dest_root: Path, report: Report) -> None:
+    """Keyed stored copies (melodies, operation sources) are content-addressed and never
+    change: copy the ones not there yet, counting them in the Report field of their folder."""
+    for folder in KEYED:
+        src = src_root / folder
+        if not src.is_dir():
+            continue
+        (dest_root / folder).mkdir(parents=True, exist_ok=True)
+        for f in sorted(src.glob("*.wav")):
+            d = dest_root / folder / f.name
+            if not os.path.lexists(d):  # never write through a (dangling) symlink
+                shutil.copy2(f, d)
+                setattr(report, folder, getattr(report, folder) + 1)
+                report.bytes += d.stat().st_size
+
+
+def _check_keyed(src: Path, data_dir: Path) -> list[str]:
+    """Why the keyed stored copies in backup `src` are refused: a folder that is a symlink
+    (or not a directory), a member that is a symlink, a hard link or not a regular file, or
+    a folder in the data dir they would be written through a symlink into."""
+    refused: list[str] = []
+    for folder in KEYED:
+        path = src / folder
+        try:
+            if path.is_symlink():
+                raise BackupError(f"{path} is a symlink")
+            if not path.exists():
+                continue
+            _member(data_dir, folder)
+            if not path.is_dir():
+                raise BackupError(f"{path} is not a directory")
+            for f in sorted(path.glob("*.wav")):
+                _plain_file(f)
+        except BackupError as exc:
+            refused.append(str(exc))
+    return refused
 
 
 def _open_by_processes(paths: list[Path]) -> list[int]:
@@ -238,14 +271,8 @@ def _restore_plan(src: Path | None, data_dir: Path,
             refused.append(str(exc))
             continue
         plan.append((rel, source, target))
-    if src is not None and (src / MELODIES).exists():
-        try:
-            if (src / MELODIES).is_symlink():
-                raise BackupError(f"{src / MELODIES} is a symlink")
-            for f in sorted((src / MELODIES).glob("*.wav")):
-                _plain_file(f)
-        except BackupError as exc:
-            refused.append(str(exc))
+    if src is not None:
+        refused += _check_keyed(src, data_dir)
     if refused:
         more = f" (and {len(refused) - 5} more)" if len(refused) > 5 else ""
         raise BackupError("this backup is refused, nothing was changed: " + "; ".join(refused[:5]) + more)
@@ -303,9 +330,9 @@ def restore(src: Path, data_dir: Path, *, socket_path: Path | None = None,
         report.files += 1
         report.bytes += target.stat().st_size
     if src.is_dir():
-        _copy_melodies(src, data_dir, report)
+        _copy_keyed(src, data_dir, report)
     if progress:
-        progress(f"audio: {report.files} files restored"
+        progress(f"audio: {report.files} files, {report.melodies} melodies, {report.sources} sources restored"
                  + (f"; {len(report.missing)} tracks have no audio file" if report.missing else ""))
     report.seconds = time.monotonic() - t0
     return report
