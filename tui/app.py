@@ -26,6 +26,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from dgx_music.common import daw, paths, transfer
 from dgx_music.common.client import START_HINT, DaemonUnavailable, RemoteError, RequestTimeout
+from dgx_music.common.families import ACE_STEP
 from dgx_music.common.operations import METHODS
 from dgx_music.common.params import ParamError
 from dgx_music.tui.compose import ComposeView
@@ -440,11 +441,12 @@ class DgxMusicApp(App[int]):
         except (RemoteError, DaemonUnavailable, RequestTimeout) as exc:
             self.notify(str(exc), title=f"Repaint of {tid}", severity="error")
             return
+        models = self.compose_view.models_of(ACE_STEP)
         if operation == "repaint":
             playing = self.player.playing and self.player.track_id == tid
-            screen: Any = RepaintScreen(t, self.player.position if playing else 0.0)
+            screen: Any = RepaintScreen(t, self.player.position if playing else 0.0, models=models)
         else:
-            screen = OP_SCREENS[operation](t)
+            screen = OP_SCREENS[operation](t, models)
         what = operation.replace("_", " ").capitalize()
 
         def go(result: tuple[str, dict[str, Any]] | None) -> None:

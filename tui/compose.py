@@ -217,6 +217,12 @@ class ComposeView(Vertical):
         families = getattr(self, "_families", {})
         return families.get(name) or family_for_name(name or None) or MUSICGEN
 
+    def models_of(self, family: str) -> list[str]:
+        """The daemon's models of one family, in the picker's order: the operation forms offer
+        the ACE-Step ones."""
+        return [v for _, v in getattr(self, "_model_opts", []) if isinstance(v, str) and v
+                and self.family_of(v) == family]
+
     def _apply_family(self) -> None:
         """Show the chosen model's fields; a duration still at the other family's default follows along."""
         model = self.query_one("#model", Select).value

@@ -4,6 +4,10 @@ and its lineage view.
 Each form checks its request with `common.operations.validate_operation`, the schema every
 surface uses, and shows a refusal inline naming the field; it dismisses with
 `(operation, params)` for the App to send as `op.<operation>`, or None on Escape.
+
+Besides its own fields every form has what every operation takes (seed, steps, model), and the
+ones that sing (repaint, cover, add a part) a lyrics editor and the vocal language, prefilled
+from the source track. The fields scroll and the buttons stay put, so an 80x24 terminal works.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, OptionList, Select, Static
+from textual.widgets import Button, Checkbox, Input, Label, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 
+from dgx_music.common.families import ACE_STEP_ALIASES
 from dgx_music.common.operations import ADD_PART, COVER, DEFAULT_STEM_PARTS, PARTS, REPAINT, STEMS, validate_operation
 from dgx_music.common.params import ParamError
 from dgx_music.tui import fmt
+from dgx_music.tui.compose import LyricsArea
 from dgx_music.tui.widgets import Waveform
 
 OpResult = "tuple[str, dict[str, Any]] | None"
@@ -97,14 +103,25 @@ class SpanPicker(Waveform):
 
 
 class _OpScreen(ModalScreen[OpResult]):
-    """A form for one operation: subclasses compose fields and build the request's params."""
+    """A form for one operation: subclasses compose their own fields and build their params; the
+    fields every operation shares (lyrics and language where it sings, seed, steps, model) are
+    composed and read here, so all four forms ask for them alike."""
 
     operation = ""
+    #: Whether the operation sings: its request takes lyrics and a vocal language.
+    sings = True
+    #: What empty lyrics mean for this operation (the placeholder says so).
+    no_lyrics = "empty: instrumental"
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="op.cancel")]
+    #: request field -> the widget that edits it, to mark and focus on a refusal
+    SHARED_FIELDS = {"lyrics": "op-lyrics", "language": "op-language", "seed": "op-seed", "steps": "op-steps",
+                     "model": "op-model"}
 
-    def __init__(self, track: dict[str, Any]) -> None:
+    def __init__(self, track: dict[str, Any], models: list[str] | None = None) -> None:
+        """`models`: ACE-Step models the daemon offers, for the picker (its aliases are always there)."""
         super().__init__()
         self.track = track
+        self.models = list(dict.fromkeys([*(models or []), *ACE_STEP_ALIASES]))
 
     def fields(self) -> ComposeResult:
         raise NotImplementedError
@@ -113,18 +130,59 @@ class _OpScreen(ModalScreen[OpResult]):
         raise NotImplementedError
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="modal-box"):
+        with Vertical(classes="modal-box op-box"):
             yield Label(f"{self.operation.replace('_', ' ').capitalize()} {self.track.get('id')}: "
                         f"{_title(self.track)}", classes="modal-title")
-            yield from self.fields()
+            with VerticalScroll(classes="op-fields"):
+                yield from self.fields()
+                yield from self.shared_fields()
             yield Static("", id="op-error")
             with Horizontal(classes="modal-buttons"):
                 yield Button(self.operation.replace("_", " ").capitalize(), variant="primary", id="op-go")
                 yield Button("Cancel", id="op-cancel")
 
+    def shared_fields(self) -> ComposeResult:
+        """Lyrics (the source's own to start from: editing words is what a repaint or cover is
+        often for), then seed, steps and model, each empty for the daemon's choice."""
+        if self.sings:
+            params = self.track.get("params") or {}
+            lyrics = str(self.track.get("lyrics") or params.get("lyrics") or "")
+            language = str(self.track.get("language") or params.get("language") or "en")
+            yield Label(f"Lyrics, with [verse] / [chorus] tags ({self.no_lyrics}):", classes="dim", markup=False)
+            yield LyricsArea(lyrics, id="op-lyrics", soft_wrap=True, show_line_numbers=False, tab_behavior="focus")
+            with Horizontal(classes="modal-row"):
+                yield Label("vocal language ")
+                yield Input(language, id="op-language", compact=True, classes="num-s")
+        with Horizontal(classes="modal-row"):
+            yield Label("seed ")
+            yield Input("", placeholder="random", id="op-seed", compact=True, classes="num-l")
+            yield Label(" steps ")
+            yield Input("", placeholder="model's", id="op-steps", compact=True, classes="num")
+            yield Label(" model ")
+            yield Select([("daemon default", ""), *((m, m) for m in self.models)], value="", allow_blank=False,
+                         id="op-model", compact=True)
+
+    def shared_params(self) -> dict[str, Any]:
+        """The shared fields as request params; empty ones are left out (the daemon's default).
+        Language goes with lyrics only: it is the language they are sung in."""
+        out: dict[str, Any] = {"seed": _integer("seed", self.query_one("#op-seed", Input).value),
+                               "steps": _integer("steps", self.query_one("#op-steps", Input).value)}
+        model = self.query_one("#op-model", Select).value
+        if isinstance(model, str) and model:
+            out["model"] = model
+        if self.sings:
+            lyrics = self.query_one("#op-lyrics", TextArea).text
+            if lyrics.strip():
+                out["lyrics"] = lyrics
+                out["language"] = self.query_one("#op-language", Input).value.strip() or "en"
+        return {k: v for k, v in out.items() if v is not None}
+
     def submit(self) -> None:
+        for wid in self.SHARED_FIELDS.values():
+            for w in self.query(f"#{wid}"):
+                w.remove_class("-invalid")
         try:
-            params = {"source": str(self.track.get("id")), **self.params()}
+            params = {"source": str(self.track.get("id")), **self.params(), **self.shared_params()}
             validate_operation(self.operation, params)
         except ParamError as exc:
             self.show_error(exc.field, exc.message)
@@ -132,8 +190,13 @@ class _OpScreen(ModalScreen[OpResult]):
         self.dismiss((self.operation, params))
 
     def show_error(self, field: str | None, message: str) -> None:
+        """The refusal, naming the field; a shared field is also marked and focused (scrolled to)."""
         self.query_one("#op-error", Static).update(Text(f"✗ {field + ': ' if field else ''}{message}",
                                                         style="bold red"))
+        wid = self.SHARED_FIELDS.get(field or "")
+        for w in self.query(f"#{wid}") if wid else ():
+            w.add_class("-invalid")
+            w.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -159,13 +222,25 @@ def _number(field: str, text: str) -> float | None:
         raise ParamError(field, f"must be a number, got {text!r}") from None
 
 
+def _integer(field: str, text: str) -> int | None:
+    """A whole number typed in a form (None when empty); its range is the schema's to check."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ParamError(field, f"must be a whole number, got {text!r}") from None
+
+
 class RepaintScreen(_OpScreen):
     """The span to regenerate: in/out marks on the waveform (i / o at the cursor; arrows move it)."""
 
     operation = REPAINT
+    no_lyrics = "empty: the track's own"  # the daemon sings the source's words when none are given
 
-    def __init__(self, track: dict[str, Any], cursor: float = 0.0) -> None:
-        super().__init__(track)
+    def __init__(self, track: dict[str, Any], cursor: float = 0.0, models: list[str] | None = None) -> None:
+        super().__init__(track, models)
         self.cursor = cursor
 
     def fields(self) -> ComposeResult:
@@ -215,6 +290,7 @@ class CoverScreen(_OpScreen):
 
 class StemsScreen(_OpScreen):
     operation = STEMS
+    sings = False
 
     def fields(self) -> ComposeResult:
         yield Label("Parts to split out, one new track each:", classes="dim")
