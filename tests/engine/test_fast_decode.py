@@ -216,28 +216,41 @@ def test_bf16_teacher_forced_logits_close_to_fp32(backend: TransformersBackend) 
     assert not logits_close(other, want, BF16_BOUND)[0]
 
 
-def test_compiled_stock_sampler_30s_clip_same_codes(backend: TransformersBackend, tap: CodeTap) -> None:
-    """The compiled step with the stock-compatible sampler (one step per call): compiled once on a
-    10-step job, then a whole 30 s clip without a graph break or a recompilation, with stock's codes."""
+def _compiled_once(backend: TransformersBackend, fd: FastDecoder) -> tuple[Any, Sampling]:
+    """Compile `fd`'s step on a 10-step job: exactly one graph, no graph break; counters then reset."""
     import torch._dynamo.utils as dyn
 
-    m = backend.model
-    fd = FastDecoder(m, compile=True, sampler="stock")
-    assert fd.compile and not fd.exact and fd.unroll == 1
     inputs = backend.processor(text=["compiled"], padding=True, return_tensors="pt")
-    s = Sampling.from_kwargs(m, STOCK_SAMPLING)
+    s = Sampling.from_kwargs(backend.model, STOCK_SAMPLING)
     dyn.counters.clear()
     fd.generate(dict(inputs), 10, s)
     assert dyn.counters["stats"]["unique_graphs"] == 1
     assert not dyn.counters["graph_break"]
     dyn.counters.clear()
+    return inputs, s
+
+
+def _assert_nothing_compiled() -> None:
+    """Since `_compiled_once`: no graph break, no new graph, no recompilation."""
+    import torch._dynamo.utils as dyn
+
+    assert not dyn.counters["graph_break"]
+    assert dyn.counters["stats"].get("unique_graphs", 0) == 0
+    assert dyn.counters["stats"].get("calls_captured", 0) == 0
+
+
+def test_compiled_stock_sampler_30s_clip_same_codes(backend: TransformersBackend, tap: CodeTap) -> None:
+    """The compiled step with the stock-compatible sampler (one step per call): compiled once on a
+    10-step job, then a whole 30 s clip without a graph break or a recompilation, with stock's codes."""
+    m = backend.model
+    fd = FastDecoder(m, compile=True, sampler="stock")
+    assert fd.compile and not fd.exact and fd.unroll == 1
+    inputs, s = _compiled_once(backend, fd)
     tap.codes.clear()
     torch.manual_seed(21)
     fd.generate(dict(inputs), 1503, s)
     fast = tap.codes[-1]
-    assert not dyn.counters["graph_break"]
-    assert dyn.counters["stats"].get("unique_graphs", 0) == 0  # nothing compiled again
-    assert dyn.counters["stats"].get("calls_captured", 0) == 0
+    _assert_nothing_compiled()
     tap.codes.clear()
     torch.manual_seed(21)
     m.generate(**inputs, **STOCK_SAMPLING, max_new_tokens=1503)
@@ -250,19 +263,12 @@ def test_compiled_lean_30s_clip_one_graph_hooks_per_step_and_self_check(backend:
     10-step job, serves a 30 s clip with no graph break or recompilation; hooks still see every step
     once, in order, with stock's shapes; the same seed gives the same clip; and its teacher-forced
     logits match the eager exact step (the check the worker runs at load on CUDA)."""
-    import torch._dynamo.utils as dyn
-
     from dgx_music.daemon.engine.fast_decode import self_check
 
     m = backend.model
     fd = FastDecoder(m, compile=True)
     assert fd.sampler == "counter" and fd.unroll > 1
-    inputs = backend.processor(text=["compiled"], padding=True, return_tensors="pt")
-    s = Sampling.from_kwargs(m, STOCK_SAMPLING)
-    dyn.counters.clear()
-    fd.generate(dict(inputs), 10, s)
-    assert dyn.counters["stats"]["unique_graphs"] == 1
-    assert not dyn.counters["graph_break"]
+    inputs, s = _compiled_once(backend, fd)
     lengths: list[int] = []
     rows: list[tuple[int, ...]] = []
     finite: list[bool] = []
@@ -272,14 +278,11 @@ def test_compiled_lean_30s_clip_one_graph_hooks_per_step_and_self_check(backend:
         rows.append(tuple(scores.shape))
         finite.append(bool(torch.isfinite(scores).all()))
 
-    dyn.counters.clear()
     tap.codes.clear()
     torch.manual_seed(21)
     fd.generate(dict(inputs), 1503, s, [hook])
     first = tap.codes[-1]
-    assert not dyn.counters["graph_break"]
-    assert dyn.counters["stats"].get("unique_graphs", 0) == 0
-    assert dyn.counters["stats"].get("calls_captured", 0) == 0
+    _assert_nothing_compiled()
     assert lengths == list(range(1, 1504)) and set(rows) == {(2 * 4, 2048)}
     assert all(finite)  # CFG's unconditional rows attend to no text: zeros, not NaN
     assert first.shape == (1, 1, 4, 1500)
@@ -289,7 +292,7 @@ def test_compiled_lean_30s_clip_one_graph_hooks_per_step_and_self_check(backend:
     assert torch.equal(tap.codes[-1], first)
     ok, why = self_check(fd, backend.processor)
     assert ok, why
-    assert dyn.counters["stats"].get("unique_graphs", 0) == 0  # teacher forcing reuses the same graph
+    _assert_nothing_compiled()  # teacher forcing reuses the same graph
     # The same draws as the eager loop (its logits agree to float rounding): the same codes.
     tap.codes.clear()
     torch.manual_seed(22)
