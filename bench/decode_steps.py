@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from dgx_music.daemon.engine.fast_decode import FastDecoder, Sampling
+    from dgx_music.daemon.engine.fast_decode import FastDecoder
+    from dgx_music.daemon.engine.sampling import Sampling
     from dgx_music.daemon.engine.transformers_backend import TransformersBackend
 
     torch.set_num_threads(args.threads)

@@ -38,11 +38,14 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
+
+from dgx_music.daemon.engine.sampling import SAMPLERS, Sampling, mix32, sample_counter, sample_stock
+
+__all__ = ["FastDecoder", "Sampling", "SAMPLERS", "self_check", "logits_close"]
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +61,6 @@ PACE = 4
 #: Steps per compiled call with the counter sampler on the CPU (a CUDA graph replay is already one call).
 #: Tiny model, CPU: 4 steps cost 50 s of cold compile; 8 steps twice that for 2% less per step.
 UNROLL = 4
-#: Samplers: "stock" = stock generate's draws (parity), "counter" = Gumbel-max on a counter-based hash (lean).
-SAMPLERS = ("stock", "counter")
-_M32 = 0xFFFFFFFF
 #: Inductor options for the step: its inputs are our own fixed buffers, so the per-call size checks
 #: are dead weight (on a tiny step they are a tenth of its host time).
 INDUCTOR_OPTIONS: dict[str, Any] = {"size_asserts": False}
@@ -68,35 +68,6 @@ INDUCTOR_OPTIONS: dict[str, Any] = {"size_asserts": False}
 CPU_INDUCTOR_OPTIONS: dict[str, Any] = {"cpp_wrapper": True}
 #: CUDA graph batch buckets (rows before CFG doubling); a batch is padded up to the next one.
 BATCH_BUCKETS = (1, 2, 4, 8, 16)
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """The sampling settings exactly as stock `generate` resolves them from its kwargs."""
-
-    do_sample: bool = True
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    guidance: float | None = None
-
-    @classmethod
-    def from_kwargs(cls, model: Any, kw: dict[str, Any]) -> "Sampling":
-        """Resolve like `generate`: a kwarg left at None falls back to the model's generation_config."""
-        gc = model.generation_config
-
-        def pick(name: str) -> Any:
-            v = kw.get(name)
-            return getattr(gc, name, None) if v is None and name not in kw else v
-
-        g = pick("guidance_scale")
-        return cls(do_sample=bool(pick("do_sample")), temperature=float(pick("temperature") or 1.0),
-                   top_k=int(pick("top_k") or 0), top_p=float(1.0 if pick("top_p") is None else pick("top_p")),
-                   guidance=float(g) if g is not None and g > 1 else None)
-
-    @property
-    def cfg(self) -> bool:
-        return self.guidance is not None
 
 
 def _round_up(n: int, q: int) -> int:
@@ -314,21 +285,7 @@ class FastDecoder:
             scores = scores / st.temperature
         if s.do_sample and self.sampler == "counter":
             return sample_counter(scores, st.keys, st.col + 1, s.top_k, s.top_p)
-        if s.do_sample and s.top_k:
-            # The k-th largest value, as TopKLogitsWarper takes it from topk (kthvalue: the same element, cheaper).
-            kth = torch.kthvalue(scores, scores.shape[-1] - min(s.top_k, scores.shape[-1]) + 1, dim=-1, keepdim=True)[0]
-            scores = scores.masked_fill(scores < kth, -float("inf"))
-        if s.do_sample and s.top_p < 1.0:
-            sorted_logits, sorted_idx = torch.sort(scores, descending=False)
-            cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-            remove = cum <= st.top_p_floor
-            remove[..., -1:] = 0
-            remove = remove.scatter(1, sorted_idx, remove)
-            scores = scores.masked_fill(remove, -float("inf"))
-        if not s.do_sample:
-            return torch.argmax(scores, dim=-1)
-        probs = nn.functional.softmax(scores, dim=-1)
-        return torch.multinomial(probs, num_samples=1).squeeze(1)
+        return sample_stock(scores, s, st.top_p_floor)
 
     def _advance(self, st: _State, nxt: torch.Tensor, cfg: bool) -> None:
         """Write the sampled codes at column col+1, build the next input (delay pattern applied), move on."""
@@ -478,7 +435,7 @@ class FastDecoder:
         if self.sampler == "counter":
             # One key per batch row from the global generator (seeded per job), spread over its codebooks.
             job = torch.randint(0, 1 << 31, (st.keys.shape[0] // self.codebooks, 1), dtype=torch.long)
-            st.keys.copy_(_mix32(job * self.codebooks + torch.arange(self.codebooks)).flatten())
+            st.keys.copy_(mix32(job * self.codebooks + torch.arange(self.codebooks)).flatten())
         st.temperature.fill_(s.temperature)
         st.guidance.fill_(s.guidance if s.cfg else 1.0)
         st.top_p_floor.fill_(1 - s.top_p)
@@ -580,53 +537,6 @@ class FastDecoder:
             return torch.stack(out[:n])
         finally:
             self.exact = was
-
-
-def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer hash (two multiply-xorshift rounds) in int64 tensor ops that never overflow."""
-    x = x & _M32
-    x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
-    x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
-    return (x >> 16) ^ x
-
-
-def counter_uniform(keys: torch.Tensor, counter: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """A uniform in (0, 1) per (row key, step counter, token id): a pure function of the three, 23 bits
-    (so that k + 1/2 is exact in float32 and 1 is never reached: -log(-log(1)) would be +inf).
-
-    keys [R], counter [1], tokens [R, n] -> [R, n]. Keyed by token id, not by position, so the draw
-    of a token does not depend on the order a top-k kernel returns candidates in."""
-    row = _mix32(keys + _mix32(counter))[:, None]
-    return bits_to_uniform(_mix32(row + tokens))
-
-
-def bits_to_uniform(x: torch.Tensor) -> torch.Tensor:
-    """32-bit hashes -> float32 uniforms on the open interval (0, 1), from their top 23 bits."""
-    return ((x >> 9).to(torch.float32) + 0.5) * (1.0 / (1 << 23))
-
-
-def sample_counter(scores: torch.Tensor, keys: torch.Tensor, counter: torch.Tensor, top_k: int,
-                   top_p: float) -> torch.Tensor:
-    """One code per row by the Gumbel-max trick: argmax(score + Gumbel noise) over the candidates is a
-    draw from softmax(score) over them, with no normalisation, cumulative sum or search.
-
-    Candidates are the top-k (unordered), or for top-p the sorted vocabulary cut where stock's
-    TopPLogitsWarper cuts it (after top-k if both), or the whole vocabulary."""
-    vocab = scores.shape[-1]
-    if top_p < 1.0:  # TopK then TopPLogitsWarper's own arithmetic (ascending cumsum), so the cut is stock's
-        vals, idx = torch.sort(scores, dim=-1, descending=False)
-        if top_k:
-            vals = vals.masked_fill(torch.arange(vocab, device=vals.device) < vocab - min(top_k, vocab), -float("inf"))
-        remove = vals.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
-        remove[..., -1:] = False  # the likeliest always stays
-        vals = vals.masked_fill(remove, -float("inf"))
-    elif top_k and top_k < vocab:
-        vals, idx = torch.topk(scores, top_k, dim=-1, sorted=False)
-    else:
-        vals, idx = scores, torch.arange(vocab, device=scores.device).expand_as(scores)
-    gumbel = -torch.log(-torch.log(counter_uniform(keys, counter, idx)))
-    j = torch.argmax(vals + gumbel, dim=-1, keepdim=True)
-    return idx.gather(1, j).squeeze(1)
 
 
 def _pad_rows(v: Any, batch: int, bucket: int) -> Any:

@@ -96,7 +96,8 @@ class TransformersBackend(Backend):
     def set_decode(self, mode: str, sampler: str = "counter") -> None:
         """Pick the decode loop and its sampler; a compiled loop that disagrees with eager at load falls
         back to stock."""
-        from dgx_music.daemon.engine.fast_decode import SAMPLERS, FastDecoder, self_check
+        from dgx_music.daemon.engine.fast_decode import FastDecoder, self_check
+        from dgx_music.daemon.engine.sampling import SAMPLERS
 
         if mode not in DECODE_MODES:
             raise EngineError("bad_request", f"unknown decode loop {mode!r}: use {', '.join(DECODE_MODES)}")
@@ -215,7 +216,7 @@ class TransformersBackend(Backend):
     def _generate_window(self, inputs: Any, steps: int, sampling: dict[str, Any], hook: _StepHook) -> np.ndarray:
         processors = LogitsProcessorList([hook])
         if self.fast is not None:  # fast_decode.py: the same hooks, called once per step with the same data
-            from dgx_music.daemon.engine.fast_decode import Sampling
+            from dgx_music.daemon.engine.sampling import Sampling
 
             audio = self.fast.generate(dict(inputs), steps, Sampling.from_kwargs(self.model, sampling), processors)
         else:

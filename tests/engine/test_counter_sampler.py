@@ -1,4 +1,4 @@
-"""The lean sampler of fast_decode.py draws from the same distribution as stock's softmax + multinomial.
+"""The lean sampler of the fast decode loop (sampling.py) draws from the same distribution as stock's softmax + multinomial.
 
 `sample_counter` replaces `torch.multinomial` with the Gumbel-max trick over noise from a
 counter-based hash, so it cannot give stock's codes; what it must give is stock's distribution. Each
@@ -15,7 +15,7 @@ import pytest
 import torch
 from scipy import stats
 
-from dgx_music.daemon.engine.fast_decode import bits_to_uniform, counter_uniform, sample_counter
+from dgx_music.daemon.engine.sampling import bits_to_uniform, counter_uniform, sample_counter
 
 VOCAB = 2048
 #: Reject when a p-value falls below this (each test makes a handful of comparisons).
