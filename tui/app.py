@@ -425,12 +425,13 @@ class DgxMusicApp(App[int]):
                                  done=lambda r: lib.on_track_event("track.deleted", {"id": tid}), what="Delete")
             title = t.get("title") or t.get("prompt") or tid
             self.push_screen(ConfirmScreen(f"Delete track {tid} ({title})? It goes to the trash."), confirmed)
-        elif action == "export":
-            export_flow.start(self, t)
         elif action in ("repaint", *OP_SCREENS):
             self.run_worker(self._operation(action, t), group="operation", exit_on_error=False)
         elif action == "lineage":
             self.run_worker(self._lineage(t), group="lineage", exclusive=True, exit_on_error=False)
+
+    def on_library_view_export_tracks(self, message: LibraryView.ExportTracks) -> None:
+        export_flow.start(self, message.tracks)
 
     async def _operation(self, operation: str, t: dict[str, Any]) -> None:
         """The operation's form, then `op.<operation>` on the track; the job shows in the queue.

@@ -42,7 +42,10 @@ def palette(app: DgxMusicApp) -> Iterable[SystemCommand]:
     yield SystemCommand("Notes", "Edit the selected track's notes (n)", lv.action_notes)
     yield SystemCommand("Remix", "Composer with this track's prompt and parameters, new seed (m)",
                         lv.action_remix)
-    yield SystemCommand("Export", "Export the selected track (x)", lv.action_export)
+    yield SystemCommand("Mark track", "Mark or unmark the selected track for export (v)",
+                        lv.action_toggle_mark)
+    yield SystemCommand("Unmark all", "Clear every mark in the library (V)", lv.action_clear_marks)
+    yield SystemCommand("Export", "Export the marked tracks, else the selected one (x)", lv.action_export)
     yield SystemCommand("Repaint", "Regenerate a span of the selected track (R)",
                         lambda: lv.action_operation("repaint"))
     yield SystemCommand("Cover", "The selected track in a new style (C)", lambda: lv.action_operation("cover"))

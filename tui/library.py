@@ -44,6 +44,8 @@ COLUMNS: list[tuple[str, str, int]] = [
 #: Under this table width LUFS and Created are left out so the title stays readable.
 NARROW = 100
 NARROW_DROP = {"lufs", "created"}
+#: Drawn before a marked track's title: a glyph, not a column, so 80 columns lose nothing.
+MARK = "● "
 SORT_COLUMN = {"title": "title", "duration": "duration", "bpm": "bpm", "rating": "rating", "created": "created"}
 
 
@@ -81,6 +83,9 @@ class LibraryView(Vertical):
         Binding("u", "use_melody", "Use as melody", id="library.use_melody", show=False),
         Binding("plus", "extend", "Extend", id="library.extend", show=False),
         Binding("x", "export", "Export", id="library.export"),
+        # after Export: in 80 columns the footer keeps Export in sight while marking
+        Binding("v", "toggle_mark", "Mark", id="library.mark"),
+        Binding("V", "clear_marks", "Unmark", id="library.clear_marks"),
         Binding("R", "operation('repaint')", "Repaint", id="library.repaint", show=False),
         Binding("C", "operation('cover')", "Cover", id="library.cover", show=False),
         Binding("S", "operation('stems')", "Stems", id="library.stems", show=False),
@@ -98,10 +103,20 @@ class LibraryView(Vertical):
             self.action = action
             self.track = track
 
+    class ExportTracks(Message):
+        """Ask the App to export these tracks (the marked ones, or the one under the cursor)."""
+
+        def __init__(self, tracks: list[dict[str, Any]]) -> None:
+            super().__init__()
+            self.tracks = tracks
+
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.tracks: dict[str, dict[str, Any]] = {}
         self.detail: dict[str, Any] | None = None
+        #: Marked tracks by id, in the order marked. Kept by id, not by row, so a mark outlives
+        #: paging, a new search or filter (the count says how many); only deleting drops it.
+        self.marked: dict[str, dict[str, Any]] = {}
         self.sort = "created"
         self.order = "desc"
         self._searching = False  # a search is active: relevance is offered, and the default
@@ -237,6 +252,8 @@ class LibraryView(Vertical):
             if tid in self.tracks:
                 continue
             self.tracks[tid] = t
+            if tid in self.marked:
+                self.marked[tid] = t
             table.add_row(*self._cells(t), key=tid)
 
     def _update_count(self) -> None:
@@ -244,7 +261,8 @@ class LibraryView(Vertical):
         total = self.total
         arrow = "↓" if self.order == "desc" else "↑"
         what = f"{total:,} tracks" if total is not None else f"{n:,}{'+' if self._cursor else ''} tracks"
-        self._show_count(Text(f"{what} · {self.sort} {arrow}", style="dim"))
+        marked = f" · {len(self.marked):,} marked" if self.marked else ""
+        self._show_count(Text(f"{what}{marked} · {self.sort} {arrow}", style="dim"))
 
     def _show_count(self, text: Text) -> None:
         # Most keystrokes leave the count as it was ("8,488 tracks" for "pia", "pian"…);
@@ -371,7 +389,18 @@ class LibraryView(Vertical):
 
     def _cells(self, t: dict[str, Any]) -> list[Any]:
         keys = {c[0] for c in self._columns}
-        return [v for (k, _, _), v in zip(COLUMNS, track_cells(t)) if k in keys]
+        cells = [v for (k, _, _), v in zip(COLUMNS, track_cells(t)) if k in keys]
+        if cells and str(t.get("id")) in self.marked:  # title is always the first column
+            cells[0] = Text(MARK + cells[0].plain, style="bold magenta", no_wrap=True, overflow="ellipsis")
+        return cells
+
+    def _redraw_title(self, tid: str) -> None:
+        """Show or hide a row's mark: only its title cell changes."""
+        if tid in self.tracks:
+            try:
+                self.table.update_cell(tid, "title", self._cells(self.tracks[tid])[0])
+            except Exception:  # the row went away meanwhile
+                pass
 
     # ---------------------------------------------------------------- events from the daemon
 
@@ -380,11 +409,11 @@ class LibraryView(Vertical):
         if name == "track.added":
             self.request_query()
         elif name == "track.updated":
+            if tid in self.marked:
+                self.marked[tid] = {**self.marked[tid], **data}
             if tid in self.tracks:
                 self.tracks[tid] = {**self.tracks[tid], **data}
-                keys = {c[0] for c in self._columns}
-                for (key, _, _), value in ((c, v) for c, v in zip(COLUMNS, track_cells(self.tracks[tid]))
-                                           if c[0] in keys):
+                for (key, _, _), value in zip(self._columns, self._cells(self.tracks[tid])):
                     try:
                         self.table.update_cell(tid, key, value)
                     except Exception:
@@ -393,6 +422,8 @@ class LibraryView(Vertical):
                 self.detail = {**self.detail, **data}
                 self.query_one(DetailPane).show(self.detail)
         elif name == "track.deleted":
+            if self.marked.pop(tid, None) is not None:
+                self._marks_changed()
             if tid in self.tracks:
                 del self.tracks[tid]
                 try:
@@ -526,8 +557,38 @@ class LibraryView(Vertical):
             self.post_message(self.TrackAction("use_melody", t))
 
     def action_export(self) -> None:
-        if (t := self._need()) is not None:
-            self.post_message(self.TrackAction("export", t))
+        """The marked tracks when there are any (like a file manager), else the one under the cursor."""
+        if self.marked:
+            self.post_message(self.ExportTracks(list(self.marked.values())))
+        elif (t := self._need()) is not None:
+            self.post_message(self.ExportTracks([t]))
+
+    def action_toggle_mark(self) -> None:
+        """Mark or unmark the row under the cursor, then step down so runs of rows mark quickly."""
+        tid = self.selected_id()
+        if tid is None or tid not in self.tracks:
+            self.app.notify("No track selected.", severity="warning")
+            return
+        if self.marked.pop(tid, None) is None:
+            self.marked[tid] = self.tracks[tid]
+        self._redraw_title(tid)
+        self._marks_changed()
+        self.table.action_cursor_down()
+
+    def action_clear_marks(self) -> None:
+        marked, self.marked = self.marked, {}
+        for tid in marked:
+            self._redraw_title(tid)
+        self._marks_changed()
+
+    def _marks_changed(self) -> None:
+        self._update_count()
+        self.refresh_bindings()  # "Unmark all" shows in the footer only while something is marked
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_marks":
+            return bool(self.marked)
+        return True
 
     def action_operation(self, operation: str) -> None:
         if t := self._need():
