@@ -26,18 +26,15 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from dgx_music.common import paths, transfer
 from dgx_music.common.client import START_HINT, DaemonUnavailable, RemoteError, RequestTimeout
-from dgx_music.common.families import ACE_STEP
-from dgx_music.common.operations import METHODS
 from dgx_music.common.params import ParamError
-from dgx_music.tui import commands, export_flow
+from dgx_music.tui import commands, export_flow, track_actions
 from dgx_music.tui.compose import ComposeView
 from dgx_music.tui.connection import ConnectFn, DaemonLink, RETRY_DELAYS
 from dgx_music.tui.library import DetailPane, LibraryView
 from dgx_music.tui.messages import Connected, DaemonEvent, Disconnected, JobProgress, ModelState, Snapshot
 from dgx_music.tui.player import Player, PlayerUnavailable, to_wav
 from dgx_music.tui.queue import QueueView
-from dgx_music.tui.ops_screens import OP_SCREENS, LineageScreen, RepaintScreen
-from dgx_music.tui.screens import ConfirmScreen, HelpScreen, TextPromptScreen
+from dgx_music.tui.screens import HelpScreen
 from dgx_music.tui.widgets import Banner, StatusBar
 
 log = logging.getLogger("dgx_music.tui")
@@ -367,119 +364,10 @@ class DgxMusicApp(App[int]):
         self.request(message.method, message.params, done=self.queue_view.upsert, what=verb)
 
     def on_library_view_track_action(self, message: LibraryView.TrackAction) -> None:
-        t = message.track
-        tid = t.get("id")
-        action = message.action
-        lib = self.library_view
-
-        def updated(track: dict[str, Any]) -> None:
-            lib.on_track_event("track.updated", track)
-
-        if action == "favorite":
-            self.request("track.update", {"id": tid, "favorite": not t.get("favorite")}, done=updated,
-                         what="Favourite")
-        elif action.startswith("rate:"):
-            self.request("track.update", {"id": tid, "rating": int(action[5:])}, done=updated, what="Rate")
-        elif action == "rename":
-            def rename(value: str | None) -> None:
-                if value is not None and value.strip():
-                    self.request("track.update", {"id": tid, "title": value.strip()}, done=updated, what="Rename")
-            self.push_screen(TextPromptScreen(f"Title of {tid}", str(t.get("title") or "")), rename)
-        elif action == "notes":
-            def notes(value: str | None) -> None:
-                if value is not None:
-                    self.request("track.update", {"id": tid, "notes": value}, done=updated, what="Notes")
-            self.push_screen(TextPromptScreen(f"Notes for {tid}", str(t.get("notes") or "")), notes)
-        elif action == "tags":
-            old = [str(x) for x in t.get("tags") or []]
-
-            def tags(value: str | None) -> None:
-                if value is None:
-                    return
-                new = [x for x in value.replace(",", " ").split() if x]
-                add = [x for x in new if x not in old]
-                remove = [x for x in old if x not in new]
-                if add or remove:
-                    self.request("track.update", {"id": tid, "tags_add": add, "tags_remove": remove},
-                                 done=updated, what="Tags")
-            self.push_screen(TextPromptScreen(f"Tags for {tid}", " ".join(old),
-                                              hint="space-separated; delete a word to remove that tag"), tags)
-        elif action == "remix":
-            self.query_one(TabbedContent).active = "compose"
-            self.compose_view.prefill(t)
-            self.notify("Composer filled from the track, with a new random seed.", timeout=3)
-        elif action == "extend":
-            self.query_one(TabbedContent).active = "compose"
-            self.compose_view.extend(t)
-            self.notify(f"The next job continues {tid}; set how many seconds to add.", timeout=4)
-        elif action == "use_melody":
-            self.query_one(TabbedContent).active = "compose"
-            self.compose_view.use_melody(t)
-            self.notify(f"The next job follows the melody of {tid} (needs a melody model).", timeout=4)
-        elif action == "delete":
-            def confirmed(yes: bool | None) -> None:
-                if yes:
-                    if self.player.track_id == tid:
-                        self.stop_playing()
-                    self.request("track.delete", {"id": tid},
-                                 done=lambda r: lib.on_track_event("track.deleted", {"id": tid}), what="Delete")
-            title = t.get("title") or t.get("prompt") or tid
-            self.push_screen(ConfirmScreen(f"Delete track {tid} ({title})? It goes to the trash."), confirmed)
-        elif action in ("repaint", *OP_SCREENS):
-            self.run_worker(self._operation(action, t), group="operation", exit_on_error=False)
-        elif action == "lineage":
-            self.run_worker(self._lineage(t), group="lineage", exclusive=True, exit_on_error=False)
+        track_actions.handle(self, message.action, message.track)
 
     def on_library_view_export_tracks(self, message: LibraryView.ExportTracks) -> None:
         export_flow.start(self, message.tracks)
-
-    async def _operation(self, operation: str, t: dict[str, Any]) -> None:
-        """The operation's form, then `op.<operation>` on the track; the job shows in the queue.
-        Repaint needs the waveform and length: the full track document is fetched for it."""
-        tid = str(t.get("id"))
-        try:
-            if operation == "repaint" and "peaks" not in t:
-                t = await self.call("track.get", {"id": tid})
-        except (RemoteError, DaemonUnavailable, RequestTimeout) as exc:
-            self.notify(str(exc), title=f"Repaint of {tid}", severity="error")
-            return
-        models = self.compose_view.models_of(ACE_STEP)
-        if operation == "repaint":
-            playing = self.player.playing and self.player.track_id == tid
-            screen: Any = RepaintScreen(t, self.player.position if playing else 0.0, models=models)
-        else:
-            screen = OP_SCREENS[operation](t, models)
-        what = operation.replace("_", " ").capitalize()
-
-        def go(result: tuple[str, dict[str, Any]] | None) -> None:
-            if result is None:
-                return
-            op, params = result
-
-            def queued(job: dict[str, Any]) -> None:
-                self.queue_view.upsert(job)
-                self.notify(f"{what} of {tid} queued as job {job.get('id')}; its tracks appear in the library.",
-                            timeout=4)
-
-            self.request(METHODS[op], params, done=queued, what=what)
-
-        self.push_screen(screen, go)
-
-    async def _lineage(self, t: dict[str, Any]) -> None:
-        tid = str(t.get("id"))
-        try:
-            lin = await self.call("track.lineage", {"id": tid})
-        except (RemoteError, DaemonUnavailable, RequestTimeout) as exc:
-            self.notify(str(exc), title=f"Family of {tid}", severity="error")
-            return
-
-        async def jump(target: str | None) -> None:
-            if target and not await self.library_view.focus_track(target):
-                self.notify(f"{target} is not in the list shown (a search or filter hides it); its details are "
-                            "in the pane.", severity="warning", timeout=5)
-
-        self.push_screen(LineageScreen(t, lin), lambda target: self.run_worker(jump(target), group="lineage-jump",
-                                                                              exit_on_error=False))
 
     # ------------------------------------------------------------------ playback
 
