@@ -24,19 +24,17 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from dgx_music.common import daw, paths, transfer
+from dgx_music.common import paths, transfer
 from dgx_music.common.client import START_HINT, DaemonUnavailable, RemoteError, RequestTimeout
-from dgx_music.common.families import ACE_STEP
-from dgx_music.common.operations import METHODS
 from dgx_music.common.params import ParamError
+from dgx_music.tui import commands, export_flow, track_actions
 from dgx_music.tui.compose import ComposeView
 from dgx_music.tui.connection import ConnectFn, DaemonLink, RETRY_DELAYS
 from dgx_music.tui.library import DetailPane, LibraryView
 from dgx_music.tui.messages import Connected, DaemonEvent, Disconnected, JobProgress, ModelState, Snapshot
 from dgx_music.tui.player import Player, PlayerUnavailable, to_wav
 from dgx_music.tui.queue import QueueView
-from dgx_music.tui.ops_screens import OP_SCREENS, LineageScreen, RepaintScreen
-from dgx_music.tui.screens import ConfirmScreen, ExportScreen, HelpScreen, TextPromptScreen
+from dgx_music.tui.screens import HelpScreen
 from dgx_music.tui.widgets import Banner, StatusBar
 
 log = logging.getLogger("dgx_music.tui")
@@ -366,155 +364,10 @@ class DgxMusicApp(App[int]):
         self.request(message.method, message.params, done=self.queue_view.upsert, what=verb)
 
     def on_library_view_track_action(self, message: LibraryView.TrackAction) -> None:
-        t = message.track
-        tid = t.get("id")
-        action = message.action
-        lib = self.library_view
+        track_actions.handle(self, message.action, message.track)
 
-        def updated(track: dict[str, Any]) -> None:
-            lib.on_track_event("track.updated", track)
-
-        if action == "favorite":
-            self.request("track.update", {"id": tid, "favorite": not t.get("favorite")}, done=updated,
-                         what="Favourite")
-        elif action.startswith("rate:"):
-            self.request("track.update", {"id": tid, "rating": int(action[5:])}, done=updated, what="Rate")
-        elif action == "rename":
-            def rename(value: str | None) -> None:
-                if value is not None and value.strip():
-                    self.request("track.update", {"id": tid, "title": value.strip()}, done=updated, what="Rename")
-            self.push_screen(TextPromptScreen(f"Title of {tid}", str(t.get("title") or "")), rename)
-        elif action == "notes":
-            def notes(value: str | None) -> None:
-                if value is not None:
-                    self.request("track.update", {"id": tid, "notes": value}, done=updated, what="Notes")
-            self.push_screen(TextPromptScreen(f"Notes for {tid}", str(t.get("notes") or "")), notes)
-        elif action == "tags":
-            old = [str(x) for x in t.get("tags") or []]
-
-            def tags(value: str | None) -> None:
-                if value is None:
-                    return
-                new = [x for x in value.replace(",", " ").split() if x]
-                add = [x for x in new if x not in old]
-                remove = [x for x in old if x not in new]
-                if add or remove:
-                    self.request("track.update", {"id": tid, "tags_add": add, "tags_remove": remove},
-                                 done=updated, what="Tags")
-            self.push_screen(TextPromptScreen(f"Tags for {tid}", " ".join(old),
-                                              hint="space-separated; delete a word to remove that tag"), tags)
-        elif action == "remix":
-            self.query_one(TabbedContent).active = "compose"
-            self.compose_view.prefill(t)
-            self.notify("Composer filled from the track, with a new random seed.", timeout=3)
-        elif action == "extend":
-            self.query_one(TabbedContent).active = "compose"
-            self.compose_view.extend(t)
-            self.notify(f"The next job continues {tid}; set how many seconds to add.", timeout=4)
-        elif action == "use_melody":
-            self.query_one(TabbedContent).active = "compose"
-            self.compose_view.use_melody(t)
-            self.notify(f"The next job follows the melody of {tid} (needs a melody model).", timeout=4)
-        elif action == "delete":
-            def confirmed(yes: bool | None) -> None:
-                if yes:
-                    if self.player.track_id == tid:
-                        self.stop_playing()
-                    self.request("track.delete", {"id": tid},
-                                 done=lambda r: lib.on_track_event("track.deleted", {"id": tid}), what="Delete")
-            title = t.get("title") or t.get("prompt") or tid
-            self.push_screen(ConfirmScreen(f"Delete track {tid} ({title})? It goes to the trash."), confirmed)
-        elif action == "export":
-            self._export(t)
-        elif action in ("repaint", *OP_SCREENS):
-            self.run_worker(self._operation(action, t), group="operation", exit_on_error=False)
-        elif action == "lineage":
-            self.run_worker(self._lineage(t), group="lineage", exclusive=True, exit_on_error=False)
-
-    async def _operation(self, operation: str, t: dict[str, Any]) -> None:
-        """The operation's form, then `op.<operation>` on the track; the job shows in the queue.
-        Repaint needs the waveform and length: the full track document is fetched for it."""
-        tid = str(t.get("id"))
-        try:
-            if operation == "repaint" and "peaks" not in t:
-                t = await self.call("track.get", {"id": tid})
-        except (RemoteError, DaemonUnavailable, RequestTimeout) as exc:
-            self.notify(str(exc), title=f"Repaint of {tid}", severity="error")
-            return
-        models = self.compose_view.models_of(ACE_STEP)
-        if operation == "repaint":
-            playing = self.player.playing and self.player.track_id == tid
-            screen: Any = RepaintScreen(t, self.player.position if playing else 0.0, models=models)
-        else:
-            screen = OP_SCREENS[operation](t, models)
-        what = operation.replace("_", " ").capitalize()
-
-        def go(result: tuple[str, dict[str, Any]] | None) -> None:
-            if result is None:
-                return
-            op, params = result
-
-            def queued(job: dict[str, Any]) -> None:
-                self.queue_view.upsert(job)
-                self.notify(f"{what} of {tid} queued as job {job.get('id')}; its tracks appear in the library.",
-                            timeout=4)
-
-            self.request(METHODS[op], params, done=queued, what=what)
-
-        self.push_screen(screen, go)
-
-    async def _lineage(self, t: dict[str, Any]) -> None:
-        tid = str(t.get("id"))
-        try:
-            lin = await self.call("track.lineage", {"id": tid})
-        except (RemoteError, DaemonUnavailable, RequestTimeout) as exc:
-            self.notify(str(exc), title=f"Family of {tid}", severity="error")
-            return
-
-        async def jump(target: str | None) -> None:
-            if target and not await self.library_view.focus_track(target):
-                self.notify(f"{target} is not in the list shown (a search or filter hides it); its details are "
-                            "in the pane.", severity="warning", timeout=5)
-
-        self.push_screen(LineageScreen(t, lin), lambda target: self.run_worker(jump(target), group="lineage-jump",
-                                                                              exit_on_error=False))
-
-    def _export(self, t: dict[str, Any]) -> None:
-        """Export runs here, like `dgx-music export`: the daemon never writes outside its data dir."""
-
-        def go(choice: dict[str, Any] | None) -> None:
-            if choice and choice.get("dir"):
-                self.run_worker(self._do_export(t, choice), group="export", exit_on_error=False)
-
-        self.push_screen(ExportScreen(str(t.get("id")), str(Path.home() / "Music")), go)
-
-    async def _do_export(self, t: dict[str, Any], choice: dict[str, Any]) -> None:
-        tid = str(t.get("id"))
-        try:
-            from dgx_music.common.audio import ardour, export as exporter
-
-            dest = Path(os.path.expanduser(choice["dir"]))
-            title = str(t.get("title") or t.get("prompt") or tid)
-            if choice["format"] == "ardour":
-                plan = await daw.plan_session(lambda m, p: self.call(m, p), [t], bool(choice.get("with_stems")))
-                clips = [ardour.Clip(path=self.local_file(st.track) or await self.fetch_audio(st.track),
-                                     title=st.name, bpm=t.get("bpm")) for st in plan.tracks]
-                out = await asyncio.to_thread(ardour.write_ardour_session, dest.parent, dest.name, clips)
-                if plan.without_stems:
-                    self.notify(f"No stems were made from {tid} yet (library: S); the session has the mix only.",
-                                severity="warning", timeout=6)
-            else:
-                src = self.local_file(t) or await self.fetch_audio(t)
-                tags = {"title": title, "comment": t.get("prompt"), "bpm": t.get("bpm"), "key": t.get("key")}
-                out = await asyncio.to_thread(
-                    exporter.export_track, src, dest, f"{title} ({tid})", format=choice["format"],
-                    sample_rate=choice.get("sample_rate"), tags=tags)
-        except RemoteError as exc:
-            self.notify(exc.message, title=f"Export of {tid} failed [{exc.code}]", severity="error", timeout=8)
-        except Exception as exc:  # ExportError, ExportExistsError, OSError, not connected…
-            self.notify(str(exc), title=f"Export of {tid} failed", severity="error", timeout=8)
-        else:
-            self.notify(f"{tid} → {out}", title="Exported", timeout=6)
+    def on_library_view_export_tracks(self, message: LibraryView.ExportTracks) -> None:
+        export_flow.start(self, message.tracks)
 
     # ------------------------------------------------------------------ playback
 
@@ -656,45 +509,7 @@ class DgxMusicApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        cv, qv, lv = self.compose_view, self.queue_view, self.library_view
-        yield SystemCommand("Generate", "Submit the prompt in the composer", cv.action_generate)
-        yield SystemCommand("Compose", "Go to the composer (F2)", lambda: self.action_show_tab("compose"))
-        yield SystemCommand("Queue", "Go to the live queue (F3)", lambda: self.action_show_tab("queue"))
-        yield SystemCommand("Library", "Go to the library (F4)", lambda: self.action_show_tab("library"))
-        yield SystemCommand("Play / stop", "Play or stop the selected track (space)", self.action_toggle_play)
-        yield SystemCommand("Lock seed", "Lock or unlock the composer's seed (ctrl+l)", cv.action_toggle_lock)
-        yield SystemCommand("Advanced sampling", "Show or hide temperature, top-k, top-p, guidance",
-                            cv.action_toggle_advanced)
-        yield SystemCommand("Cancel job", "Cancel the selected job in the queue (c)", qv.action_cancel)
-        yield SystemCommand("Retry job", "Retry the selected failed or cancelled job (r)", qv.action_retry)
-        yield SystemCommand("Move job up", "Move the selected queued job up (K)", lambda: qv.action_move("up"))
-        yield SystemCommand("Move job down", "Move the selected queued job down (J)",
-                            lambda: qv.action_move("down"))
-        yield SystemCommand("Move job to top", "Move the selected queued job to the top (T)",
-                            lambda: qv.action_move("top"))
-        yield SystemCommand("Search library", "Full-text search (/)",
-                            lambda: (self.action_show_tab("library"), lv.action_focus_search()))
-        yield SystemCommand("Filters", "Show or hide the library filters (F)", lv.action_toggle_filters)
-        yield SystemCommand("Sort", "Next library sort field (s)", lv.action_next_sort)
-        yield SystemCommand("Flip order", "Ascending / descending (o)", lv.action_flip_order)
-        yield SystemCommand("Favourite", "Toggle favourite on the selected track (f)", lv.action_favorite)
-        yield SystemCommand("Tags", "Edit the selected track's tags (t)", lv.action_tags)
-        yield SystemCommand("Rename", "Rename the selected track (e)", lv.action_rename)
-        yield SystemCommand("Notes", "Edit the selected track's notes (n)", lv.action_notes)
-        yield SystemCommand("Remix", "Composer with this track's prompt and parameters, new seed (m)",
-                            lv.action_remix)
-        yield SystemCommand("Export", "Export the selected track (x)", lv.action_export)
-        yield SystemCommand("Repaint", "Regenerate a span of the selected track (R)",
-                            lambda: lv.action_operation("repaint"))
-        yield SystemCommand("Cover", "The selected track in a new style (C)", lambda: lv.action_operation("cover"))
-        yield SystemCommand("Stems", "Split the selected track into stems (S)", lambda: lv.action_operation("stems"))
-        yield SystemCommand("Add a part", "A new part played against the selected track (A)",
-                            lambda: lv.action_operation("add_part"))
-        yield SystemCommand("Family", "The selected track's source and the tracks made from it (L)",
-                            lv.action_lineage)
-        yield SystemCommand("Delete track", "Delete the selected track, after asking (delete)", lv.action_delete)
-        yield SystemCommand("Reconnect", "Try to reach the daemon now (ctrl+r)", self.action_reconnect)
-        yield SystemCommand("Help", "Keys and tips (F1)", self.action_help)
+        yield from commands.palette(self)
 
     def _handle_exception(self, error: Exception) -> None:
         """A bug in the TUI: leave a short message and a log file, not a traceback on the screen."""

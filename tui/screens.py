@@ -44,7 +44,9 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         ("m", "remix: the composer with the same prompt and parameters, new seed"),
         ("u", "use as melody: the next job follows this track's melody (melody models)"),
         ("+", "extend: the next job continues this track (Duration = seconds added)"),
-        ("x", "export: WAV, FLAC (44.1/48 kHz) or an Ardour session (optionally with its stems)"),
+        ("v / V", "mark the track and step down (again: unmark) / unmark all"),
+        ("x", "export the marked tracks, else the selected one: WAV, FLAC (44.1/48 kHz) or one Ardour "
+              "session (optionally with stems)"),
         ("R", "repaint a span (ACE-Step): ←/→ move the cursor, i / o set the in / out marks"),
         ("C / S / A", "cover in a new style / split into stems / add a part (ACE-Step)"),
         ("L", "family: the track's source, stems, repaints, covers; enter goes to one"),
@@ -137,20 +139,21 @@ class TextPromptScreen(ModalScreen["str | None"]):
 
 
 class ExportScreen(ModalScreen["dict[str, Any] | None"]):
-    """Where and how to export one track: WAV, FLAC or an Ardour session."""
+    """Where and how to export tracks: WAV or FLAC files (one per track) or one Ardour session."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="export.cancel")]
 
-    def __init__(self, track_id: str, default_dir: str) -> None:
+    def __init__(self, what: str, default_dir: str) -> None:
+        """`what`: the title's object, "track 3-0" or "2 tracks (3-0, 5-1)"."""
         super().__init__()
-        self.track_id = track_id
+        self.what = what
         self.default_dir = default_dir
 
     def compose(self) -> ComposeResult:
         from textual.widgets import Checkbox, Select
 
         with Vertical(classes="modal-box"):
-            yield Label(f"Export track {self.track_id}", classes="modal-title")
+            yield Label(f"Export {self.what}", classes="modal-title")
             yield Label("Directory (for Ardour: the session directory to create)", classes="dim")
             yield Input(self.default_dir, id="export-dir")
             with Horizontal(classes="modal-row"):

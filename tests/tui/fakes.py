@@ -100,6 +100,7 @@ class FakeDaemon:
         self.next_job = 100
         self.lineage: dict[str, dict[str, Any]] = {}  # track.lineage answers by track id
         self.delay = 0.0
+        self.audio: dict[str, bytes] = {}  # track.audio bytes by track id (real audio files); else a stub blob
 
     async def connect(self, path: Path) -> "FakeClient":
         if not self.up:
@@ -194,7 +195,7 @@ class FakeDaemon:
             return {"id": t["id"], "trashed": "trash/x"}
         if method == "track.audio":
             self.track(p.get("id"))
-            blob = b"RIFF" + bytes(range(256)) * 4
+            blob = self.audio.get(str(p.get("id"))) or b"RIFF" + bytes(range(256)) * 4
             off = int(p.get("offset", 0))
             size = int(p.get("size", 262144))
             data = blob[off:off + size]
