@@ -52,6 +52,14 @@ def _reason(exc: Exception) -> str:
     return f"{exc.message} [{exc.code}]" if isinstance(exc, RemoteError) else str(exc)
 
 
+def _failed(app: DgxMusicApp, who: str, exc: Exception) -> None:
+    """One error notice for an export that wrote nothing: the daemon's code in the title when it refused."""
+    if isinstance(exc, RemoteError):
+        app.notify(exc.message, title=f"Export of {who} failed [{exc.code}]", severity="error", timeout=8)
+    else:
+        app.notify(str(exc), title=f"Export of {who} failed", severity="error", timeout=8)
+
+
 async def write(app: DgxMusicApp, tracks: list[dict[str, Any]], choice: dict[str, Any]) -> None:
     dest = Path(os.path.expanduser(choice["dir"]))
     if choice["format"] == "ardour":
@@ -61,10 +69,8 @@ async def write(app: DgxMusicApp, tracks: list[dict[str, Any]], choice: dict[str
         tid = str(t.get("id"))
         try:
             out = await _write_file(app, t, choice, dest)
-        except RemoteError as exc:
-            app.notify(exc.message, title=f"Export of {tid} failed [{exc.code}]", severity="error", timeout=8)
-        except Exception as exc:  # ExportError, ExportExistsError, OSError, not connected…
-            app.notify(str(exc), title=f"Export of {tid} failed", severity="error", timeout=8)
+        except Exception as exc:  # ExportError, ExportExistsError, OSError, RemoteError, not connected…
+            _failed(app, tid, exc)
         else:
             app.notify(f"{tid} → {out}", title="Exported", timeout=6)
     else:
@@ -124,9 +130,7 @@ async def _write_session(app: DgxMusicApp, tracks: list[dict[str, Any]], choice:
         if plan.without_stems:
             app.notify(f"No stems were made from {', '.join(plan.without_stems)} yet (library: S); the session "
                        "has the mix only.", severity="warning", timeout=6)
-    except RemoteError as exc:
-        app.notify(exc.message, title=f"Export of {who} failed [{exc.code}]", severity="error", timeout=8)
-    except Exception as exc:  # ExportError, ExportExistsError, OSError, not connected…
-        app.notify(str(exc), title=f"Export of {who} failed", severity="error", timeout=8)
+    except Exception as exc:  # ExportError, ExportExistsError, OSError, RemoteError, not connected…
+        _failed(app, who, exc)
     else:
         app.notify(f"{', '.join(ids) if len(ids) <= TITLE_IDS else who} → {out}", title="Exported", timeout=6)
