@@ -24,6 +24,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Checkbox, DataTable, Input, Label, Select
+from textual.widgets.data_table import CellDoesNotExist
 
 from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeout
 from dgx_music.tui import fmt
@@ -399,7 +400,7 @@ class LibraryView(Vertical):
         if tid in self.tracks:
             try:
                 self.table.update_cell(tid, "title", self._cells(self.tracks[tid])[0])
-            except Exception:  # the row went away meanwhile
+            except CellDoesNotExist:  # the row went away meanwhile
                 pass
 
     # ---------------------------------------------------------------- events from the daemon

@@ -35,7 +35,7 @@ class LibraryTable(DataTable):
     """
 
     class NearEnd(Message):
-        pass
+        """The cursor came near the last loaded row: the library loads the next page."""
 
     #: (plain, style, overflow, width) -> unstyled segments of one padded cell line
     _SEGMENTS_MAX = 4096
