@@ -67,7 +67,8 @@ async def write(app: DgxMusicApp, tracks: list[dict[str, Any]], choice: dict[str
     elif len(tracks) == 1:
         t = tracks[0]
         tid = str(t.get("id"))
-        try:
+        try:  # like `dgx-music export --to` (and a multi-track export): the directory is made if missing
+            await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
             out = await _write_file(app, t, choice, dest)
         except Exception as exc:  # ExportError, ExportExistsError, OSError, RemoteError, not connected…
             _failed(app, tid, exc)
