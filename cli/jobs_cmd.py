@@ -12,6 +12,7 @@ from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, 
                                   human_duration, job_document, print_json, run_client)
 from dgx_music.common.client import Client
 from dgx_music.common.families import ACE_STEP, MUSICGEN, family_for_name
+from dgx_music.common.operations import METHODS, remix_request, validate_operation
 from dgx_music.common.params import TRACK_ID_RE, ParamError
 from dgx_music.common.schemas import (ACE_MAX_DURATION, ACE_MIN_DURATION, COMMON_FIELDS, LANGUAGES, fields_of,
                                       validate_request)
@@ -78,7 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "remix", help="generate again from a track's prompt and parameters, with a new seed",
         description="Queue a job with the same prompt, duration, model and sampling parameters as TRACK "
-                    "and a new random seed (or --seed).")
+                    "and a new random seed (or --seed). For a track an operation made (repaint, cover, "
+                    "stems, add part), that operation is run again on the same source (the daemon's stored "
+                    "copy of it), with the same settings and a new seed; --count does not apply there.")
     p.add_argument("track", metavar="TRACK")
     p.add_argument("--seed", type=int, metavar="N")
     p.add_argument("--count", type=int, metavar="N")
@@ -358,6 +361,21 @@ REMIX_KEYS = ("duration", "temperature", "top_k", "top_p", "cfg", "target_lufs",
 
 async def remix(client: Client, args: argparse.Namespace) -> int:
     t = await client.call("track.get", {"id": args.track}, timeout=args.timeout)
+    op = remix_request(t)
+    if op is not None:  # an operation's track: the same operation on the same stored source, a new seed
+        operation, req = op
+        if args.count is not None:
+            return fail(args, "invalid_params", f"--count: {t['id']} was made by {operation.replace('_', ' ')}, "
+                                                "which makes one job's tracks at a time; leave --count out",
+                        EXIT_USAGE, field="count")
+        if args.seed is not None:
+            req["seed"] = args.seed
+        try:
+            validate_operation(operation, req)
+        except ParamError as exc:
+            flag = "--seed" if exc.field == "seed" else exc.field
+            return fail(args, "invalid_params", f"{flag}: {exc.message}", EXIT_USAGE, field=exc.field)
+        return await generate(client, args, req, METHODS[operation])
     raw: dict[str, Any] = {k: v for k, v in (t.get("params") or {}).items() if k in REMIX_KEYS and v is not None}
     raw.update(prompt=t["prompt"], model=t.get("model"))
     if args.seed is not None:

@@ -213,6 +213,25 @@ def stored_params(req: OperationRequest) -> dict[str, Any]:
     return d
 
 
+def remix_request(track: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """A track made by an operation -> (operation, request) that runs the operation again on the
+    daemon's stored copy of the same source: the operation's own fields from the track's params,
+    `source` = the stored key (with the source's name), the track's prompt and model, and no seed (a remix draws a new one).
+    None for a track no operation made (a text-to-music track: remix that from its prompt)."""
+    params = track.get("params") or {}
+    operation, key = params.get("operation"), params.get("source_key")
+    cls = OPERATION_SCHEMAS.get(operation) if isinstance(operation, str) else None
+    if cls is None or not isinstance(key, str) or not key:
+        return None
+    skip = {"source", "source_audio", "source_name", "seed", "model", "prompt"}
+    raw: dict[str, Any] = {k: params[k] for k in cls.__struct_fields__ if k not in skip and params.get(k) is not None}
+    # The source's name goes too: the new tracks are titled and traced by it, not by the key.
+    name = params.get("source_name")
+    raw.update(source=key, source_name=name[:MAX_SOURCE_NAME] if isinstance(name, str) else None,
+               prompt=track.get("prompt"), model=track.get("model"))
+    return operation, {k: v for k, v in raw.items() if v is not None and v != ""}
+
+
 def operation_components(ref_template: str = "#/components/schemas/{name}") -> tuple[dict[str, Any], dict[str, Any]]:
     """JSON Schemas of the four request bodies, for the OpenAPI document."""
     types = [RepaintRequest, CoverRequest, StemsRequest, AddPartRequest]
@@ -223,4 +242,5 @@ def operation_components(ref_template: str = "#/components/schemas/{name}") -> t
 __all__ = ["ADD_PART", "COVER", "CROSSFADE_SECONDS", "DEFAULT_STEM_PARTS", "LANGUAGES", "MAX_SOURCE_SECONDS",
            "MAX_SEED", "METHODS", "MIN_SOURCE_SECONDS", "MIN_SPAN", "OPERATIONS", "OPERATION_SCHEMAS", "PARTS",
            "REPAINT", "ROUTES", "STEMS", "TASKS", "AddPartRequest", "CoverRequest", "OperationRequest",
-           "RepaintRequest", "StemsRequest", "operation_components", "stored_params", "validate_operation"]
+           "RepaintRequest", "StemsRequest", "operation_components", "remix_request", "stored_params",
+           "validate_operation"]

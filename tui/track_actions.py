@@ -11,7 +11,7 @@ from textual.widgets import TabbedContent
 
 from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeout
 from dgx_music.common.families import ACE_STEP
-from dgx_music.common.operations import METHODS
+from dgx_music.common.operations import METHODS, remix_request
 from dgx_music.tui.ops_screens import OP_SCREENS, LineageScreen, RepaintScreen
 from dgx_music.tui.screens import ConfirmScreen, TextPromptScreen
 
@@ -56,6 +56,18 @@ def handle(app: DgxMusicApp, action: str, t: dict[str, Any]) -> None:
                             done=updated, what="Tags")
         app.push_screen(TextPromptScreen(f"Tags for {tid}", " ".join(old),
                                          hint="space-separated; delete a word to remove that tag"), tags)
+    elif action == "remix" and (op := remix_request(t)) is not None:
+        # An operation's track: the same operation again on the same stored source, a new seed.
+        op_name, op_params = op
+        name = op_name.replace("_", " ")
+
+        def remixing(job: dict[str, Any]) -> None:
+            app.queue_view.upsert(job)
+            src = (t.get("params") or {}).get("source_id") or (t.get("params") or {}).get("source_name") \
+                or "the source"
+            app.notify(f"Remixing: {name} of {src} again with a new seed (job {job.get('id')}).", timeout=4)
+
+        app.request(METHODS[op_name], op_params, done=remixing, what="Remix")
     elif action == "remix":
         app.query_one(TabbedContent).active = "compose"
         app.compose_view.prefill(t)

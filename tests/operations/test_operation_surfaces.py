@@ -74,3 +74,28 @@ async def test_http_add_part_route_matches_its_openapi_schema(daemon_factory: Ca
         async with s.post(base + "/ops/stems", json={"source": "1-0", "parts": ["nope"]}) as r:
             err = await r.json()
             assert r.status == 400 and err["error"]["field"] == "parts"
+
+
+async def test_cli_remix_of_a_stem_runs_stems_again_on_the_same_source(daemon_factory: Callable[..., Any],
+                                                                       tiny_acestep: Path, tmp_path: Path) -> None:
+    d = await daemon_factory(engine__model=str(tiny_acestep))
+    sock = d.server.path
+    f = tmp_path / "take.flac"
+    f.write_bytes(tone(1.5))
+    done = await cli_json(sock, "stems", str(f), "--parts", "vocals,bass", "--steps", "1", "--seed", "4", "--wait")
+    vocals = done["tracks"][0]["id"]
+    again = await cli_json(sock, "remix", vocals, "--wait")
+    assert again["state"] == "done" and again["id"] != done["id"]
+    # An op.stems job on the daemon's stored copy of the same source, the same settings, a new seed:
+    # not a text-to-music job from the stem's prompt.
+    p = again["params"]
+    assert p["operation"] == "stems" and p["source_key"] == done["params"]["source_key"]
+    assert p["parts"] == ["vocals", "bass"] and p["steps"] == 1 and again["seed"] != 4
+    assert [t["title"] for t in again["tracks"]] == [t["title"] for t in done["tracks"]]
+    fixed = await cli_json(sock, "remix", vocals, "--seed", "9")
+    assert fixed["seed"] == 9 and fixed["params"]["operation"] == "stems"
+    rc, out, err = await cli(sock, "remix", vocals, "--count", "2")
+    assert rc == 2 and "--count" in err
+    rc, out, _ = await cli(sock, "remix", "--help")
+    out = " ".join(out.split())
+    assert "that operation is run again on the same source" in out

@@ -152,3 +152,31 @@ async def test_family_view_lists_source_and_derived_and_jumps(tmp_path: Path) ->
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is app.screen_stack[0], what="closed")
         assert lib.selected_id() == "5-1"
+
+
+async def test_remix_of_an_operation_track_runs_the_operation_again_on_its_source(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    stem = next(t for t in fake.tracks if t["id"] == "30-1")
+    stem.update(model="acestep-v15-turbo", prompt="a live take", params={
+        "operation": "stems", "source_key": "0123456789abcdef", "source_id": "12-0", "source_name": "night drive",
+        "family": "ace-step", "duration": 12.0, "parts": ["vocals", "drums"], "steps": 2})
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await library(pilot, app) == "30-1"
+        await pilot.press("m")
+        await wait_for(pilot, lambda: bool(fake.methods_called("op.stems")), what="op.stems sent")
+        # The same operation on the stored source: no seed (the daemon draws a new one), no internal key.
+        assert fake.methods_called("op.stems") == [{"source": "0123456789abcdef", "parts": ["vocals", "drums"],
+                                                    "steps": 2, "source_name": "night drive",
+                                                    "prompt": "a live take",
+                                                    "model": "acestep-v15-turbo"}]
+        assert fake.methods_called("job.submit") == []
+        await wait_for(pilot, lambda: 101 in app.queue_view.jobs, what="the job in the queue")
+        assert app.screen is app.screen_stack[0] and app.query_one("TabbedContent").active != "compose"
+        # A plain track still goes to the composer.
+        app.library_view.table.focus()
+        await pilot.press("down")
+        await wait_for(pilot, lambda: app.library_view.selected_id() != "30-1", what="another track")
+        await pilot.press("m")
+        await wait_for(pilot, lambda: app.query_one("TabbedContent").active == "compose", what="composer")
+        assert len(fake.methods_called("op.stems")) == 1
