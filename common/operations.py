@@ -216,8 +216,8 @@ def stored_params(req: OperationRequest) -> dict[str, Any]:
 def remix_request(track: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """A track made by an operation -> (operation, request) that runs the operation again on the
     daemon's stored copy of the same source: the operation's own fields from the track's params,
-    `source` = the stored key (with the source's name), the track's prompt and model, and no seed (a remix draws a new one).
-    None for a track no operation made (a text-to-music track: remix that from its prompt)."""
+    `source` = the stored key (with the source's name), the track's prompt and model, and no seed
+    (a remix draws a new one). None for a track no operation made (remix that from its prompt)."""
     params = track.get("params") or {}
     operation, key = params.get("operation"), params.get("source_key")
     cls = OPERATION_SCHEMAS.get(operation) if isinstance(operation, str) else None
