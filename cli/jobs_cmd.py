@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_client_flags, emit, fail,
+from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_client_flags, emit, fail,
                                   human_duration, job_document, print_json, run_client)
 from dgx_music.common.client import Client
 from dgx_music.common.families import ACE_STEP, MUSICGEN, family_for_name
