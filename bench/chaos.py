@@ -29,7 +29,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import msgpack
 
@@ -156,6 +155,18 @@ def readable(d: Daemon, track: dict[str, Any]) -> bool:
         return False
 
 
+def kill9_and_restart(d: Daemon, out: Outcome) -> bool:
+    """kill -9 the daemon and start it again: a restart counts as survived; False (noted) if it fails."""
+    d.kill9()
+    try:
+        d.start()
+    except RuntimeError as exc:
+        out.notes.append(f"restart failed: {exc}")
+        return False
+    out.survived += 1
+    return True
+
+
 def wait_drained(d: Daemon, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -209,12 +220,7 @@ def scenario_kill9(root: Path, model: Path, n: int, rng: random.Random) -> Outco
         time.sleep(rng.uniform(0.05, 2.5))
         seen.update(library(d))
         out.tried += 1
-        d.kill9()
-        try:
-            d.start()
-            out.survived += 1
-        except RuntimeError as exc:
-            out.notes.append(f"restart failed: {exc}")
+        if not kill9_and_restart(d, out):
             return out
     if not wait_drained(d, 120 + 20 * len(jobs)):
         out.notes.append("queue did not drain")
@@ -589,12 +595,7 @@ def scenario_ops(root: Path, model: Path, n: int, rng: random.Random) -> Outcome
             continue
         time.sleep(rng.uniform(0.05, 1.0))
         seen.update(library(d))
-        d.kill9()
-        try:
-            d.start()
-            out.survived += 1
-        except RuntimeError as exc:
-            out.notes.append(f"restart failed: {exc}")
+        if not kill9_and_restart(d, out):
             return out
     if not wait_drained(d, 300 + 60 * n):
         out.notes.append("queue did not drain")
