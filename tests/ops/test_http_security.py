@@ -171,12 +171,17 @@ async def test_malformed_range_is_416_or_the_whole_file_never_a_crash(http_daemo
     assert not crashes, crashes
 
 
-async def test_trace_is_405(http_daemon: Any) -> None:
+async def test_an_undocumented_method_is_405_on_every_route(http_daemon: Any) -> None:
+    from dgx_music.daemon.http.routes import ROUTES
+
+    paths = {r.path.replace("{id}", "1-0" if "/tracks/" in r.path else "1") for r in ROUTES}
     async with aiohttp.ClientSession(headers=bearer(http_daemon.http)) as s:
-        for path in ("/api/v1/jobs", "/api/v1/status", "/"):
-            async with s.request("TRACE", http_daemon.http.url + path) as r:
-                assert r.status == 405, path
-                assert (await r.json())["error"]["code"] == "method_not_allowed"
+        for path in sorted(paths):
+            for method in ("TRACE", "OPTIONS", "PUT"):
+                async with s.request(method, http_daemon.http.url + path) as r:
+                    assert r.status == 405, (method, path, r.status)
+                    assert (await r.json())["error"]["code"] == "method_not_allowed"
+                    assert "Access-Control-Allow-Origin" not in r.headers
 
 
 async def test_connections_past_the_cap_get_503_and_slow_headers_are_cut(daemon_factory: Any) -> None:
