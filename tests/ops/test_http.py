@@ -79,10 +79,10 @@ def write_wav(path: Path, seconds: float = 0.5, rate: int = 32000) -> None:
     sf.write(str(path), (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), rate, subtype="PCM_16")
 
 
-async def import_track(daemon: Any, track_id: str, prompt: str) -> dict[str, Any]:
+async def import_track(daemon: Any, track_id: str, prompt: str, seconds: float = 0.5) -> dict[str, Any]:
     rel = f"library/imported/{track_id}.wav"
-    write_wav(daemon.data_dir / rel)
-    await daemon.store.import_tracks([{"id": track_id, "prompt": prompt, "path": rel, "duration": 0.5,
+    write_wav(daemon.data_dir / rel, seconds)
+    await daemon.store.import_tracks([{"id": track_id, "prompt": prompt, "path": rel, "duration": seconds,
                                        "sample_rate": 32000, "channels": 1, "peaks": [[-0.3, 0.3]] * 8,
                                        "tags": ["imported"]}])
     return await daemon.store.get_track(track_id)
