@@ -64,8 +64,9 @@ class _Operation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     source: SourceRef | None = None
     source_audio: Annotated[bytes, Meta(description="An audio file's bytes (WAV, FLAC, OGG, MP3) instead of a "
                                                     "track; socket only.")] | None = None
-    source_name: Annotated[str, Meta(max_length=MAX_SOURCE_NAME, description="The uploaded file's name, "
-                                                                            "kept as the derived tracks' source.")] \
+    source_name: Annotated[str, Meta(max_length=MAX_SOURCE_NAME, pattern=r"^[^\x00]*$",
+                                     description="The uploaded file's name, kept as the derived tracks' "
+                                                 "source.")] \
         | None = None
     seed: Seed | None = None
     model: ModelName | None = None
