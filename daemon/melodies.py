@@ -34,7 +34,7 @@ MELODIES = "melodies"
 def melody_path(data_dir: Path, key: str) -> Path:
     if not isinstance(key, str) or not MELODY_KEY_RE.match(key):
         raise ParamError("melody", f"{key!r} is not a stored melody key")
-    return Path(data_dir) / MELODIES / f"{key}.wav"
+    return libfiles.plain(data_dir, f"{MELODIES}/{key}.wav")  # a symlinked melodies/ is refused
 
 
 def refresh(data_dir: Path, key: str) -> bool:
@@ -80,7 +80,7 @@ def from_file(data_dir: Path, path: Path, field: str = "melody") -> tuple[str, f
 
 def remove_unreferenced(data_dir: Path, keep: set[str], min_age: float) -> int:
     """Delete stored melodies whose key is not in `keep` and that are older than `min_age` s."""
-    return libfiles.remove_unreferenced(Path(data_dir) / MELODIES, keep, min_age)
+    return libfiles.remove_unreferenced(Path(data_dir), MELODIES, keep, min_age)
 
 
 def read_mono(path: Path) -> np.ndarray:

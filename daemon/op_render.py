@@ -23,7 +23,7 @@ import numpy as np
 
 from dgx_music import __version__
 from dgx_music.common.operations import ADD_PART, COVER, CROSSFADE_SECONDS, REPAINT, STEMS
-from dgx_music.daemon import failpoints
+from dgx_music.daemon import failpoints, libfiles
 from dgx_music.daemon.render import SUBTYPES, RenderOptions, song_fields
 
 #: Job params that say where the source is, not what was asked: left out of lineage rows.
@@ -179,7 +179,7 @@ def render_operation(data_dir: Path, job: dict[str, Any], source: np.ndarray, au
             data, a = processed.audio, processed.analysis
         else:
             data, a = out.audio, _measure(out.audio, sr)
-        path = files.library_path(data_dir, track_id, out.title, created)
+        path = libfiles.new_track_file(data_dir, track_id, out.title, created)
         files.write_wav_atomic(path, data, sr, subtype=SUBTYPES[opts.bit_depth], metadata={
             "title": out.title, "comment": job["prompt"],
             "software": f"DGX Music {__version__} ({opts.model}, {opts.backend}, seed {job['seed']})",

@@ -33,7 +33,7 @@ MIN_RATE, MAX_RATE = 4000, 384000
 def source_path(data_dir: Path, key: str) -> Path:
     if not isinstance(key, str) or not MELODY_KEY_RE.match(key):
         raise ParamError("source", f"{key!r} is not a stored source key")
-    return Path(data_dir) / SOURCES / f"{key}.wav"
+    return libfiles.plain(data_dir, f"{SOURCES}/{key}.wav")  # a symlinked sources/ is refused
 
 
 def refresh(data_dir: Path, key: str) -> bool:
@@ -47,7 +47,7 @@ def refresh(data_dir: Path, key: str) -> bool:
 
 def remove_unreferenced(data_dir: Path, keep: set[str], min_age: float) -> int:
     """Delete stored sources whose key is not in `keep` and that are older than `min_age` s."""
-    return libfiles.remove_unreferenced(Path(data_dir) / SOURCES, keep, min_age)
+    return libfiles.remove_unreferenced(Path(data_dir), SOURCES, keep, min_age)
 
 
 def decode(source: io.BytesIO | Path, field: str) -> tuple[np.ndarray, int]:
