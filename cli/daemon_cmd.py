@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from dgx_music.cli.common import EXIT_USAGE
+from dgx_music.cli.extras import requires_extra
 from dgx_music.common.config import ConfigError, load_settings
 
 
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preload", action="store_true", default=None, help="load the model at start")
     p.add_argument("--http", metavar="HOST:PORT", help="also serve the HTTP API here")
     p.set_defaults(func=run)
+    requires_extra(p)
 
 
 def run(args: argparse.Namespace) -> int:
