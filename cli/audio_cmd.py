@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=analyze)
-    requires_extra(p)  # scipy, pyloudnorm, librosa: the library's analysis, run here
+    requires_extra(p, modules=("scipy", "pyloudnorm", "librosa"))  # the library's analysis, run here
 
     p = sub.add_parser(
         "export", help="export tracks as WAV/FLAC, or as an Ardour session",

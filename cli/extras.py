@@ -1,20 +1,24 @@
 """Which commands need more than the client install, and the one message that says so.
 
 `pip install dgx-music` is the client: the TUI and every command that talks to a daemon.
-The commands that run the model stack on this machine (`daemon`, `analyze`, `doctor`, `bench`,
+The commands that run on the daemon's machine (`daemon`, `analyze`, `doctor`, `bench`,
 `make-test-model`, `backup`, `restore`, `service install`) need the `daemon` extra. They are
-marked with `requires_extra(parser)`; `check()` runs before the command and, when a package of
-the extra is missing, prints one line naming the extra and exits EXIT_MISSING_EXTRA instead of
-an ImportError traceback halfway through. The extra's packages are read from the installed
-distribution's metadata, so a package added to pyproject.toml's `daemon` list is checked too.
+marked with `requires_extra(parser, ...)`; `check()` runs before the command and, when what it
+needs is missing, prints one line naming the extra and exits EXIT_MISSING_EXTRA instead of an
+ImportError traceback halfway through. A command that runs everything (the daemon) checks every
+distribution of the extra, read from the installed metadata, so a package added to
+pyproject.toml's `daemon` list is checked without touching this file; a tool that uses a part
+(analyze: the analysis; doctor: torch) checks the modules it imports, so it still runs where
+only those are installed (the device bench's wheel sets, for one).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
+import importlib.util
 import re
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from dgx_music.cli.common import EXIT_MISSING_EXTRA, fail
 
@@ -25,9 +29,10 @@ _EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
-def requires_extra(p: argparse.ArgumentParser, extra: str = DAEMON) -> None:
-    """Mark a subcommand as running code that needs `extra` on this machine."""
-    p.set_defaults(requires_extra=extra)
+def requires_extra(p: argparse.ArgumentParser, extra: str = DAEMON, modules: Sequence[str] = ()) -> None:
+    """Mark a subcommand as running code that needs `extra` on this machine: the top-level
+    `modules` it imports, or (none given) every distribution of the extra."""
+    p.set_defaults(requires_extra=extra, requires_modules=tuple(modules))
 
 
 def extra_requirements(extra: str, requires: Iterable[str] | None = None) -> list[str]:
@@ -51,8 +56,16 @@ def extra_requirements(extra: str, requires: Iterable[str] | None = None) -> lis
     return names
 
 
-def missing(extra: str) -> list[str]:
-    """The extra's distributions that are not installed here."""
+def importable(module: str) -> bool:
+    """Whether a top-level module is installed, without importing it."""
+    return importlib.util.find_spec(module) is not None
+
+
+def missing(extra: str, modules: Sequence[str] = ()) -> list[str]:
+    """The `modules` that cannot be imported here (found, not imported: cheap), or with none
+    given, the extra's distributions that are not installed."""
+    if modules:
+        return [m for m in modules if not importable(m)]
     out = []
     for name in extra_requirements(extra):
         try:
@@ -76,7 +89,7 @@ def check(args: argparse.Namespace) -> int | None:
     extra = getattr(args, "requires_extra", None)
     if not extra:
         return None
-    absent = missing(extra)
+    absent = missing(extra, getattr(args, "requires_modules", ()))
     return report(args, extra, absent) if absent else None
 
 

@@ -493,7 +493,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "melodies and operation sources that jobs refer to")
     _common(bk)
     bk.set_defaults(func=_backup)
-    requires_extra(bk)  # reads the database with the daemon's store
+    requires_extra(bk, modules=("aiosqlite",))  # reads the database with the daemon's store
 
     rs = sub.add_parser("restore", help="restore a backup (the daemon must be stopped)",
                         description="Replace the database with the backup in SRC (and copy its audio files). "
@@ -501,4 +501,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     rs.add_argument("src", metavar="SRC", help="a directory written by `dgx-music backup`")
     _common(rs)
     rs.set_defaults(func=_restore)
-    requires_extra(rs)
+    requires_extra(rs, modules=("aiosqlite",))
