@@ -33,6 +33,9 @@ def requires_extra(p: argparse.ArgumentParser, extra: str = DAEMON, modules: Seq
     """Mark a subcommand as running code that needs `extra` on this machine: the top-level
     `modules` it imports, or (none given) every distribution of the extra."""
     p.set_defaults(requires_extra=extra, requires_modules=tuple(modules))
+    note = f"Needs the '{extra}' extra, which a client install lacks: pip install 'dgx-music[{extra}]'."
+    raw = issubclass(p.formatter_class, argparse.RawDescriptionHelpFormatter)
+    p.description = f"{p.description}{chr(10) * 2 if raw else ' '}{note}" if p.description else note
 
 
 def extra_requirements(extra: str, requires: Iterable[str] | None = None) -> list[str]:
@@ -79,8 +82,8 @@ def report(args: argparse.Namespace, extra: str, absent: list[str]) -> int:
     """One line (one JSON document with --json) naming the extra and the first missing packages."""
     command = getattr(args, "command", None) or "this command"
     shown = ", ".join(absent[:4]) + (f" and {len(absent) - 4} more" if len(absent) > 4 else "")
-    message = (f"`dgx-music {command}` runs on the daemon's machine and needs the '{extra}' extra, which this "
-               f"install lacks ({shown}): pip install 'dgx-music[{extra}]'")
+    message = (f"`dgx-music {command}` needs the '{extra}' extra, which this install lacks ({shown} not "
+               f"found): pip install 'dgx-music[{extra}]'")
     return fail(args, "missing_extra", message, EXIT_MISSING_EXTRA, extra=extra, missing=absent)
 
 
