@@ -8,6 +8,7 @@ that install against a real daemon running from the main environment with the ti
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import re
@@ -82,6 +83,13 @@ def _pip(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _setuptools_major() -> int:
+    try:
+        return int(importlib.metadata.version("setuptools").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return 0
+
+
 @pytest.fixture(scope="module")
 def light(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LightEnv]:
     root = tmp_path_factory.mktemp("light")
@@ -92,7 +100,9 @@ def light(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LightEnv]:
             ROOT / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
                                         if (ROOT / name).is_dir() else {}))
     t0 = time.monotonic()
-    built = _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src))
+    # Without build isolation when this environment's setuptools reads an SPDX license (77+): ~15 s less.
+    isolation = [] if _setuptools_major() < 77 else ["--no-build-isolation"]
+    built = _pip("wheel", "--no-deps", *isolation, "-w", str(wheels), str(src))
     assert built.returncode == 0, built.stdout + built.stderr
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
     env = LightEnv(root)
