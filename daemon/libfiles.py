@@ -22,7 +22,7 @@ from dgx_music.common.paths import OutsideRoot, resolve_under
 LIBRARY = "library"
 ORPHANS = "orphans"
 TRASH = "trash"
-#: The folders the daemon writes in (sources/ and melodies/ are daemon/sources.py's and daemon/melodies.py's).
+#: The folders the daemon writes in (sources/ and melodies/ are the stores of daemon/audio_store.py).
 FOLDERS = (LIBRARY, TRASH, ORPHANS, "sources", "melodies")
 
 
