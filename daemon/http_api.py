@@ -38,6 +38,7 @@ from dgx_music.daemon.http_body import JSON_INLINE_BYTES, parse_json_body
 from dgx_music.daemon.http_metrics import Metrics
 from dgx_music.daemon.http_routes import API, OPENAPI_PATH, ROUTES, Param, Route, _param, openapi
 from dgx_music.daemon.server import StartupError
+from dgx_music.daemon.web import page
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -317,6 +318,7 @@ class HttpApi:
                 app.router.add_get(path, handler)  # with HEAD
             else:
                 app.router.add_route(r.method, path, handler)
+        page.add_routes(app)  # the listening room: `/` and `/static/...` (daemon/web/)
         return app
 
     def _on_event(self, name: str, data: dict[str, Any]) -> None:
