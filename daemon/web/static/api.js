@@ -13,6 +13,11 @@ export class ApiError extends Error {
     this.code = err.code || 'http_' + status;
     this.field = err.field || null;
   }
+
+  /** The message for a person: the daemon's, which names the field (prefixed when it does not). */
+  get text() {
+    return this.field && !this.message.includes(this.field) ? `${this.field}: ${this.message}` : this.message;
+  }
 }
 
 /** Call `url` (a path on the daemon): `body` (an object) is sent as JSON; the answer is parsed

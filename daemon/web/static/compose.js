@@ -194,7 +194,7 @@ export class Compose {
   showError(err) {
     this.error.className = 'error';
     this.error.hidden = false;
-    this.error.textContent = err.field ? `${err.field}: ${err.message}` : err.message;
+    this.error.textContent = err.text || err.message;
     const wrap = err.field && this.form.querySelector(`.field[data-field="${CSS.escape(err.field)}"]`);
     if (wrap) {
       wrap.classList.add('invalid');

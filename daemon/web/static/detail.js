@@ -102,10 +102,12 @@ export class Detail {
   }
 
   render(t) {
+    const same = this.track?.id === t.id;
     this.track = t;
     this.el.empty.hidden = true;
     this.el.body.hidden = false;
-    this.el.title.value = t.title || '';
+    // An answer to another edit must not undo a title being typed.
+    if (!(same && document.activeElement === this.el.title)) this.el.title.value = t.title || '';
     this.el.fav.textContent = t.favorite ? '♥' : '♡';
     this.el.fav.setAttribute('aria-pressed', String(!!t.favorite));
     this.el.fav.classList.toggle('on', !!t.favorite);
