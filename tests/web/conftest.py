@@ -34,7 +34,7 @@ def browser_missing() -> str | None:
 async def room_daemon(tiny_model: Path) -> AsyncIterator[Any]:
     """A real in-process daemon with the tiny model and the HTTP API on 127.0.0.1 (a free port).
     Decode steps are slowed a little (the worker reads it when it starts) so a running job is seen."""
-    from dgx_music.daemon import http_api
+    from dgx_music.daemon import http as http_api
     from dgx_music.daemon.app import Daemon
 
     root = Path(tempfile.mkdtemp(prefix="dgxm-web-", dir="/tmp"))
