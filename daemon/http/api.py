@@ -21,6 +21,7 @@ from dgx_music.daemon.http.auth import make_middleware
 from dgx_music.daemon.http.body import JSON_INLINE_BYTES, parse_json_body
 from dgx_music.daemon.http.errors import dumps
 from dgx_music.daemon.http.events import EventHub
+from dgx_music.daemon.http.export import serve_export
 from dgx_music.daemon.http.metrics import Metrics
 from dgx_music.daemon.http.plan import HttpPlan
 from dgx_music.daemon.http.query import request_params
@@ -55,7 +56,8 @@ class HttpApi:
         app = web.Application(middlewares=[make_middleware(self)], client_max_size=1024 * 1024)
         special: dict[str, Callable[[web.Request], Any]] = {
             "/healthz": self._healthz, "/metrics": self._metrics, OPENAPI_PATH: self._openapi,
-            f"{API}/tracks/{{id}}/audio": self._audio, f"{API}/events": self.hub.sse,
+            f"{API}/tracks/{{id}}/audio": self._audio, f"{API}/tracks/{{id}}/export": self._export,
+            f"{API}/events": self.hub.sse,
             f"{API}/events/ws": self.hub.ws,
         }
         for r in ROUTES:
@@ -187,6 +189,19 @@ class HttpApi:
     async def _audio(self, request: web.Request) -> web.StreamResponse:
         track = await self._call("track.get", {"id": request.match_info["id"]})
         return await serve_track_file(request, track, self.daemon.data_dir)
+
+    async def _export(self, request: web.Request) -> web.StreamResponse:
+        params = request_params(EXPORT_ROUTE, request)
+        for name, spec in EXPORT_ROUTE.query.items():  # the enums (request_params checks bounds only)
+            allowed = _param(spec).schema["enum"]
+            if name in params and params[name] not in allowed:
+                raise HandlerError(protocol.INVALID_PARAMS, f"{name}: must be one of "
+                                   f"{', '.join(map(str, allowed))}, got {params[name]!r}", field=name)
+        track = await self._call("track.get", {"id": params["id"]})
+        return await serve_export(request, track, self.daemon.data_dir, params)
+
+
+EXPORT_ROUTE = next(r for r in ROUTES if r.path == f"{API}/tracks/{{id}}/export")
 
 
 async def start(daemon: "Daemon", plan_: HttpPlan) -> HttpApi:

@@ -122,6 +122,15 @@ async def test_lists_finds_and_plays_a_track(page: Any, made: dict[str, Any], tm
     await page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
     await until(page, "Math.abs(document.querySelector('#audio').currentTime - 1.5) < 0.3")
 
+    # Downloads: the library WAV, and FLAC made by the daemon's export route.
+    for link, magic, suffix in (("#dl-wav", b"RIFF", ".wav"), ("#dl-flac", b"fLaC", ".flac")):
+        async with page.expect_download() as info:
+            await page.click(link)
+        download = await info.value
+        saved = tmp_path / f"download{suffix}"
+        await download.save_as(saved)
+        assert saved.read_bytes()[:4] == magic and download.suggested_filename.endswith(suffix)
+
 
 async def test_rate_favourite_tag_rename(page: Any, room_daemon: Any, made: dict[str, Any]) -> None:
     a = made["track_ids"][0]
@@ -209,3 +218,24 @@ async def test_compose_queue_cancel(page: Any, room_daemon: Any, made: dict[str,
     for name, size in (("room-1280x800.png", (1280, 800)), ("room-390x844.png", (390, 844))):
         png = (tmp_path / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == size
+
+
+async def test_export_route_formats(room_daemon: Any, made: dict[str, Any]) -> None:
+    """The route behind "Download FLAC": 24-bit 48 kHz FLAC on request; a format it does not make is
+    invalid_params naming the field."""
+    import aiohttp
+    import soundfile as sf
+
+    a = made["track_ids"][0]
+    url = f"{room_daemon.http.url}/api/v1/tracks/{a}/export"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url, params={"format": "flac", "sample_rate": "48000", "bit_depth": "24"}) as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "audio/flac"
+            assert r.headers["Content-Disposition"].startswith("attachment;")
+            body = await r.read()
+        async with s.get(url, params={"format": "ogg"}) as r:
+            assert r.status == 400 and (await r.json())["error"]["field"] == "format"
+    import io
+    info = sf.info(io.BytesIO(body))
+    assert (info.format, info.samplerate, info.subtype) == ("FLAC", 48000, "PCM_24")
+    assert abs(info.duration - 2.0) < 0.01
