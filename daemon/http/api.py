@@ -28,7 +28,6 @@ from dgx_music.daemon.http.query import request_params
 from dgx_music.daemon.http.ranges import serve_track_file
 from dgx_music.daemon.http.routes import API, OPENAPI_PATH, ROUTES, Route, _param, openapi
 from dgx_music.daemon.server import StartupError
-from dgx_music.daemon.web import page
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -56,8 +55,7 @@ class HttpApi:
         app = web.Application(middlewares=[make_middleware(self)], client_max_size=1024 * 1024)
         special: dict[str, Callable[[web.Request], Any]] = {
             "/healthz": self._healthz, "/metrics": self._metrics, OPENAPI_PATH: self._openapi,
-            f"{API}/tracks/{{id}}/audio": self._audio, f"{API}/tracks/{{id}}/export": self._export,
-            f"{API}/events": self.hub.sse,
+            f"{API}/tracks/{{id}}/audio": self._audio, f"{API}/events": self.hub.sse,
             f"{API}/events/ws": self.hub.ws,
         }
         for r in ROUTES:
@@ -76,6 +74,8 @@ class HttpApi:
                 app.router.add_get(path, handler)  # with HEAD
             else:
                 app.router.add_route(r.method, path, handler)
+        from dgx_music.daemon.web import page
+
         page.add_routes(app)  # the listening room: `/` and `/static/...` (daemon/web/)
         return app
 
@@ -190,18 +190,19 @@ class HttpApi:
         track = await self._call("track.get", {"id": request.match_info["id"]})
         return await serve_track_file(request, track, self.daemon.data_dir)
 
-    async def _export(self, request: web.Request) -> web.StreamResponse:
-        params = request_params(EXPORT_ROUTE, request)
-        for name, spec in EXPORT_ROUTE.query.items():  # the enums (request_params checks bounds only)
-            allowed = _param(spec).schema["enum"]
-            if name in params and params[name] not in allowed:
-                raise HandlerError(protocol.INVALID_PARAMS, f"{name}: must be one of "
-                                   f"{', '.join(map(str, allowed))}, got {params[name]!r}", field=name)
-        track = await self._call("track.get", {"id": params["id"]})
-        return await serve_export(request, track, self.daemon.data_dir, params)
+    def _export(self, r: Route) -> Callable[[web.Request], Any]:
+        """A track as a WAV or FLAC download (daemon/http/export.py)."""
+        async def handle(request: web.Request) -> web.StreamResponse:
+            params = request_params(r, request)
+            for name, spec in r.query.items():  # the enums (request_params checks bounds only)
+                allowed = _param(spec).schema["enum"]
+                if name in params and params[name] not in allowed:
+                    raise HandlerError(protocol.INVALID_PARAMS, f"{name}: must be one of "
+                                       f"{', '.join(map(str, allowed))}, got {params[name]!r}", field=name)
+            track = await self._call("track.get", {"id": params["id"]})
+            return await serve_export(request, track, self.daemon.data_dir, params)
 
-
-EXPORT_ROUTE = next(r for r in ROUTES if r.path == f"{API}/tracks/{{id}}/export")
+        return handle
 
 
 async def start(daemon: "Daemon", plan_: HttpPlan) -> HttpApi:

@@ -111,7 +111,7 @@ ROUTES: tuple[Route, ...] = (
           "FLAC, optionally resampled and at 16 or 24 bits, tagged with title, prompt, BPM and key "
           "(what `dgx-music export` writes).", path_params={"id": TRACK_ID},
           query={"format": _p(str, enum=["wav", "flac"]), "sample_rate": _p(int, enum=[44100, 48000]),
-                 "bit_depth": _p(int, enum=[16, 24])}, produces="audio/flac"),
+                 "bit_depth": _p(int, enum=[16, 24])}, produces="audio/flac", handler="_export"),
     Route("GET", f"{API}/tracks/{{id}}/waveform", "track.peaks", "Waveform peaks ([min, max] pairs).",
           path_params={"id": TRACK_ID}),
     Route("GET", f"{API}/tracks/{{id}}/lineage", "track.lineage", "Where a track came from and the tracks made "
