@@ -75,5 +75,12 @@ async def browser() -> AsyncIterator[Any]:
 
 
 def page_url(daemon: Any) -> str:
-    """The page's address as `dgx-music web` gives it."""
+    """The page's address as `dgx-music web` gives it: with the token when the daemon has one (the
+    page moves it into a cookie at once)."""
+    token = daemon.http.plan.token
+    return daemon.http.url + (f"/?token={token}" if token else "/")
+
+
+def base_url(daemon: Any) -> str:
+    """The page's address without the token (a tab that has the cookie already)."""
     return daemon.http.url + "/"

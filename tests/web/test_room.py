@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -20,9 +21,8 @@ import pytest
 import pytest_asyncio
 
 from dgx_music.common.client import Client
-from tests.conftest import wait_event
 
-from .conftest import browser_missing, page_url
+from .conftest import base_url, browser_missing, page_url
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,19 +34,25 @@ WORD = "zanzibar"  # in the made track's prompt only
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def made(room_daemon: Any) -> dict[str, Any]:
-    """Two variations of one job, made by the daemon; the job map (with track_ids) once it finished."""
-    async with await Client.connect(room_daemon.server.path) as c:
-        await c.call("subscribe", {"topics": ["job"]})
-        job = await c.call("job.submit", {"prompt": f"{WORD} marimba loop", "duration": 2.0, "count": 2,
-                                          "seed": 11})
-        done = await wait_event(c, "job.finished", job["id"], timeout=180)
-    assert len(done.data["track_ids"]) == 2
-    return {**job, "track_ids": sorted(done.data["track_ids"])}
+async def submitted(room_daemon: Any) -> dict[str, Any]:
+    """Two variations of one job, submitted before the browser starts (the two overlap)."""
+    return await api(room_daemon, "job.submit", {"prompt": f"{WORD} marimba loop", "duration": 2.0, "count": 2,
+                                                 "seed": 11})
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def made(room_daemon: Any, submitted: dict[str, Any]) -> dict[str, Any]:
+    """The submitted job once the daemon has made its tracks (job map with track_ids)."""
+    deadline = time.monotonic() + 240
+    while (job := await api(room_daemon, "job.get", {"id": submitted["id"]}))["state"] != "done":
+        assert job["state"] in ("queued", "running", "processing") and time.monotonic() < deadline, job
+        await asyncio.sleep(0.2)
+    assert len(job["track_ids"]) == 2
+    return {**job, "track_ids": sorted(job["track_ids"])}
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def page(browser: Any, room_daemon: Any) -> AsyncIterator[Any]:
+async def page(submitted: Any, room_daemon: Any, browser: Any) -> AsyncIterator[Any]:
     """A fresh tab on the page, once its scripts have wired everything; fails on a script error."""
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     tab = await context.new_page()
@@ -134,7 +140,7 @@ async def test_lists_finds_and_plays_a_track(page: Any, made: dict[str, Any], tm
 
 async def test_rate_favourite_tag_rename(page: Any, room_daemon: Any, made: dict[str, Any]) -> None:
     a = made["track_ids"][0]
-    await page.goto(page_url(room_daemon) + f"#track={a}")
+    await page.goto(base_url(room_daemon) + f"#track={a}")
     await until(page, f"document.querySelector('#meta').textContent.startsWith('{a}')", timeout=10000)
     await page.click('#stars button[data-rating="4"]')
     await page.click("#fav")
@@ -173,6 +179,16 @@ async def test_compose_queue_cancel(page: Any, room_daemon: Any, made: dict[str,
     assert await page.locator("#f-prompt").count() == 1
     assert await page.locator("#f-top_k").count() == 1 and await page.locator("#f-lyrics").count() == 0
     assert await page.get_attribute("#f-duration", "max") == "300"
+
+    # An ACE-Step model: that family's fields (lyrics, no top_k), its limits; back to the daemon's own.
+    await page.select_option("#model", "ace-step")
+    await page.locator("#f-lyrics").wait_for()
+    assert await page.locator("#f-top_k").count() == 0
+    assert await page.get_attribute("#f-duration", "max") == "600"
+    own = await page.evaluate("[...document.querySelector('#model').options].find(o => o.dataset.configured).value")
+    assert own == str(room_daemon.settings["engine.model"])
+    await page.select_option("#model", own)
+    await page.locator("#f-top_k").wait_for()
 
     # A bad value is the daemon's to judge; its message names the field, shown by the field.
     await page.fill("#f-prompt", "web composed drone")

@@ -106,6 +106,7 @@ connectEvents((name, data) => {
     case 'track.deleted': library.remove(data.id); break;
     case 'stream.gap': queue.reload(); library.reload(); readStatus(); break;
     case 'daemon.shutdown': renderStatus(false); break;
+    case 'job.progress': case 'job.stream': break;  // the queue shows these; the status line need not
     default:
       if (name.startsWith('model.') || name.startsWith('job.')) readStatusSoon();
   }

@@ -15,7 +15,7 @@ export const EVENTS = [
 /** Open the daemon's event stream and call `onEvent(name, data)` for each event; `onState(open)`
  * when the connection opens or drops (the browser reconnects by itself, resuming by event id). */
 export function connectEvents(onEvent, onState) {
-  const es = new EventSource(`${API}/events?topics=job,track,model,daemon`, { withCredentials: false });
+  const es = new EventSource(`${API}/events?topics=job,track,model,daemon`);  // same origin: the cookie goes along
   for (const name of EVENTS) {
     es.addEventListener(name, (m) => {
       let data = {};
