@@ -47,6 +47,9 @@ Restart=on-failure
 RestartSec=5
 # The daemon sends WATCHDOG=1 from its event loop every WatchdogSec/3.
 WatchdogSec=60
+# Room for socket clients, HTTP connections (capped by http.max_connections) and the model's files;
+# the daemon also keeps http.fd_reserve descriptors free so HTTP can never starve the socket.
+LimitNOFILE=65536
 Environment=PYTHONUNBUFFERED=1
 {environment}
 """
@@ -166,6 +169,7 @@ class UnitPaths:
     runtime_managed: bool = True  # the socket is in $XDG_RUNTIME_DIR/dgx-music: RuntimeDirectory= makes it
     groups: tuple[str, ...] = ()  # supplementary groups for the system unit (those that exist here)
     doc: str = ""  # Documentation= URI
+    config_dir: str = ""  # the user's config directory (the HTTP token file is written there)
 
 
 def exec_start_for(python: str = sys.executable) -> str:
@@ -201,7 +205,9 @@ def _doc_line(up: UnitPaths) -> str:
 
 def render_service(up: UnitPaths) -> str:
     if up.mode == "system":
-        env = {"DGX_MUSIC_CONFIG": SYSTEM_CONFIG, "DGX_MUSIC_SOCKET_GROUP": SYSTEM_USER,
+        # The HTTP token in the state directory: the service's only private, writable, lasting place.
+        env = {"DGX_MUSIC_CONFIG": SYSTEM_CONFIG, "DGX_MUSIC_TOKEN_FILE": f"{SYSTEM_DATA}/http-token",
+               "DGX_MUSIC_SOCKET_GROUP": SYSTEM_USER,
                "DGX_MUSIC_SOCKET_MODE": "0660", "HF_HOME": f"{SYSTEM_CACHE}/huggingface",
                "NUMBA_CACHE_DIR": f"{SYSTEM_CACHE}/numba", "TRITON_CACHE_DIR": f"{SYSTEM_CACHE}/triton"}
         exec_start = f"{up.exec_start} --socket {SYSTEM_RUNTIME}/daemon.sock --data-dir {SYSTEM_DATA}"
@@ -219,9 +225,13 @@ def render_service(up: UnitPaths) -> str:
     sock_parent = str(Path(up.socket).parent)
     runtime = ""
     rw_paths = [up.data_dir, up.cache_dir, up.hf_home]
+    if up.config_dir:
+        # The daemon writes its HTTP token file (http-token) there at its first start.
+        runtime += "ConfigurationDirectory=dgx-music\nConfigurationDirectoryMode=0700\n"
+        rw_paths.append(up.config_dir)
     if up.runtime_managed:
         # %t/dgx-music: created by systemd, writable inside the sandbox, kept for the .socket unit.
-        runtime = "RuntimeDirectory=dgx-music\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes\n"
+        runtime += "RuntimeDirectory=dgx-music\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes\n"
     else:
         rw_paths.append(sock_parent)
     rw = " ".join("-" + _path_arg(p) for p in dict.fromkeys(rw_paths))
@@ -255,13 +265,14 @@ def unit_paths(mode: str, settings: Any, sandbox: bool = True) -> UnitPaths:
                      hf_home=hf_home, user=pwd.getpwuid(os.getuid()).pw_name, sandbox=sandbox,
                      runtime_managed=bool(os.environ.get("XDG_RUNTIME_DIR"))
                      and Path(settings.socket).parent == paths.runtime_dir(),
-                     groups=tuple(g for g in ("video", "render") if _group_exists(g)), doc=_doc_uri())
+                     groups=tuple(g for g in ("video", "render") if _group_exists(g)), doc=_doc_uri(),
+                     config_dir=str(paths.http_token_path(settings).parent))
 
 
 EXAMPLE = UnitPaths(mode="user", exec_start="/opt/dgx-music/.venv/bin/dgx-music daemon",
                     socket="/run/user/1000/dgx-music/daemon.sock", data_dir="/home/alice/.local/share/dgx-music",
                     cache_dir="/home/alice/.cache/dgx-music", hf_home="/home/alice/.cache/huggingface",
-                    user="alice", groups=("video", "render"))
+                    user="alice", groups=("video", "render"), config_dir="/home/alice/.config/dgx-music")
 
 
 def example_units() -> dict[str, str]:

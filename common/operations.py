@@ -20,7 +20,7 @@ from msgspec import Meta
 
 from dgx_music.common.schemas import (LANGUAGES, MAX_LYRICS_CHARS, MAX_PROMPT_CHARS, MAX_SEED, MELODY_KEY_RE,
                                       TRACK_ID_RE, Language, ModelName, ParamError, Seed, TargetLufs,
-                                      _explain, _field_of, check_model_name)
+                                      _explain, _field_of, check_model_name, nullable_optionals)
 
 #: The operations, as protocol methods name them (`op.<name>`) and as jobs record them.
 REPAINT, COVER, STEMS, ADD_PART = "repaint", "cover", "stems", "add_part"
@@ -236,6 +236,11 @@ def operation_components(ref_template: str = "#/components/schemas/{name}") -> t
     """JSON Schemas of the four request bodies, for the OpenAPI document."""
     types = [RepaintRequest, CoverRequest, StemsRequest, AddPartRequest]
     refs, components = msgspec.json.schema_components(types, ref_template=ref_template)
+    for t in types:
+        component = nullable_optionals(components[t.__name__])
+        # Exactly one of the two sources, as validate_operation checks (null is the same as absent).
+        component["oneOf"] = [{"required": [name], "properties": {name: {"type": "string"}}}
+                              for name in ("source", "source_audio")]
     return {t.__name__: r for t, r in zip(types, refs)}, components
 
 

@@ -521,6 +521,27 @@ class ModelLoad(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model: ModelName | None = None
 
 
+def nullable_optionals(component: dict[str, Any]) -> dict[str, Any]:
+    """Say in a body's schema what the daemon does: an optional field sent as null means its default.
+
+    validate_request and validate_operation take null as "absent" (docs/protocol.md); a schema that
+    forbids it would make a schema-driven client or fuzzer expect a refusal the daemon never gives."""
+    required = set(component.get("required", ()))
+    for name, prop in component.get("properties", {}).items():
+        if name in required:
+            continue
+        if "anyOf" in prop:
+            if {"type": "null"} not in prop["anyOf"]:
+                prop["anyOf"].append({"type": "null"})
+        elif isinstance(prop.get("type"), str):
+            prop["type"] = [prop["type"], "null"]
+            if "enum" in prop and None not in prop["enum"]:
+                prop["enum"] = [*prop["enum"], None]
+        elif "$ref" in prop:
+            component["properties"][name] = {"anyOf": [prop, {"type": "null"}]}
+    return component
+
+
 def openapi_components(default_family: str | None = MUSICGEN, ref_template: str = "#/components/schemas/{name}",
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
     """JSON Schemas for the request and response bodies: (refs by name, components).
@@ -532,6 +553,8 @@ def openapi_components(default_family: str | None = MUSICGEN, ref_template: str 
     types = [MusicGenParams, AceStepParams, Job, Track, JobList, TrackPage, TrackUpdate, JobMove, JobPrune,
              ModelLoad]
     refs, components = msgspec.json.schema_components(types, ref_template=ref_template)
+    for name in ("MusicGenParams", "AceStepParams"):
+        nullable_optionals(components[name])
     names = {t.__name__: ref for t, ref in zip(types, refs)}
     by_family = {MUSICGEN: refs[0], ACE_STEP: refs[1]}
     either = {"anyOf": [refs[0], refs[1]]}

@@ -34,16 +34,15 @@ try:
 except Exception:  # pragma: no cover - keep backup usable if the daemon's components cannot import
     DB_NAME = "dgx-music.db"
 from dgx_music.common.paths import OutsideRoot, resolve_under
+from dgx_music.daemon.audio_store import STORES
 from dgx_music.daemon.store import StoreError
 from dgx_music.daemon.store import snapshot as db_copy
 
 MANIFEST = "manifest.json"
 LIBRARY = "library"
-# Keyed stored copies: <folder>/<key>.wav, content-addressed, never changed once written.
-# The names are daemon/melodies.py's and daemon/sources.py's, without importing the audio stack.
-MELODIES = "melodies"
-SOURCES = "sources"
-KEYED = (MELODIES, SOURCES)  # each is also the name of the Report field that counts its copies
+# Keyed stored copies: <folder>/<key>.wav, content-addressed, never changed once written: the
+# folders of daemon/audio_store.py's stores (it imports no audio library).
+KEYED = tuple(store.folder for store in STORES)  # each is also the name of the Report field that counts its copies
 
 
 class BackupError(RuntimeError):

@@ -1,4 +1,4 @@
-"""Files in the data dir: safe library paths, trash, orphans, unreferenced stored copies. Nothing here leaves it."""
+"""Files in the data dir: safe library paths, trash, orphans. Nothing here leaves it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from dgx_music.common.paths import OutsideRoot, resolve_under
-from dgx_music.common.schemas import MELODY_KEY_RE
 
 LIBRARY = "library"
 ORPHANS = "orphans"
@@ -89,27 +88,3 @@ def set_aside_orphans(data_dir: Path, known: set[str]) -> list[Path]:
             os.replace(p, dest)
             moved.append(dest)
     return moved
-
-
-def remove_unreferenced(folder: Path, keep: set[str], min_age: float) -> int:
-    """Delete the keyed copies (<folder>/<key>.wav: melodies, operation sources) whose key is not
-    in `keep` and that are older than `min_age` s; return how many went.
-
-    A copy is written before its job row is committed (and touched when a submit re-uses it),
-    so `min_age` spares one that belongs to a submit still in progress."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    cutoff = time.time() - min_age
-    for f in folder.glob("*.wav"):
-        if not MELODY_KEY_RE.match(f.stem) or f.stem in keep:
-            continue  # not a stored copy, or still needed
-        try:
-            if f.stat().st_mtime >= cutoff:
-                continue
-            f.unlink()
-        except FileNotFoundError:
-            continue
-        removed += 1
-    return removed

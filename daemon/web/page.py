@@ -1,6 +1,8 @@
 """Serves the listening room page: `/` and `/static/NAME` from the files shipped in this package.
 
-Kept apart from the API code so the page is one module to read: the HTTP app calls `add_routes`.
+Kept apart from the API code so the page is one module to read: `/` is in the API's route table
+(daemon/http/routes.py: the token's cookie exchange happens there) with `index` as its handler, and
+the HTTP app calls `add_routes` for the static files.
 The page is plain files (no build step, nothing fetched from the internet): the browser asks the
 API for everything else, with the same routes and token as any other client.
 """
@@ -14,8 +16,8 @@ from pathlib import Path
 from aiohttp import web
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-#: The page's own routes, for code that lists the API's routes (the OpenAPI document leaves these out).
-PAGE_PATHS = ("/", "/static/{name}")
+#: The page's files: not in the OpenAPI document (code that lists the API's routes skips them).
+PAGE_PATHS = ("/static/{name}",)
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
 _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
           ".png": "image/png", ".ico": "image/x-icon", ".json": "application/json"}
@@ -53,6 +55,6 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the page's routes (GET, with HEAD) on the daemon's HTTP app."""
-    app.router.add_get(PAGE_PATHS[0], index)
-    app.router.add_get(PAGE_PATHS[1], static)
+    """Register the page's files (GET, with HEAD) on the daemon's HTTP app. Routes registered before
+    (a script in the route table, such as /static/speaker.js) keep precedence."""
+    app.router.add_get(PAGE_PATHS[0], static)
