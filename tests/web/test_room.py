@@ -244,7 +244,8 @@ async def test_export_route_formats(room_daemon: Any, made: dict[str, Any]) -> N
 
     a = made["track_ids"][0]
     url = f"{room_daemon.http.url}/api/v1/tracks/{a}/export"
-    async with aiohttp.ClientSession() as s:
+    token = room_daemon.http.plan.token
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"} if token else None) as s:
         async with s.get(url, params={"format": "flac", "sample_rate": "48000", "bit_depth": "24"}) as r:
             assert r.status == 200 and r.headers["Content-Type"] == "audio/flac"
             assert r.headers["Content-Disposition"].startswith("attachment;")

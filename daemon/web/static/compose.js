@@ -11,13 +11,23 @@ const MAIN = ['prompt', 'lyrics', 'duration', 'count', 'language', 'bpm', 'key',
 const SKIP = new Set(['model', 'melody_source']);
 const SCHEMA_OF = { musicgen: 'MusicGenParams', 'ace-step': 'AceStepParams' };
 
-/** A property's schema without its `anyOf: [X, null]` wrapper: {type, enum, minimum, ..., nullable}. */
+/** A property's schema without its null alternative (`anyOf: [X, null]`, `type: [T, "null"]`, a null
+ * in `enum`): {type, enum, minimum, ..., nullable}. */
 export function unwrap(prop) {
   const out = { ...prop };
+  if (Array.isArray(prop.type)) {
+    const types = prop.type.filter((t) => t !== 'null');
+    out.nullable = types.length < prop.type.length;
+    out.type = types.length === 1 ? types[0] : types;
+  }
+  if (Array.isArray(prop.enum) && prop.enum.includes(null)) {
+    out.enum = prop.enum.filter((v) => v !== null);
+    out.nullable = true;
+  }
   if (Array.isArray(prop.anyOf)) {
     const branches = prop.anyOf.filter((b) => b.type !== 'null');
     out.nullable = branches.length < prop.anyOf.length;
-    if (branches.length === 1) Object.assign(out, branches[0], { default: prop.default });
+    if (branches.length === 1) Object.assign(out, unwrap(branches[0]), { default: prop.default });
     if (!out.description) out.description = branches.find((b) => b.description)?.description;
     delete out.anyOf;
   }

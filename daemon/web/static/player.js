@@ -6,7 +6,7 @@
 //   window.dgxPlayer.stop()                                   pause and forget the track
 //   window.dgxPlayer.pause() / .resume()
 //   window.dgxPlayer.seek(seconds)
-//   window.dgxPlayer.current() -> {trackId, position, duration, paused} or null
+//   window.dgxPlayer.current() -> {trackId (also track_id), position, duration, paused, playing} or null
 //   window.dgxPlayer.audio                                    the <audio> element itself
 //
 // and hear about it through window events:
@@ -78,7 +78,10 @@ export class Player {
   current() {
     if (this.trackId === null) return null;
     const a = this.audio;
-    return { trackId: this.trackId, position: a.currentTime, duration: a.duration || null, paused: a.paused };
+    const playing = !a.paused && !a.ended;
+    // Both spellings: speaker.js reports track_id and playing to the daemon as they are.
+    return { trackId: this.trackId, track_id: this.trackId, position: a.currentTime, duration: a.duration || 0,
+      paused: !playing, playing };
   }
 }
 
