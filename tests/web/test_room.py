@@ -188,7 +188,7 @@ async def test_compose_queue_cancel(page: Any, room_daemon: Any, made: dict[str,
     own = await page.evaluate("[...document.querySelector('#model').options].find(o => o.dataset.configured).value")
     assert own == str(room_daemon.settings["engine.model"])
     await page.select_option("#model", own)
-    await page.locator("#f-top_k").wait_for()
+    await page.locator("#f-top_k").wait_for(state="attached")  # under "More parameters"
 
     # A bad value is the daemon's to judge; its message names the field, shown by the field.
     await page.fill("#f-prompt", "web composed drone")
