@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dgx_music.common.schemas import MELODY_KEY_RE, ParamError
+from dgx_music.daemon import libfiles
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,7 +53,7 @@ class AudioStore:
     def path(self, data_dir: Path, key: str) -> Path:
         if not isinstance(key, str) or not MELODY_KEY_RE.match(key):
             raise ParamError(self.what, f"{key!r} is not a stored {self.what} key")
-        return Path(data_dir) / self.folder / f"{key}.wav"
+        return libfiles.plain(data_dir, f"{self.folder}/{key}.wav")  # a symlinked folder is refused
 
     def refresh(self, data_dir: Path, key: str) -> bool:
         """Mark a stored copy as just used (pruning spares young files); False if it is gone."""
@@ -121,7 +122,7 @@ class AudioStore:
 
         A copy is written before its job row is committed (and touched when a submit re-uses
         it), so `min_age` spares one that belongs to a submit still in progress."""
-        folder = Path(data_dir) / self.folder
+        folder = libfiles.plain(data_dir, self.folder)
         if not folder.is_dir():
             return 0
         removed = 0
