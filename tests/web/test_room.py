@@ -256,3 +256,30 @@ async def test_export_route_formats(room_daemon: Any, made: dict[str, Any]) -> N
     info = sf.info(io.BytesIO(body))
     assert (info.format, info.samplerate, info.subtype) == ("FLAC", 48000, "PCM_24")
     assert abs(info.duration - 2.0) < 0.01
+
+
+async def test_page_files_need_the_token_and_stay_in_their_folder(room_daemon: Any) -> None:
+    """The page and its files are served like the API: the token first; only files shipped in
+    daemon/web/static, with types a module script needs and a CSP that keeps everything on the origin."""
+    import aiohttp
+
+    base = room_daemon.http.url
+    token = room_daemon.http.plan.token
+    assert token, "the daemon makes a token at start"
+    async with aiohttp.ClientSession() as s:
+        for path in ("/", "/static/app.js"):
+            async with s.get(base + path) as r:
+                assert r.status == 401, path
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as s:
+        async with s.get(base + "/") as r:
+            assert r.status == 200 and r.content_type == "text/html"
+            assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+            assert 'src="/static/app.js"' in await r.text()
+        for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css"), ("icon.svg", "image/svg+xml")):
+            async with s.get(f"{base}/static/{name}") as r:
+                assert r.status == 200 and r.content_type == kind, name
+        for bad in ("/static/nope.js", "/static/page.py", "/static/..%2fpage.py", "/static/.hidden.js",
+                    "/static/%2e%2e/page.py"):
+            async with s.get(base + bad) as r:
+                assert r.status == 404, bad
+                assert (await r.json())["error"]["code"] == "unknown_route"
