@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from dgx_music.cli.common import EXIT_USAGE
+from dgx_music.cli.extras import requires_extra
 from dgx_music.common.config import ConfigError, load_settings
 
 
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--http", metavar="HOST:PORT", help="serve the HTTP API and the listening page here "
                    "(default 127.0.0.1:8765; off: no HTTP)")
     p.set_defaults(func=run)
+    requires_extra(p)
 
 
 def run(args: argparse.Namespace) -> int:

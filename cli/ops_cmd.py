@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dgx_music.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, human_bytes, print_json
+from dgx_music.cli.extras import requires_extra
 from dgx_music.common import paths
 from dgx_music.common.config import OPTIONS, ConfigError, load_settings, render_default_toml
 
@@ -475,6 +476,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     inst.add_argument("--unit-dir", metavar="DIR", help=argparse.SUPPRESS)
     _common(inst, json_flag=False)
     inst.set_defaults(func=_service_install, json=False)
+    requires_extra(inst)  # the unit it writes runs `dgx-music daemon` with this python
     svc.set_defaults(func=lambda a: (svc.print_help(), EXIT_USAGE)[1])
 
     cfg = sub.add_parser("config", help="show the effective configuration, or write a config file",
@@ -502,6 +504,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "melodies and operation sources that jobs refer to")
     _common(bk)
     bk.set_defaults(func=_backup)
+    requires_extra(bk, modules=("aiosqlite",))  # reads the database with the daemon's store
 
     rs = sub.add_parser("restore", help="restore a backup (the daemon must be stopped)",
                         description="Replace the database with the backup in SRC (and copy its audio files). "
@@ -509,3 +512,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     rs.add_argument("src", metavar="SRC", help="a directory written by `dgx-music backup`")
     _common(rs)
     rs.set_defaults(func=_restore)
+    requires_extra(rs, modules=("aiosqlite",))

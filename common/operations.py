@@ -42,7 +42,7 @@ MIN_SOURCE_SECONDS = 1.0
 MAX_SOURCE_SECONDS = 600.0  # ACE-Step's duration limit (common/schemas.ACE_MAX_DURATION)
 MAX_SOURCE_NAME = 200
 MAX_UPLOAD_BYTES = 7 * 1024 * 1024  # fits one protocol frame (8 MiB) with the rest of the request
-CROSSFADE_SECONDS = 0.02  # repaint splices: equal-power fades this long, inside the span
+CROSSFADE_SECONDS = 0.02  # repaint splices: complementary fades this long, inside the span
 
 SourceRef = Annotated[str, Meta(pattern=f"{TRACK_ID_RE.pattern}|{MELODY_KEY_RE.pattern}",
                                 extra={"hint": "a library track id like 12-0"},
@@ -65,8 +65,9 @@ class _Operation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     source: SourceRef | None = None
     source_audio: Annotated[bytes, Meta(description="An audio file's bytes (WAV, FLAC, OGG, MP3) instead of a "
                                                     "track; socket only.")] | None = None
-    source_name: Annotated[str, Meta(max_length=MAX_SOURCE_NAME, description="The uploaded file's name, "
-                                                                            "kept as the derived tracks' source.")] \
+    source_name: Annotated[str, Meta(max_length=MAX_SOURCE_NAME, pattern=r"^[^\x00]*$",
+                                     description="The uploaded file's name, kept as the derived tracks' "
+                                                 "source.")] \
         | None = None
     seed: Seed | None = None
     model: ModelName | None = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Mapping, get_args, get_origin
 
 import msgspec
@@ -261,7 +262,22 @@ def check_model_name(value: Any, field: str = "model") -> str:
             raise ParamError(field, "a model directory path has a component longer than 255 bytes")
     elif size > MAX_MODEL_NAME_BYTES:
         raise ParamError(field, f"is {size} bytes long; a model name or hub id is at most {MAX_MODEL_NAME_BYTES}")
+    check_home(name, field)
     return name
+
+
+def check_home(path: str, field: str) -> None:
+    """A path starting with `~user` must name a user that exists: expanding it later would raise
+    a RuntimeError deep inside model or LoRA resolution (answered `internal`), not the caller's error."""
+    if not path.startswith("~"):
+        return
+    try:
+        Path(path).expanduser()
+    except RuntimeError:
+        user = path[1:].split("/", 1)[0]
+        who = f"no user {user!r}" if user else "no home directory"
+        raise ParamError(field, f"{path.split('/', 1)[0]} names {who} on this machine; "
+                                "give the directory's full path") from None
 
 
 def _number_text(value: Any) -> str:
@@ -356,6 +372,8 @@ def validate_request(raw: Mapping[str, Any], family: str = MUSICGEN, *,
     for name in ("melody", "extend", "lora"):
         if isinstance(data.get(name), str):
             data[name] = data[name].strip()
+    if isinstance(data.get("lora"), str):
+        check_home(data["lora"], "lora")
     if "model" in data:
         data["model"] = check_model_name(data["model"])
     if isinstance(data.get("melody_source"), str):

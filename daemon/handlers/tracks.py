@@ -108,6 +108,7 @@ async def delete(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     data_dir = ctx.daemon.data_dir
     try:
         await loop.run_in_executor(None, libfiles.library_file, data_dir, track["path"])
+        await loop.run_in_executor(None, libfiles.trash_dir, data_dir)  # a symlinked trash/ is refused first
     except libfiles.OutsideRoot as exc:
         raise HandlerError(protocol.FORBIDDEN, f"track {track_id} was not deleted: {exc}") from None
     track = await ctx.daemon.store.delete_track(track_id)
