@@ -484,7 +484,9 @@ async def _http_lockout(sock: Path, port: int, token: str, conns: int, grace: fl
         for r, _ in stale:
             try:
                 await asyncio.wait_for(r.read(), max(0.01, deadline - time.monotonic()))
-            except (asyncio.TimeoutError, OSError):
+            except OSError:
+                pass  # reset: a refused connection closed with our half header unread, let go all the same
+            except asyncio.TimeoutError:
                 held += 1
         return socket_ok, status, held
     finally:
