@@ -9,6 +9,7 @@ from typing import Any
 from dgx_music.cli.common import EXIT_OK, UsageError, add_client_flags, emit, human_duration, run_client
 from dgx_music.common.audio import confidence
 from dgx_music.common.client import Client
+from dgx_music.common.fmt import plural
 
 SORTS = ("created", "duration", "bpm", "rating", "title", "relevance")
 
@@ -111,7 +112,7 @@ def track_line(t: dict[str, Any]) -> str:
 async def library(client: Client, args: argparse.Namespace) -> int:
     if args.empty_trash:
         res = await client.call("library.empty_trash", timeout=args.timeout)
-        emit(args, res, lambda r: f"removed {r['removed']} file(s) from the trash")
+        emit(args, res, lambda r: f"removed {plural(r['removed'], 'file')} from the trash")
         return EXIT_OK
     sort = args.sort or ("relevance" if searching(args.search) else "created")
     params = {"search": args.search, "tag": args.tag, "favorite": args.favorite, "model": args.model,

@@ -28,6 +28,7 @@ from dgx_music.common.operations import (ADD_PART, REPAINT, STEMS, TASKS, Operat
 from dgx_music.common.schemas import MAX_SEED, MELODY_KEY_RE, AceStepParams, ParamError, check_model_name
 from dgx_music.daemon import failpoints, libfiles, op_render, render, sources
 from dgx_music.daemon.engine.errors import EngineError
+from dgx_music.common.fmt import with_article
 
 if TYPE_CHECKING:
     from dgx_music.daemon.scheduler import Scheduler
@@ -71,7 +72,7 @@ async def submit(sched: "Scheduler", operation: str, raw: dict[str, Any]) -> dic
     family = sched.family_of(model)
     if family != ACE_STEP:
         raise ParamError("model", f"{operation} needs an ACE-Step model (ace-step, ace-step-base); {model} is "
-                                  f"a {family} model")
+                                  f"{with_article(family)} model")
     loop = asyncio.get_running_loop()
     data_dir = sched.daemon.data_dir
     track: dict[str, Any] | None = None

@@ -30,6 +30,7 @@ from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeo
 from dgx_music.tui import fmt
 from dgx_music.tui.detail import DetailPane
 from dgx_music.tui.library_table import LibraryTable
+from dgx_music.common.fmt import plural
 
 PAGE = 100
 SORTS = ("created", "title", "duration", "bpm", "rating")
@@ -261,7 +262,7 @@ class LibraryView(Vertical):
         n = len(self.tracks)
         total = self.total
         arrow = "↓" if self.order == "desc" else "↑"
-        what = f"{total:,} tracks" if total is not None else f"{n:,}{'+' if self._cursor else ''} tracks"
+        what = plural(total, "track") if total is not None else f"{n:,}+ tracks" if self._cursor else plural(n, "track")
         marked = f" · {len(self.marked):,} marked" if self.marked else ""
         self._show_count(Text(f"{what}{marked} · {self.sort} {arrow}", style="dim"))
 

@@ -24,6 +24,7 @@ from dgx_music.daemon.engine.backend import Backend, ProgressCb, StepCb, pick_dt
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.acestep_tasks import SOURCE, TASK_KEYS, check_task, task_kwargs
 from dgx_music.daemon.engine.models import fetch_model, resolve_model
+from dgx_music.common.fmt import with_article
 
 #: Defaults per variant: turbo is guidance-distilled (8 steps, no CFG); base needs CFG and more steps.
 #: turbo's values and shift 3.0 are diffusers' documented defaults; base's 32 steps is our choice.
@@ -68,7 +69,7 @@ class AceStepBackend(Backend):
 
         spec = resolve_model(model_spec)
         if spec.family != ACE_STEP:
-            raise EngineError("bad_model", f"{model_spec} is a {spec.family} model, not ACE-Step")
+            raise EngineError("bad_model", f"{model_spec} is {with_article(spec.family)} model, not ACE-Step")
         self.model_name = spec.name
         self.device = device
         torch_dtype = pick_dtype(device, dtype)  # bf16 on CUDA, fp32 on CPU

@@ -23,6 +23,7 @@ from dgx_music.daemon.engine.backend import (CONTEXT_SECONDS, CROSSFADE_SECONDS,
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import fetch_model, resolve_model
 from dgx_music.daemon.engine.streaming import CodeStream, EmitCb, MusicgenCodec
+from dgx_music.common.fmt import with_article
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class TransformersBackend(Backend):
             # Its processor's feature extractor needs torchaudio; text goes through the tokenizer
             # and the melody through our own chroma (engine/chroma.py).
         else:
-            raise EngineError("bad_model", f"{path} is a {model_type!r} model, not MusicGen")
+            raise EngineError("bad_model", f"{path} is {with_article(repr(model_type))} model, not MusicGen")
         progress_cb(None, f"loading weights from {path}")
         try:
             model = cls.from_pretrained(path, dtype=torch_dtype)
