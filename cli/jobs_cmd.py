@@ -13,13 +13,13 @@ from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_client_f
                                   human_duration, job_document, print_json, run_client)
 from dgx_music.common.client import Client
 from dgx_music.common.families import ACE_STEP, MUSICGEN
+from dgx_music.common.fmt import with_article
 from dgx_music.common.operations import METHODS, remix_request, validate_operation
 from dgx_music.common.params import TRACK_ID_RE, ParamError
 from dgx_music.common.schemas import (ACE_MAX_DURATION, ACE_MIN_DURATION, COMMON_FIELDS, LANGUAGES,
                                       check_for_model, fields_of)
 from dgx_music.common.protocol import RemoteError
 from dgx_music.common.stream_audio import PipePlayer, StreamPlayerError, chunk_array, open_player
-from dgx_music.common.fmt import with_article
 
 TERMINAL = ("done", "failed", "cancelled")
 

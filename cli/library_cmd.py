@@ -262,6 +262,10 @@ async def play(client: Client, args: argparse.Namespace) -> int:
             await asyncio.sleep(0.1)
     finally:
         player.stop()
+    if player.failure:
+        from dgx_music.cli.common import EXIT_FAILED, fail
+
+        return fail(args, "no_audio_output", player.failure, EXIT_FAILED)
     emit(args, {"played": t["id"], "player": player.backend, "file": str(path)}, lambda r: None)
     return EXIT_OK
 

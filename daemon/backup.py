@@ -33,10 +33,10 @@ try:
     from dgx_music.daemon.components import DB_NAME
 except Exception:  # pragma: no cover - keep backup usable if the daemon's components cannot import
     DB_NAME = "dgx-music.db"
+from dgx_music.common.fmt import plural
 from dgx_music.common.paths import OutsideRoot, resolve_under
 from dgx_music.daemon.store import StoreError
 from dgx_music.daemon.store import snapshot as db_copy
-from dgx_music.common.fmt import plural
 
 MANIFEST = "manifest.json"
 LIBRARY = "library"

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgx_music.common.config import BY_KEY
-from dgx_music.daemon import melodies, sources
 from dgx_music.common.fmt import plural
+from dgx_music.daemon import melodies, sources
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon

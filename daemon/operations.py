@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from dgx_music.common.families import ACE_STEP
+from dgx_music.common.fmt import with_article
 from dgx_music.common.operations import (ADD_PART, REPAINT, STEMS, TASKS, OperationRequest, stored_params,
                                          validate_operation)
 from dgx_music.common.schemas import MAX_SEED, MELODY_KEY_RE, AceStepParams, ParamError, check_model_name
 from dgx_music.daemon import failpoints, libfiles, op_render, render, sources
 from dgx_music.daemon.engine.errors import EngineError
-from dgx_music.common.fmt import with_article
 
 if TYPE_CHECKING:
     from dgx_music.daemon.scheduler import Scheduler

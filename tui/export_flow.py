@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from dgx_music.common import daw
 from dgx_music.common.client import RemoteError
-from dgx_music.tui.screens import ExportScreen
 from dgx_music.common.fmt import plural
+from dgx_music.tui.screens import ExportScreen
 
 if TYPE_CHECKING:
     from dgx_music.tui.app import DgxMusicApp

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from dgx_music.common.families import ACE_STEP
+from dgx_music.common.fmt import with_article
 from dgx_music.common.schemas import split_lora
 from dgx_music.daemon.engine.backend import Backend, ProgressCb, StepCb, pick_dtype, seed_everything
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.acestep_tasks import SOURCE, TASK_KEYS, check_task, task_kwargs
 from dgx_music.daemon.engine.models import fetch_model, resolve_model
-from dgx_music.common.fmt import with_article
 
 #: Defaults per variant: turbo is guidance-distilled (8 steps, no CFG); base needs CFG and more steps.
 #: turbo's values and shift 3.0 are diffusers' documented defaults; base's 32 steps is our choice.

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dgx_music.common.fmt import plural
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import hub_cache_dir, is_cached, known_models, resolve_model
-from dgx_music.common.fmt import plural
 
 GB = 1024**3
 

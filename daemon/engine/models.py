@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 from dgx_music.common.families import (ACE_STEP, ACE_STEP_ALIASES, ACE_STEP_RANDOM, LICENCES, MUSICGEN,
                                        MUSICGEN_ALIASES, family_for_name)
-from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.common.fmt import with_article
+from dgx_music.daemon.engine.errors import EngineError
 
 ALIASES: dict[str, str] = dict(MUSICGEN_ALIASES)
 DESCRIPTIONS: dict[str, str] = {

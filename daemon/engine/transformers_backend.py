@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from dgx_music.common.fmt import with_article
 from dgx_music.common.params import WINDOW_SECONDS
 from dgx_music.daemon.engine.backend import (CONTEXT_SECONDS, CROSSFADE_SECONDS, DECODE_MODES, Backend, ProgressCb,
                                              StepCb, frames_for, join_windows, pick_dtype, seed_everything, window_plan)
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import fetch_model, resolve_model
 from dgx_music.daemon.engine.streaming import CodeStream, EmitCb, MusicgenCodec
-from dgx_music.common.fmt import with_article
 
 log = logging.getLogger(__name__)
 

@@ -56,9 +56,9 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dgx_music.common import protocol  # noqa: E402
+from dgx_music.common.fmt import with_article
 from dgx_music.daemon.engine.errors import Cancelled, EngineError  # noqa: E402
 from dgx_music.daemon.engine.transport import WORKER_MAX_FRAME  # noqa: E402
-from dgx_music.common.fmt import with_article
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress frames (~10/s)
 

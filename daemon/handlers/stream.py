@@ -6,10 +6,10 @@ from typing import Any
 
 from dgx_music.common import protocol
 from dgx_music.common.families import ACE_STEP, MUSICGEN
+from dgx_music.common.fmt import plural, with_article
 from dgx_music.daemon.handlers import Context, HandlerError, method
 from dgx_music.daemon.handlers.args import Args
 from dgx_music.daemon.stream_relay import FORMATS
-from dgx_music.common.fmt import plural, with_article
 
 
 @method("job.listen")

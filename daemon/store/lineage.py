@@ -8,8 +8,9 @@ source keeps its derived tracks and their rows: they report the source as gone.
 from __future__ import annotations
 
 import json
-from dgx_music.common.fmt import noun
 from typing import Any
+
+from dgx_music.common.fmt import noun
 
 from .base import StoreBase
 from .validate import _invalid, _json_dict, _text, _track_id

@@ -4,8 +4,9 @@ analysis results, deletion, and reading tracks back."""
 from __future__ import annotations
 
 import sqlite3
-from dgx_music.common.fmt import noun, plural
 from typing import Any, Iterable
+
+from dgx_music.common.fmt import noun, plural
 
 from . import clock
 from .base import StoreBase
