@@ -197,3 +197,16 @@ async def test_ctrl_c_while_waiting_says_the_job_goes_on(studio: Any) -> None:
     async with await Client.connect(studio.server.path) as c:
         assert (await c.call("job.get", {"id": job_id}))["state"] != "cancelled"
         await c.call("job.cancel", {"id": job_id})
+
+
+async def test_play_with_a_player_that_exits_at_once_says_so(daemon: Any, tmp_path: Path) -> None:
+    """ffplay without an audio device exits 0 at once: `play` must not claim it played."""
+    tid = await import_track(daemon, seconds=3.0)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ffplay").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "ffplay").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "DGX_MUSIC_PLAYER": "ffplay", "DGX_MUSIC_NO_SOUNDDEVICE": "1"}
+    rc, out, err = await cli(daemon.server.path, "play", tid, "--json", env=env)
+    error = json.loads(out)["error"]
+    assert rc == 1 and error["code"] == "no_audio_output" and "ffplay stopped after" in error["message"], (out, err)
