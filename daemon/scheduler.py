@@ -34,7 +34,9 @@ from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import accepts_melody, resolve_model
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.store import StoreError
-from dgx_music.daemon import diskspace, failpoints, libfiles, melodies, operations, render
+from dgx_music.common.audio.melody import read_mono
+from dgx_music.daemon import diskspace, failpoints, libfiles, operations, render
+from dgx_music.daemon.audio_store import MELODIES
 from dgx_music.daemon.stream_relay import StreamRelay
 
 if TYPE_CHECKING:
@@ -318,17 +320,19 @@ class Scheduler:
             if params.melody is not None:
                 raise ParamError("melody", "give a track id or melody_audio, not both")
             name = upload_name if isinstance(upload_name, str) and upload_name.strip() else "uploaded audio"
-            key, _secs = await loop.run_in_executor(self.pool, melodies.from_bytes, data_dir, upload)
+            audio = await loop.run_in_executor(self.pool, MELODIES.from_bytes, upload, "melody_audio")
+            key = await loop.run_in_executor(self.pool, MELODIES.save, data_dir, audio)
             source = f"file {Path(name).name[:120]}"
         elif MELODY_KEY_RE.match(params.melody or ""):
             key = str(params.melody)  # a remix: the melody is already stored
-            if not await loop.run_in_executor(self.pool, melodies.refresh, data_dir, key):
+            if not await loop.run_in_executor(self.pool, MELODIES.refresh, data_dir, key):
                 raise ParamError("melody", f"no stored melody {key}; give a track id instead")
             source = params.melody_source or f"melody {key}"
         else:
             track = await self._library_track("melody", str(params.melody))
             path = libfiles.library_file(data_dir, track["path"])
-            key, _secs = await loop.run_in_executor(self.pool, melodies.from_file, data_dir, path)
+            audio = await loop.run_in_executor(self.pool, MELODIES.from_file, path, "melody")
+            key = await loop.run_in_executor(self.pool, MELODIES.save, data_dir, audio)
             source = f"track {track['id']}"
         return msgspec.structs.replace(params, melody=key, melody_source=source)
 
@@ -575,7 +579,7 @@ class Scheduler:
             return None
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.pool, melodies.load, self.daemon.data_dir, params.melody)
+            return await loop.run_in_executor(self.pool, MELODIES.load, self.daemon.data_dir, params.melody)
         except (OSError, RuntimeError, ParamError) as exc:
             raise EngineError("bad_request", f"the job's melody ({params.melody_source or params.melody}) "
                                              f"cannot be read: {exc}") from None
@@ -589,7 +593,7 @@ class Scheduler:
         try:
             track = await self.store.get_track(params.extend)
             path = libfiles.library_file(self.daemon.data_dir, track["path"])
-            return await loop.run_in_executor(self.pool, melodies.read_mono, path)
+            return await loop.run_in_executor(self.pool, read_mono, path)
         except StoreError:
             raise EngineError("bad_request", f"the track this job continues ({params.extend}) was deleted") from None
         except (OSError, RuntimeError, ValueError) as exc:
