@@ -79,25 +79,25 @@ async def submit(sched: "Scheduler", operation: str, raw: dict[str, Any]) -> dic
     track: dict[str, Any] | None = None
     audio = None  # decoded and checked, stored only once the whole request is accepted
     if req.source_audio is not None:
-        audio = await loop.run_in_executor(sched.pool, SOURCES.from_bytes, req.source_audio, "source_audio")
+        audio = await loop.run_in_executor(sched.submit_pool, SOURCES.from_bytes, req.source_audio, "source_audio")
         key, seconds = "", SOURCES.seconds(audio)
         source_id, source_name = None, (req.source_name or "uploaded audio")[:200]
     elif MELODY_KEY_RE.match(req.source or ""):  # a retry or remix: the daemon's own stored copy
         key = str(req.source)
-        if not await loop.run_in_executor(sched.pool, SOURCES.refresh, data_dir, key):
+        if not await loop.run_in_executor(sched.submit_pool, SOURCES.refresh, data_dir, key):
             raise ParamError("source", f"no stored source {key}; give a track id instead")
-        seconds = await loop.run_in_executor(sched.pool, SOURCES.seconds_of, data_dir, key)
+        seconds = await loop.run_in_executor(sched.submit_pool, SOURCES.seconds_of, data_dir, key)
         source_id, source_name = None, req.source_name or f"source {key}"
     else:
         track = await sched._library_track("source", str(req.source))
         path = libfiles.library_file(data_dir, track["path"])
-        audio = await loop.run_in_executor(sched.pool, SOURCES.from_file, path, "source")
+        audio = await loop.run_in_executor(sched.submit_pool, SOURCES.from_file, path, "source")
         key, seconds = "", SOURCES.seconds(audio)
         source_id, source_name = track["id"], track["title"]
     if operation == REPAINT:
         _check_span(req, seconds)
     if audio is not None:  # on disk before the job row is committed
-        key = await loop.run_in_executor(sched.pool, SOURCES.save, data_dir, audio)
+        key = await loop.run_in_executor(sched.submit_pool, SOURCES.save, data_dir, audio)
     prompt = getattr(req, "prompt", None) or (track or {}).get("prompt") or _default_prompt(operation, req)
     stored = stored_params(req)
     stored.pop("prompt", None)
