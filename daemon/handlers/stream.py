@@ -6,6 +6,7 @@ from typing import Any
 
 from dgx_music.common import protocol
 from dgx_music.common.families import ACE_STEP, MUSICGEN
+from dgx_music.common.fmt import plural, with_article
 from dgx_music.daemon.handlers import Context, HandlerError, method
 from dgx_music.daemon.handlers.args import Args
 from dgx_music.daemon.stream_relay import FORMATS
@@ -25,7 +26,7 @@ async def listen(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     stored = job.get("params") or {}
     family = ACE_STEP if stored.get("operation") else stored.get("family", MUSICGEN)  # operations are ACE-Step's
     if family != MUSICGEN:
-        raise HandlerError(protocol.INVALID_PARAMS, f"id: job {job_id} is a {family} job; only MusicGen streams "
+        raise HandlerError(protocol.INVALID_PARAMS, f"id: job {job_id} is {with_article(family)} job; only MusicGen streams "
                                                     f"(ACE-Step is a diffusion model: it makes the whole clip at "
                                                     f"once)", field="id")
     if job.get("backend") not in (None, "transformers"):
@@ -33,8 +34,8 @@ async def listen(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
                                                     "which does not stream; the transformers backend does",
                            field="id")
     if variation >= int(job.get("count") or 1):
-        raise HandlerError(protocol.INVALID_PARAMS, f"variation: job {job_id} makes {job.get('count')} "
-                                                    f"variation(s), numbered from 0", field="variation")
+        raise HandlerError(protocol.INVALID_PARAMS, f"variation: job {job_id} makes "
+                                                    f"{plural(job.get('count') or 1, 'variation')}, numbered from 0", field="variation")
     relay = ctx.daemon.scheduler.streams
     if job["state"] not in ("queued", "running") and not relay.has(job_id):
         raise HandlerError(protocol.CONFLICT, f"job {job_id} is {job['state']} and its stream is gone; "
