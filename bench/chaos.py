@@ -14,6 +14,8 @@ Scenarios (each reports tried / survived / lost):
   postproc   the daemon killed by a failpoint while post-processing and between file and row
   diskfull   the data directory on a small tmpfs that fills up (root only; skipped otherwise)
   lockout    hundreds of connections that send half a header or nothing
+  httplock   the same over HTTP (300 idle or half-header TCP connections, ulimit -n 256): the Unix
+             socket keeps answering, HTTP serves again once the stale connections time out
   frames     hostile frames: garbage, huge lengths, non-maps, deep nesting, huge numbers
   paths      requests naming paths outside the data directory, and symlinks planted in it (folders
              and a track's file leading outside: refused, nothing outside touched)
@@ -28,6 +30,8 @@ import asyncio
 import json
 import os
 import random
+import re
+import resource
 import shutil
 import signal
 import struct
@@ -66,8 +70,11 @@ class Outcome:
 class Daemon:
     """One daemon process on a data directory; restartable, killable."""
 
-    def __init__(self, root: Path, model: Path, data_dir: Path | None = None, **env: str) -> None:
+    def __init__(self, root: Path, model: Path, data_dir: Path | None = None, http: str = "off",
+                 nofile: int | None = None, **env: str) -> None:
         self.root = root
+        self.http = http  # off unless a scenario needs it: parallel campaigns must not share a port
+        self.nofile = nofile  # RLIMIT_NOFILE for the daemon, or None for ours
         self.socket = root / "d.sock"
         self.data_dir = data_dir or root / "data"
         self.model = model
@@ -77,12 +84,21 @@ class Daemon:
 
     def start(self, timeout: float = 60.0, **extra_env: str) -> "Daemon":
         env = {k: v for k, v in os.environ.items() if not k.startswith("DGX_MUSIC_")}
-        env.update({"PYTHONUNBUFFERED": "1", "DGX_MUSIC_TEST_STEP_DELAY": STEP_DELAY, **self.env, **extra_env})
+        # The HTTP token file goes into the campaign's directory, never the user's config.
+        env.update({"PYTHONUNBUFFERED": "1", "DGX_MUSIC_TEST_STEP_DELAY": STEP_DELAY,
+                    "XDG_CONFIG_HOME": str(self.root / "config"), **self.env, **extra_env})
+        nofile = self.nofile
+
+        def limit() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "dgx_music", "daemon", "--socket", str(self.socket),
-                 "--data-dir", str(self.data_dir), "--model", str(self.model), "--log-level", "info"],
-                stdout=log, stderr=subprocess.STDOUT, env=env)
+                 "--data-dir", str(self.data_dir), "--model", str(self.model), "--log-level", "info",
+                 "--http", self.http],
+                stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=limit)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -407,6 +423,99 @@ def scenario_lockout(root: Path, model: Path, rounds: int, conns: int, idle_time
         else:
             out.notes.append(f"served={served}, {held} stale connections still held after {grace:g} s")
     d.stop()
+    return out
+
+
+def _http_port(d: Daemon, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(r"HTTP API on http://127\.0\.0\.1:(\d+)", d.log.read_text(errors="replace"))
+        if m:
+            return int(m.group(1))
+        time.sleep(0.05)
+    raise RuntimeError(f"the HTTP API did not start; see {d.log}")
+
+
+async def _http_status(port: int, token: str) -> int:
+    """The status code of an authenticated GET /api/v1/status (0: no answer)."""
+    try:
+        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+    except (OSError, asyncio.TimeoutError):
+        return 0
+    try:
+        w.write(f"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+                "Connection: close\r\n\r\n".encode())
+        line = await asyncio.wait_for(r.readline(), 10)
+        parts = line.split()
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    except (OSError, asyncio.TimeoutError):
+        return 0
+    finally:
+        w.close()
+
+
+async def _http_lockout(sock: Path, port: int, token: str, conns: int, grace: float) -> tuple[bool, int, int]:
+    """`conns` TCP connections send half a header or nothing: does the Unix socket still answer
+    meanwhile, and does HTTP answer 200 again within `grace` seconds? (socket ok, HTTP status, held)"""
+    stale = []
+    for i in range(conns):
+        try:
+            r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+        except (OSError, asyncio.TimeoutError):
+            continue  # refused or the backlog is full: the daemon is shedding load, as it should
+        if i % 2:
+            w.write(b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        stale.append((r, w))
+    try:
+        socket_ok = True
+        for _ in range(3):
+            try:
+                async with await Client.connect(sock, timeout=5.0) as c:
+                    await c.call("status", timeout=5.0)
+            except (RemoteError, DaemonUnavailable, OSError, asyncio.TimeoutError):
+                socket_ok = False
+        deadline = time.monotonic() + grace
+        status = 0
+        while status != 200 and time.monotonic() < deadline:
+            status = await _http_status(port, token)
+            if status != 200:
+                await asyncio.sleep(0.5)
+        held = 0
+        for r, _ in stale:
+            try:
+                await asyncio.wait_for(r.read(), max(0.01, deadline - time.monotonic()))
+            except OSError:
+                pass  # reset: a refused connection closed with our half header unread, let go all the same
+            except asyncio.TimeoutError:
+                held += 1
+        return socket_ok, status, held
+    finally:
+        for _, w in stale:
+            w.close()
+
+
+def scenario_httplock(root: Path, model: Path, rounds: int, conns: int, header_timeout: float) -> Outcome:
+    out = Outcome("httplock")
+    d = Daemon(root, model, http="127.0.0.1:0", nofile=256, DGX_MUSIC_HEADER_TIMEOUT=str(header_timeout),
+               DGX_MUSIC_MAX_CONNECTIONS="100000")  # no count cap: only the descriptor reserve saves the socket
+    d.start()
+    try:
+        port = _http_port(d)
+        token = (root / "config" / "dgx-music" / "http-token").read_text().strip()
+        grace = header_timeout + 10.0
+        for _ in range(rounds):
+            out.tried += 1
+            socket_ok, status, held = asyncio.run(_http_lockout(d.socket, port, token, conns, grace))
+            if socket_ok and status == 200 and held == 0 and _served(d.socket):
+                out.survived += 1
+            else:
+                out.notes.append(f"socket answered={socket_ok}, HTTP {status or 'no answer'} after the flood, "
+                                 f"{held} stale connections held after {grace:g} s")
+        if "out of system resource" in d.log.read_text(errors="replace"):
+            out.notes.append("the daemon ran out of descriptors (accept() failed)")
+            out.survived = min(out.survived, out.tried - 1)
+    finally:
+        d.stop()
     return out
 
 
@@ -760,6 +869,8 @@ def run(args: argparse.Namespace) -> list[Outcome]:
             ("diskfull", lambda r: scenario_diskfull(r, model, rng)),
             ("lockout", lambda r: scenario_lockout(r, model, args.lockout_rounds, args.lockout_conns,
                                                    args.idle_timeout)),
+            ("httplock", lambda r: scenario_httplock(r, model, args.lockout_rounds, args.http_conns,
+                                                     args.header_timeout)),
             ("frames", lambda r: scenario_frames(r, model, args.frames, rng)),
             ("paths", lambda r: scenario_paths(r, model, rng)),
             ("ops", lambda r: scenario_ops(r, _acestep(work), args.op_kills, rng)),
@@ -807,6 +918,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lockout-conns", type=int, default=256)
     p.add_argument("--idle-timeout", type=float, default=10.0,
                    help="the daemon's daemon.idle_timeout in the lock-out scenario (default: its default, 10 s)")
+    p.add_argument("--http-conns", type=int, default=300, help="TCP connections in the HTTP lock-out (default 300)")
+    p.add_argument("--header-timeout", type=float, default=15.0,
+                   help="the daemon's http.header_timeout in the HTTP lock-out (default: its default, 15 s)")
     p.add_argument("--only", action="append", help="run only this scenario (repeatable)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print the outcomes as JSON")
@@ -815,6 +929,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.kills, args.worker_kills, args.post_kills, args.frames, args.op_kills = 2, 1, 2, 300, 1
         args.lockout_rounds, args.lockout_conns, args.idle_timeout = 1, 64, 2.0
+        args.header_timeout = 2.0
     outcomes = run(args)
     if args.json:
         print(json.dumps([{**asdict(o), "ok": o.ok} for o in outcomes], indent=2))

@@ -20,7 +20,8 @@ from msgspec import Meta
 
 from dgx_music.common.schemas import (LANGUAGES, MAX_LYRICS_CHARS, MAX_PROMPT_CHARS, MAX_SEED, MELODY_KEY_RE,
                                       TRACK_ID_RE, Language, ModelName, ParamError, Seed, TargetLufs,
-                                      _explain, _field_of, check_model_name, nullable_optionals)
+                                      _explain, _field_of, check_model_name, nullable_optionals,
+                                      refuse_loose_bools)
 
 #: The operations, as protocol methods name them (`op.<name>`) and as jobs record them.
 REPAINT, COVER, STEMS, ADD_PART = "repaint", "cover", "stems", "add_part"
@@ -188,6 +189,7 @@ def validate_operation(operation: str, raw: Mapping[str, Any]) -> OperationReque
     if isinstance(data.get("source_audio"), bytearray):
         data["source_audio"] = bytes(data["source_audio"])
     try:
+        refuse_loose_bools(cls, data)
         req = msgspec.convert(data, cls, strict=False)
     except msgspec.ValidationError as exc:
         field = _field_of(str(exc))
@@ -244,6 +246,11 @@ def operation_components(ref_template: str = "#/components/schemas/{name}") -> t
         # Exactly one of the two sources, as validate_operation checks (null is the same as absent).
         component["oneOf"] = [{"required": [name], "properties": {name: {"type": "string"}}}
                               for name in ("source", "source_audio")]
+        if "parts" in component["properties"]:
+            component["properties"]["parts"]["uniqueItems"] = True  # "names a part twice" is refused
+        prompt = component["properties"].get("prompt", {})
+        for caption in prompt.get("anyOf", ()):  # optional: an empty caption is the same as none
+            caption.pop("minLength", None)
     return {t.__name__: r for t, r in zip(types, refs)}, components
 
 

@@ -17,7 +17,7 @@ import math
 import re
 import secrets
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Mapping, get_args
+from typing import Annotated, Any, ClassVar, Literal, Mapping, get_args, get_origin
 
 import msgspec
 from msgspec import Meta
@@ -386,6 +386,7 @@ def validate_request(raw: Mapping[str, Any], family: str = MUSICGEN, *,
         _prepare_ace_step(data)
 
     try:
+        refuse_loose_bools(cls, data)
         params = msgspec.convert(data, cls, strict=False)
     except msgspec.ValidationError as exc:
         field = _field_of(str(exc))
@@ -563,6 +564,19 @@ class ModelLoad(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model: ModelName | None = None
 
 
+def refuse_loose_bools(cls: type, data: Mapping[str, Any]) -> None:
+    """A true/false field takes true or false: lax conversion would read 0, 1 or "yes" as one, which
+    the schema (type boolean) refuses. Numbers stay lenient (strings that parse as numbers)."""
+    for f in msgspec.structs.fields(cls):
+        kind = f.type
+        while get_origin(kind) is Annotated:
+            kind = get_args(kind)[0]
+        args = get_args(kind)
+        if (kind is bool or bool in args and set(args) <= {bool, type(None)}) and f.name in data \
+                and not isinstance(data[f.name], bool):
+            raise ParamError(f.name, f"must be true or false, got {data[f.name]!r}")
+
+
 def nullable_optionals(component: dict[str, Any]) -> dict[str, Any]:
     """Say in a body's schema what the daemon does: an optional field sent as null means its default.
 
@@ -578,6 +592,9 @@ def nullable_optionals(component: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(prop.get("type"), str):
             prop["type"] = [prop["type"], "null"]
             if "enum" in prop and None not in prop["enum"]:
+                prop["enum"] = [*prop["enum"], None]
+        elif "enum" in prop:
+            if None not in prop["enum"]:
                 prop["enum"] = [*prop["enum"], None]
         elif "$ref" in prop:
             component["properties"][name] = {"anyOf": [prop, {"type": "null"}]}

@@ -80,7 +80,11 @@ def resolve_model(name: str) -> ModelSpec:
         return ModelSpec(name, "hub", ALIASES[name])
     if name in ACE_STEP_ALIASES:
         return ModelSpec(name, "hub", ACE_STEP_ALIASES[name], ACE_STEP)
-    path = Path(name).expanduser()
+    try:
+        path = Path(name).expanduser()
+    except RuntimeError:  # "~user" for a user that does not exist: no such directory, not a daemon bug
+        raise EngineError("model_not_found", f"model directory {name} does not exist (no such user's home)") \
+            from None
     if path.is_dir():
         return ModelSpec(name, "local", str(path.resolve()), dir_family(path))
     if name.startswith((".", "/", "~")) or os.sep + os.sep in name:

@@ -73,6 +73,8 @@ async def peaks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 def _tags(a: Args, name: str) -> list[str]:
     """A list of tags as the schema states it: at most MAX_TAGS_PER_TRACK items of MAX_TAG_CHARS characters."""
+    if isinstance(a.params.get(name), str):  # a list, as the schema says (one tag is a list of one)
+        raise HandlerError(protocol.INVALID_PARAMS, f"{name}: must be a list of tags", field=name)
     tags = a.str_list(name, [], max_items=MAX_TAGS_PER_TRACK)
     for tag in tags:
         if len(tag) > MAX_TAG_CHARS:

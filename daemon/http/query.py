@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +19,8 @@ def request_params(r: Route, request: web.Request) -> dict[str, Any]:
         spec = r.query.get(name)
         if spec is None:
             raise HandlerError(protocol.INVALID_PARAMS, f"unknown query parameter {name!r}", field=name)
+        if len(request.query.getall(name)) > 1:
+            raise HandlerError(protocol.INVALID_PARAMS, f"{name}: given more than once", field=name)
         params[name] = _check(name, _param(spec), _coerce_query(name, _param(spec).kind, raw))
     for name, spec in r.path_params.items():
         params[name] = _check(name, _param(spec), _coerce_query(name, _param(spec).kind, request.match_info[name]))
@@ -26,8 +29,7 @@ def request_params(r: Route, request: web.Request) -> dict[str, Any]:
 
 def _check(name: str, spec: Param, value: Any) -> Any:
     """The constraints a parameter's schema states (bounds, lengths, choices), so the OpenAPI
-    document never promises a refusal the daemon does not give. Patterns are left to the handlers:
-    the document's tag pattern is a portable subset of what the library takes."""
+    document never promises a refusal the daemon does not give."""
     def bad(message: str) -> HandlerError:
         return HandlerError(protocol.INVALID_PARAMS, f"{name}: {message}", field=name)
 
@@ -44,6 +46,8 @@ def _check(name: str, spec: Param, value: Any) -> Any:
             raise bad(f"is {len(value)} characters; the limit is {schema['maxLength']}")
         if "enum" in schema and value not in schema["enum"]:
             raise bad(f"must be one of {', '.join(map(str, schema['enum']))}, got {value!r}")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise bad(f"{value[:40]!r} is not in the expected form")
     return value
 
 

@@ -12,29 +12,30 @@ from aiohttp import web
 from dgx_music.common import protocol
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.http.errors import json_error
+from dgx_music.daemon.http.routes import RANGE_PATTERN
 
 log = logging.getLogger("dgx_music.http")
 
 
-#: The one byte range served: START-END, START- or -SUFFIX (RFC 9110 14.1.2), nothing else.
-_ONE_RANGE = re.compile(r"bytes=(?:(\d{1,18})-(\d{0,18})|-(\d{1,18}))", re.ASCII)
-
-
 def range_satisfiable(request: web.Request, size: int) -> bool:
-    """Whether the Range header (if any) is one byte range this `size`-byte file can satisfy.
+    """Whether the Range header (if any) is one byte range this `size`-byte file can satisfy, or a
+    range in another unit (ignored: the whole file is served, RFC 9110 14.2). Anything else
+    (malformed, several ranges, past the end) is unsatisfiable: 416.
 
-    Parsed here, strictly, before aiohttp sees it: aiohttp's own parser accepts some malformed
-    values (and a zero-length suffix) and fails on others after the headers went out.
+    Parsed here, strictly (routes.RANGE_PATTERN, which the OpenAPI document states), before
+    aiohttp sees it: aiohttp's own parser accepts some malformed values and a zero-length suffix.
     """
     header = request.headers.get("Range")
-    if header is None or not header.strip().lower().startswith("bytes="):
-        return True  # none, or in a unit we do not know: ignored, the whole file is served
-    m = _ONE_RANGE.fullmatch(header.strip().replace(" ", "").lower())
-    if m is None:
+    if header is None:
+        return True
+    value = header.strip()
+    if not re.fullmatch(RANGE_PATTERN, value):
         return False
-    first, last, suffix = m.groups()
-    if suffix is not None:
-        return size > 0 and int(suffix) > 0
+    if not value.lower().startswith("bytes="):
+        return True  # another unit: ignored
+    first, _, last = value[len("bytes="):].partition("-")
+    if not first:
+        return size > 0 and int(last) > 0  # a suffix, bytes=-N
     return int(first) < size and (not last or int(last) >= int(first))
 
 

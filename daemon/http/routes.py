@@ -16,7 +16,7 @@ from dgx_music.common.operations import METHODS as OP_METHODS
 from dgx_music.common.operations import OPERATION_SCHEMAS as OP_SCHEMAS
 from dgx_music.common.operations import OPERATIONS, operation_components
 from dgx_music.common.operations import ROUTES as OP_ROUTES
-from dgx_music.common.schemas import TAG_PATTERN, openapi_components
+from dgx_music.common.schemas import openapi_components
 from dgx_music.daemon.store import LIST_SORTS
 
 API = "/api/v1"
@@ -24,6 +24,9 @@ OPENAPI_PATH = "/openapi.json"
 #: The longest long poll, GET /api/v1/jobs/{id}?wait=S (s); proxies often cut idle requests at 60 s.
 MAX_WAIT_SECONDS = 300.0
 INT64_MAX = 2**63 - 1
+#: The Range header the audio route takes: one byte range, or any other unit (ignored, RFC 9110 14.2).
+RANGE_PATTERN = (r"^(?:[Bb][Yy][Tt][Ee][Ss]=(?:[0-9]{1,18}-[0-9]{0,18}|-[0-9]{1,18})"
+                 r"|(?![Bb][Yy][Tt][Ee][Ss]=)[A-Za-z0-9!#$%&'*+.^_`|~-]+=.*)$")
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{API}/jobs/{{id}}/move", "job.move", "Move a queued job (body: {\"to\": top|up|down}).",
           path_params={"id": JOB_ID}, body=True, request_schema="JobMove", response_schema="Job"),
     Route("GET", f"{API}/tracks", "track.list", "List or search the library (one page; pass next_cursor as cursor).",
-          query={"search": _p(str, maxLength=1000), "tag": _p(str, minLength=1, maxLength=48,
-                                                                pattern=TAG_PATTERN),
+          # No pattern on tag: a filter matches any tag the library holds (TAG_PATTERN is a subset).
+          query={"search": _p(str, maxLength=1000), "tag": _p(str, minLength=1, maxLength=48),
                  "favorite": bool, "model": _p(str, maxLength=500),
                  "bpm_min": _p(float, minimum=0, maximum=1e300), "bpm_max": _p(float, minimum=0, maximum=1e300),
                  "key": _p(str, maxLength=100), "sort": _p(str, enum=list(LIST_SORTS)),
@@ -175,8 +178,10 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
             op["description"] = f"Mirrors the socket method `{r.rpc}` (docs/protocol.md); same parameters and result."
         if r.path.endswith("/audio"):
             op["parameters"] = params + [{"name": "Range", "in": "header", "required": False,
-                                          "schema": {"type": "string", "pattern": r"^bytes=(\d+-\d*|-\d+)$"},
-                                          "description": "bytes=START-END, START- or -SUFFIX (one range)"}]
+                                          "schema": {"type": "string", "pattern": RANGE_PATTERN},
+                                          "description": "bytes=START-END, START- or -SUFFIX (one range; "
+                                                         "malformed or unsatisfiable: 416). A range in another "
+                                                         "unit is ignored: the whole file"}]
             op["responses"]["206"] = {"description": "partial content"}
             op["responses"]["416"] = {"description": "range not satisfiable (code range_not_satisfiable)",
                                       "content": {"application/json": {

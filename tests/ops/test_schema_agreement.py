@@ -10,7 +10,8 @@ import jsonschema
 import pytest
 
 from dgx_music.common.client import Client, RemoteError
-from dgx_music.common.operations import OPERATION_SCHEMAS
+from dgx_music.common.operations import OPERATION_SCHEMAS, validate_operation
+from dgx_music.common.schemas import ParamError
 from dgx_music.daemon.http import openapi
 
 from .conftest import bearer
@@ -41,6 +42,16 @@ def test_the_document_states_what_the_validators_take() -> None:
         assert not v.is_valid({**base, "source": None, "source_audio": None}), op
         assert not v.is_valid(base), op
         assert not v.is_valid({**base, "source": "1-0", "source_audio": "UklGRg=="}), op
+        if op.__name__ != "CoverRequest":  # an optional caption may be empty: the daemon takes "" as none
+            assert v.is_valid({**base, "source": "1-0", "prompt": ""}), op
+            validate_operation(op.operation, {**base, "source": "1-0", "prompt": ""})
+    for mix in (0, 1, "yes"):  # true or false, not 0 (the schema says boolean)
+        with pytest.raises(ParamError) as e:
+            validate_operation("add_part", {"source": "1-0", "part": "strings", "mix": mix})
+        assert e.value.field == "mix"
+    assert validate_operation("add_part", {"source": "1-0", "part": "strings", "mix": True}).mix is True
+    stems = _validator(doc, "StemsRequest")
+    assert not stems.is_valid({"source": "1-0", "parts": ["fx", "fx"]})  # the daemon: "names a part twice"
 
 
 async def test_unknown_fields_and_long_tags_are_refused(http_daemon: Any) -> None:
@@ -68,6 +79,14 @@ async def test_unknown_fields_and_long_tags_are_refused(http_daemon: Any) -> Non
             assert r.status == 400 and (await r.json())["error"]["field"] == "tag"
         async with s.get(url + "/tracks", params={"tag": "imported"}) as r:
             assert r.status == 200 and [t["id"] for t in (await r.json())["tracks"]] == ["990-0"]
+        async with s.get(url + "/tracks", params=[("tag", "imported"), ("tag", "other")]) as r:
+            assert r.status == 400 and (await r.json())["error"]["field"] == "tag"  # one value, not a list
+        async with s.get(url + "/tracks", params={"source": "null"}) as r:
+            assert r.status == 400 and (await r.json())["error"]["field"] == "source"
+        for body, field in (({"prompt": "x", "model": "~no-such-user-dgxm/m"}, "model"),):
+            async with s.post(url + "/jobs", json=body) as r:
+                got = await r.json()
+                assert r.status == 400 and got["error"]["field"] == field, got  # was 500 internal
         # null optional fields mean the default, as the document now says.
         async with s.post(url + "/jobs", json={"prompt": "nulls", "duration": 0.5, "cfg": None}) as r:
             assert r.status == 201, await r.text()
