@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import hmac
 import ipaddress
 import json
@@ -35,7 +36,10 @@ from dgx_music.common.schemas import ParamError
 from dgx_music.daemon import handlers
 from dgx_music.daemon.handlers import Context, HandlerError
 from dgx_music.daemon.http_body import JSON_INLINE_BYTES, parse_json_body
+from dgx_music.common.speaker import WS_PATH as SPEAKER_WS
+from dgx_music.daemon import http_speaker
 from dgx_music.daemon.http_metrics import Metrics
+from dgx_music.daemon.speaker_hub import hub_of
 from dgx_music.daemon.http_routes import API, OPENAPI_PATH, ROUTES, Param, Route, _param, openapi
 from dgx_music.daemon.server import StartupError
 
@@ -62,6 +66,7 @@ HTTP_STATUS = {
     protocol.DISK_FULL: 507,
     protocol.ENGINE_ERROR: 502,
     protocol.FORBIDDEN: 403,
+    protocol.NO_SPEAKER: 409,
     protocol.SHUTTING_DOWN: 503,
     protocol.INTERNAL: 500,
 }
@@ -299,7 +304,8 @@ class HttpApi:
         special: dict[str, Callable[[web.Request], Any]] = {
             "/healthz": self._healthz, "/metrics": self._metrics, OPENAPI_PATH: self._openapi,
             f"{API}/tracks/{{id}}/audio": self._audio, f"{API}/events": self._sse,
-            f"{API}/events/ws": self._ws,
+            f"{API}/events/ws": self._ws, SPEAKER_WS: functools.partial(http_speaker.serve_tab, self.daemon),
+            "/static/speaker.js": http_speaker.speaker_js,
         }
         for r in ROUTES:
             if r.handler is not None:
@@ -346,6 +352,7 @@ class HttpApi:
         server = site._server  # the asyncio server: learn the real port when 0 was asked for
         if server is not None and server.sockets:
             self.port = server.sockets[0].getsockname()[1]
+        hub_of(self.daemon).port = self.port  # speaker.*'s no_speaker names the page's URL
         auth = "bearer token required" if self.plan.token else "no auth (loopback)"
         log.info("HTTP API on http://%s:%d (%s)", self.host if ":" not in self.host else f"[{self.host}]",
                  self.port, auth)
