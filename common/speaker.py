@@ -110,8 +110,11 @@ def port_of(settings: Any) -> int | None:
 # ---------------------------------------------------------------------------------- can we play here?
 def remote_session_problem(env: Mapping[str, str] | None = None) -> str | None:
     """Why local playback would be heard in the wrong place: running under SSH with no forwarded sound
-    server (PULSE_SERVER, PIPEWIRE_REMOTE). None when local playback is where the user is."""
+    server (PULSE_SERVER, PIPEWIRE_REMOTE). None when local playback is where the user is, or when
+    DGX_MUSIC_PLAYER names a player (an explicit choice to play here)."""
     env = os.environ if env is None else env
+    if env.get("DGX_MUSIC_PLAYER", "").strip():  # the user picked a player here: play here
+        return None
     if not env.get("SSH_CONNECTION") and not env.get("SSH_CLIENT"):
         return None
     if env.get("PULSE_SERVER") or env.get("PIPEWIRE_REMOTE"):
