@@ -1,6 +1,6 @@
 """Browser tabs as speakers: the registry of open tabs and what each is told to play.
 
-A tab opens the page, which connects a WebSocket (daemon/http_speaker.py) and tells the daemon when it
+A tab opens the page, which connects a WebSocket (daemon/http/speaker.py) and tells the daemon when it
 is focused or becomes visible; the most recently focused tab is the one that plays. `speaker.play`
 sends it a track (it plays `/api/v1/tracks/{id}/audio` in an audio element); `speaker.stream` makes it
 a listener of a running MusicGen job (daemon/stream_relay.py): every chunk the engine makes goes to the

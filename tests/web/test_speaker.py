@@ -62,10 +62,7 @@ async def studio(root: Path, tiny_model: Path) -> AsyncIterator[SimpleNamespace]
     """The daemon with its HTTP API on 127.0.0.1 (an ephemeral port), and one finished 2 s track."""
     from dgx_music.daemon.app import Daemon
 
-    try:
-        from dgx_music.daemon import http_api as http  # before the HTTP package split
-    except ImportError:
-        from dgx_music.daemon import http  # type: ignore[no-redef]
+    from dgx_music.daemon import http
     settings = make_settings(root, engine__model=str(tiny_model), http__listen="127.0.0.1:0")
     d = Daemon(settings)
     await d.start()

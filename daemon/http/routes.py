@@ -1,6 +1,6 @@
 """The HTTP API's route table and the OpenAPI document generated from it.
 
-One table builds the aiohttp router (daemon/http_api.py) and the OpenAPI 3.1 description, with the
+One table builds the aiohttp router (daemon/http/api.py) and the OpenAPI 3.1 description, with the
 request and response bodies from the typed schemas (common/schemas.py, common/operations.py), so the
 document cannot drift from what the daemon serves and enforces.
 """
@@ -17,7 +17,8 @@ from dgx_music.common.operations import OPERATION_SCHEMAS as OP_SCHEMAS
 from dgx_music.common.operations import OPERATIONS, operation_components
 from dgx_music.common.operations import ROUTES as OP_ROUTES
 from dgx_music.common.schemas import TAG_PATTERN, openapi_components
-from dgx_music.common.speaker import WS_PATH as SPEAKER_WS, speaker_components
+from dgx_music.common.speaker import SCRIPT_PATH, speaker_components
+from dgx_music.common.speaker import WS_PATH as SPEAKER_WS
 from dgx_music.daemon.store import LIST_SORTS
 
 API = "/api/v1"
@@ -142,7 +143,7 @@ ROUTES: tuple[Route, ...] = (
           body=True, request_schema="SpeakerSeek"),
     Route("GET", SPEAKER_WS, None, "The WebSocket a browser tab opens to be a speaker (the page's "
           "speaker.js; docs/protocol.md, \"Speaker tabs\")."),
-    Route("GET", "/static/speaker.js", None, "The speaker tab's script.", produces="text/javascript"),
+    Route("GET", SCRIPT_PATH, None, "The speaker tab's script.", produces="text/javascript"),
 )
 
 

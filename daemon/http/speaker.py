@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dgx_music.speaker")
 
-STATIC_DIR = Path(__file__).resolve().parent / "http" / "static"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 HEARTBEAT_SECONDS = 15.0
 MAX_MESSAGE = 16384  # a tab only sends small JSON reports
 
