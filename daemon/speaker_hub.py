@@ -182,6 +182,7 @@ class SpeakerHub:
         if kind in ("hello", "focus"):
             if msg.get("focused") is True or msg.get("visible") is True:
                 tab.focused_at = time.monotonic()
+                self._publish()
         elif kind == "state":
             state = {}
             for key, typ in STATE_KEYS.items():
