@@ -516,12 +516,14 @@ class DgxMusicApp(App[int]):
         self.status_bar.refresh_text()
 
     def _tick_player(self) -> None:
-        player: Player | TabSpeaker = self.tab if self.tab.playing else self.player
+        if self.tab.playing:
+            self.tab.tick_view()
+            return
+        player = self.player
         if not player.playing:
             return
-        if not (self.tab.tick() if player is self.tab else self.player.poll()):
-            self.player.stop()
-            self._playing_ended()
+        if not player.poll():
+            self.stop_playing()
             return
         lib = self.library_view
         pane = self.query_one(DetailPane)

@@ -67,6 +67,20 @@ class TabSpeaker:
             self.clear()
         return self.playing
 
+    def tick_view(self) -> None:
+        """The app's 10 Hz tick while the tab plays: the playhead on the detail pane, the end by the clock."""
+        from dgx_music.tui.library import DetailPane
+
+        if not self.tick():
+            self.app._playing_ended()
+            return
+        detail = self.app.library_view.detail
+        pane = self.app.query_one(DetailPane)
+        if detail and detail.get("id") == self.track_id and self.duration:
+            pane.set_position(self.position / self.duration)
+        else:
+            pane.set_position(None)
+
     def clear(self) -> None:
         self.track_id = self.job_id = None
         self.duration = 0.0
