@@ -214,3 +214,36 @@ async def test_web_json(studio: SimpleNamespace) -> None:
     if studio.token:
         assert doc["url"] == f"http://localhost:{studio.port}/?token={studio.token}"
     assert doc["ssh"] == f"ssh -L {studio.port}:localhost:{studio.port} {os.uname().nodename}"
+
+
+async def test_the_tab_focused_last_plays(studio: SimpleNamespace, tab: Any) -> None:
+    second = await tab.context.new_page()
+    try:
+        await second.goto(speaker.page_url(studio.port, None, host="127.0.0.1"))
+        if not await second.evaluate("() => !!window.dgxSpeaker"):
+            await second.add_script_tag(url=speaker.SCRIPT_PATH)
+        await until(lambda: second.evaluate("() => window.dgxSpeaker.tab()"), 10, "second tab connected")
+        first_id, second_id = await tab.evaluate("() => window.dgxSpeaker.tab()"), await second.evaluate(
+            "() => window.dgxSpeaker.tab()")
+        await tab.evaluate("() => window.dispatchEvent(new Event('focus'))")  # the user clicks into the first
+        await until(lambda: call(studio, "speaker.status"), 5, "status")
+        status = await until(lambda: _target_is(studio, first_id), 5, "the first tab is the target again")
+        assert status["tabs"] == 2
+        await call(studio, "speaker.play", {"track_id": studio.track})
+        await until(lambda: tab.evaluate("() => !window.dgxSpeaker.audio().paused"), 10, "the focused tab plays")
+        assert await second.evaluate("() => { const a = window.dgxSpeaker.audio(); return !a || a.paused }")
+        await second.evaluate("() => window.dispatchEvent(new Event('focus'))")
+        await until(lambda: _target_is(studio, second_id), 5, "focus moves the target")
+    finally:
+        await second.close()
+    await until(lambda: _tabs(studio, 1), 10, "a closed tab leaves the registry")
+    await call(studio, "speaker.stop")
+
+
+async def _target_is(studio: SimpleNamespace, tab_id: int) -> Any:
+    status = await call(studio, "speaker.status")
+    return status if (status["target"] or {}).get("id") == tab_id else None
+
+
+async def _tabs(studio: SimpleNamespace, n: int) -> bool:
+    return (await call(studio, "speaker.status"))["tabs"] == n
