@@ -91,7 +91,8 @@ async def tab(studio: SimpleNamespace) -> AsyncIterator[Any]:
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM,
                                           args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
-        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})  # tabs share its cookies
+        page = await context.new_page()
         await page.goto(speaker.page_url(studio.port, studio.token, host="127.0.0.1"))
         if not await page.evaluate("() => !!window.dgxSpeaker"):  # the listening room's page has not landed
             await page.add_script_tag(url=speaker.SCRIPT_PATH)
