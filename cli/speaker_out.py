@@ -15,17 +15,18 @@ from dgx_music.common.protocol import NO_SPEAKER, RemoteError
 from dgx_music.common.speaker import no_speaker_text, read_token
 
 
-def token_for(args: argparse.Namespace) -> str | None:
+def token_for(args: argparse.Namespace, token_file: Any = None) -> str | None:
     try:
-        return read_token(settings_from(args))
+        settings = settings_from(args)
     except ConfigError:
-        return None
+        settings = None
+    return read_token(settings, token_file)
 
 
 def no_tab_message(args: argparse.Namespace, exc: RemoteError) -> str:
     """The daemon's no_speaker, said with the token the page needs (read here, never sent by the daemon)."""
     port = exc.data.get("port")
-    return no_speaker_text(port if isinstance(port, int) else None, token_for(args))
+    return no_speaker_text(port if isinstance(port, int) else None, token_for(args, exc.data.get("token_file")))
 
 
 async def to_tab(client: Client, args: argparse.Namespace, method: str, params: dict[str, Any],

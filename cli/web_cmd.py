@@ -28,14 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=web_cmd)
 
 
-async def _daemon_port(settings: Any, timeout: float) -> tuple[int | None, int | None]:
-    """(the HTTP port, the number of open tabs) from a running daemon, or (None, None)."""
+async def _daemon_status(settings: Any, timeout: float) -> dict[str, Any]:
+    """speaker.status from a running daemon (the HTTP port, its token file, the open tabs), or {}."""
     try:
         async with await Client.connect(settings.socket, timeout=min(timeout, 5.0)) as client:
-            info = await client.call("speaker.status", timeout=timeout)
+            return dict(await client.call("speaker.status", timeout=timeout))
     except (DaemonUnavailable, UnsafeSocket, RemoteError, OSError, asyncio.TimeoutError):
-        return None, None
-    return info.get("port"), info.get("tabs")
+        return {}
 
 
 def web_cmd(args: argparse.Namespace) -> int:
@@ -43,13 +42,14 @@ def web_cmd(args: argparse.Namespace) -> int:
         settings = settings_from(args)
     except ConfigError as exc:
         return fail(args, "config", str(exc), EXIT_USAGE)
-    port, tabs = asyncio.run(_daemon_port(settings, args.timeout))
+    info = asyncio.run(_daemon_status(settings, args.timeout))
+    port, tabs = info.get("port"), info.get("tabs")
     if port is None:
         port = port_of(settings)
     if port is None:
         return fail(args, "http_off", "the daemon's HTTP server is off: set http.listen (e.g. 127.0.0.1:8765) "
                                       "in the config and restart the daemon", EXIT_FAILED)
-    token = read_token(settings)
+    token = read_token(settings, info.get("token_file"))
     doc = {"url": page_url(port, token), "port": port, "ssh": ssh_line(port, args.host), "tabs": tabs}
     emit(args, doc, lambda d: f"open {d['url']}\nfrom your laptop, first: {d['ssh']}"
          + ("" if d["tabs"] is None else f"\n({d['tabs']} tab(s) open as speakers now)"))

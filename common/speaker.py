@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Annotated, Any, Mapping, TypeVar
 
 import msgspec
@@ -81,18 +82,22 @@ def ssh_line(port: int, host: str | None = None) -> str:
     return f"ssh -L {port}:localhost:{port} {host or socket.gethostname()}"
 
 
-def read_token(settings: Any) -> str | None:
-    """The HTTP token the daemon made (common/paths.http_token_path), or None when there is none to read."""
+def read_token(settings: Any, token_file: Any = None) -> str | None:
+    """The HTTP token the daemon made: from `token_file` (the path the daemon reports in speaker.status and
+    no_speaker) when given and readable, else from common/paths.http_token_path; None when there is none."""
     from dgx_music.common import paths
 
-    finder = getattr(paths, "http_token_path", None)
-    if finder is None:
-        return None
-    try:
-        text = finder(settings).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return text or None
+    candidates = [token_file] if isinstance(token_file, str) and token_file else []
+    if settings is not None:
+        candidates.append(paths.http_token_path(settings))
+    for path in candidates:
+        try:
+            text = Path(path).expanduser().read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text:
+            return text
+    return None
 
 
 def port_of(settings: Any) -> int | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgx_music.common.config import BY_KEY
-from dgx_music.daemon import melodies, sources
+from dgx_music.daemon.audio_store import MELODIES, SOURCES
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -68,9 +68,9 @@ class HistoryPruner:
         if not dry_run:
             store = self.daemon.store
             res["melodies_removed"] = await self._forget(
-                await store.melody_keys(), melodies.remove_unreferenced, "stored melodies")
+                await store.melody_keys(), MELODIES.remove_unreferenced, "stored melodies")
             res["sources_removed"] = await self._forget(
-                await store.source_keys(), sources.remove_unreferenced, "stored operation sources")
+                await store.source_keys(), SOURCES.remove_unreferenced, "stored operation sources")
         return res
 
     async def _forget(self, keys: set[str], remove: Callable[[Path, set[str], float], int], what: str) -> int:
@@ -80,9 +80,9 @@ class HistoryPruner:
         Only files older than a day: a copy is written before its job row is committed, so a
         younger unreferenced file may belong to a submit in progress."""
         loop = asyncio.get_running_loop()
-        # In the scheduler's one audio thread, where submits store copies: one stored (or re-used,
+        # In the scheduler's one submit thread, where submits store copies: one stored (or re-used,
         # which refreshes its time) after `keys` was read is young, so it is spared.
-        pool = self.daemon.scheduler.pool if self.daemon.scheduler is not None else None
+        pool = self.daemon.scheduler.submit_pool if self.daemon.scheduler is not None else None
         removed = await loop.run_in_executor(pool, remove, self.daemon.data_dir, keys, DAY)
         if removed:
             log.info("removed %d %s that no job uses any more", removed, what)

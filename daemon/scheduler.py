@@ -34,7 +34,9 @@ from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import accepts_melody, resolve_model
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.store import StoreError
-from dgx_music.daemon import diskspace, failpoints, libfiles, melodies, operations, render
+from dgx_music.common.audio.melody import read_mono
+from dgx_music.daemon import diskspace, failpoints, libfiles, operations, render
+from dgx_music.daemon.audio_store import MELODIES
 from dgx_music.daemon.stream_relay import StreamRelay
 
 if TYPE_CHECKING:
@@ -69,6 +71,10 @@ class Scheduler:
         self.ceiling = float(s["audio.ceiling_dbtp"])
         self.bit_depth = int(s["audio.bit_depth"])
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dgx-audio")
+        # Submit-time decoding, storing and look-ups get their own thread: an upload must not wait
+        # behind a render of minutes in `pool`. One thread, so pruning (history.py, also here) and a
+        # submit storing or re-using a copy never interleave.
+        self.submit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dgx-submit")
         self.progress: dict[int, dict[str, Any]] = {}
         self.streams = StreamRelay(daemon)  # streamed audio of running MusicGen jobs (stream_relay.py)
         self.running: int | None = None
@@ -114,8 +120,9 @@ class Scheduler:
             except (asyncio.CancelledError, Exception):
                 pass
         # The audio thread may be mid-render (seconds): wait for it in another thread, not on the loop.
-        await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(self.pool.shutdown, wait=True, cancel_futures=True))
+        for pool in (self.submit_pool, self.pool):
+            await asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(pool.shutdown, wait=True, cancel_futures=True))
         if interrupted is not None:
             try:
                 await self.store.release_job(interrupted)
@@ -264,7 +271,7 @@ class Scheduler:
             path = (p if p.is_absolute() else allowed[0] / p).resolve()
             return path if path.is_dir() else None
 
-        path = await asyncio.get_running_loop().run_in_executor(self.pool, look)
+        path = await asyncio.get_running_loop().run_in_executor(self.submit_pool, look)
         if path is None:
             raise ParamError("lora", f"no LoRA directory {name} (bare names are looked up in {allowed[0]})")
         if not any(a in path.parents for a in allowed):
@@ -316,17 +323,19 @@ class Scheduler:
             if params.melody is not None:
                 raise ParamError("melody", "give a track id or melody_audio, not both")
             name = upload_name if isinstance(upload_name, str) and upload_name.strip() else "uploaded audio"
-            key, _secs = await loop.run_in_executor(self.pool, melodies.from_bytes, data_dir, upload)
+            audio = await loop.run_in_executor(self.submit_pool, MELODIES.from_bytes, upload, "melody_audio")
+            key = await loop.run_in_executor(self.submit_pool, MELODIES.save, data_dir, audio)
             source = f"file {Path(name).name[:120]}"
         elif MELODY_KEY_RE.match(params.melody or ""):
             key = str(params.melody)  # a remix: the melody is already stored
-            if not await loop.run_in_executor(self.pool, melodies.refresh, data_dir, key):
+            if not await loop.run_in_executor(self.submit_pool, MELODIES.refresh, data_dir, key):
                 raise ParamError("melody", f"no stored melody {key}; give a track id instead")
             source = params.melody_source or f"melody {key}"
         else:
             track = await self._library_track("melody", str(params.melody))
             path = libfiles.library_file(data_dir, track["path"])
-            key, _secs = await loop.run_in_executor(self.pool, melodies.from_file, data_dir, path)
+            audio = await loop.run_in_executor(self.submit_pool, MELODIES.from_file, path, "melody")
+            key = await loop.run_in_executor(self.submit_pool, MELODIES.save, data_dir, audio)
             source = f"track {track['id']}"
         return msgspec.structs.replace(params, melody=key, melody_source=source)
 
@@ -573,7 +582,7 @@ class Scheduler:
             return None
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.pool, melodies.load, self.daemon.data_dir, params.melody)
+            return await loop.run_in_executor(self.pool, MELODIES.load, self.daemon.data_dir, params.melody)
         except (OSError, RuntimeError, ParamError) as exc:
             raise EngineError("bad_request", f"the job's melody ({params.melody_source or params.melody}) "
                                              f"cannot be read: {exc}") from None
@@ -587,7 +596,7 @@ class Scheduler:
         try:
             track = await self.store.get_track(params.extend)
             path = libfiles.library_file(self.daemon.data_dir, track["path"])
-            return await loop.run_in_executor(self.pool, melodies.read_mono, path)
+            return await loop.run_in_executor(self.pool, read_mono, path)
         except StoreError:
             raise EngineError("bad_request", f"the track this job continues ({params.extend}) was deleted") from None
         except (OSError, RuntimeError, ValueError) as exc:

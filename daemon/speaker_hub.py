@@ -150,6 +150,7 @@ class SpeakerHub:
         self.daemon = daemon
         self.tabs: list[Tab] = []
         self.port: int | None = None  # the HTTP API's port, set when it listens
+        self.token_file: str | None = None  # where its token is (the path only: clients read the file)
 
     # -- tabs --------------------------------------------------------------------------------
     @property
@@ -209,12 +210,12 @@ class SpeakerHub:
                                       "page", url=None, port=None)
             raise SpeakerHubError(protocol.NO_SPEAKER, f"no browser tab is open as a speaker: open {self.url} "
                                   "(`dgx-music web` prints the link with its token and the ssh -L line)",
-                                  url=self.url, port=self.port)
+                                  url=self.url, port=self.port, token_file=self.token_file)
         return tab
 
     def status(self) -> dict[str, Any]:
         tab = self._target()
-        return {"tabs": len(self.tabs), "url": self.url, "port": self.port,
+        return {"tabs": len(self.tabs), "url": self.url, "port": self.port, "token_file": self.token_file,
                 "target": tab.public() if tab is not None else None}
 
     def _publish(self) -> None:

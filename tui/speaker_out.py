@@ -28,6 +28,7 @@ class TabSpeaker:
         self.app = app
         self.tabs = 0
         self.port: int | None = None
+        self.token_file: str | None = None  # as the daemon reports it
         self.preferred = False  # `b`: play in the tab even when local playback works
         self.track_id: str | None = None
         self.job_id: int | None = None
@@ -90,7 +91,7 @@ class TabSpeaker:
         try:
             from dgx_music.common.config import load_settings
 
-            return read_token(load_settings(None, {"daemon.socket": str(self.app.socket_path)}))
+            return read_token(load_settings(None, {"daemon.socket": str(self.app.socket_path)}), self.token_file)
         except Exception:  # a config that does not load: the URL without its token still helps
             return None
 
@@ -109,6 +110,8 @@ class TabSpeaker:
         self.on_event(info)
         if isinstance(info.get("port"), int):
             self.port = info["port"]
+        if isinstance(info.get("token_file"), str):
+            self.token_file = info["token_file"]
 
     def notice_once(self, why: str) -> None:
         if not self.noticed:
@@ -127,6 +130,8 @@ class TabSpeaker:
             if exc.code == NO_SPEAKER:
                 port = exc.data.get("port")
                 self.port = port if isinstance(port, int) else self.port
+                if isinstance(exc.data.get("token_file"), str):
+                    self.token_file = exc.data["token_file"]
                 self.noticed = True
                 self.app.notify(f"No browser tab is open to play {what}: {self.where()}.", title="No speaker tab",
                                 severity="warning", timeout=20)
