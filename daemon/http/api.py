@@ -181,7 +181,9 @@ class HttpApi:
     async def _index(self, request: web.Request) -> web.Response:
         """The listening page (a placeholder until the page lands): reached with ?token=T once, then by cookie."""
         return web.Response(text="<!doctype html><meta charset=utf-8><title>DGX Music</title>"
-                                 "<h1>DGX Music</h1><p>The daemon is running.</p>", content_type="text/html",
+                                 "<h1>DGX Music</h1><p>The daemon is running. While this tab is open it is a "
+                                 "speaker: what you play in the TUI plays here.</p>"
+                                 "<script src=\"/static/speaker.js\"></script>", content_type="text/html",
                             headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
     async def _healthz(self, request: web.Request) -> web.Response:
