@@ -109,8 +109,8 @@ async def call(studio: SimpleNamespace, method: str, params: dict[str, Any] | No
 def run_cli(studio: SimpleNamespace, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DGX_MUSIC_", "SSH_", "PULSE"))}
     base.update(env or {})
-    base["DGX_MUSIC_CONFIG"] = str(studio.root / "config.toml")
-    return subprocess.run([sys.executable, "-m", "dgx_music", *args, "--socket", str(studio.sock)],
+    return subprocess.run([sys.executable, "-m", "dgx_music", *args, "--socket", str(studio.sock),
+                           "--config", str(studio.root / "config.toml")],
                           capture_output=True, text=True, env=base, timeout=60)
 
 
@@ -126,6 +126,15 @@ async def test_without_a_tab_play_names_the_page(studio: SimpleNamespace) -> Non
     with pytest.raises(RemoteError) as bad:
         await call(studio, "speaker.play", {"track_id": "../etc/passwd"})
     assert bad.value.code == "invalid_params" and bad.value.data["field"] == "track_id"
+    # the HTTP mirror says the same, as a 409
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {studio.token}"} if studio.token else {}
+    async with aiohttp.ClientSession(headers=headers) as s:
+        async with s.post(f"http://127.0.0.1:{studio.port}/api/v1/speaker/play",
+                          json={"track_id": studio.track}) as r:
+            body = await r.json()
+    assert r.status == 409 and body["error"]["code"] == "no_speaker" and body["error"]["port"] == studio.port
 
 
 async def test_cli_play_over_ssh_without_a_tab_is_one_line(studio: SimpleNamespace) -> None:
@@ -145,6 +154,12 @@ async def test_tab_connects_and_plays_stops_and_seeks(studio: SimpleNamespace, t
                                      " return a && !a.paused && a.currentTime > 0.1 }"), 10, "the tab plays")
     await call(studio, "speaker.seek", {"seconds": 0.0})
     await until(lambda: tab.evaluate("() => window.dgxSpeaker.audio().currentTime < 0.1"), 5, "seeked to 0")
+    await call(studio, "speaker.stop")
+    await until(lambda: tab.evaluate("() => window.dgxSpeaker.audio().paused"), 5, "stopped")
+    # `dgx-music play` over SSH, with the tab open: it plays there, and says so on stderr
+    out = await asyncio.to_thread(run_cli, studio, "play", studio.track, env=SSH_ENV)
+    assert out.returncode == 0 and "in the browser tab" in out.stderr, out
+    await until(lambda: tab.evaluate("() => !window.dgxSpeaker.audio().paused"), 10, "the CLI's play in the tab")
     await call(studio, "speaker.stop")
     await until(lambda: tab.evaluate("() => window.dgxSpeaker.audio().paused"), 5, "stopped")
     # what the tab reports reaches the daemon's status
