@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from dgx_music.common.families import ACE_STEP
+from dgx_music.common.fmt import with_article
 from dgx_music.common.operations import (ADD_PART, REPAINT, STEMS, TASKS, OperationRequest, stored_params,
                                          validate_operation)
 from dgx_music.common.schemas import MAX_SEED, MELODY_KEY_RE, AceStepParams, ParamError, check_model_name
@@ -72,7 +73,7 @@ async def submit(sched: "Scheduler", operation: str, raw: dict[str, Any]) -> dic
     family = sched.family_of(model)
     if family != ACE_STEP:
         raise ParamError("model", f"{operation} needs an ACE-Step model (ace-step, ace-step-base); {model} is "
-                                  f"a {family} model")
+                                  f"{with_article(family)} model")
     loop = asyncio.get_running_loop()
     data_dir = sched.daemon.data_dir
     track: dict[str, Any] | None = None

@@ -10,6 +10,7 @@ import os
 from typing import Callable
 
 import numpy as np
+from dgx_music.common.fmt import plural
 
 ProgressCb = Callable[[float | None, str], None]
 StepCb = Callable[[int, int], None]
@@ -40,7 +41,7 @@ def pick_device(requested: str = "auto") -> str:
         idx = int(req.split(":", 1)[1]) if ":" in req else 0
         if idx >= torch.cuda.device_count():
             raise EngineError("bad_request", f"device {requested} does not exist "
-                                             f"({torch.cuda.device_count()} CUDA device(s))")
+                                             f"({plural(torch.cuda.device_count(), 'CUDA device')})")
         return req
     if req == "mps":
         if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):

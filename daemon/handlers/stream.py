@@ -6,6 +6,7 @@ from typing import Any
 
 from dgx_music.common import protocol
 from dgx_music.common.families import ACE_STEP, MUSICGEN
+from dgx_music.common.fmt import plural, with_article
 from dgx_music.daemon.handlers import Context, HandlerError, method
 from dgx_music.daemon.handlers.args import Args
 from dgx_music.daemon.stream_relay import FORMATS
@@ -33,16 +34,17 @@ async def check_streamable(ctx: Context, job_id: int, variation: int, *, field: 
     stored = job.get("params") or {}
     family = ACE_STEP if stored.get("operation") else stored.get("family", MUSICGEN)  # operations are ACE-Step's
     if family != MUSICGEN:
-        raise HandlerError(protocol.INVALID_PARAMS, f"{field}: job {job_id} is a {family} job; only MusicGen "
-                                                    f"streams (ACE-Step is a diffusion model: it makes the whole "
-                                                    f"clip at once)", field=field)
+        raise HandlerError(protocol.INVALID_PARAMS, f"{field}: job {job_id} is {with_article(family)} job; only "
+                                                    f"MusicGen streams (ACE-Step is a diffusion model: it makes the "
+                                                    f"whole clip at once)", field=field)
     if job.get("backend") not in (None, "transformers"):
         raise HandlerError(protocol.INVALID_PARAMS, f"{field}: job {job_id} runs on the {job['backend']} backend, "
                                                     "which does not stream; the transformers backend does",
                            field=field)
     if variation >= int(job.get("count") or 1):
-        raise HandlerError(protocol.INVALID_PARAMS, f"variation: job {job_id} makes {job.get('count')} "
-                                                    f"variation(s), numbered from 0", field="variation")
+        raise HandlerError(protocol.INVALID_PARAMS, f"variation: job {job_id} makes "
+                                                    f"{plural(job.get('count') or 1, 'variation')}, numbered from 0",
+                           field="variation")
     if job["state"] not in ("queued", "running") and not ctx.daemon.scheduler.streams.has(job_id):
         raise HandlerError(protocol.CONFLICT, f"job {job_id} is {job['state']} and its stream is gone; "
                                               "play its track instead")

@@ -276,7 +276,10 @@
     tab: function () { return tabId; },
     state: state,
     counters: function () { return Object.assign({}, counters); },
-    audio: function () { return own; },
+    audio: function () { // the element that plays tracks: the room's player's, else this script's own
+      var p = window.dgxPlayer;
+      return p && p.audio instanceof HTMLMediaElement ? p.audio : own;
+    },
     level: function () { // the loudest sample now reaching the output (0 when silent)
       if (!analyser) return 0;
       var data = new Float32Array(analyser.fftSize);
