@@ -19,6 +19,7 @@ from dgx_music.common.params import TRACK_ID_RE, ParamError
 from dgx_music.common.schemas import (ACE_MAX_DURATION, ACE_MIN_DURATION, COMMON_FIELDS, LANGUAGES,
                                       check_for_model, fields_of)
 from dgx_music.common.protocol import RemoteError
+from dgx_music.common.speaker import remote_session_problem
 from dgx_music.common.stream_audio import PipePlayer, StreamPlayerError, chunk_array, open_player
 
 TERMINAL = ("done", "failed", "cancelled")
@@ -250,13 +251,16 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
     With --listen the job's audio plays as it is made; the player starts first, so no sound device
     fails before anything is queued."""
     player: PipePlayer | None = None
+    tab_why: str | None = None  # no local output: the stream goes to the browser tab (cli/speaker_out.py)
     if getattr(args, "listen", False):
-        try:
-            player = await open_player()
-        except StreamPlayerError as exc:
-            return fail(args, "no_audio_output", str(exc), EXIT_FAILED)
+        tab_why = remote_session_problem()
+        if tab_why is None:
+            try:
+                player = await open_player()
+            except StreamPlayerError as exc:
+                tab_why = str(exc).split(". ")[0]
     try:
-        return await submit_job(client, args, method, raw, player=player)
+        return await submit_job(client, args, method, raw, player=player, tab_why=tab_why)
     except RemoteError as exc:
         if player is not None:
             await player.close()
@@ -268,12 +272,12 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
 
 
 async def submit_job(client: Client, args: argparse.Namespace, method: str, params: dict[str, Any], *,
-                     player: PipePlayer | None = None) -> int:
+                     player: PipePlayer | None = None, tab_why: str | None = None) -> int:
     """Queue a job with `method` (job.submit, or another method that answers a job) and report it:
     at once, or with `args.wait` (or a `player`: the stream plays too) live progress until it ends.
     --json prints `job_document`: the job, plus `tracks` after --wait. Every command that queues a
     job should come through here."""
-    if not getattr(args, "wait", False) and player is None:
+    if not getattr(args, "wait", False) and player is None and tab_why is None:
         j = await client.call(method, params, timeout=args.timeout)
         emit(args, job_document(j),
              lambda j: f"queued job {j['id']} (seed {j['seed']}); follow it with `dgx-music job {j['id']}`")
@@ -291,6 +295,13 @@ async def submit_job(client: Client, args: argparse.Namespace, method: str, para
             print(f"not playing job {job_id} as it generates: {exc.message}", file=sys.stderr)
             await player.close()
             player = None
+    if tab_why is not None:  # nothing to hear here: the browser tab plays it, if one is open
+        from dgx_music.cli.speaker_out import to_tab
+
+        problem = await to_tab(client, args, "speaker.stream", {"job_id": job_id}, f"job {job_id}", tab_why)
+        if problem is not None:
+            print(f"dgx-music: not playing job {job_id} as it generates: {problem[1]}; the job keeps going",
+                  file=sys.stderr)
     last_line = 0.0
     try:
         async for ev in client.events():

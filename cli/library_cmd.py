@@ -268,9 +268,19 @@ async def play(client: Client, args: argparse.Namespace) -> int:
     import asyncio
 
     from dgx_music.common import paths, transfer
-    from dgx_music.tui.player import Player, PlayerUnavailable, to_wav
+    from dgx_music.tui.player import Player, PlayerUnavailable, local_output_problem, to_wav
 
     t = await client.call("track.get", {"id": args.id}, timeout=args.timeout)
+    player = Player()
+    why = None if args.to is not None else local_output_problem(player)
+    if why is not None:  # nothing to hear here: the browser tab plays it, if one is open
+        from dgx_music.cli.speaker_out import to_tab
+
+        problem = await to_tab(client, args, "speaker.play", {"track_id": t["id"]}, t["id"], why)
+        if problem is not None:
+            return fail(args, problem[0], problem[1], EXIT_FAILED)
+        emit(args, {"played": t["id"], "player": "browser tab", "file": None}, lambda r: None)
+        return EXIT_OK
     data_dir = (await client.call("status", timeout=args.timeout))["data_dir"]
     try:
         path = await transfer.obtain(client, t, data_dir, paths.default_cache_dir() / "previews")
@@ -285,7 +295,6 @@ async def play(client: Client, args: argparse.Namespace) -> int:
         emit(args, {"id": t["id"], "file": str(dest.resolve()), "duration": t["duration"]},
              lambda r: f"{r['id']} -> {r['file']}")
         return EXIT_OK
-    player = Player()
     try:
         if player.needs_wav and path.suffix.lower() != ".wav":
             path = to_wav(path, path.with_suffix(".wav"))

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "status_cmd",
     "jobs_cmd",
     "listen_cmd",
+    "web_cmd",
     "history_cmd",
     "library_cmd",
     "track_ops_cmd",

@@ -37,6 +37,7 @@ INTERNAL = "internal"
 SHUTTING_DOWN = "shutting_down"
 TOO_MANY_CLIENTS = "too_many_clients"
 IDLE_TIMEOUT = "idle_timeout"
+NO_SPEAKER = "no_speaker"  # speaker.*: no browser tab is open as a speaker
 
 
 class ProtocolError(Exception):

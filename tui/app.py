@@ -32,9 +32,10 @@ from dgx_music.tui.compose import ComposeView
 from dgx_music.tui.connection import ConnectFn, DaemonLink, RETRY_DELAYS
 from dgx_music.tui.library import DetailPane, LibraryView
 from dgx_music.tui.messages import Connected, DaemonEvent, Disconnected, JobProgress, ModelState, Snapshot
-from dgx_music.tui.player import Player, PlayerUnavailable, to_wav
+from dgx_music.tui.player import Player, PlayerUnavailable, local_output_problem, to_wav
 from dgx_music.tui.queue import QueueView
 from dgx_music.tui.screens import HelpScreen
+from dgx_music.tui.speaker_out import SEEK_STEP, TabSpeaker
 from dgx_music.tui.widgets import Banner, StatusBar
 
 log = logging.getLogger("dgx_music.tui")
@@ -63,6 +64,9 @@ class DgxMusicApp(App[int]):
         Binding("f3", "show_tab('queue')", "Queue", id="app.queue", show=False),
         Binding("f4", "show_tab('library')", "Library", id="app.library", show=False),
         Binding("space", "toggle_play", "Play/Stop", id="app.play"),
+        Binding("b", "toggle_tab_output", "Browser tab", id="app.tab_output", show=False),
+        Binding("left_square_bracket", f"seek({-SEEK_STEP})", "Back", id="app.seek_back", show=False),
+        Binding("right_square_bracket", f"seek({SEEK_STEP})", "On", id="app.seek_on", show=False),
         Binding("f1,question_mark", "help", "Help", id="app.help"),
         Binding("ctrl+r", "reconnect", "Reconnect", show=False, id="app.reconnect"),
     ]
@@ -74,6 +78,7 @@ class DgxMusicApp(App[int]):
         self.socket_path = Path(socket) if socket else paths.default_socket()
         self.link = DaemonLink(self.socket_path, self.post_message, connect=connect, retry_delays=retry_delays)
         self.player = player or Player()
+        self.tab = TabSpeaker(self)  # the browser tab as the speaker (tui/speaker_out.py)
         self.cache_dir = Path(cache_dir) if cache_dir else paths.default_cache_dir()
         self.poll_model = poll_model
         self.snapshot: Snapshot | None = None
@@ -228,6 +233,7 @@ class DgxMusicApp(App[int]):
         self.library_view.request_query()
         self.request("track.list", {"limit": 100}, done=self._library_prompts, what="prompt history",
                      on_error=lambda exc: True)
+        self.run_worker(self.tab.refresh(), group="speaker", exit_on_error=False)
         if self.ever_connected:
             self.notify("Reconnected to the daemon.", title="dgx-music", timeout=3)
         self.ever_connected = True
@@ -293,6 +299,8 @@ class DgxMusicApp(App[int]):
             self.library_view.on_track_event(name, data)
         elif topic == "model":
             self._model_event(name, data)
+        elif name == "daemon.speaker":
+            self.tab.on_event(data)
         elif name == "daemon.disk":
             self.status_bar.disk_full = bool(data.get("full"))
             self.status_bar.refresh_text()
@@ -376,7 +384,7 @@ class DgxMusicApp(App[int]):
         return t or self.last_track
 
     def action_toggle_play(self) -> None:
-        if self.player.playing:
+        if self.player.playing or self.tab.playing:
             self.stop_playing()
             return
         t = self._track_for_play()
@@ -388,6 +396,38 @@ class DgxMusicApp(App[int]):
 
     def stop_playing(self) -> None:
         self.player.stop()
+        if self.tab.playing:
+            self.run_worker(self.tab.stop(), group="speaker", exit_on_error=False)
+        self._playing_ended()
+
+    def action_toggle_tab_output(self) -> None:
+        """`b`: previews go to the browser tab (when one is open) even where local playback works."""
+        self.tab.preferred = not self.tab.preferred
+        where = "the browser tab" if self.tab.preferred else "this machine when it can play"
+        self.notify(f"Previews play in {where}." + ("" if self.tab.tabs or not self.tab.preferred else
+                                                      f" No tab is open: {self.tab.where()}."), timeout=6)
+
+    def action_seek(self, delta: float) -> None:
+        if self.tab.track_id is not None:
+            self.run_worker(self.tab.seek(delta), group="speaker", exit_on_error=False)
+
+    def on_queue_view_play_stream(self, message: QueueView.PlayStream) -> None:
+        """Space on a running job: its stream, here or in the browser tab."""
+        if self.tab.job_id == message.job_id:
+            self.stop_playing()
+            return
+        why = local_output_problem(self.player)
+        if not self.tab.wanted(why):
+            self.queue_view.play_local_stream(message.job_id)
+            return
+
+        async def go() -> None:
+            if await self.tab.play_stream(message.job_id, why):
+                self.status_bar.playing = f"job {message.job_id} as it generates (browser tab)"
+                self.status_bar.refresh_text()
+        self.run_worker(go(), group="play", exclusive=True, exit_on_error=False)
+
+    def _playing_ended(self) -> None:
         self.status_bar.playing = None
         self.status_bar.refresh_text()
         self.query_one(DetailPane).set_position(None)
@@ -436,9 +476,14 @@ class DgxMusicApp(App[int]):
 
     async def _play(self, t: dict[str, Any]) -> None:
         tid = str(t.get("id"))
+        why = local_output_problem(self.player)
+        if self.tab.wanted(why):
+            if await self.tab.play_track(t, why):
+                title = t.get("title") or t.get("prompt") or tid
+                self.status_bar.playing = f"{tid} {str(title)[:40]} (browser tab)"
+                self.status_bar.refresh_text()
+            return
         try:
-            if self.player.detect() is None:
-                raise PlayerUnavailable(self._no_player_text())
             path = self.local_file(t)
             if path is None:
                 self.status_bar.playing = f"fetching {tid}…"
@@ -470,12 +515,10 @@ class DgxMusicApp(App[int]):
         self.status_bar.playing = f"{tid} {str(title)[:40]} ({self.player.backend})"
         self.status_bar.refresh_text()
 
-    def _no_player_text(self) -> str:
-        from dgx_music.tui.player import NO_OUTPUT_HINT
-
-        return NO_OUTPUT_HINT
-
     def _tick_player(self) -> None:
+        if self.tab.playing:
+            self.tab.tick_view()
+            return
         player = self.player
         if not player.playing:
             return

@@ -216,6 +216,19 @@ class Player:
         self.duration = 0.0
 
 
+def local_output_problem(player: "Player") -> str | None:
+    """Why a preview played here would not be heard by the user (None: play it here): running over SSH
+    with no forwarded sound server, or no player and no output device on this machine."""
+    from dgx_music.common.speaker import remote_session_problem
+
+    why = remote_session_problem()
+    if why is not None:
+        return why
+    if player.detect() is None:
+        return "no audio player or output device on this machine"
+    return None
+
+
 def to_wav(src: Path, dst: Path) -> Path:
     """Decode any soundfile-readable file to 16-bit WAV (for WAV-only players)."""
     import soundfile as sf

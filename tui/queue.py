@@ -46,6 +46,13 @@ class QueueView(Vertical):
         Binding("space", "play_stream", "Play/Stop", id="queue.play_stream"),
     ]
 
+    class PlayStream(Message):
+        """Space on a queued or running job: the app plays its stream here or in the browser tab."""
+
+        def __init__(self, job_id: int) -> None:
+            super().__init__()
+            self.job_id = job_id
+
     class JobAction(Message):
         def __init__(self, method: str, params: dict[str, Any]) -> None:
             super().__init__()
@@ -287,7 +294,11 @@ class QueueView(Vertical):
         if job is None or job.get("state") not in ("running", "queued"):
             self.app.action_toggle_play()  # type: ignore[attr-defined]
             return
-        self.run_worker(self._play_stream(int(job["id"])), group="stream", exclusive=True, exit_on_error=False)
+        self.post_message(self.PlayStream(int(job["id"])))
+
+    def play_local_stream(self, job_id: int) -> None:
+        """The stream through a player on this machine."""
+        self.run_worker(self._play_stream(job_id), group="stream", exclusive=True, exit_on_error=False)
 
     def stop_stream(self) -> None:
         if self.stream_player is not None:

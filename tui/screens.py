@@ -16,6 +16,8 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
     ("Everywhere", [
         ("F2 / F3 / F4", "Compose / Queue / Library"),
         ("space", "play or stop the selected track (outside text fields)"),
+        ("[ / ]", "5 s back / on, while a track plays in the browser tab"),
+        ("b", "previews to the browser tab even where this machine could play them"),
         ("ctrl+p", "command palette: every action by name"),
         ("F1 or ?", "this help"),
         ("ctrl+r", "reconnect now"),
@@ -71,8 +73,9 @@ class HelpScreen(ModalScreen[None]):
                         table.add_row(key, what)
                     yield Static(Text(title, style="bold underline"))
                     yield Static(table, classes="help-section")
-                yield Static("Audio over SSH: see docs/tui.md (ssh -R PulseAudio/PipeWire forwarding).",
-                             classes="dim")
+                yield Static("Audio over SSH: run `dgx-music web` and open the URL it prints in a browser on "
+                             "your laptop (after `ssh -L 8765:localhost:8765 HOST`); while that tab is open, "
+                             "space plays there. Or forward PulseAudio/PipeWire (docs/tui.md).", classes="dim")
             yield Button("Close", id="help-close")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

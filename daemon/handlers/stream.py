@@ -22,22 +22,30 @@ async def listen(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     job_id = args.int("id")
     variation = args.int("variation", 0, lo=0)
     fmt = args.str("format", "f32", choices=FORMATS)
+    job = await check_streamable(ctx, job_id, variation, field="id")
+    relay = ctx.daemon.scheduler.streams
+    return {**relay.listen(ctx.conn, job_id, variation, fmt), "state": job["state"]}
+
+
+async def check_streamable(ctx: Context, job_id: int, variation: int, *, field: str) -> dict[str, Any]:
+    """The job, if it streams (MusicGen, transformers backend, that variation, still running or its stream
+    kept); else the error a listener should see. `field` names the job id in the caller's params."""
     job = await ctx.daemon.store.get_job(job_id)
     stored = job.get("params") or {}
     family = ACE_STEP if stored.get("operation") else stored.get("family", MUSICGEN)  # operations are ACE-Step's
     if family != MUSICGEN:
-        raise HandlerError(protocol.INVALID_PARAMS, f"id: job {job_id} is {with_article(family)} job; only MusicGen streams "
-                                                    f"(ACE-Step is a diffusion model: it makes the whole clip at "
-                                                    f"once)", field="id")
+        raise HandlerError(protocol.INVALID_PARAMS, f"{field}: job {job_id} is {with_article(family)} job; only "
+                                                    f"MusicGen streams (ACE-Step is a diffusion model: it makes the "
+                                                    f"whole clip at once)", field=field)
     if job.get("backend") not in (None, "transformers"):
-        raise HandlerError(protocol.INVALID_PARAMS, f"id: job {job_id} runs on the {job['backend']} backend, "
+        raise HandlerError(protocol.INVALID_PARAMS, f"{field}: job {job_id} runs on the {job['backend']} backend, "
                                                     "which does not stream; the transformers backend does",
-                           field="id")
+                           field=field)
     if variation >= int(job.get("count") or 1):
         raise HandlerError(protocol.INVALID_PARAMS, f"variation: job {job_id} makes "
-                                                    f"{plural(job.get('count') or 1, 'variation')}, numbered from 0", field="variation")
-    relay = ctx.daemon.scheduler.streams
-    if job["state"] not in ("queued", "running") and not relay.has(job_id):
+                                                    f"{plural(job.get('count') or 1, 'variation')}, numbered from 0",
+                           field="variation")
+    if job["state"] not in ("queued", "running") and not ctx.daemon.scheduler.streams.has(job_id):
         raise HandlerError(protocol.CONFLICT, f"job {job_id} is {job['state']} and its stream is gone; "
                                               "play its track instead")
-    return {**relay.listen(ctx.conn, job_id, variation, fmt), "state": job["state"]}
+    return job

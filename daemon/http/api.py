@@ -8,6 +8,7 @@ middleware in auth.py, Range serving in ranges.py, SSE and WebSocket in events.p
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from dgx_music.common import protocol
 from dgx_music.common.schemas import ParamError
+from dgx_music.common.speaker import SCRIPT_PATH, WS_PATH as SPEAKER_WS
 from dgx_music.daemon import handlers
 from dgx_music.daemon.handlers import Context, HandlerError
 from dgx_music.daemon.http.auth import make_middleware
@@ -27,8 +29,10 @@ from dgx_music.daemon.http.metrics import Metrics
 from dgx_music.daemon.http.plan import HttpPlan
 from dgx_music.daemon.http.query import request_params
 from dgx_music.daemon.http.ranges import serve_track_file
+from dgx_music.daemon.http import speaker
 from dgx_music.daemon.http.routes import API, OPENAPI_PATH, ROUTES, Route, _param, openapi
 from dgx_music.daemon.server import StartupError
+from dgx_music.daemon.speaker_hub import hub_of
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -60,6 +64,7 @@ class HttpApi:
             "/": page.index, "/healthz": self._healthz, "/metrics": self._metrics, OPENAPI_PATH: self._openapi,
             f"{API}/tracks/{{id}}/audio": self._audio, f"{API}/events": self.hub.sse,
             f"{API}/events/ws": self.hub.ws,
+            SPEAKER_WS: functools.partial(speaker.serve_tab, self.daemon), SCRIPT_PATH: speaker.speaker_js,
         }
         for r in ROUTES:
             if r.handler is not None:
@@ -103,6 +108,8 @@ class HttpApi:
         server = site._server  # the asyncio server: learn the real port when 0 was asked for
         if server is not None and server.sockets:
             self.port = server.sockets[0].getsockname()[1]
+        hub = hub_of(self.daemon)  # speaker.*'s no_speaker names the page's URL and where its token is
+        hub.port, hub.token_file = self.port, (str(self.plan.token_path) if self.plan.token_path else None)
         log.info("HTTP API on %s (token in %s)", self.url, self.plan.token_path or "http.token_file")
 
     async def close(self) -> None:

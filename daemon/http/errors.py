@@ -21,6 +21,7 @@ HTTP_STATUS = {
     protocol.DISK_FULL: 507,
     protocol.ENGINE_ERROR: 502,
     protocol.FORBIDDEN: 403,
+    protocol.NO_SPEAKER: 409,
     protocol.SHUTTING_DOWN: 503,
     protocol.INTERNAL: 500,
 }

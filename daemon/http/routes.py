@@ -17,6 +17,8 @@ from dgx_music.common.operations import OPERATION_SCHEMAS as OP_SCHEMAS
 from dgx_music.common.operations import OPERATIONS, operation_components
 from dgx_music.common.operations import ROUTES as OP_ROUTES
 from dgx_music.common.schemas import openapi_components
+from dgx_music.common.speaker import SCRIPT_PATH, speaker_components
+from dgx_music.common.speaker import WS_PATH as SPEAKER_WS
 from dgx_music.daemon.store import LIST_SORTS
 
 API = "/api/v1"
@@ -140,6 +142,18 @@ ROUTES: tuple[Route, ...] = (
           query={"topics": _p(str, maxLength=200), "job": JOB_ID}, produces="text/event-stream"),
     Route("GET", f"{API}/events/ws", None, "Live events over a WebSocket, one JSON message per event "
           "(?topics=...).", query={"topics": _p(str, maxLength=200)}),
+    Route("GET", f"{API}/speaker", "speaker.status", "Browser tabs open as speakers, the page's URL, what the "
+          "playing tab reports."),
+    Route("POST", f"{API}/speaker/play", "speaker.play", "Play a library track in the most recently focused "
+          "browser tab (409 no_speaker when none is open).", body=True, request_schema="SpeakerPlay"),
+    Route("POST", f"{API}/speaker/stream", "speaker.stream", "Play a running MusicGen job's audio in the tab "
+          "as it is made.", body=True, request_schema="SpeakerStream"),
+    Route("POST", f"{API}/speaker/stop", "speaker.stop", "Silence the speaker tab."),
+    Route("POST", f"{API}/speaker/seek", "speaker.seek", "Move the tab's playing track to a position.",
+          body=True, request_schema="SpeakerSeek"),
+    Route("GET", SPEAKER_WS, None, "The WebSocket a browser tab opens to be a speaker (the page's "
+          "speaker.js; docs/protocol.md, \"Speaker tabs\")."),
+    Route("GET", SCRIPT_PATH, None, "The speaker tab's script.", produces="text/javascript"),
 )
 
 
@@ -150,7 +164,8 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
     paths: dict[str, Any] = {}
     refs, schemas = openapi_components(default_family)
     op_refs, op_schemas = operation_components()  # operations on tracks (common/operations.py)
-    refs, schemas = {**refs, **op_refs}, {**schemas, **op_schemas}
+    sp_refs, sp_schemas = speaker_components()  # browser tabs as speakers (common/speaker.py)
+    refs, schemas = {**refs, **op_refs, **sp_refs}, {**schemas, **op_schemas, **sp_schemas}
     type_names = {int: "integer", float: "number", bool: "boolean", str: "string"}
     for r in routes:
         params = [{"name": n, "in": "path", "required": True,

@@ -13,3 +13,5 @@ def _utc_and_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     monkeypatch.setenv("DGX_MUSIC_NO_SOUNDDEVICE", "1")
+    for name in ("SSH_CONNECTION", "SSH_CLIENT"):  # a run over SSH would send previews to the browser tab
+        monkeypatch.delenv(name, raising=False)
