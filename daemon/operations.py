@@ -85,7 +85,10 @@ async def submit(sched: "Scheduler", operation: str, raw: dict[str, Any]) -> dic
         if not await loop.run_in_executor(sched.pool, sources.refresh, data_dir, key):
             raise ParamError("source", f"no stored source {key}; give a track id instead")
         seconds = await loop.run_in_executor(sched.pool, sources.seconds_of, data_dir, key)
-        source_id, source_name = None, req.source_name or f"source {key}"
+        # The key came from a library track when an earlier operation stored it from one: the new
+        # tracks' lineage names that track (it may be deleted since: then they say it is gone).
+        source_id = await sched.store.source_of_key(key)
+        source_name = req.source_name or f"source {key}"
     else:
         track = await sched._library_track("source", str(req.source))
         path = libfiles.library_file(data_dir, track["path"])
