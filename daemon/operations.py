@@ -162,10 +162,10 @@ def generations(job: dict[str, Any]) -> int:
 
 async def run_job(sched: "Scheduler", job: dict[str, Any]) -> None:
     job_id = job["id"]
-    sched.warm_audio()
-    job = await sched.store.mark_running(job_id)
-    sched.running = job_id
-    await sched.refresh_counts()
+    started = await sched.start_job(job)
+    if started is None:
+        return
+    job = started
     log.info("job %d started: %s (attempt %d/%d)", job_id, job["params"]["operation"], job["attempts"],
              job["max_attempts"])
     sched.publish("job.started", {"id": job_id, "attempt": job["attempts"]})

@@ -514,10 +514,10 @@ class Scheduler:
             await operations.run_job(self, job)
             return
         job_id = job["id"]
-        self.warm_audio()
-        job = await self.store.mark_running(job_id)
-        self.running = job_id
-        await self.refresh_counts()
+        started = await self.start_job(job)
+        if started is None:
+            return
+        job = started
         log.info("job %d started (attempt %d/%d)", job_id, job["attempts"], job["max_attempts"])
         self.publish("job.started", {"id": job_id, "attempt": job["attempts"]})
         params = self._params_of(job)
@@ -546,6 +546,24 @@ class Scheduler:
                                  else self.target_lufs, ceiling_dbtp=self.ceiling, bit_depth=self.bit_depth,
                                  model=result.model, backend=result.backend))
         await self.commit_rendered(job_id, rendered)
+
+    async def start_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """queued -> running for the job the runner just read; None when it is no longer queued.
+
+        A cancel (or a prune, a move to another state) may land between `next_queued_job` and
+        this write: the store then refuses with `conflict`, and the job is simply not run (the
+        canceller already recorded and announced its end). That is not a failure to record."""
+        self.warm_audio()
+        try:
+            job = await self.store.mark_running(job["id"])
+        except StoreError as exc:
+            if exc.code not in ("conflict", "not_found"):
+                raise
+            log.info("job %d was not started: %s", job["id"], exc.message)
+            return None
+        self.running = job["id"]
+        await self.refresh_counts()
+        return job
 
     async def commit_rendered(self, job_id: int, rendered: list[dict[str, Any]]) -> None:
         """The last step of every job: its files are on disk; commit their rows and announce them,
