@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from dgx_music.common import protocol
-from dgx_music.common.families import ACE_STEP, ACE_STEP_ALIASES, MUSICGEN, family_for_name
+from dgx_music.common.families import DEFAULT_FAMILY, family_for_name, is_builtin_name
 from dgx_music.common.params import ParamError
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import resolve_model
@@ -171,7 +171,7 @@ class Scheduler:
         configured = self.daemon.settings["engine.model"]
         if not name or name == configured:
             return configured
-        if name in ACE_STEP_ALIASES or (name.startswith("random:") and family_for_name(name) == ACE_STEP):
+        if is_builtin_name(name):
             return name  # built-in names, never a path (whether or not this engine version lists them yet)
         try:
             spec = resolve_model(name)
@@ -198,7 +198,7 @@ class Scheduler:
             spec = resolve_model(model)
         except EngineError as exc:
             raise ParamError("model", exc.message) from None
-        return str(getattr(spec, "family", MUSICGEN))
+        return str(getattr(spec, "family", DEFAULT_FAMILY))
 
     async def submit(self, raw: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
         """Check a request as its kind says, commit the job row, queue it; returns the job.

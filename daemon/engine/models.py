@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from dgx_music.common import families
 from dgx_music.common.families import (ACE_STEP, ACE_STEP_ALIASES, ACE_STEP_RANDOM, LICENCES, MUSICGEN,
                                        MUSICGEN_ALIASES, family_for_name)
 from dgx_music.daemon.engine.errors import EngineError
@@ -127,7 +128,7 @@ def _hub_family(repo_id: str) -> str:
 
 def accepts_melody(spec: ModelSpec) -> bool:
     """Whether a model follows a melody (chroma) as well as text, decided without loading it."""
-    if spec.family != MUSICGEN:
+    if not families.family(spec.family).does(families.MELODY):
         return False
     if spec.kind == "random":
         return spec.ref == "melody"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dgx_music.common import protocol
-from dgx_music.common.families import ACE_STEP, MUSICGEN
+from dgx_music.common import families
 from dgx_music.daemon.handlers import Context, HandlerError, method
 from dgx_music.daemon.handlers.args import Args
 from dgx_music.daemon.stream_relay import FORMATS
@@ -23,15 +23,15 @@ async def listen(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     fmt = args.str("format", "f32", choices=FORMATS)
     job = await ctx.daemon.store.get_job(job_id)
     stored = job.get("params") or {}
-    family = ACE_STEP if stored.get("operation") else stored.get("family", MUSICGEN)  # operations are ACE-Step's
-    if family != MUSICGEN:
-        raise HandlerError(protocol.INVALID_PARAMS, f"id: job {job_id} is a {family} job; only MusicGen streams "
-                                                    f"(ACE-Step is a diffusion model: it makes the whole clip at "
-                                                    f"once)", field="id")
-    if job.get("backend") not in (None, "transformers"):
+    family = families.family(stored.get("family"))  # operations store theirs too
+    if not family.streaming_backends:
+        streaming = ", ".join(f.title for f in families.REGISTRY.values() if f.streaming_backends)
+        raise HandlerError(protocol.INVALID_PARAMS, f"id: job {job_id} is a {family.name} job; only {streaming} "
+                                                    f"streams ({family.why_no_stream})", field="id")
+    if job.get("backend") is not None and job["backend"] not in family.streaming_backends:
         raise HandlerError(protocol.INVALID_PARAMS, f"id: job {job_id} runs on the {job['backend']} backend, "
-                                                    "which does not stream; the transformers backend does",
-                           field="id")
+                                                    f"which does not stream; the {' or '.join(family.streaming_backends)} "
+                                                    "backend does", field="id")
     if variation >= int(job.get("count") or 1):
         raise HandlerError(protocol.INVALID_PARAMS, f"variation: job {job_id} makes {job.get('count')} "
                                                     f"variation(s), numbered from 0", field="variation")

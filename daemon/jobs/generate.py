@@ -15,9 +15,10 @@ from typing import Any, Mapping
 import msgspec
 
 from dgx_music.common import protocol
-from dgx_music.common.families import MUSICGEN
+from dgx_music.common import families
+from dgx_music.common.families import DEFAULT_FAMILY, MELODY
 from dgx_music.common.params import MELODY_KEY_RE, WINDOW_SECONDS, GenerationParams, ParamError
-from dgx_music.common.schemas import AceStepParams, FamilyParams, check_model_name, validate_request
+from dgx_music.common.schemas import FamilyParams, check_model_name, validate_request
 from dgx_music.daemon import libfiles, melodies, render
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import accepts_melody, resolve_model
@@ -45,7 +46,7 @@ def params_of(job: Mapping[str, Any], max_count: int) -> FamilyParams:
     """The typed parameters of a stored job, in its family (the engine receives `params.wire()`)."""
     raw = {**job["params"], "prompt": job["prompt"], "count": job["count"], "seed": job["seed"],
            "model": job["model"]}
-    family = raw.pop("family", MUSICGEN)
+    family = raw.pop("family", DEFAULT_FAMILY)
     return validate_request(raw, family, max_count=max(max_count, job["count"]))
 
 
@@ -62,23 +63,25 @@ class GenerateKind(JobKind):
         # The model is named (and checked as a name) first: its family decides which parameters exist.
         model = ctx.check_model(check_model_name(raw["model"]) if raw.get("model") is not None else None)
         family = ctx.family_of(model)
-        if family != MUSICGEN and not raw.get("model"):
+        fam = families.family(family)
+        if fam.model_defaults and not raw.get("model"):
             raw["model"] = model  # the variant's defaults (steps, guidance, shift) follow the daemon's model
         params: FamilyParams = validate_request(raw, family, max_count=ctx.max_count).with_seed()
-        if isinstance(params, AceStepParams):
-            if upload is not None:
-                raise ParamError("melody_audio", f"melody_audio is a MusicGen parameter; {family} does not take it")
-            if params.lora is not None:
-                params = msgspec.structs.replace(params, lora=await _check_lora(ctx, params.lora))
-        else:
+        if upload is not None and not fam.does(MELODY):
+            raise ParamError("melody_audio", f"melody_audio is a parameter of "
+                                             f"{', '.join(families.family(f).title for f in families.with_task(MELODY))}; "
+                                             f"{family} does not take it")
+        if getattr(params, "lora", None) is not None:
+            params = msgspec.structs.replace(params, lora=await _check_lora(ctx, params.lora))  # type: ignore[union-attr]
+        if isinstance(params, GenerationParams):  # the fields only this schema has: a melody, a track to extend
             if params.duration > WINDOW_SECONDS and is_melody_model(model):
                 raise ParamError("duration", f"melody models make at most {WINDOW_SECONDS:g} s per clip")
             if upload is not None or params.melody is not None:
                 params = await _store_melody(ctx, params, model, upload, upload_name)
             await self.check_more(ctx, params, model)
         stored = {k: v for k, v in params.to_dict().items() if k not in ("prompt", "count", "seed", "model")}
-        if family != MUSICGEN:
-            stored["family"] = family  # absent: musicgen, as every job stored before families existed
+        if family != DEFAULT_FAMILY:
+            stored["family"] = family  # absent: the default, as every job stored before families existed
         return JobRow(prompt=params.prompt, params=stored, count=params.count, seed=int(params.seed or 0),
                       model=model, summary=f"{family} {params.prompt[:60]!r} x{params.count}, "
                                            f"{params.duration:.1f}s, seed {params.seed}")

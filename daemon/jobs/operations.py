@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import msgspec
 
-from dgx_music.common.families import ACE_STEP
+from dgx_music.common import families
 from dgx_music.common.operations import (ADD_PART, OPERATIONS, REPAINT, STEMS, TASKS, OperationRequest,
                                          stored_params, validate_operation)
 from dgx_music.common.schemas import MAX_SEED, MELODY_KEY_RE, AceStepParams, ParamError, check_model_name
@@ -73,8 +73,9 @@ class OperationKind(JobKind):
         req = validate_operation(operation, raw)
         model = ctx.check_model(check_model_name(req.model) if req.model is not None else None)
         family = ctx.family_of(model)
-        if family != ACE_STEP:
-            raise ParamError("model", f"{operation} needs an ACE-Step model (ace-step, ace-step-base); {model} is "
+        if not families.family(family).does(TASKS[operation]):
+            able = " or ".join(families.family(f).title for f in families.with_task(TASKS[operation]))
+            raise ParamError("model", f"{operation} needs an {able} model (ace-step, ace-step-base); {model} is "
                                       f"a {family} model")
         loop = asyncio.get_running_loop()
         data_dir = ctx.data_dir
@@ -108,7 +109,7 @@ class OperationKind(JobKind):
         stored.pop("prompt", None)
         if track is not None and not stored.get("lyrics") and operation == REPAINT and track.get("lyrics"):
             stored["lyrics"] = track["lyrics"]  # a repaint sings the source's words unless told otherwise
-        params = {"family": ACE_STEP, "operation": operation, "source_key": key, "source_id": source_id,
+        params = {"family": family, "operation": operation, "source_key": key, "source_id": source_id,
                   "source_name": source_name, "duration": round(seconds, 3), **stored}
         seed = req.seed if req.seed is not None else secrets.randbelow(MAX_SEED + 1)
         return JobRow(prompt=prompt, params=params, count=req.outputs(), seed=seed, model=model,
