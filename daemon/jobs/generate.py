@@ -8,7 +8,6 @@ Continuing a track is its own kind (extend.py), on the same request.
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -24,8 +23,6 @@ from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import accepts_melody, resolve_model
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.jobs.kinds import JobContext, JobKind, JobRow, Work
-
-log = logging.getLogger("dgx_music.queue")
 
 GENERATE, EXTEND = "generate", "extend"
 
