@@ -163,7 +163,7 @@ async def run(settings: Settings, inherited: socket.socket | None = None) -> int
     try:
         http_plan = None
         if settings["http.listen"].strip():
-            from dgx_music.daemon import http_api
+            from dgx_music.daemon import http as http_api
 
             # Refuse a bad bind/token before touching anything; resolving the host name and reading
             # the token file may block, so not on the event loop.

@@ -127,3 +127,43 @@ def test_extreme_hashes_give_finite_noise() -> None:
     u = bits_to_uniform(torch.tensor([0, 0xFFFFFFFF], dtype=torch.long))
     assert 0.0 < float(u[0]) and float(u[1]) < 1.0
     assert torch.isfinite(-torch.log(-torch.log(u))).all()
+
+
+def _decoder_draws(sampler: str, scores: torch.Tensor, n: int, temperature: float, top_k: int,
+                   top_p: float) -> np.ndarray:
+    """n draws through the fast loop's own sampling step (FastDecoder._sample: CFG, temperature, then
+    the configured sampler), one per row key, from the same logits."""
+    from types import SimpleNamespace
+
+    from dgx_music.daemon.engine.fast_decode import FastDecoder
+    from dgx_music.daemon.engine.sampling import Sampling
+
+    s = Sampling(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p)
+    st = SimpleNamespace(keys=torch.arange(n, dtype=torch.long) * 7919 + 12345, col=torch.tensor([6]),
+                         temperature=torch.tensor(temperature), guidance=torch.tensor(1.0),
+                         top_p_floor=torch.tensor(1 - top_p))
+    torch.manual_seed(0)  # the stock sampler draws from the global generator
+    return FastDecoder._sample(SimpleNamespace(sampler=sampler), st, scores.expand(n, VOCAB), s).numpy()
+
+
+def _tempered_probs(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> np.ndarray:
+    """transformers' own Temperature, TopK and TopP warpers in generate's order, softmaxed."""
+    from transformers import TemperatureLogitsWarper
+
+    return _stock_probs(TemperatureLogitsWarper(temperature)(None, scores[None].clone())[0], top_k, top_p)
+
+
+@pytest.mark.parametrize("sampler,temperature,top_k,top_p", [
+    ("counter", 0.7, 250, 1.0), ("counter", 1.5, 0, 0.9), ("stock", 1.5, 50, 1.0)])
+def test_temperature_scales_the_distribution(sampler: str, temperature: float, top_k: int, top_p: float) -> None:
+    """Draws at T != 1 follow softmax(logits / T) after top-k/top-p, as stock generate's warpers make it:
+    a sampler that multiplied by T (or ignored it) would draw from a visibly sharper or flatter law."""
+    scores = _logits(int(temperature * 10) + top_k, spread=1.5)
+    probs = _tempered_probs(scores, temperature, top_k, top_p)
+    draws = _decoder_draws(sampler, scores, 20000, temperature, top_k, top_p)
+    assert set(np.unique(draws).tolist()) <= set(np.flatnonzero(probs > 0).tolist())
+    p = _gof_pvalue(draws, probs)
+    assert p > ALPHA, f"T={temperature}: draws do not follow softmax(logits / T) (chi-square p = {p:.2g})"
+    # And the check tells T from 1/T: the same draws are far from the law a multiplied temperature gives.
+    wrong = _tempered_probs(scores, 1 / temperature, top_k, top_p)
+    assert _gof_pvalue(draws, np.where(probs > 0, wrong, 0) / np.where(probs > 0, wrong, 0).sum()) < ALPHA

@@ -47,7 +47,7 @@ async def test_cli_stems_of_a_file_then_show_lists_the_family(daemon_factory: Ca
 
 async def test_http_add_part_route_matches_its_openapi_schema(daemon_factory: Callable[..., Any],
                                                               tiny_acestep: Path) -> None:
-    from dgx_music.daemon import http_api
+    from dgx_music.daemon import http as http_api
 
     d = await daemon_factory(engine__model=str(tiny_acestep), http__listen="127.0.0.1:0")
     plan = http_api.plan(d.settings)

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from dgx_music.common.config import Settings
-from dgx_music.daemon import http_api
+from dgx_music.daemon import http as http_api
 from dgx_music.daemon.server import StartupError
 from tests.conftest import make_settings
 

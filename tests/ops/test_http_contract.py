@@ -44,7 +44,7 @@ async def test_sse_for_one_job_with_ids_and_resume(http_daemon: Any) -> None:
             second = (await r.json())["id"]
         # A stream for the second job only: it may start after some of its events; resume from 0.
         async with s.get(f"{base}/events", params={"job": str(second)},
-                         headers={"Last-Event-ID": f"{http_daemon.http.epoch}-0"}) as resp:
+                         headers={"Last-Event-ID": f"{http_daemon.http.hub.epoch}-0"}) as resp:
             assert resp.status == 200
             seen = await asyncio.wait_for(sse_events(resp, "job.finished", second), 120)
         names = [n for _, n, _ in seen]

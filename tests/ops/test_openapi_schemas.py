@@ -12,7 +12,7 @@ import pytest
 
 from dgx_music.common.families import family_for_name
 from dgx_music.common.schemas import MODEL_NAME_PATTERNS, ParamError, validate_request
-from dgx_music.daemon.http_api import openapi
+from dgx_music.daemon.http import openapi
 
 LYRICS = "[verse]\nstreetlights hum\n[chorus]\nwe are the night"
 

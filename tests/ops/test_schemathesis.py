@@ -65,7 +65,7 @@ async def test_schemathesis_finds_nothing(daemon_factory: Any, ops_model: Path, 
     cmd = schemathesis_cmd()
     if cmd is None:
         pytest.skip("schemathesis is not installed (pip install 'dgx-music[test]'), nor SCHEMATHESIS_CMD set")
-    from dgx_music.daemon import http_api
+    from dgx_music.daemon import http as http_api
 
     # A short queue: generated jobs (up to 16 x 300 s) are accepted or refused queue_full, not all run.
     d = await daemon_factory(engine__model=str(ops_model), http__listen="127.0.0.1:0", daemon__queue_limit=2,

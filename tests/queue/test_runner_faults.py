@@ -18,7 +18,8 @@ import pytest
 
 from dgx_music.common.client import Client
 from dgx_music.common.protocol import RemoteError
-from dgx_music.daemon import diskspace, http_api
+from dgx_music.daemon import diskspace
+from dgx_music.daemon import http as http_api
 from dgx_music.daemon.store import StoreError
 from tests.conftest import wait_event
 

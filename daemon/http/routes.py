@@ -1,6 +1,6 @@
 """The HTTP API's route table and the OpenAPI document generated from it.
 
-One table builds the aiohttp router (daemon/http_api.py) and the OpenAPI 3.1 description, with the
+One table builds the aiohttp router (daemon/http/api.py) and the OpenAPI 3.1 description, with the
 request and response bodies from the typed schemas (common/schemas.py, common/operations.py), so the
 document cannot drift from what the daemon serves and enforces.
 """
