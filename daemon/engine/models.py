@@ -197,8 +197,13 @@ def is_cached(spec: ModelSpec, cache_dir: str | Path | None = None, backend: str
 
 
 def _files_key(spec: ModelSpec, backend: str | None) -> str | None:
-    """Which file set a spec needs: an ace-step pipeline's own, else the MusicGen backend's."""
-    return ACE_STEP if spec.family == ACE_STEP else backend
+    """Which file set a spec needs: a one-backend family's own (named by the family: ace-step), else
+    the backend's (MusicGen's transformers and audiocraft read different files of one repo)."""
+    return _family_files(spec.family, backend)
+
+
+def _family_files(family: str, backend: str | None) -> str | None:
+    return family if len(families.family(family).backends) == 1 else backend
 
 
 def size_on_disk(path: str | Path | None) -> int | None:
@@ -224,7 +229,7 @@ def known_models(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for family, aliases in ((MUSICGEN, ALIASES), (ACE_STEP, ACE_STEP_ALIASES)):
         for alias, repo in aliases.items():
-            snap = cached_snapshot(repo, cache_dir, ACE_STEP if family == ACE_STEP else None)
+            snap = cached_snapshot(repo, cache_dir, _family_files(family, None))
             out.append({"name": alias, "family": family, "source": repo, "kind": "hub", "cached": snap is not None,
                         "path": str(snap) if snap else None, "size_bytes": size_on_disk(snap),
                         "licence": LICENCES[family], "description": DESCRIPTIONS[alias]})

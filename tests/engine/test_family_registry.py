@@ -21,10 +21,10 @@ BRANCH = re.compile(r"""(==|!=|\bin)\s*\(?\s*((MUSICGEN|ACE_STEP)\b|["'](musicge
                     r"""|\b(MUSICGEN|ACE_STEP)\s*(==|!=)"""
                     r"""|isinstance\([^)]*\b(AceStepParams|MusicGenParams)\b""")
 
-#: Files that still branch on a family, each with its count: the model-name resolver (which family a
-#: model is: it reads the files), and the per-family tools (doctor, bench, the test-model builder).
+#: Files that still branch on a family, each with its count: the per-family tools (doctor, bench, the
+#: test-model builder).
 #: The runtime paths (worker, supervisor, scheduler, job kinds, stream handler, renderer) have none.
-KNOWN = {"engine/models.py": 2, "engine/doctor.py": 2, "engine/bench.py": 2, "engine/testmodel.py": 2,
+KNOWN = {"engine/doctor.py": 2, "engine/bench.py": 2, "engine/testmodel.py": 2,
          "engine/transformers_backend.py": 1}  # transformers' own config model_type (musicgen or musicgen_melody)
 
 
