@@ -15,6 +15,7 @@ from typing import Any
 
 from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_client_flags, emit, fail,
                                   print_json, run_client)
+from dgx_music.cli.extras import requires_extra
 from dgx_music.common import daw, transfer
 from dgx_music.common.client import Client
 
@@ -26,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=analyze)
+    requires_extra(p, modules=("scipy", "pyloudnorm", "librosa"))  # the library's analysis, run here
 
     p = sub.add_parser(
         "export", help="export tracks as WAV/FLAC, or as an Ardour session",

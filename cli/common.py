@@ -3,7 +3,8 @@
 Exit codes follow the kind of error, whichever side noticed it (EXIT_FOR):
 0 success; 1 the request failed (not_found, conflict, engine_error, timeout, ...);
 2 the request is wrong (a usage error, or `invalid_params`/`bad_request` from the daemon);
-3 no usable daemon (unreachable, unsafe_socket, too_many_clients, shutting_down).
+3 no usable daemon (unreachable, unsafe_socket, too_many_clients, shutting_down);
+4 the command needs the `daemon` extra, which this install lacks (missing_extra).
 With --json every error is one JSON document on stdout: {"error": {"code", "message", ...}}.
 """
 
@@ -21,14 +22,16 @@ from dgx_music.common.fmt import duration as human_duration, nbytes as human_byt
 from dgx_music.common.protocol import RemoteError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+#: A command that runs on the daemon's machine, on a client install without the `daemon` extra (cli/extras.py).
+EXIT_MISSING_EXTRA = 4
 
 #: Error codes the CLI itself reports, beside the daemon's (docs/protocol.md, "Error codes").
-CLI_CODES = ("usage", "config", "unreachable", "unsafe_socket", "timeout")
+CLI_CODES = ("usage", "config", "unreachable", "unsafe_socket", "timeout", "missing_extra")
 #: The exit code of an error code: by kind, not by which side noticed it. Others: EXIT_FAILED.
 EXIT_FOR = {
     "usage": EXIT_USAGE, "config": EXIT_USAGE, "invalid_params": EXIT_USAGE, "bad_request": EXIT_USAGE,
     "unreachable": EXIT_UNREACHABLE, "unsafe_socket": EXIT_UNREACHABLE, "too_many_clients": EXIT_UNREACHABLE,
-    "shutting_down": EXIT_UNREACHABLE,
+    "shutting_down": EXIT_UNREACHABLE, "missing_extra": EXIT_MISSING_EXTRA,
 }
 
 

@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from dgx_music.cli.common import EXIT_USAGE
+from dgx_music.cli.extras import requires_extra
 from dgx_music.common.config import ConfigError, load_settings
 
 
@@ -26,8 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-alive", type=float, metavar="S", help="idle seconds before the model unloads (0: at once, -1: never)")
     p.add_argument("--offline", action="store_true", default=None, help="never download; fail if the model is not cached")
     p.add_argument("--preload", action="store_true", default=None, help="load the model at start")
-    p.add_argument("--http", metavar="HOST:PORT", help="also serve the HTTP API here")
+    p.add_argument("--http", metavar="HOST:PORT", help="serve the HTTP API and the listening page here "
+                   "(default 127.0.0.1:8765; off: no HTTP)")
     p.set_defaults(func=run)
+    requires_extra(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dgx_music.cli.extras import requires_extra
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -43,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="build a MusicGen-melody (follows a melody as well as text; transformers only)")
     _add_common(p)
     p.set_defaults(func=make_test_model_cmd)
+    requires_extra(p, modules=("torch", "transformers"))  # ace-step also diffusers: caught if missing
 
     p = subparsers.add_parser(
         "doctor", help="check torch, the GPU, the model cache, disk and socket permissions",
@@ -52,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _engine_flags(p)
     _add_common(p)
     p.set_defaults(func=doctor_cmd)
+    requires_extra(p, modules=("torch",))
 
     p = subparsers.add_parser(
         "bench", help="measure load time, steps/s and real-time factor through the real worker",
@@ -80,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "own draws (the same clip as stock for a seed)")
     _add_common(p)
     p.set_defaults(func=bench_cmd)
+    requires_extra(p, modules=("torch", "transformers"))
 
     p = subparsers.add_parser("models", help="list the daemon's models and whether each is cached",
                               description="Ask the daemon which models it knows (small, medium, large, melody, "

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dgx_music.cli.common import EXIT_OK, UsageError, add_client_flags, emit, human_duration, run_client
+from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_client_flags, emit, fail,
+                                  human_duration, run_client)
 from dgx_music.common.audio import confidence
 from dgx_music.common.client import Client
 
@@ -80,10 +81,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Play a track on this machine's audio output: the library file when it is local, "
                     "else a copy fetched over the socket into the cache. Uses sounddevice when installed, "
                     "else the first of pw-play, paplay, aplay, afplay, ffplay (DGX_MUSIC_PLAYER picks one). "
-                    "Ctrl-C stops.")
+                    "Ctrl-C stops. With --to, write it to a WAV file here instead (no sound card needed: "
+                    "a laptop with a client install and a forwarded socket gets the track's own samples).",
+        epilog="examples:\n  dgx-music play 12-0\n  dgx-music play 12-0 --to take.wav",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("id", metavar="TRACK")
+    p.add_argument("--to", metavar="FILE.wav", help="write the track to this WAV file instead of playing it")
     add_client_flags(p)
-    p.set_defaults(func=lambda a: run_client(a, play))
+    p.set_defaults(func=play_cmd)
 
     p = sub.add_parser("rm", help="delete a track (its file goes to the trash)",
                        description="Delete tracks from the library. Files move to the trash in the data "
@@ -231,6 +236,33 @@ async def update(client: Client, args: argparse.Namespace, **fields: Any) -> int
     return EXIT_OK
 
 
+def play_cmd(args: argparse.Namespace) -> int:
+    if args.to is not None and Path(args.to).suffix.lower() != ".wav":
+        return fail(args, "invalid_params", "--to: the track is written as a WAV file; name it FILE.wav", EXIT_USAGE)
+    return run_client(args, play)
+
+
+def write_wav_copy(src: Path, dst: Path) -> None:
+    """The track as a WAV at `dst`, atomically: a WAV library file byte for byte (tags kept),
+    anything else decoded at its own rate and bit depth where WAV can hold it."""
+    import shutil
+
+    import soundfile as sf
+
+    tmp = dst.with_name(f".{dst.name}.part")
+    try:
+        if src.suffix.lower() == ".wav":
+            shutil.copyfile(src, tmp)
+        else:
+            info = sf.info(str(src))
+            subtype = info.subtype if sf.check_format("WAV", info.subtype) else "PCM_24"
+            data, rate = sf.read(str(src), dtype="float32", always_2d=True)
+            sf.write(str(tmp), data, rate, format="WAV", subtype=subtype)
+        tmp.replace(dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 async def play(client: Client, args: argparse.Namespace) -> int:
     import asyncio
 
@@ -242,17 +274,22 @@ async def play(client: Client, args: argparse.Namespace) -> int:
     try:
         path = await transfer.obtain(client, t, data_dir, paths.default_cache_dir() / "previews")
     except transfer.UnsafeTrackPath as exc:
-        from dgx_music.cli.common import EXIT_FAILED, fail
-
         return fail(args, "unsafe_path", str(exc), EXIT_FAILED)
+    if args.to is not None:
+        dest = Path(args.to).expanduser()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, write_wav_copy, path, dest)
+        except (OSError, RuntimeError) as exc:  # soundfile raises RuntimeError subclasses
+            return fail(args, "write_failed", f"--to: cannot write {dest}: {exc}", EXIT_FAILED)
+        emit(args, {"id": t["id"], "file": str(dest.resolve()), "duration": t["duration"]},
+             lambda r: f"{r['id']} -> {r['file']}")
+        return EXIT_OK
     player = Player()
     try:
         if player.needs_wav and path.suffix.lower() != ".wav":
             path = to_wav(path, path.with_suffix(".wav"))
         player.play(path, track_id=t["id"], duration=t["duration"])
     except PlayerUnavailable as exc:
-        from dgx_music.cli.common import EXIT_FAILED, fail
-
         return fail(args, "no_audio_output", str(exc), EXIT_FAILED)
     if not args.json:
         print(f"playing {t['id']} ({t['title']}, {human_duration(t['duration'])}) with {player.backend}; Ctrl-C stops")

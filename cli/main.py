@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from dgx_music import __version__
+from dgx_music.cli import extras
 from dgx_music.cli.common import EXIT_USAGE, print_json
 
 #: Modules contributing subcommands, each with `register(subparsers)`, in help order.
@@ -120,8 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 0
+    blocked = extras.check(args)  # a command that needs the daemon extra, on a client install
+    if blocked is not None:
+        return blocked
     try:
         return int(func(args) or 0)
+    except ModuleNotFoundError as exc:
+        code = extras.on_missing_module(args, exc)
+        if code is None:
+            raise
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

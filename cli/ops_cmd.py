@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dgx_music.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, human_bytes, print_json
+from dgx_music.cli.extras import requires_extra
 from dgx_music.common import paths
 from dgx_music.common.config import OPTIONS, ConfigError, load_settings, render_default_toml
 
@@ -47,6 +48,9 @@ Restart=on-failure
 RestartSec=5
 # The daemon sends WATCHDOG=1 from its event loop every WatchdogSec/3.
 WatchdogSec=60
+# Room for socket clients, HTTP connections (capped by http.max_connections) and the model's files;
+# the daemon also keeps http.fd_reserve descriptors free so HTTP can never starve the socket.
+LimitNOFILE=65536
 Environment=PYTHONUNBUFFERED=1
 {environment}
 """
@@ -166,6 +170,7 @@ class UnitPaths:
     runtime_managed: bool = True  # the socket is in $XDG_RUNTIME_DIR/dgx-music: RuntimeDirectory= makes it
     groups: tuple[str, ...] = ()  # supplementary groups for the system unit (those that exist here)
     doc: str = ""  # Documentation= URI
+    config_dir: str = ""  # the user's config directory (the HTTP token file is written there)
 
 
 def exec_start_for(python: str = sys.executable) -> str:
@@ -201,7 +206,9 @@ def _doc_line(up: UnitPaths) -> str:
 
 def render_service(up: UnitPaths) -> str:
     if up.mode == "system":
-        env = {"DGX_MUSIC_CONFIG": SYSTEM_CONFIG, "DGX_MUSIC_SOCKET_GROUP": SYSTEM_USER,
+        # The HTTP token in the state directory: the service's only private, writable, lasting place.
+        env = {"DGX_MUSIC_CONFIG": SYSTEM_CONFIG, "DGX_MUSIC_TOKEN_FILE": f"{SYSTEM_DATA}/http-token",
+               "DGX_MUSIC_SOCKET_GROUP": SYSTEM_USER,
                "DGX_MUSIC_SOCKET_MODE": "0660", "HF_HOME": f"{SYSTEM_CACHE}/huggingface",
                "NUMBA_CACHE_DIR": f"{SYSTEM_CACHE}/numba", "TRITON_CACHE_DIR": f"{SYSTEM_CACHE}/triton"}
         exec_start = f"{up.exec_start} --socket {SYSTEM_RUNTIME}/daemon.sock --data-dir {SYSTEM_DATA}"
@@ -219,9 +226,13 @@ def render_service(up: UnitPaths) -> str:
     sock_parent = str(Path(up.socket).parent)
     runtime = ""
     rw_paths = [up.data_dir, up.cache_dir, up.hf_home]
+    if up.config_dir:
+        # The daemon writes its HTTP token file (http-token) there at its first start.
+        runtime += "ConfigurationDirectory=dgx-music\nConfigurationDirectoryMode=0700\n"
+        rw_paths.append(up.config_dir)
     if up.runtime_managed:
         # %t/dgx-music: created by systemd, writable inside the sandbox, kept for the .socket unit.
-        runtime = "RuntimeDirectory=dgx-music\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes\n"
+        runtime += "RuntimeDirectory=dgx-music\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes\n"
     else:
         rw_paths.append(sock_parent)
     rw = " ".join("-" + _path_arg(p) for p in dict.fromkeys(rw_paths))
@@ -255,13 +266,14 @@ def unit_paths(mode: str, settings: Any, sandbox: bool = True) -> UnitPaths:
                      hf_home=hf_home, user=pwd.getpwuid(os.getuid()).pw_name, sandbox=sandbox,
                      runtime_managed=bool(os.environ.get("XDG_RUNTIME_DIR"))
                      and Path(settings.socket).parent == paths.runtime_dir(),
-                     groups=tuple(g for g in ("video", "render") if _group_exists(g)), doc=_doc_uri())
+                     groups=tuple(g for g in ("video", "render") if _group_exists(g)), doc=_doc_uri(),
+                     config_dir=str(paths.http_token_path(settings).parent))
 
 
 EXAMPLE = UnitPaths(mode="user", exec_start="/opt/dgx-music/.venv/bin/dgx-music daemon",
                     socket="/run/user/1000/dgx-music/daemon.sock", data_dir="/home/alice/.local/share/dgx-music",
                     cache_dir="/home/alice/.cache/dgx-music", hf_home="/home/alice/.cache/huggingface",
-                    user="alice", groups=("video", "render"))
+                    user="alice", groups=("video", "render"), config_dir="/home/alice/.config/dgx-music")
 
 
 def example_units() -> dict[str, str]:
@@ -464,6 +476,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     inst.add_argument("--unit-dir", metavar="DIR", help=argparse.SUPPRESS)
     _common(inst, json_flag=False)
     inst.set_defaults(func=_service_install, json=False)
+    requires_extra(inst)  # the unit it writes runs `dgx-music daemon` with this python
     svc.set_defaults(func=lambda a: (svc.print_help(), EXIT_USAGE)[1])
 
     cfg = sub.add_parser("config", help="show the effective configuration, or write a config file",
@@ -491,6 +504,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "melodies and operation sources that jobs refer to")
     _common(bk)
     bk.set_defaults(func=_backup)
+    requires_extra(bk, modules=("aiosqlite",))  # reads the database with the daemon's store
 
     rs = sub.add_parser("restore", help="restore a backup (the daemon must be stopped)",
                         description="Replace the database with the backup in SRC (and copy its audio files). "
@@ -498,3 +512,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     rs.add_argument("src", metavar="SRC", help="a directory written by `dgx-music backup`")
     _common(rs)
     rs.set_defaults(func=_restore)
+    requires_extra(rs, modules=("aiosqlite",))

@@ -86,8 +86,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("audio.target_lufs", float, -14.0, "Loudness target, LUFS integrated."),
     Option("audio.ceiling_dbtp", float, -1.0, "True-peak ceiling, dBTP."),
     Option("audio.bit_depth", int, 16, "Library WAV bit depth: 16, 24 or 32 (float).", choices=(16, 24, 32)),
-    Option("http.listen", str, "", "HOST:PORT for the HTTP API; empty: off.", env="DGX_MUSIC_HTTP"),
-    Option("http.token_file", str, "", "Bearer token file (mode 0600), required off loopback."),
+    Option("http.listen", str, "127.0.0.1:8765", "HOST:PORT for the HTTP API and the listening page; off (or "
+           "empty): no HTTP. If the default port is busy the daemon runs on without HTTP; a listen address "
+           "you set that fails is a startup error.", env="DGX_MUSIC_HTTP"),
+    Option("http.token_file", str, "", "The HTTP token file (mode 0600); empty: http-token in the config "
+           "directory. The daemon writes a new random token there at start when the file does not exist."),
+    Option("http.allowed_hosts", str, "", "Comma-separated host names (no port) the HTTP API answers besides "
+           "loopback ones (localhost, 127.0.0.1, [::1]): a reverse proxy's or a LAN name. Others: 403."),
+    Option("http.max_connections", int, 100, "HTTP connections open at once (event streams included); more "
+           "are answered 503 and closed."),
+    Option("http.header_timeout", float, 15.0, "Seconds an HTTP connection may take to send a request's "
+           "headers, and may stay idle between requests, before it is closed."),
+    Option("http.body_timeout", float, 60.0, "Seconds a client may take to send a request body."),
+    Option("http.fd_reserve", int, 64, "File descriptors kept free for the Unix socket and the daemon's own "
+           "files: new HTTP connections are closed at once while fewer are free."),
 )
 BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}
 

@@ -20,7 +20,7 @@ from msgspec import Meta
 
 from dgx_music.common.schemas import (LANGUAGES, MAX_LYRICS_CHARS, MAX_PROMPT_CHARS, MAX_SEED, MELODY_KEY_RE,
                                       TRACK_ID_RE, Language, ModelName, ParamError, Seed, TargetLufs,
-                                      _explain, _field_of, check_model_name)
+                                      _explain, _field_of, check_model_name, nullable_optionals)
 
 #: The operations, as protocol methods name them (`op.<name>`) and as jobs record them.
 REPAINT, COVER, STEMS, ADD_PART = "repaint", "cover", "stems", "add_part"
@@ -41,7 +41,7 @@ MIN_SOURCE_SECONDS = 1.0
 MAX_SOURCE_SECONDS = 600.0  # ACE-Step's duration limit (common/schemas.ACE_MAX_DURATION)
 MAX_SOURCE_NAME = 200
 MAX_UPLOAD_BYTES = 7 * 1024 * 1024  # fits one protocol frame (8 MiB) with the rest of the request
-CROSSFADE_SECONDS = 0.02  # repaint splices: equal-power fades this long, inside the span
+CROSSFADE_SECONDS = 0.02  # repaint splices: complementary fades this long, inside the span
 
 SourceRef = Annotated[str, Meta(pattern=f"{TRACK_ID_RE.pattern}|{MELODY_KEY_RE.pattern}",
                                 extra={"hint": "a library track id like 12-0"},
@@ -64,8 +64,9 @@ class _Operation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     source: SourceRef | None = None
     source_audio: Annotated[bytes, Meta(description="An audio file's bytes (WAV, FLAC, OGG, MP3) instead of a "
                                                     "track; socket only.")] | None = None
-    source_name: Annotated[str, Meta(max_length=MAX_SOURCE_NAME, description="The uploaded file's name, "
-                                                                            "kept as the derived tracks' source.")] \
+    source_name: Annotated[str, Meta(max_length=MAX_SOURCE_NAME, pattern=r"^[^\x00]*$",
+                                     description="The uploaded file's name, kept as the derived tracks' "
+                                                 "source.")] \
         | None = None
     seed: Seed | None = None
     model: ModelName | None = None
@@ -236,6 +237,11 @@ def operation_components(ref_template: str = "#/components/schemas/{name}") -> t
     """JSON Schemas of the four request bodies, for the OpenAPI document."""
     types = [RepaintRequest, CoverRequest, StemsRequest, AddPartRequest]
     refs, components = msgspec.json.schema_components(types, ref_template=ref_template)
+    for t in types:
+        component = nullable_optionals(components[t.__name__])
+        # Exactly one of the two sources, as validate_operation checks (null is the same as absent).
+        component["oneOf"] = [{"required": [name], "properties": {name: {"type": "string"}}}
+                              for name in ("source", "source_audio")]
     return {t.__name__: r for t, r in zip(types, refs)}, components
 
 

@@ -6,6 +6,10 @@ import os
 import re
 import stat
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dgx_music.common.config import Settings
 
 import platformdirs
 
@@ -38,6 +42,20 @@ def default_config_file() -> Path:
 
 def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir(APP, appauthor=False))
+
+
+def default_http_token_file() -> Path:
+    return Path(platformdirs.user_config_dir(APP, appauthor=False)) / "http-token"
+
+
+def http_token_path(settings: "Settings") -> Path:
+    """The HTTP API's token file: `http.token_file`, else http-token in the config directory.
+
+    The daemon writes it (mode 0600) at its first start with HTTP on; `dgx-music web` and
+    scripts read the same file, so both sides must resolve it here.
+    """
+    configured = str(settings["http.token_file"]).strip()
+    return Path(configured).expanduser() if configured else default_http_token_file()
 
 
 class UnsafeDirectory(RuntimeError):

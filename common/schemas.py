@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Mapping, get_args
 
 import msgspec
@@ -266,7 +267,22 @@ def check_model_name(value: Any, field: str = "model") -> str:
             raise ParamError(field, "a model directory path has a component longer than 255 bytes")
     elif size > MAX_MODEL_NAME_BYTES:
         raise ParamError(field, f"is {size} bytes long; a model name or hub id is at most {MAX_MODEL_NAME_BYTES}")
+    check_home(name, field)
     return name
+
+
+def check_home(path: str, field: str) -> None:
+    """A path starting with `~user` must name a user that exists: expanding it later would raise
+    a RuntimeError deep inside model or LoRA resolution (answered `internal`), not the caller's error."""
+    if not path.startswith("~"):
+        return
+    try:
+        Path(path).expanduser()
+    except RuntimeError:
+        user = path[1:].split("/", 1)[0]
+        who = f"no user {user!r}" if user else "no home directory"
+        raise ParamError(field, f"{path.split('/', 1)[0]} names {who} on this machine; "
+                                "give the directory's full path") from None
 
 
 def _number_text(value: Any) -> str:
@@ -361,6 +377,8 @@ def validate_request(raw: Mapping[str, Any], family: str = MUSICGEN, *,
     for name in ("melody", "extend", "lora"):
         if isinstance(data.get(name), str):
             data[name] = data[name].strip()
+    if isinstance(data.get("lora"), str):
+        check_home(data["lora"], "lora")
     if "model" in data:
         data["model"] = check_model_name(data["model"])
     if isinstance(data.get("melody_source"), str):
@@ -526,6 +544,27 @@ class ModelLoad(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model: ModelName | None = None
 
 
+def nullable_optionals(component: dict[str, Any]) -> dict[str, Any]:
+    """Say in a body's schema what the daemon does: an optional field sent as null means its default.
+
+    validate_request and validate_operation take null as "absent" (docs/protocol.md); a schema that
+    forbids it would make a schema-driven client or fuzzer expect a refusal the daemon never gives."""
+    required = set(component.get("required", ()))
+    for name, prop in component.get("properties", {}).items():
+        if name in required:
+            continue
+        if "anyOf" in prop:
+            if {"type": "null"} not in prop["anyOf"]:
+                prop["anyOf"].append({"type": "null"})
+        elif isinstance(prop.get("type"), str):
+            prop["type"] = [prop["type"], "null"]
+            if "enum" in prop and None not in prop["enum"]:
+                prop["enum"] = [*prop["enum"], None]
+        elif "$ref" in prop:
+            component["properties"][name] = {"anyOf": [prop, {"type": "null"}]}
+    return component
+
+
 def openapi_components(default_family: str | None = MUSICGEN, ref_template: str = "#/components/schemas/{name}",
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
     """JSON Schemas for the request and response bodies: (refs by name, components).
@@ -537,6 +576,8 @@ def openapi_components(default_family: str | None = MUSICGEN, ref_template: str 
     types = [MusicGenParams, AceStepParams, Job, Track, JobList, TrackPage, TrackUpdate, JobMove, JobPrune,
              ModelLoad]
     refs, components = msgspec.json.schema_components(types, ref_template=ref_template)
+    for name in ("MusicGenParams", "AceStepParams"):
+        nullable_optionals(components[name])
     names = {t.__name__: ref for t, ref in zip(types, refs)}
     by_family = {MUSICGEN: refs[0], ACE_STEP: refs[1]}
     either = {"anyOf": [refs[0], refs[1]]}

@@ -79,6 +79,9 @@ class Daemon:
             self._lock = DataDirLock.acquire(self.data_dir)
         except DataDirLocked as exc:
             raise StartupError(str(exc)) from None
+        unsafe = libfiles.check_layout(self.data_dir)  # a planted symlink would lead writes and deletes out
+        if unsafe:
+            raise StartupError("refusing to start: " + "; ".join(unsafe))
         if inherited is None:
             await self.server.claim_path()  # an unsafe directory or a live daemon stops us before recovery
         await self._start_components()
@@ -161,20 +164,32 @@ async def run(settings: Settings, inherited: socket.socket | None = None) -> int
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
     try:
-        http_plan = None
-        if settings["http.listen"].strip():
-            from dgx_music.daemon import http as http_api
+        from dgx_music.daemon import http as http_api
 
-            # Refuse a bad bind/token before touching anything; resolving the host name and reading
-            # the token file may block, so not on the event loop.
+        # Refuse a bad bind/token before touching anything; resolving the host name and reading
+        # (or writing) the token file may block, so not on the event loop.
+        explicit_http = settings.source("http.listen") != "default"
+        try:
             http_plan = await loop.run_in_executor(None, http_api.plan, settings)
+        except StartupError as exc:
+            if explicit_http:
+                raise
+            log.warning("the HTTP API is off: %s", exc)
+            http_plan = None
         if inherited is None:
             inherited = activation.inherited_socket()  # systemd socket activation (LISTEN_FDS)
         if inherited is not None and isinstance(inherited.getsockname(), str) and inherited.getsockname():
             daemon.server.path = Path(inherited.getsockname())
         await daemon.start(inherited)
         if http_plan is not None:
-            daemon.extras.append(await http_api.start(daemon, http_plan))
+            try:
+                daemon.extras.append(await http_api.start(daemon, http_plan))
+            except StartupError as exc:
+                if http_plan.explicit:
+                    raise
+                # The default port is someone else's (often a second daemon): the socket daemon still runs.
+                log.warning("%s; running without HTTP (set http.listen or --http HOST:PORT to choose "
+                            "another port, --http off to silence this)", exc)
     except (StartupError, activation.ActivationError) as exc:
         log.error("%s", exc)
         notifier.status(f"failed to start: {exc}")

@@ -34,16 +34,16 @@ try:
 except Exception:  # pragma: no cover - keep backup usable if the daemon's components cannot import
     DB_NAME = "dgx-music.db"
 from dgx_music.common.paths import OutsideRoot, resolve_under
+from dgx_music.daemon.audio_store import STORES
+from dgx_music.daemon.datalock import RESTORE, DataDirLock, DataDirLocked
 from dgx_music.daemon.store import StoreError
 from dgx_music.daemon.store import snapshot as db_copy
 
 MANIFEST = "manifest.json"
 LIBRARY = "library"
-# Keyed stored copies: <folder>/<key>.wav, content-addressed, never changed once written.
-# The names are daemon/melodies.py's and daemon/sources.py's, without importing the audio stack.
-MELODIES = "melodies"
-SOURCES = "sources"
-KEYED = (MELODIES, SOURCES)  # each is also the name of the Report field that counts its copies
+# Keyed stored copies: <folder>/<key>.wav, content-addressed, never changed once written: the
+# folders of daemon/audio_store.py's stores (it imports no audio library).
+KEYED = tuple(store.folder for store in STORES)  # each is also the name of the Report field that counts its copies
 
 
 class BackupError(RuntimeError):
@@ -295,6 +295,21 @@ def restore(src: Path, data_dir: Path, *, socket_path: Path | None = None,
     if socket_path is not None and daemon_answers(socket_path):
         raise BackupError(f"a daemon answers on {socket_path}; stop it first "
                           "(systemctl --user stop dgx-music.socket dgx-music.service)")
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The daemon's own lock: a daemon started meanwhile (socket activation) refuses to start
+    # until the restore is done, and one that runs already (or another restore) stops us here.
+    try:
+        lock = DataDirLock.acquire(data_dir, RESTORE)
+    except DataDirLocked as exc:
+        raise BackupError(str(exc)) from None
+    with lock:
+        return _restore_locked(src, backup_db, data_dir, t0, progress)
+
+
+def _restore_locked(src: Path, backup_db: Path, data_dir: Path, t0: float,
+                    progress: Callable[[str], None] | None) -> Report:
+    """`restore` once it holds the data directory's lock: check the backup whole, then replace."""
+    live = db_path(data_dir)
     report = Report(data_dir)
     try:
         summary = db_copy.inspect(backup_db)
@@ -302,7 +317,6 @@ def restore(src: Path, data_dir: Path, *, socket_path: Path | None = None,
         raise BackupError(exc.message) from None
     report.schema_version, report.tracks, report.jobs = summary.schema_version, summary.tracks, summary.jobs
     plan = _restore_plan(src if src.is_dir() else None, data_dir, summary.paths)
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Keep the old database (with its WAL and shared memory, which may hold committed data) aside.
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for suffix in ("", "-wal", "-shm"):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgx_music.common.config import BY_KEY
-from dgx_music.daemon import melodies, sources
+from dgx_music.daemon.audio_store import MELODIES, SOURCES
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -68,9 +68,9 @@ class HistoryPruner:
         if not dry_run:
             store = self.daemon.store
             res["melodies_removed"] = await self._forget(
-                await store.melody_keys(), melodies.remove_unreferenced, "stored melodies")
+                await store.melody_keys(), MELODIES.remove_unreferenced, "stored melodies")
             res["sources_removed"] = await self._forget(
-                await store.source_keys(), sources.remove_unreferenced, "stored operation sources")
+                await store.source_keys(), SOURCES.remove_unreferenced, "stored operation sources")
         return res
 
     async def _forget(self, keys: set[str], remove: Callable[[Path, set[str], float], int], what: str) -> int:

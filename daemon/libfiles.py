@@ -1,18 +1,82 @@
-"""Files in the data dir: safe library paths, trash, orphans, unreferenced stored copies. Nothing here leaves it."""
+"""Files in the data dir: safe library paths, trash, orphans. Nothing here leaves it.
+
+Every place the daemon writes or deletes goes through `plain` first: no directory or file on
+the way below the data dir may be a symlink (what `restore` checks of a backup, daemon/backup.py),
+so one planted in the data dir (`trash -> ~`, `sources -> /elsewhere`) cannot lead a write or
+a delete outside it. Reads go through `library_file`, which follows symlinks but refuses one
+that leads out. `check_layout` runs the same check over the daemon's folders at start.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
-from pathlib import Path
+from datetime import datetime
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dgx_music.common.paths import OutsideRoot, resolve_under
-from dgx_music.common.schemas import MELODY_KEY_RE
 
 LIBRARY = "library"
 ORPHANS = "orphans"
+TRASH = "trash"
+#: The folders the daemon writes in (sources/ and melodies/ are the stores of daemon/audio_store.py).
+FOLDERS = (LIBRARY, TRASH, ORPHANS, "sources", "melodies")
+
+
+class UnsafePath(OutsideRoot):
+    """A folder or file the daemon would write or delete in is a symlink (or a file where a
+    folder should be): answered `forbidden`, nothing is written or deleted."""
+
+
+def plain(data_dir: Path, rel: str | PurePosixPath) -> Path:
+    """``data_dir / rel``, after checking that no part of it below the data dir that exists is a
+    symlink, and that the parts on the way are directories. UnsafePath otherwise."""
+    root = Path(data_dir)
+    parts = PurePosixPath(str(rel)).parts
+    if not parts or parts[0] == "/" or ".." in parts:
+        raise UnsafePath(f"{rel!r} is not a path inside the data directory")
+    p = root
+    for i, part in enumerate(parts):
+        p = p / part
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            return root.joinpath(*parts)  # created by the caller, as a plain directory or file
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePath(f"{p} is a symlink: the daemon writes and deletes only inside its data directory "
+                             f"{root}, never through a link (replace it with a plain directory)")
+        if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+            raise UnsafePath(f"{p} is not a directory")
+    return p
+
+
+def check_layout(data_dir: Path) -> list[str]:
+    """Why the data dir is unsafe to start on: its folders (and library/YYYY/MM) checked by `plain`."""
+    problems: list[str] = []
+    for folder in FOLDERS:
+        try:
+            plain(data_dir, folder)
+        except UnsafePath as exc:
+            problems.append(str(exc))
+    lib = Path(data_dir) / LIBRARY
+    if not problems and lib.is_dir():
+        for year in sorted(lib.iterdir()):
+            months = [year] + (sorted(year.iterdir()) if year.is_dir() and not year.is_symlink() else [])
+            for d in months:
+                if d.is_symlink():
+                    problems.append(f"{d} is a symlink: the daemon writes only inside its data directory")
+    return problems
+
+
+def new_track_file(data_dir: Path, track_id: int | str, title: str, created: datetime) -> Path:
+    """Where a new track's file goes (library/YYYY/MM/...), checked by `plain` before it is written."""
+    from dgx_music.common.audio.files import library_path
+
+    path = library_path(data_dir, track_id, title, created)
+    return plain(data_dir, path.relative_to(data_dir))
 
 
 def library_file(data_dir: Path, rel: str) -> Path:
@@ -33,7 +97,7 @@ def with_file(data_dir: Path, track: dict[str, Any]) -> dict[str, Any]:
 
 
 def trash_dir(data_dir: Path) -> Path:
-    return data_dir / "trash"
+    return plain(data_dir, TRASH)
 
 
 def move_to_trash(data_dir: Path, rel: str) -> Path | None:
@@ -73,7 +137,8 @@ def set_aside_orphans(data_dir: Path, known: set[str]) -> list[Path]:
 
     Never deletes: they go to <data>/orphans/<timestamp>/ with their relative path.
     """
-    lib = data_dir / LIBRARY
+    lib = plain(data_dir, LIBRARY)  # os.walk would walk a symlinked library/ (and move its files here)
+    plain(data_dir, ORPHANS)
     if not lib.is_dir():
         return []
     moved: list[Path] = []
@@ -84,32 +149,8 @@ def set_aside_orphans(data_dir: Path, known: set[str]) -> list[Path]:
             rel = str(p.relative_to(data_dir))
             if rel in known:
                 continue
-            dest = data_dir / ORPHANS / stamp / p.relative_to(lib)
+            dest = plain(data_dir, PurePosixPath(ORPHANS, stamp, p.relative_to(lib)))
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(p, dest)
             moved.append(dest)
     return moved
-
-
-def remove_unreferenced(folder: Path, keep: set[str], min_age: float) -> int:
-    """Delete the keyed copies (<folder>/<key>.wav: melodies, operation sources) whose key is not
-    in `keep` and that are older than `min_age` s; return how many went.
-
-    A copy is written before its job row is committed (and touched when a submit re-uses it),
-    so `min_age` spares one that belongs to a submit still in progress."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    cutoff = time.time() - min_age
-    for f in folder.glob("*.wav"):
-        if not MELODY_KEY_RE.match(f.stem) or f.stem in keep:
-            continue  # not a stored copy, or still needed
-        try:
-            if f.stat().st_mtime >= cutoff:
-                continue
-            f.unlink()
-        except FileNotFoundError:
-            continue
-        removed += 1
-    return removed

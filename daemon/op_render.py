@@ -23,7 +23,7 @@ import numpy as np
 
 from dgx_music import __version__
 from dgx_music.common.operations import ADD_PART, COVER, CROSSFADE_SECONDS, REPAINT, STEMS
-from dgx_music.daemon import failpoints
+from dgx_music.daemon import failpoints, libfiles
 from dgx_music.daemon.render import SUBTYPES, RenderOptions, song_fields
 
 #: Job params that say where the source is, not what was asked: left out of lineage rows.
@@ -39,9 +39,16 @@ def fit(audio: np.ndarray, n: int) -> np.ndarray:
 
 
 def splice(source: np.ndarray, generated: np.ndarray, start: float, end: float, sr: int,
-           crossfade: float = CROSSFADE_SECONDS) -> np.ndarray:
-    """The source with [start, end) taken from `generated`, level-matched, with equal-power
-    crossfades inside the span: every sample outside the span is the source's own."""
+           crossfade: float = CROSSFADE_SECONDS, ceiling_dbtp: float | None = None) -> np.ndarray:
+    """The source with [start, end) taken from `generated`, level-matched, with crossfades inside
+    the span: every sample outside the span is the source's own.
+
+    With `ceiling_dbtp`, the new audio's gain is also capped so the span's true peak stays under
+    the library's ceiling (less the limiter's headroom), or under the source's own true peak if that
+    is higher (a loud upload): the RMS match alone once gave a span peak of 1.61 against a loud
+    source, which clips in a PCM file. The fades are complementary in amplitude (they sum to 1),
+    so a fade between two signals under a level stays under it; equal-power fades (sin/cos) can
+    reach 1.41 times it where the two agree."""
     n = source.shape[1]
     s = max(0, min(n, int(round(start * sr))))
     e = max(s, min(n, int(round(end * sr))))
@@ -53,14 +60,57 @@ def splice(source: np.ndarray, generated: np.ndarray, start: float, end: float, 
     r_src, r_gen = math.sqrt(float(np.mean(orig ** 2))), math.sqrt(float(np.mean(seg ** 2)))
     if r_src > 1e-9 and r_gen > 1e-9:
         seg *= min(r_src / r_gen, 10.0)  # the pipeline peak-normalises its output; the source has its own level
+    # The span = the source fading out + the new audio fading in (in place: spans run to 10 min).
+    fixed, added = orig, seg
     xf = min(int(crossfade * sr), (e - s) // 2)
+    fixed[:, xf:e - s - xf] = 0.0
     if xf > 0:
-        t = (np.arange(xf) + 0.5) / xf
-        fade_in, fade_out = np.sin(t * math.pi / 2), np.cos(t * math.pi / 2)
-        seg[:, :xf] = orig[:, :xf] * fade_out + seg[:, :xf] * fade_in
-        seg[:, -xf:] = seg[:, -xf:] * fade_out + orig[:, -xf:] * fade_in
-    out[:, s:e] = seg.astype(np.float32)
+        fade_in = (np.arange(xf) + 0.5) / xf
+        fade_out = 1.0 - fade_in
+        fixed[:, :xf] *= fade_out
+        fixed[:, -xf:] *= fade_in
+        added[:, :xf] *= fade_in
+        added[:, -xf:] *= fade_out
+    if ceiling_dbtp is not None:
+        from dgx_music.common.audio.loudness import DEFAULT_HEADROOM_DB
+
+        added *= _gain_under(source, fixed, added, s, e, 10.0 ** ((ceiling_dbtp - DEFAULT_HEADROOM_DB) / 20.0))
+    out[:, s:e] = (fixed + added).astype(np.float32)
     return out
+
+
+def _gain_under(source: np.ndarray, fixed: np.ndarray, added: np.ndarray, s: int, e: int, limit: float) -> float:
+    """The largest k <= 1 for which the span `fixed + k * added` (with the source around it, for
+    the interpolation at its edges) has no true-peak sample above L = max(limit, the source's own
+    true peak there).
+
+    Oversampling is linear, so each oversampled point i bounds k on its own:
+    |F_i + k A_i| <= L  <=>  k <= (L - sign(A_i) F_i) / |A_i|, for k >= 0 and |F_i| <= L; a point
+    already under L at k = 1 is under it for every k in [0, 1]. Polyphase filters over a 10 min
+    span cost a few seconds in the audio thread, once per repaint."""
+    from dgx_music.common.audio.loudness import _oversampled_abs_max, oversampled
+
+    # pad: past the interpolation filter's half length (each window reads that much context, so
+    # its own edges add no ringing); step: bounded memory.
+    pad, step, k, n = 32, 480_000, 1.0, source.shape[1]
+    lo, hi = max(0, s - pad), min(n, e + pad)
+    w0, w1 = max(0, lo - pad), min(n, hi + pad)
+    L = max(limit, float(_oversampled_abs_max(np.asarray(source[:, w0:w1], dtype=np.float32))[lo - w0:hi - w0].max()))
+    for c0 in range(lo, hi, step):
+        c1 = min(hi, c0 + step)
+        w0, w1 = max(0, c0 - pad), min(n, c1 + pad)
+        f = source[:, w0:w1].astype(np.float64)
+        a = np.zeros_like(f)
+        i0, i1 = max(s, w0), min(e, w1)  # the span's part in this window
+        if i1 > i0:
+            f[:, i0 - w0:i1 - w0] = fixed[:, i0 - s:i1 - s]
+            a[:, i0 - w0:i1 - w0] = added[:, i0 - s:i1 - s]
+        F, A = (oversampled(x)[:, :, c0 - w0:c1 - w0] for x in (f, a))
+        over = (np.abs(F + A) > L) & (A != 0)
+        if over.any():
+            F, A = F[over], A[over]
+            k = min(k, float(((L - np.sign(A) * F) / np.abs(A)).min()))
+    return max(0.0, k)
 
 
 def mix(source: np.ndarray, part: np.ndarray) -> np.ndarray:
@@ -81,12 +131,13 @@ class Output:
     extra: dict[str, Any] | None = None
 
 
-def outputs(job: dict[str, Any], source: np.ndarray, audio: np.ndarray, sr: int) -> list[Output]:
-    """What each of the job's tracks holds, in index order."""
+def outputs(job: dict[str, Any], source: np.ndarray, audio: np.ndarray, sr: int,
+            ceiling_dbtp: float | None = None) -> list[Output]:
+    """What each of the job's tracks holds, in index order (a repaint's span under `ceiling_dbtp`)."""
     p = job["params"]
     op, name, n = p["operation"], p.get("source_name") or "source", source.shape[1]
     if op == REPAINT:
-        return [Output(splice(source, audio[0], float(p["start"]), float(p["end"]), sr),
+        return [Output(splice(source, audio[0], float(p["start"]), float(p["end"]), sr, ceiling_dbtp=ceiling_dbtp),
                        f"{name} (repaint {p['start']:g}-{p['end']:g} s)", False)]
     if op == COVER:
         return [Output(fit(audio[0], n), f"{name} (cover)", True)]
@@ -121,14 +172,14 @@ def render_operation(data_dir: Path, job: dict[str, Any], source: np.ndarray, au
     created = dt.datetime.now()
     asked = {k: v for k, v in p.items() if k not in INTERNAL_KEYS}
     rows: list[dict[str, Any]] = []
-    for index, out in enumerate(outputs(job, source, np.asarray(audio, dtype=np.float32), sr)):
+    for index, out in enumerate(outputs(job, source, np.asarray(audio, dtype=np.float32), sr, opts.ceiling_dbtp)):
         track_id = f"{job['id']}-{index}"
         if out.normalise:
             processed = pipeline.process(out.audio, sr, target_lufs=opts.target_lufs, ceiling_dbtp=opts.ceiling_dbtp)
             data, a = processed.audio, processed.analysis
         else:
             data, a = out.audio, _measure(out.audio, sr)
-        path = files.library_path(data_dir, track_id, out.title, created)
+        path = libfiles.new_track_file(data_dir, track_id, out.title, created)
         files.write_wav_atomic(path, data, sr, subtype=SUBTYPES[opts.bit_depth], metadata={
             "title": out.title, "comment": job["prompt"],
             "software": f"DGX Music {__version__} ({opts.model}, {opts.backend}, seed {job['seed']})",

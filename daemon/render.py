@@ -17,7 +17,7 @@ import numpy as np
 from dgx_music import __version__
 from dgx_music.common import families
 from dgx_music.common.families import DEFAULT_FAMILY
-from dgx_music.daemon import failpoints
+from dgx_music.daemon import failpoints, libfiles
 from dgx_music.daemon.store import default_title
 
 log = logging.getLogger("dgx_music.render")
@@ -51,7 +51,7 @@ def render_tracks(data_dir: Path, job: dict[str, Any], audio: np.ndarray, sample
         processed = pipeline.process(np.asarray(audio[index], dtype=np.float32), sample_rate,
                                      target_lufs=opts.target_lufs, ceiling_dbtp=opts.ceiling_dbtp)
         a = processed.analysis
-        path = files.library_path(data_dir, track_id, title, created)
+        path = libfiles.new_track_file(data_dir, track_id, title, created)
         files.write_wav_atomic(path, processed.audio, sample_rate, subtype=SUBTYPES[opts.bit_depth], metadata={
             "title": title if audio.shape[0] == 1 else f"{title} ({index + 1})",
             "comment": job["prompt"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import shutil
 import subprocess
@@ -13,6 +14,11 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
 import pytest
+
+# Daemons started as subprocesses by a test (`dgx-music daemon ...`) have HTTP on by default and write
+# their token file into the config directory: a throwaway one, never the user's own.
+os.environ["XDG_CONFIG_HOME"] = _config_home = tempfile.mkdtemp(prefix="dgxm-config-")
+atexit.register(shutil.rmtree, _config_home, True)
 
 from dgx_music.common.client import Client
 from dgx_music.common.config import Settings, load_settings
@@ -34,6 +40,10 @@ def make_settings(root: Path, **overrides: Any) -> Settings:
         "daemon.socket": str(root / "d.sock"),
         "daemon.data_dir": str(root / "data"),
         "engine.keep_alive": -1,
+        # HTTP is on by default at a fixed port: off here (a test turns it on with http__listen), and the
+        # token file in the test's own directory.
+        "http.listen": "off",
+        "http.token_file": str(root / "http-token"),
     }
     base.update({k.replace("__", "."): v for k, v in overrides.items()})
     cfg = root / "config.toml"  # an empty file, so the user's own config never leaks into a test
@@ -90,7 +100,7 @@ class DaemonProcess:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "dgx_music", "daemon", "--socket", str(self.socket),
-                 "--data-dir", str(self.data_dir), "--log-level", "debug", *self.extra],
+                 "--data-dir", str(self.data_dir), "--log-level", "debug", "--http", "off", *self.extra],
                 stdout=log, stderr=subprocess.STDOUT, env=env)
         if wait:
             self.wait_ready()

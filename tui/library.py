@@ -1,5 +1,5 @@
 """The library: a paged table over `track.list`, live search, filters, sort, and the detail pane (tui/detail.py);
-the table widget itself, with its render cache, is in tui/library_table.py.
+the table widget itself (a DataTable that asks for the next page) is in tui/library_table.py.
 
 Only pages the user scrolls to are fetched (PAGE rows at a time, keyset cursor
 from the daemon), so 100,000 tracks open as fast as 100. Search runs as you

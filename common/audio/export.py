@@ -1,15 +1,13 @@
 """Exports for producers: WAV or FLAC, optional resampling (soxr), tags DJ software reads.
 
 libsndfile can only write its fixed set of strings (title, artist, comment, ...) into FLAC, not
-BPM or INITIALKEY, so after libsndfile writes the FLAC we replace its VORBIS_COMMENT metadata
-block with our own (the block format is simple and documented; no extra dependency). ffprobe
-and mutagen read the result.
+BPM or INITIALKEY, so after libsndfile writes the FLAC its Vorbis comments are replaced with
+ours by mutagen (common/audio/tags.py), as WAV gets its ID3 chunk.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,7 +16,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .files import SOFTWARE, _fsync_dir, id3_key, safe_filename, write_wav_atomic
+from .files import _fsync_dir, safe_filename, write_wav_atomic
+from .tags import write_tags
 
 FORMATS = ("wav", "flac")
 SAMPLE_RATES = (None, 44100, 48000)
@@ -39,34 +38,6 @@ def resample(audio: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
         return audio
     out = soxr.resample(np.ascontiguousarray(audio.T), sr, target_sr, quality="VHQ")
     return np.ascontiguousarray(out.reshape(out.shape[0], -1).T)
-
-
-def _vorbis_comment_block(tags: Mapping[str, str], last: bool) -> bytes:
-    vendor = SOFTWARE.encode("utf-8")
-    items = [f"{k.upper()}={v}".encode("utf-8") for k, v in tags.items() if v not in (None, "")]
-    body = struct.pack("<I", len(vendor)) + vendor + struct.pack("<I", len(items))
-    body += b"".join(struct.pack("<I", len(i)) + i for i in items)
-    header = (0x80 if last else 0) | 4
-    return bytes([header]) + len(body).to_bytes(3, "big") + body
-
-
-def set_flac_tags(path: Path, tags: Mapping[str, str]) -> None:
-    """Rewrite ``path`` (a FLAC file) in place with ``tags`` as its only VORBIS_COMMENT block."""
-    data = path.read_bytes()
-    if data[:4] != b"fLaC":
-        raise ExportError(f"{path} is not a FLAC file")
-    pos, blocks = 4, []
-    while True:
-        head = data[pos]
-        length = int.from_bytes(data[pos + 1 : pos + 4], "big")
-        kind = head & 0x7F
-        if kind not in (1, 4):  # drop PADDING and the old VORBIS_COMMENT
-            blocks.append(bytes([kind]) + data[pos + 1 : pos + 4 + length])
-        pos += 4 + length
-        if head & 0x80:
-            break
-    out = [b"fLaC", *blocks, _vorbis_comment_block(tags, last=True)]
-    path.write_bytes(b"".join(out) + data[pos:])
 
 
 def _inside(dest_dir: Path, target: Path) -> bool:
@@ -125,16 +96,7 @@ def export_track(
     tmp = Path(tmp_name)
     try:
         sf.write(str(tmp), np.clip(audio, -1.0, 1.0).T, sr, format="FLAC", subtype=subtype)
-        vorbis = {
-            "TITLE": meta.get("title"),
-            "ARTIST": meta.get("artist"),
-            "COMMENT": meta.get("comment"),
-            "DATE": meta.get("date"),
-            "BPM": str(int(round(float(meta["bpm"])))) if meta.get("bpm") else None,
-            "INITIALKEY": id3_key(str(meta["key"])) if meta.get("key") else None,
-            "ENCODER": SOFTWARE,
-        }
-        set_flac_tags(tmp, {k: str(v) for k, v in vorbis.items() if v})
+        write_tags(tmp, "flac", meta)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         if target.exists() and not overwrite:  # appeared meanwhile

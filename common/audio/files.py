@@ -2,17 +2,15 @@
 
 Metadata in WAV goes two ways, because readers differ: a RIFF LIST/INFO chunk (written by
 libsndfile: INAM title, ICMT comment = the prompt, ISFT software, IART artist, ICRD date) and an
-``id3 `` chunk (ID3v2.4: TIT2, COMM, TSSE, TBPM, TKEY, and TXXX "DGX Music parameters" with the
-job's parameters as JSON) since INFO has no BPM or key field and DJ software and mutagen read ID3
-in WAV (ffprobe shows it only when there is no INFO chunk). FLAC tags (Vorbis comments) are written in export.py.
+``id3 `` chunk (ID3v2.4, written by mutagen: common/audio/tags.py) with BPM, key and the job's
+parameters as JSON, since INFO has no field for them and DJ software reads ID3 in WAV (ffprobe
+shows it only when there is no INFO chunk).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import struct
 import tempfile
 import unicodedata
 from datetime import datetime
@@ -22,12 +20,14 @@ from typing import Any, Mapping
 import numpy as np
 import soundfile as sf
 
-SOFTWARE = "DGX Music"
+from .tags import ANALYSIS_DESC, PARAMS_DESC, SOFTWARE, write_tags
+
+__all__ = ["ANALYSIS_DESC", "PARAMS_DESC", "SOFTWARE", "META_KEYS", "SUBTYPES", "slugify", "safe_filename",
+           "library_path", "write_wav_atomic"]
+
 #: The metadata keys write_wav_atomic understands; any other key is a caller's mistake (a key the
 #: writer silently ignored once kept every library file's prompt out of its tags).
 META_KEYS = frozenset({"title", "comment", "artist", "date", "software", "bpm", "key", "params", "analysis"})
-PARAMS_DESC = "DGX Music parameters"  # TXXX description; ffprobe shows it as a tag of that name
-ANALYSIS_DESC = "DGX Music analysis"  # TXXX: the BPM/key readings with how sure they are
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _MAX_NAME_BYTES = 120  # well under 255 (ext4, NTFS, APFS), leaving room for prefixes and suffixes
@@ -82,58 +82,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _id3_text_frame(frame_id: str, text: str) -> bytes:
-    body = b"\x03" + text.encode("utf-8")  # encoding 3 = UTF-8 (ID3v2.4)
-    return frame_id.encode("ascii") + _syncsafe(len(body)) + b"\x00\x00" + body
-
-
-def _syncsafe(n: int) -> bytes:
-    return bytes([(n >> 21) & 0x7F, (n >> 14) & 0x7F, (n >> 7) & 0x7F, n & 0x7F])
-
-
-def id3_tag(meta: Mapping[str, Any]) -> bytes:
-    """A minimal ID3v2.4 tag (title, comment, software, artist, BPM, key, parameters) for the
-    ``id3 `` chunk."""
-    frames = []
-    for key, fid in (("title", "TIT2"), ("artist", "TPE1"), ("software", "TSSE")):
-        if meta.get(key):
-            frames.append(_id3_text_frame(fid, str(meta[key])))
-    if meta.get("bpm"):
-        frames.append(_id3_text_frame("TBPM", str(int(round(float(meta["bpm"]))))))
-    if meta.get("key"):
-        frames.append(_id3_text_frame("TKEY", id3_key(str(meta["key"]))))
-    if meta.get("comment"):
-        body = b"\x03" + b"eng" + b"\x00" + str(meta["comment"]).encode("utf-8")
-        frames.append(b"COMM" + _syncsafe(len(body)) + b"\x00\x00" + body)
-    if meta.get("params"):
-        value = meta["params"] if isinstance(meta["params"], str) else json.dumps(
-            meta["params"], sort_keys=True, separators=(",", ":"), default=str)
-        body = b"\x03" + PARAMS_DESC.encode("utf-8") + b"\x00" + value.encode("utf-8")
-        frames.append(b"TXXX" + _syncsafe(len(body)) + b"\x00\x00" + body)
-    if meta.get("analysis"):  # how sure the BPM/key readings are (TBPM/TKEY cannot say)
-        body = b"\x03" + ANALYSIS_DESC.encode("utf-8") + b"\x00" + str(meta["analysis"]).encode("utf-8")
-        frames.append(b"TXXX" + _syncsafe(len(body)) + b"\x00\x00" + body)
-    payload = b"".join(frames)
-    return b"ID3\x04\x00\x00" + _syncsafe(len(payload)) + payload
-
-
-def id3_key(key: str) -> str:
-    """'A minor' -> 'Am', 'C# major' -> 'C#' (the TKEY / INITIALKEY convention)."""
-    parts = key.split()
-    if len(parts) == 2 and parts[1].lower() in ("major", "minor"):
-        return parts[0] + ("m" if parts[1].lower() == "minor" else "")
-    return key[:3]
-
-
-def _append_riff_chunk(fh: Any, chunk_id: bytes, data: bytes) -> None:
-    """Append a chunk to an open RIFF/WAVE file and fix the RIFF size."""
-    fh.seek(0, os.SEEK_END)
-    fh.write(chunk_id + struct.pack("<I", len(data)) + data + (b"\x00" if len(data) % 2 else b""))
-    size = fh.tell() - 8
-    fh.seek(4)
-    fh.write(struct.pack("<I", size))
-
-
 def write_wav_atomic(
     path: str | Path,
     audio: np.ndarray,
@@ -172,7 +120,7 @@ def write_wav_atomic(
                         setattr(snd, key, str(meta[key]))
                 snd.software = meta["software"]
                 snd.write(np.clip(a, -1.0, 1.0).T if subtype != "FLOAT" else a.T)
-            _append_riff_chunk(fh, b"id3 ", id3_tag(meta))
+            write_tags(fh, "wav", meta)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, dest)

@@ -167,6 +167,22 @@ def _oversampled_abs_max(a: np.ndarray) -> np.ndarray:
     return env
 
 
+def oversampled(a: np.ndarray) -> np.ndarray:
+    """[channels, n] -> [channels, factor, n]: the true-peak meter's oversampled signal (row p is
+    the signal at offset p/factor; row 0 the samples). Linear in `a`, so the oversampled sum of
+    two signals is the sum of theirs (op_render fits a repaint's span under the ceiling with it)."""
+    a = np.asarray(a, dtype=np.float64)
+    rows = _phase_filters(TRUE_PEAK_OVERSAMPLE)
+    n = a.shape[1]
+    out = np.empty((a.shape[0], TRUE_PEAK_OVERSAMPLE, n))
+    for c, ch in enumerate(a):
+        out[c, 0] = ch
+        x = ch if n >= rows.shape[1] else np.pad(ch, (0, rows.shape[1] - n))
+        for p in range(1, TRUE_PEAK_OVERSAMPLE):
+            out[c, p] = np.convolve(x, rows[p][::-1].astype(np.float64), mode="same")[:n]
+    return out
+
+
 def true_peak(audio: np.ndarray, sr: int) -> float:
     """True peak in dBTP per BS.1770-4: max |x| of the 4x oversampled signal (and the samples)."""
     a = as_channels_first(audio)

@@ -27,7 +27,7 @@ from dgx_music.common.schemas import SCHEMAS
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import is_cached, known_models, resolve_model
 from dgx_music.daemon.engine.transport import WorkerSilent, WorkerTransport
-from dgx_music.daemon.melodies import SAMPLE_RATE as AUDIO_IN_SAMPLE_RATE
+from dgx_music.common.audio.melody import SAMPLE_RATE as AUDIO_IN_SAMPLE_RATE
 
 __all__ = ["EngineSettings", "EngineError", "EngineSupervisor", "GenerateResult"]
 
@@ -246,7 +246,7 @@ class EngineSupervisor:
                        on_audio: AudioCb | None = None) -> GenerateResult:
         """Generate one batch (prompts share params); loads or switches the model as needed.
 
-        `melody`: float32 mono at 32 kHz for a melody model to follow (see daemon/melodies.py).
+        `melody`: float32 mono at 32 kHz for a melody model to follow (see daemon/audio_store.py).
         `prefix`: the same format, music to continue; the result starts with it.
         `audio_in`: more named inputs in that format, for model families that take others.
         `on_audio`: chunks of the clip as it is made, for backends that stream (see AudioCb).

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from dgx_music.common import protocol
 from dgx_music.common.params import ParamError
+from dgx_music.common.paths import OutsideRoot
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
@@ -80,6 +81,8 @@ def map_error(exc: BaseException) -> HandlerError | None:
         return exc
     if isinstance(exc, ParamError):
         return HandlerError(protocol.INVALID_PARAMS, str(exc), field=exc.field)
+    if isinstance(exc, OutsideRoot):  # a stored path or a planted symlink that would lead out of the data dir
+        return HandlerError(protocol.FORBIDDEN, str(exc))
     code = getattr(exc, "code", None)
     name = type(exc).__name__
     if name == "StoreError" and isinstance(code, str):

@@ -68,7 +68,7 @@ async def move(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 @method("job.prune")
 async def prune(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Delete finished jobs older than N days that no longer own a track."""
-    args = Args(params)
+    args = Args(params).only("older_than_days", "dry_run")
     pruner = ctx.daemon.pruner
     days = args.float("older_than_days", pruner.default_days(), lo=0.0, hi=MAX_DAYS)
     dry_run = args.bool("dry_run", False)

@@ -23,7 +23,7 @@ async def state(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 @method("model.load")
 async def load(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Load a model now (the configured default when none is named)."""
-    model = ctx.daemon.scheduler.check_model(Args(params).model("model", None))
+    model = ctx.daemon.scheduler.check_model(Args(params).only("model").model("model", None))
     return await ctx.daemon.engine.load(model)
 
 

@@ -11,7 +11,7 @@ from dgx_music.daemon import libfiles
 from dgx_music.daemon.audio import stream
 from dgx_music.daemon.handlers import Context, HandlerError, method
 from dgx_music.daemon.handlers.args import Args
-from dgx_music.daemon.store import StoreError
+from dgx_music.daemon.store import MAX_TAG_CHARS, MAX_TAGS_PER_TRACK, StoreError
 
 MAX_CHUNK = stream.MAX_CHUNK
 LIST_PARAMS = ("search", "tag", "favorite", "model", "bpm_min", "bpm_max", "key", "sort", "order", "limit",
@@ -43,7 +43,7 @@ async def list_tracks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         return {"tracks": [], "next_cursor": None, "total": 0}
     try:
         page = await ctx.daemon.store.list_tracks(
-            search=a.str("search", None, max_len=1000), tag=a.str("tag", None, max_len=100),
+            search=a.str("search", None, max_len=1000), tag=a.str("tag", None, max_len=MAX_TAG_CHARS),
             favorite=a.bool("favorite", None), model=a.str("model", None, max_len=500),
             bpm_min=a.float("bpm_min", None), bpm_max=a.float("bpm_max", None),
             key=a.str("key", None, max_len=100), source=a.str("source", None, max_len=64),
@@ -71,6 +71,16 @@ async def peaks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return {"id": t["id"], "duration": t["duration"], "peaks": t.get("peaks") or []}
 
 
+def _tags(a: Args, name: str) -> list[str]:
+    """A list of tags as the schema states it: at most MAX_TAGS_PER_TRACK items of MAX_TAG_CHARS characters."""
+    tags = a.str_list(name, [], max_items=MAX_TAGS_PER_TRACK)
+    for tag in tags:
+        if len(tag) > MAX_TAG_CHARS:
+            raise HandlerError(protocol.INVALID_PARAMS, f"{name}: {tag[:20]!r}... is longer than {MAX_TAG_CHARS} "
+                               "characters", field=name)
+    return tags
+
+
 @method("track.update")
 async def update(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Change title, rating, favourite, notes or tags."""
@@ -78,8 +88,7 @@ async def update(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     track = await ctx.daemon.store.update_track(
         a.str("id", max_len=64), title=a.str("title", None, max_len=1000),
         rating=a.int("rating", None), favorite=a.bool("favorite", None),
-        notes=a.str("notes", None, max_len=20000), tags_add=a.str_list("tags_add", []),
-        tags_remove=a.str_list("tags_remove", []))
+        notes=a.str("notes", None, max_len=20000), tags_add=_tags(a, "tags_add"), tags_remove=_tags(a, "tags_remove"))
     track = with_file(ctx, track)
     ctx.daemon.publish("track.updated", track)
     return track
@@ -97,6 +106,7 @@ async def delete(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     data_dir = ctx.daemon.data_dir
     try:
         await loop.run_in_executor(None, libfiles.library_file, data_dir, track["path"])
+        await loop.run_in_executor(None, libfiles.trash_dir, data_dir)  # a symlinked trash/ is refused first
     except libfiles.OutsideRoot as exc:
         raise HandlerError(protocol.FORBIDDEN, f"track {track_id} was not deleted: {exc}") from None
     track = await ctx.daemon.store.delete_track(track_id)

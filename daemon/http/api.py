@@ -21,6 +21,7 @@ from dgx_music.daemon.http.auth import make_middleware
 from dgx_music.daemon.http.body import JSON_INLINE_BYTES, parse_json_body
 from dgx_music.daemon.http.errors import dumps
 from dgx_music.daemon.http.events import EventHub
+from dgx_music.daemon.http.guard import ConnectionGuard, GuardedSite
 from dgx_music.daemon.http.metrics import Metrics
 from dgx_music.daemon.http.plan import HttpPlan
 from dgx_music.daemon.http.query import request_params
@@ -53,7 +54,7 @@ class HttpApi:
     def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[make_middleware(self)], client_max_size=1024 * 1024)
         special: dict[str, Callable[[web.Request], Any]] = {
-            "/healthz": self._healthz, "/metrics": self._metrics, OPENAPI_PATH: self._openapi,
+            "/": self._index, "/healthz": self._healthz, "/metrics": self._metrics, OPENAPI_PATH: self._openapi,
             f"{API}/tracks/{{id}}/audio": self._audio, f"{API}/events": self.hub.sse,
             f"{API}/events/ws": self.hub.ws,
         }
@@ -81,10 +82,14 @@ class HttpApi:
 
     async def start(self) -> None:
         # Long request lines: a search of 1000 characters, percent-encoded, is up to 12 KB.
+        # aiohttp's keep-alive timer runs from the moment a connection is made until its request's
+        # headers are in, and again between requests: it is the header and idle timeout.
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
-                                     max_line_size=65536)
+                                     max_line_size=65536, keepalive_timeout=self.plan.header_timeout)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host or None, self.port, reuse_address=True)
+        site = GuardedSite(self._runner, self.host or None, self.port,
+                           lambda server: ConnectionGuard(server, self.plan.max_connections, self.plan.fd_reserve))
+        self.site = site
         try:
             await site.start()
         except OSError as exc:
@@ -94,9 +99,7 @@ class HttpApi:
         server = site._server  # the asyncio server: learn the real port when 0 was asked for
         if server is not None and server.sockets:
             self.port = server.sockets[0].getsockname()[1]
-        auth = "bearer token required" if self.plan.token else "no auth (loopback)"
-        log.info("HTTP API on http://%s:%d (%s)", self.host if ":" not in self.host else f"[{self.host}]",
-                 self.port, auth)
+        log.info("HTTP API on %s (token in %s)", self.url, self.plan.token_path or "http.token_file")
 
     async def close(self) -> None:
         self.hub.close()
@@ -119,7 +122,7 @@ class HttpApi:
         async def handle(request: web.Request) -> web.Response:
             params: dict[str, Any] = {}
             if r.body and request.can_read_body:
-                raw = await request.read()
+                raw = await self._read_body(request)
                 if len(raw) > JSON_INLINE_BYTES:  # parsing a big body is CPU work: off the event loop
                     body = await asyncio.get_running_loop().run_in_executor(None, parse_json_body, raw)
                 else:
@@ -130,6 +133,15 @@ class HttpApi:
             return web.json_response(result, status=201 if r.created else 200, dumps=dumps)
 
         return handle
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The whole body, within `http.body_timeout`: a client that trickles it in is cut off."""
+        try:
+            return await asyncio.wait_for(request.read(), self.plan.body_timeout)
+        except asyncio.TimeoutError:
+            request.transport.close() if request.transport is not None else None
+            raise HandlerError(protocol.BAD_REQUEST, f"the request body took longer than {self.plan.body_timeout:g} s "
+                               "(http.body_timeout)") from None
 
     def _job_get(self, r: Route) -> Callable[[web.Request], Any]:
         """job.get, and with ?wait=S a long poll: answer once the job has ended, or after S seconds."""
@@ -158,6 +170,12 @@ class HttpApi:
             return web.json_response(job, dumps=dumps)
 
         return handle
+
+    async def _index(self, request: web.Request) -> web.Response:
+        """The listening page (a placeholder until the page lands): reached with ?token=T once, then by cookie."""
+        return web.Response(text="<!doctype html><meta charset=utf-8><title>DGX Music</title>"
+                                 "<h1>DGX Music</h1><p>The daemon is running.</p>", content_type="text/html",
+                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         st = self.daemon.status()

@@ -27,7 +27,7 @@ HTTP_STATUS = {
 
 #: HTTP-only error codes, for what aiohttp itself answers (every error body is JSON with a code).
 HTTP_CODES = {404: "unknown_route", 405: "method_not_allowed", 413: "body_too_large",
-              416: "range_not_satisfiable"}
+              415: "unsupported_media_type", 416: "range_not_satisfiable"}
 
 
 def json_error(status: int, code: str, message: str, **data: Any) -> web.Response:

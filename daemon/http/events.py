@@ -113,11 +113,13 @@ class EventHub:
 
     def _missed(self, stream: Stream, last: str | None) -> tuple[list[tuple[str, str, dict[str, Any]]], bool]:
         """The buffered events after Last-Event-ID `last` that `stream` wants, and whether some
-        were already gone. Called with the stream registered and no await in between: no event is
+        were already gone. `0` asks for all the buffered ones (a client that has seen no id yet). Called with the stream registered and no await in between: no event is
         both replayed and queued, or neither."""
         if not last:
             return [], False
         epoch, _, seq_text = last.strip().rpartition("-")
+        if last.strip() == "0":  # "from the start": everything this daemon still holds
+            epoch, seq_text = self.epoch, "0"
         ours = seq_text.isdigit() and epoch == self.epoch
         after = int(seq_text) if ours else 0
         oldest = self.replay[0][0] if self.replay else self.seq + 1

@@ -25,12 +25,25 @@ def request_params(r: Route, request: web.Request) -> dict[str, Any]:
 
 
 def _check(name: str, spec: Param, value: Any) -> Any:
-    """The numeric bounds of a parameter (the handlers check the rest, with the same limits)."""
-    lo, hi = spec.schema.get("minimum"), spec.schema.get("maximum")
+    """The constraints a parameter's schema states (bounds, lengths, choices), so the OpenAPI
+    document never promises a refusal the daemon does not give. Patterns are left to the handlers:
+    the document's tag pattern is a portable subset of what the library takes."""
+    def bad(message: str) -> HandlerError:
+        return HandlerError(protocol.INVALID_PARAMS, f"{name}: {message}", field=name)
+
+    schema = spec.schema
+    lo, hi = schema.get("minimum"), schema.get("maximum")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value != value or lo is not None and value < lo or hi is not None and value > hi:
-            raise HandlerError(protocol.INVALID_PARAMS, f"{name}: must be between {lo} and {hi}, got {value}",
-                               field=name)
+            raise bad(f"must be between {lo} and {hi}, got {value}")
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            raise bad("must not be empty" if schema["minLength"] == 1 else
+                      f"must be at least {schema['minLength']} characters")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise bad(f"is {len(value)} characters; the limit is {schema['maxLength']}")
+        if "enum" in schema and value not in schema["enum"]:
+            raise bad(f"must be one of {', '.join(map(str, schema['enum']))}, got {value!r}")
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +16,37 @@ from dgx_music.daemon.http.errors import json_error
 log = logging.getLogger("dgx_music.http")
 
 
+#: The one byte range served: START-END, START- or -SUFFIX (RFC 9110 14.1.2), nothing else.
+_ONE_RANGE = re.compile(r"bytes=(?:(\d{1,18})-(\d{0,18})|-(\d{1,18}))", re.ASCII)
+
+
 def range_satisfiable(request: web.Request, size: int) -> bool:
-    """Whether the Range header (if any) names one range aiohttp can serve from a `size`-byte file."""
-    if "Range" not in request.headers or not request.headers["Range"].strip().lower().startswith("bytes="):
+    """Whether the Range header (if any) is one byte range this `size`-byte file can satisfy.
+
+    Parsed here, strictly, before aiohttp sees it: aiohttp's own parser accepts some malformed
+    values (and a zero-length suffix) and fails on others after the headers went out.
+    """
+    header = request.headers.get("Range")
+    if header is None or not header.strip().lower().startswith("bytes="):
         return True  # none, or in a unit we do not know: ignored, the whole file is served
-    try:
-        rng = request.http_range
-    except ValueError:
+    m = _ONE_RANGE.fullmatch(header.strip().replace(" ", "").lower())
+    if m is None:
         return False
-    start, stop = rng.start, rng.stop
-    if start is None and stop is None:
-        return True
-    if start is not None and start < 0:  # a suffix, bytes=-N
-        return size > 0 and -start > 0
-    return start is not None and start < size and (stop is None or stop > start)
+    first, last, suffix = m.groups()
+    if suffix is not None:
+        return size > 0 and int(suffix) > 0
+    return int(first) < size and (not last or int(last) >= int(first))
+
+
+class _FileResponse(web.FileResponse):
+    """A FileResponse that may be prepared early (on a request without its Range): aiohttp prepares
+    what a handler returns again, and FileResponse.prepare would then try to set a status on a
+    response already sent ("Cannot change the response status code after the headers have been sent")."""
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        if self.prepared:
+            return await web.StreamResponse.prepare(self, request)  # the writer, nothing sent twice
+        return await super().prepare(request)
 
 
 async def serve_track_file(request: web.Request, track: dict[str, Any], data_dir: Path) -> web.StreamResponse:
@@ -48,7 +66,7 @@ async def serve_track_file(request: web.Request, track: dict[str, Any], data_dir
                              f"one satisfiable byte range of this {size}-byte file")
         resp416.headers["Content-Range"] = f"bytes */{size}"
         return resp416
-    resp = web.FileResponse(path, headers={
+    resp = _FileResponse(path, headers={
         "Accept-Ranges": "bytes",
         "Content-Disposition": f'inline; filename="{track["id"]}{path.suffix}"',
         "Cache-Control": "private, max-age=3600",

@@ -64,6 +64,8 @@ def _param(spec: "type | Param") -> Param:
 
 
 ROUTES: tuple[Route, ...] = (
+    Route("GET", "/", None, "The listening page (HTML). Open it once with ?token=T: the answer is a 303 to the same "
+          "URL without the token, setting the token as an HttpOnly cookie.", produces="text/html"),
     Route("GET", "/healthz", None, "Liveness and readiness: 200 when the daemon serves requests and its queue runner is up, else 503."),
     Route("GET", "/metrics", None, "Prometheus metrics (text exposition format 0.0.4).",
           produces="text/plain"),
@@ -192,7 +194,8 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
             "schemas": {**schemas, "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
                 "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
                 "required": ["code", "message"]}}}},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "cookie": {"type": "apiKey", "in": "cookie", "name": "dgx_music_token"}},
         },
-        "security": [{"bearer": []}, {}],
+        "security": [{"bearer": []}, {"cookie": []}],
     }

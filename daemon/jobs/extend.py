@@ -11,7 +11,8 @@ import asyncio
 from typing import Any, Mapping
 
 from dgx_music.common.params import MAX_DURATION, MAX_JOB_AUDIO, GenerationParams, ParamError
-from dgx_music.daemon import libfiles, melodies
+from dgx_music.common.audio.melody import read_mono
+from dgx_music.daemon import libfiles
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.jobs.generate import EXTEND, GenerateKind, is_melody_model
 from dgx_music.daemon.jobs.kinds import JobContext, Work
@@ -53,7 +54,7 @@ async def _load_prefix(ctx: JobContext, params: GenerationParams) -> Any:
     try:
         track = await ctx.store.get_track(str(params.extend))
         path = libfiles.library_file(ctx.data_dir, track["path"])
-        return await loop.run_in_executor(ctx.pool, melodies.read_mono, path)
+        return await loop.run_in_executor(ctx.pool, read_mono, path)
     except StoreError:
         raise EngineError("bad_request", f"the track this job continues ({params.extend}) was deleted") from None
     except (OSError, RuntimeError, ValueError) as exc:

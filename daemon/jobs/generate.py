@@ -1,6 +1,6 @@
 """Generation from a prompt (`job.submit`): text to music in any family, MusicGen with a melody.
 
-The row keeps the family's checked parameters; a melody is stored (daemon/melodies.py)
+The row keeps the family's checked parameters; a melody is stored (daemon/audio_store.py)
 before the row is committed, so deleting the track it came from never breaks the job.
 Continuing a track is its own kind (extend.py), on the same request.
 """
@@ -18,7 +18,8 @@ from dgx_music.common import families
 from dgx_music.common.families import DEFAULT_FAMILY, MELODY
 from dgx_music.common.params import MELODY_KEY_RE, WINDOW_SECONDS, GenerationParams, ParamError
 from dgx_music.common.schemas import FamilyParams, check_model_name, validate_request
-from dgx_music.daemon import libfiles, melodies, render
+from dgx_music.daemon import libfiles, render
+from dgx_music.daemon.audio_store import MELODIES
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import accepts_melody, resolve_model
 from dgx_music.daemon.handlers import HandlerError
@@ -131,17 +132,19 @@ async def _store_melody(ctx: JobContext, params: GenerationParams, model: str, u
         if params.melody is not None:
             raise ParamError("melody", "give a track id or melody_audio, not both")
         name = upload_name if isinstance(upload_name, str) and upload_name.strip() else "uploaded audio"
-        key, _secs = await loop.run_in_executor(ctx.pool, melodies.from_bytes, data_dir, upload)
+        audio = await loop.run_in_executor(ctx.pool, MELODIES.from_bytes, upload, "melody_audio")
+        key = await loop.run_in_executor(ctx.pool, MELODIES.save, data_dir, audio)
         source = f"file {Path(name).name[:120]}"
     elif MELODY_KEY_RE.match(params.melody or ""):
         key = str(params.melody)  # a remix: the melody is already stored
-        if not await loop.run_in_executor(ctx.pool, melodies.refresh, data_dir, key):
+        if not await loop.run_in_executor(ctx.pool, MELODIES.refresh, data_dir, key):
             raise ParamError("melody", f"no stored melody {key}; give a track id instead")
         source = params.melody_source or f"melody {key}"
     else:
         track = await ctx.library_track("melody", str(params.melody))
         path = libfiles.library_file(data_dir, track["path"])
-        key, _secs = await loop.run_in_executor(ctx.pool, melodies.from_file, data_dir, path)
+        audio = await loop.run_in_executor(ctx.pool, MELODIES.from_file, path, "melody")
+        key = await loop.run_in_executor(ctx.pool, MELODIES.save, data_dir, audio)
         source = f"track {track['id']}"
     return msgspec.structs.replace(params, melody=key, melody_source=source)
 
@@ -151,7 +154,7 @@ async def _load_melody(ctx: JobContext, params: FamilyParams) -> Any:
         return None
     loop = asyncio.get_running_loop()
     try:
-        return await loop.run_in_executor(ctx.pool, melodies.load, ctx.data_dir, params.melody)
+        return await loop.run_in_executor(ctx.pool, MELODIES.load, ctx.data_dir, params.melody)
     except (OSError, RuntimeError, ParamError) as exc:
         raise EngineError("bad_request", f"the job's melody ({params.melody_source or params.melody}) "
                                          f"cannot be read: {exc}") from None

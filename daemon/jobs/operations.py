@@ -2,7 +2,7 @@
 
 Submitting: the request is checked with its typed schema (common/operations.py), then
 against what only the daemon knows (the model's family, the source track, the source's
-length and the span), and the source audio is stored (daemon/sources.py) BEFORE the job
+length and the span), and the source audio is stored (daemon/audio_store.py) BEFORE the job
 row is committed, so deleting the source never breaks the queued job, a retry or a
 remix. The job row keeps the operation, the stored source's key, where it came from and
 the request; `count` is the number of tracks it makes.
@@ -26,7 +26,8 @@ from dgx_music.common import families
 from dgx_music.common.operations import (ADD_PART, OPERATIONS, REPAINT, STEMS, TASKS, OperationRequest,
                                          stored_params, validate_operation)
 from dgx_music.common.schemas import MAX_SEED, MELODY_KEY_RE, AceStepParams, ParamError, check_model_name
-from dgx_music.daemon import libfiles, op_render, render, sources
+from dgx_music.daemon import libfiles, op_render, render
+from dgx_music.daemon.audio_store import SOURCES
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.jobs.kinds import JobContext, JobKind, JobRow, Work
 
@@ -82,14 +83,14 @@ class OperationKind(JobKind):
         track: dict[str, Any] | None = None
         audio = None  # decoded and checked, stored only once the whole request is accepted
         if req.source_audio is not None:
-            audio = await loop.run_in_executor(ctx.pool, sources.from_bytes, req.source_audio)
-            key, seconds = "", audio.shape[1] / sources.SAMPLE_RATE
+            audio = await loop.run_in_executor(ctx.pool, SOURCES.from_bytes, req.source_audio, "source_audio")
+            key, seconds = "", SOURCES.seconds(audio)
             source_id, source_name = None, (req.source_name or "uploaded audio")[:200]
         elif MELODY_KEY_RE.match(req.source or ""):  # a retry or remix: the daemon's own stored copy
             key = str(req.source)
-            if not await loop.run_in_executor(ctx.pool, sources.refresh, data_dir, key):
+            if not await loop.run_in_executor(ctx.pool, SOURCES.refresh, data_dir, key):
                 raise ParamError("source", f"no stored source {key}; give a track id instead")
-            seconds = await loop.run_in_executor(ctx.pool, sources.seconds_of, data_dir, key)
+            seconds = await loop.run_in_executor(ctx.pool, SOURCES.seconds_of, data_dir, key)
             # The key came from a library track when an earlier operation stored it from one: the new
             # tracks' lineage names that track (it may be deleted since: then they say it is gone).
             source_id = await ctx.store.source_of_key(key)
@@ -97,13 +98,13 @@ class OperationKind(JobKind):
         else:
             track = await ctx.library_track("source", str(req.source))
             path = libfiles.library_file(data_dir, track["path"])
-            audio = await loop.run_in_executor(ctx.pool, sources.from_file, path)
-            key, seconds = "", audio.shape[1] / sources.SAMPLE_RATE
+            audio = await loop.run_in_executor(ctx.pool, SOURCES.from_file, path, "source")
+            key, seconds = "", SOURCES.seconds(audio)
             source_id, source_name = track["id"], track["title"]
         if operation == REPAINT:
             _check_span(req, seconds)
         if audio is not None:  # on disk before the job row is committed
-            key = await loop.run_in_executor(ctx.pool, sources.save, data_dir, audio)
+            key = await loop.run_in_executor(ctx.pool, SOURCES.save, data_dir, audio)
         prompt = getattr(req, "prompt", None) or (track or {}).get("prompt") or _default_prompt(operation, req)
         stored = stored_params(req)
         stored.pop("prompt", None)
@@ -122,7 +123,7 @@ class OperationKind(JobKind):
             raise EngineError("bad_request", f"the stored request is not valid: {exc}") from None
         try:
             source = await asyncio.get_running_loop().run_in_executor(
-                ctx.pool, sources.load, ctx.data_dir, job["params"]["source_key"])
+                ctx.pool, SOURCES.load, ctx.data_dir, job["params"]["source_key"])
         except (OSError, RuntimeError, ValueError) as exc:
             raise EngineError("bad_request", f"the job's source audio cannot be read: {exc}") from None
 

@@ -106,7 +106,7 @@ class JobsMixin(StoreBase):
         return await self._run(self._depth)
 
     async def melody_keys(self) -> set[str]:
-        """The stored melodies (daemon/melodies.py) that some job still refers to."""
+        """The stored melodies (daemon/audio_store.py) that some job still refers to."""
         async def op() -> set[str]:
             rows = await self._all("SELECT DISTINCT json_extract(params, '$.melody') FROM jobs "
                                    "WHERE json_extract(params, '$.melody') IS NOT NULL")
@@ -115,7 +115,7 @@ class JobsMixin(StoreBase):
         return await self._run(op)
 
     async def source_keys(self) -> set[str]:
-        """The stored operation sources (daemon/sources.py) that some job still refers to: an
+        """The stored operation sources (daemon/audio_store.py) that some job still refers to: an
         operation job keeps its copy's key as `source_key` (a retry or remix names the same key)."""
         async def op() -> set[str]:
             rows = await self._all("SELECT DISTINCT json_extract(params, '$.source_key') FROM jobs "

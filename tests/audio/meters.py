@@ -30,11 +30,16 @@ def ebur128(path: Path) -> tuple[float, float]:
     return lufs, peak
 
 
-def ffprobe_tags(path: Path) -> dict[str, str]:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_format", "-of", "json", str(path)], capture_output=True, text=True, check=True
-    ).stdout
-    return {k.lower(): v for k, v in json.loads(out)["format"].get("tags", {}).items()}
+def ffprobe_tags(path: Path, streams: bool = False) -> dict[str, str]:
+    """The container's tags by lower-case name; with `streams` the first stream's too (Ogg keeps
+    its Vorbis comments there), the container's winning a clash."""
+    out = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout)
+    tags = dict(out["streams"][0].get("tags", {})) if streams and out.get("streams") else {}
+    tags.update(out["format"].get("tags", {}))
+    return {k.lower(): v for k, v in tags.items()}
 
 
 def id3_frames(path: Path) -> dict[str, str]:
@@ -51,7 +56,7 @@ def id3_frames(path: Path) -> dict[str, str]:
         fid = body[pos : pos + 4].decode("ascii")
         n = (body[pos + 4] << 21) | (body[pos + 5] << 14) | (body[pos + 6] << 7) | body[pos + 7]
         assert body[pos + 10] == 3, f"{fid}: expected UTF-8 text"
-        text = body[pos + 11 : pos + 10 + n].decode("utf-8")
+        text = body[pos + 11 : pos + 10 + n].decode("utf-8").removesuffix("\0")  # v2.4 may terminate
         if fid == "TXXX":
             desc, _, text = text.partition("\0")
             fid = f"TXXX:{desc}"

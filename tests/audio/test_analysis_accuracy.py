@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import songbook
-from dgx_music.common.audio import analysis, confidence, files
+from dgx_music.common.audio import analysis, confidence
 
 pytestmark = pytest.mark.skipif(songbook.missing() is not None, reason=songbook.missing() or "")
 
@@ -78,11 +78,3 @@ def test_unsure_readings_are_marked(readings):
     assert sum(not confidence.is_low("key", c) for c in right) >= 0.8 * len(right), right
     right_t = [t[1] for s, t, _ in readings if _tempo_ok(s, t[0])]
     assert sum(not confidence.is_low("bpm", c) for c in right_t) >= 0.8 * len(right_t), right_t
-
-
-def test_low_confidence_is_said_in_the_file_tags():
-    tag = files.id3_tag({"bpm": 95.2, "key": "B minor",
-                         "analysis": confidence.tag_text(95.2, 0.2, "B minor", 0.8)})
-    assert b"DGX Music analysis\x00tempo 95.2 BPM (low confidence 0.20); key B minor (confidence 0.80)" in tag
-    assert confidence.describe("key", 0.1) == "low confidence 0.10"
-    assert confidence.describe("bpm", 0.9) == "confidence 0.90"

@@ -13,7 +13,7 @@ import soundfile as sf
 import synth
 from meters import ffprobe_tags, id3_frames, needs_ffmpeg
 from dgx_music import __version__
-from dgx_music.common.audio import files
+from dgx_music.common.audio import confidence, export, files, tags
 from dgx_music.daemon import render
 
 SR = synth.SR
@@ -50,3 +50,61 @@ def test_writer_refuses_metadata_it_would_ignore(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="prompt"):
         files.write_wav_atomic(tmp_path / "x.wav", np.zeros((1, SR), np.float32), SR, metadata={"prompt": "p"})
     assert not list(tmp_path.iterdir())
+
+
+def test_low_confidence_is_said_in_the_file_tags(tmp_path: Path) -> None:
+    path = tmp_path / "t.wav"
+    files.write_wav_atomic(path, np.zeros((1, 8000), np.float32), 8000, metadata={
+        "bpm": 95.2, "key": "B minor", "analysis": confidence.tag_text(95.2, 0.2, "B minor", 0.8)})
+    frames = id3_frames(path)
+    assert frames[f"TXXX:{files.ANALYSIS_DESC}"] == ("tempo 95.2 BPM (low confidence 0.20); "
+                                                     "key B minor (confidence 0.80)")
+    assert (frames["TBPM"], frames["TKEY"]) == ("95", "Bm")
+    assert confidence.describe("key", 0.1) == "low confidence 0.10"
+    assert confidence.describe("bpm", 0.9) == "confidence 0.90"
+
+
+META = {"title": "Neon rivers – été", "artist": "DGX", "comment": "dream pop, rain", "date": "2026-12-06",
+        "bpm": 95.6, "key": "F# minor", "params": {"seed": 7, "model": "small"}, "analysis": "tempo 95.6 BPM"}
+# What an independent reader (ffprobe) calls each value, by the container's tag convention.
+EXPECTED = {"title": META["title"], "artist": "DGX", "comment": "dream pop, rain", "date": "2026-12-06",
+            files.PARAMS_DESC.lower(): '{"model":"small","seed":7}', files.ANALYSIS_DESC.lower(): "tempo 95.6 BPM"}
+ID3_NAMES = {"tbpm": "96", "tkey": "F#m", "encoder": "DGX Music"}
+VORBIS_NAMES = {"bpm": "96", "initialkey": "F#m", "encoder": "DGX Music"}
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("fmt", ["flac", "wav"])
+def test_every_export_format_carries_its_tags(tmp_path: Path, fmt: str) -> None:
+    """What `dgx-music export` writes (export.FORMATS), read back by ffprobe (WAV's ID3 chunk, which
+    ffprobe hides behind the INFO chunk, by the independent parser in meters.py)."""
+    assert set(export.FORMATS) == {"flac", "wav"}  # a new export format needs its row here
+    src = tmp_path / "src.wav"
+    files.write_wav_atomic(src, synth.chords("A", "minor", 2)[0], SR)
+    out = export.export_track(src, tmp_path, "take", fmt, tags=META)
+    got = ffprobe_tags(out)
+    if fmt == "flac":
+        assert got == {**EXPECTED, **VORBIS_NAMES}
+    else:  # RIFF INFO (libsndfile) for players that read only that, ID3 for the rest
+        assert {k: got[k] for k in ("title", "artist", "comment", "date")} == {
+            k: EXPECTED[k] for k in ("title", "artist", "comment", "date")}
+        id3 = id3_frames(out)
+        assert (id3["TIT2"], id3["TPE1"], id3["COMM"], id3["TDRC"]) == (
+            META["title"], "DGX", "dream pop, rain", "2026-12-06")
+        assert (id3["TBPM"], id3["TKEY"], id3["TSSE"]) == ("96", "F#m", "DGX Music")
+        assert json.loads(id3[f"TXXX:{files.PARAMS_DESC}"]) == META["params"]
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("fmt, names", [("mp3", ID3_NAMES), ("ogg", VORBIS_NAMES), ("flac", VORBIS_NAMES)])
+def test_the_tag_writer_covers_mp3_and_ogg(tmp_path: Path, fmt: str, names: dict[str, str]) -> None:
+    """ID3 in MP3, Vorbis comments in Ogg: what the encoder wrote is replaced, not added to."""
+    path = tmp_path / f"x.{fmt}.tmp"  # a temp file's suffix does not say the format: the argument does
+    kind = {"mp3": {"format": "MP3"}, "ogg": {"format": "OGG", "subtype": "VORBIS"}, "flac": {"format": "FLAC"}}
+    sf.write(str(path), synth.chords("C", "major", 2)[0], SR, **kind[fmt])
+    tags.write_tags(path, fmt, {"title": "first"})
+    tags.write_tags(path, fmt, META)
+    assert ffprobe_tags(path, streams=fmt == "ogg") == {**EXPECTED, **names}
+    assert sf.info(str(path)).duration == pytest.approx(2.0, abs=0.1)  # still decodes
+    with pytest.raises(ValueError, match="cannot tag"):
+        tags.write_tags(path, "aiff", META)

@@ -54,3 +54,22 @@ def test_loading_the_cli_and_tui_loads_nothing_from_the_daemon() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('dgx_music.daemon')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+#: The model stack and the daemon-only audio analysis: never loaded by a client path (README: `pip install
+#: dgx-music` is the client, without them). test_light_install.py checks the same in a real client install.
+HEAVY = ("torch", "transformers", "diffusers", "peft", "accelerate", "librosa", "scipy", "pyloudnorm", "aiosqlite")
+
+
+def test_client_modules_load_nothing_from_the_model_stack() -> None:
+    """Every CLI and TUI module, and the common/ modules client commands load when they run (export,
+    Ardour sessions, melody uploads, play/listen --to, fetching audio), without torch & co."""
+    client = [f"dgx_music.{p.parent.name}.{p.stem}" for folder in ("cli", "tui")
+              for p in sorted((ROOT / folder).glob("*.py")) if p.stem != "__init__"]
+    client += ["dgx_music.common.audio.export", "dgx_music.common.audio.ardour", "dgx_music.common.audio.melody",
+               "dgx_music.common.audio.files", "dgx_music.common.stream_audio", "dgx_music.common.transfer",
+               "dgx_music.common.daw", "dgx_music.common.operations", "dgx_music.common.schemas"]
+    code = (f"import importlib, sys\nfor m in {client!r}:\n    importlib.import_module(m)\n"
+            f"print(sorted({{n.split('.')[0] for n in sys.modules}} & set({HEAVY!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"a client module loads {out.strip()}"

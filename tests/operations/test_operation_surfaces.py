@@ -56,7 +56,7 @@ async def test_http_add_part_route_matches_its_openapi_schema(daemon_factory: Ca
     base = api.url + "/api/v1"
     body = {"source_audio": base64.b64encode(tone(1.5)).decode(), "source_name": "loop.flac", "part": "drums",
             "steps": 1}
-    async with aiohttp.ClientSession() as s, await Client.connect(d.server.path) as c:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api.plan.token}"}) as s, await Client.connect(d.server.path) as c:
         await c.subscribe("job")
         async with s.get(api.url + "/openapi.json") as r:
             doc = await r.json()

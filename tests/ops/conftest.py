@@ -38,6 +38,11 @@ async def http_daemon(daemon_factory: Callable[..., Any], ops_model: Path) -> An
     return d
 
 
+def bearer(api: Any) -> dict[str, str]:
+    """The header that authenticates to an HttpApi (the daemon makes the token at start)."""
+    return {"Authorization": f"Bearer {api.plan.token}"}
+
+
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run `dgx-music ARGS` in a subprocess with a clean DGX_MUSIC_* environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("DGX_MUSIC_")}

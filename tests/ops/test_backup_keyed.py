@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dgx_music.daemon import backup, melodies, sources
+from dgx_music.common.audio import source
+from dgx_music.daemon import backup
+from dgx_music.daemon.audio_store import MELODIES, SOURCES, STORES
 from dgx_music.daemon.components import DB_NAME
 from tests.ops.test_backup_hostile import live_tracks, make_library
 
@@ -17,20 +19,19 @@ from tests.ops.test_backup_hostile import live_tracks, make_library
 def store_source(data: Path, seed: int = 0) -> str:
     """Store a source the way an operation job's submit does; return its key."""
     rng = np.random.default_rng(seed)
-    audio = (0.1 * rng.standard_normal((2, sources.SAMPLE_RATE))).astype(np.float32)
-    return sources.save(data, sources.prepare(audio, sources.SAMPLE_RATE, "source"))
+    audio = (0.1 * rng.standard_normal((2, source.SAMPLE_RATE))).astype(np.float32)
+    return SOURCES.save(data, source.prepare(audio, source.SAMPLE_RATE, "source"))
 
 
 def test_the_folder_names_are_the_stores_own() -> None:
-    assert backup.MELODIES == melodies.MELODIES and backup.SOURCES == sources.SOURCES
-    assert set(backup.KEYED) == {melodies.MELODIES, sources.SOURCES}
+    assert set(backup.KEYED) == {"melodies", "sources"} == {store.folder for store in STORES}
 
 
 def test_a_backup_with_audio_carries_the_sources_and_restore_brings_them_back(tmp_path: Path) -> None:
     data = tmp_path / "data"
     make_library(data, ["library/a.wav"])
     key = store_source(data)
-    stored = sources.source_path(data, key)
+    stored = SOURCES.path(data, key)
     assert stored.is_file()
 
     lines: list[str] = []
@@ -48,8 +49,8 @@ def test_a_backup_with_audio_carries_the_sources_and_restore_brings_them_back(tm
     fresh = tmp_path / "restored"
     restored = backup.restore(tmp_path / "bk", fresh)
     assert (restored.files, restored.sources) == (1, 1)
-    assert sources.source_path(fresh, key).read_bytes() == stored.read_bytes()
-    assert np.array_equal(sources.load(fresh, key), sources.load(data, key))  # a queued job can read it
+    assert SOURCES.path(fresh, key).read_bytes() == stored.read_bytes()
+    assert np.array_equal(SOURCES.load(fresh, key), SOURCES.load(data, key))  # a queued job can read it
     assert live_tracks(fresh) == ["t-0"]
 
 
@@ -57,16 +58,16 @@ def test_melodies_and_sources_travel_together(tmp_path: Path) -> None:
     data = tmp_path / "data"
     make_library(data, ["library/a.wav"])
     src_key = store_source(data)
-    mel_key = melodies.save(data, (0.1 * np.sin(np.arange(32000) / 10.0)).astype(np.float32))
+    mel_key = MELODIES.save(data, (0.1 * np.sin(np.arange(32000) / 10.0)).astype(np.float32))
     report = backup.backup(data, tmp_path / "bk", with_audio=True)
     assert (report.melodies, report.sources) == (1, 1)
     fresh = tmp_path / "restored"
     # A key the data dir already holds is not copied again (content-addressed).
     (fresh / "sources").mkdir(parents=True)
-    (fresh / "sources" / f"{src_key}.wav").write_bytes(sources.source_path(data, src_key).read_bytes())
+    (fresh / "sources" / f"{src_key}.wav").write_bytes(SOURCES.path(data, src_key).read_bytes())
     restored = backup.restore(tmp_path / "bk", fresh)
     assert (restored.melodies, restored.sources) == (1, 0)
-    assert melodies.melody_path(fresh, mel_key).read_bytes() == melodies.melody_path(data, mel_key).read_bytes()
+    assert MELODIES.path(fresh, mel_key).read_bytes() == MELODIES.path(data, mel_key).read_bytes()
 
 
 def _backup_with_source(tmp_path: Path) -> tuple[Path, str]:
@@ -83,7 +84,7 @@ def _live(tmp_path: Path) -> tuple[Path, bytes]:
     return live, (live / DB_NAME).read_bytes()
 
 
-@pytest.mark.parametrize("folder", [backup.SOURCES, backup.MELODIES])
+@pytest.mark.parametrize("folder", ["sources", "melodies"])
 def test_a_symlinked_stored_folder_is_refused_whole(tmp_path: Path, folder: str) -> None:
     bk, _key = _backup_with_source(tmp_path)
     outside = tmp_path / "outside"

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from dgx_music.daemon import http as http_api
 from dgx_music.daemon.server import StartupError
 from tests.conftest import make_settings
 
-from .conftest import cli
+from .conftest import bearer, cli
 
 pytestmark = pytest.mark.slow
 
@@ -78,10 +79,10 @@ def write_wav(path: Path, seconds: float = 0.5, rate: int = 32000) -> None:
     sf.write(str(path), (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), rate, subtype="PCM_16")
 
 
-async def import_track(daemon: Any, track_id: str, prompt: str) -> dict[str, Any]:
+async def import_track(daemon: Any, track_id: str, prompt: str, seconds: float = 0.5) -> dict[str, Any]:
     rel = f"library/imported/{track_id}.wav"
-    write_wav(daemon.data_dir / rel)
-    await daemon.store.import_tracks([{"id": track_id, "prompt": prompt, "path": rel, "duration": 0.5,
+    write_wav(daemon.data_dir / rel, seconds)
+    await daemon.store.import_tracks([{"id": track_id, "prompt": prompt, "path": rel, "duration": seconds,
                                        "sample_rate": 32000, "channels": 1, "peaks": [[-0.3, 0.3]] * 8,
                                        "tags": ["imported"]}])
     return await daemon.store.get_track(track_id)
@@ -113,7 +114,7 @@ async def test_library_status_errors_metrics_openapi(http_daemon: Any) -> None:
     api = base + "/api/v1"
     t1 = await import_track(http_daemon, "900-0", "warm analog synth arpeggio")
     await import_track(http_daemon, "901-0", "lofi piano with rain")
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=bearer(http_daemon.http)) as s:
         health = await get_json(s, base + "/healthz")
         assert health["ok"] is True
         hello = await get_json(s, api + "/hello")
@@ -144,7 +145,7 @@ async def test_library_status_errors_metrics_openapi(http_daemon: Any) -> None:
         assert (await get_json(s, api + "/tracks?bogus=1", status=400))["error"]["field"] == "bogus"
         async with s.post(api + "/jobs", json={"prompt": ""}) as r:
             assert r.status == 400 and (await r.json())["error"]["field"] == "prompt"
-        async with s.post(api + "/jobs", data=b"not json") as r:
+        async with s.post(api + "/jobs", data=b"not json", headers={"Content-Type": "application/json"}) as r:
             assert r.status == 400
         assert (await get_json(s, api + "/jobs/424242", status=404))["error"]["code"] == "not_found"
         assert (await get_json(s, api + "/nothing/here", status=404))["error"]["code"] == "unknown_route"
@@ -173,7 +174,7 @@ async def test_generation_end_to_end(http_daemon: Any) -> None:
     """Submit over HTTP, follow it on the SSE stream, then read the job, its tracks, audio and metrics."""
     base = http_daemon.http.url
     api = base + "/api/v1"
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=bearer(http_daemon.http)) as s:
         sse = await s.get(api + "/events?topics=job,track")
         assert sse.status == 200 and sse.headers["Content-Type"].startswith("text/event-stream")
         assert (await sse.content.readline()).startswith(b": ")  # open before the job is submitted
@@ -215,7 +216,7 @@ async def test_generation_end_to_end(http_daemon: Any) -> None:
 
 async def test_cancel_and_websocket(http_daemon: Any) -> None:
     api = http_daemon.http.url + "/api/v1"
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=bearer(http_daemon.http)) as s:
         async with s.ws_connect(api + "/events/ws?topics=job") as ws:
             jobs = []
             for prompt in ("first, keeps the worker busy", "second, waits in the queue"):
@@ -251,7 +252,7 @@ async def test_audio_never_served_from_outside_the_data_dir(http_daemon: Any, mo
         return {"id": params["id"], "path": rel}
 
     monkeypatch.setitem(handlers.REGISTRY, "track.get", handlers.MethodSpec("track.get", fake_get, ""))
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=bearer(http_daemon.http)) as s:
         async with s.get(http_daemon.http.url + "/api/v1/tracks/1-0/audio") as r:
             assert r.status == 404
             assert b"secret" not in await r.read()
@@ -276,33 +277,58 @@ def test_loopback_detection() -> None:
         assert not http_api.is_loopback(host), host
 
 
-def test_policy_refuses_off_loopback_without_token(short_tmp: Path) -> None:
-    assert http_api.plan(_settings(short_tmp)) is None  # off by default
-    assert http_api.plan(_settings(short_tmp, http__listen="127.0.0.1:8765")).token is None
-    with pytest.raises(StartupError, match="not a loopback address"):
-        http_api.plan(_settings(short_tmp, http__listen="0.0.0.0:8765"))
+def test_policy_makes_a_token_and_checks_the_file(short_tmp: Path) -> None:
+    assert http_api.plan(_settings(short_tmp)) is None  # the test settings turn it off
+    for off in ("off", "", "OFF"):
+        assert http_api.plan(_settings(short_tmp, http__listen=off)) is None
+    # First start: a random token, written 0600, read back by the next start.
+    p = http_api.plan(_settings(short_tmp, http__listen="127.0.0.1:8765"))
+    token_file = short_tmp / "http-token"
+    assert p is not None and p.token and len(p.token) >= 32 and p.explicit
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert token_file.read_text().strip() == p.token
+    assert http_api.plan(_settings(short_tmp, http__listen="0.0.0.0:8765")).token == p.token
     with pytest.raises(StartupError, match="HOST:PORT"):
         http_api.plan(_settings(short_tmp, http__listen="8765"))
     loose = _token_file(short_tmp, 0o644)
     with pytest.raises(StartupError, match=r"mode 0644.*chmod 600"):
         http_api.plan(_settings(short_tmp, http__listen="0.0.0.0:8765", http__token_file=str(loose)))
-    with pytest.raises(StartupError, match="cannot read"):
-        http_api.plan(_settings(short_tmp, http__listen="0.0.0.0:8765", http__token_file=str(short_tmp / "nope")))
     short = _token_file(short_tmp, 0o600, token="abc")
     with pytest.raises(StartupError, match="at least"):
         http_api.plan(_settings(short_tmp, http__listen="0.0.0.0:8765", http__token_file=str(short)))
     good = _token_file(short_tmp)
     p = http_api.plan(_settings(short_tmp, http__listen="[::]:9000", http__token_file=str(good)))
     assert p is not None and p.host == "::" and p.port == 9000 and p.token == "t0ken-" + "x" * 26
+    with pytest.raises(StartupError, match="allowed_hosts"):
+        http_api.plan(_settings(short_tmp, http__listen="127.0.0.1:0", http__allowed_hosts="http://x.example"))
 
 
-def test_daemon_refuses_to_start_off_loopback_without_token(short_tmp: Path) -> None:
-    cfg = short_tmp / "c.toml"
-    cfg.write_text('[http]\nlisten = "0.0.0.0:0"\n')
-    r = cli("daemon", "--config", str(cfg), "--socket", str(short_tmp / "d.sock"),
-            "--data-dir", str(short_tmp / "data"))
+def test_http_is_on_by_default_with_the_token_in_the_config_dir(short_tmp: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from dgx_music.common.config import load_settings
+    from dgx_music.common.paths import http_token_path
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(short_tmp / "cfg"))
+    cfg = short_tmp / "empty.toml"
+    cfg.touch()
+    settings = load_settings(cfg, {}, env={"XDG_CONFIG_HOME": str(short_tmp / "cfg")})
+    p = http_api.plan(settings)
+    assert p is not None and (p.host, p.port) == ("127.0.0.1", 8765) and not p.explicit
+    assert http_token_path(settings) == short_tmp / "cfg" / "dgx-music" / "http-token"
+    assert (short_tmp / "cfg" / "dgx-music" / "http-token").read_text().strip() == p.token
+
+
+def test_an_explicit_listen_address_that_fails_is_a_startup_error(short_tmp: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = cli("daemon", "--socket", str(short_tmp / "d.sock"), "--data-dir", str(short_tmp / "data"),
+                "--http", f"127.0.0.1:{port}", env={"XDG_CONFIG_HOME": str(short_tmp / "cfg")})
     assert r.returncode == 1
-    assert "not a loopback address" in r.stderr and "http.token_file" in r.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr
     assert not (short_tmp / "d.sock").exists()
 
 
@@ -313,17 +339,20 @@ async def test_token_required_on_every_request(daemon_factory: Any, short_tmp: P
     api = await http_api.start(d, http_api.plan(d.settings))
     d.extras.append(api)
     async with aiohttp.ClientSession() as s:
-        for path in ("/healthz", "/metrics", "/openapi.json", "/api/v1/status", "/api/v1/jobs", "/api/v1/events",
-                     "/api/v1/nonexistent"):
+        for path in ("/", "/healthz", "/metrics", "/openapi.json", "/api/v1/status", "/api/v1/jobs",
+                     "/api/v1/events", "/api/v1/nonexistent"):
             async with s.get(api.url + path) as r:
                 assert r.status == 401, path
                 assert r.headers["WWW-Authenticate"].startswith("Bearer")
             async with s.get(api.url + path, headers={"Authorization": "Bearer wrong-" + "y" * 26}) as r:
                 assert r.status == 401, path
+            async with s.get(api.url + path, cookies={"dgx_music_token": "wrong"}) as r:
+                assert r.status == 401, path
         async with s.post(api.url + "/api/v1/jobs", json={"prompt": "x"}) as r:
             assert r.status == 401
         auth = {"Authorization": f"Bearer {token}"}
         assert (await get_json(s, api.url + "/api/v1/status", headers=auth))["pid"] == os.getpid()
+        assert (await get_json(s, api.url + "/healthz", headers=auth))["ok"] is True
         async with s.get(api.url + "/metrics", headers=auth) as r:
             assert r.status == 200
             samples = parse_prometheus(await r.text())
@@ -345,7 +374,7 @@ async def test_hostile_bodies_and_ids_are_invalid_params(daemon_factory: Any) ->
         ("GET", f"/jobs/{10**40}", None, "id"),
         ("GET", "/jobs/" + huge, None, "id"),
     ]
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=bearer(api)) as s:
         for method, path, body, field in cases:
             async with s.request(method, url + path, data=body,
                                  headers={"Content-Type": "application/json"}) as r:

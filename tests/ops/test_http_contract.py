@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from .conftest import bearer
 from .test_http import import_track
 
 pytestmark = pytest.mark.slow
@@ -37,14 +38,14 @@ async def sse_events(resp: aiohttp.ClientResponse, until: str, job_id: int) -> l
 
 async def test_sse_for_one_job_with_ids_and_resume(http_daemon: Any) -> None:
     base = http_daemon.http.url + "/api/v1"
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=bearer(http_daemon.http)) as s:
         async with s.post(f"{base}/jobs", json={"prompt": "first", "duration": 0.5}) as r:
             first = (await r.json())["id"]
         async with s.post(f"{base}/jobs", json={"prompt": "second", "duration": 0.5}) as r:
             second = (await r.json())["id"]
         # A stream for the second job only: it may start after some of its events; resume from 0.
         async with s.get(f"{base}/events", params={"job": str(second)},
-                         headers={"Last-Event-ID": f"{http_daemon.http.hub.epoch}-0"}) as resp:
+                         headers={"Last-Event-ID": "0"}) as resp:
             assert resp.status == 200
             seen = await asyncio.wait_for(sse_events(resp, "job.finished", second), 120)
         names = [n for _, n, _ in seen]
@@ -78,7 +79,7 @@ def job_of_event(name: str, data: dict[str, Any]) -> Any:
 
 async def test_long_poll_returns_when_the_job_ends(http_daemon: Any) -> None:
     base = http_daemon.http.url + "/api/v1"
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=bearer(http_daemon.http)) as s:
         async with s.post(f"{base}/jobs", json={"prompt": "long poll", "duration": 0.5}) as r:
             job = await r.json()
         t0 = time.monotonic()
@@ -111,7 +112,7 @@ async def test_long_poll_returns_when_the_job_ends(http_daemon: Any) -> None:
 async def test_errors_are_json_with_distinct_codes(http_daemon: Any) -> None:
     url = http_daemon.http.url
     await import_track(http_daemon, "950-0", "imported")
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=bearer(http_daemon.http)) as s:
         async with s.get(f"{url}/api/v1/no/such/route") as r:
             assert r.status == 404 and (await r.json())["error"]["code"] == "unknown_route"
         async with s.get(f"{url}/api/v1/tracks/999-0") as r:

@@ -14,6 +14,8 @@ from dgx_music.common.families import family_for_name
 from dgx_music.common.schemas import MODEL_NAME_PATTERNS, ParamError, validate_request
 from dgx_music.daemon.http import openapi
 
+from .conftest import bearer
+
 LYRICS = "[verse]\nstreetlights hum\n[chorus]\nwe are the night"
 
 #: Bodies the daemon refuses (each with the field it names).
@@ -77,7 +79,7 @@ def test_model_name_patterns_agree_with_family_for_name(name: str) -> None:
 
 async def test_daemon_agrees_with_the_openapi_document(http_daemon: Any) -> None:
     base = http_daemon.http.url
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=bearer(http_daemon.http)) as s:
         async with s.get(base + "/openapi.json") as r:
             doc = await r.json()
         req, job_schema = _validator(doc, "JobRequest"), _validator(doc, "Job")

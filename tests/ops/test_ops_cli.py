@@ -38,10 +38,12 @@ def test_service_install_print_writes_nothing(short_tmp: Path) -> None:
     assert f"ExecStart={ops_cmd.exec_start_for()}" in unit  # this installation's python / script
     assert f"--data-dir {short_tmp}/home/.local/share/dgx-music" in unit
     for line in ("Type=notify", "Restart=on-failure", "WatchdogSec=", "NoNewPrivileges=yes",
-                 "ProtectSystem=strict", "ProtectHome=read-only", "PrivateTmp=yes", "ReadWritePaths="):
+                 "ProtectSystem=strict", "ProtectHome=read-only", "PrivateTmp=yes", "ReadWritePaths=",
+                 "LimitNOFILE=65536", "ConfigurationDirectory=dgx-music", f"-{short_tmp}/home/.config/dgx-music"):
         assert line in unit, line
     system = cli("service", "install", "--system", "--print", env=env).stdout
-    assert "User=dgx-music" in system and "DevicePolicy=closed" in system
+    assert "User=dgx-music" in system and "DevicePolicy=closed" in system and "LimitNOFILE=65536" in system
+    assert "Environment=DGX_MUSIC_TOKEN_FILE=/var/lib/dgx-music/http-token" in system  # the HTTP token, writable
     assert "DeviceAllow=/dev/nvidiactl rw" in system and "DeviceAllow=char-nvidia-frontend rw" in system
     assert not re.search(r"^(PrivateDevices|MemoryDenyWriteExecute)=", system, re.M)
 

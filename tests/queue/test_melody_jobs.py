@@ -159,15 +159,15 @@ def test_storing_a_known_melody_again_marks_it_fresh(tmp_path: Path) -> None:
     import os
     import time
 
-    from dgx_music.daemon import melodies
+    from dgx_music.daemon.audio_store import MELODIES
 
     mono = np.sin(np.linspace(0, 2000, 32000 * 2)).astype(np.float32) * 0.5
-    key = melodies.save(tmp_path, mono)
-    path = melodies.melody_path(tmp_path, key)
+    key = MELODIES.save(tmp_path, mono)
+    path = MELODIES.path(tmp_path, key)
     os.utime(path, (time.time() - 3 * 86400,) * 2)
-    assert melodies.remove_unreferenced(tmp_path, set(), 86400) == 1 and not path.exists()
-    assert melodies.save(tmp_path, mono) == key and path.exists()  # written again when gone
+    assert MELODIES.remove_unreferenced(tmp_path, set(), 86400) == 1 and not path.exists()
+    assert MELODIES.save(tmp_path, mono) == key and path.exists()  # written again when gone
     os.utime(path, (time.time() - 3 * 86400,) * 2)
-    assert melodies.save(tmp_path, mono) == key
+    assert MELODIES.save(tmp_path, mono) == key
     assert time.time() - path.stat().st_mtime < 60
-    assert melodies.remove_unreferenced(tmp_path, set(), 86400) == 0 and path.exists()
+    assert MELODIES.remove_unreferenced(tmp_path, set(), 86400) == 0 and path.exists()

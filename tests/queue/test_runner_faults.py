@@ -40,14 +40,19 @@ async def until(cond: Callable[[], Awaitable[bool] | bool], timeout: float = 30.
         await asyncio.sleep(0.02)
 
 
+#: The bearer header of each HTTP API these tests start, by its URL.
+AUTH: dict[str, dict[str, str]] = {}
+
+
 async def with_http(d: Any) -> str:
     api = await http_api.start(d, http_api.plan(d.settings))
     d.extras.append(api)
+    AUTH[api.url] = {"Authorization": f"Bearer {api.plan.token}"}
     return api.url
 
 
 async def healthz(url: str) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as s, s.get(url + "/healthz") as r:
+    async with aiohttp.ClientSession(headers=AUTH[url]) as s, s.get(url + "/healthz") as r:
         return r.status, await r.json()
 
 
@@ -237,7 +242,7 @@ async def test_disk_full_pauses_the_queue_requeues_the_job_and_resumes_by_itself
         with pytest.raises(RemoteError) as e:
             await c.call("job.submit", {"prompt": "refused early", "duration": 0.5})
         assert e.value.code == "disk_full" and "free some space" in e.value.message
-        async with aiohttp.ClientSession() as s:
+        async with aiohttp.ClientSession(headers=AUTH[url]) as s:
             async with s.post(url + "/api/v1/jobs", json={"prompt": "over http", "duration": 0.5}) as r:
                 assert r.status == 507 and (await r.json())["error"]["code"] == "disk_full"
         code, body = await healthz(url)

@@ -20,6 +20,15 @@ BOGUS = [
     ("job.submit", {"prompt": "piano", "model": "/tmp/" + "d" * 256 + "/m"}, "model"),
     ("job.submit", {"prompt": "piano", "model": "small\x00"}, "model"),
     ("model.load", {"model": "x" * 300}, "model"),
+    # `~user` for a user that does not exist: expanding it raised RuntimeError, answered `internal`
+    ("job.submit", {"prompt": "piano", "model": "~0"}, "model"),
+    ("model.load", {"model": "~0"}, "model"),
+    ("model.load", {"model": "~no-such-user-dgx/models/m"}, "model"),
+    ("op.repaint", {"source": "1-0", "start": 1, "end": 2, "model": "~0"}, "model"),
+    ("op.stems", {"source": "1-0", "model": "~0"}, "model"),
+    ("job.submit", {"prompt": "piano", "model": "ace-step", "lora": "~0/lora"}, "lora"),
+    # a NUL in the upload's name was accepted, and the job failed after the work (libsndfile)
+    ("op.cover", {"source_audio": b"RIFF....", "source_name": "a\x00b.wav", "prompt": "jazz"}, "source_name"),
 ]
 
 

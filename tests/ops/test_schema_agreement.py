@@ -1,0 +1,73 @@
+"""What the OpenAPI document promises and what the daemon does agree (the schemathesis findings of
+issue 22): null optional fields, unknown body fields, tag lengths, the operations' one source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import jsonschema
+import pytest
+
+from dgx_music.common.client import Client, RemoteError
+from dgx_music.common.operations import OPERATION_SCHEMAS
+from dgx_music.daemon.http import openapi
+
+from .conftest import bearer
+from .test_http import import_track
+
+pytestmark = pytest.mark.slow
+
+
+def _validator(doc: dict[str, Any], component: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator({**doc, "$ref": f"#/components/schemas/{component}"})
+
+
+def test_the_document_states_what_the_validators_take() -> None:
+    doc = openapi()
+    job = _validator(doc, "JobRequest")
+    # null is "the default" for the daemon (docs/protocol.md): the document must say so.
+    assert job.is_valid({"prompt": "x", "cfg": None, "seed": None, "top_k": None})
+    assert not job.is_valid({"prompt": None})
+    for op in OPERATION_SCHEMAS.values():
+        v = _validator(doc, op.__name__)
+        base = {"start": 1.0, "end": 2.0} if op.__name__ == "RepaintRequest" else {}
+        if op.__name__ == "CoverRequest":
+            base["prompt"] = "bossa nova"
+        if op.__name__ == "AddPartRequest":
+            base["part"] = "strings"
+        assert v.is_valid({**base, "source": "1-0"}), op
+        assert v.is_valid({**base, "source": None, "source_audio": "UklGRg=="}), op
+        assert not v.is_valid({**base, "source": None, "source_audio": None}), op
+        assert not v.is_valid(base), op
+        assert not v.is_valid({**base, "source": "1-0", "source_audio": "UklGRg=="}), op
+
+
+async def test_unknown_fields_and_long_tags_are_refused(http_daemon: Any) -> None:
+    await import_track(http_daemon, "990-0", "tags")
+    async with await Client.connect(http_daemon.server.path) as c:
+        for method, params in (("job.prune", {"older_than_days": 1, "dry_run": True, "bogus": 1}),
+                               ("model.load", {"model": "small", "bogus": 1}),
+                               ("track.update", {"id": "990-0", "tags_add": ["x" * 49]}),
+                               ("track.update", {"id": "990-0", "tags_remove": ["x" * 49]}),
+                               ("track.update", {"id": "990-0", "tags_add": [f"t{i}" for i in range(65)]}),
+                               ("track.list", {"tag": "x" * 49})):
+            with pytest.raises(RemoteError) as e:
+                await c.call(method, params)
+            assert e.value.code == "invalid_params", (method, e.value)
+        assert (await c.call("track.get", {"id": "990-0"}))["tags"] == ["imported"]
+    url = http_daemon.http.url + "/api/v1"
+    async with aiohttp.ClientSession(headers=bearer(http_daemon.http)) as s:
+        for path, body, field in (("/jobs/prune", {"bogus": 1}, "bogus"), ("/model/load", {"bogus": 1}, "bogus")):
+            async with s.post(url + path, json=body) as r:
+                got = await r.json()
+                assert r.status == 400 and got["error"]["field"] == field, got
+        async with s.patch(url + "/tracks/990-0", json={"tags_remove": ["y" * 49]}) as r:
+            assert r.status == 400 and (await r.json())["error"]["field"] == "tags_remove"
+        async with s.get(url + "/tracks", params={"tag": "z" * 49}) as r:
+            assert r.status == 400 and (await r.json())["error"]["field"] == "tag"
+        async with s.get(url + "/tracks", params={"tag": "imported"}) as r:
+            assert r.status == 200 and [t["id"] for t in (await r.json())["tracks"]] == ["990-0"]
+        # null optional fields mean the default, as the document now says.
+        async with s.post(url + "/jobs", json={"prompt": "nulls", "duration": 0.5, "cfg": None}) as r:
+            assert r.status == 201, await r.text()
