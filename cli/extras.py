@@ -38,16 +38,23 @@ def requires_extra(p: argparse.ArgumentParser, extra: str = DAEMON, modules: Seq
     p.description = f"{p.description}{chr(10) * 2 if raw else ' '}{note}" if p.description else note
 
 
+def installed() -> md.Distribution | None:
+    """dgx-music's metadata as an installer wrote it (INSTALLER), in preference to a build's
+    leftover `dgx_music.egg-info` in a checkout, which `python -m` from there would find first."""
+    found = list(md.distributions(name=DIST))
+    return next((d for d in found if d.read_text("INSTALLER")), found[0] if found else None)
+
+
 def extra_requirements(extra: str, requires: Iterable[str] | None = None) -> list[str]:
     """Distribution names the `extra` adds, from requirement strings (default: the installed
     dgx-music's metadata; [] when it is not installed, e.g. run from a bare checkout).
     A requirement with another marker beside the extra (a platform, a Python version) is
     left out: whether it applies here is not ours to guess, and the import would tell."""
     if requires is None:
-        try:
-            requires = md.requires(DIST) or []
-        except md.PackageNotFoundError:
+        dist = installed()
+        if dist is None:
             return []
+        requires = dist.requires or []
     names = []
     for req in requires:
         spec, _, marker = req.partition(";")

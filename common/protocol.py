@@ -73,8 +73,9 @@ def pack(obj: dict[str, Any], *, max_frame: int | None = None) -> bytes:
 def unpack_body(body: bytes) -> dict[str, Any]:
     try:
         msg = msgpack.unpackb(body, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise ProtocolError(BAD_FRAME, f"frame body is not valid msgpack: {exc}") from None
+    except Exception as exc:  # msgpack raises several unrelated types, some with no message at all
+        detail = str(exc).strip() or "malformed data"
+        raise ProtocolError(BAD_FRAME, f"frame body is not valid msgpack ({detail})") from None
     if not isinstance(msg, dict):
         raise ProtocolError(BAD_REQUEST, f"a message must be a map, got {type(msg).__name__}")
     return msg

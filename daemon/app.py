@@ -81,6 +81,8 @@ class Daemon:
             raise StartupError(str(exc)) from None
         unsafe = libfiles.check_layout(self.data_dir)  # a planted symlink would lead writes and deletes out
         if unsafe:
+            self._lock.release()
+            self._lock = None
             raise StartupError("refusing to start: " + "; ".join(unsafe))
         if inherited is None:
             await self.server.claim_path()  # an unsafe directory or a live daemon stops us before recovery

@@ -80,9 +80,9 @@ class HistoryPruner:
         Only files older than a day: a copy is written before its job row is committed, so a
         younger unreferenced file may belong to a submit in progress."""
         loop = asyncio.get_running_loop()
-        # In the scheduler's one audio thread, where submits store copies: one stored (or re-used,
+        # In the scheduler's one submit thread, where submits store copies: one stored (or re-used,
         # which refreshes its time) after `keys` was read is young, so it is spared.
-        pool = self.daemon.scheduler.pool if self.daemon.scheduler is not None else None
+        pool = self.daemon.scheduler.submit_pool if self.daemon.scheduler is not None else None
         removed = await loop.run_in_executor(pool, remove, self.daemon.data_dir, keys, DAY)
         if removed:
             log.info("removed %d %s that no job uses any more", removed, what)

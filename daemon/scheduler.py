@@ -69,6 +69,10 @@ class Scheduler:
         self.ceiling = float(s["audio.ceiling_dbtp"])
         self.bit_depth = int(s["audio.bit_depth"])
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dgx-audio")
+        # Submit-time decoding, storing and look-ups get their own thread: an upload must not wait
+        # behind a render of minutes in `pool`. One thread, so pruning (history.py, also here) and a
+        # submit storing or re-using a copy never interleave.
+        self.submit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dgx-submit")
         self.progress: dict[int, dict[str, Any]] = {}
         self.streams = StreamRelay(daemon)  # streamed audio of running MusicGen jobs (stream_relay.py)
         self.running: int | None = None
@@ -122,8 +126,9 @@ class Scheduler:
             except (asyncio.CancelledError, Exception):
                 pass
         # The audio thread may be mid-render (seconds): wait for it in another thread, not on the loop.
-        await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(self.pool.shutdown, wait=True, cancel_futures=True))
+        for pool in (self.submit_pool, self.pool):
+            await asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(pool.shutdown, wait=True, cancel_futures=True))
         if interrupted is not None:
             try:
                 await self.store.release_job(interrupted)

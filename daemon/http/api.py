@@ -21,6 +21,7 @@ from dgx_music.daemon.http.auth import make_middleware
 from dgx_music.daemon.http.body import JSON_INLINE_BYTES, parse_json_body
 from dgx_music.daemon.http.errors import dumps
 from dgx_music.daemon.http.events import EventHub
+from dgx_music.daemon.http.export import serve_export
 from dgx_music.daemon.http.guard import ConnectionGuard, GuardedSite
 from dgx_music.daemon.http.metrics import Metrics
 from dgx_music.daemon.http.plan import HttpPlan
@@ -52,9 +53,11 @@ class HttpApi:
 
     # -- wiring -----------------------------------------------------------
     def _build_app(self) -> web.Application:
+        from dgx_music.daemon.web import page  # the listening room (daemon/web/)
+
         app = web.Application(middlewares=[make_middleware(self)], client_max_size=1024 * 1024)
         special: dict[str, Callable[[web.Request], Any]] = {
-            "/": self._index, "/healthz": self._healthz, "/metrics": self._metrics, OPENAPI_PATH: self._openapi,
+            "/": page.index, "/healthz": self._healthz, "/metrics": self._metrics, OPENAPI_PATH: self._openapi,
             f"{API}/tracks/{{id}}/audio": self._audio, f"{API}/events": self.hub.sse,
             f"{API}/events/ws": self.hub.ws,
         }
@@ -74,6 +77,7 @@ class HttpApi:
                 app.router.add_get(path, handler)  # with HEAD
             else:
                 app.router.add_route(r.method, path, handler)
+        page.add_routes(app)  # the listening room's files, /static/... (daemon/web/)
         return app
 
     def _on_event(self, name: str, data: dict[str, Any]) -> None:
@@ -171,12 +175,6 @@ class HttpApi:
 
         return handle
 
-    async def _index(self, request: web.Request) -> web.Response:
-        """The listening page (a placeholder until the page lands): reached with ?token=T once, then by cookie."""
-        return web.Response(text="<!doctype html><meta charset=utf-8><title>DGX Music</title>"
-                                 "<h1>DGX Music</h1><p>The daemon is running.</p>", content_type="text/html",
-                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
-
     async def _healthz(self, request: web.Request) -> web.Response:
         st = self.daemon.status()
         sched = self.daemon.scheduler
@@ -203,6 +201,20 @@ class HttpApi:
     async def _audio(self, request: web.Request) -> web.StreamResponse:
         track = await self._call("track.get", {"id": request.match_info["id"]})
         return await serve_track_file(request, track, self.daemon.data_dir)
+
+    def _export(self, r: Route) -> Callable[[web.Request], Any]:
+        """A track as a WAV or FLAC download (daemon/http/export.py)."""
+        async def handle(request: web.Request) -> web.StreamResponse:
+            params = request_params(r, request)
+            for name, spec in r.query.items():  # the enums (request_params checks bounds only)
+                allowed = _param(spec).schema["enum"]
+                if name in params and params[name] not in allowed:
+                    raise HandlerError(protocol.INVALID_PARAMS, f"{name}: must be one of "
+                                       f"{', '.join(map(str, allowed))}, got {params[name]!r}", field=name)
+            track = await self._call("track.get", {"id": params["id"]})
+            return await serve_export(request, track, self.daemon.data_dir, params)
+
+        return handle
 
 
 async def start(daemon: "Daemon", plan_: HttpPlan) -> HttpApi:

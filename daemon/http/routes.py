@@ -109,6 +109,11 @@ ROUTES: tuple[Route, ...] = (
           path_params={"id": TRACK_ID}),
     Route("GET", f"{API}/tracks/{{id}}/audio", None, "The track's audio file; supports Range requests.",
           path_params={"id": TRACK_ID}, produces="audio/wav"),
+    Route("GET", f"{API}/tracks/{{id}}/export", None, "The track's audio as a download: WAV (default) or "
+          "FLAC, optionally resampled and at 16 or 24 bits, tagged with title, prompt, BPM and key "
+          "(what `dgx-music export` writes).", path_params={"id": TRACK_ID},
+          query={"format": _p(str, enum=["wav", "flac"]), "sample_rate": _p(int, enum=[44100, 48000]),
+                 "bit_depth": _p(int, enum=[16, 24])}, produces="audio/flac", handler="_export"),
     Route("GET", f"{API}/tracks/{{id}}/waveform", "track.peaks", "Waveform peaks ([min, max] pairs).",
           path_params={"id": TRACK_ID}),
     Route("GET", f"{API}/tracks/{{id}}/lineage", "track.lineage", "Where a track came from and the tracks made "
@@ -178,6 +183,8 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
                                           "schema": {"$ref": "#/components/schemas/Error"}}}}
         elif params:
             op["parameters"] = params
+        if r.path.endswith("/export"):  # WAV or FLAC, as ?format= asks
+            op["responses"][ok]["content"]["audio/wav"] = {"schema": {"type": "string"}}
         if r.body:
             body = refs[r.request_schema] if r.request_schema else {"type": "object"}
             # A body whose schema has required fields (move's `to`) must be sent at all.

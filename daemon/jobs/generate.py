@@ -110,7 +110,7 @@ async def _check_lora(ctx: JobContext, name: str) -> str:
         path = (p if p.is_absolute() else allowed[0] / p).resolve()
         return path if path.is_dir() else None
 
-    path = await asyncio.get_running_loop().run_in_executor(ctx.pool, look)
+    path = await asyncio.get_running_loop().run_in_executor(ctx.submit_pool, look)
     if path is None:
         raise ParamError("lora", f"no LoRA directory {name} (bare names are looked up in {allowed[0]})")
     if not any(a in path.parents for a in allowed):
@@ -132,19 +132,19 @@ async def _store_melody(ctx: JobContext, params: GenerationParams, model: str, u
         if params.melody is not None:
             raise ParamError("melody", "give a track id or melody_audio, not both")
         name = upload_name if isinstance(upload_name, str) and upload_name.strip() else "uploaded audio"
-        audio = await loop.run_in_executor(ctx.pool, MELODIES.from_bytes, upload, "melody_audio")
-        key = await loop.run_in_executor(ctx.pool, MELODIES.save, data_dir, audio)
+        audio = await loop.run_in_executor(ctx.submit_pool, MELODIES.from_bytes, upload, "melody_audio")
+        key = await loop.run_in_executor(ctx.submit_pool, MELODIES.save, data_dir, audio)
         source = f"file {Path(name).name[:120]}"
     elif MELODY_KEY_RE.match(params.melody or ""):
         key = str(params.melody)  # a remix: the melody is already stored
-        if not await loop.run_in_executor(ctx.pool, MELODIES.refresh, data_dir, key):
+        if not await loop.run_in_executor(ctx.submit_pool, MELODIES.refresh, data_dir, key):
             raise ParamError("melody", f"no stored melody {key}; give a track id instead")
         source = params.melody_source or f"melody {key}"
     else:
         track = await ctx.library_track("melody", str(params.melody))
         path = libfiles.library_file(data_dir, track["path"])
-        audio = await loop.run_in_executor(ctx.pool, MELODIES.from_file, path, "melody")
-        key = await loop.run_in_executor(ctx.pool, MELODIES.save, data_dir, audio)
+        audio = await loop.run_in_executor(ctx.submit_pool, MELODIES.from_file, path, "melody")
+        key = await loop.run_in_executor(ctx.submit_pool, MELODIES.save, data_dir, audio)
         source = f"track {track['id']}"
     return msgspec.structs.replace(params, melody=key, melody_source=source)
 

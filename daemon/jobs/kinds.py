@@ -32,7 +32,8 @@ class JobContext(Protocol):
 
     store: "Store"
     engine: "EngineSupervisor"
-    pool: Executor  # the audio thread: decoding, file reads and writes off the event loop
+    pool: Executor  # the audio thread: a running job's reads, its render and file writes
+    submit_pool: Executor  # submit-time decoding, storing and look-ups: never behind a render
     max_count: int
 
     @property

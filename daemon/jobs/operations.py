@@ -83,14 +83,14 @@ class OperationKind(JobKind):
         track: dict[str, Any] | None = None
         audio = None  # decoded and checked, stored only once the whole request is accepted
         if req.source_audio is not None:
-            audio = await loop.run_in_executor(ctx.pool, SOURCES.from_bytes, req.source_audio, "source_audio")
+            audio = await loop.run_in_executor(ctx.submit_pool, SOURCES.from_bytes, req.source_audio, "source_audio")
             key, seconds = "", SOURCES.seconds(audio)
             source_id, source_name = None, (req.source_name or "uploaded audio")[:200]
         elif MELODY_KEY_RE.match(req.source or ""):  # a retry or remix: the daemon's own stored copy
             key = str(req.source)
-            if not await loop.run_in_executor(ctx.pool, SOURCES.refresh, data_dir, key):
+            if not await loop.run_in_executor(ctx.submit_pool, SOURCES.refresh, data_dir, key):
                 raise ParamError("source", f"no stored source {key}; give a track id instead")
-            seconds = await loop.run_in_executor(ctx.pool, SOURCES.seconds_of, data_dir, key)
+            seconds = await loop.run_in_executor(ctx.submit_pool, SOURCES.seconds_of, data_dir, key)
             # The key came from a library track when an earlier operation stored it from one: the new
             # tracks' lineage names that track (it may be deleted since: then they say it is gone).
             source_id = await ctx.store.source_of_key(key)
@@ -98,13 +98,13 @@ class OperationKind(JobKind):
         else:
             track = await ctx.library_track("source", str(req.source))
             path = libfiles.library_file(data_dir, track["path"])
-            audio = await loop.run_in_executor(ctx.pool, SOURCES.from_file, path, "source")
+            audio = await loop.run_in_executor(ctx.submit_pool, SOURCES.from_file, path, "source")
             key, seconds = "", SOURCES.seconds(audio)
             source_id, source_name = track["id"], track["title"]
         if operation == REPAINT:
             _check_span(req, seconds)
         if audio is not None:  # on disk before the job row is committed
-            key = await loop.run_in_executor(ctx.pool, SOURCES.save, data_dir, audio)
+            key = await loop.run_in_executor(ctx.submit_pool, SOURCES.save, data_dir, audio)
         prompt = getattr(req, "prompt", None) or (track or {}).get("prompt") or _default_prompt(operation, req)
         stored = stored_params(req)
         stored.pop("prompt", None)

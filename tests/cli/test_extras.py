@@ -4,6 +4,7 @@ the extra name a package that is not installed; test_light_install.py does it fo
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import json
 import sys
 from pathlib import Path
@@ -100,3 +101,17 @@ def test_the_exit_code_is_documented() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "4 the command needs the `daemon` extra" in readme and "pip install 'dgx-music[daemon]'" in readme
     assert "`missing_extra`" in (ROOT / "docs" / "protocol.md").read_text()
+
+
+def test_a_leftover_egg_info_in_the_checkout_does_not_decide(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`python -m dgx_music` from a checkout puts it first on sys.path, with whatever dgx_music.egg-info
+    an old build left there; the metadata pip installed is the one that says what this install has."""
+    if not any(d.read_text("INSTALLER") for d in md.distributions(name="dgx-music")):
+        pytest.skip("dgx-music is not installed by pip in this environment")
+    egg = tmp_path / "dgx_music.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: dgx-music\nVersion: 0.0.1\n")
+    (egg / "requires.txt").write_text("msgpack\n\n[daemon]\ndgx-music-long-gone\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert extras.installed().version != "0.0.1"
+    assert "dgx-music-long-gone" not in extras.missing("daemon")

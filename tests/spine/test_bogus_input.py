@@ -40,3 +40,19 @@ async def test_bogus_input_is_invalid_params_naming_the_field(client: Client, me
     assert e.value.code == protocol.INVALID_PARAMS, e.value
     assert e.value.data.get("field") == field, e.value
     assert (await client.call("status"))["clients"] == 1  # and the connection is fine
+
+
+@pytest.mark.parametrize("body", [b"\xc1", b"\x91\xc1"], ids=["reserved-byte", "reserved-inside-array"])
+async def test_a_malformed_frame_is_refused_with_a_reason(daemon: Any, body: bytes) -> None:
+    """msgpack raises these with an empty message: the refusal must still say what was wrong."""
+    import asyncio
+
+    r, w = await asyncio.open_unix_connection(str(daemon.server.path))
+    try:
+        w.write(protocol.HEADER.pack(len(body)) + body)
+        msg = await asyncio.wait_for(protocol.read_frame(r), 10)
+        assert msg is not None and msg["error"]["code"] == protocol.BAD_FRAME, msg
+        text = msg["error"]["message"]
+        assert not text.rstrip().endswith(":") and "malformed" in text, text
+    finally:
+        w.close()
