@@ -18,6 +18,7 @@ from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, 
 from dgx_music.cli.extras import requires_extra
 from dgx_music.common import daw, transfer
 from dgx_music.common.client import Client
+from dgx_music.common.fmt import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     dest.add_argument("--to", metavar="DIR", help="folder to write the files into")
     dest.add_argument("--ardour", metavar="DIR", help="write an Ardour 7 session folder here")
     p.add_argument("--format", choices=("wav", "flac"), default="wav")
-    p.add_argument("--sample-rate", type=int, choices=(32000, 44100, 48000), help="default: the track's own (32000)")
+    p.add_argument("--sample-rate", type=int, choices=(32000, 44100, 48000),
+                   help="default: each track's own rate (32000 for MusicGen tracks, 48000 for ACE-Step ones)")
     p.add_argument("--bit-depth", type=int, choices=(16, 24), default=24)
     p.add_argument("--overwrite", action="store_true", help="replace files that already exist")
     p.add_argument("--sequence", action="store_true", help="Ardour: lay clips end to end instead of stacking them")
@@ -68,9 +70,12 @@ def analyze(args: argparse.Namespace) -> int:
         try:
             r = pipeline.analyze_file(f)
             results.append({"file": f, **r})
-        except Exception as exc:  # unreadable or undecodable input: report it and go on
-            results.append({"file": f, "error": str(exc)})
-            code = EXIT_FAILED
+        except (FileNotFoundError, ValueError) as exc:  # not there, or not audio: bad input (exit 2), go on
+            results.append({"file": f, "error": str(exc), "code": "invalid_params"})
+            code = max(code, EXIT_USAGE)
+        except Exception as exc:  # the analysis itself failed: report it and go on
+            results.append({"file": f, "error": str(exc), "code": "failed"})
+            code = max(code, EXIT_FAILED)
     if args.json:
         print_json(results[0] if len(results) == 1 else results)
         return code
@@ -96,6 +101,16 @@ def export_cmd(args: argparse.Namespace) -> int:
     if args.with_stems and args.sequence:
         return fail(args, "usage", "--with-stems stacks each mix with its stems at 0; it does not go with --sequence",
                     EXIT_USAGE)
+    if args.ardour:
+        from dgx_music.common.audio.ardour import check_session_name
+
+        dest = Path(args.ardour).expanduser()
+        try:
+            check_session_name(dest.name)
+        except ValueError as exc:
+            return fail(args, "invalid_params", f"--ardour: {exc}", EXIT_USAGE, field="ardour")
+        if dest.exists():
+            return fail(args, "exists", f"--ardour: {dest} exists; name a new folder for the session", EXIT_FAILED)
     return run_client(args, export)
 
 
@@ -150,7 +165,7 @@ async def export(client: Client, args: argparse.Namespace) -> int:
                 "session": str(session), "tracks": [t["id"] for t in tracks],
                 "session_tracks": [{"name": st.name, "id": st.track["id"], "part": st.part} for st in plan.tracks],
                 "without_stems": plan.without_stems}
-            emit(args, result, lambda r: f"wrote Ardour session {r['session']} with {len(tracks)} track(s): "
+            emit(args, result, lambda r: f"wrote Ardour session {r['session']} with {plural(len(tracks), 'track')}: "
                  + ", ".join(st["name"] for st in r["session_tracks"]))
             if args.with_stems and plan.without_stems and not args.json:
                 print(f"dgx-music: no stems were made from {', '.join(plan.without_stems)}; only the mix is in "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 from pathlib import Path
@@ -11,13 +12,14 @@ from typing import Any
 from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_client_flags, emit, fail,
                                   human_duration, job_document, print_json, run_client)
 from dgx_music.common.client import Client
-from dgx_music.common.families import ACE_STEP, MUSICGEN, family_for_name
+from dgx_music.common.families import ACE_STEP, MUSICGEN
+from dgx_music.common.fmt import with_article
 from dgx_music.common.operations import METHODS, remix_request, validate_operation
 from dgx_music.common.params import TRACK_ID_RE, ParamError
-from dgx_music.common.schemas import (ACE_MAX_DURATION, ACE_MIN_DURATION, COMMON_FIELDS, LANGUAGES, fields_of,
-                                      validate_request)
+from dgx_music.common.schemas import (ACE_MAX_DURATION, ACE_MIN_DURATION, COMMON_FIELDS, LANGUAGES,
+                                      check_for_model, fields_of)
 from dgx_music.common.protocol import RemoteError
-from dgx_music.common.stream_audio import PipePlayer, StreamPlayerError, chunk_array
+from dgx_music.common.stream_audio import PipePlayer, StreamPlayerError, chunk_array, open_player
 
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -139,7 +141,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 #: Where a field of the request comes from on the command line, when not --FIELD.
 FLAGS = {"target_lufs": "--lufs"}
-ACE_ONLY = frozenset(fields_of(ACE_STEP)) - COMMON_FIELDS
 MUSICGEN_ONLY = frozenset(fields_of(MUSICGEN)) - COMMON_FIELDS
 
 
@@ -148,19 +149,19 @@ def flag_of(field: str) -> str:
 
 
 def check_offline(raw: dict[str, Any], model: str | None) -> None:
-    """The check the daemon makes, before connecting, when the family is known here: from the model
-    name, or (the daemon's model) from the options used; with neither, either family's shape passes."""
-    family = family_for_name(model) if model else None
-    if family is None:
-        given = set(raw)
-        family = ACE_STEP if given & ACE_ONLY else MUSICGEN if given & MUSICGEN_ONLY else None
-    if family is not None:
-        validate_request(raw, family)
-        return
-    try:
-        validate_request(raw, MUSICGEN)
-    except ParamError:
-        validate_request(raw, ACE_STEP)
+    """The check the daemon makes, before connecting, as far as the family is known here
+    (schemas.check_for_model): the whole check when the model's name tells the family; for the
+    daemon's own model only what every family refuses, the rest the daemon names for its family."""
+    check_for_model(raw, model)
+
+
+def flagged(exc: RemoteError) -> RemoteError:
+    """The daemon's `invalid_params` for a request field, named as this command line spells it
+    ("duration: ..." -> "--duration: ...")."""
+    field = exc.data.get("field")
+    if exc.code != "invalid_params" or not isinstance(field, str) or not exc.message.startswith(f"{field}: "):
+        return exc
+    return RemoteError(exc.code, f"{flag_of(field)}: {exc.message[len(field) + 2:]}", exc.data)
 
 
 def _read_lyrics(src: str) -> str:
@@ -250,13 +251,16 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
     fails before anything is queued."""
     player: PipePlayer | None = None
     if getattr(args, "listen", False):
-        player = PipePlayer()
         try:
-            await player.start()
+            player = await open_player()
         except StreamPlayerError as exc:
             return fail(args, "no_audio_output", str(exc), EXIT_FAILED)
     try:
         return await submit_job(client, args, method, raw, player=player)
+    except RemoteError as exc:
+        if player is not None:
+            await player.close()
+        raise flagged(exc) if method == "job.submit" else exc from None
     except BaseException:
         if player is not None:
             await player.close()
@@ -291,7 +295,14 @@ async def submit_job(client: Client, args: argparse.Namespace, method: str, para
     try:
         async for ev in client.events():
             if ev.name == "job.audio" and player is not None and ev.data.get("job_id") == job_id:
-                player.write(int(ev.data["offset"]), chunk_array(ev.data), int(ev.data["sample_rate"]))
+                try:
+                    player.write(int(ev.data["offset"]), chunk_array(ev.data), int(ev.data["sample_rate"]))
+                except StreamPlayerError as exc:  # the player died after its start: the job goes on
+                    await player.close()
+                    if tty:
+                        sys.stderr.write("\n")
+                    return fail(args, "no_audio_output", f"{exc}; job {job_id} keeps running in the daemon "
+                                f"(`dgx-music job {job_id}` follows it)", EXIT_FAILED, job_id=job_id)
                 continue
             if ev.name == "model.loading" and not args.json:
                 # The first job may wait minutes for a download: say what is happening.
@@ -330,9 +341,11 @@ async def submit_job(client: Client, args: argparse.Namespace, method: str, para
                           file=sys.stderr)
             elif ev.name in ("job.finished", "job.failed", "job.cancelled"):
                 break
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # Ctrl-C reaches a coroutine as CancelledError (asyncio.run turns it into KeyboardInterrupt after):
+        # the job is the daemon's, so say it goes on and how to stop it, then exit 130.
         print(f"\njob {job_id} keeps running in the daemon; `dgx-music cancel {job_id}` stops it", file=sys.stderr)
-        return 130
+        raise
     if tty:
         sys.stderr.write("\n")
     if player is not None:
@@ -398,7 +411,7 @@ async def extend(client: Client, args: argparse.Namespace) -> int:
     raw = {k: v for k, v in raw.items() if v is not None}
     try:
         if (t.get("params") or {}).get("family", MUSICGEN) != MUSICGEN and not args.model:
-            raise ParamError("model", f"{t['id']} is an {t['params']['family']} track; continuing a track is a "
+            raise ParamError("model", f"{t['id']} is {with_article(t['params']['family'])} track; continuing a track is a "
                                       "MusicGen feature (give --model small, medium or large)")
         check_offline(raw, raw.get("model"))
     except ParamError as exc:

@@ -10,6 +10,7 @@ from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, 
                                   human_duration, run_client)
 from dgx_music.common.audio import confidence
 from dgx_music.common.client import Client
+from dgx_music.common.fmt import plural
 
 SORTS = ("created", "duration", "bpm", "rating", "title", "relevance")
 
@@ -116,7 +117,7 @@ def track_line(t: dict[str, Any]) -> str:
 async def library(client: Client, args: argparse.Namespace) -> int:
     if args.empty_trash:
         res = await client.call("library.empty_trash", timeout=args.timeout)
-        emit(args, res, lambda r: f"removed {r['removed']} file(s) from the trash")
+        emit(args, res, lambda r: f"removed {plural(r['removed'], 'file')} from the trash")
         return EXIT_OK
     sort = args.sort or ("relevance" if searching(args.search) else "created")
     params = {"search": args.search, "tag": args.tag, "favorite": args.favorite, "model": args.model,
@@ -298,6 +299,8 @@ async def play(client: Client, args: argparse.Namespace) -> int:
             await asyncio.sleep(0.1)
     finally:
         player.stop()
+    if player.failure:
+        return fail(args, "no_audio_output", player.failure, EXIT_FAILED)
     emit(args, {"played": t["id"], "player": player.backend, "file": str(path)}, lambda r: None)
     return EXIT_OK
 

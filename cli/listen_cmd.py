@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from dgx_music.cli.common import EXIT_FAILED, EXIT_OK, add_client_flags, emit, fail, run_client
 from dgx_music.common.client import Client
-from dgx_music.common.stream_audio import PipePlayer, StreamPlayerError, WavSink, receive
+from dgx_music.common.stream_audio import PipePlayer, StreamPlayerError, WavSink, open_player, receive
+
+#: Seconds between progress lines when stderr is not a terminal.
+LINE_EVERY = 2.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,19 +47,24 @@ async def listen(client: Client, args: argparse.Namespace) -> int:
         sink = WavSink(args.to, "FLOAT" if args.float else "PCM_16")
         fmt = "f32" if args.float else "s16"
     else:
-        sink = PipePlayer()
         fmt = "s16"
         try:
-            await sink.start()
+            sink = await open_player()
         except StreamPlayerError as exc:
             return fail(args, "no_audio_output", str(exc), EXIT_FAILED)
     tty = sys.stderr.isatty() and not args.json
+    last_line: list[float] = []  # when the last progress line was written (not a TTY)
 
     def progress(d: dict[str, Any]) -> None:
+        """Seconds received, on stderr: one line redrawn on a terminal, else a line now and then
+        (the first chunk, then at most one every LINE_EVERY s), so a pipe or a log sees it move."""
+        end = (d["offset"] + d["frames"]) / d["sample_rate"]
         if tty:
-            end = (d["offset"] + d["frames"]) / d["sample_rate"]
             sys.stderr.write(f"\rjob {args.job}: {end:6.1f} s received ")
             sys.stderr.flush()
+        elif not args.json and (not last_line or time.monotonic() - last_line[0] >= LINE_EVERY):
+            last_line[:] = [time.monotonic()]
+            print(f"job {args.job}: {end:.1f} s received", file=sys.stderr, flush=True)
 
     try:
         end = await receive(client, args.job, sink, variation=args.variation, fmt=fmt, on_chunk=progress)

@@ -24,6 +24,7 @@ from dgx_music.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, human_b
 from dgx_music.cli.extras import requires_extra
 from dgx_music.common import paths
 from dgx_music.common.config import OPTIONS, ConfigError, load_settings, render_default_toml
+from dgx_music.common.fmt import plural
 
 SERVICE = "dgx-music.service"
 SOCKET = "dgx-music.socket"
@@ -424,7 +425,7 @@ def _backup(args: argparse.Namespace) -> int:
         print_json(report.as_dict())
     else:
         print(f"backup in {report.dest}: {human_bytes(report.bytes)} in {report.seconds:.1f}s"
-              + (f" ({len(report.missing)} files deleted during the backup were skipped)" if report.missing else ""))
+              + (f" ({plural(len(report.missing), 'file')} deleted during the backup skipped)" if report.missing else ""))
     return EXIT_OK
 
 

@@ -15,6 +15,8 @@ from dgx_music.common.schemas import TRACK_ID_RE, ParamError
 PART_LIST = ", ".join(PARTS)
 FLAGS = {"start": "--from", "end": "--to", "source_audio": "SOURCE", "source": "SOURCE", "parts": "--parts",
          "strength": "--strength", "part": "PART"}
+#: Fields a message names in words, as this command line spells them ("must be after start" -> "after --from").
+FLAG_WORDS = {"after start": "after --from"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -127,8 +129,11 @@ def op_cmd(args: argparse.Namespace) -> int:
         raw = build_request(args)
     except (ParamError, UsageError) as exc:
         field = getattr(exc, "field", None)
-        msg = f"{FLAGS.get(field, '--' + field.replace('_', '-'))}: {exc.message}" if field else str(exc)
-        return fail(args, "invalid_params", msg, EXIT_USAGE)
+        message = exc.message if field else str(exc)
+        for words, flag in FLAG_WORDS.items():
+            message = message.replace(words, flag)
+        msg = f"{FLAGS.get(field, '--' + field.replace('_', '-'))}: {message}" if field else message
+        return fail(args, "invalid_params", msg, EXIT_USAGE, **({"field": field} if field else {}))
     from dgx_music.cli.jobs_cmd import generate
 
     return run_client(args, lambda client, args: generate(client, args, raw, METHODS[args.operation]))

@@ -30,3 +30,22 @@ def nbytes(n: Any) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return "-"
+
+
+def noun(count: Any, word: str, many: str | None = None) -> str:
+    """The word as the count wants it: 'field' for 1, 'fields' otherwise (`many`: an irregular plural)."""
+    return word if int(count) == 1 else (many or word + "s")
+
+
+def plural(count: Any, word: str, many: str | None = None) -> str:
+    """'1 track', '2 tracks', '1,200 tracks': a count with its noun agreeing (`many`: an irregular plural).
+
+    One helper so no message says "1 tracks" or "(s)"."""
+    return f"{int(count):,} {noun(count, word, many)}"
+
+
+def with_article(word: str) -> str:
+    """'a musicgen', 'an ace-step', "an 'llama'": the indefinite article by the word's first letter
+    (quotes and brackets skipped), so no message says "a ace-step job"."""
+    first = word.lstrip("'\"([`").lower()[:1]
+    return f"{'an' if first and first in 'aeiou' else 'a'} {word}"

@@ -201,6 +201,8 @@ def validate_operation(operation: str, raw: Mapping[str, Any]) -> OperationReque
             raise ParamError("source_audio", f"is {len(req.source_audio) / 2**20:.1f} MiB; at most "
                                              f"{MAX_UPLOAD_BYTES / 2**20:.0f} MiB per upload (import the file "
                                              "into the library first)")
+    if isinstance(req, RepaintRequest) and req.end <= req.start:
+        raise ParamError("end", f"must be after start ({req.start:g} s), got {req.end:g} s")
     if isinstance(req, RepaintRequest) and req.end - req.start < MIN_SPAN:
         raise ParamError("end", f"the span {req.start:g}-{req.end:g} s is shorter than {MIN_SPAN:g} s")
     return req

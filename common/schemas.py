@@ -23,7 +23,8 @@ import msgspec
 from msgspec import Meta
 
 from dgx_music.common.families import (ACE_STEP, ACE_STEP_ALIASES, ACE_STEP_RANDOM, FAMILIES, MUSICGEN,
-                                       MUSICGEN_ALIASES, MUSICGEN_RANDOM)
+                                       MUSICGEN_ALIASES, MUSICGEN_RANDOM, family_for_name)
+from dgx_music.common.fmt import with_article
 
 
 class ParamError(ValueError):
@@ -349,9 +350,8 @@ def refuse_unknown(raw: Mapping[str, Any], family: str) -> None:
     for name in sorted(set(raw) - mine):
         for other in FAMILIES:
             if other != family and name in fields_of(other):
-                label = FAMILY_NAMES[other]
-                article = "an" if label[0] in "AEIOU" else "a"
-                raise ParamError(name, f"{name} is {article} {label} parameter; {family} does not take it")
+                raise ParamError(name, f"{name} is {with_article(FAMILY_NAMES[other])} parameter; "
+                                       f"{family} does not take it")
         raise ParamError(name, f"unknown field {name}")
 
 
@@ -408,6 +408,30 @@ def validate_request(raw: Mapping[str, Any], family: str = MUSICGEN, *,
         if missing:
             params = msgspec.structs.replace(params, **missing)
     return params
+
+
+def check_for_model(raw: Mapping[str, Any], model: str | None, *, max_count: int = MAX_COUNT) -> None:
+    """The check a client makes before sending a request for `model` (None: the daemon's own).
+
+    When the name tells the family (family_for_name), the family's whole check. When it does not
+    (the daemon's model, a directory, an unknown hub id), only the daemon knows which family's
+    limits apply, so only what every family refuses in the same words is refused here (an empty
+    prompt, a bad count); anything else goes to the daemon, which names the problem as its family
+    sees it: `--duration 0` against MusicGen is "between 0.5 s and 300 s", not ACE-Step's range,
+    and `--bpm` is "an ACE-Step parameter", not "out of range"."""
+    family = family_for_name(model) if model else None
+    if family is not None:
+        validate_request(raw, family, max_count=max_count)
+        return
+    errors: list[ParamError] = []
+    for fam in FAMILIES:
+        try:
+            validate_request(raw, fam, max_count=max_count)
+            return
+        except ParamError as exc:
+            errors.append(exc)
+    if all((e.field, e.message) == (errors[0].field, errors[0].message) for e in errors):
+        raise errors[0]
 
 
 def _prepare_ace_step(data: dict[str, Any]) -> None:

@@ -106,9 +106,12 @@ class PipePlayer:
         cmd = raw_player_command(self.rate, self.channels)
         if cmd is None:
             raise StreamPlayerError(NO_PLAYER)
-        self.proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.PIPE,
-                                                         stdout=asyncio.subprocess.DEVNULL,
-                                                         stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.PIPE,
+                                                             stdout=asyncio.subprocess.DEVNULL,
+                                                             stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        except OSError as exc:  # on PATH but not runnable
+            raise StreamPlayerError(f"cannot run {cmd[0]}: {exc.strerror or exc}. {NO_PLAYER}") from None
         self._feed(np.zeros((self.rate // 10, self.channels), np.float32))
         try:
             await asyncio.wait_for(self.proc.wait(), probe)
@@ -172,6 +175,15 @@ class PipePlayer:
             except asyncio.TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+async def open_player(rate: int = 32000, channels: int = 1) -> PipePlayer:
+    """Where a stream is heard: the one place that decides, for `listen` and `generate --listen`.
+    Today the first command-line player that really plays here; raises StreamPlayerError saying
+    what to do instead (write the stream to a file)."""
+    player = PipePlayer(rate, channels)
+    await player.start()
+    return player
 
 
 async def receive(client: Any, job_id: int, sink: Sink, *, variation: int = 0, fmt: str = "s16",

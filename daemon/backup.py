@@ -33,6 +33,7 @@ try:
     from dgx_music.daemon.components import DB_NAME
 except Exception:  # pragma: no cover - keep backup usable if the daemon's components cannot import
     DB_NAME = "dgx-music.db"
+from dgx_music.common.fmt import plural
 from dgx_music.common.paths import OutsideRoot, resolve_under
 from dgx_music.daemon.audio_store import STORES
 from dgx_music.daemon.datalock import RESTORE, DataDirLock, DataDirLocked
@@ -139,7 +140,7 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
     os.replace(tmp, out)
     report.bytes += out.stat().st_size
     if progress:
-        progress(f"database: {report.tracks} tracks, {report.jobs} jobs (schema v{report.schema_version})")
+        progress(f"database: {plural(report.tracks, 'track')}, {plural(report.jobs, 'job')} (schema v{report.schema_version})")
     if with_audio:
         for rel in paths:
             try:  # a tampered row must not copy a file from outside the data dir into the backup
@@ -159,7 +160,8 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
             report.bytes += d.stat().st_size
         _copy_keyed(data_dir, dest, report)
         if progress:
-            progress(f"audio: {report.files} files, {report.melodies} melodies, {report.sources} sources"
+            progress(f"audio: {plural(report.files, 'file')}, {plural(report.melodies, 'melody', 'melodies')}, "
+                     f"{plural(report.sources, 'source')}"
                      + (f", {len(report.missing)} missing" if report.missing else "")
                      + (f", {len(report.refused)} refused (paths outside the data dir)" if report.refused else ""))
     report.seconds = time.monotonic() - t0
@@ -332,7 +334,7 @@ def _restore_locked(src: Path, backup_db: Path, data_dir: Path, t0: float,
         os.fsync(f.fileno())
     os.replace(tmp, live)
     if progress:
-        progress(f"database: {report.tracks} tracks, {report.jobs} jobs (schema v{report.schema_version})"
+        progress(f"database: {plural(report.tracks, 'track')}, {plural(report.jobs, 'job')} (schema v{report.schema_version})"
                  + (f"; the old one is kept as {report.kept_aside[0]}" if report.kept_aside else ""))
     for rel, source, target in plan:
         if source is None:
@@ -346,7 +348,8 @@ def _restore_locked(src: Path, backup_db: Path, data_dir: Path, t0: float,
     if src.is_dir():
         _copy_keyed(src, data_dir, report)
     if progress:
-        progress(f"audio: {report.files} files, {report.melodies} melodies, {report.sources} sources restored"
-                 + (f"; {len(report.missing)} tracks have no audio file" if report.missing else ""))
+        progress(f"audio: {plural(report.files, 'file')}, {plural(report.melodies, 'melody', 'melodies')}, "
+                 f"{plural(report.sources, 'source')} restored"
+                 + (f"; {plural(len(report.missing), 'track')} without an audio file" if report.missing else ""))
     report.seconds = time.monotonic() - t0
     return report

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgx_music.common.config import BY_KEY
+from dgx_music.common.fmt import plural
 from dgx_music.daemon.audio_store import MELODIES, SOURCES
 
 if TYPE_CHECKING:
@@ -57,8 +58,8 @@ class HistoryPruner:
         """Prune (or with dry_run count) finished jobs older than `older_than_days` days."""
         res = await self.daemon.store.prune_jobs(older_than=older_than_days * DAY, dry_run=dry_run)
         if res["removed"] and not dry_run:
-            log.info("pruned %d finished job(s) older than %g days; kept %d that still own tracks",
-                     res["removed"], older_than_days, res["kept_with_tracks"])
+            log.info("pruned %s older than %g days; kept %d that still own tracks",
+                     plural(res["removed"], "finished job"), older_than_days, res["kept_with_tracks"])
             scheduler = self.daemon.scheduler
             if scheduler is not None:
                 # `status` reports the scheduler's counts by state: bring them up to date.

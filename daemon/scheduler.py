@@ -247,12 +247,14 @@ class Scheduler:
             return None
 
     async def library_track(self, field: str, track_id: str) -> dict[str, Any]:
-        """A track a request names in `field`; a missing one is that field's error."""
+        """A track a request names in `field`; a missing one is `not_found` naming that field, as
+        track.get answers it: a missing track has one error code (and one CLI exit code) everywhere."""
         try:
             return await self.store.get_track(track_id)
         except StoreError as exc:
             if exc.code == "not_found":
-                raise ParamError(field, f"there is no track {track_id} in the library") from None
+                raise HandlerError(protocol.NOT_FOUND, f"{field}: there is no track {track_id} in the library",
+                                   field=field) from None
             raise
 
     async def cancel(self, job_id: int) -> dict[str, Any]:

@@ -481,6 +481,8 @@ class DgxMusicApp(App[int]):
             return
         if not player.poll():
             self.stop_playing()
+            if player.failure:
+                self.notify(player.failure, title="The player stopped", severity="warning", timeout=10)
             return
         lib = self.library_view
         pane = self.query_one(DetailPane)

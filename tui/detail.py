@@ -11,7 +11,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Static
 
 from dgx_music.common.audio import confidence
@@ -25,7 +27,18 @@ def _conf(kind: str, value: Any) -> str:
 
 
 class DetailPane(Vertical):
-    """All metadata of one track, its waveform, and the position bar while it plays."""
+    """All metadata of one track, its waveform, and the position bar while it plays.
+
+    Its fields scroll (#detail-scroll takes the focus: `d` in the library, or tab), so the analysis
+    and the lyrics below the first lines are reachable from the keyboard; escape gives the focus back."""
+
+    BINDINGS = [Binding("escape", "leave", "Back to the list", id="detail.leave")]
+
+    class Leave(Message):
+        """The user is done reading the details: the owner takes the focus back."""
+
+    def action_leave(self) -> None:
+        self.post_message(self.Leave())
 
     def compose(self) -> ComposeResult:
         yield Static("Select a track", id="detail-title")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from dgx_music.common import daw
 from dgx_music.common.client import RemoteError
+from dgx_music.common.fmt import plural
 from dgx_music.tui.screens import ExportScreen
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def describe(tracks: list[dict[str, Any]]) -> str:
     if len(ids) == 1:
         return f"track {ids[0]}"
     shown = ", ".join(ids[:TITLE_IDS]) + (", …" if len(ids) > TITLE_IDS else "")
-    return f"{len(ids)} tracks ({shown})"
+    return f"{plural(len(ids), 'track')} ({shown})"
 
 
 def start(app: DgxMusicApp, tracks: list[dict[str, Any]]) -> None:
@@ -95,13 +96,13 @@ async def _write_files(app: DgxMusicApp, tracks: list[dict[str, Any]], choice: d
     """One file per track; a failure is noted against its track and the rest go on (as the CLI does).
     One notice at the end, not one per track: the count written, then each failure by id."""
     n = len(tracks)
-    app.notify(f"Exporting {n} tracks to {dest}…", timeout=3)
+    app.notify(f"Exporting {plural(n, 'track')} to {dest}…", timeout=3)
     failures: list[tuple[str, str]] = []
     written = 0
     try:  # like `dgx-music export --to`: the directory is made if missing
         await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
     except OSError as exc:
-        app.notify(str(exc), title=f"Export of {n} tracks failed", severity="error", timeout=8)
+        app.notify(str(exc), title=f"Export of {plural(n, 'track')} failed", severity="error", timeout=8)
         return
     for t in tracks:
         try:
@@ -110,7 +111,7 @@ async def _write_files(app: DgxMusicApp, tracks: list[dict[str, Any]], choice: d
         except Exception as exc:  # ExportError, ExportExistsError, OSError, RemoteError, not connected…
             failures.append((str(t.get("id")), _reason(exc)))
     lines = [f"→ {dest}"] + [f"✗ {tid}: {why}" for tid, why in failures]
-    app.notify("\n".join(lines), title=f"Exported {written} of {n} tracks",
+    app.notify("\n".join(lines), title=f"Exported {written} of {plural(n, 'track')}",
                severity="error" if not written else "warning" if failures else "information",
                timeout=10 if failures else 6)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -27,6 +27,7 @@ from textual.widgets import Checkbox, DataTable, Input, Label, Select
 from textual.widgets.data_table import CellDoesNotExist
 
 from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeout
+from dgx_music.common.fmt import plural
 from dgx_music.tui import fmt
 from dgx_music.tui.detail import DetailPane
 from dgx_music.tui.library_table import LibraryTable
@@ -92,6 +93,7 @@ class LibraryView(Vertical):
         Binding("S", "operation('stems')", "Stems", id="library.stems", show=False),
         Binding("A", "operation('add_part')", "Add part", id="library.add_part", show=False),
         Binding("L", "lineage", "Family", id="library.lineage"),
+        Binding("d", "details", "Details", id="library.details", show=False),
         Binding("delete", "delete", "Delete", id="library.delete"),
         *[Binding(str(i), f"rate({i})", f"Rate {i}", show=False, id=f"library.rate_{i}") for i in range(6)],
     ]
@@ -165,6 +167,27 @@ class LibraryView(Vertical):
     @property
     def table(self) -> LibraryTable:
         return self.query_one("#lib-table", LibraryTable)
+
+    # ---------------------------------------------------------------- reading the details
+    def action_details(self) -> None:
+        """Read the selected track's details: the pane takes the focus (arrows and page keys scroll it)
+        and, at 80 columns where it sits under the table, most of the height. Again (or escape): back."""
+        scroll = self.query_one("#detail-scroll")
+        if scroll.has_focus:
+            self._leave_details()
+            return
+        self.add_class("-details")
+        scroll.focus()
+
+    @on(DetailPane.Leave)
+    def _leave_details(self) -> None:
+        self.remove_class("-details")
+        self.table.focus()
+
+    @on(events.DescendantFocus)
+    def _details_lose_focus(self, event: events.DescendantFocus) -> None:
+        if event.widget.id != "detail-scroll":
+            self.remove_class("-details")
 
     def on_mount(self) -> None:
         self.query_one("#filters").display = False
@@ -261,7 +284,7 @@ class LibraryView(Vertical):
         n = len(self.tracks)
         total = self.total
         arrow = "↓" if self.order == "desc" else "↑"
-        what = f"{total:,} tracks" if total is not None else f"{n:,}{'+' if self._cursor else ''} tracks"
+        what = plural(total, "track") if total is not None else f"{n:,}+ tracks" if self._cursor else plural(n, "track")
         marked = f" · {len(self.marked):,} marked" if self.marked else ""
         self._show_count(Text(f"{what}{marked} · {self.sort} {arrow}", style="dim"))
 

@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, OptionList, Select, Static, TextArea
+from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 
 from dgx_music.common.families import ACE_STEP_ALIASES
@@ -28,7 +28,7 @@ from dgx_music.common.operations import ADD_PART, COVER, DEFAULT_STEM_PARTS, PAR
 from dgx_music.common.params import ParamError
 from dgx_music.tui import fmt
 from dgx_music.tui.compose import LyricsArea
-from dgx_music.tui.widgets import Waveform
+from dgx_music.tui.widgets import TickBox, Waveform
 
 OpResult = "tuple[str, dict[str, Any]] | None"
 STEP, BIG_STEP = 0.5, 5.0  # seconds the span cursor moves per arrow key / shift+arrow
@@ -112,7 +112,10 @@ class _OpScreen(ModalScreen[OpResult]):
     sings = True
     #: What empty lyrics mean for this operation (the placeholder says so).
     no_lyrics = "empty: instrumental"
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="op.cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="op.cancel"),
+                # ctrl+s from any field, the lyrics editor included (enter there is a new line; in a
+                # one-line field enter submits too)
+                Binding("ctrl+s", "submit", "Submit", id="op.submit", priority=True)]
     #: request field -> the widget that edits it, to mark and focus on a refusal
     SHARED_FIELDS = {"lyrics": "op-lyrics", "language": "op-language", "seed": "op-seed", "steps": "op-steps",
                      "model": "op-model"}
@@ -140,6 +143,7 @@ class _OpScreen(ModalScreen[OpResult]):
             with Horizontal(classes="modal-buttons"):
                 yield Button(self.operation.replace("_", " ").capitalize(), variant="primary", id="op-go")
                 yield Button("Cancel", id="op-cancel")
+        yield Footer()  # this form's keys (ctrl+s, esc), not the library's behind it
 
     def shared_fields(self) -> ComposeResult:
         """Lyrics (the source's own to start from: editing words is what a repaint or cover is
@@ -210,6 +214,9 @@ class _OpScreen(ModalScreen[OpResult]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+    def action_submit(self) -> None:
+        self.submit()
 
 
 def _number(field: str, text: str) -> float | None:
@@ -297,7 +304,7 @@ class StemsScreen(_OpScreen):
         for i in range(0, len(PARTS), 4):
             with Horizontal(classes="modal-row"):
                 for part in PARTS[i:i + 4]:
-                    yield Checkbox(part, part in DEFAULT_STEM_PARTS, id=f"part-{part}", compact=True)
+                    yield TickBox(part, part in DEFAULT_STEM_PARTS, id=f"part-{part}", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#op-go", Button).focus()
@@ -315,7 +322,7 @@ class AddPartScreen(_OpScreen):
     def fields(self) -> ComposeResult:
         with Horizontal(classes="modal-row"):
             yield Select([(p, p) for p in PARTS], value="drums", allow_blank=False, id="addpart-part", compact=True)
-            yield Checkbox("also write the mix", id="addpart-mix", compact=True)
+            yield TickBox("also write the mix", id="addpart-mix", compact=True)
         yield Input(placeholder="what the part plays (optional), e.g. tight funk kit", id="addpart-prompt")
 
     def on_mount(self) -> None:

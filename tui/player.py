@@ -31,6 +31,9 @@ WAV_ONLY = {"aplay"}
 
 NO_OUTPUT_HINT = ("no audio output: install the `player` extra (pip install 'dgx-music[player]') or one of "
                   "pw-play, paplay, aplay, afplay, ffplay; over SSH, forward PulseAudio/PipeWire (docs/tui.md)")
+#: A player that ends this long (seconds, at least) before the track does did not play it: ffplay without
+#: an audio device exits 0 at once, and a missing device makes aplay exit 1.
+EARLY_END = 1.0
 
 
 class PlayerUnavailable(RuntimeError):
@@ -89,6 +92,9 @@ class Player:
         self.duration: float = 0.0
         self._started = 0.0
         self.last_command: list[str] | None = None
+        #: Why the last preview did not play (the player failed, or ended long before the track): set
+        #: by `poll()`, cleared by `play()`; the TUI and `dgx-music play` say it.
+        self.failure: str | None = None
 
     def detect(self) -> str | None:
         if not self._detected:
@@ -126,6 +132,7 @@ class Player:
 
     def play(self, path: Path, *, track_id: str, duration: float) -> None:
         self.stop()
+        self.failure = None
         backend = self.detect()
         if backend is None:
             raise PlayerUnavailable(NO_OUTPUT_HINT)
@@ -158,7 +165,9 @@ class Player:
         if self.track_id is None:
             return False
         if self._proc is not None:
-            if self._proc.poll() is not None:
+            code = self._proc.poll()
+            if code is not None:
+                self._judge_end(code)
                 self._clear()
                 return False
             return True
@@ -171,6 +180,14 @@ class Player:
                 self._clear()
                 return False
         return True
+
+    def _judge_end(self, code: int) -> None:
+        """A player that ended on its own with an error, or well before the track's end, failed."""
+        played = time.monotonic() - self._started
+        early = self.duration - played > max(EARLY_END, 0.1 * self.duration)
+        if code != 0 or early:
+            self.failure = (f"{self.backend} stopped after {played:.1f} s of {self.duration:.1f} s (exit code {code}): "
+                            "no sound device? Set DGX_MUSIC_PLAYER to another player; " + NO_OUTPUT_HINT)
 
     def stop(self) -> None:
         proc = self._proc

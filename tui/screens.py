@@ -38,6 +38,7 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         ("F", "filters: tag, favourites, model, BPM range, key, sort"),
         ("s / o", "next sort field / flip the order"),
         ("enter", "open the track in the detail pane"),
+        ("d", "read the details (analysis, lyrics): ↑/↓, page keys scroll them; d or esc: back to the list"),
         ("f", "favourite"),
         ("0-5", "rate"),
         ("t / e / n", "tags / rename / notes"),
@@ -150,7 +151,9 @@ class ExportScreen(ModalScreen["dict[str, Any] | None"]):
         self.default_dir = default_dir
 
     def compose(self) -> ComposeResult:
-        from textual.widgets import Checkbox, Select
+        from textual.widgets import Select
+
+        from dgx_music.tui.widgets import TickBox
 
         with Vertical(classes="modal-box"):
             yield Label(f"Export {self.what}", classes="modal-title")
@@ -161,7 +164,7 @@ class ExportScreen(ModalScreen["dict[str, Any] | None"]):
                              allow_blank=False, id="export-format", compact=True)
                 yield Select([("rate unchanged", 0), ("44100 Hz", 44100), ("48000 Hz", 48000)], value=0,
                              allow_blank=False, id="export-rate", compact=True)
-            yield Checkbox("Ardour: add its stems as tracks (mix + one per part)", id="export-stems", compact=True)
+            yield TickBox("Ardour: add its stems as tracks (mix + one per part)", id="export-stems", compact=True)
             with Horizontal(classes="modal-buttons"):
                 yield Button("Export", variant="primary", id="export-go")
                 yield Button("Cancel", id="export-cancel")

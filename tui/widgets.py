@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
-from textual.widgets import Static
+from textual.widgets import Checkbox, Static
 
 from dgx_music.tui import fmt
 
 MODEL_STYLE = {"unloaded": "grey62", "loading": "yellow", "ready": "green", "busy": "bold cyan"}
+
+
+class TickBox(Checkbox):
+    """A checkbox whose state reads without colour: `[x]` ticked, `[ ]` not (Textual's draws the same
+    X both ways and tells them apart by colour alone)."""
+
+    @property
+    def _button(self) -> Content:
+        return Content.assemble(("[x]" if self.value else "[ ]", self.get_visual_style("toggle--button")))
 
 
 class StatusBar(Static):

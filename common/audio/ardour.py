@@ -62,13 +62,33 @@ def _processors(route: ET.Element, name: str, ids: "itertools.count[int]", track
     ET.SubElement(outs, "PannerShell", bypassed="0", **{"user-panner": "", "linked-to-route": "1"})
 
 
+#: Characters Ardour refuses in a session name (Session::session_name_is_legal).
+ILLEGAL_NAME_CHARS = "/\\:;"
+
+
+def check_session_name(name: str) -> str:
+    """The session name as given, when Ardour can open a session of that name; else ValueError
+    saying why. The folder is written exactly as asked: a user who types `my_session` finds
+    `my_session`, not a slug of it."""
+    if not name.strip() or name in (".", ".."):
+        raise ValueError("an Ardour session needs a folder name")
+    bad = sorted({c for c in name if c in ILLEGAL_NAME_CHARS or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        raise ValueError(f"Ardour cannot open a session whose name holds {shown}: {name!r}")
+    if len(name.encode("utf-8", "surrogatepass")) > 200:  # the .ardour file adds its suffix to the name
+        raise ValueError(f"a session name may be at most 200 bytes long: {name[:40]!r}...")
+    return name
+
+
 def write_ardour_session(dest_dir: str | Path, name: str, clips: list[Clip], sequence: bool = False) -> Path:
     """Write ``dest_dir/<name>/<name>.ardour`` with one stereo audio track per clip and return
-    the session folder. Regions start at 0, or end to end with ``sequence``. Tempo is the first
-    clip's BPM (120 if unknown). Raises FileExistsError if the folder exists."""
+    the session folder, named exactly `name` (check_session_name). Regions start at 0, or end to
+    end with ``sequence``. Tempo is the first clip's BPM (120 if unknown). Raises FileExistsError
+    if the folder exists."""
     if not clips:
         raise ValueError("an Ardour session needs at least one clip")
-    sname = slugify(name, 50)
+    sname = check_session_name(name)
     root = Path(dest_dir) / sname
     if root.exists():
         raise FileExistsError(f"{root} exists")

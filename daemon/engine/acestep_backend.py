@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from dgx_music.common.families import ACE_STEP
+from dgx_music.common.fmt import with_article
 from dgx_music.common.schemas import split_lora
 from dgx_music.daemon.engine.backend import Backend, EmitCb, ProgressCb, StepCb, pick_dtype, seed_everything
 from dgx_music.daemon.engine.errors import EngineError
@@ -68,7 +69,7 @@ class AceStepBackend(Backend):
 
         spec = resolve_model(model_spec)
         if spec.family != self.family:
-            raise EngineError("bad_model", f"{model_spec} is a {spec.family} model, not ACE-Step")
+            raise EngineError("bad_model", f"{model_spec} is {with_article(spec.family)} model, not ACE-Step")
         self.model_name = spec.name
         self.device = device
         torch_dtype = pick_dtype(device, dtype)  # bf16 on CUDA, fp32 on CPU

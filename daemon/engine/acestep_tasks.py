@@ -1,7 +1,7 @@
 """ACE-Step task types beyond text to music: repaint, cover, extract (stems), lego (add a part).
 
 The wire keys a generate frame's params may carry for them (see docs/engine.md), checked
-here in the worker, and the keyword arguments of the diffusers pipeline call(s) they make.
+here in the worker, and the keyword arguments of the diffusers pipeline calls they make.
 The source travels as the named audio input `source`: float32 [2, samples] at 48 kHz.
 """
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
+from dgx_music.common.fmt import plural
 
 from dgx_music.common import families
 from dgx_music.common.families import DEFAULT_FAMILY, MUSICGEN, AudioInput
@@ -52,7 +53,7 @@ def pick_device(requested: str = "auto") -> str:
         idx = int(req.split(":", 1)[1]) if ":" in req else 0
         if idx >= torch.cuda.device_count():
             raise EngineError("bad_request", f"device {requested} does not exist "
-                                             f"({torch.cuda.device_count()} CUDA device(s))")
+                                             f"({plural(torch.cuda.device_count(), 'CUDA device')})")
         return req
     if req == "mps":
         if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dgx_music.common.fmt import plural
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import hub_cache_dir, is_cached, known_models, resolve_model
 
@@ -244,9 +245,9 @@ def format_report(report: dict[str, Any]) -> str:
     fails = sum(c["status"] == "fail" for c in report["checks"])
     warns = sum(c["status"] == "warn" for c in report["checks"])
     if fails:
-        lines.append(f"verdict: NOT READY ({fails} problem(s) above must be fixed)")
+        lines.append(f"verdict: NOT READY ({plural(fails, 'problem')} above must be fixed)")
     elif warns:
-        lines.append(f"verdict: ready, with {warns} warning(s)")
+        lines.append(f"verdict: ready, with {plural(warns, 'warning')}")
     else:
         lines.append("verdict: ready")
     return "\n".join(lines)

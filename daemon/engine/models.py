@@ -21,6 +21,7 @@ from typing import Any, Callable
 from dgx_music.common import families
 from dgx_music.common.families import (ACE_STEP, ACE_STEP_ALIASES, ACE_STEP_RANDOM, LICENCES, MUSICGEN,
                                        MUSICGEN_ALIASES, family_for_name)
+from dgx_music.common.fmt import with_article
 from dgx_music.daemon.engine.errors import EngineError
 
 ALIASES: dict[str, str] = dict(MUSICGEN_ALIASES)
@@ -108,7 +109,7 @@ def dir_family(path: str | Path) -> str:
         raise EngineError("bad_model", f"cannot read {index}: {exc}") from None
     if cls == ACE_STEP_CLASS:
         return ACE_STEP
-    raise EngineError("bad_model", f"{path} holds a diffusers {cls!r}, not an {ACE_STEP_CLASS} or a MusicGen")
+    raise EngineError("bad_model", f"{path} holds a diffusers {cls!r}, not {with_article(ACE_STEP_CLASS)} or a MusicGen")
 
 
 def _hub_family(repo_id: str) -> str:

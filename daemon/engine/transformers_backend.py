@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from dgx_music.common.fmt import with_article
 from dgx_music.common.params import WINDOW_SECONDS
 from dgx_music.daemon.engine.backend import (CONTEXT_SECONDS, CROSSFADE_SECONDS, DECODE_MODES, MusicGenBackend, ProgressCb,
                                              StepCb, frames_for, join_windows, pick_dtype, seed_everything, window_plan)
@@ -135,7 +136,7 @@ class TransformersBackend(MusicGenBackend):
             # Its processor's feature extractor needs torchaudio; text goes through the tokenizer
             # and the melody through our own chroma (engine/chroma.py).
         else:
-            raise EngineError("bad_model", f"{path} is a {model_type!r} model, not MusicGen")
+            raise EngineError("bad_model", f"{path} is {with_article(repr(model_type))} model, not MusicGen")
         progress_cb(None, f"loading weights from {path}")
         try:
             model = cls.from_pretrained(path, dtype=torch_dtype)

@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dgx_music.common import protocol  # noqa: E402
+from dgx_music.common.fmt import with_article
 from dgx_music.daemon.engine.errors import Cancelled, EngineError  # noqa: E402
 from dgx_music.daemon.engine.transport import WORKER_MAX_FRAME  # noqa: E402
 
@@ -184,7 +185,7 @@ class Worker:
             req_id = msg.get("id")
             try:
                 if not isinstance(req_id, int) or isinstance(req_id, bool):
-                    raise EngineError("bad_request", f"a {kind!r} frame needs an integer id")
+                    raise EngineError("bad_request", f"{with_article(repr(kind))} frame needs an integer id")
                 if not self._begin(req_id):
                     raise Cancelled()
                 if kind == "load":

@@ -53,7 +53,7 @@ class Args:
         lo = INT64_MIN if lo is None else max(lo, INT64_MIN)
         hi = INT64_MAX if hi is None else min(hi, INT64_MAX)
         if not lo <= value <= hi:
-            shown = value if abs(value) < 10**30 else f"a {len(str(abs(value)))}-digit number"
+            shown = value if abs(value) < 10**30 else f"a number of {len(str(abs(value)))} digits"
             raise _bad(name, f"must be between {lo} and {hi}, got {shown}")
         return value
 

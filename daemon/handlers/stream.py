@@ -6,6 +6,7 @@ from typing import Any
 
 from dgx_music.common import protocol
 from dgx_music.common import families
+from dgx_music.common.fmt import plural, with_article
 from dgx_music.daemon.handlers import Context, HandlerError, method
 from dgx_music.daemon.handlers.args import Args
 from dgx_music.daemon.stream_relay import FORMATS
@@ -26,15 +27,15 @@ async def listen(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     family = families.family(stored.get("family"))  # operations store theirs too
     if not family.streaming_backends:
         streaming = ", ".join(f.title for f in families.REGISTRY.values() if f.streaming_backends)
-        raise HandlerError(protocol.INVALID_PARAMS, f"id: job {job_id} is a {family.name} job; only {streaming} "
+        raise HandlerError(protocol.INVALID_PARAMS, f"id: job {job_id} is {with_article(family.name)} job; only {streaming} "
                                                     f"streams ({family.why_no_stream})", field="id")
     if job.get("backend") is not None and job["backend"] not in family.streaming_backends:
         raise HandlerError(protocol.INVALID_PARAMS, f"id: job {job_id} runs on the {job['backend']} backend, "
                                                     f"which does not stream; the {' or '.join(family.streaming_backends)} "
                                                     "backend does", field="id")
     if variation >= int(job.get("count") or 1):
-        raise HandlerError(protocol.INVALID_PARAMS, f"variation: job {job_id} makes {job.get('count')} "
-                                                    f"variation(s), numbered from 0", field="variation")
+        raise HandlerError(protocol.INVALID_PARAMS, f"variation: job {job_id} makes "
+                                                    f"{plural(job.get('count') or 1, 'variation')}, numbered from 0", field="variation")
     relay = ctx.daemon.scheduler.streams
     if job["state"] not in ("queued", "running") and not relay.has(job_id):
         raise HandlerError(protocol.CONFLICT, f"job {job_id} is {job['state']} and its stream is gone; "

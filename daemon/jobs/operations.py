@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import msgspec
 
 from dgx_music.common import families
+from dgx_music.common.fmt import with_article
 from dgx_music.common.operations import (ADD_PART, OPERATIONS, REPAINT, STEMS, TASKS, OperationRequest,
                                          stored_params, validate_operation)
 from dgx_music.common.schemas import MAX_SEED, MELODY_KEY_RE, AceStepParams, ParamError, check_model_name
@@ -77,7 +78,7 @@ class OperationKind(JobKind):
         if not families.family(family).does(TASKS[operation]):
             able = " or ".join(families.family(f).title for f in families.with_task(TASKS[operation]))
             raise ParamError("model", f"{operation} needs an {able} model (ace-step, ace-step-base); {model} is "
-                                      f"a {family} model")
+                                      f"{with_article(family)} model")
         loop = asyncio.get_running_loop()
         data_dir = ctx.data_dir
         track: dict[str, Any] | None = None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dgx_music.common.fmt import noun
+
 from .base import StoreBase
 from .validate import _invalid, _json_dict, _text, _track_id
 
@@ -25,7 +27,7 @@ def lineage_row(value: Any) -> dict[str, Any] | None:
         raise _invalid("lineage", f"must be a dict, got {type(value).__name__}")
     unknown = set(value) - {"source_id", "source_name", "operation", "part", "params"}
     if unknown:
-        raise _invalid("lineage", f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise _invalid("lineage", f"unknown {noun(len(unknown), 'field')}: {', '.join(sorted(unknown))}")
     op = value.get("operation")
     if op not in LINEAGE_OPERATIONS:
         raise _invalid("lineage.operation", f"one of {', '.join(LINEAGE_OPERATIONS)}, got {op!r}")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Iterable
 
+from dgx_music.common.fmt import noun, plural
+
 from . import clock
 from .base import StoreBase
 from .lineage import lineage_row
@@ -77,10 +79,10 @@ class TracksMixin(StoreBase):
             raise _invalid(f"tracks[{pos}]", f"must be a dict, got {type(t).__name__}")
         unknown = set(t) - allowed
         if unknown:
-            raise _invalid(f"tracks[{pos}]", f"unknown field(s): {', '.join(sorted(unknown))}")
+            raise _invalid(f"tracks[{pos}]", f"unknown {noun(len(unknown), 'field')}: {', '.join(sorted(unknown))}")
         missing = {"path", "duration", "sample_rate", "channels"} - set(t)
         if missing:
-            raise _invalid(f"tracks[{pos}]", f"missing field(s): {', '.join(sorted(missing))}")
+            raise _invalid(f"tracks[{pos}]", f"missing {noun(len(missing), 'field')}: {', '.join(sorted(missing))}")
         r: dict[str, Any] = {
             "path": _rel_path(t["path"]),
             "duration": _float("duration", t["duration"], lo=0.0, hi=86_400.0),
@@ -168,7 +170,7 @@ class TracksMixin(StoreBase):
                 raise StoreError("conflict", f"job {job_id} is {job['state']}, not running")
             if len(rows) > job["count"] or max(indexes) >= job["count"]:
                 raise _invalid("tracks", f"job {job_id} has count {job['count']}: got "
-                                         f"{len(rows)} track(s) with indexes {indexes}")
+                                         f"{plural(len(rows), 'track')} with indexes {indexes}")
             now = clock.now()
             for r, idx in zip(rows, indexes):
                 r.update(id=f"{job_id}-{idx}", job_id=job_id, prompt=job["prompt"],
@@ -264,7 +266,7 @@ class TracksMixin(StoreBase):
         track_id = _track_id(track_id)
         unknown = set(fields) - set(ANALYSIS_FIELDS) - {"peaks"}
         if unknown:
-            raise _invalid("fields", f"unknown analysis field(s): {', '.join(sorted(unknown))}")
+            raise _invalid("fields", f"unknown analysis {noun(len(unknown), 'field')}: {', '.join(sorted(unknown))}")
         sets: dict[str, Any] = {}
         for f, v in fields.items():
             if f == "peaks":

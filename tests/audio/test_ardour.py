@@ -23,6 +23,7 @@ def test_session_loads_in_ardour(tmp_path, sequence):
     sf.write(str(b), synth.chords("C", "major", 2, sr=32000).T, 32000)
     root = write_ardour_session(tmp_path, "My Session", [Clip(a, "Drums", 120.0), Clip(b, "Keys")], sequence)
     name = root.name
+    assert root == tmp_path / "My Session"  # the folder asked for, as written (Ardour opens it)
     assert (root / f"{name}.ardour").is_file() and len(list((root / "interchange" / name / "audiofiles").iterdir())) == 2
     script = tmp_path / "check.lua"
     script.write_text(f'''

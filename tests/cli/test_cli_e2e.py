@@ -99,7 +99,7 @@ async def test_export_and_analyze(studio: Any, tmp_path: Path) -> None:
     assert a["sample_rate"] == 48000 and abs(a["lufs"] - (-14.0)) < 0.6 and a["true_peak"] <= -1.0
     assert {"bpm", "key", "bpm_confidence", "key_confidence", "duration"} <= set(a)
     rc, _, err = await cli(sock, "analyze", str(tmp_path / "missing.wav"))
-    assert rc == 1 and "missing.wav" in err
+    assert rc == 2 and "missing.wav" in err  # a file that is not there is bad input, like one that is not audio
 
     session = await cli_json(sock, "export", tid, "--ardour", str(tmp_path / "sess" / "sketch"))
     s = Path(session["session"])

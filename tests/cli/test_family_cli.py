@@ -34,7 +34,6 @@ async def cli(sock: Path, *args: str, stdin: str | None = None) -> tuple[int, st
     (("--model", "ace-step", "--duration", "700"), "--duration", "between 10 s and 600 s"),
     (("--model", "ace-step", "--time-signature", "5"), "--time-signature", "2, 3, 4, 6"),
     (("--model", "small", "--bpm", "96"), "--bpm", "bpm is an ACE-Step parameter; musicgen does not take it"),
-    (("--key", "H major"), "--key", "24 keys"),  # the daemon's model: ACE-Step options imply the family
     (("--model", "ace-step", "--lyrics", "/nonexistent/lyrics.txt"), "--lyrics", "cannot read"),
 ])
 async def test_bad_options_are_refused_before_connecting(tmp_path: Path, args: tuple[str, ...], flag: str,
