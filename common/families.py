@@ -10,12 +10,88 @@ None for those.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Mapping
+
 MUSICGEN = "musicgen"
 ACE_STEP = "ace-step"
 FAMILIES = (MUSICGEN, ACE_STEP)
+#: The family of a job row or model that names none (every row stored before families existed).
+DEFAULT_FAMILY = MUSICGEN
+
+#: Tasks a family's backends run. Generation from a prompt is `text2music`; `continue` extends a
+#: track, `melody` follows one; the rest are ACE-Step's task types on a source (acestep_tasks.py).
+TEXT2MUSIC, CONTINUE, MELODY = "text2music", "continue", "melody"
+REPAINT_TASK, COVER_TASK, EXTRACT_TASK, LEGO_TASK = "repaint", "cover", "extract", "lego"
+
+
+@dataclass(frozen=True)
+class AudioInput:
+    """A named audio input a family's worker takes: its channel count and rate (None: the model's)."""
+
+    channels: int
+    sample_rate: int | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a model family can do, declared once: everything outside this registry asks it instead
+    of comparing family names, so adding a family adds an entry here and its backend, nothing else."""
+
+    name: str
+    title: str  # as people write it
+    licence: str
+    #: Backend name -> "module:Class" (imported in the worker only: backends import torch).
+    backends: Mapping[str, str]
+    tasks: tuple[str, ...] = (TEXT2MUSIC,)
+    #: Backends whose audio can be heard while it is made (job.listen); empty: none, `why_no_stream` says why.
+    streaming_backends: tuple[str, ...] = ()
+    why_no_stream: str = ""
+    audio_inputs: Mapping[str, AudioInput] = field(default_factory=dict)
+    #: Tracks keep the request's lyrics, vocal language and asked tempo/key/metre.
+    song_fields: bool = False
+    #: Parameter defaults (steps, guidance...) follow the model variant: a job row names its model.
+    model_defaults: bool = False
+
+    def backend_for(self, name: str) -> str:
+        """The "module:Class" for backend `name`; a family with one backend ignores the name."""
+        if len(self.backends) == 1:
+            return next(iter(self.backends.values()))
+        return self.backends[name]
+
+    def does(self, task: str) -> bool:
+        return task in self.tasks
+
+
+_ENGINE = "dgx_music.daemon.engine."
+REGISTRY: dict[str, Family] = {
+    MUSICGEN: Family(
+        name=MUSICGEN, title="MusicGen", licence="CC-BY-NC-4.0 (weights), MIT (code)",
+        backends={"transformers": _ENGINE + "transformers_backend:TransformersBackend",
+                  "audiocraft": _ENGINE + "audiocraft_backend:AudiocraftBackend"},
+        tasks=(TEXT2MUSIC, CONTINUE, MELODY), streaming_backends=("transformers",),
+        audio_inputs={"melody": AudioInput(1), "prefix": AudioInput(1)}),
+    ACE_STEP: Family(
+        name=ACE_STEP, title="ACE-Step", licence="MIT (weights and code)",
+        backends={"diffusers": _ENGINE + "acestep_backend:AceStepBackend"},
+        tasks=(TEXT2MUSIC, REPAINT_TASK, COVER_TASK, EXTRACT_TASK, LEGO_TASK),
+        why_no_stream="ACE-Step is a diffusion model: it makes the whole clip at once",
+        audio_inputs={"source": AudioInput(2, 48000)}, song_fields=True, model_defaults=True),
+}
+assert tuple(REGISTRY) == FAMILIES
+
+
+def family(name: str | None) -> Family:
+    """The registry entry of a family name (None: the default family); KeyError for an unknown one."""
+    return REGISTRY[name or DEFAULT_FAMILY]
+
+
+def with_task(task: str) -> list[str]:
+    """The families that run `task`."""
+    return [f.name for f in REGISTRY.values() if f.does(task)]
 
 #: Licence of each family's official weights, shown by `models` and `doctor`.
-LICENCES = {MUSICGEN: "CC-BY-NC-4.0 (weights), MIT (code)", ACE_STEP: "MIT (weights and code)"}
+LICENCES = {name: f.licence for name, f in REGISTRY.items()}
 
 MUSICGEN_ALIASES: dict[str, str] = {
     "small": "facebook/musicgen-small",
@@ -54,3 +130,12 @@ def family_for_name(name: str | None) -> str | None:
         if "ace-step" in low or "acestep" in low:
             return ACE_STEP
     return None
+
+
+def is_builtin_name(name: str) -> bool:
+    """A built-in model name (an alias or a `random:` size of any family): never a path, whether or
+    not this engine version can load it yet."""
+    n = name.strip()
+    if n in MUSICGEN_ALIASES or n in ACE_STEP_ALIASES:
+        return True
+    return n.startswith("random:") and n.split(":", 1)[1] in MUSICGEN_RANDOM + ACE_STEP_RANDOM

@@ -198,6 +198,11 @@ class AceStepParams(_Params, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 "guidance": self.guidance, "shift": self.shift, "seed": self.seed, "lora": self.lora,
                 "lora_scale": self.lora_scale}
 
+    def from_variation(self, offset: int) -> "AceStepParams":
+        """The half of a split batch from output `offset`: variation i is drawn from seed + i, so the
+        half shifts its seed and makes the clips the whole batch would have (see the supervisor)."""
+        return msgspec.structs.replace(self, seed=None if self.seed is None else self.seed + offset)
+
 
 FamilyParams = MusicGenParams | AceStepParams
 SCHEMAS: dict[str, type[_Params]] = {MUSICGEN: MusicGenParams, ACE_STEP: AceStepParams}

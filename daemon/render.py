@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from dgx_music import __version__
+from dgx_music.common import families
+from dgx_music.common.families import DEFAULT_FAMILY
 from dgx_music.daemon import failpoints, libfiles
 from dgx_music.daemon.store import default_title
 
@@ -81,8 +83,8 @@ def song_fields(job: dict[str, Any]) -> dict[str, Any]:
     """What a track keeps of its request beside the detected analysis: the model family, and for
     ACE-Step the lyrics (searchable), vocal language and the tempo/key/metre that were asked for."""
     p = job.get("params") or {}
-    family = p.get("family") or "musicgen"
-    if family == "musicgen":
+    family = p.get("family") or DEFAULT_FAMILY
+    if not families.family(family).song_fields:
         return {"family": family}
     return {"family": family, "lyrics": p.get("lyrics") or None, "language": p.get("language"),
             "req_bpm": p.get("bpm"), "req_key": p.get("key"), "req_time_signature": p.get("time_signature")}

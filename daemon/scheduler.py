@@ -1,5 +1,9 @@
 """The queue runner: takes jobs from the store in order, generates, post-processes, files.
 
+It runs every job the same way and knows no kind of job: what a kind checks at submit,
+asks the model worker for and writes as files is its `JobKind` (daemon/jobs/); here are
+the flow and its policy (order, cancel, retries, a full disk, events).
+
 Durability rules (see daemon/store.py): a job row is committed before `submit`
 answers; audio files are written atomically before `finish_job` commits the
 track rows and marks the job done in one transaction. A crash anywhere leaves
@@ -23,20 +27,14 @@ from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from dgx_music.common import protocol
-from dgx_music.common.families import ACE_STEP, ACE_STEP_ALIASES, MUSICGEN, family_for_name
-from dgx_music.common.params import (MAX_DURATION, MAX_JOB_AUDIO, MELODY_KEY_RE, WINDOW_SECONDS, GenerationParams,
-                                     ParamError)
-from dgx_music.common.schemas import AceStepParams, FamilyParams, check_model_name, validate_request
+from dgx_music.common.families import DEFAULT_FAMILY, family_for_name, is_builtin_name
+from dgx_music.common.params import ParamError
 from dgx_music.daemon.engine.errors import EngineError
-from dgx_music.daemon.engine.models import accepts_melody, resolve_model
+from dgx_music.daemon.engine.models import resolve_model
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.store import StoreError
-from dgx_music.common.audio.melody import read_mono
-from dgx_music.daemon import diskspace, failpoints, libfiles, operations, render
-from dgx_music.daemon.audio_store import MELODIES
+from dgx_music.daemon import diskspace, failpoints, jobs, libfiles, render
 from dgx_music.daemon.stream_relay import StreamRelay
 
 if TYPE_CHECKING:
@@ -93,6 +91,14 @@ class Scheduler:
         self.disk: dict[str, Any] = {"free": None, "needed": None}
         self._stuck: int | None = None  # a job the full disk left `running`: requeued when space returns
         self._disk_wait = self.DISK_DELAY[0]
+
+    @property
+    def data_dir(self) -> Path:
+        return self.daemon.data_dir
+
+    @property
+    def settings(self) -> Any:
+        return self.daemon.settings
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> dict[str, Any]:
@@ -170,7 +176,7 @@ class Scheduler:
         configured = self.daemon.settings["engine.model"]
         if not name or name == configured:
             return configured
-        if name in ACE_STEP_ALIASES or (name.startswith("random:") and family_for_name(name) == ACE_STEP):
+        if is_builtin_name(name):
             return name  # built-in names, never a path (whether or not this engine version lists them yet)
         try:
             spec = resolve_model(name)
@@ -197,39 +203,19 @@ class Scheduler:
             spec = resolve_model(model)
         except EngineError as exc:
             raise ParamError("model", exc.message) from None
-        return str(getattr(spec, "family", MUSICGEN))
+        return str(getattr(spec, "family", DEFAULT_FAMILY))
 
-    async def submit(self, raw: dict[str, Any]) -> dict[str, Any]:
-        raw = dict(raw)
+    async def submit(self, raw: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
+        """Check a request as its kind says, commit the job row, queue it; returns the job.
+
+        `kind` None: a `job.submit` request (generation, or extend when it names a track)."""
+        job_kind = jobs.named(kind or jobs.submit_kind(raw))
         await self._refuse_if_disk_full()
-        upload, upload_name = raw.pop("melody_audio", None), raw.pop("melody_name", None)
-        # The model is named (and checked as a name) first: its family decides which parameters exist.
-        model = self.check_model(check_model_name(raw["model"]) if raw.get("model") is not None else None)
-        family = self.family_of(model)
-        if family != MUSICGEN and not raw.get("model"):
-            raw["model"] = model  # the variant's defaults (steps, guidance, shift) follow the daemon's model
-        params: FamilyParams = validate_request(raw, family, max_count=self.max_count).with_seed()
-        if isinstance(params, AceStepParams):
-            if upload is not None:
-                raise ParamError("melody_audio", f"melody_audio is a MusicGen parameter; {family} does not take it")
-            if params.lora is not None:
-                params = msgspec.structs.replace(params, lora=await self._check_lora(params.lora))
-        else:
-            if params.duration > WINDOW_SECONDS and self._is_melody_model(model):
-                raise ParamError("duration", f"melody models make at most {WINDOW_SECONDS:g} s per clip")
-            if upload is not None or params.melody is not None:
-                params = await self._store_melody(params, model, upload, upload_name)
-            if params.extend is not None:
-                await self._check_extend(params, model)
-        stored = {k: v for k, v in params.to_dict().items() if k not in ("prompt", "count", "seed", "model")}
-        if family != MUSICGEN:
-            stored["family"] = family  # absent: musicgen, as every job stored before families existed
-        job = await self.store.add_job(prompt=params.prompt, params=stored, count=params.count,
-                                       seed=params.seed, model=model,
-                                       backend=self.daemon.settings["engine.backend"],
+        row = await job_kind.check(self, dict(raw))
+        job = await self.store.add_job(prompt=row.prompt, params=row.params, count=row.count, seed=row.seed,
+                                       model=row.model, backend=self.daemon.settings["engine.backend"],
                                        max_attempts=self.max_attempts)
-        log.info("job %d queued: %s %r x%d, %.1fs, seed %d", job["id"], family, params.prompt[:60], params.count,
-                 params.duration, params.seed)
+        log.info("job %d queued: %s", job["id"], row.summary)
         await self.refresh_counts()
         self.publish("job.queued", self.with_progress(job))
         self._wake.set()
@@ -260,33 +246,7 @@ class Scheduler:
             log.warning("cannot read the free space of %s: %s", self.daemon.data_dir, exc)
             return None
 
-    async def _check_lora(self, name: str) -> str:
-        """A LoRA directory that exists under <data>/loras (a bare name) or <data>/models: its absolute path.
-        As with models, no request makes the daemon read outside its data directory."""
-        data_dir = self.daemon.data_dir
-        allowed = [(data_dir / "loras").resolve(), (data_dir / "models").resolve()]
-
-        def look() -> Path | None:
-            p = Path(name).expanduser()
-            path = (p if p.is_absolute() else allowed[0] / p).resolve()
-            return path if path.is_dir() else None
-
-        path = await asyncio.get_running_loop().run_in_executor(self.submit_pool, look)
-        if path is None:
-            raise ParamError("lora", f"no LoRA directory {name} (bare names are looked up in {allowed[0]})")
-        if not any(a in path.parents for a in allowed):
-            raise HandlerError(protocol.FORBIDDEN, f"lora: LoRA directories must be under {allowed[0]} or "
-                                                   f"{allowed[1]}", field="lora")
-        return str(path)
-
-    @staticmethod
-    def _is_melody_model(model: str) -> bool:
-        try:
-            return accepts_melody(resolve_model(model))
-        except EngineError as exc:
-            raise ParamError("model", exc.message) from None
-
-    async def _library_track(self, field: str, track_id: str) -> dict[str, Any]:
+    async def library_track(self, field: str, track_id: str) -> dict[str, Any]:
         """A track a request names in `field`; a missing one is `not_found` naming that field, as
         track.get answers it: a missing track has one error code (and one CLI exit code) everywhere."""
         try:
@@ -296,50 +256,6 @@ class Scheduler:
                 raise HandlerError(protocol.NOT_FOUND, f"{field}: there is no track {track_id} in the library",
                                    field=field) from None
             raise
-
-    async def _check_extend(self, params: GenerationParams, model: str) -> None:
-        """Continuing a track: a mono text model, a track that exists, a result within the limits."""
-        if self.daemon.settings["engine.backend"] != "transformers":
-            raise ParamError("extend", "continuing a track needs the transformers backend")
-        if params.melody is not None or self._is_melody_model(model):
-            raise ParamError("extend", "melody models cannot continue a track; use small, medium or large")
-        track = await self._library_track("extend", str(params.extend))
-        total = float(track["duration"]) + params.duration
-        if total > MAX_DURATION:
-            raise ParamError("duration", f"{track['id']} is {track['duration']:.1f} s long; with {params.duration:g} s "
-                                         f"more it would be {total:.1f} s, past the {MAX_DURATION:g} s limit")
-        if params.count * total > MAX_JOB_AUDIO:
-            raise ParamError("count", f"{params.count} x {total:.1f} s is more audio than one job makes "
-                                      f"(at most {MAX_JOB_AUDIO:g} s in all)")
-
-    async def _store_melody(self, params: GenerationParams, model: str, upload: Any,
-                            upload_name: Any) -> GenerationParams:
-        """Keep the job's own copy of its melody, on disk before the job row is committed."""
-        if self.daemon.settings["engine.backend"] != "transformers":
-            raise ParamError("melody", "melody conditioning needs the transformers backend")
-        if not self._is_melody_model(model):
-            raise ParamError("melody", f"model {model} does not follow a melody; use --model melody")
-        loop = asyncio.get_running_loop()
-        data_dir = self.daemon.data_dir
-        if upload is not None:
-            if params.melody is not None:
-                raise ParamError("melody", "give a track id or melody_audio, not both")
-            name = upload_name if isinstance(upload_name, str) and upload_name.strip() else "uploaded audio"
-            audio = await loop.run_in_executor(self.submit_pool, MELODIES.from_bytes, upload, "melody_audio")
-            key = await loop.run_in_executor(self.submit_pool, MELODIES.save, data_dir, audio)
-            source = f"file {Path(name).name[:120]}"
-        elif MELODY_KEY_RE.match(params.melody or ""):
-            key = str(params.melody)  # a remix: the melody is already stored
-            if not await loop.run_in_executor(self.submit_pool, MELODIES.refresh, data_dir, key):
-                raise ParamError("melody", f"no stored melody {key}; give a track id instead")
-            source = params.melody_source or f"melody {key}"
-        else:
-            track = await self._library_track("melody", str(params.melody))
-            path = libfiles.library_file(data_dir, track["path"])
-            audio = await loop.run_in_executor(self.submit_pool, MELODIES.from_file, path, "melody")
-            key = await loop.run_in_executor(self.submit_pool, MELODIES.save, data_dir, audio)
-            source = f"track {track['id']}"
-        return msgspec.structs.replace(params, melody=key, melody_source=source)
 
     async def cancel(self, job_id: int) -> dict[str, Any]:
         for _ in range(5):  # the runner may take the job between our read and our write
@@ -521,42 +437,57 @@ class Scheduler:
             self.warmup = asyncio.get_running_loop().run_in_executor(self.pool, _warm_audio)
 
     async def _run_job(self, job: dict[str, Any]) -> None:
-        if operations.is_operation(job):  # repaint, cover, stems, add a part: daemon/operations.py
-            await operations.run_job(self, job)
-            return
+        """One job, whatever its kind: start, the kind's engine call, render, commit, events."""
+        kind = jobs.kind_of(job)
         job_id = job["id"]
-        self.warm_audio()
-        job = await self.store.mark_running(job_id)
-        self.running = job_id
-        await self.refresh_counts()
-        log.info("job %d started (attempt %d/%d)", job_id, job["attempts"], job["max_attempts"])
+        started = await self.start_job(job)
+        if started is None:
+            return
+        job = started
+        log.info("job %d started: %s (attempt %d/%d)", job_id, kind.describe(job), job["attempts"],
+                 job["max_attempts"])
         self.publish("job.started", {"id": job_id, "attempt": job["attempts"]})
-        params = self._params_of(job)
         failpoints.hit("after_start")
         t0 = time.monotonic()
         try:
             if job_id in self._cancel_requested:
                 raise EngineError("cancelled", f"job {job_id} was cancelled")
-            melody = await self._load_melody(params)
-            prefix = await self._load_prefix(params)
-            result = await self.engine.generate(job_id, [job["prompt"]] * job["count"], params,
-                                                lambda p: self._on_progress(job_id, p), melody=melody,
-                                                prefix=prefix, on_audio=self.streams.on_audio)
+            work = await kind.prepare(self, job)
+            result = await self.engine.generate(job_id, work.prompts, work.params,
+                                                lambda p: self._on_progress(job_id, p),
+                                                on_audio=self.streams.on_audio if work.stream else None,
+                                                **work.inputs)
         except EngineError as exc:
             await self._engine_failed(job, exc)
             return
-        log.info("job %d generated %d x %.1fs in %.1fs", job_id, job["count"], params.duration,
-                 time.monotonic() - t0)
+        log.info("job %d generated %d output(s) in %.1fs", job_id, len(work.prompts), time.monotonic() - t0)
         await self.store.set_job_state(job_id, "processing")
         self.publish("job.processing", {"id": job_id})
         await self.refresh_counts()
-        loop = asyncio.get_running_loop()
-        rendered = await loop.run_in_executor(
-            self.pool, render.render_tracks, self.daemon.data_dir, job, result.audio, result.sample_rate,
-            render.RenderOptions(target_lufs=params.target_lufs if params.target_lufs is not None
-                                 else self.target_lufs, ceiling_dbtp=self.ceiling, bit_depth=self.bit_depth,
-                                 model=result.model, backend=result.backend))
+        opts = render.RenderOptions(
+            target_lufs=work.target_lufs if work.target_lufs is not None else self.target_lufs,
+            ceiling_dbtp=self.ceiling, bit_depth=self.bit_depth, model=result.model, backend=result.backend)
+        rendered = await asyncio.get_running_loop().run_in_executor(
+            self.pool, work.render, self.daemon.data_dir, job, result.audio, result.sample_rate, opts)
         await self.commit_rendered(job_id, rendered)
+
+    async def start_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """queued -> running for the job the runner just read; None when it is no longer queued.
+
+        A cancel (or a prune, a move to another state) may land between `next_queued_job` and
+        this write: the store then refuses with `conflict`, and the job is simply not run (the
+        canceller already recorded and announced its end). That is not a failure to record."""
+        self.warm_audio()
+        try:
+            job = await self.store.mark_running(job["id"])
+        except StoreError as exc:
+            if exc.code not in ("conflict", "not_found"):
+                raise
+            log.info("job %d was not started: %s", job["id"], exc.message)
+            return None
+        self.running = job["id"]
+        await self.refresh_counts()
+        return job
 
     async def commit_rendered(self, job_id: int, rendered: list[dict[str, Any]]) -> None:
         """The last step of every job: its files are on disk; commit their rows and announce them,
@@ -578,39 +509,6 @@ class Scheduler:
         for t in tracks:
             self.publish("track.added", t)
         self.publish("job.finished", {"id": job_id, "track_ids": [t["id"] for t in tracks]})
-
-    async def _load_melody(self, params: FamilyParams) -> Any:
-        if not isinstance(params, GenerationParams) or params.melody is None:
-            return None
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self.pool, MELODIES.load, self.daemon.data_dir, params.melody)
-        except (OSError, RuntimeError, ParamError) as exc:
-            raise EngineError("bad_request", f"the job's melody ({params.melody_source or params.melody}) "
-                                             f"cannot be read: {exc}") from None
-
-    async def _load_prefix(self, params: FamilyParams) -> Any:
-        """The track a job continues, read when it runs (the library keeps it; if it was deleted
-        since the job was queued, the job fails saying so)."""
-        if not isinstance(params, GenerationParams) or params.extend is None:
-            return None
-        loop = asyncio.get_running_loop()
-        try:
-            track = await self.store.get_track(params.extend)
-            path = libfiles.library_file(self.daemon.data_dir, track["path"])
-            return await loop.run_in_executor(self.pool, read_mono, path)
-        except StoreError:
-            raise EngineError("bad_request", f"the track this job continues ({params.extend}) was deleted") from None
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise EngineError("bad_request", f"the track this job continues ({params.extend}) cannot be read: "
-                                             f"{exc}") from None
-
-    def _params_of(self, job: dict[str, Any]) -> FamilyParams:
-        """The typed parameters of a stored job, in its family (the engine receives `params.wire()`)."""
-        raw = {**job["params"], "prompt": job["prompt"], "count": job["count"], "seed": job["seed"],
-               "model": job["model"]}
-        family = raw.pop("family", MUSICGEN)
-        return validate_request(raw, family, max_count=max(self.max_count, job["count"]))
 
     def _on_progress(self, job_id: int, p: dict[str, Any]) -> None:
         step, total, elapsed = int(p.get("step", 0)), int(p.get("total", 0)), float(p.get("elapsed", 0.0))

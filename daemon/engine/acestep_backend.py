@@ -1,8 +1,8 @@
 """The ACE-Step 1.5 family: diffusers' AceStepPipeline (songs with sung lyrics, 48 kHz stereo).
 
-Runs inside the worker process only. The worker calls `generate_params(prompts,
-params, on_step, audio_in)` for this family (not MusicGen's positional
-`generate`): params is the wire map documented in docs/engine.md. Each step of
+Runs inside the worker process only. The worker calls `run(prompts, params,
+on_step, audio_in)` (Backend's entry point; `generate_params` here): params is
+the wire map documented in docs/engine.md. Each step of
 the denoising loop reports through `on_step`; when it raises (Cancelled), the
 exception leaves the pipeline from inside its step callback, so the partial
 latents are never decoded (the pipeline's own `_interrupt` flag would still
@@ -21,7 +21,7 @@ import torch
 from dgx_music.common.families import ACE_STEP
 from dgx_music.common.fmt import with_article
 from dgx_music.common.schemas import split_lora
-from dgx_music.daemon.engine.backend import Backend, ProgressCb, StepCb, pick_dtype, seed_everything
+from dgx_music.daemon.engine.backend import Backend, EmitCb, ProgressCb, StepCb, pick_dtype, seed_everything
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.acestep_tasks import SOURCE, TASK_KEYS, check_task, task_kwargs
 from dgx_music.daemon.engine.models import fetch_model, resolve_model
@@ -68,7 +68,7 @@ class AceStepBackend(Backend):
         from diffusers import AceStepPipeline
 
         spec = resolve_model(model_spec)
-        if spec.family != ACE_STEP:
+        if spec.family != self.family:
             raise EngineError("bad_model", f"{model_spec} is {with_article(spec.family)} model, not ACE-Step")
         self.model_name = spec.name
         self.device = device
@@ -132,12 +132,10 @@ class AceStepBackend(Backend):
         self.lora = want
 
     # ------------------------------------------------------------------ generation
-    def generate(self, prompts: list[str], duration: float, temperature: float, top_k: int, top_p: float,
-                 cfg: float, seed: int, on_step: StepCb, melody: np.ndarray | None = None,
-                 prefix: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        """MusicGen's entry point: refused, so a wrong dispatch fails loudly instead of ignoring params."""
-        raise EngineError("bad_request", f"{self.model_name} is an ACE-Step model: it takes ACE-Step parameters "
-                                         "(generate_params), not MusicGen's")
+    def run(self, prompts: list[str], params: Mapping[str, Any], on_step: StepCb,
+            audio_in: Mapping[str, np.ndarray], on_audio: EmitCb | None = None) -> tuple[np.ndarray, int]:
+        """Backend's entry point: ACE-Step does not stream (the whole clip comes out of the VAE at once)."""
+        return self.generate_params(prompts, params, on_step, audio_in)
 
     def generate_params(self, prompts: list[str], params: Mapping[str, Any], on_step: StepCb,
                         audio_in: Mapping[str, Any] | None = None) -> tuple[np.ndarray, int]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dgx_music.daemon.engine.backend import CONTEXT_SECONDS, Backend, ProgressCb, StepCb, seed_everything
+from dgx_music.daemon.engine.backend import CONTEXT_SECONDS, MusicGenBackend, ProgressCb, StepCb, seed_everything
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import cached_snapshot, fetch_model, resolve_model
 
@@ -32,7 +32,7 @@ def _import_audiocraft() -> Any:
     return MusicGen
 
 
-class AudiocraftBackend(Backend):
+class AudiocraftBackend(MusicGenBackend):
     name = "audiocraft"
 
     def __init__(self) -> None:

@@ -1,21 +1,33 @@
-"""The thin interface both model backends implement, plus device/dtype choice.
+"""The interface every model backend implements, plus device/dtype choice.
 
-Runs inside the worker process only: importing this module imports torch.
+A backend declares what it can do (`capabilities`: its family's tasks and audio inputs, whether
+it streams, its sample rate) and takes its family's typed request as the worker received it
+(`run`). The worker asks those, never the family's name; which class serves a family is the
+family registry's (common/families.py).
+
+Runs inside the worker process only: the backends import torch.
 """
 
 from __future__ import annotations
 
 import abc
+import importlib
 import os
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from dgx_music.common.fmt import plural
 
+from dgx_music.common import families
+from dgx_music.common.families import DEFAULT_FAMILY, MUSICGEN, AudioInput
+
 ProgressCb = Callable[[float | None, str], None]
 StepCb = Callable[[int, int], None]
+#: on_audio(offset, chunk [batch, channels, n]): the clip as it is made (streaming backends).
+EmitCb = Callable[[int, np.ndarray], None]
 
-BACKENDS = ("transformers", "audiocraft")
+BACKENDS = tuple(families.family(MUSICGEN).backends)  # --backend picks among MusicGen's
 #: MusicGen decode loops (transformers backend): fast_decode.py's loop (compiled with CUDA graphs on
 #: CUDA), the same loop compiled on any device, or transformers' own generate.
 DECODE_MODES = ("fast", "compiled", "stock")
@@ -85,19 +97,67 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a loaded backend does: the worker checks requests against this, not a family name."""
+
+    family: str
+    tasks: tuple[str, ...]
+    streams: bool
+    audio_inputs: Mapping[str, AudioInput]
+    sample_rate: int
+
+    def input_rate(self, name: str) -> int:
+        rate = self.audio_inputs[name].sample_rate
+        return self.sample_rate if rate is None else rate
+
+
 class Backend(abc.ABC):
     """Load one model, generate batches from it, close. One instance per worker process."""
 
     name: str = "?"
+    family: str = DEFAULT_FAMILY
+    streams: bool = False  # run(on_audio=...) sends the clip as it is made
     model_name: str = ""
     device: str = "cpu"
     dtype: str = "float32"
     sample_rate: int = 32000
 
+    @property
+    def capabilities(self) -> Capabilities:
+        fam = families.family(self.family)
+        return Capabilities(family=fam.name, tasks=fam.tasks, streams=self.streams,
+                            audio_inputs=dict(fam.audio_inputs), sample_rate=int(self.sample_rate))
+
     @abc.abstractmethod
     def load(self, model_spec: str, device: str, dtype: str, progress_cb: ProgressCb, *,
              offline: bool = False, cache_dir: str | None = None) -> None:
         """Load `model_spec` (name, hub id, directory or random:<size>) onto `device`."""
+
+    @abc.abstractmethod
+    def run(self, prompts: list[str], params: Mapping[str, Any], on_step: StepCb,
+            audio_in: Mapping[str, np.ndarray], on_audio: EmitCb | None = None) -> tuple[np.ndarray, int]:
+        """One batch from the family's request (`params`: its schema's `wire()`, checked here) and the
+        audio inputs the capabilities name -> (float32 [batch, channels, samples], sample_rate).
+        `on_step(step, total)` may raise to cancel; `on_audio` is given only when the backend streams."""
+
+    def close(self) -> None:
+        """Drop the model; the worker exits right after, which frees GPU memory for good."""
+
+
+class MusicGenBackend(Backend):
+    """MusicGen's backends (transformers, audiocraft): the request's fields as `generate` arguments."""
+
+    family = MUSICGEN
+
+    def run(self, prompts: list[str], params: Mapping[str, Any], on_step: StepCb,
+            audio_in: Mapping[str, np.ndarray], on_audio: EmitCb | None = None) -> tuple[np.ndarray, int]:
+        p = params
+        stream: dict[str, Any] = {"on_audio": on_audio} if on_audio is not None and self.streams else {}
+        return self.generate(
+            prompts, float(p.get("duration", 8.0)), float(p.get("temperature", 1.0)), int(p.get("top_k", 250)),
+            float(p.get("top_p", 0.0)), float(p.get("cfg", 3.0)), int(p.get("seed", 0)), on_step,
+            melody=audio_in.get("melody"), prefix=audio_in.get("prefix"), **stream)
 
     @abc.abstractmethod
     def generate(self, prompts: list[str], duration: float, temperature: float, top_k: int, top_p: float,
@@ -109,29 +169,20 @@ class Backend(abc.ABC):
         `prefix` (the same format) is existing music to continue: the result is the prefix
         followed by `duration` seconds that carry it on."""
 
-    def close(self) -> None:
-        """Drop the model; the worker exits right after, which frees GPU memory for good."""
 
-
-def get_backend(name: str, family: str = "musicgen") -> Backend:
-    """The backend for a model family; for MusicGen, `name` picks transformers or audiocraft."""
+def get_backend(name: str, family: str = DEFAULT_FAMILY) -> Backend:
+    """The backend class the family registry names for `family` (and, among several, `name`)."""
     from dgx_music.daemon.engine.errors import EngineError
 
-    if family == "ace-step":
-        from dgx_music.daemon.engine.acestep_backend import AceStepBackend
-
-        return AceStepBackend()
-    if family != "musicgen":
-        raise EngineError("bad_request", f"unknown model family {family!r}: use musicgen or ace-step")
-    if name == "transformers":
-        from dgx_music.daemon.engine.transformers_backend import TransformersBackend
-
-        return TransformersBackend()
-    if name == "audiocraft":
-        from dgx_music.daemon.engine.audiocraft_backend import AudiocraftBackend
-
-        return AudiocraftBackend()
-    raise EngineError("bad_request", f"unknown backend {name!r}: use {' or '.join(BACKENDS)}")
+    if family not in families.REGISTRY:
+        raise EngineError("bad_request", f"unknown model family {family!r}: use {' or '.join(families.FAMILIES)}")
+    fam = families.family(family)
+    try:
+        where = fam.backend_for(name)
+    except KeyError:
+        raise EngineError("bad_request", f"unknown backend {name!r}: use {' or '.join(fam.backends)}") from None
+    module, cls = where.split(":")
+    return getattr(importlib.import_module(module), cls)()
 
 
 #: Seconds of the previous window fed back as the audio prompt of the next (audiocraft's

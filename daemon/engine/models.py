@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from dgx_music.common import families
 from dgx_music.common.families import (ACE_STEP, ACE_STEP_ALIASES, ACE_STEP_RANDOM, LICENCES, MUSICGEN,
                                        MUSICGEN_ALIASES, family_for_name)
 from dgx_music.common.fmt import with_article
@@ -132,7 +133,7 @@ def _hub_family(repo_id: str) -> str:
 
 def accepts_melody(spec: ModelSpec) -> bool:
     """Whether a model follows a melody (chroma) as well as text, decided without loading it."""
-    if spec.family != MUSICGEN:
+    if not families.family(spec.family).does(families.MELODY):
         return False
     if spec.kind == "random":
         return spec.ref == "melody"
@@ -201,8 +202,13 @@ def is_cached(spec: ModelSpec, cache_dir: str | Path | None = None, backend: str
 
 
 def _files_key(spec: ModelSpec, backend: str | None) -> str | None:
-    """Which file set a spec needs: an ace-step pipeline's own, else the MusicGen backend's."""
-    return ACE_STEP if spec.family == ACE_STEP else backend
+    """Which file set a spec needs: a one-backend family's own (named by the family: ace-step), else
+    the backend's (MusicGen's transformers and audiocraft read different files of one repo)."""
+    return _family_files(spec.family, backend)
+
+
+def _family_files(family: str, backend: str | None) -> str | None:
+    return family if len(families.family(family).backends) == 1 else backend
 
 
 def size_on_disk(path: str | Path | None) -> int | None:
@@ -228,7 +234,7 @@ def known_models(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for family, aliases in ((MUSICGEN, ALIASES), (ACE_STEP, ACE_STEP_ALIASES)):
         for alias, repo in aliases.items():
-            snap = cached_snapshot(repo, cache_dir, ACE_STEP if family == ACE_STEP else None)
+            snap = cached_snapshot(repo, cache_dir, _family_files(family, None))
             out.append({"name": alias, "family": family, "source": repo, "kind": "hub", "cached": snap is not None,
                         "path": str(snap) if snap else None, "size_bytes": size_on_disk(snap),
                         "licence": LICENCES[family], "description": DESCRIPTIONS[alias]})

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import msgspec
 
 from dgx_music.common.params import GenerationParams
-from dgx_music.common.schemas import AceStepParams
+from dgx_music.common.schemas import SCHEMAS
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import is_cached, known_models, resolve_model
 from dgx_music.daemon.engine.transport import WorkerSilent, WorkerTransport
@@ -99,8 +98,6 @@ def _variations_from(params: Any, offset: int) -> Any:
     shifted = getattr(params, "from_variation", None)
     if offset and callable(shifted):
         return shifted(offset)
-    if offset and isinstance(params, AceStepParams) and params.seed is not None:
-        return msgspec.structs.replace(params, seed=params.seed + offset)
     return params
 
 
@@ -261,7 +258,7 @@ class EngineSupervisor:
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip()
                                                                    for p in prompts):
             raise EngineError("bad_request", "prompts must be a non-empty list of non-empty strings")
-        if not isinstance(params, (GenerationParams, AceStepParams)):
+        if not isinstance(params, tuple(SCHEMAS.values())):
             raise EngineError("bad_request", "params must be a family's typed params (common/schemas.py)")
         params = params.with_seed()
         model = params.model or self.settings.model

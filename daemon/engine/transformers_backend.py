@@ -19,7 +19,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from dgx_music.common.fmt import with_article
 from dgx_music.common.params import WINDOW_SECONDS
-from dgx_music.daemon.engine.backend import (CONTEXT_SECONDS, CROSSFADE_SECONDS, DECODE_MODES, Backend, ProgressCb,
+from dgx_music.daemon.engine.backend import (CONTEXT_SECONDS, CROSSFADE_SECONDS, DECODE_MODES, MusicGenBackend, ProgressCb,
                                              StepCb, frames_for, join_windows, pick_dtype, seed_everything, window_plan)
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import fetch_model, resolve_model
@@ -51,7 +51,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-class TransformersBackend(Backend):
+class TransformersBackend(MusicGenBackend):
     name = "transformers"
     streams = True  # generate(on_audio=...) sends the clip as it is made
 

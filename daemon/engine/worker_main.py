@@ -18,8 +18,8 @@ Supervisor -> worker:
    audio: {name: {pcm: float32 bytes, sample_rate, [channels]}}}   (audio optional)
       channels absent or 1: mono (MusicGen's melody and prefix at 32 kHz); more: the pcm is
       channel-major [channels, samples] at the model's rate (ACE-Step's `source`, stereo 48 kHz)
-      params: MusicGen {duration, temperature, top_k, top_p, cfg, seed}, or any
-      dict a non-MusicGen backend's generate_params() understands
+      params: the family's request (its schema's wire()), handed to backend.run(); the
+      audio inputs and streaming allowed are the backend's `capabilities`
   {type: cancel, id}   id of the request to stop: a running one stops at its next
                        decode step, a queued one answers "cancelled" without starting,
                        a finished one is ignored (read by a thread)
@@ -51,7 +51,7 @@ import resource  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -59,6 +59,9 @@ from dgx_music.common import protocol  # noqa: E402
 from dgx_music.common.fmt import with_article
 from dgx_music.daemon.engine.errors import Cancelled, EngineError  # noqa: E402
 from dgx_music.daemon.engine.transport import WORKER_MAX_FRAME  # noqa: E402
+
+if TYPE_CHECKING:
+    from dgx_music.daemon.engine.backend import Capabilities
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress frames (~10/s)
 
@@ -106,7 +109,6 @@ def classify(exc: BaseException) -> EngineError:
 
 #: Keys of a load frame the worker itself uses; any other key goes to backend.load() as a keyword.
 LOAD_KEYS = frozenset({"type", "id", "model", "backend", "device", "dtype", "offline", "cache_dir", "family"})
-MUSICGEN_AUDIO = ("melody", "prefix")
 
 
 class Worker:
@@ -249,17 +251,18 @@ class Worker:
               "dtype": backend.dtype, "sample_rate": backend.sample_rate,
               "load_seconds": round(time.perf_counter() - t0, 3), "memory": memory()})
 
-    def _audio_in(self, msg: dict[str, Any], family: str) -> dict[str, np.ndarray]:
+    def _audio_in(self, msg: dict[str, Any], caps: "Capabilities") -> dict[str, np.ndarray]:
         """The frame's {name: {pcm, sample_rate, [channels]}} audio inputs -> {name: float32 array}:
-        [samples] for mono, [channels, samples] otherwise."""
+        [samples] for mono, [channels, samples] otherwise. Each must be one the backend's
+        capabilities name, in its channel count and rate."""
         raw = msg.get("audio") or {}
         if not isinstance(raw, dict):
             raise EngineError("bad_request", "audio must be a map of name -> {pcm, sample_rate}")
         out: dict[str, np.ndarray] = {}
         for name, m in raw.items():
-            if family == "musicgen" and name not in MUSICGEN_AUDIO:
-                raise EngineError("bad_request", f"MusicGen takes audio inputs {' and '.join(MUSICGEN_AUDIO)}, "
-                                                 f"not {name!r}")
+            if name not in caps.audio_inputs:
+                takes = " and ".join(caps.audio_inputs) or "no audio inputs"
+                raise EngineError("bad_request", f"this {caps.family} backend takes {takes}, not {name!r}")
             if not isinstance(m, dict) or not isinstance(m.get("pcm"), bytes) or len(m["pcm"]) % 4:
                 raise EngineError("bad_request", f"the {name} must be {{pcm: float32 bytes, sample_rate}}")
             audio = np.frombuffer(m["pcm"], dtype=np.float32)
@@ -269,11 +272,11 @@ class Worker:
             if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= 8 \
                     or audio.size % channels:
                 raise EngineError("bad_request", f"the {name}: channels must be 1-8 and divide the samples")
-            if family == "musicgen" and (channels != 1 or int(m.get("sample_rate", 0)) != self.backend.sample_rate):
-                raise EngineError("bad_request", f"the {name} must be mono float32 at {self.backend.sample_rate} Hz")
+            want, rate = caps.audio_inputs[name].channels, caps.input_rate(name)
+            if channels != want or int(m.get("sample_rate", 0)) != rate:
+                layout = "mono" if want == 1 else f"{want}-channel"
+                raise EngineError("bad_request", f"the {name} must be {layout} float32 at {rate} Hz")
             if channels > 1:
-                if int(m.get("sample_rate", 0)) != self.backend.sample_rate:
-                    raise EngineError("bad_request", f"the {name} must be at {self.backend.sample_rate} Hz")
                 audio = audio.reshape(channels, -1)
             out[str(name)] = audio
         return out
@@ -287,8 +290,8 @@ class Worker:
         p = msg.get("params") or {}
         if not isinstance(p, dict):
             raise EngineError("bad_request", "params must be a map")
-        family = getattr(self.backend, "family", "musicgen")
-        audio_in = self._audio_in(msg, family)
+        caps = self.backend.capabilities
+        audio_in = self._audio_in(msg, caps)
         t0 = time.perf_counter()
         last = [0.0]
 
@@ -308,22 +311,15 @@ class Worker:
         if self.test_oom_min_batch and len(prompts) >= self.test_oom_min_batch:
             raise RuntimeError(f"CUDA out of memory (simulated for tests: batch {len(prompts)} >= "
                                f"{self.test_oom_min_batch})")
-        if family != "musicgen":
-            audio, sr = self.backend.generate_params(prompts, p, on_step, audio_in)
-        else:
-            stream: dict[str, Any] = {}
-            if msg.get("stream") and getattr(self.backend, "streams", False):
-                sr_out = self.backend.sample_rate
+        on_audio = None
+        if msg.get("stream") and caps.streams:
+            sr_out = caps.sample_rate
 
-                def on_audio(offset: int, chunk: np.ndarray) -> None:
-                    send({"type": "audio", "id": req_id, "offset": int(offset), "shape": list(chunk.shape),
-                          "sample_rate": sr_out, "pcm": np.ascontiguousarray(chunk, dtype=np.float32).tobytes()})
+            def on_audio(offset: int, chunk: np.ndarray) -> None:
+                send({"type": "audio", "id": req_id, "offset": int(offset), "shape": list(chunk.shape),
+                      "sample_rate": sr_out, "pcm": np.ascontiguousarray(chunk, dtype=np.float32).tobytes()})
 
-                stream["on_audio"] = on_audio
-            audio, sr = self.backend.generate(
-                prompts, float(p.get("duration", 8.0)), float(p.get("temperature", 1.0)), int(p.get("top_k", 250)),
-                float(p.get("top_p", 0.0)), float(p.get("cfg", 3.0)), int(p.get("seed", 0)), on_step,
-                melody=audio_in.get("melody"), prefix=audio_in.get("prefix"), **stream)
+        audio, sr = self.backend.run(prompts, p, on_step, audio_in, on_audio=on_audio)
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         send({"type": "result", "id": req_id, "pcm": audio.tobytes(), "shape": list(audio.shape),
               "dtype": "float32", "sample_rate": int(sr), "seconds": round(time.perf_counter() - t0, 4),

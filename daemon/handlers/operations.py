@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from dgx_music.common.operations import ADD_PART, COVER, REPAINT, STEMS
-from dgx_music.daemon import operations
 from dgx_music.daemon.handlers import Context, method
 from dgx_music.daemon.handlers.args import Args
 
@@ -13,25 +12,25 @@ from dgx_music.daemon.handlers.args import Args
 @method("op.repaint")
 async def repaint(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Queue a repaint: a new track, the source with [start, end) regenerated."""
-    return await operations.submit(ctx.daemon.scheduler, REPAINT, params)
+    return await ctx.daemon.scheduler.submit(params, kind=REPAINT)
 
 
 @method("op.cover")
 async def cover(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Queue a cover: the source's structure in the prompt's style."""
-    return await operations.submit(ctx.daemon.scheduler, COVER, params)
+    return await ctx.daemon.scheduler.submit(params, kind=COVER)
 
 
 @method("op.stems")
 async def stems(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Queue a stem split: one new track per part, aligned with the source."""
-    return await operations.submit(ctx.daemon.scheduler, STEMS, params)
+    return await ctx.daemon.scheduler.submit(params, kind=STEMS)
 
 
 @method("op.add_part")
 async def add_part(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Queue an added part (and, with mix, the source with it mixed in)."""
-    return await operations.submit(ctx.daemon.scheduler, ADD_PART, params)
+    return await ctx.daemon.scheduler.submit(params, kind=ADD_PART)
 
 
 @method("track.lineage")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dgx_music.common import protocol
-from dgx_music.common.families import ACE_STEP, MUSICGEN
+from dgx_music.common import families
 from dgx_music.common.fmt import plural, with_article
 from dgx_music.daemon.handlers import Context, HandlerError, method
 from dgx_music.daemon.handlers.args import Args
@@ -32,15 +32,15 @@ async def check_streamable(ctx: Context, job_id: int, variation: int, *, field: 
     kept); else the error a listener should see. `field` names the job id in the caller's params."""
     job = await ctx.daemon.store.get_job(job_id)
     stored = job.get("params") or {}
-    family = ACE_STEP if stored.get("operation") else stored.get("family", MUSICGEN)  # operations are ACE-Step's
-    if family != MUSICGEN:
-        raise HandlerError(protocol.INVALID_PARAMS, f"{field}: job {job_id} is {with_article(family)} job; only "
-                                                    f"MusicGen streams (ACE-Step is a diffusion model: it makes the "
-                                                    f"whole clip at once)", field=field)
-    if job.get("backend") not in (None, "transformers"):
+    family = families.family(stored.get("family"))  # operations store theirs too
+    if not family.streaming_backends:
+        streaming = ", ".join(f.title for f in families.REGISTRY.values() if f.streaming_backends)
+        raise HandlerError(protocol.INVALID_PARAMS, f"{field}: job {job_id} is {with_article(family.name)} job; only {streaming} "
+                                                    f"streams ({family.why_no_stream})", field=field)
+    if job.get("backend") is not None and job["backend"] not in family.streaming_backends:
         raise HandlerError(protocol.INVALID_PARAMS, f"{field}: job {job_id} runs on the {job['backend']} backend, "
-                                                    "which does not stream; the transformers backend does",
-                           field=field)
+                                                    f"which does not stream; the {' or '.join(family.streaming_backends)} "
+                                                    "backend does", field=field)
     if variation >= int(job.get("count") or 1):
         raise HandlerError(protocol.INVALID_PARAMS, f"variation: job {job_id} makes "
                                                     f"{plural(job.get('count') or 1, 'variation')}, numbered from 0",

@@ -50,6 +50,25 @@ class LineageMixin(StoreBase):
             "VALUES (?, ?, ?, ?, ?, ?)",
             (seq, row["source_id"], row["source_name"], row["operation"], row["part"], row["params"]))
 
+    async def source_of_key(self, key: str) -> str | None:
+        """The library track an earlier operation stored as source `key`, or None (an upload).
+
+        A retry or remix names the daemon's stored copy by key; this finds the track that copy
+        was made from, so the new tracks' lineage points at it too. Tracks first (they outlive
+        pruned jobs), then jobs (one still queued or running)."""
+
+        async def op() -> str | None:
+            for table in ("tracks", "jobs"):
+                found = await self._scalar(
+                    f"SELECT json_extract(params, '$.source_id') FROM {table} "
+                    "WHERE json_extract(params, '$.source_key') = ? "
+                    "AND json_extract(params, '$.source_id') IS NOT NULL ORDER BY rowid DESC LIMIT 1", (key,))
+                if isinstance(found, str) and found:
+                    return found
+            return None
+
+        return await self._run(op)
+
     async def lineage(self, track_id: str) -> dict[str, Any]:
         """{"id", "source": {...} | None, "derived": [...]} for a track.
 

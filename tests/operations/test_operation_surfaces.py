@@ -99,3 +99,21 @@ async def test_cli_remix_of_a_stem_runs_stems_again_on_the_same_source(daemon_fa
     rc, out, _ = await cli(sock, "remix", "--help")
     out = " ".join(out.split())
     assert "that operation is run again on the same source" in out
+
+
+async def test_cli_remix_of_a_library_tracks_stem_is_listed_under_the_source(
+        daemon_factory: Callable[..., Any], tiny_acestep: Path) -> None:
+    """A remix sends only the stored source's key: the daemon finds the track it came from, so `show`
+    on the source lists the remix's tracks and the remix names its source (not "deleted since")."""
+    d = await daemon_factory(engine__model=str(tiny_acestep))
+    sock = d.server.path
+    song = await cli_json(sock, "generate", "synth pop", "--duration", "10", "--steps", "1", "--seed", "2", "--wait")
+    src = song["tracks"][0]["id"]
+    stems = await cli_json(sock, "stems", src, "--parts", "drums", "--steps", "1", "--seed", "4", "--wait")
+    again = await cli_json(sock, "remix", stems["tracks"][0]["id"], "--wait")
+    assert again["state"] == "done" and again["params"]["source_id"] == src
+    remixed = again["tracks"][0]["id"]
+    rc, out, _ = await cli(sock, "show", remixed)
+    assert rc == 0 and f"source    stems drums of track {src} (" in out and "deleted since" not in out
+    rc, out, _ = await cli(sock, "show", src)
+    assert rc == 0 and f"derived   {remixed}  stems drums" in out

@@ -11,6 +11,7 @@ import pytest
 from dgx_music.common.client import Client
 from dgx_music.common.protocol import RemoteError
 from dgx_music.common.schemas import (AceStepParams, MusicGenParams, ParamError, normalise_key, validate_request)
+from dgx_music.daemon.jobs.generate import params_of
 
 LYRICS = "[verse]\nneon rain on the window\n[chorus]\nwe run, we run"
 
@@ -112,7 +113,7 @@ async def test_ace_step_job_is_queued_with_its_typed_params(daemon: Any) -> None
     assert stored["family"] == "ace-step" and stored["lyrics"] == LYRICS and stored["key"] == "A minor"
     assert stored["steps"] == 8 and stored["lora"] == str(lora.resolve()) and stored["lora_scale"] == 0.5
     assert "top_k" not in stored and "temperature" not in stored
-    params = daemon.scheduler._params_of(await daemon.store.get_job(job["id"]))
+    params = params_of(await daemon.store.get_job(job["id"]), daemon.scheduler.max_count)
     assert isinstance(params, AceStepParams)
     assert params.wire() == {"duration": 20.0, "lyrics": LYRICS, "language": "en", "bpm": 96, "key": "A minor",
                              "time_signature": 4, "steps": 8, "guidance": 1.0, "shift": 3.0, "seed": job["seed"],

@@ -380,3 +380,32 @@ async def test_close_waits_for_the_audio_thread_without_blocking_the_loop(daemon
     gate.set()
     await asyncio.wait_for(closing, 5)
     assert busy.done() and sched.runner_status()["state"] == "stopped"
+
+
+# ----------------------------------------------------------------------------- cancel at pick-up
+async def test_a_cancel_as_the_runner_picks_the_job_up_logs_no_error(
+        daemon_factory: Callable[..., Any], tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The runner reads the next queued job, then marks it running; a cancel in between used to
+    turn mark_running's conflict into "unexpected failure" and "could not record the failure"
+    (two ERROR tracebacks, once in ~1,100 submit-then-cancel pairs). Here the cancel lands exactly
+    there: the runner's mark_running first lets a cancel from another client complete."""
+    caplog.set_level(logging.INFO)
+    d = await daemon_factory(engine__model=str(tiny_model))
+    sched, real = d.scheduler, d.store.mark_running
+    answers: list[dict[str, Any]] = []
+    async with await Client.connect(d.server.path) as c, await Client.connect(d.server.path) as other:
+        async def cancel_then_start(job_id: int, **kw: Any) -> Any:
+            if not answers and asyncio.current_task() is sched._task:
+                answers.append(await other.call("job.cancel", {"id": job_id}))
+            return await real(job_id, **kw)
+
+        d.store.mark_running = cancel_then_start  # type: ignore[method-assign]
+        await c.subscribe("job")
+        first = await c.call("job.submit", {"prompt": "cancelled at pick-up", "duration": 1, "seed": 1})
+        await until(lambda: bool(answers), what="the cancel at pick-up")
+        assert answers[0]["state"] == "cancelled"
+        second = await c.call("job.submit", {"prompt": "the runner goes on", "duration": 1, "seed": 2})
+        await wait_event(c, "job.finished", second["id"], timeout=120)
+        assert (await c.call("job.get", {"id": first["id"]}))["state"] == "cancelled"
+    errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []

@@ -1,0 +1,26 @@
+"""Job kinds: what each kind of job does at submit and at run time (the scheduler runs them all).
+
+    kinds.py       the JobKind interface, JobRow / Work, the registry
+    generate.py    text to music (any family; MusicGen with a melody)
+    extend.py      continuing a library track
+    operations.py  repaint, cover, stems, add a part (ACE-Step)
+
+Importing the package registers the built-in kinds.
+"""
+
+from __future__ import annotations
+
+from dgx_music.daemon.jobs import kinds
+from dgx_music.daemon.jobs.extend import ExtendKind
+from dgx_music.daemon.jobs.generate import EXTEND, GENERATE, GenerateKind, submit_kind
+from dgx_music.daemon.jobs.kinds import JobContext, JobKind, JobRow, Work, kind_of, named, register, unregister
+from dgx_music.daemon.jobs.operations import KINDS as OPERATION_KINDS
+
+# Asked in reverse order: an operation, then extend, then plain generation.
+register(GenerateKind())
+register(ExtendKind())
+for _kind in OPERATION_KINDS.values():
+    register(_kind)
+
+__all__ = ["EXTEND", "GENERATE", "JobContext", "JobKind", "JobRow", "Work", "kind_of", "kinds", "named", "register",
+           "submit_kind", "unregister"]

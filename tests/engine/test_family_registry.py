@@ -1,0 +1,65 @@
+"""Families are declared once (common/families.py) and asked, never compared by name.
+
+Adding a family must mean a registry entry and a backend, not `if family == ...` branches across
+the daemon: the capability API answers what the worker, the stream handler, the job kinds and the
+renderer ask, and a structural check keeps new name branches out of daemon/."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from dgx_music.common import families
+from dgx_music.daemon.engine.backend import MusicGenBackend, get_backend
+
+DAEMON = Path(__file__).resolve().parents[2] / "daemon"
+
+#: A comparison with a family's name (constant or literal), or a type test on a family's schema.
+BRANCH = re.compile(r"""(==|!=|\bin)\s*\(?\s*((MUSICGEN|ACE_STEP)\b|["'](musicgen|ace-step)["'])"""
+                    r"""|\b(MUSICGEN|ACE_STEP)\s*(==|!=)"""
+                    r"""|isinstance\([^)]*\b(AceStepParams|MusicGenParams)\b""")
+
+#: Files that still branch on a family, each with its count: the per-family tools (doctor, bench, the
+#: test-model builder).
+#: The runtime paths (worker, supervisor, scheduler, job kinds, stream handler, renderer) have none.
+KNOWN = {"engine/doctor.py": 2, "engine/bench.py": 2, "engine/testmodel.py": 2,
+         "engine/transformers_backend.py": 1}  # transformers' own config model_type (musicgen or musicgen_melody)
+
+
+def branches() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for path in sorted(DAEMON.rglob("*.py")):
+        for line in path.read_text().splitlines():
+            code = line.split("#", 1)[0]
+            if BRANCH.search(code):
+                found.setdefault(str(path.relative_to(DAEMON)), []).append(line.strip())
+    return found
+
+
+def test_no_family_name_branches_outside_the_registry() -> None:
+    found = branches()
+    new = {f: lines for f, lines in found.items() if len(lines) > KNOWN.get(f, 0)}
+    assert new == {}, "ask common/families.py (or the backend's capabilities) instead of comparing family names"
+
+
+def test_the_check_sees_a_family_branch() -> None:
+    """The pattern catches the forms the branches took (so the test above can fail)."""
+    for line in ('if family == "musicgen":', "if family != MUSICGEN and x:", "if spec.family == ACE_STEP:",
+                 "if isinstance(params, AceStepParams):", 'family = ACE_STEP if x else "y" in ("ace-step",)'):
+        assert BRANCH.search(line), line
+    assert not BRANCH.search("if family != DEFAULT_FAMILY:")
+
+
+@pytest.mark.parametrize("name", families.FAMILIES)
+def test_each_family_has_a_backend_declaring_its_capabilities(name: str) -> None:
+    fam = families.family(name)
+    for backend_name in fam.backends:
+        if backend_name == "audiocraft":
+            continue  # optional: its own environment (tests/engine/test_audiocraft.py)
+        b = get_backend(backend_name, name)
+        caps = b.capabilities
+        assert caps.family == name and caps.tasks == fam.tasks and dict(caps.audio_inputs) == dict(fam.audio_inputs)
+        assert caps.streams == (backend_name in fam.streaming_backends)
+        assert callable(b.run) and not getattr(b, "generate", None) or isinstance(b, MusicGenBackend)
