@@ -208,7 +208,9 @@ async def test_bad_input_is_refused_naming_the_field_and_nothing_changes(daemon:
         assert "vocals" in await refused(c, "op.stems", {"source": src, "parts": ["kazoo"]}, "parts")
         await refused(c, "op.add_part", {"source": src, "part": "kazoo"}, "part")
         assert "ACE-Step" in await refused(c, "op.cover", {"source": src, "prompt": "x", "model": "small"}, "model")
-        await refused(c, "op.stems", {"source": "99-0"}, "source")
+        with pytest.raises(RemoteError) as missing:  # a track that does not exist: not_found, naming the field
+            await c.call("op.stems", {"source": "99-0"})
+        assert missing.value.code == "not_found" and missing.value.data.get("field") == "source"
         assert "silent" in await refused(c, "op.stems", {"source_audio": tone(2.0, fmt="WAV")[:44] +
                                                           bytes(2 * 2 * 44100 * 2)}, "source_audio")
         await refused(c, "op.stems", {"source_audio": b"not audio at all" * 100}, "source_audio")
