@@ -51,6 +51,18 @@ def make_settings(root: Path, **overrides: Any) -> Settings:
     return load_settings(cfg, base, env=env)
 
 
+async def start_http(d: Any) -> Any:
+    """Start the HTTP API of an in-process daemon whose settings name its address (tests use
+    127.0.0.1:0, an ephemeral port); closed with the daemon. Returns the running API."""
+    from dgx_music.daemon import http as http_api
+
+    plan = http_api.plan(d.settings)
+    assert plan is not None, "the daemon's settings turn HTTP off"
+    api = await http_api.start(d, plan)
+    d.extras.append(api)
+    return api
+
+
 @pytest.fixture
 async def daemon_factory(short_tmp: Path) -> AsyncIterator[Callable[..., Any]]:
     """Start in-process daemons; each is closed at the end of the test."""

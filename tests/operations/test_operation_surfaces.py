@@ -13,7 +13,7 @@ import soundfile as sf
 
 from dgx_music.common.client import Client
 from tests.cli.test_cli_e2e import cli, cli_json
-from tests.conftest import wait_event
+from tests.conftest import start_http, wait_event
 from tests.operations.test_operation_jobs import tone
 
 
@@ -47,12 +47,8 @@ async def test_cli_stems_of_a_file_then_show_lists_the_family(daemon_factory: Ca
 
 async def test_http_add_part_route_matches_its_openapi_schema(daemon_factory: Callable[..., Any],
                                                               tiny_acestep: Path) -> None:
-    from dgx_music.daemon import http as http_api
-
     d = await daemon_factory(engine__model=str(tiny_acestep), http__listen="127.0.0.1:0")
-    plan = http_api.plan(d.settings)
-    api = await http_api.start(d, plan)
-    d.extras.append(api)
+    api = await start_http(d)
     base = api.url + "/api/v1"
     body = {"source_audio": base64.b64encode(tone(1.5)).decode(), "source_name": "loop.flac", "part": "drums",
             "steps": 1}

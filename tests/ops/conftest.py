@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 import pytest
 
+from tests.conftest import start_http
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -27,14 +29,8 @@ def ops_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 @pytest.fixture
 async def http_daemon(daemon_factory: Callable[..., Any], ops_model: Path) -> Any:
     """A real in-process daemon (tiny model) with the HTTP API on 127.0.0.1, an ephemeral port."""
-    from dgx_music.daemon import http as http_api
-
     d = await daemon_factory(engine__model=str(ops_model), http__listen="127.0.0.1:0")
-    plan = http_api.plan(d.settings)
-    assert plan is not None
-    api = await http_api.start(d, plan)
-    d.extras.append(api)
-    d.http = api
+    d.http = await start_http(d)
     return d
 
 

@@ -17,7 +17,7 @@ from dgx_music.common.config import Settings
 from dgx_music.daemon import http as http_api
 from dgx_music.daemon.server import StartupError
 from dgx_music.daemon.web.page import PAGE_PATHS
-from tests.conftest import make_settings
+from tests.conftest import make_settings, start_http
 
 from .conftest import bearer, cli
 
@@ -339,8 +339,7 @@ async def test_token_required_on_every_request(daemon_factory: Any, short_tmp: P
     token = "t0ken-" + "x" * 26
     tf = _token_file(short_tmp, token=token)
     d = await daemon_factory(http__listen="127.0.0.1:0", http__token_file=str(tf))
-    api = await http_api.start(d, http_api.plan(d.settings))
-    d.extras.append(api)
+    api = await start_http(d)
     async with aiohttp.ClientSession() as s:
         for path in ("/", "/healthz", "/metrics", "/openapi.json", "/api/v1/status", "/api/v1/jobs",
                      "/api/v1/events", "/api/v1/nonexistent"):
@@ -364,8 +363,7 @@ async def test_token_required_on_every_request(daemon_factory: Any, short_tmp: P
 
 async def test_hostile_bodies_and_ids_are_invalid_params(daemon_factory: Any) -> None:
     d = await daemon_factory(http__listen="127.0.0.1:0")
-    api = await http_api.start(d, http_api.plan(d.settings))
-    d.extras.append(api)
+    api = await start_http(d)
     url = api.url + "/api/v1"
     huge = "9" * 5001
     cases = [

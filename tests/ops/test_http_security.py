@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 
 from dgx_music.common.client import Client
+from tests.conftest import start_http
 
 from .conftest import bearer
 from .test_http import import_track
@@ -80,11 +81,8 @@ async def test_cross_site_posts_are_refused_and_change_nothing(http_daemon: Any)
 
 
 async def test_dns_rebinding_host_is_refused(daemon_factory: Any, short_tmp: Path) -> None:
-    from dgx_music.daemon import http as http_api
-
     d = await daemon_factory(http__listen="127.0.0.1:0", http__allowed_hosts="music.lan, studio.example")
-    api = await http_api.start(d, http_api.plan(d.settings))
-    d.extras.append(api)
+    api = await start_http(d)
     await import_track(d, "970-0", "private")
     async with aiohttp.ClientSession(headers=bearer(api)) as s:
         for host in (f"rebind.evil.example:{api.port}", "rebind.evil.example", f"localhost.evil.example:{api.port}",
@@ -185,11 +183,8 @@ async def test_an_undocumented_method_is_405_on_every_route(http_daemon: Any) ->
 
 
 async def test_connections_past_the_cap_get_503_and_slow_headers_are_cut(daemon_factory: Any) -> None:
-    from dgx_music.daemon import http as http_api
-
     d = await daemon_factory(http__listen="127.0.0.1:0", http__max_connections=5, http__header_timeout=1.0)
-    api = await http_api.start(d, http_api.plan(d.settings))
-    d.extras.append(api)
+    api = await start_http(d)
     held = []
     try:
         for _ in range(5):

@@ -34,6 +34,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.conftest import start_http
+
 from .test_http import import_track
 
 pytestmark = pytest.mark.slow
@@ -87,17 +89,13 @@ async def test_schemathesis_finds_nothing(daemon_factory: Any, tiny_acestep: Pat
     cmd = schemathesis_cmd()
     if cmd is None:
         pytest.skip("schemathesis is not installed (pip install 'dgx-music[test]'), nor SCHEMATHESIS_CMD set")
-    from dgx_music.daemon import http as http_api
 
     # A short queue: generated jobs (up to 16 x 300 s) are accepted or refused queue_full, not all run.
     d = await daemon_factory(engine__model=str(tiny_acestep), http__listen="127.0.0.1:0", daemon__queue_limit=2,
                              engine__offline=True)
     await import_track(d, SOURCE, "the source of the operations", seconds=4.0)
     await import_track(d, VICTIM, "a track to delete")
-    plan = http_api.plan(d.settings)
-    assert plan is not None
-    api = await http_api.start(d, plan)
-    d.extras.append(api)
+    api = await start_http(d)
     base = api.url
     auth = f"Authorization: Bearer {api.plan.token}"
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api.plan.token}"}) as s:

@@ -19,9 +19,8 @@ import pytest
 from dgx_music.common.client import Client
 from dgx_music.common.protocol import RemoteError
 from dgx_music.daemon import diskspace
-from dgx_music.daemon import http as http_api
 from dgx_music.daemon.store import StoreError
-from tests.conftest import wait_event
+from tests.conftest import start_http, wait_event
 
 SLOW = "0.03"  # seconds per decode step: room to fill the disk while a job generates
 MiB = 1024 * 1024
@@ -45,8 +44,7 @@ AUTH: dict[str, dict[str, str]] = {}
 
 
 async def with_http(d: Any) -> str:
-    api = await http_api.start(d, http_api.plan(d.settings))
-    d.extras.append(api)
+    api = await start_http(d)
     AUTH[api.url] = {"Authorization": f"Bearer {api.plan.token}"}
     return api.url
 

@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator
 import pytest
 import pytest_asyncio
 
-from tests.conftest import make_settings
+from tests.conftest import make_settings, start_http
 
 CHROMIUM = os.environ.get("DGX_MUSIC_TEST_CHROMIUM", "/usr/bin/chromium")
 #: No sound card is needed: media elements play (their clock runs) with autoplay allowed.
@@ -34,7 +34,6 @@ def browser_missing() -> str | None:
 async def room_daemon(tiny_model: Path) -> AsyncIterator[Any]:
     """A real in-process daemon with the tiny model and the HTTP API on 127.0.0.1 (a free port).
     Decode steps are slowed a little (the worker reads it when it starts) so a running job is seen."""
-    from dgx_music.daemon import http as http_api
     from dgx_music.daemon.app import Daemon
 
     root = Path(tempfile.mkdtemp(prefix="dgxm-web-", dir="/tmp"))
@@ -43,11 +42,7 @@ async def room_daemon(tiny_model: Path) -> AsyncIterator[Any]:
     d = Daemon(make_settings(root, engine__model=str(tiny_model), http__listen="127.0.0.1:0"))
     try:
         await d.start()
-        plan = http_api.plan(d.settings)
-        assert plan is not None
-        api = await http_api.start(d, plan)
-        d.extras.append(api)
-        d.http = api
+        d.http = await start_http(d)
         yield d
     finally:
         await d.close()
