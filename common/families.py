@@ -10,8 +10,9 @@ None for those.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 MUSICGEN = "musicgen"
 ACE_STEP = "ace-step"
@@ -52,12 +53,30 @@ class Family:
     song_fields: bool = False
     #: Parameter defaults (steps, guidance...) follow the model variant: a job row names its model.
     model_defaults: bool = False
+    #: Named models to suggest for the family's operations (tasks on a source), in refusals.
+    operation_models: tuple[str, ...] = ()
+    # The per-family tools, each "module:function" (imported by the tool only, see `tool`: they
+    # import torch, which the light client never loads).
+    #: Writes a tiny random model: (directory, *, backend, seed, python, melody) -> Path.
+    test_model: str = ""
+    #: `dgx-music bench`: (**options) -> result dict, and result dict -> text.
+    bench: str = ""
+    bench_format: str = ""
+    #: `doctor`: (entry, info) -> (ok, detail) for the family's libraries; `doctor_required`: a
+    #: family whose libraries are missing fails the doctor (else it warns: the family is optional).
+    doctor_libraries: str = ""
+    doctor_required: bool = False
 
     def backend_for(self, name: str) -> str:
         """The "module:Class" for backend `name`; a family with one backend ignores the name."""
         if len(self.backends) == 1:
             return next(iter(self.backends.values()))
         return self.backends[name]
+
+    def tool(self, which: str) -> Any:
+        """The callable a per-family tool field (`test_model`, `bench`, ...) names, imported now."""
+        module, _, attr = getattr(self, which).partition(":")
+        return getattr(importlib.import_module(module), attr)
 
     def does(self, task: str) -> bool:
         return task in self.tasks
@@ -70,13 +89,20 @@ REGISTRY: dict[str, Family] = {
         backends={"transformers": _ENGINE + "transformers_backend:TransformersBackend",
                   "audiocraft": _ENGINE + "audiocraft_backend:AudiocraftBackend"},
         tasks=(TEXT2MUSIC, CONTINUE, MELODY), streaming_backends=("transformers",),
-        audio_inputs={"melody": AudioInput(1), "prefix": AudioInput(1)}),
+        audio_inputs={"melody": AudioInput(1), "prefix": AudioInput(1)},
+        test_model=_ENGINE + "testmodel:build_musicgen_test_model",
+        bench=_ENGINE + "bench:bench_musicgen", bench_format=_ENGINE + "bench:format_musicgen",
+        doctor_libraries=_ENGINE + "doctor:musicgen_libraries", doctor_required=True),
     ACE_STEP: Family(
         name=ACE_STEP, title="ACE-Step", licence="MIT (weights and code)",
         backends={"diffusers": _ENGINE + "acestep_backend:AceStepBackend"},
         tasks=(TEXT2MUSIC, REPAINT_TASK, COVER_TASK, EXTRACT_TASK, LEGO_TASK),
         why_no_stream="ACE-Step is a diffusion model: it makes the whole clip at once",
-        audio_inputs={"source": AudioInput(2, 48000)}, song_fields=True, model_defaults=True),
+        audio_inputs={"source": AudioInput(2, 48000)}, song_fields=True, model_defaults=True,
+        operation_models=("ace-step", "ace-step-base"),
+        test_model=_ENGINE + "acestep_testmodel:build_test_model",
+        bench=_ENGINE + "acestep_bench:bench", bench_format=_ENGINE + "acestep_bench:format_acestep",
+        doctor_libraries=_ENGINE + "doctor:acestep_libraries"),
 }
 assert tuple(REGISTRY) == FAMILIES
 

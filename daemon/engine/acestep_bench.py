@@ -30,6 +30,15 @@ def _timed(store: list[float], fn: Callable[..., Any], sync: Callable[[], None])
     return wrapper
 
 
+_KEYS = {"model", "duration", "batch", "device", "prompt", "lyrics", "seed", "steps", "warmup", "offline",
+         "cache_dir", "progress_cb"}
+
+
+def bench(**kwargs: Any) -> dict[str, Any]:
+    """The family's `bench` (common/families.py): the CLI's options this bench takes, unset ones left out."""
+    return bench_acestep(**{k: v for k, v in kwargs.items() if k in _KEYS and v is not None})
+
+
 def bench_acestep(*, model: str = "random:ace-step", duration: float = 30.0, batch: int = 1,
                   device: str = "auto", prompt: str = "", lyrics: str = DEFAULT_LYRICS, seed: int = 0,
                   steps: int | None = None, warmup: bool = False, offline: bool = False,

@@ -146,6 +146,15 @@ def build_random_pipeline(variant: str = "ace-step") -> Any:
     return pipe
 
 
+def build_test_model(directory: str | Path, *, backend: str = "diffusers", seed: int = 0,
+                     python: str | None = None, melody: bool = False) -> Path:
+    """The family's `test_model` (common/families.py): a tiny turbo pipeline; `backend` and `python`
+    do not apply (one backend, built in this interpreter)."""
+    if melody:
+        raise ValueError("--melody is a MusicGen option; ace-step test models follow lyrics, not melodies")
+    return build_tiny_acestep(directory, seed=seed)
+
+
 def build_tiny_acestep(directory: str | Path, seed: int = 0, turbo: bool = True) -> Path:
     """Write a tiny random AceStepPipeline to `directory` with save_pretrained; return the directory."""
     out = Path(directory)

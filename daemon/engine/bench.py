@@ -3,8 +3,9 @@
 Runs the same path a daemon job takes (supervisor -> worker process -> backend),
 so the numbers include process start, IPC and decoding, not just the model.
 Use `random:<size>` to measure the real architecture without downloading it.
-ACE-Step models (`random:ace-step`) are measured phase by phase in this process
-instead: see acestep_bench.py for why.
+Each family names its own bench in the registry (common/families.py): ACE-Step
+models (`random:ace-step`) are measured phase by phase in this process instead,
+see acestep_bench.py for why.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from dgx_music.common.families import ACE_STEP
+from dgx_music.common import families
 from dgx_music.common.params import validate_params
 from dgx_music.daemon.engine.models import resolve_model
 from dgx_music.daemon.engine.supervisor import EngineSettings, EngineSupervisor
@@ -88,16 +89,15 @@ async def bench_async(*, model: str = "random:small", duration: float = 5.0, bat
     }
 
 
-_ACE_STEP_KEYS = {"model", "duration", "batch", "device", "prompt", "lyrics", "seed", "steps", "warmup", "offline",
-                  "cache_dir", "progress_cb"}
-
-
 def bench(**kwargs: Any) -> dict[str, Any]:
-    """Synchronous entry point for the CLI: ACE-Step models get the per-phase bench (acestep_bench.py)."""
-    if resolve_model(str(kwargs.get("model") or "random:small")).family == ACE_STEP:
-        from dgx_music.daemon.engine.acestep_bench import bench_acestep
+    """Synchronous entry point for the CLI: the model's family runs its own bench (its `bench` in
+    common/families.py: MusicGen's is `bench_musicgen`, ACE-Step's the per-phase acestep_bench.py)."""
+    fam = families.family(resolve_model(str(kwargs.get("model") or "random:small")).family)
+    return fam.tool("bench")(**kwargs)  # type: ignore[no-any-return]
 
-        return bench_acestep(**{k: v for k, v in kwargs.items() if k in _ACE_STEP_KEYS and v is not None})
+
+def bench_musicgen(**kwargs: Any) -> dict[str, Any]:
+    """MusicGen's bench (through the real worker), once per `--decode` loop asked."""
     kwargs = {k: v for k, v in kwargs.items() if k not in ("lyrics", "steps")}
     modes = [m.strip() for m in str(kwargs.pop("decode", None) or "").split(",") if m.strip()]
     if len(modes) <= 1:
@@ -118,6 +118,13 @@ def check_decode(value: str | None) -> str | None:
 
 
 def format_bench(r: dict[str, Any]) -> str:
+    """The result as text, by its family's `bench_format` (a result names its family where it is not
+    the default: MusicGen's results, --decode comparisons included, name none)."""
+    return families.family(r.get("family")).tool("bench_format")(r)  # type: ignore[no-any-return]
+
+
+def format_musicgen(r: dict[str, Any]) -> str:
+    """MusicGen's `bench_format`: one run, or the --decode loops side by side."""
     if "decode_compare" in r:
         runs = r["decode_compare"]
         base = runs[0].get("step_ms")
@@ -131,10 +138,6 @@ def format_bench(r: dict[str, Any]) -> str:
                          f"{x['time_to_first_step'] or float('nan'):>13.3f} {x['generate_seconds']:>11.2f} "
                          f"{x['rtf']:>7.3f}")
         return "\n".join(lines)
-    if r.get("family") == ACE_STEP:
-        from dgx_music.daemon.engine.acestep_bench import format_acestep
-
-        return format_acestep(r)
 
     def gb(n: int | None) -> str:
         return "n/a" if n is None else f"{n / 1024**3:.2f} GiB"

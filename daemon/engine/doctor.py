@@ -141,7 +141,7 @@ def _backend_check(checks: list[dict[str, Any]], info: dict[str, Any], backend: 
 
 def _families_check(checks: list[dict[str, Any]], info: dict[str, Any], cache_dir: str | Path | None) -> None:
     """Both model families: does each one's library import, which of its named models are cached, licence."""
-    from dgx_music.common.families import ACE_STEP, FAMILIES, LICENCES, MUSICGEN
+    from dgx_music.common.families import FAMILIES, LICENCES, family
 
     fams: dict[str, dict[str, Any]] = {}
     for m in known_models(cache_dir):
@@ -153,19 +153,21 @@ def _families_check(checks: list[dict[str, Any]], info: dict[str, Any], cache_di
         entry["licence"] = LICENCES[fam]
         cached = [m["name"] for m in entry["models"] if m["cached"]]
         where = f"cached: {', '.join(cached)}" if cached else "no named model cached yet"
-        if fam == MUSICGEN:
-            ok = "transformers" in info  # _backend_check imported it
-            detail = f"transformers {info.get('transformers', 'missing')}"
-        else:
-            ok, detail = _acestep_libraries(entry)
+        decl = family(fam)
+        ok, detail = decl.tool("doctor_libraries")(entry, info)
         entry["ok"] = ok
-        _check(checks, f"family-{fam}", "ok" if ok else "warn" if fam == ACE_STEP else "fail",
+        _check(checks, f"family-{fam}", "ok" if ok else "fail" if decl.doctor_required else "warn",
                f"{detail}; {where}; licence {LICENCES[fam]}")
     info["families"] = fams
 
 
-def _acestep_libraries(entry: dict[str, Any]) -> tuple[bool, str]:
-    """diffusers with AceStepPipeline is needed; accelerate (fast loading) and peft (--lora) are advised."""
+def musicgen_libraries(entry: dict[str, Any], info: dict[str, Any]) -> tuple[bool, str]:
+    """transformers is needed (the family's `doctor_libraries`; _backend_check imported it)."""
+    return "transformers" in info, f"transformers {info.get('transformers', 'missing')}"
+
+
+def acestep_libraries(entry: dict[str, Any], info: dict[str, Any]) -> tuple[bool, str]:
+    """The family's `doctor_libraries`: diffusers with AceStepPipeline is needed; accelerate (fast loading) and peft (--lora) are advised."""
     try:
         import diffusers
     except Exception as exc:  # noqa: BLE001

@@ -16,6 +16,9 @@ import string
 from pathlib import Path
 from typing import Any
 
+from dgx_music.common import families
+from dgx_music.common.families import DEFAULT_FAMILY
+
 WORDS = (
     "a an and the of with in on for to at by from into over under slow fast calm happy sad dark bright warm "
     "cold soft loud heavy light epic dreamy ambient piano guitar bass drums drum synth strings violin cello "
@@ -154,7 +157,21 @@ def build_random_model(size: str) -> tuple[Any, Any]:
 
 
 def build_test_model(directory: str | Path, backend: str = "transformers", seed: int = 0,
-                     python: str | None = None, melody: bool = False, family: str = "musicgen") -> Path:
+                     python: str | None = None, melody: bool = False, family: str = DEFAULT_FAMILY) -> Path:
+    """Write a tiny random model of `family` to `directory`; return the directory.
+
+    Each family names its builder in the registry (`test_model` in common/families.py): MusicGen's
+    is `build_musicgen_test_model` below, ACE-Step's builds a tiny diffusers AceStepPipeline
+    (acestep_testmodel.py).
+    """
+    if family not in families.REGISTRY:
+        raise ValueError(f"unknown family {family!r}: use {' or '.join(families.FAMILIES)}")
+    return families.family(family).tool("test_model")(  # type: ignore[no-any-return]
+        directory, backend=backend, seed=seed, python=python, melody=melody)
+
+
+def build_musicgen_test_model(directory: str | Path, *, backend: str = "transformers", seed: int = 0,
+                              python: str | None = None, melody: bool = False) -> Path:
     """Write a tiny random MusicGen to `directory` in `backend`'s on-disk format; return the directory.
 
     transformers: save_pretrained + MusicgenProcessor (loads with from_pretrained).
@@ -163,16 +180,7 @@ def build_test_model(directory: str | Path, backend: str = "transformers", seed:
     `t5-base` that audiocraft's text conditioner always asks for. It is built
     by `python` (default: this interpreter), which must have audiocraft.
     `melody` builds a MusicGen-melody (text + chroma), transformers only.
-    `family="ace-step"` builds a tiny diffusers AceStepPipeline instead (acestep_testmodel.py).
     """
-    if family == "ace-step":
-        if melody:
-            raise ValueError("--melody is a MusicGen option; ace-step test models follow lyrics, not melodies")
-        from dgx_music.daemon.engine.acestep_testmodel import build_tiny_acestep
-
-        return build_tiny_acestep(directory, seed=seed)
-    if family != "musicgen":
-        raise ValueError(f"unknown family {family!r}: use musicgen or ace-step")
     out = Path(directory)
     if melody and backend != "transformers":
         raise ValueError("melody test models are built for the transformers backend only")

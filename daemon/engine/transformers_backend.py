@@ -51,6 +51,13 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+#: transformers' config `model_type` of a MusicGen directory -> (model class, processor class) in transformers.
+_MODEL_TYPES: dict[str, tuple[str, str]] = {
+    "musicgen": ("MusicgenForConditionalGeneration", "MusicgenProcessor"),
+    "musicgen_melody": ("MusicgenMelodyForConditionalGeneration", "AutoTokenizer"),
+}
+
+
 class TransformersBackend(MusicGenBackend):
     name = "transformers"
     streams = True  # generate(on_audio=...) sends the clip as it is made
@@ -126,17 +133,15 @@ class TransformersBackend(MusicGenBackend):
             model_type = json.loads(cfg_file.read_text()).get("model_type")
         except (OSError, ValueError) as exc:
             raise EngineError("bad_model", f"cannot read {cfg_file}: {exc}") from None
-        if model_type == "musicgen":
-            from transformers import MusicgenForConditionalGeneration as cls
-            from transformers import MusicgenProcessor as proc_cls
-        elif model_type == "musicgen_melody":
-            from transformers import AutoTokenizer as proc_cls  # type: ignore[no-redef]
-            from transformers import MusicgenMelodyForConditionalGeneration as cls  # type: ignore[no-redef]
-
-            # Its processor's feature extractor needs torchaudio; text goes through the tokenizer
-            # and the melody through our own chroma (engine/chroma.py).
-        else:
+        # transformers' own config `model_type` (not a family name): the model and processor classes.
+        # A melody model's processor feature extractor needs torchaudio; its text goes through the
+        # tokenizer and the melody through our own chroma (engine/chroma.py).
+        names = _MODEL_TYPES.get(model_type) if isinstance(model_type, str) else None
+        if names is None:
             raise EngineError("bad_model", f"{path} is {with_article(repr(model_type))} model, not MusicGen")
+        import transformers
+
+        cls, proc_cls = (getattr(transformers, n) for n in names)
         progress_cb(None, f"loading weights from {path}")
         try:
             model = cls.from_pretrained(path, dtype=torch_dtype)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 import msgspec
 
 from dgx_music.common import protocol
 from dgx_music.common import families
-from dgx_music.common.families import DEFAULT_FAMILY, MELODY
+from dgx_music.common.families import CONTINUE, DEFAULT_FAMILY, MELODY
 from dgx_music.common.params import MELODY_KEY_RE, WINDOW_SECONDS, GenerationParams, ParamError
 from dgx_music.common.schemas import FamilyParams, check_model_name, validate_request
 from dgx_music.daemon import libfiles, render
@@ -71,12 +71,16 @@ class GenerateKind(JobKind):
                                              f"{family} does not take it")
         if getattr(params, "lora", None) is not None:
             params = msgspec.structs.replace(params, lora=await _check_lora(ctx, params.lora))  # type: ignore[union-attr]
-        if isinstance(params, GenerationParams):  # the fields only this schema has: a melody, a track to extend
-            if params.duration > WINDOW_SECONDS and is_melody_model(model):
+        # The tasks the family declares decide which fields its schema has: a melody to follow
+        # (MELODY), a track to extend (CONTINUE); both are MusicGen's (GenerationParams).
+        if fam.does(MELODY):
+            mparams = cast(GenerationParams, params)
+            if mparams.duration > WINDOW_SECONDS and is_melody_model(model):
                 raise ParamError("duration", f"melody models make at most {WINDOW_SECONDS:g} s per clip")
-            if upload is not None or params.melody is not None:
-                params = await _store_melody(ctx, params, model, upload, upload_name)
-            await self.check_more(ctx, params, model)
+            if upload is not None or mparams.melody is not None:
+                params = await _store_melody(ctx, mparams, model, upload, upload_name)
+        if fam.does(CONTINUE):
+            await self.check_more(ctx, cast(GenerationParams, params), model)
         stored = {k: v for k, v in params.to_dict().items() if k not in ("prompt", "count", "seed", "model")}
         if family != DEFAULT_FAMILY:
             stored["family"] = family  # absent: the default, as every job stored before families existed
@@ -150,11 +154,12 @@ async def _store_melody(ctx: JobContext, params: GenerationParams, model: str, u
 
 
 async def _load_melody(ctx: JobContext, params: FamilyParams) -> Any:
-    if not isinstance(params, GenerationParams) or params.melody is None:
+    melody = getattr(params, "melody", None)  # a field of the families that do MELODY only
+    if melody is None:
         return None
     loop = asyncio.get_running_loop()
     try:
-        return await loop.run_in_executor(ctx.pool, MELODIES.load, ctx.data_dir, params.melody)
+        return await loop.run_in_executor(ctx.pool, MELODIES.load, ctx.data_dir, melody)
     except (OSError, RuntimeError, ParamError) as exc:
-        raise EngineError("bad_request", f"the job's melody ({params.melody_source or params.melody}) "
+        raise EngineError("bad_request", f"the job's melody ({getattr(params, 'melody_source', None) or melody}) "
                                          f"cannot be read: {exc}") from None

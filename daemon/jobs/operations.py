@@ -76,8 +76,10 @@ class OperationKind(JobKind):
         model = ctx.check_model(check_model_name(req.model) if req.model is not None else None)
         family = ctx.family_of(model)
         if not families.family(family).does(TASKS[operation]):
-            able = " or ".join(families.family(f).title for f in families.with_task(TASKS[operation]))
-            raise ParamError("model", f"{operation} needs an {able} model (ace-step, ace-step-base); {model} is "
+            able = [families.family(f) for f in families.with_task(TASKS[operation])]
+            titles = " or ".join(f.title for f in able)
+            names = ", ".join(m for f in able for m in f.operation_models)  # the models each family suggests
+            raise ParamError("model", f"{operation} needs an {titles} model ({names}); {model} is "
                                       f"{with_article(family)} model")
         loop = asyncio.get_running_loop()
         data_dir = ctx.data_dir

@@ -19,13 +19,12 @@ DAEMON = Path(__file__).resolve().parents[2] / "daemon"
 #: A comparison with a family's name (constant or literal), or a type test on a family's schema.
 BRANCH = re.compile(r"""(==|!=|\bin)\s*\(?\s*((MUSICGEN|ACE_STEP)\b|["'](musicgen|ace-step)["'])"""
                     r"""|\b(MUSICGEN|ACE_STEP)\s*(==|!=)"""
-                    r"""|isinstance\([^)]*\b(AceStepParams|MusicGenParams)\b""")
+                    r"""|isinstance\([^)]*\b(AceStepParams|MusicGenParams|GenerationParams)\b""")
 
-#: Files that still branch on a family, each with its count: the per-family tools (doctor, bench, the
-#: test-model builder).
-#: The runtime paths (worker, supervisor, scheduler, job kinds, stream handler, renderer) have none.
-KNOWN = {"engine/doctor.py": 2, "engine/bench.py": 2, "engine/testmodel.py": 2,
-         "engine/transformers_backend.py": 1}  # transformers' own config model_type (musicgen or musicgen_melody)
+#: Files that may still branch on a family: none. The per-family tools (doctor, bench, the test-model
+#: builder) and the models an operation suggests are declared in the registry like the runtime's
+#: capabilities (worker, supervisor, scheduler, job kinds, stream handler, renderer).
+KNOWN: dict[str, int] = {}
 
 
 def branches() -> dict[str, list[str]]:
@@ -47,7 +46,8 @@ def test_no_family_name_branches_outside_the_registry() -> None:
 def test_the_check_sees_a_family_branch() -> None:
     """The pattern catches the forms the branches took (so the test above can fail)."""
     for line in ('if family == "musicgen":', "if family != MUSICGEN and x:", "if spec.family == ACE_STEP:",
-                 "if isinstance(params, AceStepParams):", 'family = ACE_STEP if x else "y" in ("ace-step",)'):
+                 "if isinstance(params, AceStepParams):", "if isinstance(params, GenerationParams):",
+                 'family = ACE_STEP if x else "y" in ("ace-step",)'):
         assert BRANCH.search(line), line
     assert not BRANCH.search("if family != DEFAULT_FAMILY:")
 
@@ -63,3 +63,15 @@ def test_each_family_has_a_backend_declaring_its_capabilities(name: str) -> None
         assert caps.family == name and caps.tasks == fam.tasks and dict(caps.audio_inputs) == dict(fam.audio_inputs)
         assert caps.streams == (backend_name in fam.streaming_backends)
         assert callable(b.run) and not getattr(b, "generate", None) or isinstance(b, MusicGenBackend)
+
+
+@pytest.mark.parametrize("name", families.FAMILIES)
+def test_each_family_names_its_tools(name: str) -> None:
+    """The per-family tools (make-test-model, bench, doctor) are found through the registry, and the
+    models an operation's refusal suggests belong to the family."""
+    fam = families.family(name)
+    for tool in ("test_model", "bench", "bench_format", "doctor_libraries"):
+        assert callable(fam.tool(tool)), tool
+    assert all(families.family_for_name(m) == name for m in fam.operation_models)
+    assert bool(fam.operation_models) == any(t not in (families.TEXT2MUSIC, families.CONTINUE, families.MELODY)
+                                             for t in fam.tasks)
