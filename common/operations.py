@@ -18,10 +18,10 @@ from typing import Annotated, Any, ClassVar, Literal, Mapping, get_args
 import msgspec
 from msgspec import Meta
 
+from dgx_music.common.schema_openapi import nullable_optionals
 from dgx_music.common.schemas import (LANGUAGES, MAX_LYRICS_CHARS, MAX_PROMPT_CHARS, MAX_SEED, MELODY_KEY_RE,
                                       TRACK_ID_RE, Language, ModelName, ParamError, Seed, TargetLufs,
-                                      _explain, _field_of, check_model_name, nullable_optionals,
-                                      refuse_loose_bools)
+                                      _explain, _field_of, check_model_name, refuse_loose_bools)
 
 #: The operations, as protocol methods name them (`op.<name>`) and as jobs record them.
 REPAINT, COVER, STEMS, ADD_PART = "repaint", "cover", "stems", "add_part"

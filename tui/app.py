@@ -6,7 +6,7 @@ Structure (after Harlequin, Posting and Memray's live TUI):
 - The App routes those messages to three views (Compose, Queue, Library) and
   owns the status bar, the player and every request to the daemon. Requests
   run in workers; errors become notifications or inline messages, never a
-  traceback.
+  traceback. Playing previews is tui/playback.py, mixed into the App.
 """
 
 from __future__ import annotations
@@ -15,24 +15,24 @@ import asyncio
 import functools
 import gc
 import logging
-import os
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from dgx_music.common import paths, transfer
+from dgx_music.common import paths
 from dgx_music.common.client import START_HINT, DaemonUnavailable, RemoteError, RequestTimeout
 from dgx_music.common.params import ParamError
 from dgx_music.tui import commands, export_flow, track_actions
 from dgx_music.tui.compose import ComposeView
 from dgx_music.tui.connection import ConnectFn, DaemonLink, RETRY_DELAYS
-from dgx_music.tui.library import DetailPane, LibraryView
+from dgx_music.tui.library import LibraryView
 from dgx_music.tui.messages import Connected, DaemonEvent, Disconnected, JobProgress, ModelState, Snapshot
-from dgx_music.tui.player import Player, PlayerUnavailable, local_output_problem, to_wav
+from dgx_music.tui.playback import Playback
+from dgx_music.tui.player import Player
 from dgx_music.tui.queue import QueueView
 from dgx_music.tui.screens import HelpScreen
 from dgx_music.tui.speaker_out import SEEK_STEP, TabSpeaker
@@ -40,7 +40,6 @@ from dgx_music.tui.widgets import Banner, StatusBar
 
 log = logging.getLogger("dgx_music.tui")
 
-AUDIO_CHUNK = 262144
 MODEL_POLL_S = 5.0
 
 
@@ -55,7 +54,7 @@ def _while_views(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], No
     return guarded
 
 
-class DgxMusicApp(App[int]):
+class DgxMusicApp(Playback, App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "DGX Music"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
@@ -377,162 +376,7 @@ class DgxMusicApp(App[int]):
     def on_library_view_export_tracks(self, message: LibraryView.ExportTracks) -> None:
         export_flow.start(self, message.tracks)
 
-    # ------------------------------------------------------------------ playback
-
-    def _track_for_play(self) -> dict[str, Any] | None:
-        t = self.library_view.selected()
-        return t or self.last_track
-
-    def action_toggle_play(self) -> None:
-        if self.player.playing or self.tab.playing:
-            self.stop_playing()
-            return
-        t = self._track_for_play()
-        if t is None:
-            self.notify("Select a track in the library (F4) to play it.", severity="warning")
-            return
-        self.last_track = t
-        self.run_worker(self._play(t), group="play", exclusive=True, exit_on_error=False)
-
-    def stop_playing(self) -> None:
-        self.player.stop()
-        if self.tab.playing:
-            self.run_worker(self.tab.stop(), group="speaker", exit_on_error=False)
-        self._playing_ended()
-
-    def action_toggle_tab_output(self) -> None:
-        """`b`: previews go to the browser tab (when one is open) even where local playback works."""
-        self.tab.preferred = not self.tab.preferred
-        where = "the browser tab" if self.tab.preferred else "this machine when it can play"
-        self.notify(f"Previews play in {where}." + ("" if self.tab.tabs or not self.tab.preferred else
-                                                      f" No tab is open: {self.tab.where()}."), timeout=6)
-
-    def action_seek(self, delta: float) -> None:
-        if self.tab.track_id is not None:
-            self.run_worker(self.tab.seek(delta), group="speaker", exit_on_error=False)
-
-    def on_queue_view_play_stream(self, message: QueueView.PlayStream) -> None:
-        """Space on a running job: its stream, here or in the browser tab."""
-        if self.tab.job_id == message.job_id:
-            self.stop_playing()
-            return
-        why = local_output_problem(self.player)
-        if not self.tab.wanted(why):
-            self.queue_view.play_local_stream(message.job_id)
-            return
-
-        async def go() -> None:
-            if await self.tab.play_stream(message.job_id, why):
-                self.status_bar.playing = f"job {message.job_id} as it generates (browser tab)"
-                self.status_bar.refresh_text()
-        self.run_worker(go(), group="play", exclusive=True, exit_on_error=False)
-
-    def _playing_ended(self) -> None:
-        self.status_bar.playing = None
-        self.status_bar.refresh_text()
-        self.query_one(DetailPane).set_position(None)
-
-    def local_file(self, t: dict[str, Any]) -> Path | None:
-        """The track's file, if this TUI runs where the daemon does and can read it.
-        UnsafeTrackPath when the daemon names a file outside its data directory."""
-        snap = self.snapshot
-        if snap is None or not t.get("path"):
-            return None
-        status = snap.status
-        try:
-            same = Path(str(status.get("socket"))).resolve() == self.socket_path.resolve()
-        except OSError:
-            same = False
-        if not (same and status.get("data_dir")):
-            return None
-        path = transfer.checked_path(str(status["data_dir"]), t)  # UnsafeTrackPath: never read it
-        return path if os.access(path, os.R_OK) else None
-
-    async def fetch_audio(self, t: dict[str, Any]) -> Path:
-        """Stream the file over the protocol into the cache (reused when already complete)."""
-        tid = str(t["id"])
-        suffix = Path(str(t.get("path") or "x.wav")).suffix or ".wav"
-        first = await self.call("track.audio", {"id": tid, "offset": 0, "size": AUDIO_CHUNK})
-        total = int(first.get("total") or 0)
-        dest = self.cache_dir / "previews" / f"{tid}-{total}{suffix}"
-        if await asyncio.to_thread(_is_complete, dest, total):
-            return dest
-        # Every file operation in a thread: a slow disk (or a network home) must not freeze the UI.
-        part = dest.with_suffix(suffix + ".part")
-        f = await asyncio.to_thread(_open_part, part)
-        try:
-            res = first
-            while True:
-                data = res.get("data") or b""
-                await asyncio.to_thread(f.write, data)
-                offset = int(res.get("offset") or 0) + len(data)
-                if res.get("eof") or not data or offset >= total:
-                    break
-                res = await self.call("track.audio", {"id": tid, "offset": offset, "size": AUDIO_CHUNK})
-        finally:
-            await asyncio.to_thread(f.close)
-        await asyncio.to_thread(part.replace, dest)
-        return dest
-
-    async def _play(self, t: dict[str, Any]) -> None:
-        tid = str(t.get("id"))
-        why = local_output_problem(self.player)
-        if self.tab.wanted(why):
-            if await self.tab.play_track(t, why):
-                title = t.get("title") or t.get("prompt") or tid
-                self.status_bar.playing = f"{tid} {str(title)[:40]} (browser tab)"
-                self.status_bar.refresh_text()
-            return
-        try:
-            path = self.local_file(t)
-            if path is None:
-                self.status_bar.playing = f"fetching {tid}…"
-                self.status_bar.refresh_text()
-                path = await self.fetch_audio(t)
-            if self.player.needs_wav and path.suffix.lower() != ".wav":
-                wav = self.cache_dir / "previews" / f"{tid}-{path.stat().st_size}.wav"
-                wav.parent.mkdir(parents=True, exist_ok=True)
-                if not wav.exists():
-                    await asyncio.to_thread(to_wav, path, wav)
-                path = wav
-            self.player.play(path, track_id=tid, duration=float(t.get("duration") or 0.0))
-        except PlayerUnavailable as exc:
-            self.status_bar.playing = None
-            self.status_bar.refresh_text()
-            self.notify(str(exc), title="No audio output", severity="warning", timeout=10)
-            return
-        except RemoteError as exc:
-            self.status_bar.playing = None
-            self.status_bar.refresh_text()
-            self.notify(exc.message, title=f"Cannot fetch {tid} [{exc.code}]", severity="error")
-            return
-        except (DaemonUnavailable, RequestTimeout, OSError, transfer.UnsafeTrackPath) as exc:
-            self.status_bar.playing = None
-            self.status_bar.refresh_text()
-            self.notify(str(exc), title=f"Cannot play {tid}", severity="error")
-            return
-        title = t.get("title") or t.get("prompt") or tid
-        self.status_bar.playing = f"{tid} {str(title)[:40]} ({self.player.backend})"
-        self.status_bar.refresh_text()
-
-    def _tick_player(self) -> None:
-        if self.tab.playing:
-            self.tab.tick_view()
-            return
-        player = self.player
-        if not player.playing:
-            return
-        if not player.poll():
-            self.stop_playing()
-            if player.failure:
-                self.notify(player.failure, title="The player stopped", severity="warning", timeout=10)
-            return
-        lib = self.library_view
-        pane = self.query_one(DetailPane)
-        if lib.detail and lib.detail.get("id") == player.track_id and player.duration:
-            pane.set_position(player.position / player.duration)
-        else:
-            pane.set_position(None)
+    # ------------------------------------------------------------------ playback: tui/playback.py
 
     # ------------------------------------------------------------------ app actions
 
@@ -580,19 +424,6 @@ class DgxMusicApp(App[int]):
     async def action_quit(self) -> None:
         self.player.stop()
         self.exit(0)
-
-
-def _is_complete(dest: Path, total: int) -> bool:
-    """A cached preview of the right size (track files never change once written)."""
-    try:
-        return dest.stat().st_size == total
-    except FileNotFoundError:
-        return False
-
-
-def _open_part(part: Path) -> BinaryIO:
-    part.parent.mkdir(parents=True, exist_ok=True)
-    return open(part, "wb")
 
 
 def run(socket: str | Path | None = None) -> int:

@@ -30,6 +30,7 @@ from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeo
 from dgx_music.common.fmt import plural
 from dgx_music.tui import fmt
 from dgx_music.tui.detail import DetailPane
+from dgx_music.tui.library_actions import LibraryTrackActions
 from dgx_music.tui.library_table import LibraryTable
 
 PAGE = 100
@@ -71,7 +72,7 @@ def track_cells(t: dict[str, Any]) -> list[Any]:
     ]
 
 
-class LibraryView(Vertical):
+class LibraryView(LibraryTrackActions, Vertical):
     BINDINGS = [
         Binding("slash", "focus_search", "Search", id="library.search"),
         Binding("F", "toggle_filters", "Filters", id="library.filters"),
@@ -521,13 +522,7 @@ class LibraryView(Vertical):
         finally:
             self._detail_inflight = False
 
-    # ---------------------------------------------------------------- actions
-
-    def _need(self) -> dict[str, Any] | None:
-        t = self.selected()
-        if t is None:
-            self.app.notify("No track selected.", severity="warning")
-        return t
+    # ---------------------------------------------------------------- actions (on tracks: tui/library_actions.py)
 
     def action_focus_search(self) -> None:
         self.query_one("#search", Input).focus()
@@ -548,80 +543,6 @@ class LibraryView(Vertical):
             self.query_one("#f-order", Select).value = self.order
         self.request_query()
 
-    def action_favorite(self) -> None:
-        if (t := self._need()) is not None:
-            self.post_message(self.TrackAction("favorite", t))
-
-    def action_rate(self, n: int) -> None:
-        if (t := self._need()) is not None:
-            self.post_message(self.TrackAction(f"rate:{n}", t))
-
-    def action_tags(self) -> None:
-        if (t := self._need()) is not None:
-            self.post_message(self.TrackAction("tags", t))
-
-    def action_rename(self) -> None:
-        if (t := self._need()) is not None:
-            self.post_message(self.TrackAction("rename", t))
-
-    def action_notes(self) -> None:
-        if (t := self._need()) is not None:
-            self.post_message(self.TrackAction("notes", t))
-
-    def action_remix(self) -> None:
-        if (t := self._need()) is not None:
-            self.post_message(self.TrackAction("remix", t))
-
-    def action_extend(self) -> None:
-        if (t := self._need()) is not None:
-            self.post_message(self.TrackAction("extend", t))
-
-    def action_use_melody(self) -> None:
-        if (t := self._need()) is not None:
-            self.post_message(self.TrackAction("use_melody", t))
-
-    def action_export(self) -> None:
-        """The marked tracks when there are any (like a file manager), else the one under the cursor."""
-        if self.marked:
-            self.post_message(self.ExportTracks(list(self.marked.values())))
-        elif (t := self._need()) is not None:
-            self.post_message(self.ExportTracks([t]))
-
-    def action_toggle_mark(self) -> None:
-        """Mark or unmark the row under the cursor, then step down so runs of rows mark quickly."""
-        tid = self.selected_id()
-        if tid is None or tid not in self.tracks:
-            self.app.notify("No track selected.", severity="warning")
-            return
-        if self.marked.pop(tid, None) is None:
-            self.marked[tid] = self.tracks[tid]
-        self._redraw_title(tid)
-        self._marks_changed()
-        self.table.action_cursor_down()
-
-    def action_clear_marks(self) -> None:
-        marked, self.marked = self.marked, {}
-        for tid in marked:
-            self._redraw_title(tid)
-        self._marks_changed()
-
-    def _marks_changed(self) -> None:
-        self._update_count()
-        self.refresh_bindings()  # "Unmark all" shows in the footer only while something is marked
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "clear_marks":
-            return bool(self.marked)
-        return True
-
-    def action_operation(self, operation: str) -> None:
-        if t := self._need():
-            self.post_message(self.TrackAction(operation, t))
-
-    def action_lineage(self) -> None:
-        if t := self._need():
-            self.post_message(self.TrackAction("lineage", t))
-
     async def focus_track(self, tid: str) -> bool:
         """Move the cursor to a track (from the lineage view), loading further pages of the list
         shown while it may still come; False when the list shown does not hold it (a search or
@@ -641,7 +562,3 @@ class LibraryView(Vertical):
                 break
         self._show_detail(tid)
         return False
-
-    def action_delete(self) -> None:
-        if (t := self._need()) is not None:
-            self.post_message(self.TrackAction("delete", t))

@@ -16,7 +16,7 @@ from dgx_music.common.operations import METHODS as OP_METHODS
 from dgx_music.common.operations import OPERATION_SCHEMAS as OP_SCHEMAS
 from dgx_music.common.operations import OPERATIONS, operation_components
 from dgx_music.common.operations import ROUTES as OP_ROUTES
-from dgx_music.common.schemas import openapi_components
+from dgx_music.common.schema_openapi import openapi_components
 from dgx_music.common.speaker import SCRIPT_PATH, speaker_components
 from dgx_music.common.speaker import WS_PATH as SPEAKER_WS
 from dgx_music.daemon.store import LIST_SORTS
@@ -59,7 +59,7 @@ class Route:
     body: bool = False
     created: bool = False  # 201 instead of 200
     produces: str = "application/json"
-    request_schema: str | None = None  # a component in common/schemas.openapi_components
+    request_schema: str | None = None  # a component in common/schema_openapi.openapi_components
     response_schema: str | None = None
     handler: str | None = None  # an HttpApi method serving it instead of the plain mirror of `rpc`
 
