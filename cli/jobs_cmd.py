@@ -145,8 +145,8 @@ FLAGS = {"target_lufs": "--lufs"}
 MUSICGEN_ONLY = frozenset(fields_of(MUSICGEN)) - COMMON_FIELDS
 
 
-def flag_of(field: str) -> str:
-    return FLAGS.get(field, f"--{field.replace('_', '-')}")
+def flag_of(field: str, flags: dict[str, str] | None = None) -> str:
+    return {**FLAGS, **(flags or {})}.get(field, f"--{field.replace('_', '-')}")
 
 
 def check_offline(raw: dict[str, Any], model: str | None) -> None:
@@ -156,13 +156,13 @@ def check_offline(raw: dict[str, Any], model: str | None) -> None:
     check_for_model(raw, model)
 
 
-def flagged(exc: RemoteError) -> RemoteError:
+def flagged(exc: RemoteError, flags: dict[str, str] | None = None) -> RemoteError:
     """The daemon's `invalid_params` for a request field, named as this command line spells it
-    ("duration: ..." -> "--duration: ...")."""
+    ("duration: ..." -> "--duration: ..."; `flags` maps a command's own names, e.g. extend's --by)."""
     field = exc.data.get("field")
     if exc.code != "invalid_params" or not isinstance(field, str) or not exc.message.startswith(f"{field}: "):
         return exc
-    return RemoteError(exc.code, f"{flag_of(field)}: {exc.message[len(field) + 2:]}", exc.data)
+    return RemoteError(exc.code, f"{flag_of(field, flags)}: {exc.message[len(field) + 2:]}", exc.data)
 
 
 def _read_lyrics(src: str) -> str:
@@ -246,7 +246,7 @@ def generate_cmd(args: argparse.Namespace) -> int:
 
 
 async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any],
-                   method: str = "job.submit") -> int:
+                   method: str = "job.submit", flags: dict[str, str] | None = None) -> int:
     """Submit (`method`: job.submit, or an operation such as op.stems) and report it (see submit_job).
     With --listen the job's audio plays as it is made; the player starts first, so no sound device
     fails before anything is queued."""
@@ -264,7 +264,7 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
     except RemoteError as exc:
         if player is not None:
             await player.close()
-        raise flagged(exc) if method == "job.submit" else exc from None
+        raise flagged(exc, flags) if method == "job.submit" else exc from None
     except BaseException:
         if player is not None:
             await player.close()
@@ -409,6 +409,10 @@ async def remix(client: Client, args: argparse.Namespace) -> int:
     return await generate(client, args, {k: v for k, v in raw.items() if v is not None})
 
 
+#: extend's own name for the request's duration.
+EXTEND_FLAGS = {"duration": "--by"}
+
+
 async def extend(client: Client, args: argparse.Namespace) -> int:
     t = await client.call("track.get", {"id": args.track}, timeout=args.timeout)
     keep = [k for k in REMIX_KEYS if k not in ("duration", "melody", "melody_source", "extend")
@@ -426,9 +430,9 @@ async def extend(client: Client, args: argparse.Namespace) -> int:
                                       "MusicGen feature (give --model small, medium or large)")
         check_offline(raw, raw.get("model"))
     except ParamError as exc:
-        flag = {"duration": "--by", "prompt": "--prompt"}.get(exc.field, f"--{exc.field.replace('_', '-')}")
-        return fail(args, "invalid_params", f"{flag}: {exc.message}", EXIT_USAGE, field=exc.field)
-    return await generate(client, args, raw)
+        return fail(args, "invalid_params", f"{flag_of(exc.field, EXTEND_FLAGS)}: {exc.message}", EXIT_USAGE,
+                    field=exc.field)
+    return await generate(client, args, raw, flags=EXTEND_FLAGS)
 
 
 async def queue(client: Client, args: argparse.Namespace) -> int:
