@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from dgx_music.cli.extras import requires_extra
+from dgx_music.common import families
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -36,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "decoder. ACE-Step (--family ace-step): a diffusers AceStepPipeline with tiny widths but the "
                     "real 48 kHz stereo, 25 latents/s contract. It makes noise, fast, and needs no download.")
     p.add_argument("dir", type=Path, help="directory to write the model into")
-    p.add_argument("--family", choices=("musicgen", "ace-step"), default="musicgen",
+    p.add_argument("--family", choices=families.FAMILIES, default=families.DEFAULT_FAMILY,
                    help="model family (default: musicgen)")
     p.add_argument("--backend", choices=("transformers", "audiocraft"), default="transformers",
                    help="MusicGen on-disk format (default: transformers)")
@@ -141,35 +143,31 @@ def make_test_model_cmd(args: argparse.Namespace) -> int:
     from dgx_music.daemon.engine.testmodel import build_test_model
 
     tty = sys.stderr.isatty() and not getattr(args, "json", False)
-    ace = args.family == "ace-step"
-    what = "ACE-Step pipeline" if ace else f"{args.backend} MusicGen"
+    fam = families.family(args.family)
+    backend = args.backend if args.backend in fam.backends else next(iter(fam.backends))
+    what = fam.test_model_what.format(backend=args.backend)
     if tty:
         print(f"building a tiny {what} in {args.dir} ...", file=sys.stderr)
-    with contextlib.suppress(ImportError):
-        from transformers.utils import logging as hf_logging
-
-        # The tiny model's token ids sit outside its vocabulary on purpose (as in the real
-        # checkpoints); transformers warns about it, and draws a bar for a 4 MB file.
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    with contextlib.suppress(ImportError):
-        if ace:
-            from diffusers.utils import logging as df_logging
-
-            df_logging.set_verbosity_error()  # the bars of save_pretrained for a 1 MB pipeline
-            df_logging.disable_progress_bar()
+    for library in fam.quiet_libraries:
+        with contextlib.suppress(ImportError):
+            # The tiny model's token ids sit outside its vocabulary on purpose (as in the real
+            # checkpoints); transformers warns about it, and draws a bar for a 4 MB file (diffusers:
+            # the bars of save_pretrained for a 1 MB pipeline).
+            logging = importlib.import_module(f"{library}.utils.logging")
+            logging.set_verbosity_error()
+            logging.disable_progress_bar()
     try:
         out = build_test_model(args.dir, backend=args.backend, seed=args.seed, melody=args.melody,
                                family=args.family)
     except (RuntimeError, ValueError, OSError) as exc:
         return _fail(args, "failed", str(exc))
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    data = {"path": str(out.resolve()), "family": args.family, "backend": "diffusers" if ace else args.backend,
+    data = {"path": str(out.resolve()), "family": args.family, "backend": backend,
             "melody": args.melody, "bytes": size}
     if getattr(args, "json", False):
         _print_json(data)
     else:
-        flag = " --backend audiocraft" if args.backend == "audiocraft" and not ace else ""
+        flag = " --backend audiocraft" if backend == "audiocraft" else ""
         print(f"tiny {what} written to {data['path']} ({size / 1e6:.1f} MB)\n"
               f"try it: dgx-music daemon --model {data['path']}{flag}")
     return EXIT_OK

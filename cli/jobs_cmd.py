@@ -12,7 +12,7 @@ from typing import Any
 from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_client_flags, emit, fail,
                                   human_duration, job_document, print_json, run_client)
 from dgx_music.common.client import Client
-from dgx_music.common.families import ACE_STEP, MUSICGEN
+from dgx_music.common.families import CONTINUE, DEFAULT_FAMILY, MUSICGEN, REGISTRY
 from dgx_music.common.fmt import with_article
 from dgx_music.common.operations import METHODS, remix_request, validate_operation
 from dgx_music.common.params import TRACK_ID_RE, ParamError
@@ -215,11 +215,12 @@ def format_job(j: dict[str, Any]) -> str:
     if prog:
         lines.append(f"  progress  {prog['step']}/{prog['total']} steps, {human_duration(prog['elapsed'])} elapsed, "
                      f"ETA {human_duration(prog.get('eta'))}")
-    if p.get("family") == ACE_STEP:
+    fam = REGISTRY.get(p.get("family") or DEFAULT_FAMILY)
+    if fam is not None and fam.song_fields:
         song = [f"{p['bpm']} BPM" if p.get("bpm") else "", p.get("key") or "",
                 f"{p['time_signature']}/4" if p.get("time_signature") else "",
                 f"{p.get('steps')} steps" if p.get("steps") else ""]
-        lines.append(f"  ace-step  {', '.join(x for x in song if x) or 'model picks tempo and key'}; "
+        lines.append(f"  {fam.name:<9} {', '.join(x for x in song if x) or 'model picks tempo and key'}; "
                      f"{'lyrics in ' + str(p.get('language')) if p.get('lyrics') else 'instrumental'}")
     if p.get("melody_source"):
         lines.append(f"  melody    {p['melody_source']}")
@@ -425,7 +426,8 @@ async def extend(client: Client, args: argparse.Namespace) -> int:
             raw[key] = getattr(args, key)
     raw = {k: v for k, v in raw.items() if v is not None}
     try:
-        if (t.get("params") or {}).get("family", MUSICGEN) != MUSICGEN and not args.model:
+        fam = REGISTRY.get((t.get("params") or {}).get("family") or DEFAULT_FAMILY)
+        if (fam is None or not fam.does(CONTINUE)) and not args.model:
             raise ParamError("model", f"{t['id']} is {with_article(t['params']['family'])} track; continuing a track is a "
                                       "MusicGen feature (give --model small, medium or large)")
         check_offline(raw, raw.get("model"))

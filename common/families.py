@@ -66,6 +66,16 @@ class Family:
     #: family whose libraries are missing fails the doctor (else it warns: the family is optional).
     doctor_libraries: str = ""
     doctor_required: bool = False
+    #: The model picker's group label (TUI and web page), and the CSS class the TUI compose form takes
+    #: for the family's fields ("": none).
+    label: str = ""
+    css_class: str = ""
+    #: count x duration: the most audio one job of the family makes (bounds memory and result size).
+    job_audio: float = 480.0
+    #: `make-test-model`: what it builds ({backend}: the MusicGen backend), and the libraries whose
+    #: hub logging it quiets while building.
+    test_model_what: str = ""
+    quiet_libraries: tuple[str, ...] = ("transformers",)
 
     def backend_for(self, name: str) -> str:
         """The "module:Class" for backend `name`; a family with one backend ignores the name."""
@@ -92,7 +102,9 @@ REGISTRY: dict[str, Family] = {
         audio_inputs={"melody": AudioInput(1), "prefix": AudioInput(1)},
         test_model=_ENGINE + "testmodel:build_musicgen_test_model",
         bench=_ENGINE + "bench:bench_musicgen", bench_format=_ENGINE + "bench:format_musicgen",
-        doctor_libraries=_ENGINE + "doctor:musicgen_libraries", doctor_required=True),
+        doctor_libraries=_ENGINE + "doctor:musicgen_libraries", doctor_required=True,
+        label="MusicGen (instrumental)", job_audio=480.0,  # what 16 clips of 30 s cost
+        test_model_what="{backend} MusicGen"),
     ACE_STEP: Family(
         name=ACE_STEP, title="ACE-Step", licence="MIT (weights and code)",
         backends={"diffusers": _ENGINE + "acestep_backend:AceStepBackend"},
@@ -102,7 +114,10 @@ REGISTRY: dict[str, Family] = {
         operation_models=("ace-step", "ace-step-base"),
         test_model=_ENGINE + "acestep_testmodel:build_test_model",
         bench=_ENGINE + "acestep_bench:bench", bench_format=_ENGINE + "acestep_bench:format_acestep",
-        doctor_libraries=_ENGINE + "doctor:acestep_libraries"),
+        doctor_libraries=_ENGINE + "doctor:acestep_libraries",
+        label="ACE-Step (songs, lyrics)", css_class="-ace-step",
+        job_audio=1200.0,  # two 10-minute songs; latents and decode grow with both
+        test_model_what="ACE-Step pipeline", quiet_libraries=("transformers", "diffusers")),
 }
 assert tuple(REGISTRY) == FAMILIES
 

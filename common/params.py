@@ -7,7 +7,7 @@ that only knows MusicGen keeps working unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from dgx_music.common.families import MUSICGEN
 from dgx_music.common.schemas import (MAX_COUNT, MAX_DURATION, MAX_JOB_AUDIO, MAX_MELODY_SOURCE_CHARS,  # noqa: F401
@@ -21,6 +21,4 @@ GenerationParams = MusicGenParams
 
 def validate_params(raw: Mapping[str, Any], *, max_count: int = MAX_COUNT) -> MusicGenParams:
     """Turn untrusted input into checked MusicGen parameters (see schemas.validate_request)."""
-    params = validate_request(raw, MUSICGEN, max_count=max_count)
-    assert isinstance(params, MusicGenParams)
-    return params
+    return cast(MusicGenParams, validate_request(raw, MUSICGEN, max_count=max_count))  # MUSICGEN's schema

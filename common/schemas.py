@@ -23,6 +23,7 @@ import msgspec
 from msgspec import Meta
 
 from dgx_music.common.families import ACE_STEP, FAMILIES, MUSICGEN, family_for_name
+from dgx_music.common.families import family as family_spec
 from dgx_music.common.fmt import with_article
 
 
@@ -46,12 +47,12 @@ MAX_MODEL_CHARS = 1000
 MIN_DURATION = 0.5
 MAX_DURATION = 300.0  # past 30 s (one MusicGen window) clips are continued window by window
 WINDOW_SECONDS = 30.0
-MAX_JOB_AUDIO = 480.0  # count x duration: what 16 clips of 30 s cost; bounds memory and result size
+MAX_JOB_AUDIO = family_spec(MUSICGEN).job_audio  # count x duration (declared in the registry)
 
 # ACE-Step
 ACE_MIN_DURATION = 10.0
 ACE_MAX_DURATION = 600.0
-ACE_MAX_JOB_AUDIO = 1200.0  # count x duration: two 10-minute songs; latents and decode grow with both
+ACE_MAX_JOB_AUDIO = family_spec(ACE_STEP).job_audio
 MAX_LYRICS_CHARS = 4096  # the pipeline reads at most 2048 lyric tokens; 4096 characters stays under that
 TIME_SIGNATURES = (2, 3, 4, 6)
 #: Vocal languages ACE-Step 1.5 was trained on ("unknown": let the model guess).
@@ -386,8 +387,8 @@ def validate_request(raw: Mapping[str, Any], family: str = MUSICGEN, *,
         data["melody_source"] = data["melody_source"].strip()[:MAX_MELODY_SOURCE_CHARS] or None
         if data["melody_source"] is None:
             del data["melody_source"]
-    if family == ACE_STEP:
-        _prepare_ace_step(data)
+    if family_spec(family).song_fields:
+        _prepare_song_fields(data)
 
     try:
         refuse_loose_bools(cls, data)
@@ -398,11 +399,11 @@ def validate_request(raw: Mapping[str, Any], family: str = MUSICGEN, *,
 
     if params.count < 1 or params.count > max_count:
         raise ParamError("count", f"must be between 1 and {max_count:g}, got {params.count}")
-    budget = MAX_JOB_AUDIO if family == MUSICGEN else ACE_MAX_JOB_AUDIO
+    budget = family_spec(family).job_audio
     if params.count * params.duration > budget:
         raise ParamError("count", f"{params.count} x {params.duration:g} s is more audio than one job makes "
                                   f"(at most {budget:g} s in all); ask for fewer variations or split the job")
-    if isinstance(params, AceStepParams):
+    if family_spec(family).model_defaults:
         defaults = ace_step_defaults(params.model)
         missing = {k: v for k, v in defaults.items() if getattr(params, k) is None}
         if missing:
@@ -434,7 +435,7 @@ def check_for_model(raw: Mapping[str, Any], model: str | None, *, max_count: int
         raise errors[0]
 
 
-def _prepare_ace_step(data: dict[str, Any]) -> None:
+def _prepare_song_fields(data: dict[str, Any]) -> None:
     """Spellings a person types that the typed schema states one way: key names, language case, DIR:scale."""
     if "key" in data:
         data["key"] = normalise_key(data["key"])

@@ -19,7 +19,7 @@ from textual.widgets import Button, Checkbox, Collapsible, Input, Label, OptionL
 
 from pathlib import Path
 
-from dgx_music.common.families import ACE_STEP, MUSICGEN, family_for_name
+from dgx_music.common.families import ACE_STEP, MUSICGEN, REGISTRY, family_for_name
 from dgx_music.common.params import MELODY_KEY_RE, TRACK_ID_RE, ParamError
 from dgx_music.common.schemas import AceStepParams, MusicGenParams, validate_request
 from dgx_music.tui import fmt
@@ -230,7 +230,9 @@ class ComposeView(Vertical):
         if family == self.family:
             return
         old, self.family = self.family, family
-        self.set_class(family == ACE_STEP, "-ace-step")
+        for spec in REGISTRY.values():
+            if spec.css_class:
+                self.set_class(spec.name == family, spec.css_class)
         duration = self.query_one("#duration", Input)
         if duration.value.strip() in ("", _num(DEFAULT_DURATION[old])):
             duration.value = _num(DEFAULT_DURATION[family])
@@ -291,7 +293,8 @@ class ComposeView(Vertical):
         model = self.query_one("#model", Select).value
         if isinstance(model, str) and model:
             raw["model"] = model
-        if self.family == ACE_STEP:
+        spec = REGISTRY.get(self.family)
+        if spec is not None and spec.song_fields:
             lyrics = self.query_one("#lyrics", TextArea).text
             if lyrics.strip():
                 raw["lyrics"] = lyrics  # kept as typed, section tags and blank lines included

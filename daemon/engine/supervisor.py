@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dgx_music.common.families import REGISTRY
 from dgx_music.common.params import GenerationParams
 from dgx_music.common.schemas import SCHEMAS
 from dgx_music.daemon.engine.errors import EngineError
@@ -211,6 +212,8 @@ class EngineSupervisor:
         for m in out:
             m["configured"] = m["name"] == self.settings.model
             m["loaded"] = m["name"] == self._model and self._state in ("ready", "busy")
+            spec = REGISTRY.get(m.get("family") or "")
+            m["family_label"] = spec.label if spec is not None else m.get("family")  # the pickers' group
         return out
 
     async def load(self, model: str | None = None) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Adding a family must mean a registry entry and a backend, not `if family == ...` branches across
 the daemon: the capability API answers what the worker, the stream handler, the job kinds and the
-renderer ask, and a structural check keeps new name branches out of daemon/."""
+renderer ask, and a structural check keeps new name branches out of daemon/, cli/, tui/ and common/
+(the registry aside), the web page's JavaScript included."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ import pytest
 from dgx_music.common import families
 from dgx_music.daemon.engine.backend import MusicGenBackend, get_backend
 
-DAEMON = Path(__file__).resolve().parents[2] / "daemon"
+ROOT = Path(__file__).resolve().parents[2]
+#: Where family names must not be compared: the daemon and every client (the registry itself aside).
+SCANNED = ("daemon", "cli", "tui", "common")
+REGISTRY_FILE = ROOT / "common" / "families.py"
+#: The same comparison in the web page's JavaScript (`family === 'ace-step'`).
+JS_BRANCH = re.compile(r"""(===?|!==?)\s*["'](musicgen|ace-step)["']|["'](musicgen|ace-step)["']\s*(===?|!==?)""")
 
 #: A comparison with a family's name (constant or literal), or a type test on a family's schema.
 BRANCH = re.compile(r"""(==|!=|\bin)\s*\(?\s*((MUSICGEN|ACE_STEP)\b|["'](musicgen|ace-step)["'])"""
@@ -29,11 +35,18 @@ KNOWN: dict[str, int] = {}
 
 def branches() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
-    for path in sorted(DAEMON.rglob("*.py")):
-        for line in path.read_text().splitlines():
-            code = line.split("#", 1)[0]
-            if BRANCH.search(code):
-                found.setdefault(str(path.relative_to(DAEMON)), []).append(line.strip())
+    for top in SCANNED:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if path == REGISTRY_FILE:
+                continue
+            for line in path.read_text().splitlines():
+                code = line.split("#", 1)[0]
+                if BRANCH.search(code):
+                    found.setdefault(str(path.relative_to(ROOT)), []).append(line.strip())
+        for path in sorted((ROOT / top).rglob("*.js")):
+            for line in path.read_text().splitlines():
+                if JS_BRANCH.search(line.split("//", 1)[0]):
+                    found.setdefault(str(path.relative_to(ROOT)), []).append(line.strip())
     return found
 
 
@@ -50,6 +63,9 @@ def test_the_check_sees_a_family_branch() -> None:
                  'family = ACE_STEP if x else "y" in ("ace-step",)'):
         assert BRANCH.search(line), line
     assert not BRANCH.search("if family != DEFAULT_FAMILY:")
+    for line in ("g.label = family === 'ace-step' ? 'A' : 'M';", 'if ("musicgen" !== f) {'):
+        assert JS_BRANCH.search(line), line
+    assert not JS_BRANCH.search("g.label = ms[0].family_label || family;")
 
 
 @pytest.mark.parametrize("name", families.FAMILIES)

@@ -65,7 +65,7 @@ export class Compose {
     for (const m of this.models) (groups[m.family] ||= []).push(m);
     this.model.replaceChildren(...Object.entries(groups).map(([family, ms]) => {
       const g = document.createElement('optgroup');
-      g.label = family === 'ace-step' ? 'ACE-Step (songs, lyrics)' : 'MusicGen (instrumental)';
+      g.label = ms[0].family_label || family;  // the registry's label (common/families.py), from /models
       for (const m of ms) {
         const o = new Option(m.configured ? `${m.name} (the daemon's)` : m.name + (m.cached ? '' : ' (downloads)'), m.name);
         o.dataset.family = m.family;
