@@ -9,6 +9,7 @@ from typing import Any
 from dgx_music.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_client_flags, emit, fail, settings_from
 from dgx_music.common.client import Client, DaemonUnavailable, UnsafeSocket
 from dgx_music.common.config import ConfigError
+from dgx_music.common.fmt import plural
 from dgx_music.common.protocol import RemoteError
 from dgx_music.common.speaker import page_url, port_of, read_token, ssh_line
 
@@ -52,5 +53,5 @@ def web_cmd(args: argparse.Namespace) -> int:
     token = read_token(settings, info.get("token_file"))
     doc = {"url": page_url(port, token), "port": port, "ssh": ssh_line(port, args.host), "tabs": tabs}
     emit(args, doc, lambda d: f"open {d['url']}\nfrom your laptop, first: {d['ssh']}"
-         + ("" if d["tabs"] is None else f"\n({d['tabs']} tab(s) open as speakers now)"))
+         + ("" if d["tabs"] is None else f"\n({plural(d['tabs'], 'tab')} open as speakers now)"))
     return EXIT_OK

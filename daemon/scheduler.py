@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from dgx_music.common import protocol
+from dgx_music.common.fmt import plural
 from dgx_music.common.families import DEFAULT_FAMILY, family_for_name, is_builtin_name
 from dgx_music.common.params import ParamError
 from dgx_music.daemon.engine.errors import EngineError
@@ -460,7 +461,7 @@ class Scheduler:
         except EngineError as exc:
             await self._engine_failed(job, exc)
             return
-        log.info("job %d generated %d output(s) in %.1fs", job_id, len(work.prompts), time.monotonic() - t0)
+        log.info("job %d generated %s in %.1fs", job_id, plural(len(work.prompts), "output"), time.monotonic() - t0)
         await self.store.set_job_state(job_id, "processing")
         self.publish("job.processing", {"id": job_id})
         await self.refresh_counts()

@@ -79,7 +79,7 @@ class OperationKind(JobKind):
             able = [families.family(f) for f in families.with_task(TASKS[operation])]
             titles = " or ".join(f.title for f in able)
             names = ", ".join(m for f in able for m in f.operation_models)  # the models each family suggests
-            raise ParamError("model", f"{operation} needs an {titles} model ({names}); {model} is "
+            raise ParamError("model", f"{operation} needs {with_article(titles)} model ({names}); {model} is "
                                       f"{with_article(family)} model")
         loop = asyncio.get_running_loop()
         data_dir = ctx.data_dir
