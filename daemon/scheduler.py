@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from dgx_music.common.fmt import plural
 from dgx_music.common.families import DEFAULT_FAMILY, family_for_name, is_builtin_name
 from dgx_music.common.params import ParamError
 from dgx_music.daemon.engine.errors import EngineError
+from dgx_music.daemon.engine.supervisor import GenerateResult
 from dgx_music.daemon.engine.models import resolve_model
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.store import StoreError
@@ -78,6 +80,7 @@ class Scheduler:
         self.streams = StreamRelay(daemon)  # streamed audio of running MusicGen jobs (stream_relay.py)
         self.running: int | None = None
         self._cancel_requested: set[int] = set()
+        self._compute_cancel: dict[int, threading.Event] = {}  # running Work.compute jobs' cancel flags
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
@@ -275,7 +278,11 @@ class Scheduler:
                 # Recorded here as well as in the engine: the job may not have reached it yet,
                 # and post-processing checks this set before anything is committed.
                 self._cancel_requested.add(job_id)
-                await self.engine.cancel(job_id)
+                flag = self._compute_cancel.get(job_id)
+                if flag is not None:
+                    flag.set()
+                else:
+                    await self.engine.cancel(job_id)
                 job["cancel_requested"] = True
             return self.with_progress(job)
         raise StoreError("conflict", f"job {job_id} changed state while being cancelled; try again")
@@ -454,10 +461,13 @@ class Scheduler:
             if job_id in self._cancel_requested:
                 raise EngineError("cancelled", f"job {job_id} was cancelled")
             work = await kind.prepare(self, job)
-            result = await self.engine.generate(job_id, work.prompts, work.params,
-                                                lambda p: self._on_progress(job_id, p),
-                                                on_audio=self.streams.on_audio if work.stream else None,
-                                                **work.inputs)
+            if work.compute is not None:
+                result = await self._compute(job_id, work)
+            else:
+                result = await self.engine.generate(job_id, work.prompts, work.params,
+                                                    lambda p: self._on_progress(job_id, p),
+                                                    on_audio=self.streams.on_audio if work.stream else None,
+                                                    **work.inputs)
         except EngineError as exc:
             await self._engine_failed(job, exc)
             return
@@ -470,7 +480,27 @@ class Scheduler:
             ceiling_dbtp=self.ceiling, bit_depth=self.bit_depth, model=result.model, backend=result.backend)
         rendered = await asyncio.get_running_loop().run_in_executor(
             self.pool, work.render, self.daemon.data_dir, job, result.audio, result.sample_rate, opts)
-        await self.commit_rendered(job_id, rendered)
+        await self.commit_rendered(job_id, rendered, work.finish)
+
+    async def _compute(self, job_id: int, work: jobs.Work) -> GenerateResult:
+        """A kind's own computation (Work.compute) in place of the worker's: the same progress
+        events, and a cancel that sets the flag it checks between steps."""
+        assert work.compute is not None
+        loop = asyncio.get_running_loop()
+        flag = threading.Event()
+        self._compute_cancel[job_id] = flag
+        if job_id in self._cancel_requested:
+            flag.set()
+        t0 = time.monotonic()
+
+        def progress(step: int, total: int) -> None:
+            p = {"step": step, "total": total, "elapsed": time.monotonic() - t0}
+            loop.call_soon_threadsafe(self._on_progress, job_id, p)
+
+        try:
+            return await work.compute(progress, flag)
+        finally:
+            self._compute_cancel.pop(job_id, None)
 
     async def start_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
         """queued -> running for the job the runner just read; None when it is no longer queued.
@@ -490,9 +520,11 @@ class Scheduler:
         await self.refresh_counts()
         return job
 
-    async def commit_rendered(self, job_id: int, rendered: list[dict[str, Any]]) -> None:
+    async def commit_rendered(self, job_id: int, rendered: list[dict[str, Any]],
+                              finish: jobs.kinds.Finish | None = None) -> None:
         """The last step of every job: its files are on disk; commit their rows and announce them,
-        unless the job was cancelled meanwhile (then its files go). Shared with operation jobs."""
+        unless the job was cancelled meanwhile (then its files go). `finish` is the kind's own
+        commit (Work.finish), by default the rows become library tracks."""
         loop = asyncio.get_running_loop()
         if job_id in self._cancel_requested:
             await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.data_dir, rendered)
@@ -501,7 +533,7 @@ class Scheduler:
             return
         failpoints.hit("after_files")
         try:
-            tracks = await self.store.finish_job(job_id, rendered)
+            tracks = await (finish or self.store.finish_job)(job_id, rendered)
         except StoreError as exc:
             if exc.code == "disk_full":  # the job runs again when there is room: no orphan files meanwhile
                 await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.data_dir, rendered)

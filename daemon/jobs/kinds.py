@@ -14,17 +14,28 @@ import abc
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+import threading
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from dgx_music.daemon.engine.supervisor import EngineSupervisor
+    from dgx_music.daemon.engine.supervisor import EngineSupervisor, GenerateResult
     from dgx_music.daemon.render import RenderOptions
     from dgx_music.daemon.store import Store
 
 #: data_dir, job, audio [batch, channels, samples], sample rate, options -> rows for Store.finish_job.
 Render = Callable[[Path, dict[str, Any], "np.ndarray", int, "RenderOptions"], list[dict[str, Any]]]
+#: progress(step, total): safe to call from any thread (a compute running in an executor).
+StepProgress = Callable[[int, int], None]
+#: A job's own computation in place of the model worker's (fitting with Rubber Band, a loop cut from a
+#: stored track, a transcription): given progress and a cancel flag it checks between steps, it returns
+#: what the worker would (audio [batch, channels, samples], its rate, the model and backend named in the
+#: tracks' metadata); cancelled, it raises EngineError("cancelled"). Heavy work runs off the loop
+#: (`ctx.pool`, a subprocess): the daemon's event loop never waits on it.
+Compute = Callable[[StepProgress, threading.Event], Awaitable["GenerateResult"]]
+#: job id, rendered rows -> the committed tracks: the job's end and its results in one transaction.
+Finish = Callable[[int, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 
 class JobContext(Protocol):
@@ -71,6 +82,8 @@ class Work:
     inputs: dict[str, Any] = field(default_factory=dict)  # engine.generate keyword arguments: melody, prefix, audio_in
     stream: bool = False  # offer the audio as it is made (stream_relay.py)
     target_lufs: float | None = None  # None: the daemon's audio.target_lufs
+    compute: Compute | None = None  # None: the model worker makes the audio (engine.generate)
+    finish: Finish | None = None  # None: Store.finish_job (rendered rows become library tracks)
 
 
 class JobKind(abc.ABC):
