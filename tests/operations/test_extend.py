@@ -1,0 +1,77 @@
+"""Extending an ACE-Step track at either end (op.extend): a repaint of silence padded on, through a real
+daemon with the tiny AceStepPipeline; every file read back with soundfile."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dgx_music.common.client import Client
+from dgx_music.common.operations import CROSSFADE_SECONDS
+from tests.operations.test_operation_jobs import SR, read, refused, run, tone
+
+XF = int(CROSSFADE_SECONDS * SR)
+
+
+def rms(a: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.asarray(a, dtype=np.float64) ** 2)))
+
+
+@pytest.fixture
+async def daemon(daemon_factory: Callable[..., Any], tiny_acestep: Path) -> Any:
+    return await daemon_factory(engine__model=str(tiny_acestep))
+
+
+async def test_extend_after_and_before_keeps_the_source_bit_for_bit(daemon: Any) -> None:
+    d = daemon
+    async with await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        song = await run(c, "job.submit", {"prompt": "synth pop", "duration": 10, "steps": 2, "seed": 3,
+                                           "lyrics": "[verse]\nla la"})
+        src = await c.call("track.get", {"id": song["track_ids"][0]})
+        a = read(d, src, "int32")  # the stored PCM values, exactly
+        n = a.shape[0]
+
+        after = await run(c, "op.extend", {"source": src["id"], "by": 3, "steps": 2, "seed": 5})
+        new = await c.call("track.get", {"id": after["track_ids"][0]})
+        b = read(d, new, "int32")
+        assert b.shape == (n + 3 * SR, 2) and new["duration"] == pytest.approx(src["duration"] + 3, abs=1e-3)
+        assert np.array_equal(b[:n - XF], a[:n - XF])  # the source, sample for sample, up to the crossfade
+        assert not np.array_equal(b[n - XF:n], a[n - XF:])  # the crossfade blends into the new part
+        fa, fb = read(d, src, "float32"), read(d, new, "float32")
+        tail, added = rms(fa[-10 * SR:]), rms(fb[n:])
+        assert 0.2 * tail < added <= 1.01 * tail  # new music, at the level of the source's end (not silence)
+        assert new["title"] == f"{src['title']} (+3 s after)" and new["lyrics"] == "[verse]\nla la"
+        lin = (await c.call("track.lineage", {"id": new["id"]}))["source"]
+        assert (lin["id"], lin["operation"], lin["params"]["by"], lin["params"]["before"]) == \
+            (src["id"], "extend", 3, False)
+
+        before = await run(c, "op.extend", {"source": src["id"], "by": 2.5, "before": True, "steps": 2, "seed": 6})
+        new2 = await c.call("track.get", {"id": before["track_ids"][0]})
+        b2 = read(d, new2, "int32")
+        pad = int(2.5 * SR)
+        assert b2.shape == (n + pad, 2)
+        assert np.array_equal(b2[pad + XF:], a[XF:])  # the source from the end of the crossfade on
+        assert not np.array_equal(b2[pad:pad + XF], a[:XF])
+        assert rms(read(d, new2, "float32")[:pad]) > 0.2 * rms(fa[:10 * SR])
+        assert new2["title"] == f"{src['title']} (+2.5 s before)"
+        derived = (await c.call("track.lineage", {"id": src["id"]}))["derived"]
+        assert sorted(x["id"] for x in derived) == sorted([new["id"], new2["id"]])
+
+
+async def test_extend_is_refused_past_the_limit_naming_the_field(daemon: Any) -> None:
+    d = daemon
+    async with await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        up = {"source_audio": tone(2.0, sr=SR, fmt="WAV"), "source_name": "riff.wav"}
+        queue = (await c.call("status"))["queue"]
+        assert "past the 600 s limit" in await refused(c, "op.extend", {**up, "by": 599}, "by")
+        await refused(c, "op.extend", {**up, "by": 0.1}, "by")
+        await refused(c, "op.extend", {**up, "by": 3, "before": "yes"}, "before")
+        assert "ACE-Step" in await refused(c, "op.extend", {**up, "by": 3, "model": "small"}, "model")
+        assert (await c.call("status"))["queue"] == queue
+        assert not (d.data_dir / "sources").exists() or not list((d.data_dir / "sources").iterdir())
