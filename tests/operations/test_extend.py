@@ -75,3 +75,24 @@ async def test_extend_is_refused_past_the_limit_naming_the_field(daemon: Any) ->
         assert "ACE-Step" in await refused(c, "op.extend", {**up, "by": 3, "model": "small"}, "model")
         assert (await c.call("status"))["queue"] == queue
         assert not (d.data_dir / "sources").exists() or not list((d.data_dir / "sources").iterdir())
+
+
+async def test_cli_extend_of_an_ace_step_track_before_it(daemon: Any) -> None:
+    from tests.cli.test_cli_e2e import cli, cli_json
+
+    sock = daemon.server.path
+    src = await cli_json(sock, "generate", "lofi beat", "--duration", "10", "--steps", "2", "--seed", "1", "--wait")
+    tid = src["tracks"][0]["id"]
+    done = await cli_json(sock, "extend", tid, "--by", "1.5", "--before", "--seed", "2", "--wait")
+    assert done["state"] == "done" and done["params"]["operation"] == "extend"
+    assert done["params"]["before"] is True and done["params"]["steps"] == 2  # the source's settings
+    assert done["prompt"] == "lofi beat" and done["tracks"][0]["duration"] == pytest.approx(11.5, abs=1e-3)
+    rc, out, _ = await cli(sock, "show", tid)
+    assert rc == 0 and f"derived   {done['tracks'][0]['id']}  extend" in out
+    # Refusals name this command line's flags: the daemon's (the 600 s limit) and the offline ones.
+    rc, _, err = await cli(sock, "extend", tid, "--by", "595")
+    assert rc == 2 and "--by" in err and "600 s" in err, err
+    rc, _, err = await cli(sock, "extend", tid, "--by", "3", "--count", "2")
+    assert rc == 2 and "--count" in err, err
+    rc, out, _ = await cli(sock, "extend", "--help")
+    assert "--before" in out and "examples" in out
