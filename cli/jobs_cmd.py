@@ -425,7 +425,8 @@ EXTEND_FLAGS = {"duration": "--by"}
 async def extend(client: Client, args: argparse.Namespace) -> int:
     t = await client.call("track.get", {"id": args.track}, timeout=args.timeout)
     params = t.get("params") or {}
-    family = (family_for_name(args.model) if args.model else None) or params.get("family") or DEFAULT_FAMILY
+    family = (family_for_name(args.model) if args.model else None) or t.get("family") or params.get("family") \
+        or DEFAULT_FAMILY
     fam = REGISTRY.get(family)
     if fam is not None and fam.does(REPAINT_TASK):  # ACE-Step: op.extend, a repaint past either end
         return await _extend_by_repaint(client, args, t)
