@@ -3,6 +3,7 @@ daemon with the tiny AceStepPipeline; every file read back with soundfile."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,3 +97,42 @@ async def test_cli_extend_of_an_ace_step_track_before_it(daemon: Any) -> None:
     assert rc == 2 and "--count" in err, err
     rc, out, _ = await cli(sock, "extend", "--help")
     assert "--before" in out and "examples" in out
+
+
+async def test_http_extend_route_matches_its_openapi_schema(daemon_factory: Callable[..., Any],
+                                                            tiny_acestep: Path) -> None:
+    import base64
+
+    import aiohttp
+    import jsonschema
+    import soundfile as sf
+
+    from tests.conftest import start_http, wait_event
+
+    d = await daemon_factory(engine__model=str(tiny_acestep), http__listen="127.0.0.1:0")
+    api = await start_http(d)
+    base = api.url + "/api/v1"
+    up = tone(1.5, sr=SR, fmt="WAV")
+    body = {"source_audio": base64.b64encode(up).decode(), "source_name": "loop.wav", "by": 1, "before": True,
+            "steps": 1}
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api.plan.token}"}) as s, \
+            await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        async with s.get(api.url + "/openapi.json") as r:
+            doc = await r.json()
+        schema = {**doc["paths"]["/api/v1/ops/extend"]["post"]["requestBody"]["content"]["application/json"]
+                  ["schema"], "components": doc["components"]}
+        jsonschema.validate(body, schema)
+        async with s.post(base + "/ops/extend", json=body) as r:
+            assert r.status == 201, await r.text()
+            job = await r.json()
+        await wait_event(c, "job.finished", job["id"], timeout=300)
+        done = await c.call("job.get", {"id": job["id"]})
+        new = await c.call("track.get", {"id": done["track_ids"][0]})
+        # An upload at 48 kHz, 16 bit: the stored copy is its samples, so the new file ends with them.
+        a, _ = sf.read(io.BytesIO(up), dtype="float32", always_2d=True)
+        b = read(d, new, "float32")
+        assert b.shape == (a.shape[0] + SR, 2) and np.array_equal(b[SR + XF:], a[XF:])
+        async with s.post(base + "/ops/extend", json={"source": "1-0", "by": 601}) as r:
+            err = await r.json()
+            assert r.status == 400 and err["error"]["field"] == "by"
