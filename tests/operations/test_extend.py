@@ -79,19 +79,25 @@ async def test_extend_is_refused_past_the_limit_naming_the_field(daemon: Any) ->
 
 
 async def test_cli_extend_of_an_ace_step_track_before_it(daemon: Any) -> None:
+    import soundfile as sf
+
     from tests.cli.test_cli_e2e import cli, cli_json
 
-    sock = daemon.server.path
-    src = await cli_json(sock, "generate", "lofi beat", "--duration", "10", "--steps", "2", "--seed", "1", "--wait")
-    tid = src["tracks"][0]["id"]
+    sock, tid = daemon.server.path, "500-0"
+    rel = f"library/imported/{tid}.wav"
+    (daemon.data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(daemon.data_dir / rel), sf.read(io.BytesIO(tone(2.0, sr=SR, fmt="WAV")))[0], SR, subtype="PCM_24")
+    await daemon.store.import_tracks([{"id": tid, "prompt": "lofi beat", "path": rel, "duration": 2.0,
+                                       "sample_rate": SR, "channels": 2, "family": "ace-step",
+                                       "params": {"steps": 2, "family": "ace-step"}}])
     done = await cli_json(sock, "extend", tid, "--by", "1.5", "--before", "--seed", "2", "--wait")
     assert done["state"] == "done" and done["params"]["operation"] == "extend"
     assert done["params"]["before"] is True and done["params"]["steps"] == 2  # the source's settings
-    assert done["prompt"] == "lofi beat" and done["tracks"][0]["duration"] == pytest.approx(11.5, abs=1e-3)
+    assert done["prompt"] == "lofi beat" and done["tracks"][0]["duration"] == pytest.approx(3.5, abs=1e-3)
     rc, out, _ = await cli(sock, "show", tid)
     assert rc == 0 and f"derived   {done['tracks'][0]['id']}  extend" in out
     # Refusals name this command line's flags: the daemon's (the 600 s limit) and the offline ones.
-    rc, _, err = await cli(sock, "extend", tid, "--by", "595")
+    rc, _, err = await cli(sock, "extend", tid, "--by", "599")
     assert rc == 2 and "--by" in err and "600 s" in err, err
     rc, _, err = await cli(sock, "extend", tid, "--by", "3", "--count", "2")
     assert rc == 2 and "--count" in err, err
