@@ -462,7 +462,8 @@ async def _extend_by_repaint(client: Client, args: argparse.Namespace, t: dict[s
     """An ACE-Step extension (op.extend): TRACK with --by seconds added after it (or --before), its
     sampler settings and model unless told otherwise; prompt and lyrics default to TRACK's in the daemon."""
     params = t.get("params") or {}
-    raw: dict[str, Any] = {k: params[k] for k in ("steps", "guidance", "shift", "language") if params.get(k) is not None}
+    raw: dict[str, Any] = {k: params[k] for k in ("steps", "guidance", "shift", "language")
+                           if params.get(k) is not None}
     raw.update(source=t["id"], by=args.by, before=args.before, prompt=args.prompt, seed=args.seed,
                model=args.model or t.get("model"))
     raw = {k: v for k, v in raw.items() if v is not None}

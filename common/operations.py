@@ -271,8 +271,8 @@ def operation_components(ref_template: str = "#/components/schemas/{name}") -> t
     return {t.__name__: r for t, r in zip(types, refs)}, components
 
 
-__all__ = ["ADD_PART", "COVER", "CROSSFADE_SECONDS", "DEFAULT_STEM_PARTS", "EXTEND", "LANGUAGES", "MAX_SOURCE_SECONDS",
-           "MAX_SEED", "ExtendRequest", "METHODS", "MIN_SOURCE_SECONDS", "MIN_SPAN", "OPERATIONS", "OPERATION_SCHEMAS", "PARTS",
-           "REPAINT", "ROUTES", "STEMS", "TASKS", "AddPartRequest", "CoverRequest", "OperationRequest",
-           "RepaintRequest", "StemsRequest", "operation_components", "remix_request", "stored_params",
-           "validate_operation"]
+__all__ = ["ADD_PART", "COVER", "CROSSFADE_SECONDS", "DEFAULT_STEM_PARTS", "EXTEND", "LANGUAGES",
+           "MAX_SOURCE_SECONDS", "MAX_SEED", "METHODS", "MIN_SOURCE_SECONDS", "MIN_SPAN", "OPERATIONS",
+           "OPERATION_SCHEMAS", "PARTS", "REPAINT", "ROUTES", "STEMS", "TASKS", "AddPartRequest", "CoverRequest",
+           "ExtendRequest", "OperationRequest", "RepaintRequest", "StemsRequest", "operation_components",
+           "remix_request", "stored_params", "validate_operation"]
