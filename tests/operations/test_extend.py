@@ -142,3 +142,30 @@ async def test_http_extend_route_matches_its_openapi_schema(daemon_factory: Call
         async with s.post(base + "/ops/extend", json={"source": "1-0", "by": 601}) as r:
             err = await r.json()
             assert r.status == 400 and err["error"]["field"] == "by"
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_the_new_part_takes_the_level_of_the_source_next_to_it(before: bool) -> None:
+    """A quiet ending after a loud start: the extension matches the 10 s it joins, not the whole song
+    nor the silence it replaces; the rest is the source's, bit for bit."""
+    from dgx_music.daemon import op_render
+
+    rng = np.random.default_rng(0)
+    t = np.arange(30 * SR) / SR
+    src = np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 221 * t)]).astype(np.float32)
+    loud, quiet = slice(0, 15 * SR), slice(15 * SR, None)
+    if before:
+        loud, quiet = quiet, loud
+    src[:, loud] *= 0.8
+    src[:, quiet] *= 0.05
+    pad, _, _ = op_render.extend_span(src.shape[1], 4.0, before, SR)
+    padded = op_render.pad_source(src, pad, before)
+    model = (0.9 * rng.uniform(-1, 1, size=(1, 2, padded.shape[1] + 1000))).astype(np.float32)  # peak-normalised
+    job = {"params": {"operation": "extend", "by": 4.0, "before": before, "source_name": "song"}}
+    [out] = op_render.outputs(job, padded, model, SR, ceiling_dbtp=-1.0)
+    a = out.audio
+    assert a.shape == (2, 34 * SR) and out.title == f"song (+4 s {'before' if before else 'after'})"
+    new, kept = (a[:, :pad], a[:, pad + XF:]) if before else (a[:, -pad:], a[:, :30 * SR - XF])
+    assert np.array_equal(kept, src[:, XF:] if before else src[:, :30 * SR - XF])
+    edge = src[:, :10 * SR] if before else src[:, -10 * SR:]
+    assert rms(new) == pytest.approx(rms(edge), rel=0.02)  # 0.035, where the song's mean is ~0.4
