@@ -50,6 +50,17 @@ def extend_span(n: int, by: float, before: bool, sr: int) -> tuple[int, int, int
     return (pad, 0, pad + xf) if before else (pad, n - xf, n + pad)
 
 
+#: ACE-Step's latent frame (1920 samples at 48 kHz). The pipeline floors a repaint window to whole
+#: frames, so the model is asked for a frame more on each side than the daemon splices in.
+FRAME_SECONDS = 0.04
+
+
+def model_window(s: int, e: int, sr: int) -> tuple[float, float]:
+    """The repaint window (seconds) to ask the model for, covering the samples [s, e) after the
+    pipeline's flooring to frames (it clamps a window past the end to the clip)."""
+    return max(0.0, s / sr - FRAME_SECONDS), e / sr + FRAME_SECONDS
+
+
 def pad_source(source: np.ndarray, pad: int, before: bool) -> np.ndarray:
     """The source with `pad` samples of silence ahead of it (before) or after it."""
     return np.pad(np.asarray(source, dtype=np.float32), ((0, 0), (pad, 0) if before else (0, pad)))

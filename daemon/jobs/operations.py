@@ -145,7 +145,7 @@ class OperationKind(JobKind):
         if isinstance(req, ExtendRequest):  # the model repaints silence added past the source's end (or start)
             pad, s, e = op_render.extend_span(source.shape[1], req.by, req.before, SOURCES.sample_rate)
             source = op_render.pad_source(source, pad, req.before)
-            span = (s / SOURCES.sample_rate, e / SOURCES.sample_rate)
+            span = op_render.model_window(s, e, SOURCES.sample_rate)
 
         def render_with_source(data_dir: Path, job: dict[str, Any], audio: Any, sr: int,
                                opts: render.RenderOptions) -> list[dict[str, Any]]:

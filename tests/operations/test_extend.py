@@ -169,3 +169,20 @@ def test_the_new_part_takes_the_level_of_the_source_next_to_it(before: bool) -> 
     assert np.array_equal(kept, src[:, XF:] if before else src[:, :30 * SR - XF])
     edge = src[:, :10 * SR] if before else src[:, -10 * SR:]
     assert rms(new) == pytest.approx(rms(edge), rel=0.02)  # 0.035, where the song's mean is ~0.4
+
+
+@pytest.mark.parametrize("by", [0.5, 2.535, 7.77, 30.0])
+@pytest.mark.parametrize("before", [False, True])
+def test_the_model_regenerates_every_sample_spliced_in(by: float, before: bool) -> None:
+    """The pipeline floors the repaint window to latent frames (1920 samples, as diffusers does:
+    int(seconds * 25)); the window asked for still covers the whole span the daemon splices in."""
+    import math
+
+    from dgx_music.daemon import op_render
+
+    n = int(12.3 * SR)
+    pad, s, e = op_render.extend_span(n, by, before, SR)
+    start, end = op_render.model_window(s, e, SR)
+    frames = math.ceil((n + pad) / 1920)
+    first, last = int(start * 25), min(int(end * 25), frames)
+    assert first * 1920 <= s and last * 1920 >= e
