@@ -12,9 +12,9 @@ from typing import Any
 from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_client_flags, emit, fail,
                                   human_duration, job_document, print_json, run_client)
 from dgx_music.common.client import Client
-from dgx_music.common.families import CONTINUE, DEFAULT_FAMILY, MUSICGEN, REGISTRY
+from dgx_music.common.families import CONTINUE, DEFAULT_FAMILY, MUSICGEN, REGISTRY, REPAINT_TASK, family_for_name
 from dgx_music.common.fmt import with_article
-from dgx_music.common.operations import METHODS, remix_request, validate_operation
+from dgx_music.common.operations import EXTEND, METHODS, remix_request, validate_operation
 from dgx_music.common.params import TRACK_ID_RE, ParamError
 from dgx_music.common.schemas import (ACE_MAX_DURATION, ACE_MIN_DURATION, COMMON_FIELDS, LANGUAGES,
                                       check_for_model, fields_of)
@@ -93,20 +93,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: run_client(a, remix))
 
     p = sub.add_parser(
-        "extend", help="continue a track: the same music, longer",
-        description="Queue a job whose track is TRACK followed by --by more seconds that carry it on: the "
-                    "model hears the last 10 s and continues from there. Prompt, sampling parameters and "
-                    "model default to TRACK's. TRACK itself is left as it is; the result is a new track.",
+        "extend", help="continue a track: the same music, longer (ACE-Step: at either end)",
+        description="Queue a job whose track is TRACK with --by more seconds that carry it on. A MusicGen "
+                    "track is continued forward: the model hears the last 10 s and goes on from there. An "
+                    "ACE-Step track (or any track, with --model ace-step) gets the new music after its end, or "
+                    "with --before ahead of its start: a repaint of silence added there, every sample of TRACK "
+                    "kept but for a 20 ms crossfade into the new part. Prompt, sampling parameters and model "
+                    "default to TRACK's. TRACK itself is left as it is; the result is a new track.",
         epilog="examples:\n  dgx-music extend 12-0 --by 30 --wait\n"
-               '  dgx-music extend 12-0 --by 20 --prompt "the same groove, the drums drop out" --count 2',
+               '  dgx-music extend 12-0 --by 20 --prompt "the same groove, the drums drop out" --count 2\n'
+               "  dgx-music extend 14-0 --by 15 --before --wait      # an ACE-Step track: an intro\n"
+               "  dgx-music extend 12-0 --by 10 --before --model ace-step --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("track", metavar="TRACK")
     p.add_argument("--by", type=float, required=True, metavar="S",
-                   help="seconds to add (the whole track may be at most 300 s)")
-    p.add_argument("--prompt", help="what the continuation should sound like (default: TRACK's prompt)")
+                   help="seconds to add (the whole track may be at most 300 s with MusicGen, 600 s with ACE-Step)")
+    p.add_argument("--before", action="store_true",
+                   help="add the new music ahead of the start (ACE-Step; MusicGen only continues forward)")
+    p.add_argument("--prompt", help="what the new music should sound like (default: TRACK's prompt)")
     p.add_argument("--model", metavar="M", help="model (default: TRACK's; melody models cannot continue)")
     p.add_argument("--seed", type=int, metavar="N")
-    p.add_argument("--count", type=int, metavar="N", help="different continuations, made as one batch")
+    p.add_argument("--count", type=int, metavar="N",
+                   help="different continuations, made as one batch (MusicGen; an ACE-Step extension makes one)")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
     add_client_flags(p)
     p.set_defaults(func=lambda a: run_client(a, extend))
@@ -265,7 +273,7 @@ async def generate(client: Client, args: argparse.Namespace, raw: dict[str, Any]
     except RemoteError as exc:
         if player is not None:
             await player.close()
-        raise flagged(exc, flags) if method == "job.submit" else exc from None
+        raise flagged(exc, flags) if method == "job.submit" or flags else exc from None
     except BaseException:
         if player is not None:
             await player.close()
@@ -416,9 +424,15 @@ EXTEND_FLAGS = {"duration": "--by"}
 
 async def extend(client: Client, args: argparse.Namespace) -> int:
     t = await client.call("track.get", {"id": args.track}, timeout=args.timeout)
+    params = t.get("params") or {}
+    family = (family_for_name(args.model) if args.model else None) or t.get("family") or params.get("family") \
+        or DEFAULT_FAMILY
+    fam = REGISTRY.get(family)
+    if fam is not None and fam.does(REPAINT_TASK):  # ACE-Step: op.extend, a repaint past either end
+        return await _extend_by_repaint(client, args, t)
     keep = [k for k in REMIX_KEYS if k not in ("duration", "melody", "melody_source", "extend")
             and k in MUSICGEN_ONLY | COMMON_FIELDS]
-    raw: dict[str, Any] = {k: v for k, v in (t.get("params") or {}).items() if k in keep and v is not None}
+    raw: dict[str, Any] = {k: v for k, v in params.items() if k in keep and v is not None}
     raw.update(prompt=args.prompt or t["prompt"], model=args.model or t.get("model"), extend=t["id"],
                duration=args.by)
     for key in ("seed", "count"):
@@ -426,15 +440,42 @@ async def extend(client: Client, args: argparse.Namespace) -> int:
             raw[key] = getattr(args, key)
     raw = {k: v for k, v in raw.items() if v is not None}
     try:
-        fam = REGISTRY.get((t.get("params") or {}).get("family") or DEFAULT_FAMILY)
         if (fam is None or not fam.does(CONTINUE)) and not args.model:
-            raise ParamError("model", f"{t['id']} is {with_article(t['params']['family'])} track; continuing a track is a "
+            raise ParamError("model", f"{t['id']} is {with_article(params['family'])} track; continuing a track is a "
                                       "MusicGen feature (give --model small, medium or large)")
+        if args.before:
+            raise ParamError("before", "MusicGen can only continue a track forward, from its end; to add music "
+                                       "ahead of it, extend it with an ACE-Step model (--model ace-step)")
         check_offline(raw, raw.get("model"))
     except ParamError as exc:
         return fail(args, "invalid_params", f"{flag_of(exc.field, EXTEND_FLAGS)}: {exc.message}", EXIT_USAGE,
                     field=exc.field)
     return await generate(client, args, raw, flags=EXTEND_FLAGS)
+
+
+#: How `extend` spells the fields of an ExtendRequest (common/operations.py).
+EXTEND_OP_FLAGS = {"by": "--by", "before": "--before", "source": "TRACK", "model": "--model", "seed": "--seed",
+                   "prompt": "--prompt"}
+
+
+async def _extend_by_repaint(client: Client, args: argparse.Namespace, t: dict[str, Any]) -> int:
+    """An ACE-Step extension (op.extend): TRACK with --by seconds added after it (or --before), its
+    sampler settings and model unless told otherwise; prompt and lyrics default to TRACK's in the daemon."""
+    params = t.get("params") or {}
+    raw: dict[str, Any] = {k: params[k] for k in ("steps", "guidance", "shift", "language")
+                           if params.get(k) is not None}
+    raw.update(source=t["id"], by=args.by, before=args.before, prompt=args.prompt, seed=args.seed,
+               model=args.model or t.get("model"))
+    raw = {k: v for k, v in raw.items() if v is not None}
+    try:
+        if args.count is not None:
+            raise ParamError("count", "an ACE-Step extension makes one track per job; leave --count out (run it "
+                                      "again, or remix the result, for another take)")
+        validate_operation(EXTEND, raw)
+    except ParamError as exc:
+        return fail(args, "invalid_params", f"{flag_of(exc.field, EXTEND_OP_FLAGS)}: {exc.message}", EXIT_USAGE,
+                    field=exc.field)
+    return await generate(client, args, raw, METHODS[EXTEND], flags=EXTEND_OP_FLAGS)
 
 
 async def queue(client: Client, args: argparse.Namespace) -> int:

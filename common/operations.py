@@ -1,4 +1,5 @@
-"""Operations on tracks you have (ACE-Step only): repaint a span, cover/restyle, split into stems, add a part.
+"""Operations on tracks you have (ACE-Step only): repaint a span, cover/restyle, split into stems, add a part,
+extend (repaint past either end).
 
 One typed msgspec Struct per operation: the CLI and the TUI check a request with
 `validate_operation` before sending it, the daemon checks it again (plus what only
@@ -24,10 +25,11 @@ from dgx_music.common.schemas import (LANGUAGES, MAX_LYRICS_CHARS, MAX_PROMPT_CH
                                       _explain, _field_of, check_model_name, refuse_loose_bools)
 
 #: The operations, as protocol methods name them (`op.<name>`) and as jobs record them.
-REPAINT, COVER, STEMS, ADD_PART = "repaint", "cover", "stems", "add_part"
-OPERATIONS = (REPAINT, COVER, STEMS, ADD_PART)
-#: The ACE-Step task each operation runs.
-TASKS = {REPAINT: "repaint", COVER: "cover", STEMS: "extract", ADD_PART: "lego"}
+REPAINT, COVER, STEMS, ADD_PART, EXTEND = "repaint", "cover", "stems", "add_part", "extend"
+OPERATIONS = (REPAINT, COVER, STEMS, ADD_PART, EXTEND)
+#: The ACE-Step task each operation runs. Extend is a repaint of silence added past an end: the
+#: turbo model is trained for repaint; upstream's `complete` only on the base model.
+TASKS = {REPAINT: "repaint", COVER: "cover", STEMS: "extract", ADD_PART: "lego", EXTEND: "repaint"}
 
 #: The part (track class) names ACE-Step 1.5 was trained on for extract and lego.
 PARTS = ("vocals", "backing_vocals", "drums", "bass", "guitar", "keyboard", "synth", "strings", "brass",
@@ -136,12 +138,27 @@ class AddPartRequest(_Operation, frozen=True, kw_only=True, forbid_unknown_field
         return 2 if self.mix else 1
 
 
-OperationRequest = RepaintRequest | CoverRequest | StemsRequest | AddPartRequest
+class ExtendRequest(_Operation, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The source with `by` seconds of new music after its end (or, with `before`, ahead of its start):
+    a repaint of silence added there. The source's samples are kept, bar a crossfade into the new part."""
+
+    operation: ClassVar[str] = EXTEND
+    by: Annotated[float, Meta(ge=MIN_SPAN, le=MAX_SOURCE_SECONDS, extra={"unit": " s"},
+                              description="Seconds of new music to add (the result is at most "
+                                          f"{MAX_SOURCE_SECONDS:g} s long).")]
+    before: Annotated[bool, Meta(description="Add the new music ahead of the start instead of after the end.")] \
+        = False
+    prompt: Caption | None = None
+    lyrics: Lyrics = ""
+    language: Language = "en"
+
+
+OperationRequest = RepaintRequest | CoverRequest | StemsRequest | AddPartRequest | ExtendRequest
 OPERATION_SCHEMAS: dict[str, type[_Operation]] = {REPAINT: RepaintRequest, COVER: CoverRequest, STEMS: StemsRequest,
-                                                  ADD_PART: AddPartRequest}
+                                                  ADD_PART: AddPartRequest, EXTEND: ExtendRequest}
 #: The socket method and HTTP route of each operation.
 METHODS = {op: f"op.{op}" for op in OPERATIONS}
-ROUTES = {REPAINT: "repaint", COVER: "cover", STEMS: "stems", ADD_PART: "add-part"}
+ROUTES = {REPAINT: "repaint", COVER: "cover", STEMS: "stems", ADD_PART: "add-part", EXTEND: "extend"}
 
 
 def validate_operation(operation: str, raw: Mapping[str, Any]) -> OperationRequest:
@@ -238,8 +255,8 @@ def remix_request(track: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None
 
 
 def operation_components(ref_template: str = "#/components/schemas/{name}") -> tuple[dict[str, Any], dict[str, Any]]:
-    """JSON Schemas of the four request bodies, for the OpenAPI document."""
-    types = [RepaintRequest, CoverRequest, StemsRequest, AddPartRequest]
+    """JSON Schemas of the operations' request bodies, for the OpenAPI document."""
+    types = [RepaintRequest, CoverRequest, StemsRequest, AddPartRequest, ExtendRequest]
     refs, components = msgspec.json.schema_components(types, ref_template=ref_template)
     for t in types:
         component = nullable_optionals(components[t.__name__])
@@ -254,8 +271,8 @@ def operation_components(ref_template: str = "#/components/schemas/{name}") -> t
     return {t.__name__: r for t, r in zip(types, refs)}, components
 
 
-__all__ = ["ADD_PART", "COVER", "CROSSFADE_SECONDS", "DEFAULT_STEM_PARTS", "LANGUAGES", "MAX_SOURCE_SECONDS",
-           "MAX_SEED", "METHODS", "MIN_SOURCE_SECONDS", "MIN_SPAN", "OPERATIONS", "OPERATION_SCHEMAS", "PARTS",
-           "REPAINT", "ROUTES", "STEMS", "TASKS", "AddPartRequest", "CoverRequest", "OperationRequest",
-           "RepaintRequest", "StemsRequest", "operation_components", "remix_request", "stored_params",
-           "validate_operation"]
+__all__ = ["ADD_PART", "COVER", "CROSSFADE_SECONDS", "DEFAULT_STEM_PARTS", "EXTEND", "LANGUAGES",
+           "MAX_SOURCE_SECONDS", "MAX_SEED", "METHODS", "MIN_SOURCE_SECONDS", "MIN_SPAN", "OPERATIONS",
+           "OPERATION_SCHEMAS", "PARTS", "REPAINT", "ROUTES", "STEMS", "TASKS", "AddPartRequest", "CoverRequest",
+           "ExtendRequest", "OperationRequest", "RepaintRequest", "StemsRequest", "operation_components",
+           "remix_request", "stored_params", "validate_operation"]

@@ -22,9 +22,12 @@ from typing import Any
 import numpy as np
 
 from dgx_music import __version__
-from dgx_music.common.operations import ADD_PART, COVER, CROSSFADE_SECONDS, REPAINT, STEMS
+from dgx_music.common.operations import ADD_PART, COVER, CROSSFADE_SECONDS, EXTEND, REPAINT, STEMS
 from dgx_music.daemon import failpoints, libfiles
 from dgx_music.daemon.render import SUBTYPES, RenderOptions, song_fields
+
+#: An extension is level-matched to this many seconds of the source next to it.
+LEVEL_SECONDS = 10
 
 #: Job params that say where the source is, not what was asked: left out of lineage rows.
 INTERNAL_KEYS = ("family", "operation", "source_key", "source_id", "source_name", "duration")
@@ -38,8 +41,42 @@ def fit(audio: np.ndarray, n: int) -> np.ndarray:
     return np.pad(a, ((0, 0), (0, n - a.shape[1])))
 
 
+def extend_span(n: int, by: float, before: bool, sr: int) -> tuple[int, int, int]:
+    """An extension of a source `n` samples long by `by` s -> (samples of silence padded on, start and
+    end of the span to regenerate in the padded source). The span reaches one crossfade into the
+    source, so the new music fades in over the source's own edge instead of starting after a cut."""
+    pad = int(round(by * sr))
+    xf = min(int(CROSSFADE_SECONDS * sr), n // 2)
+    return (pad, 0, pad + xf) if before else (pad, n - xf, n + pad)
+
+
+#: ACE-Step's latent frame (1920 samples at 48 kHz). The pipeline floors a repaint window to whole
+#: frames, so the model is asked for a frame more on each side than the daemon splices in.
+FRAME_SECONDS = 0.04
+
+
+def model_window(s: int, e: int, sr: int) -> tuple[float, float]:
+    """The repaint window (seconds) to ask the model for, covering the samples [s, e) after the
+    pipeline's flooring to frames (it clamps a window past the end to the clip)."""
+    return max(0.0, s / sr - FRAME_SECONDS), e / sr + FRAME_SECONDS
+
+
+def pad_source(source: np.ndarray, pad: int, before: bool) -> np.ndarray:
+    """The source with `pad` samples of silence ahead of it (before) or after it."""
+    return np.pad(np.asarray(source, dtype=np.float32), ((0, 0), (pad, 0) if before else (0, pad)))
+
+
 def splice(source: np.ndarray, generated: np.ndarray, start: float, end: float, sr: int,
            crossfade: float = CROSSFADE_SECONDS, ceiling_dbtp: float | None = None) -> np.ndarray:
+    """Seconds -> samples for `splice_samples` (a repaint: the new span level-matched to the old one)."""
+    n = source.shape[1]
+    s = max(0, min(n, int(round(start * sr))))
+    return splice_samples(source, generated, s, max(s, min(n, int(round(end * sr)))), sr, crossfade, ceiling_dbtp)
+
+
+def splice_samples(source: np.ndarray, generated: np.ndarray, s: int, e: int, sr: int,
+                   crossfade: float = CROSSFADE_SECONDS, ceiling_dbtp: float | None = None,
+                   level_of: np.ndarray | None = None) -> np.ndarray:
     """The source with [start, end) taken from `generated`, level-matched, with crossfades inside
     the span: every sample outside the span is the source's own.
 
@@ -48,16 +85,18 @@ def splice(source: np.ndarray, generated: np.ndarray, start: float, end: float, 
     is higher (a loud upload): the RMS match alone once gave a span peak of 1.61 against a loud
     source, which clips in a PCM file. The fades are complementary in amplitude (they sum to 1),
     so a fade between two signals under a level stays under it; equal-power fades (sin/cos) can
-    reach 1.41 times it where the two agree."""
+    reach 1.41 times it where the two agree.
+
+    `level_of`: the audio whose RMS the new span is matched to, when the span's own is not the
+    level to keep (an extension's span is mostly the silence padded on: the source's edge is)."""
     n = source.shape[1]
-    s = max(0, min(n, int(round(start * sr))))
-    e = max(s, min(n, int(round(end * sr))))
     out = np.array(source, dtype=np.float32, copy=True)
     if e <= s:
         return out
     seg = np.array(fit(generated, n)[:, s:e], dtype=np.float64)
     orig = source[:, s:e].astype(np.float64)
-    r_src, r_gen = math.sqrt(float(np.mean(orig ** 2))), math.sqrt(float(np.mean(seg ** 2)))
+    ref = orig if level_of is None else np.asarray(level_of, dtype=np.float64)
+    r_src, r_gen = math.sqrt(float(np.mean(ref ** 2))) if ref.size else 0.0, math.sqrt(float(np.mean(seg ** 2)))
     if r_src > 1e-9 and r_gen > 1e-9:
         seg *= min(r_src / r_gen, 10.0)  # the pipeline peak-normalises its output; the source has its own level
     # The span = the source fading out + the new audio fading in (in place: spans run to 10 min).
@@ -149,6 +188,16 @@ def outputs(job: dict[str, Any], source: np.ndarray, audio: np.ndarray, sr: int,
         if p.get("mix"):
             outs.append(Output(mix(source, part), f"{name} (+{p['part']}, mix)", True, p["part"], {"mix": True}))
         return outs
+    if op == EXTEND:
+        by, before = float(p["by"]), bool(p.get("before"))
+        # `source` is the padded source (see jobs/operations.py): the original is what is not padding.
+        pad = int(round(by * sr))
+        orig = source[:, pad:] if before else source[:, :n - pad]
+        _, s, e = extend_span(orig.shape[1], by, before, sr)
+        edge = orig[:, :LEVEL_SECONDS * sr] if before else orig[:, -LEVEL_SECONDS * sr:]
+        where = "before" if before else "after"
+        return [Output(splice_samples(source, audio[0], s, e, sr, ceiling_dbtp=ceiling_dbtp, level_of=edge),
+                       f"{name} (+{by:g} s {where})", False)]
     raise ValueError(f"unknown operation {op!r}")
 
 

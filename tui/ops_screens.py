@@ -1,5 +1,5 @@
-"""Modal forms for the operations on the selected library track (repaint, cover, stems, add a part)
-and its lineage view.
+"""Modal forms for the operations on the selected library track (repaint, cover, stems, add a part,
+extend) and its lineage view.
 
 Each form checks its request with `common.operations.validate_operation`, the schema every
 surface uses, and shows a refusal inline naming the field; it dismisses with
@@ -24,7 +24,8 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, 
 from textual.widgets.option_list import Option
 
 from dgx_music.common.families import ACE_STEP_ALIASES
-from dgx_music.common.operations import ADD_PART, COVER, DEFAULT_STEM_PARTS, PARTS, REPAINT, STEMS, validate_operation
+from dgx_music.common.operations import (ADD_PART, COVER, DEFAULT_STEM_PARTS, EXTEND, PARTS, REPAINT, STEMS,
+                                         validate_operation)
 from dgx_music.common.params import ParamError
 from dgx_music.tui import fmt
 from dgx_music.tui.compose import LyricsArea
@@ -334,7 +335,36 @@ class AddPartScreen(_OpScreen):
                 "mix": self.query_one("#addpart-mix", Checkbox).value}
 
 
-OP_SCREENS: dict[str, type[_OpScreen]] = {COVER: CoverScreen, STEMS: StemsScreen, ADD_PART: AddPartScreen}
+class ExtendScreen(_OpScreen):
+    """New music after the track's end or ahead of its start (ACE-Step: a repaint of added silence)."""
+
+    operation = EXTEND
+    no_lyrics = "empty: the track's own"  # the daemon sings the source's words when none are given
+
+    def fields(self) -> ComposeResult:
+        with Horizontal(classes="modal-row"):
+            yield Label("seconds to add ")
+            yield Input("", placeholder="e.g. 30", id="extend-by", compact=True, classes="num")
+            yield Label(" ")
+            yield Select([("after the end", "after"), ("before the start", "before")], value="after",
+                         allow_blank=False, id="extend-where", compact=True)
+        yield Label(f"The track is {fmt.number(self.track.get('duration'), '{:.1f}')} s; at most 600 s in all. "
+                    "Its samples are kept, bar a 20 ms crossfade.", classes="dim")
+        yield Input(placeholder="caption for the new part (empty: the track's)", id="extend-prompt")
+
+    def on_mount(self) -> None:
+        self.query_one("#extend-by", Input).focus()
+
+    def params(self) -> dict[str, Any]:
+        by = _number("by", self.query_one("#extend-by", Input).value)
+        if by is None:
+            raise ParamError("by", "how many seconds to add")
+        return {"by": by, "before": self.query_one("#extend-where", Select).value == "before",
+                "prompt": self.query_one("#extend-prompt", Input).value.strip() or None}
+
+
+OP_SCREENS: dict[str, type[_OpScreen]] = {COVER: CoverScreen, STEMS: StemsScreen, ADD_PART: AddPartScreen,
+                                          EXTEND: ExtendScreen}
 
 
 def _derived_label(d: dict[str, Any]) -> str:

@@ -46,7 +46,8 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         ("t / e / n", "tags / rename / notes"),
         ("m", "remix: the composer with the same prompt and parameters, new seed"),
         ("u", "use as melody: the next job follows this track's melody (melody models)"),
-        ("+", "extend: the next job continues this track (Duration = seconds added)"),
+        ("+", "extend: MusicGen, the next job continues it (Duration = seconds added); ACE-Step, a form: "
+              "seconds to add, after the end or before the start"),
         ("v / V", "mark the track and step down (again: unmark) / unmark all"),
         ("x", "export the marked tracks, else the selected one: WAV, FLAC (44.1/48 kHz) or one Ardour "
               "session (optionally with stems)"),

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from textual.widgets import TabbedContent
 
 from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeout
-from dgx_music.common.families import ACE_STEP
-from dgx_music.common.operations import METHODS, remix_request
+from dgx_music.common.families import ACE_STEP, DEFAULT_FAMILY, REGISTRY, REPAINT_TASK
+from dgx_music.common.operations import EXTEND, METHODS, remix_request
 from dgx_music.tui.ops_screens import OP_SCREENS, LineageScreen, RepaintScreen
 from dgx_music.tui.screens import ConfirmScreen, TextPromptScreen
 
@@ -72,7 +72,9 @@ def handle(app: DgxMusicApp, action: str, t: dict[str, Any]) -> None:
         app.query_one(TabbedContent).active = "compose"
         app.compose_view.prefill(t)
         app.notify("Composer filled from the track, with a new random seed.", timeout=3)
-    elif action == "extend":
+    elif action == "extend" and _repaints(t):  # ACE-Step: a form, after the end or before the start
+        app.run_worker(operation(app, EXTEND, t), group="operation", exit_on_error=False)
+    elif action == "extend":  # MusicGen: the composer continues the track (forward only)
         app.query_one(TabbedContent).active = "compose"
         app.compose_view.extend(t)
         app.notify(f"The next job continues {tid}; set how many seconds to add.", timeout=4)
@@ -93,6 +95,12 @@ def handle(app: DgxMusicApp, action: str, t: dict[str, Any]) -> None:
         app.run_worker(operation(app, action, t), group="operation", exit_on_error=False)
     elif action == "lineage":
         app.run_worker(lineage(app, t), group="lineage", exclusive=True, exit_on_error=False)
+
+
+def _repaints(t: dict[str, Any]) -> bool:
+    """Whether the track's family extends by repainting (either end) rather than by continuing."""
+    fam = REGISTRY.get(t.get("family") or (t.get("params") or {}).get("family") or DEFAULT_FAMILY)
+    return fam is not None and fam.does(REPAINT_TASK)
 
 
 async def operation(app: DgxMusicApp, operation: str, t: dict[str, Any]) -> None:

@@ -1,12 +1,13 @@
-"""op.*: operations on tracks (repaint, cover, stems, add a part), and track.lineage."""
+"""op.*: operations on tracks (repaint, cover, stems, add a part, extend), and track.lineage."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dgx_music.common.operations import ADD_PART, COVER, REPAINT, STEMS
+from dgx_music.common.operations import ADD_PART, COVER, EXTEND, REPAINT, STEMS
 from dgx_music.daemon.handlers import Context, method
 from dgx_music.daemon.handlers.args import Args
+from dgx_music.daemon.jobs.operations import KINDS
 
 
 @method("op.repaint")
@@ -31,6 +32,12 @@ async def stems(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 async def add_part(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Queue an added part (and, with mix, the source with it mixed in)."""
     return await ctx.daemon.scheduler.submit(params, kind=ADD_PART)
+
+
+@method("op.extend")
+async def extend(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Queue an extension: a new track, the source with `by` seconds of new music after it (or before)."""
+    return await ctx.daemon.scheduler.submit(params, kind=KINDS[EXTEND].name)
 
 
 @method("track.lineage")

@@ -1,4 +1,4 @@
-"""Operations on tracks (repaint, cover, stems, add a part) as durable jobs in the queue.
+"""Operations on tracks (repaint, cover, stems, add a part, extend) as durable jobs in the queue.
 
 Submitting: the request is checked with its typed schema (common/operations.py), then
 against what only the daemon knows (the model's family, the source track, the source's
@@ -24,8 +24,8 @@ import msgspec
 
 from dgx_music.common import families
 from dgx_music.common.fmt import with_article
-from dgx_music.common.operations import (ADD_PART, OPERATIONS, REPAINT, STEMS, TASKS, OperationRequest,
-                                         stored_params, validate_operation)
+from dgx_music.common.operations import (ADD_PART, EXTEND, MAX_SOURCE_SECONDS, OPERATIONS, REPAINT, STEMS, TASKS,
+                                         ExtendRequest, OperationRequest, stored_params, validate_operation)
 from dgx_music.common.schemas import MAX_SEED, MELODY_KEY_RE, AceStepParams, ParamError, check_model_name
 from dgx_music.daemon import libfiles, op_render, render
 from dgx_music.daemon.audio_store import SOURCES
@@ -57,21 +57,26 @@ class OperationParams(AceStepParams, frozen=True, kw_only=True, forbid_unknown_f
 
 
 # ------------------------------------------------------------------------------------ the kind
+#: Kind names that differ from the operation's: `extend` is MusicGen's continuation (jobs/extend.py).
+KIND_NAMES = {EXTEND: "extend_by_repaint"}
+
+
 class OperationKind(JobKind):
-    """One operation (its `name` is the operation's: repaint, cover, stems, add_part)."""
+    """One operation (its `name` is the operation's: repaint, cover, stems, add_part; see KIND_NAMES)."""
 
     def __init__(self, operation: str) -> None:
-        self.name = operation
+        self.operation = operation
+        self.name = KIND_NAMES.get(operation, operation)
 
     def owns(self, job: Mapping[str, Any]) -> bool:
-        return (job.get("params") or {}).get("operation") == self.name
+        return (job.get("params") or {}).get("operation") == self.operation
 
     def describe(self, job: Mapping[str, Any]) -> str:
-        return self.name
+        return self.operation
 
     async def check(self, ctx: JobContext, raw: dict[str, Any]) -> JobRow:
         """Check the request, then store the source: on disk before the job row is committed."""
-        operation = self.name
+        operation = self.operation
         req = validate_operation(operation, raw)
         model = ctx.check_model(check_model_name(req.model) if req.model is not None else None)
         family = ctx.family_of(model)
@@ -106,15 +111,22 @@ class OperationKind(JobKind):
             source_id, source_name = track["id"], track["title"]
         if operation == REPAINT:
             _check_span(req, seconds)
+        total = seconds
+        if operation == EXTEND:
+            total = seconds + req.by
+            if total > MAX_SOURCE_SECONDS + 1e-3:
+                raise ParamError("by", f"{source_id or source_name} is {seconds:.1f} s long; with {req.by:g} s more "
+                                       f"it would be {total:.1f} s, past the {MAX_SOURCE_SECONDS:g} s limit")
         if audio is not None:  # on disk before the job row is committed
             key = await loop.run_in_executor(ctx.submit_pool, SOURCES.save, data_dir, audio)
         prompt = getattr(req, "prompt", None) or (track or {}).get("prompt") or _default_prompt(operation, req)
         stored = stored_params(req)
         stored.pop("prompt", None)
-        if track is not None and not stored.get("lyrics") and operation == REPAINT and track.get("lyrics"):
+        if track is not None and not stored.get("lyrics") and operation in (REPAINT, EXTEND) and track.get("lyrics"):
             stored["lyrics"] = track["lyrics"]  # a repaint sings the source's words unless told otherwise
+        # duration: the result's (an extension's is the source's plus the time added)
         params = {"family": family, "operation": operation, "source_key": key, "source_id": source_id,
-                  "source_name": source_name, "duration": round(seconds, 3), **stored}
+                  "source_name": source_name, "duration": round(total, 3), **stored}
         seed = req.seed if req.seed is not None else secrets.randbelow(MAX_SEED + 1)
         return JobRow(prompt=prompt, params=params, count=req.outputs(), seed=seed, model=model,
                       summary=f"{operation} of {source_id or source_name} ({seconds:.1f} s), seed {seed}")
@@ -129,12 +141,17 @@ class OperationKind(JobKind):
                 ctx.pool, SOURCES.load, ctx.data_dir, job["params"]["source_key"])
         except (OSError, RuntimeError, ValueError) as exc:
             raise EngineError("bad_request", f"the job's source audio cannot be read: {exc}") from None
+        span = None
+        if isinstance(req, ExtendRequest):  # the model repaints silence added past the source's end (or start)
+            pad, s, e = op_render.extend_span(source.shape[1], req.by, req.before, SOURCES.sample_rate)
+            source = op_render.pad_source(source, pad, req.before)
+            span = op_render.model_window(s, e, SOURCES.sample_rate)
 
         def render_with_source(data_dir: Path, job: dict[str, Any], audio: Any, sr: int,
                                opts: render.RenderOptions) -> list[dict[str, Any]]:
             return op_render.render_operation(data_dir, job, source, audio, sr, opts)
 
-        return Work(prompts=[job["prompt"]] * generations(job), params=wire_params(job, req),
+        return Work(prompts=[job["prompt"]] * generations(job), params=wire_params(job, req, span),
                     render=render_with_source, inputs={"audio_in": {"source": source}},
                     target_lufs=getattr(req, "target_lufs", None))
 
@@ -166,14 +183,18 @@ def request_of(job: dict[str, Any]) -> OperationRequest:
     return validate_operation(p["operation"], raw)
 
 
-def wire_params(job: dict[str, Any], req: OperationRequest) -> OperationParams:
+def wire_params(job: dict[str, Any], req: OperationRequest,
+                span: tuple[float, float] | None = None) -> OperationParams:
+    """The worker's parameters; `span` (seconds) is the window to repaint when the request does not
+    name one (an extension's, in the padded source)."""
     p = job["params"]
     part = getattr(req, "part", None)
+    start, end = span if span is not None else (getattr(req, "start", None), getattr(req, "end", None))
     return OperationParams(
         prompt=job["prompt"], lyrics=getattr(req, "lyrics", ""), language=getattr(req, "language", "en"),
         duration=float(p["duration"]), count=1, seed=job["seed"], model=job.get("model"), steps=req.steps,
         guidance=req.guidance, shift=req.shift, task=TASKS[p["operation"]],
-        repaint_start=getattr(req, "start", None), repaint_end=getattr(req, "end", None),
+        repaint_start=start, repaint_end=end,
         strength=getattr(req, "strength", None),
         parts=tuple(getattr(req, "parts", None) or ([part] if part else [])))
 

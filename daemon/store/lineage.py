@@ -1,4 +1,4 @@
-"""Lineage of derived tracks (repaint, cover, stems, add a part): where each came from.
+"""Lineage of derived tracks (repaint, cover, stems, add a part, extend): where each came from.
 
 A row per derived track, written in the same transaction as the track (finish_job with
 a track's `lineage`), deleted with it. The source is kept by id as text, so deleting a
@@ -16,7 +16,7 @@ from .base import StoreBase
 from .validate import _invalid, _json_dict, _text, _track_id
 
 #: Operations a lineage row may record (common/operations.py OPERATIONS).
-LINEAGE_OPERATIONS = ("repaint", "cover", "stems", "add_part", "mix")
+LINEAGE_OPERATIONS = ("repaint", "cover", "stems", "add_part", "extend", "mix")
 
 
 def lineage_row(value: Any) -> dict[str, Any] | None:

@@ -6,14 +6,15 @@ from typing import Any
 
 import pytest
 
-from dgx_music.common.operations import (ADD_PART, COVER, OPERATION_SCHEMAS, REPAINT, STEMS, remix_request,
-                                         stored_params, validate_operation)
+from dgx_music.common.operations import (ADD_PART, COVER, EXTEND, OPERATION_SCHEMAS, REPAINT, STEMS,
+                                         remix_request, stored_params, validate_operation)
 
 KEY = "0123456789abcdef"
 ASKED = {REPAINT: {"start": 1.0, "end": 3.5, "lyrics": "[verse]\nla la", "language": "de", "steps": 4},
          COVER: {"prompt": "bossa nova", "strength": 0.8, "target_lufs": -12.0, "guidance": 3.0},
          STEMS: {"parts": ["vocals", "strings"], "shift": 2.0},
-         ADD_PART: {"part": "bass", "mix": True, "prompt": "walking upright"}}
+         ADD_PART: {"part": "bass", "mix": True, "prompt": "walking upright"},
+         EXTEND: {"by": 12.5, "before": True, "steps": 4}}
 
 
 def track_of(operation: str, asked: dict[str, Any]) -> dict[str, Any]:
@@ -25,7 +26,7 @@ def track_of(operation: str, asked: dict[str, Any]) -> dict[str, Any]:
             "params": params}
 
 
-@pytest.mark.parametrize("operation", [REPAINT, COVER, STEMS, ADD_PART])
+@pytest.mark.parametrize("operation", [REPAINT, COVER, STEMS, ADD_PART, EXTEND])
 def test_each_operation_track_gives_a_valid_request_on_the_stored_source_without_seed(operation: str) -> None:
     got = remix_request(track_of(operation, ASKED[operation]))
     assert got is not None
@@ -38,7 +39,7 @@ def test_each_operation_track_gives_a_valid_request_on_the_stored_source_without
     assert req.source_name == "a live take"  # the new tracks are named after the source, not its key
     for k, v in ASKED[operation].items():  # the operation's own settings come back as they were asked
         assert getattr(req, k) == v, k
-    if operation in (REPAINT, STEMS):
+    if operation in (REPAINT, STEMS, EXTEND):
         assert req.prompt == "a live take"
 
 

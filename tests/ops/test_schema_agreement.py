@@ -37,6 +37,8 @@ def test_the_document_states_what_the_validators_take() -> None:
             base["prompt"] = "bossa nova"
         if op.__name__ == "AddPartRequest":
             base["part"] = "strings"
+        if op.__name__ == "ExtendRequest":
+            base["by"] = 30.0
         assert v.is_valid({**base, "source": "1-0"}), op
         assert v.is_valid({**base, "source": None, "source_audio": "UklGRg=="}), op
         assert not v.is_valid({**base, "source": None, "source_audio": None}), op

@@ -14,7 +14,8 @@ on a real source track. Bounded: a few examples per operation. Left out, and why
     make); likewise a job's `extend` and `melody` (a library track that exists, with a model that
     can use it) and `lora` (a directory that exists under the data dir): left out of generated
     bodies. An operation's source is pinned to the one track that exists (no uploads: socket-sized
-    base64 bodies), its model left out (the daemon's), a repaint's span pinned inside the source.
+    base64 bodies), its model left out (the daemon's), a repaint's span pinned inside the source,
+    an extension's `by` to a length the 600 s limit allows.
     The long poll's `wait` is left out so that no example waits 300 s.
 Set SCHEMATHESIS_CMD to a schemathesis executable (`st`) installed elsewhere to run it without
 schemathesis in this environment.
@@ -73,6 +74,8 @@ def fuzzable(doc: dict[str, Any]) -> dict[str, Any]:
             schema["required"] = sorted({*schema.get("required", ()), "source"})
             if "start" in props:
                 props["start"], props["end"] = {"type": "number", "enum": [1.0]}, {"type": "number", "enum": [2.5]}
+            if "by" in props:  # an extension: the source (4 s) plus `by` within 600 s, as a span within the source
+                props["by"] = {"type": "number", "enum": [1.5]}
     for name in ("MusicGenParams", "AceStepParams"):
         props = doc["components"]["schemas"][name]["properties"]
         # `model` too: a made-up name is rightly refused (model_not_found), and the daemon's own is the default.

@@ -88,6 +88,8 @@ async def test_cli_extend(studio: Any) -> None:
     assert rc == 0 and f"extends   {tid} (the first 2.00 s are it)" in out
     rc, _, err = await cli(sock, "extend", tid, "--by", "0")
     assert rc == 2 and "--by" in err
+    rc, _, err = await cli(sock, "extend", tid, "--by", "2", "--before")  # MusicGen only continues forward
+    assert rc == 2 and "--before" in err and "ACE-Step" in err, err
     # A remix of a continuation continues the same source again, with a new seed.
     again = await cli_json(sock, "remix", res["tracks"][0]["id"], "--wait")
     assert again["params"]["extend"] == tid and again["seed"] != job["seed"]

@@ -11,7 +11,7 @@ from textual.geometry import Region
 from textual.widgets import Input, Select, TextArea
 
 from dgx_music.tui.app import DgxMusicApp
-from dgx_music.tui.ops_screens import AddPartScreen, CoverScreen, RepaintScreen, SpanPicker, StemsScreen
+from dgx_music.tui.ops_screens import AddPartScreen, CoverScreen, ExtendScreen, RepaintScreen, SpanPicker, StemsScreen
 from tests.tui.fakes import FakeDaemon
 from tests.tui.test_track_operations import error_text, library, make_app, wait_for
 
@@ -147,3 +147,34 @@ async def test_stems_has_seed_steps_and_the_daemons_models_but_no_lyrics_add_par
         await wait_for(pilot, lambda: bool(fake.methods_called("op.add_part")), what="op.add_part sent")
         assert fake.methods_called("op.add_part") == [{"source": tid, "part": "vocals", "prompt": None, "mix": False,
                                                        "lyrics": "[chorus]\nla la", "language": "en"}]
+
+
+async def test_plus_on_an_ace_step_track_extends_before_it_on_80x24(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    src = fake.track("30-1")
+    src.update(family="ace-step", lyrics=SONG)
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await library(pilot, app)
+        await pilot.press("plus")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExtendScreen), what="the extend form")
+        scr = app.screen
+        await pilot.pause()
+        box, screen_region = scr.query_one(".op-box").region, Region(0, 0, 80, 24)
+        for wid in ("#extend-by", "#extend-where", "#op-go", "#op-cancel"):
+            assert _inside(scr.query_one(wid).region, box) and _inside(scr.query_one(wid).region, screen_region), wid
+        await go(pilot, app)  # no seconds yet: refused here, naming the field
+        await wait_for(pilot, lambda: "by" in error_text(app), what="the refusal")
+        assert not fake.methods_called("op.extend")
+        scr.query_one("#extend-by", Input).value = "700"
+        await go(pilot, app)  # past what the schema takes
+        await wait_for(pilot, lambda: "by" in error_text(app) and "600" in error_text(app), what="the limit")
+        scr.query_one("#extend-by", Input).value = "12.5"
+        scr.query_one("#extend-where", Select).value = "before"
+        await go(pilot, app)
+        await wait_for(pilot, lambda: bool(fake.methods_called("op.extend")), what="op.extend sent")
+        sent = fake.methods_called("op.extend")[0]
+        assert (sent["source"], sent["by"], sent["before"]) == ("30-1", 12.5, True)
+        assert sent["lyrics"] == SONG  # the track's own words, editable in the form
+        await wait_for(pilot, lambda: app.screen is app.screen_stack[0], what="form closed")
+        assert app.query_one("TabbedContent").active != "compose"  # not the MusicGen composer hand-off
