@@ -1,0 +1,166 @@
+"""`op.midi`: a track (or an uploaded file) transcribed by the real Basic Pitch model into a MIDI
+file stored with the track. Checked with an independent reader (mido) and mir_eval's onset F1
+against the notes the audio was rendered from (fluidsynth, the analysis set's soundfont)."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import mido
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dgx_music.common.client import Client, RemoteError
+from dgx_music.daemon.audio import transcribe as bp
+from tests.audio import songbook
+from tests.conftest import wait_event
+
+pytestmark = pytest.mark.skipif(songbook.missing() is not None, reason=str(songbook.missing()))
+
+SONG = "groove_72_Bm"  # the analysis set's first song: a lead line at 72 bpm
+SECONDS = 8.0
+BPM = 72.0
+
+
+@pytest.fixture(scope="session")
+def melody(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[float, float, int]]]:
+    """The song's melody alone, rendered at 48 kHz: (wav, its notes)."""
+    d = tmp_path_factory.mktemp("midi-melody")
+    notes = songbook.melody_midi(songbook.SONGS / f"{SONG}.mid", SECONDS, d / "m.mid")
+    songbook.render_midi(d / "m.mid", d / "m.wav", 48000)
+    return d / "m.wav", notes
+
+
+async def import_melody(daemon: Any, wav: Path, track_id: str = "900-0", bpm: float | None = BPM) -> dict[str, Any]:
+    rel = f"library/imported/{track_id}.wav"
+    dest = daemon.data_dir / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(wav.read_bytes())
+    info = sf.info(str(dest))
+    await daemon.store.import_tracks([{"id": track_id, "prompt": "a melody", "title": "Lead line", "path": rel,
+                                       "duration": info.duration, "sample_rate": info.samplerate,
+                                       "channels": info.channels, "bpm": bpm}])
+    return await daemon.store.get_track(track_id)
+
+
+def read_notes(data: bytes) -> tuple[list[tuple[float, float, int]], list[int]]:
+    """(notes in seconds, tempos) as mido reads the file: an independent parse of what we wrote."""
+    mid = mido.MidiFile(file=io.BytesIO(data))
+    tempos = [m.tempo for t in mid.tracks for m in t if m.type == "set_tempo"]
+    now, on, notes = 0.0, {}, []
+    for msg in mid:  # iterating a MidiFile yields messages with time in seconds
+        now += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            on[msg.note] = now
+        elif msg.type in ("note_off", "note_on") and msg.note in on:
+            notes.append((on.pop(msg.note), now, msg.note))
+    return sorted(notes), tempos
+
+
+def onset_f1(ref: list[tuple[float, float, int]], est: list[tuple[float, float, int]]) -> float:
+    import mir_eval
+
+    def arrays(notes: list[tuple[float, float, int]]) -> tuple[np.ndarray, np.ndarray]:
+        return (np.array([[a, max(b, a + 0.01)] for a, b, _ in notes]).reshape(-1, 2),
+                np.array([440.0 * 2 ** ((p - 69) / 12) for *_, p in notes]))
+
+    return mir_eval.transcription.precision_recall_f1_overlap(*arrays(ref), *arrays(est), onset_tolerance=0.05,
+                                                              offset_ratio=None)[2]
+
+
+async def test_a_track_is_transcribed_and_its_midi_stored_with_it(daemon_factory: Callable[..., Any],
+                                                                  melody: Any) -> None:
+    wav, truth = melody
+    d = await daemon_factory()
+    track = await import_melody(d, wav)
+    async with await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        await c.subscribe("track")
+        seen: list[Any] = []
+        job = await c.call("op.midi", {"source": track["id"]})
+        assert job["state"] == "queued" and job["params"]["kind"] == "midi" and job["model"] == "basic-pitch"
+        done = await wait_event(c, "job.finished", job["id"], timeout=60, seen=seen)
+        assert done.data["track_ids"] == []
+        assert any(e.name == "job.progress" and e.data["id"] == job["id"] for e in seen)
+        assert d.engine.worker is None, "transcription must not start the model worker"
+        got = await c.call("track.get", {"id": track["id"]})
+        assert got["midi_path"] and got["midi_path"].endswith(".mid")
+        assert (d.data_dir / got["midi_path"]).is_file()
+        by_track = await c.call("track.midi", {"id": track["id"]})
+        by_job = await c.call("track.midi", {"job": job["id"]})
+        assert by_track["data"] == by_job["data"] == (d.data_dir / got["midi_path"]).read_bytes()
+        notes, tempos = read_notes(by_track["data"])
+        assert tempos == [mido.bpm2tempo(BPM)], "the file's tempo is the track's analysed bpm"
+        f1 = onset_f1(truth, notes)
+        assert f1 >= 0.8, f"onset F1 {f1:.3f} on {len(truth)} notes, found {len(notes)}"
+
+        # again: the new file replaces the old one, which goes to the trash
+        first = got["midi_path"]
+        job2 = await c.call("op.midi", {"source": track["id"], "bpm": 144})
+        await wait_event(c, "job.finished", job2["id"], timeout=60)
+        again = await c.call("track.get", {"id": track["id"]})
+        assert again["midi_path"] != first and not (d.data_dir / first).exists()
+        assert read_notes((await c.call("track.midi", {"id": track["id"]}))["data"])[1] == [mido.bpm2tempo(144)]
+        assert any(p.name.endswith(Path(first).name) for p in (d.data_dir / "trash").iterdir())
+    await d.close()
+
+    # the orphan scan at start keeps the MIDI (a row names it); deleting the track takes it along
+    d = await daemon_factory()
+    midi_file = d.data_dir / again["midi_path"]
+    assert midi_file.is_file(), "the daemon set the track's MIDI aside as an orphan"
+    async with await Client.connect(d.server.path) as c:
+        await c.call("track.delete", {"id": track["id"]})
+    assert not midi_file.exists()
+    assert any(p.name.endswith(midi_file.name) for p in (d.data_dir / "trash").iterdir())
+
+
+async def test_an_uploaded_file_cancel_retry_and_refusals(daemon_factory: Callable[..., Any], melody: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    wav, truth = melody
+    gate, started = threading.Event(), threading.Event()
+    real = bp._session
+
+    class Held:  # the model waits after its first batch until the test opens the gate
+        def __init__(self, s: Any) -> None:
+            self.s = s
+
+        def run(self, *a: Any) -> Any:
+            out = self.s.run(*a)
+            started.set()
+            gate.wait(30)
+            return out
+
+    monkeypatch.setattr(bp, "BATCH", 1)
+    monkeypatch.setattr(bp, "_session", lambda threads: Held(real(threads)))
+    d = await daemon_factory()
+    async with await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        job = await c.call("op.midi", {"source_audio": wav.read_bytes(), "source_name": "lead.wav"})
+        await wait_event(c, "job.progress", job["id"], timeout=60)
+        await c.call("job.cancel", {"id": job["id"]})
+        gate.set()
+        await wait_event(c, "job.cancelled", job["id"], timeout=60)
+        assert not (d.data_dir / "midi" / f"{job['id']}.mid").exists()
+        with pytest.raises(RemoteError) as err:
+            await c.call("track.midi", {"job": job["id"]})
+        assert err.value.code == "not_found" and err.value.data.get("field") == "job"
+
+        await c.call("job.retry", {"id": job["id"]})  # the stored copy of the upload is transcribed
+        await wait_event(c, "job.finished", job["id"], timeout=60)
+        got = await c.call("track.midi", {"job": job["id"]})
+        notes, tempos = read_notes(got["data"])
+        assert tempos == [mido.bpm2tempo(120)] and got["name"] == "lead.wav"
+        assert onset_f1(truth, notes) >= 0.8
+        assert (await c.call("track.list", {}))["tracks"] == [], "a file's MIDI makes no library track"
+
+        for params, field, code in [({"source": "77-0"}, "source", "not_found"),
+                                    ({"source": "1-0", "program": 128}, "program", "invalid_params"),
+                                    ({}, "source", "invalid_params"),
+                                    ({"source_audio": b"not audio"}, "source_audio", "invalid_params")]:
+            with pytest.raises(RemoteError) as err:
+                await c.call("op.midi", params)
+            assert (err.value.code, err.value.data.get("field")) == (code, field), (params, err.value)
