@@ -164,3 +164,40 @@ async def test_an_uploaded_file_cancel_retry_and_refusals(daemon_factory: Callab
             with pytest.raises(RemoteError) as err:
                 await c.call("op.midi", params)
             assert (err.value.code, err.value.data.get("field")) == (code, field), (params, err.value)
+
+
+async def test_cli_midi_writes_the_file_and_show_lists_it(daemon_factory: Callable[..., Any], melody: Any,
+                                                          tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    from tests.ops.conftest import cli
+
+    wav, truth = melody
+    d = await daemon_factory()
+    track = await import_melody(d, wav)
+    sock = ["--socket", str(d.server.path)]
+    out = tmp_path / "lead.mid"
+    r = await asyncio.to_thread(cli, "midi", track["id"], "--to", str(out), "--json", *sock)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["state"] == "done" and doc["midi"]["file"] == str(out.resolve())
+    assert doc["midi"]["track_id"] == track["id"]
+    notes, tempos = read_notes(out.read_bytes())
+    assert tempos == [mido.bpm2tempo(BPM)] and onset_f1(truth, notes) >= 0.8
+    r = await asyncio.to_thread(cli, "show", track["id"], *sock)
+    assert r.returncode == 0 and f"midi      {doc['midi']['path']}" in r.stdout, r.stdout
+
+    # a file: uploaded, its MIDI written here; nothing added to the library
+    upload = tmp_path / "riff.mid"
+    r = await asyncio.to_thread(cli, "midi", str(wav), "--to", str(upload), "--program", "33", *sock)
+    assert r.returncode == 0, r.stderr
+    assert f"MIDI of m.wav: {upload.resolve()}" in r.stdout
+    programs = [m.program for t in mido.MidiFile(upload).tracks for m in t if m.type == "program_change"]
+    assert programs == [33]
+
+    r = await asyncio.to_thread(cli, "midi", "77-0", "--json", *sock)
+    assert r.returncode == 1 and json.loads(r.stdout)["error"]["code"] == "not_found"
+    r = await asyncio.to_thread(cli, "midi", track["id"], "--program", "300", "--json", *sock)
+    assert r.returncode == 2 and json.loads(r.stdout)["error"]["field"] == "program"
+    assert "--program" in json.loads(r.stdout)["error"]["message"]
