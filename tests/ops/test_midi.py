@@ -201,3 +201,53 @@ async def test_cli_midi_writes_the_file_and_show_lists_it(daemon_factory: Callab
     r = await asyncio.to_thread(cli, "midi", track["id"], "--program", "300", "--json", *sock)
     assert r.returncode == 2 and json.loads(r.stdout)["error"]["field"] == "program"
     assert "--program" in json.loads(r.stdout)["error"]["message"]
+
+
+async def test_http_midi_queue_download_and_openapi(daemon_factory: Callable[..., Any], melody: Any) -> None:
+    import base64
+
+    import aiohttp
+
+    from tests.conftest import start_http
+    from tests.ops.conftest import bearer
+
+    wav, truth = melody
+    d = await daemon_factory(http__listen="127.0.0.1:0")
+    api = await start_http(d)
+    track = await import_melody(d, wav)
+    async with aiohttp.ClientSession(api.url, headers=bearer(api)) as s:
+        async with s.get(f"/api/v1/tracks/{track['id']}/midi") as r:
+            assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
+        async with s.post("/api/v1/ops/midi", json={"source": track["id"]}) as r:
+            assert r.status == 201, await r.text()
+            job = await r.json()
+        async with s.get(f"/api/v1/jobs/{job['id']}", params={"wait": "60"}) as r:
+            assert (await r.json())["state"] == "done"
+        async with s.get(f"/api/v1/tracks/{track['id']}/midi") as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "audio/midi"
+            assert r.headers["Content-Disposition"] == 'attachment; filename="Lead line.mid"'
+            data = await r.read()
+        notes, tempos = read_notes(data)
+        assert tempos == [mido.bpm2tempo(BPM)] and onset_f1(truth, notes) >= 0.8
+        async with s.get(f"/api/v1/jobs/{job['id']}/midi") as r:
+            assert r.status == 200 and await r.read() == data
+
+        buf = io.BytesIO()  # the HTTP body limit is 1 MiB: the file as Ogg Vorbis, as a user would send it
+        sf.write(buf, sf.read(str(wav))[0], 48000, format="OGG", subtype="VORBIS")
+        upload = {"source_audio": base64.b64encode(buf.getvalue()).decode(), "source_name": "lead.ogg"}
+        async with s.post("/api/v1/ops/midi", json=upload) as r:
+            assert r.status == 201, await r.text()
+            job = await r.json()
+        async with s.get(f"/api/v1/jobs/{job['id']}", params={"wait": "60"}) as r:
+            assert (await r.json())["state"] == "done"
+        async with s.get(f"/api/v1/jobs/{job['id']}/midi") as r:
+            assert r.status == 200 and r.headers["Content-Disposition"] == 'attachment; filename="lead.ogg.mid"'
+            assert onset_f1(truth, read_notes(await r.read())[0]) >= 0.8
+        async with s.post("/api/v1/ops/midi", json={"source": track["id"], "program": -1}) as r:
+            assert r.status == 400 and (await r.json())["error"]["field"] == "program"
+        async with s.get("/openapi.json") as r:
+            doc = await r.json()
+    assert doc["paths"]["/api/v1/ops/midi"]["post"]["requestBody"]["content"]["application/json"]["schema"] == \
+        {"$ref": "#/components/schemas/MidiRequest"}
+    assert doc["components"]["schemas"]["MidiRequest"]["properties"]["program"]["maximum"] == 127
+    assert "audio/midi" in doc["paths"]["/api/v1/tracks/{id}/midi"]["get"]["responses"]["200"]["content"]
