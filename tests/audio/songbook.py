@@ -79,7 +79,13 @@ def melody_midi(song: Path, seconds: float, out: Path) -> list[tuple[float, floa
                 keep.append(msg.copy(time=delta()))
                 last = now
             continue
-        if getattr(msg, "channel", None) != MELODY_CHANNEL or now > seconds:
+        if now > seconds:  # the cut: notes still sounding stop here, and the file ends
+            for pitch in sorted(on):
+                keep.append(mido.Message("note_off", channel=MELODY_CHANNEL, note=pitch, velocity=0,
+                                         time=int(round(mido.second2tick(seconds - last, src.ticks_per_beat, tempo)))))
+                last = seconds
+            break
+        if getattr(msg, "channel", None) != MELODY_CHANNEL:
             continue
         keep.append(msg.copy(time=delta()))
         last = now

@@ -5,6 +5,7 @@ against the notes the audio was rendered from (fluidsynth, the analysis set's so
 from __future__ import annotations
 
 import io
+import shutil
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -35,15 +36,16 @@ def melody(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[f
     return d / "m.wav", notes
 
 
-async def import_melody(daemon: Any, wav: Path, track_id: str = "900-0", bpm: float | None = BPM) -> dict[str, Any]:
+async def import_melody(daemon: Any, wav: Path, track_id: str = "900-0", bpm: float | None = BPM,
+                        lineage: dict[str, Any] | None = None, title: str = "Lead line") -> dict[str, Any]:
     rel = f"library/imported/{track_id}.wav"
     dest = daemon.data_dir / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_bytes(wav.read_bytes())
     info = sf.info(str(dest))
-    await daemon.store.import_tracks([{"id": track_id, "prompt": "a melody", "title": "Lead line", "path": rel,
+    await daemon.store.import_tracks([{"id": track_id, "prompt": "a melody", "title": title, "path": rel,
                                        "duration": info.duration, "sample_rate": info.samplerate,
-                                       "channels": info.channels, "bpm": bpm}])
+                                       "channels": info.channels, "bpm": bpm, "lineage": lineage}])
     return await daemon.store.get_track(track_id)
 
 
@@ -251,3 +253,72 @@ async def test_http_midi_queue_download_and_openapi(daemon_factory: Callable[...
         {"$ref": "#/components/schemas/MidiRequest"}
     assert doc["components"]["schemas"]["MidiRequest"]["properties"]["program"]["maximum"] == 127
     assert "audio/midi" in doc["paths"]["/api/v1/tracks/{id}/midi"]["get"]["responses"]["200"]["content"]
+
+
+LUA = shutil.which("ardour7-lua")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(LUA is None, reason="ardour7-lua not installed (apt-get install -y ardour)")
+async def test_export_with_midi_opens_in_ardour_with_midi_regions(daemon_factory: Callable[..., Any], melody: Any,
+                                                                  tmp_path: Path) -> None:
+    """`export --ardour DIR --with-stems --with-midi`: the mix, its stem, then a MIDI track for each that
+    has a transcription, region at 0 holding every note of the file, as real Ardour loads it."""
+    import asyncio
+    import json
+    import subprocess
+
+    from tests.ops.conftest import cli
+
+    wav, _truth = melody
+    d = await daemon_factory()
+    mix = await import_melody(d, wav, "900-0")
+    stem = await import_melody(d, wav, "900-1", title="Lead line (bass)",
+                               lineage={"source_id": "900-0", "source_name": "Lead line", "operation": "stems",
+                                        "part": "bass"})
+    plain = await import_melody(d, wav, "901-0", title="No MIDI")
+    async with await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        for t in (mix, stem):
+            job = await c.call("op.midi", {"source": t["id"]})
+            await wait_event(c, "job.finished", job["id"], timeout=60)
+        notes = [len(read_notes((await c.call("track.midi", {"id": t["id"]}))["data"])[0]) for t in (mix, stem)]
+    sock = ["--socket", str(d.server.path)]
+    r = await asyncio.to_thread(cli, "export", mix["id"], "--ardour", str(tmp_path / "parts"), "--with-stems",
+                                "--with-midi", "--json", *sock)
+    assert r.returncode == 0, r.stderr + r.stdout
+    res = json.loads(r.stdout)
+    assert [m["name"] for m in res["midi_tracks"]] == ["mix MIDI", "bass MIDI"] and res["without_midi"] == []
+    session = Path(res["session"])
+    assert len(list((session / "interchange" / "parts" / "midifiles").glob("*.mid"))) == 2
+    script = tmp_path / "check.lua"
+    script.write_text(f'''
+load_session("{session}", "parts")
+for t in Session:get_tracks():iter() do
+  for r in t:to_track():playlist():region_list():iter() do
+    local mr = r:to_midiregion()
+    if mr:isnil() then
+      print("AUDIO", t:name(), r:position():samples(), r:length():samples())
+    else
+      print("MIDI", t:name(), r:position():samples(), r:length():samples(), ARDOUR.LuaAPI.note_list(mr:model()):size())
+    end
+  end
+end
+''')
+    out = await asyncio.to_thread(subprocess.run, ["stdbuf", "-oL", str(LUA), str(script)], capture_output=True,
+                                  text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = [line.split("\t") if "\t" in line else line.split() for line in out.stdout.splitlines()
+            if line.startswith(("AUDIO", "MIDI"))]
+    kinds = [(row[0], " ".join(row[1:-3] if row[0] == "MIDI" else row[1:-2])) for row in rows]
+    assert kinds == [("AUDIO", "mix"), ("AUDIO", "bass"), ("MIDI", "mix MIDI"), ("MIDI", "bass MIDI")], out.stdout
+    midi_rows = [row for row in rows if row[0] == "MIDI"]
+    assert [int(row[-1]) for row in midi_rows] == notes, "Ardour sees every note of each file"
+    assert all(int(row[-3]) == 0 and int(row[-2]) > 48000 for row in midi_rows)
+
+    # a track with no MIDI yet is listed, and --with-midi without --ardour is a usage error
+    r = await asyncio.to_thread(cli, "export", plain["id"], "--ardour", str(tmp_path / "none"), "--with-midi",
+                                *sock)
+    assert r.returncode == 0 and "no MIDI yet for 901-0" in r.stderr
+    r = await asyncio.to_thread(cli, "export", mix["id"], "--to", str(tmp_path / "x"), "--with-midi", *sock)
+    assert r.returncode == 2 and "--with-midi needs --ardour" in r.stderr
