@@ -110,6 +110,16 @@ async def test_a_track_is_transcribed_and_its_midi_stored_with_it(daemon_factory
         assert any(p.name.endswith(Path(first).name) for p in (d.data_dir / "trash").iterdir())
     await d.close()
 
+    # backup --with-audio carries the MIDI, restore brings it back into another data dir
+    from dgx_music.daemon import backup
+
+    saved = d.data_dir / again["midi_path"]
+    report = backup.backup(d.data_dir, d.data_dir.parent / "bk", with_audio=True)
+    assert report.files == 2 and (d.data_dir.parent / "bk" / again["midi_path"]).read_bytes() == saved.read_bytes()
+    elsewhere = d.data_dir.parent / "restored"
+    backup.restore(d.data_dir.parent / "bk", elsewhere)
+    assert (elsewhere / again["midi_path"]).read_bytes() == saved.read_bytes()
+
     # the orphan scan at start keeps the MIDI (a row names it); deleting the track takes it along
     d = await daemon_factory()
     midi_file = d.data_dir / again["midi_path"]
