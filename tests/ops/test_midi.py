@@ -136,15 +136,15 @@ async def test_an_uploaded_file_cancel_retry_and_refusals(daemon_factory: Callab
     gate, started = threading.Event(), threading.Event()
     real = bp._session
 
-    class Held:  # the model waits after its first batch until the test opens the gate
+    class Held:  # the model's second batch waits until the test opens the gate (the first reports progress)
         def __init__(self, s: Any) -> None:
             self.s = s
 
         def run(self, *a: Any) -> Any:
-            out = self.s.run(*a)
+            if started.is_set():
+                gate.wait(30)
             started.set()
-            gate.wait(30)
-            return out
+            return self.s.run(*a)
 
     monkeypatch.setattr(bp, "BATCH", 1)
     monkeypatch.setattr(bp, "_session", lambda threads: Held(real(threads)))
@@ -168,6 +168,10 @@ async def test_an_uploaded_file_cancel_retry_and_refusals(daemon_factory: Callab
         assert tempos == [mido.bpm2tempo(120)] and got["name"] == "lead.wav"
         assert onset_f1(truth, notes) >= 0.8
         assert (await c.call("track.list", {}))["tracks"] == [], "a file's MIDI makes no library track"
+        result = d.data_dir / "midi" / f"{job['id']}.mid"
+        assert result.is_file()
+        pruned = await c.call("job.prune", {"older_than_days": 0})
+        assert pruned["removed"] == 1 and not result.exists(), "a pruned job's MIDI goes with it"
 
         for params, field, code in [({"source": "77-0"}, "source", "not_found"),
                                     ({"source": "1-0", "program": 128}, "program", "invalid_params"),
