@@ -32,7 +32,7 @@ async def midi_file(ctx: Context, params: dict[str, Any]) -> tuple[str, bytes, d
         job = await store.get_job(job_id)
         p = job.get("params") or {}
         if p.get("kind") != MIDI:
-            raise HandlerError(protocol.INVALID_PARAMS, f"job: job {job_id} is not a MIDI job", field="job")
+            raise HandlerError(protocol.NOT_FOUND, f"job: job {job_id} is not a MIDI job; it made no MIDI", field="job")
         if job["state"] != "done":
             raise HandlerError(protocol.NOT_FOUND, f"job: job {job_id} is {job['state']}; its MIDI is written "
                                                    "when it is done", field="job")

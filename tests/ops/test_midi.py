@@ -212,6 +212,8 @@ async def test_cli_midi_writes_the_file_and_show_lists_it(daemon_factory: Callab
     programs = [m.program for t in mido.MidiFile(upload).tracks for m in t if m.type == "program_change"]
     assert programs == [33]
 
+    r = await asyncio.to_thread(cli, "job", str(doc["id"]), *sock)
+    assert r.returncode == 0 and f"midi      of {track['id']}, 72.0 BPM, GM program 0" in r.stdout, r.stdout
     r = await asyncio.to_thread(cli, "midi", "77-0", "--json", *sock)
     assert r.returncode == 1 and json.loads(r.stdout)["error"]["code"] == "not_found"
     r = await asyncio.to_thread(cli, "midi", track["id"], "--program", "300", "--json", *sock)
