@@ -338,3 +338,45 @@ end
     assert r.returncode == 0 and "no MIDI yet for 901-0" in r.stderr
     r = await asyncio.to_thread(cli, "export", mix["id"], "--to", str(tmp_path / "x"), "--with-midi", *sock)
     assert r.returncode == 2 and "--with-midi needs --ardour" in r.stderr
+
+
+async def test_kill_9_between_the_file_and_its_row_loses_and_duplicates_nothing(
+        daemon_process: Callable[..., Any], melody: Any) -> None:
+    """The daemon dies right after writing the .mid, before the transaction that attaches it: on
+    restart the file is set aside as an orphan, the job runs again and attaches exactly one MIDI."""
+    import asyncio
+
+    from dgx_music.daemon.backup import db_path
+    from dgx_music.daemon.store import Store
+
+    wav, _truth = melody
+    p = daemon_process(env={"DGX_MUSIC_FAILPOINT": "after_files"})
+    rel = "library/imported/900-0.wav"
+    (p.data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+    (p.data_dir / rel).write_bytes(wav.read_bytes())
+    info = sf.info(str(p.data_dir / rel))
+    store = await Store.open(db_path(p.data_dir))
+    await store.import_tracks([{"id": "900-0", "prompt": "a melody", "title": "Lead line", "path": rel,
+                                "duration": info.duration, "sample_rate": info.samplerate, "channels": info.channels,
+                                "bpm": BPM}])
+    await store.close()
+    await asyncio.to_thread(p.start)
+    async with await Client.connect(p.socket) as c:
+        job = await c.call("op.midi", {"source": "900-0"})
+    assert await asyncio.to_thread(p.proc.wait, 60) == -9, p.logs()
+    written = list((p.data_dir / "library").rglob("*.mid"))
+    assert len(written) == 1, "the failpoint is after the file is written"
+
+    p.env = {}
+    await asyncio.to_thread(p.start)
+    async with await Client.connect(p.socket) as c:
+        deadline = asyncio.get_running_loop().time() + 60
+        while (j := await c.call("job.get", {"id": job["id"]}))["state"] != "done":
+            assert j["state"] in ("queued", "running", "processing"), j
+            assert asyncio.get_running_loop().time() < deadline, j
+            await asyncio.sleep(0.1)
+        track = await c.call("track.get", {"id": "900-0"})
+    in_library = list((p.data_dir / "library").rglob("*.mid"))
+    assert [str(f.relative_to(p.data_dir)) for f in in_library] == [track["midi_path"]]
+    assert len(list((p.data_dir / "orphans").rglob("*.mid"))) == 1, "the first file was set aside, not lost"
+    assert read_notes(in_library[0].read_bytes())[1] == [mido.bpm2tempo(BPM)]
