@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  dgx-music export --favorite --to ~/Music/keepers\n"
                "  dgx-music export --ardour ~/sessions/sketch --sequence 12-0 12-1 13-0\n"
                "  dgx-music export 12-0 --ardour ~/sessions/split --with-stems   # mix + one track per stem\n"
-               "  dgx-music export --tag keep --ardour ~/sessions/keepers --with-stems",
+               "  dgx-music export --tag keep --ardour ~/sessions/keepers --with-stems\n"
+               "  dgx-music export 12-0 --ardour ~/sessions/parts --with-stems --with-midi   # + MIDI tracks",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ids", nargs="*", metavar="TRACK")
     dest = p.add_mutually_exclusive_group(required=True)
@@ -54,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--with-stems", action="store_true",
                    help="Ardour: add the stems made from each track (dgx-music stems) as tracks named after "
                         "their part, next to the mix, all at 0")
+    p.add_argument("--with-midi", action="store_true",
+                   help="Ardour: add each session track's MIDI (dgx-music midi) as a MIDI track after the audio, "
+                        "its region at 0")
     p.add_argument("--search", metavar="TEXT", help="export every track matching this search")
     p.add_argument("--tag", metavar="T", help="export every track with this tag")
     p.add_argument("--favorite", action="store_true", help="export every favourite")
@@ -101,6 +105,8 @@ def export_cmd(args: argparse.Namespace) -> int:
     if args.with_stems and args.sequence:
         return fail(args, "usage", "--with-stems stacks each mix with its stems at 0; it does not go with --sequence",
                     EXIT_USAGE)
+    if args.with_midi and not args.ardour:
+        return fail(args, "usage", "--with-midi needs --ardour DIR", EXIT_USAGE)
     if args.ardour:
         from dgx_music.common.audio.ardour import check_session_name
 
@@ -158,15 +164,33 @@ async def export(client: Client, args: argparse.Namespace) -> int:
                 return _report(args, [], errors)
             clips = [ardour.Clip(path=src, title=st.name, bpm=t.get("bpm"))
                      for (src, t), st in zip(sources, plan.tracks)]
+            midi_clips: list[Any] = []
+            midi_tracks: list[dict[str, Any]] = []
+            without_midi: list[str] = []
+            if args.with_midi:  # fetched over the socket, so a remote daemon's MIDI comes too
+                for st in plan.tracks:
+                    if not st.track.get("midi_path"):
+                        without_midi.append(st.track["id"])
+                        continue
+                    got = await client.call("track.midi", {"id": st.track["id"]}, timeout=args.timeout)
+                    mpath = Path(tmp) / f"{st.track['id']}.mid"
+                    mpath.write_bytes(got["data"])
+                    midi_clips.append(ardour.MidiClip(path=mpath, title=f"{st.name} MIDI"))
+                    midi_tracks.append({"name": f"{st.name} MIDI", "id": st.track["id"]})
             dest = Path(args.ardour).expanduser()
             session = await loop.run_in_executor(None, lambda: ardour.write_ardour_session(
-                dest.parent, dest.name, clips, sequence=args.sequence))
+                dest.parent, dest.name, clips, sequence=args.sequence, midi=midi_clips))
             result: dict[str, Any] = {
                 "session": str(session), "tracks": [t["id"] for t in tracks],
                 "session_tracks": [{"name": st.name, "id": st.track["id"], "part": st.part} for st in plan.tracks],
                 "without_stems": plan.without_stems}
+            if args.with_midi:
+                result.update(midi_tracks=midi_tracks, without_midi=without_midi)
             emit(args, result, lambda r: f"wrote Ardour session {r['session']} with {plural(len(tracks), 'track')}: "
-                 + ", ".join(st["name"] for st in r["session_tracks"]))
+                 + ", ".join([st["name"] for st in r["session_tracks"]] + [m["name"] for m in midi_tracks]))
+            if args.with_midi and without_midi and not args.json:
+                print(f"dgx-music: no MIDI yet for {', '.join(without_midi)} (make it with: dgx-music midi TRACK)",
+                      file=sys.stderr)
             if args.with_stems and plan.without_stems and not args.json:
                 print(f"dgx-music: no stems were made from {', '.join(plan.without_stems)}; only the mix is in "
                       f"the session (make them with: dgx-music stems TRACK)", file=sys.stderr)

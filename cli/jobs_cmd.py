@@ -230,6 +230,9 @@ def format_job(j: dict[str, Any]) -> str:
                 f"{p.get('steps')} steps" if p.get("steps") else ""]
         lines.append(f"  {fam.name:<9} {', '.join(x for x in song if x) or 'model picks tempo and key'}; "
                      f"{'lyrics in ' + str(p.get('language')) if p.get('lyrics') else 'instrumental'}")
+    if p.get("kind") == "midi":  # dgx-music midi: no track; the MIDI goes with the source track, or is the job's
+        lines.append(f"  midi      of {p.get('source_id') or p.get('source_name')}, "
+                     f"{p.get('bpm') or 120} BPM, GM program {p.get('program', 0)}")
     if p.get("melody_source"):
         lines.append(f"  melody    {p['melody_source']}")
     if p.get("extend"):

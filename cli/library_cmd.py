@@ -161,6 +161,8 @@ def format_track(t: dict[str, Any], data_dir: str | None = None) -> str:
         ("rating", f"{t.get('rating', 0)}/5" + (", favourite" if t.get("favorite") else "")),
         ("tags", " ".join(t.get("tags") or []) or "-"),
     ]
+    if t.get("midi_path"):  # `dgx-music midi`: on the daemon's machine; `midi ID --to FILE` fetches a fresh one
+        rows.append(("midi", t["midi_path"]))
     if t.get("loudness_note"):
         rows.append(("note", t["loudness_note"]))
     if t.get("notes"):

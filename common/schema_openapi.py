@@ -79,6 +79,7 @@ class Track(msgspec.Struct, kw_only=True):
     req_bpm: float | None = None
     req_key: str | None = None
     req_time_signature: int | None = None
+    midi_path: str | None = None  # its MIDI transcription (`dgx-music midi`), relative to the data dir
     peaks: list[list[float]] | None = None
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from dgx_music.common.config import BY_KEY
 from dgx_music.common.fmt import plural
+from dgx_music.daemon import libfiles
 from dgx_music.daemon.audio_store import MELODIES, SOURCES
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ class HistoryPruner:
                 await store.melody_keys(), MELODIES.remove_unreferenced, "stored melodies")
             res["sources_removed"] = await self._forget(
                 await store.source_keys(), SOURCES.remove_unreferenced, "stored operation sources")
+            if res.get("ids"):  # an uploaded file's MIDI is its job's result: it goes with the job
+                await asyncio.get_running_loop().run_in_executor(None, _remove_job_midi, self.daemon.data_dir,
+                                                                 list(res["ids"]))
         return res
 
     async def _forget(self, keys: set[str], remove: Callable[[Path, set[str], float], int], what: str) -> int:
@@ -109,3 +113,13 @@ class HistoryPruner:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task  # _run handles every other exception itself
+
+
+def _remove_job_midi(data_dir: Path, job_ids: list[int]) -> None:
+    from dgx_music.daemon.jobs.midi import upload_midi_path
+
+    for job_id in job_ids:
+        try:
+            libfiles.plain(data_dir, upload_midi_path(job_id)).unlink(missing_ok=True)
+        except (OSError, libfiles.UnsafePath):
+            log.warning("could not remove the MIDI of pruned job %s", job_id)

@@ -23,7 +23,8 @@ LIBRARY = "library"
 ORPHANS = "orphans"
 TRASH = "trash"
 #: The folders the daemon writes in (sources/ and melodies/ are the stores of daemon/audio_store.py).
-FOLDERS = (LIBRARY, TRASH, ORPHANS, "sources", "melodies")
+#: midi/ holds the MIDI of uploaded files (a track's MIDI is a library file beside its audio).
+FOLDERS = (LIBRARY, TRASH, ORPHANS, "sources", "melodies", "midi")
 
 
 class UnsafePath(OutsideRoot):
@@ -77,6 +78,28 @@ def new_track_file(data_dir: Path, track_id: int | str, title: str, created: dat
 
     path = library_path(data_dir, track_id, title, created)
     return plain(data_dir, path.relative_to(data_dir))
+
+
+def write_bytes_atomic(data_dir: Path, rel: str, data: bytes) -> Path:
+    """Write a small file (a MIDI file) so that it is either absent or complete: a temp file in the
+    same folder, fsync, rename, fsync the folder; the path is checked by `plain` first."""
+    path = plain(data_dir, rel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
 
 
 def library_file(data_dir: Path, rel: str) -> Path:

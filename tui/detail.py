@@ -114,6 +114,7 @@ class DetailPane(Vertical):
         if p.get("extend"):
             row("extends", f"{p['extend']} (+{fmt.number(p.get('duration'), '{:g}')} s)")
         row("file", t.get("path"))
+        row("midi", t.get("midi_path"))  # `M` in the library, or dgx-music midi
         meta.update(grid)
 
     def set_position(self, fraction: float | None) -> None:

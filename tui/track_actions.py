@@ -11,6 +11,7 @@ from textual.widgets import TabbedContent
 
 from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeout
 from dgx_music.common.families import ACE_STEP, DEFAULT_FAMILY, REGISTRY, REPAINT_TASK
+from dgx_music.common.midi import METHOD as MIDI_METHOD
 from dgx_music.common.operations import EXTEND, METHODS, remix_request
 from dgx_music.tui.ops_screens import OP_SCREENS, LineageScreen, RepaintScreen
 from dgx_music.tui.screens import ConfirmScreen, TextPromptScreen
@@ -91,6 +92,13 @@ def handle(app: DgxMusicApp, action: str, t: dict[str, Any]) -> None:
                             done=lambda r: lib.on_track_event("track.deleted", {"id": tid}), what="Delete")
         title = t.get("title") or t.get("prompt") or tid
         app.push_screen(ConfirmScreen(f"Delete track {tid} ({title})? It goes to the trash."), confirmed)
+    elif action == "midi":  # no form: the track's own tempo, piano; the job shows in the queue
+        def transcribing(job: dict[str, Any]) -> None:
+            app.queue_view.upsert(job)
+            app.notify(f"MIDI of {tid} queued as job {job.get('id')}; it is stored with the track "
+                       f"(dgx-music midi {tid} --to FILE.mid fetches one).", timeout=5)
+
+        app.request(MIDI_METHOD, {"source": tid}, done=transcribing, what="MIDI")
     elif action in ("repaint", *OP_SCREENS):
         app.run_worker(operation(app, action, t), group="operation", exit_on_error=False)
     elif action == "lineage":

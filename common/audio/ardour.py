@@ -29,6 +29,32 @@ class Clip:
     bpm: float | None = None
 
 
+@dataclass(frozen=True)
+class MidiClip:
+    """A standard MIDI file to add as a MIDI track (a track's transcription, `dgx-music midi`)."""
+
+    path: Path | str
+    title: str
+
+
+BEAT_TICKS = 1920  # Temporal::Beats ticks per quarter note: MIDI regions' "b" times
+
+
+def _midi_for_ardour(src: Path | str, dest: Path) -> int:
+    """Copy a MIDI file into the session as one track (type 0: Ardour's SMF source reads one track)
+    and return its length in Ardour beat ticks (at least one beat)."""
+    import mido
+
+    mid = mido.MidiFile(str(src))
+    merged = mido.merge_tracks(mid.tracks)
+    out = mido.MidiFile(type=0, ticks_per_beat=mid.ticks_per_beat)
+    out.tracks.append(mido.MidiTrack(m for m in merged if not (m.is_meta and m.type == "end_of_track")))
+    total = sum(m.time for m in out.tracks[0])
+    out.tracks[0].append(mido.MetaMessage("end_of_track", time=0))
+    out.save(str(dest))
+    return max(BEAT_TICKS, -(-total * BEAT_TICKS // mid.ticks_per_beat))
+
+
 def _sc(samples: int) -> str:
     return f"a{samples * SUPERCLOCK // SESSION_RATE}"
 
@@ -81,11 +107,13 @@ def check_session_name(name: str) -> str:
     return name
 
 
-def write_ardour_session(dest_dir: str | Path, name: str, clips: list[Clip], sequence: bool = False) -> Path:
+def write_ardour_session(dest_dir: str | Path, name: str, clips: list[Clip], sequence: bool = False,
+                         midi: list[MidiClip] | None = None) -> Path:
     """Write ``dest_dir/<name>/<name>.ardour`` with one stereo audio track per clip and return
     the session folder, named exactly `name` (check_session_name). Regions start at 0, or end to
-    end with ``sequence``. Tempo is the first clip's BPM (120 if unknown). Raises FileExistsError
-    if the folder exists."""
+    end with ``sequence``. Tempo is the first clip's BPM (120 if unknown). Each of ``midi`` is a
+    MIDI track after them, its region at 0 (no instrument: route its output to a synth in Ardour).
+    Raises FileExistsError if the folder exists."""
     if not clips:
         raise ValueError("an Ardour session needs at least one clip")
     sname = check_session_name(name)
@@ -171,6 +199,39 @@ def write_ardour_session(dest_dir: str | Path, name: str, clips: list[Clip], seq
                                   "channels": "2", "source-0": str(src_ids[0]), "master-source-0": str(src_ids[0]),
                                   "source-1": str(src_ids[1]), "master-source-1": str(src_ids[1])})
         ET.SubElement(region, "Envelope", default="yes")
+
+    midi_dir = root / "interchange" / sname / "midifiles"
+    for order, mclip in enumerate(midi or [], start=len(clips) + 1):
+        base = safe_filename(f"{order:02d}-{slugify(mclip.title, 40)}.mid")
+        while base in used:
+            base = f"x{base}"
+        used.add(base)
+        ticks = _midi_for_ardour(mclip.path, midi_dir / base)
+        track = safe_filename(mclip.title or f"MIDI {order}")[:40] or f"MIDI {order}"
+        if track in names:
+            track = next(f"{track[:36]} {n}" for n in itertools.count(2) if f"{track[:36]} {n}" not in names)
+        names.add(track)
+        sid, route_id, pl_id = next(ids), next(ids), next(ids)
+        ET.SubElement(sources, "Source", name=base, type="midi", flags="", id=str(sid),
+                      **{"captured-for": track, "origin": ""})
+        route = ET.SubElement(routes, "Route", version=SESSION_VERSION, id=str(route_id), name=track,
+                              **{"default-type": "midi", "strict-io": "1", "active": "1",
+                                 "meter-point": "MeterPostFader", "disk-io-point": "DiskIOPreFader",
+                                 "midi-playlist": str(pl_id), "mode": "Normal"})
+        ET.SubElement(route, "PresentationInfo", order=str(order), flags="MidiTrack,OrderSet", color="0")
+        for direction, port in (("Input", "midi_in 1"), ("Output", "midi_out 1")):
+            io = ET.SubElement(route, "IO", name=track, id=str(next(ids)), direction=direction,
+                               **{"default-type": "midi"})
+            ET.SubElement(io, "Port", type="midi", name=f"{track}/{port}")
+        _processors(route, track, ids, track=True)
+        playlist = ET.SubElement(playlists, "Playlist", id=str(pl_id), name=track, type="midi",
+                                 **{"orig-track-id": str(route_id), "shared-with-ids": "", "frozen": "0",
+                                    "combine-ops": "0"})
+        ET.SubElement(playlist, "Region", name=Path(base).stem, id=str(next(ids)), type="midi",
+                      **{"muted": "0", "opaque": "1", "locked": "0", "whole-file": "0", "import": "0",
+                         "external": "0", "start": "b0", "length": f"b{ticks}@a0", "sync-position": "b0",
+                         "layering-index": "0", "first-edit": "nothing", "source-0": str(sid),
+                         "master-source-0": str(sid)})
 
     ET.SubElement(locations, "Location", id=str(next(ids)), name="session", start=_sc(0), end=_sc(end),
                   flags="IsSessionRange", locked="0", timestamp="0", cue="0")

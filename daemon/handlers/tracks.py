@@ -113,6 +113,11 @@ async def delete(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         raise HandlerError(protocol.FORBIDDEN, f"track {track_id} was not deleted: {exc}") from None
     track = await ctx.daemon.store.delete_track(track_id)
     trashed = await loop.run_in_executor(None, libfiles.move_to_trash, data_dir, track["path"])
+    if track.get("midi_path"):  # its MIDI goes with it (dgx-music midi)
+        try:
+            await loop.run_in_executor(None, libfiles.move_to_trash, data_dir, track["midi_path"])
+        except libfiles.OutsideRoot:
+            pass  # a tampered path: the row is gone, the file outside is not ours to move
     ctx.daemon.publish("track.deleted", {"id": track["id"]})
     return {"id": track["id"], "trashed": str(trashed.relative_to(data_dir)) if trashed else None}
 

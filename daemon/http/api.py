@@ -209,6 +209,25 @@ class HttpApi:
         track = await self._call("track.get", {"id": request.match_info["id"]})
         return await serve_track_file(request, track, self.daemon.data_dir)
 
+    def _midi(self, r: Route) -> Callable[[web.Request], Any]:
+        """A MIDI file as a download: a track's (/tracks/{id}/midi) or a MIDI job's (/jobs/{id}/midi)."""
+        from dgx_music.daemon.handlers.midi import midi_file
+
+        by_job = r.path.startswith(f"{API}/jobs/")
+
+        async def handle(request: web.Request) -> web.Response:
+            params = request_params(r, request)
+            if self.daemon.stopping:
+                raise HandlerError(protocol.SHUTTING_DOWN, "the daemon is shutting down")
+            name, data, _about = await midi_file(Context(self.daemon, None),
+                                                 {"job": params["id"]} if by_job else {"id": params["id"]})
+            stem = "".join(c if c.isalnum() or c in " -_." else "_" for c in name).strip() or "midi"
+            return web.Response(body=data, content_type="audio/midi", headers={
+                "Content-Disposition": f'attachment; filename="{stem[:80]}.mid"',
+                "X-Content-Type-Options": "nosniff"})
+
+        return handle
+
     def _export(self, r: Route) -> Callable[[web.Request], Any]:
         """A track as a WAV or FLAC download (daemon/http/export.py)."""
         async def handle(request: web.Request) -> web.StreamResponse:

@@ -16,6 +16,9 @@ from dgx_music.common.operations import METHODS as OP_METHODS
 from dgx_music.common.operations import OPERATION_SCHEMAS as OP_SCHEMAS
 from dgx_music.common.operations import OPERATIONS, operation_components
 from dgx_music.common.operations import ROUTES as OP_ROUTES
+from dgx_music.common.midi import METHOD as MIDI_METHOD
+from dgx_music.common.midi import ROUTE as MIDI_ROUTE
+from dgx_music.common.midi import midi_component
 from dgx_music.common.schema_openapi import openapi_components
 from dgx_music.common.speaker import SCRIPT_PATH, speaker_components
 from dgx_music.common.speaker import WS_PATH as SPEAKER_WS
@@ -126,6 +129,13 @@ ROUTES: tuple[Route, ...] = (
     *(Route("POST", f"{API}/ops/{OP_ROUTES[op]}", OP_METHODS[op], f"Queue an operation on a track: {op.replace('_', ' ')} "
             "(ACE-Step models; docs/operations-on-tracks.md). source_audio: base64 in JSON.", body=True, created=True,
             request_schema=OP_SCHEMAS[op].__name__, response_schema="Job") for op in OPERATIONS),
+    Route("POST", f"{API}/ops/{MIDI_ROUTE}", MIDI_METHOD, "Queue a transcription of a track, stem or audio file to "
+          "a standard MIDI file (docs/operations-on-tracks.md, MIDI). source_audio: base64 in JSON.", body=True,
+          created=True, request_schema="MidiRequest", response_schema="Job"),
+    Route("GET", f"{API}/tracks/{{id}}/midi", None, "The track's MIDI file (its latest transcription; 404 "
+          "not_found before one).", path_params={"id": TRACK_ID}, produces="audio/midi", handler="_midi"),
+    Route("GET", f"{API}/jobs/{{id}}/midi", None, "The MIDI file a done MIDI job made (a track's or an uploaded "
+          "file's).", path_params={"id": JOB_ID}, produces="audio/midi", handler="_midi"),
     Route("POST", f"{API}/library/empty-trash", "library.empty_trash", "Delete the files of deleted tracks for "
           "good; answers how many were removed."),
     Route("GET", f"{API}/prompts", "prompt.history", "Distinct recent prompts, newest first.",
@@ -165,7 +175,8 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
     refs, schemas = openapi_components(default_family)
     op_refs, op_schemas = operation_components()  # operations on tracks (common/operations.py)
     sp_refs, sp_schemas = speaker_components()  # browser tabs as speakers (common/speaker.py)
-    refs, schemas = {**refs, **op_refs, **sp_refs}, {**schemas, **op_schemas, **sp_schemas}
+    mi_refs, mi_schemas = midi_component()  # MIDI of a part (common/midi.py)
+    refs, schemas = {**refs, **op_refs, **sp_refs, **mi_refs}, {**schemas, **op_schemas, **sp_schemas, **mi_schemas}
     type_names = {int: "integer", float: "number", bool: "boolean", str: "string"}
     for r in routes:
         params = [{"name": n, "in": "path", "required": True,

@@ -245,7 +245,16 @@ V4 = [
     "CREATE INDEX track_lineage_source ON track_lineage (source_id)",
 ]
 
-MIGRATIONS: list[list[str]] = [V1, V2, V3, V4]
+# --- v5: a track's MIDI transcription (`dgx-music midi`, daemon/jobs/midi.py) ---------------
+#
+# * the .mid file's path (relative to the data dir, under library/ like the audio), NULL until
+#   transcribed; a new transcription replaces it.  It is a library file: the orphan scan, backup,
+#   restore and deletion treat it as the track's audio.
+V5 = [
+    "ALTER TABLE tracks ADD COLUMN midi_path TEXT",
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2, V3, V4, V5]
 
 LATEST_VERSION = len(MIGRATIONS)
 

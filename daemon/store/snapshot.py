@@ -47,6 +47,9 @@ def _summary(conn: sqlite3.Connection) -> DatabaseSummary:
     tracks = conn.execute("SELECT count(*) FROM tracks").fetchone()[0] if "tracks" in tables else 0
     jobs = conn.execute("SELECT count(*) FROM jobs").fetchone()[0] if "jobs" in tables else 0
     paths = [r[0] for r in conn.execute("SELECT path FROM tracks ORDER BY seq")] if "tracks" in tables else []
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(tracks)")} if "tracks" in tables else set()
+    if "midi_path" in cols:  # v5: a track's MIDI is a library file too
+        paths += [r[0] for r in conn.execute("SELECT midi_path FROM tracks WHERE midi_path IS NOT NULL ORDER BY seq")]
     return DatabaseSummary(version, tracks, jobs, paths)
 
 

@@ -43,7 +43,7 @@ _TRACK_COLS = (
     "seq, id, job_id, path, prompt, title, model, backend, seed, idx, params, duration,"
     " sample_rate, channels, created, lufs_before, lufs, true_peak, gain_db,"
     " loudness_note, bpm, bpm_confidence, key, key_confidence, rating, favorite, notes,"
-    " family, lyrics, language, req_bpm, req_key, req_time_signature"
+    " family, lyrics, language, req_bpm, req_key, req_time_signature, midi_path"
 )
 
 
@@ -201,6 +201,23 @@ class TracksMixin(StoreBase):
         async def op() -> list[dict]:
             await self._mark_done(job_id)
             return []
+
+        return await self._write(op)
+
+    async def attach_midi(self, job_id: int, track_id: str, path: str) -> tuple[dict, str | None]:
+        """ONE transaction: the track's MIDI is the file at `path` (written before) and the job is
+        done. Returns the track and the MIDI path it had before (the caller moves that file to the
+        trash), so a crash leaves either the old file in use or the new one, never a row without a file."""
+        job_id = _job_id(job_id)
+        track_id = _track_id(track_id)
+        rel = _rel_path(path)
+
+        async def op() -> tuple[dict, str | None]:
+            track = await self._track(track_id, with_peaks=False)
+            await self._conn.execute("UPDATE tracks SET midi_path = ? WHERE id = ?", (rel, track_id))
+            await self._mark_done(job_id)
+            old = track.get("midi_path")
+            return {**track, "midi_path": rel}, (old if old != rel else None)
 
         return await self._write(op)
 
@@ -370,7 +387,9 @@ class TracksMixin(StoreBase):
 
     async def track_paths(self) -> set[str]:
         async def op() -> set[str]:
-            return {r[0] for r in await self._all("SELECT path FROM tracks")}
+            rows = await self._all("SELECT path FROM tracks UNION SELECT midi_path FROM tracks "
+                                   "WHERE midi_path IS NOT NULL")
+            return {r[0] for r in rows}
 
         return await self._run(op)
 

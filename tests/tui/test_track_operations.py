@@ -180,3 +180,15 @@ async def test_remix_of_an_operation_track_runs_the_operation_again_on_its_sourc
         await pilot.press("m")
         await wait_for(pilot, lambda: app.query_one("TabbedContent").active == "compose", what="composer")
         assert len(fake.methods_called("op.stems")) == 1
+
+
+async def test_midi_key_queues_a_transcription_of_the_selected_track_at_80x24(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        tid = await library(pilot, app)
+        await pilot.press("M")
+        await wait_for(pilot, lambda: bool(fake.methods_called("op.midi")), what="op.midi sent")
+        assert fake.methods_called("op.midi") == [{"source": tid}]
+        job_id = fake.jobs[-1]["id"]
+        await wait_for(pilot, lambda: job_id in app.queue_view.jobs, what="the MIDI job in the queue")
