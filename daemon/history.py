@@ -66,13 +66,21 @@ class HistoryPruner:
                 await scheduler.refresh_counts()
             self.daemon.publish("job.pruned", {"ids": res["ids"], "removed": res["removed"],
                                                "kept_with_tracks": res["kept_with_tracks"]})
-        if not dry_run:
+        if not dry_run and self._may_forget_copies():
             store = self.daemon.store
             res["melodies_removed"] = await self._forget(
                 await store.melody_keys(), MELODIES.remove_unreferenced, "stored melodies")
             res["sources_removed"] = await self._forget(
                 await store.source_keys(), SOURCES.remove_unreferenced, "stored operation sources")
         return res
+
+    def _may_forget_copies(self) -> bool:
+        """Stored copies on a shared storage root may be another host's: they are pruned only when
+        this daemon's store is that of every host sharing it (a store with `shared` true)."""
+        if not self.daemon.storage.shared or getattr(self.daemon.store, "shared", False):
+            return True
+        log.debug("stored copies are not pruned: the storage is shared and this store is not")
+        return False
 
     async def _forget(self, keys: set[str], remove: Callable[[Path, set[str], float], int], what: str) -> int:
         """Delete the stored copies (melodies, operation sources) that no job refers to any more
@@ -84,7 +92,7 @@ class HistoryPruner:
         # In the scheduler's one submit thread, where submits store copies: one stored (or re-used,
         # which refreshes its time) after `keys` was read is young, so it is spared.
         pool = self.daemon.scheduler.submit_pool if self.daemon.scheduler is not None else None
-        removed = await loop.run_in_executor(pool, remove, self.daemon.data_dir, keys, DAY)
+        removed = await loop.run_in_executor(pool, remove, self.daemon.storage.root, keys, DAY)
         if removed:
             log.info("removed %d %s that no job uses any more", removed, what)
         return removed

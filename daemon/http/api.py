@@ -207,7 +207,7 @@ class HttpApi:
 
     async def _audio(self, request: web.Request) -> web.StreamResponse:
         track = await self._call("track.get", {"id": request.match_info["id"]})
-        return await serve_track_file(request, track, self.daemon.data_dir)
+        return await serve_track_file(request, track, self.daemon.storage.root)
 
     def _export(self, r: Route) -> Callable[[web.Request], Any]:
         """A track as a WAV or FLAC download (daemon/http/export.py)."""
@@ -219,7 +219,8 @@ class HttpApi:
                     raise HandlerError(protocol.INVALID_PARAMS, f"{name}: must be one of "
                                        f"{', '.join(map(str, allowed))}, got {params[name]!r}", field=name)
             track = await self._call("track.get", {"id": params["id"]})
-            return await serve_export(request, track, self.daemon.data_dir, params)
+            return await serve_export(request, track, self.daemon.storage.root, params,
+                                          tmp_dir=self.daemon.data_dir)
 
         return handle
 
