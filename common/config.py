@@ -48,7 +48,8 @@ def _lazy(fn: Callable[[], Path]) -> Callable[[], str]:
 
 OPTIONS: tuple[Option, ...] = (
     Option("daemon.socket", str, _lazy(paths.default_socket), "Unix socket path."),
-    Option("daemon.data_dir", str, _lazy(paths.default_data_dir), "Library, database and trash."),
+    Option("daemon.data_dir", str, _lazy(paths.default_data_dir), "Library, database and trash (the audio moves "
+           "to store.storage when that is set)."),
     Option("daemon.socket_mode", str, "0600", "Socket file mode (octal); 0660 with socket_group."),
     Option("daemon.socket_group", str, "", "Group whose members may also connect (empty: none)."),
     Option("daemon.max_frame", int, 8 * 1024 * 1024, "Largest protocol frame accepted, bytes."),
