@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
+import aiohttp
 import numpy as np
 import pytest
 
@@ -21,7 +22,7 @@ from dgx_music.common.paths import TEMP_RE, host_tag
 from dgx_music.daemon import backup as bk
 from dgx_music.daemon.app import Daemon
 from dgx_music.daemon.server import StartupError
-from tests.conftest import make_settings, wait_event
+from tests.conftest import make_settings, start_http, wait_event
 
 HOUR = 3600.0
 
@@ -127,11 +128,18 @@ async def test_moving_the_storage_root_still_finds_every_track(
     await host.close(d)  # type: ignore[attr-defined]
     shutil.move(str(old), str(new))  # the share mounted elsewhere: a config change, no database change
 
-    d = await host("a", engine__model=str(tiny_model), store__storage=str(new))
+    d = await host("a", engine__model=str(tiny_model), store__storage=str(new), http__listen="127.0.0.1:0")
     async with await Client.connect(d.server.path) as c:
         moved = await c.call("track.get", {"id": t["id"]})
     assert moved["path"] == t["path"] and moved["file"] == str(new / t["path"])
     assert await _audio_bytes(d, t["id"]) == audio
+    http = await start_http(d)  # the browser's routes resolve against the new root too
+    base = f"http://127.0.0.1:{http.port}/api/v1/tracks/{t['id']}"
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {http.plan.token}"}) as s:
+        async with s.get(f"{base}/audio") as r:
+            assert r.status == 200 and await r.read() == audio
+        async with s.get(f"{base}/export", params={"format": "flac"}) as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "audio/flac" and len(await r.read()) > 1000
     report = bk.backup(d.data_dir, short_tmp / "bk", with_audio=True, storage=d.storage.root)
     assert report.files == 1 and (short_tmp / "bk" / t["path"]).read_bytes() == audio
 
