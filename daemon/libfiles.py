@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dgx_music.common.paths import TEMP_RE, OutsideRoot, host_tag, resolve_under, temp_prefix
+from dgx_music.daemon.datalock import LOCK_NAME
 
 LIBRARY = "library"
 ORPHANS = "orphans"
@@ -61,7 +62,7 @@ def plain(data_dir: Path, rel: str | PurePosixPath) -> Path:
         except FileNotFoundError:
             return root.joinpath(*parts)  # created by the caller, as a plain directory or file
         if stat.S_ISLNK(st.st_mode):
-            raise UnsafePath(f"{p} is a symlink: the daemon writes and deletes only inside its data directory "
+            raise UnsafePath(f"{p} is a symlink: the daemon writes and deletes only inside its data (or storage) directory "
                              f"{root}, never through a link (replace it with a plain directory)")
         if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
             raise UnsafePath(f"{p} is not a directory")
@@ -82,7 +83,7 @@ def check_layout(data_dir: Path) -> list[str]:
             months = [year] + (sorted(year.iterdir()) if year.is_dir() and not year.is_symlink() else [])
             for d in months:
                 if d.is_symlink():
-                    problems.append(f"{d} is a symlink: the daemon writes only inside its data directory")
+                    problems.append(f"{d} is a symlink: the daemon writes only inside its data (or storage) directory")
     return problems
 
 
@@ -191,7 +192,8 @@ class Storage:
 
     def check(self) -> None:
         """StorageError unless the root is usable: it exists (a shared root is never created, so an
-        unmounted NFS share is not silently replaced by a local folder), is a directory, is writable
+        unmounted NFS share is not silently replaced by a local folder), is a directory and not some
+        daemon's data dir (that daemon treats its storage as unshared), is writable
         (a temporary file named for this host is created there and removed), and its folders are
         plain (`check_layout`)."""
         where = f"store.storage {self.root}"
@@ -199,6 +201,10 @@ class Storage:
             raise StorageError(f"{where} does not exist (is the shared directory mounted?)")
         if not self.root.is_dir():
             raise StorageError(f"{where} is not a directory")
+        if (self.root / LOCK_NAME).exists():
+            raise StorageError(f"{where} is the data directory of a daemon (it holds {LOCK_NAME}), which would set "
+                               "the other hosts' files aside as its own orphans: give the shared audio a "
+                               "directory of its own")
         try:
             fd, probe = tempfile.mkstemp(prefix=temp_prefix("probe"), suffix=".tmp", dir=self.root)
             os.close(fd)

@@ -145,11 +145,17 @@ async def test_moving_the_storage_root_still_finds_every_track(
 
 
 async def test_a_storage_root_that_cannot_be_used_stops_the_start(short_tmp: Path) -> None:
-    """Missing (an unmounted share is never replaced by a local folder), or with a symlinked folder."""
-    for problem, why in (("missing", "does not exist"), ("linked", "is a symlink")):
+    """Missing (an unmounted share is never replaced by a local folder), with a symlinked folder,
+    or another daemon's data dir (which that daemon would sweep as its own)."""
+    (short_tmp / "other").mkdir()
+    other = Daemon(make_settings(short_tmp / "other"))  # leaves its data dir behind, lock note included
+    await other.start()
+    await other.close()
+    for problem, why in (("missing", "does not exist"), ("linked", "is a symlink"),
+                         ("data", "is the data directory of a daemon")):
         root = short_tmp / problem
         root.mkdir()
-        storage = short_tmp / f"{problem}-storage"
+        storage = short_tmp / (f"{problem}-storage" if problem != "data" else "other/data")
         if problem == "linked":
             storage.mkdir()
             (storage / "library").symlink_to(short_tmp)
