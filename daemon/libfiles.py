@@ -62,8 +62,8 @@ def plain(data_dir: Path, rel: str | PurePosixPath) -> Path:
         except FileNotFoundError:
             return root.joinpath(*parts)  # created by the caller, as a plain directory or file
         if stat.S_ISLNK(st.st_mode):
-            raise UnsafePath(f"{p} is a symlink: the daemon writes and deletes only inside its data (or storage) directory "
-                             f"{root}, never through a link (replace it with a plain directory)")
+            raise UnsafePath(f"{p} is a symlink: the daemon writes and deletes only inside its data (or storage) "
+                             f"directory {root}, never through a link (replace it with a plain directory)")
         if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
             raise UnsafePath(f"{p} is not a directory")
     return p

@@ -93,8 +93,8 @@ def write_wav_atomic(
 ) -> Path:
     """Write [channels, samples] float audio as WAV so that ``path`` is either absent or complete.
 
-    Temp file in the same directory (named after this host and process: `temp_prefix`), fsync, rename over ``path``, fsync the directory: a crash
-    leaves no half-written track for the DB row (committed after this returns) to point at.
+    Temp file in the same directory (named after this host and process: `temp_prefix`), fsync,
+    rename over ``path``, fsync the directory: a crash leaves no half-written track for the DB row (committed after this returns) to point at.
     ``metadata`` keys (META_KEYS; any other is a ValueError): title, comment (the prompt),
     artist, date, bpm, key, params (a dict, stored as JSON), software (default "DGX Music").
     Parent directories are created."""

@@ -142,6 +142,11 @@ async def test_moving_the_storage_root_still_finds_every_track(
             assert r.status == 200 and r.headers["Content-Type"] == "audio/flac" and len(await r.read()) > 1000
     report = bk.backup(d.data_dir, short_tmp / "bk", with_audio=True, storage=d.storage.root)
     assert report.files == 1 and (short_tmp / "bk" / t["path"]).read_bytes() == audio
+    await host.close(d)  # type: ignore[attr-defined]
+    (new / t["path"]).unlink()
+    bk.restore(short_tmp / "bk", d.data_dir, storage=new)  # the audio goes back under the storage root
+    assert (new / t["path"]).read_bytes() == audio and not (d.data_dir / t["path"]).exists()
+    assert not [p for p in new.rglob("*.tmp")]  # written through a temporary file, renamed
 
 
 async def test_a_storage_root_that_cannot_be_used_stops_the_start(short_tmp: Path) -> None:
