@@ -149,7 +149,8 @@ async def export(client: Client, args: argparse.Namespace) -> int:
                                   bool(args.ardour and args.with_stems))
     if args.ardour:
         tracks = [st.track for st in plan.tracks]
-    data_dir = (await client.call("status", timeout=args.timeout))["data_dir"]
+    st = await client.call("status", timeout=args.timeout)
+    data_dir = st.get("storage") or st["data_dir"]  # what track paths are relative to
     with tempfile.TemporaryDirectory(prefix="dgx-music-export-") as tmp:
         sources: list[tuple[Path, dict[str, Any]]] = []
         errors: list[dict[str, Any]] = []

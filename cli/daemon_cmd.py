@@ -16,9 +16,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "daemon", help="run the daemon in the foreground",
         description="Run the daemon in the foreground: it owns the GPU and the model, the job queue and "
                     "the library, and serves the socket protocol. Logs go to stderr (journald under systemd). "
-                    "Stop it with Ctrl-C or SIGTERM; queued jobs survive a restart.")
+                    "Stop it with Ctrl-C or SIGTERM; queued jobs survive a restart.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  dgx-music daemon --model medium --preload\n"
+               "  dgx-music daemon --data-dir /srv/dgx-music --http 127.0.0.1:8800\n"
+               "  dgx-music daemon --storage /mnt/music   # audio on a directory every host mounts\n")
     p.add_argument("--socket", metavar="PATH", help="socket to listen on")
     p.add_argument("--data-dir", metavar="DIR", help="library, database and trash (default ~/.local/share/dgx-music)")
+    p.add_argument("--storage", metavar="DIR", help="the library's audio, stored melodies and operation sources "
+                   "(store.storage; default: the data dir): a directory every host mounts when several share it")
     p.add_argument("--config", metavar="FILE", help="TOML config file")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
     p.add_argument("--model", metavar="M", help="default model: small, medium, large, melody, random:small, a hub id or a directory")
@@ -39,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config, {
             "daemon.socket": args.socket, "daemon.data_dir": args.data_dir,
-            "daemon.log_level": args.log_level, "engine.model": args.model,
+            "store.storage": args.storage, "daemon.log_level": args.log_level, "engine.model": args.model,
             "engine.backend": args.backend, "engine.device": args.device,
             "engine.keep_alive": args.keep_alive, "engine.offline": args.offline,
             "engine.preload": args.preload, "http.listen": args.http,

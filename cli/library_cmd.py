@@ -283,7 +283,8 @@ async def play(client: Client, args: argparse.Namespace) -> int:
             return fail(args, problem[0], problem[1], EXIT_FAILED)
         emit(args, {"played": t["id"], "player": "browser tab", "file": None}, lambda r: None)
         return EXIT_OK
-    data_dir = (await client.call("status", timeout=args.timeout))["data_dir"]
+    st = await client.call("status", timeout=args.timeout)
+    data_dir = st.get("storage") or st["data_dir"]  # what track paths are relative to
     try:
         path = await transfer.obtain(client, t, data_dir, paths.default_cache_dir() / "previews")
     except transfer.UnsafeTrackPath as exc:

@@ -172,6 +172,7 @@ class UnitPaths:
     groups: tuple[str, ...] = ()  # supplementary groups for the system unit (those that exist here)
     doc: str = ""  # Documentation= URI
     config_dir: str = ""  # the user's config directory (the HTTP token file is written there)
+    storage: str = ""  # store.storage when it is not the data dir: passed with --storage, writable in the sandbox
 
 
 def exec_start_for(python: str = sys.executable) -> str:
@@ -213,9 +214,11 @@ def render_service(up: UnitPaths) -> str:
                "DGX_MUSIC_SOCKET_MODE": "0660", "HF_HOME": f"{SYSTEM_CACHE}/huggingface",
                "NUMBA_CACHE_DIR": f"{SYSTEM_CACHE}/numba", "TRITON_CACHE_DIR": f"{SYSTEM_CACHE}/triton"}
         exec_start = f"{up.exec_start} --socket {SYSTEM_RUNTIME}/daemon.sock --data-dir {SYSTEM_DATA}"
+        if up.storage:
+            exec_start += f" --storage {_path_arg(up.storage)}"
         service = _COMMON_SERVICE.format(exec_start=exec_start, environment=_env_lines(env))
         groups = list(up.groups)
-        rw = " ".join([SYSTEM_DATA, SYSTEM_CACHE, SYSTEM_RUNTIME])
+        rw = " ".join([SYSTEM_DATA, SYSTEM_CACHE, SYSTEM_RUNTIME] + ([_path_arg(up.storage)] if up.storage else []))
         return _SYSTEM_TEMPLATE.format(
             unit=SERVICE, sysuser=SYSTEM_USER, service=service, doc=_doc_line(up),
             groups=f"SupplementaryGroups={' '.join(groups)}\n" if groups else "",
@@ -223,10 +226,12 @@ def render_service(up: UnitPaths) -> str:
     env = {"HF_HOME": up.hf_home, "NUMBA_CACHE_DIR": f"{up.cache_dir}/numba",
            "TRITON_CACHE_DIR": f"{up.cache_dir}/triton"}
     exec_start = f"{up.exec_start} --socket {_path_arg(up.socket)} --data-dir {_path_arg(up.data_dir)}"
+    if up.storage:
+        exec_start += f" --storage {_path_arg(up.storage)}"
     service = _COMMON_SERVICE.format(exec_start=exec_start, environment=_env_lines(env))
     sock_parent = str(Path(up.socket).parent)
     runtime = ""
-    rw_paths = [up.data_dir, up.cache_dir, up.hf_home]
+    rw_paths = [up.data_dir, up.cache_dir, up.hf_home] + ([up.storage] if up.storage else [])
     if up.config_dir:
         # The daemon writes its HTTP token file (http-token) there at its first start.
         runtime += "ConfigurationDirectory=dgx-music\nConfigurationDirectoryMode=0700\n"
@@ -268,7 +273,8 @@ def unit_paths(mode: str, settings: Any, sandbox: bool = True) -> UnitPaths:
                      runtime_managed=bool(os.environ.get("XDG_RUNTIME_DIR"))
                      and Path(settings.socket).parent == paths.runtime_dir(),
                      groups=tuple(g for g in ("video", "render") if _group_exists(g)), doc=_doc_uri(),
-                     config_dir=str(paths.http_token_path(settings).parent))
+                     config_dir=str(paths.http_token_path(settings).parent),
+                     storage=str(settings.storage) if settings.storage != settings.data_dir else "")
 
 
 EXAMPLE = UnitPaths(mode="user", exec_start="/opt/dgx-music/.venv/bin/dgx-music daemon",
@@ -306,7 +312,8 @@ def _service_install(args: argparse.Namespace) -> int:
     if mode == "system" and not args.print and os.geteuid() != 0 and args.unit_dir is None:
         return fail(args, "usage", "--system writes to /etc/systemd/system: run it as root (sudo)", EXIT_USAGE)
     try:
-        settings = load_settings(args.config, {"daemon.socket": args.socket, "daemon.data_dir": args.data_dir})
+        settings = load_settings(args.config, {"daemon.socket": args.socket, "daemon.data_dir": args.data_dir,
+                                               "store.storage": args.storage})
     except ConfigError as exc:
         return fail(args, "config", str(exc), EXIT_USAGE)
     up = unit_paths(mode, settings, sandbox=not args.no_sandbox)
@@ -365,7 +372,8 @@ def _service_install(args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace) -> Any:
     return load_settings(getattr(args, "config", None),
                          {"daemon.socket": getattr(args, "socket", None),
-                          "daemon.data_dir": getattr(args, "data_dir", None)})
+                          "daemon.data_dir": getattr(args, "data_dir", None),
+                          "store.storage": getattr(args, "storage", None)})
 
 
 def _config_show(args: argparse.Namespace) -> int:
@@ -416,7 +424,7 @@ def _backup(args: argparse.Namespace) -> int:
     try:
         s = _settings(args)
         report = bk.backup(s.data_dir, Path(args.dest), with_audio=args.with_audio,
-                           progress=None if args.json else print)
+                           progress=None if args.json else print, storage=s.storage)
     except ConfigError as exc:
         return fail(args, "config", str(exc), EXIT_USAGE)
     except (bk.BackupError, OSError) as exc:
@@ -434,7 +442,8 @@ def _restore(args: argparse.Namespace) -> int:
 
     try:
         s = _settings(args)
-        report = bk.restore(Path(args.src), s.data_dir, socket_path=s.socket, progress=None if args.json else print)
+        report = bk.restore(Path(args.src), s.data_dir, socket_path=s.socket, progress=None if args.json else print,
+                            storage=s.storage)
     except ConfigError as exc:
         return fail(args, "config", str(exc), EXIT_USAGE)
     except (bk.BackupError, OSError) as exc:
@@ -475,6 +484,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     inst.add_argument("--no-sandbox", action="store_true",
                       help="leave out the namespace-based hardening (for systems where it cannot be set up)")
     inst.add_argument("--unit-dir", metavar="DIR", help=argparse.SUPPRESS)
+    inst.add_argument("--storage", metavar="DIR", help="shared audio storage (store.storage): the unit passes "
+                      "it with --storage and may write there")
     _common(inst, json_flag=False)
     inst.set_defaults(func=_service_install, json=False)
     requires_extra(inst)  # the unit it writes runs `dgx-music daemon` with this python
@@ -503,6 +514,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bk.add_argument("dest", metavar="DEST", help="a new (or empty) directory")
     bk.add_argument("--with-audio", action="store_true", help="also copy every track's audio file, and the stored "
                     "melodies and operation sources that jobs refer to")
+    bk.add_argument("--storage", metavar="DIR", help="where the audio is (store.storage; default: the data dir)")
     _common(bk)
     bk.set_defaults(func=_backup)
     requires_extra(bk, modules=("aiosqlite",))  # reads the database with the daemon's store
@@ -511,6 +523,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Replace the database with the backup in SRC (and copy its audio files). "
                                     "Refuses while the daemon runs; the old database is kept aside next to it.")
     rs.add_argument("src", metavar="SRC", help="a directory written by `dgx-music backup`")
+    rs.add_argument("--storage", metavar="DIR", help="where the audio goes (store.storage; default: the data "
+                    "dir); it must exist")
     _common(rs)
     rs.set_defaults(func=_restore)
     requires_extra(rs, modules=("aiosqlite",))

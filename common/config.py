@@ -48,7 +48,8 @@ def _lazy(fn: Callable[[], Path]) -> Callable[[], str]:
 
 OPTIONS: tuple[Option, ...] = (
     Option("daemon.socket", str, _lazy(paths.default_socket), "Unix socket path."),
-    Option("daemon.data_dir", str, _lazy(paths.default_data_dir), "Library, database and trash."),
+    Option("daemon.data_dir", str, _lazy(paths.default_data_dir), "Library, database and trash (the audio moves "
+           "to store.storage when that is set)."),
     Option("daemon.socket_mode", str, "0600", "Socket file mode (octal); 0660 with socket_group."),
     Option("daemon.socket_group", str, "", "Group whose members may also connect (empty: none)."),
     Option("daemon.max_frame", int, 8 * 1024 * 1024, "Largest protocol frame accepted, bytes."),
@@ -67,6 +68,10 @@ OPTIONS: tuple[Option, ...] = (
            "estimated output, or the queue pauses until there is room."),
     Option("daemon.keep_finished_days", float, 30.0, "Days finished jobs stay in the job history; older "
            "ones that no longer own a track are pruned at start and daily (0 or less: never)."),
+    Option("store.storage", str, "", "The directory holding the library's audio, stored melodies and operation "
+           "sources (paths in the library are relative to it): one every host mounts (NFS) when several "
+           "share the library. Empty: the data directory. It must exist, be writable and hold no symlinked "
+           "folders."),
     Option("engine.model", str, "small", "small, medium, large, melody, random:small, a hub id or a directory."),
     Option("engine.backend", str, "transformers", "Model backend.", choices=("transformers", "audiocraft")),
     Option("engine.device", str, "auto", "auto, cuda, cuda:N, mps or cpu."),
@@ -174,7 +179,13 @@ class Settings:
 
     @property
     def data_dir(self) -> Path:
-        return Path(self["daemon.data_dir"]).expanduser().absolute()  # clients join paths to it
+        return Path(self["daemon.data_dir"]).expanduser().absolute()
+
+    @property
+    def storage(self) -> Path:
+        """Where the audio lives (`store.storage`, else the data dir): track paths are relative to it."""
+        configured = str(self["store.storage"]).strip()
+        return Path(configured).expanduser().absolute() if configured else self.data_dir
 
 
 def _flatten(doc: Mapping[str, Any], source: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import stat
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -56,6 +57,22 @@ def http_token_path(settings: "Settings") -> Path:
     """
     configured = str(settings["http.token_file"]).strip()
     return Path(configured).expanduser() if configured else default_http_token_file()
+
+
+def host_tag() -> str:
+    """This host's name as it goes into temporary file names (letters, digits, '-')."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname()).strip("-")[:63] or "host"
+
+
+#: ``.<stem>.dgxtmp-<host>-<pid>-<random>.tmp``: whose temporary file it is, so a host sharing the
+#: storage directory sweeps only its own (daemon/libfiles.py, `sweep_stale_temp`).
+TEMP_RE = re.compile(r"\.dgxtmp-(?P<host>[A-Za-z0-9-]+)-(?P<pid>[0-9]+)-[a-z0-9_]+\.tmp$")
+
+
+def temp_prefix(stem: str) -> str:
+    """The prefix of a temporary file written next to its destination (mkstemp adds the random
+    part and ``.tmp``): it names this host and process, which TEMP_RE reads back."""
+    return f".{stem[:40]}.dgxtmp-{host_tag()}-{os.getpid()}-"
 
 
 class UnsafeDirectory(RuntimeError):

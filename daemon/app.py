@@ -32,7 +32,8 @@ log = logging.getLogger("dgx_music.daemon")
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.data_dir: Path = settings.data_dir
+        self.data_dir: Path = settings.data_dir  # local state: the database, the lock
+        self.storage = libfiles.Storage.from_settings(settings)  # the audio: track paths are relative to it
         self.events = EventHub()
         self.server = Server(self)
         self.started = time.time()
@@ -52,7 +53,7 @@ class Daemon:
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
         if name in ("track.added", "track.updated"):  # a track has one shape everywhere: `path` and `file`
-            data = libfiles.with_file(self.data_dir, data)
+            data = self.storage.with_file(data)
         self.events.publish(name, data)
 
     def status(self) -> dict[str, Any]:
@@ -62,6 +63,7 @@ class Daemon:
             "pid": os.getpid(),
             "uptime": round(time.time() - self.started, 3),
             "data_dir": str(self.data_dir),
+            "storage": str(self.storage.root),  # what track paths are relative to (clients join them to it)
             "socket": str(self.server.path),
             "clients": len(self.server.connections),
             "subscribers": self.events.subscriber_count,
@@ -80,6 +82,11 @@ class Daemon:
         except DataDirLocked as exc:
             raise StartupError(str(exc)) from None
         unsafe = libfiles.check_layout(self.data_dir)  # a planted symlink would lead writes and deletes out
+        if not unsafe and self.storage.shared:
+            try:
+                self.storage.check()
+            except libfiles.StorageError as exc:
+                unsafe = [str(exc)]
         if unsafe:
             self._lock.release()
             self._lock = None
@@ -200,7 +207,8 @@ async def run(settings: Settings, inherited: socket.socket | None = None) -> int
         return 1
     daemon.extras.append(notifier)  # closed first: STOPPING=1 before anything else stops
     notifier.ready(daemon)  # database checked, recovery done, socket listening
-    log.info("dgx-music %s ready (pid %d, data %s)", __version__, os.getpid(), daemon.data_dir)
+    log.info("dgx-music %s ready (pid %d, data %s%s)", __version__, os.getpid(), daemon.data_dir,
+             f", shared storage {daemon.storage.root}" if daemon.storage.shared else "")
     try:
         await daemon.serve_forever()
     finally:

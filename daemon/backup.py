@@ -13,6 +13,10 @@ A backup is a directory:
                           restore); content-addressed, checked and restored the same way
     DEST/manifest.json    what was copied, when, from where, and what was missing
 
+The audio is read from (and restored into) the storage root (`store.storage`, by default the
+data dir); restored files are written atomically (a temporary file of this host, then a rename),
+since other hosts may be reading a shared root.
+
 Backing up is safe while the daemon runs. Restoring is not: `restore` refuses while
 any process has the database open, and keeps the old database (and its WAL) aside.
 """
@@ -37,6 +41,7 @@ from dgx_music.common.fmt import plural
 from dgx_music.common.paths import OutsideRoot, resolve_under
 from dgx_music.daemon.audio_store import STORES
 from dgx_music.daemon.datalock import RESTORE, DataDirLock, DataDirLocked
+from dgx_music.daemon.libfiles import copy_atomic
 from dgx_music.daemon.store import StoreError
 from dgx_music.daemon.store import snapshot as db_copy
 
@@ -116,10 +121,12 @@ def _plain_file(path: Path) -> bool:
 
 
 def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
-           progress: Callable[[str], None] | None = None) -> Report:
-    """Copy the database (and optionally its audio) into the new directory `dest`."""
+           progress: Callable[[str], None] | None = None, storage: Path | None = None) -> Report:
+    """Copy the database (and optionally its audio, from `storage`, by default the data dir) into
+    the new directory `dest`."""
     t0 = time.monotonic()
     data_dir, dest = Path(data_dir).expanduser(), Path(dest).expanduser()
+    root = Path(storage).expanduser() if storage is not None else data_dir
     src = db_path(data_dir)
     if not src.is_file():
         raise BackupError(f"no database at {src}; is daemon.data_dir right? (`dgx-music config show`)")
@@ -143,8 +150,8 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
         progress(f"database: {plural(report.tracks, 'track')}, {plural(report.jobs, 'job')} (schema v{report.schema_version})")
     if with_audio:
         for rel in paths:
-            try:  # a tampered row must not copy a file from outside the data dir into the backup
-                s = resolve_under(data_dir, rel)
+            try:  # a tampered row must not copy a file from outside the storage root into the backup
+                s = resolve_under(root, rel)
             except OutsideRoot:
                 report.refused.append(rel)
                 continue
@@ -158,14 +165,14 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
                 continue
             report.files += 1
             report.bytes += d.stat().st_size
-        _copy_keyed(data_dir, dest, report)
+        _copy_keyed(root, dest, report)
         if progress:
             progress(f"audio: {plural(report.files, 'file')}, {plural(report.melodies, 'melody', 'melodies')}, "
                      f"{plural(report.sources, 'source')}"
                      + (f", {len(report.missing)} missing" if report.missing else "")
                      + (f", {len(report.refused)} refused (paths outside the data dir)" if report.refused else ""))
     report.seconds = time.monotonic() - t0
-    manifest = {"format": 1, "created": time.time(), "source": str(data_dir), "database": DB_NAME,
+    manifest = {"format": 1, "created": time.time(), "source": str(data_dir), "storage": str(root), "database": DB_NAME,
                 "with_audio": with_audio, **report.as_dict()}
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return report
@@ -182,7 +189,7 @@ def _copy_keyed(src_root: Path, dest_root: Path, report: Report) -> None:
         for f in sorted(src.glob("*.wav")):
             d = dest_root / folder / f.name
             if not os.path.lexists(d):  # never write through a (dangling) symlink
-                shutil.copy2(f, d)
+                copy_atomic(f, d)
                 setattr(report, folder, getattr(report, folder) + 1)
                 report.bytes += d.stat().st_size
 
@@ -282,8 +289,9 @@ def _restore_plan(src: Path | None, data_dir: Path,
 
 
 def restore(src: Path, data_dir: Path, *, socket_path: Path | None = None,
-            progress: Callable[[str], None] | None = None) -> Report:
-    """Replace the database (and library files the backup holds) with the backup at `src`."""
+            progress: Callable[[str], None] | None = None, storage: Path | None = None) -> Report:
+    """Replace the database (and library files the backup holds, written under `storage`, by
+    default the data dir) with the backup at `src`."""
     t0 = time.monotonic()
     src, data_dir = Path(src).expanduser(), Path(data_dir).expanduser()
     backup_db = src / DB_NAME if src.is_dir() else src
@@ -305,11 +313,12 @@ def restore(src: Path, data_dir: Path, *, socket_path: Path | None = None,
     except DataDirLocked as exc:
         raise BackupError(str(exc)) from None
     with lock:
-        return _restore_locked(src, backup_db, data_dir, t0, progress)
+        root = Path(storage).expanduser() if storage is not None else data_dir
+        return _restore_locked(src, backup_db, data_dir, t0, progress, root)
 
 
 def _restore_locked(src: Path, backup_db: Path, data_dir: Path, t0: float,
-                    progress: Callable[[str], None] | None) -> Report:
+                    progress: Callable[[str], None] | None, root: Path) -> Report:
     """`restore` once it holds the data directory's lock: check the backup whole, then replace."""
     live = db_path(data_dir)
     report = Report(data_dir)
@@ -318,7 +327,9 @@ def _restore_locked(src: Path, backup_db: Path, data_dir: Path, t0: float,
     except StoreError as exc:
         raise BackupError(exc.message) from None
     report.schema_version, report.tracks, report.jobs = summary.schema_version, summary.tracks, summary.jobs
-    plan = _restore_plan(src if src.is_dir() else None, data_dir, summary.paths)
+    if not root.is_dir():  # a shared root is never created here: an unmounted share is not a folder to fill
+        raise BackupError(f"store.storage {root} is not a directory (is the shared directory mounted?)")
+    plan = _restore_plan(src if src.is_dir() else None, root, summary.paths)
     # Keep the old database (with its WAL and shared memory, which may hold committed data) aside.
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for suffix in ("", "-wal", "-shm"):
@@ -341,12 +352,11 @@ def _restore_locked(src: Path, backup_db: Path, data_dir: Path, t0: float,
             if not target.is_file():
                 report.missing.append(rel)
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+        copy_atomic(source, target)
         report.files += 1
         report.bytes += target.stat().st_size
     if src.is_dir():
-        _copy_keyed(src, data_dir, report)
+        _copy_keyed(src, root, report)
     if progress:
         progress(f"audio: {plural(report.files, 'file')}, {plural(report.melodies, 'melody', 'melodies')}, "
                  f"{plural(report.sources, 'source')} restored"

@@ -67,16 +67,24 @@ class HistoryPruner:
                 await scheduler.refresh_counts()
             self.daemon.publish("job.pruned", {"ids": res["ids"], "removed": res["removed"],
                                                "kept_with_tracks": res["kept_with_tracks"]})
-        if not dry_run:
+        if not dry_run and self._may_forget_copies():
             store = self.daemon.store
             res["melodies_removed"] = await self._forget(
                 await store.melody_keys(), MELODIES.remove_unreferenced, "stored melodies")
             res["sources_removed"] = await self._forget(
                 await store.source_keys(), SOURCES.remove_unreferenced, "stored operation sources")
-            if res.get("ids"):  # an uploaded file's MIDI is its job's result: it goes with the job
-                await asyncio.get_running_loop().run_in_executor(None, _remove_job_midi, self.daemon.data_dir,
-                                                                 list(res["ids"]))
+        if not dry_run and res.get("ids"):  # an uploaded file's MIDI is its job's result: it goes with the job
+            await asyncio.get_running_loop().run_in_executor(None, _remove_job_midi, self.daemon.storage.root,
+                                                             list(res["ids"]))
         return res
+
+    def _may_forget_copies(self) -> bool:
+        """Stored copies on a shared storage root may be another host's: they are pruned only when
+        this daemon's store is that of every host sharing it (a store with `shared` true)."""
+        if not self.daemon.storage.shared or getattr(self.daemon.store, "shared", False):
+            return True
+        log.debug("stored copies are not pruned: the storage is shared and this store is not")
+        return False
 
     async def _forget(self, keys: set[str], remove: Callable[[Path, set[str], float], int], what: str) -> int:
         """Delete the stored copies (melodies, operation sources) that no job refers to any more
@@ -88,7 +96,7 @@ class HistoryPruner:
         # In the scheduler's one submit thread, where submits store copies: one stored (or re-used,
         # which refreshes its time) after `keys` was read is young, so it is spared.
         pool = self.daemon.scheduler.submit_pool if self.daemon.scheduler is not None else None
-        removed = await loop.run_in_executor(pool, remove, self.daemon.data_dir, keys, DAY)
+        removed = await loop.run_in_executor(pool, remove, self.daemon.storage.root, keys, DAY)
         if removed:
             log.info("removed %d %s that no job uses any more", removed, what)
         return removed

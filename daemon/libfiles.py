@@ -1,4 +1,12 @@
-"""Files in the data dir: safe library paths, trash, orphans. Nothing here leaves it.
+"""Files in the storage root: safe library paths, trash, orphans. Nothing here leaves it.
+
+The storage root (`store.storage`, `Storage`) holds the library's audio, the stored melodies and
+operation sources, the trash and the orphans; track rows hold paths relative to it. By default it
+is the data dir; it may be a directory other hosts mount too (NFS), and then it is *shared*:
+another host may be between writing a file and committing its row at any time, so nothing here
+moves or deletes a file it cannot prove is this host's own abandoned temporary file
+(`sweep_stale_temp`). The data dir keeps the local state (database, lock). The functions below
+take the root as their first argument (named `data_dir` where it was that before storage existed).
 
 Every place the daemon writes or deletes goes through `plain` first: no directory or file on
 the way below the data dir may be a symlink (what `restore` checks of a backup, daemon/backup.py),
@@ -12,12 +20,15 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dgx_music.common.paths import OutsideRoot, resolve_under
+from dgx_music.common.paths import TEMP_RE, OutsideRoot, host_tag, resolve_under, temp_prefix
+from dgx_music.daemon.datalock import LOCK_NAME
 
 LIBRARY = "library"
 ORPHANS = "orphans"
@@ -25,6 +36,11 @@ TRASH = "trash"
 #: The folders the daemon writes in (sources/ and melodies/ are the stores of daemon/audio_store.py).
 #: midi/ holds the MIDI of uploaded files (a track's MIDI is a library file beside its audio).
 FOLDERS = (LIBRARY, TRASH, ORPHANS, "sources", "melodies", "midi")
+#: Folders where other hosts' writes may be in flight on a shared storage root.
+WRITTEN = (LIBRARY, "sources", "melodies", "midi")
+#: A temporary file of this host in shared storage is swept at start only once it is this old:
+#: no write takes an hour, so one that old was abandoned by a crash.
+TEMP_GRACE = 3600.0
 
 
 class UnsafePath(OutsideRoot):
@@ -47,8 +63,8 @@ def plain(data_dir: Path, rel: str | PurePosixPath) -> Path:
         except FileNotFoundError:
             return root.joinpath(*parts)  # created by the caller, as a plain directory or file
         if stat.S_ISLNK(st.st_mode):
-            raise UnsafePath(f"{p} is a symlink: the daemon writes and deletes only inside its data directory "
-                             f"{root}, never through a link (replace it with a plain directory)")
+            raise UnsafePath(f"{p} is a symlink: the daemon writes and deletes only inside its data (or storage) "
+                             f"directory {root}, never through a link (replace it with a plain directory)")
         if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
             raise UnsafePath(f"{p} is not a directory")
     return p
@@ -68,7 +84,7 @@ def check_layout(data_dir: Path) -> list[str]:
             months = [year] + (sorted(year.iterdir()) if year.is_dir() and not year.is_symlink() else [])
             for d in months:
                 if d.is_symlink():
-                    problems.append(f"{d} is a symlink: the daemon writes only inside its data directory")
+                    problems.append(f"{d} is a symlink: the daemon writes only inside its data (or storage) directory")
     return problems
 
 
@@ -85,9 +101,10 @@ def write_bytes_atomic(data_dir: Path, rel: str, data: bytes) -> Path:
     same folder, fsync, rename, fsync the folder; the path is checked by `plain` first."""
     path = plain(data_dir, rel)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path.stem), suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)  # named for this host and process: a shared root's start-up sweep knows whose it is
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -177,3 +194,112 @@ def set_aside_orphans(data_dir: Path, known: set[str]) -> list[Path]:
             os.replace(p, dest)
             moved.append(dest)
     return moved
+
+
+class StorageError(RuntimeError):
+    """The storage root cannot be used (missing, not writable, a symlinked folder in it): the
+    message names `store.storage`; the daemon refuses to start."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The root every audio path resolves against. `shared`: a root other than the data dir,
+    which other hosts may write in too (see the module docstring)."""
+
+    root: Path
+    shared: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Storage":
+        data, root = Path(settings.data_dir), Path(settings.storage)
+        return cls(root, shared=os.path.realpath(root) != os.path.realpath(data))
+
+    def check(self) -> None:
+        """StorageError unless the root is usable: it exists (a shared root is never created, so an
+        unmounted NFS share is not silently replaced by a local folder), is a directory and not some
+        daemon's data dir (that daemon treats its storage as unshared), is writable
+        (a temporary file named for this host is created there and removed), and its folders are
+        plain (`check_layout`)."""
+        where = f"store.storage {self.root}"
+        if not self.root.exists():
+            raise StorageError(f"{where} does not exist (is the shared directory mounted?)")
+        if not self.root.is_dir():
+            raise StorageError(f"{where} is not a directory")
+        if (self.root / LOCK_NAME).exists():
+            raise StorageError(f"{where} is the data directory of a daemon (it holds {LOCK_NAME}), which would set "
+                               "the other hosts' files aside as its own orphans: give the shared audio a "
+                               "directory of its own")
+        try:
+            fd, probe = tempfile.mkstemp(prefix=temp_prefix("probe"), suffix=".tmp", dir=self.root)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise StorageError(f"{where} is not writable: {exc.strerror or exc}") from None
+        problems = check_layout(self.root)
+        if problems:
+            raise StorageError(f"{where}: " + "; ".join(problems))
+
+    def library_file(self, rel: str) -> Path:
+        return library_file(self.root, rel)
+
+    def plain(self, rel: str | PurePosixPath) -> Path:
+        return plain(self.root, rel)
+
+    def with_file(self, track: dict[str, Any]) -> dict[str, Any]:
+        return with_file(self.root, track)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temp(root: Path, grace: float = TEMP_GRACE) -> list[Path]:
+    """On a shared root, instead of `set_aside_orphans`: delete only this host's abandoned
+    temporary files (TEMP_RE names this host, its process is gone, older than `grace` s) in the
+    folders daemons write in. Every other file stays where it is: a file no row of this host's
+    store names may be another host's, written and not committed yet; a temporary file of
+    another host may still be being written."""
+    me, cutoff, removed = host_tag(), time.time() - grace, []
+    for folder in WRITTEN:
+        top = plain(root, folder)  # never walk through a symlinked folder
+        if not top.is_dir():
+            continue
+        for dirpath, _dirs, names in os.walk(top):
+            for name in names:
+                m = TEMP_RE.search(name)
+                if m is None or m["host"] != me:
+                    continue
+                pid = int(m["pid"])
+                p = Path(dirpath) / name
+                try:
+                    if pid == os.getpid() or _pid_alive(pid) or p.lstat().st_mtime >= cutoff:
+                        continue
+                    p.unlink()
+                except FileNotFoundError:
+                    continue
+                removed.append(p)
+    return removed
+
+
+def copy_atomic(src: Path, dest: Path) -> None:
+    """Copy `src` to `dest` so that `dest` is either as before or complete: a temporary file of
+    this host next to it, fsync, rename (a reader on another host never sees half a file)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(dest.stem), suffix=".tmp", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        shutil.copystat(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

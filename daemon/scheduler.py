@@ -95,10 +95,15 @@ class Scheduler:
         self.disk: dict[str, Any] = {"free": None, "needed": None}
         self._stuck: int | None = None  # a job the full disk left `running`: requeued when space returns
         self._disk_wait = self.DISK_DELAY[0]
+        self._disk_path: Path = daemon.data_dir  # the filesystem `_free` found fullest
 
     @property
     def data_dir(self) -> Path:
         return self.daemon.data_dir
+
+    @property
+    def storage(self) -> Path:
+        return self.daemon.storage.root
 
     @property
     def settings(self) -> Any:
@@ -111,14 +116,22 @@ class Scheduler:
         if recovered.get("requeued") or recovered.get("failed"):
             log.warning("recovered after an unclean stop: requeued jobs %s, failed jobs %s",
                         recovered.get("requeued"), recovered.get("failed"))
-        known = await self.store.track_paths()
         loop = asyncio.get_running_loop()
-        orphans = await loop.run_in_executor(self.pool, libfiles.set_aside_orphans, self.daemon.data_dir, known)
+        storage = self.daemon.storage
+        orphans: list[Path] = []
+        if storage.shared:  # another host may be between writing a file and committing its row
+            swept = await loop.run_in_executor(self.pool, libfiles.sweep_stale_temp, storage.root)
+            for path in swept:
+                log.warning("removed an abandoned temporary file of this host: %s", path)
+        else:
+            known = await self.store.track_paths()
+            orphans = await loop.run_in_executor(self.pool, libfiles.set_aside_orphans, storage.root, known)
+            swept = []
         for path in orphans:
             log.warning("orphan audio file with no library row kept aside: %s", path)
         await self.refresh_counts()
         self._task = asyncio.create_task(self._supervise(), name="queue-runner")
-        return {**recovered, "orphans": [str(p) for p in orphans]}
+        return {**recovered, "orphans": [str(p) for p in orphans], "swept": [str(p) for p in swept]}
 
     async def close(self) -> None:
         """Stop taking jobs; a job cut short by the shutdown goes back to the queue uncounted."""
@@ -238,17 +251,23 @@ class Scheduler:
 
     def _disk_message(self, free: int | None, needed: int) -> str:
         have = "unknown" if free is None else f"{free / diskspace.MB:.0f} MiB"
-        return (f"the disk holding {self.daemon.data_dir} is full: {have} free, {needed / diskspace.MB:.0f} MiB "
+        return (f"the disk holding {self._disk_path} is full: {have} free, {needed / diskspace.MB:.0f} MiB "
                 "needed (daemon.min_free_mb plus the job's output); free some space: the queue resumes by itself")
 
     async def _free(self) -> int | None:
-        """Free bytes on the data directory's filesystem (statvfs, off the event loop)."""
+        """Free bytes on the fullest of the filesystems of the data directory (the database) and
+        the storage root (the audio), statvfs off the event loop; `_disk_path` names that one."""
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(None, diskspace.free_bytes, self.daemon.data_dir)
-        except OSError as exc:
-            log.warning("cannot read the free space of %s: %s", self.daemon.data_dir, exc)
-            return None
+        free: int | None = None
+        for path in dict.fromkeys((self.daemon.data_dir, self.daemon.storage.root)):
+            try:
+                n = await loop.run_in_executor(None, diskspace.free_bytes, path)
+            except OSError as exc:
+                log.warning("cannot read the free space of %s: %s", path, exc)
+                continue
+            if free is None or n < free:
+                free, self._disk_path = n, path
+        return free
 
     async def library_track(self, field: str, track_id: str) -> dict[str, Any]:
         """A track a request names in `field`; a missing one is `not_found` naming that field, as
@@ -399,9 +418,9 @@ class Scheduler:
         self.disk_full = full
         self._disk_wait = self.disk_delay[0]
         if full:
-            log.warning("disk full at %s: %s; the queue is paused until there is room", self.daemon.data_dir, why)
+            log.warning("disk full at %s: %s; the queue is paused until there is room", self._disk_path, why)
         else:
-            log.info("disk space is back at %s: %s; the queue resumes", self.daemon.data_dir, why)
+            log.info("disk space is back at %s: %s; the queue resumes", self._disk_path, why)
         self.publish("daemon.disk", self.disk_status())
 
     async def _wait_for_space(self) -> None:
@@ -479,7 +498,7 @@ class Scheduler:
             target_lufs=work.target_lufs if work.target_lufs is not None else self.target_lufs,
             ceiling_dbtp=self.ceiling, bit_depth=self.bit_depth, model=result.model, backend=result.backend)
         rendered = await asyncio.get_running_loop().run_in_executor(
-            self.pool, work.render, self.daemon.data_dir, job, result.audio, result.sample_rate, opts)
+            self.pool, work.render, self.daemon.storage.root, job, result.audio, result.sample_rate, opts)
         await self.commit_rendered(job_id, rendered, work.finish)
 
     async def _compute(self, job_id: int, work: jobs.Work) -> GenerateResult:
@@ -527,7 +546,7 @@ class Scheduler:
         commit (Work.finish), by default the rows become library tracks."""
         loop = asyncio.get_running_loop()
         if job_id in self._cancel_requested:
-            await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.data_dir, rendered)
+            await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.storage.root, rendered)
             await self.store.set_job_state(job_id, "cancelled", error="cancelled by request")
             self.publish("job.cancelled", {"id": job_id})
             return
@@ -536,7 +555,7 @@ class Scheduler:
             tracks = await (finish or self.store.finish_job)(job_id, rendered)
         except StoreError as exc:
             if exc.code == "disk_full":  # the job runs again when there is room: no orphan files meanwhile
-                await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.data_dir, rendered)
+                await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.storage.root, rendered)
             raise
         log.info("job %d done: tracks %s", job_id, ", ".join(t["id"] for t in tracks))
         for t in tracks:

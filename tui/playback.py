@@ -89,9 +89,10 @@ class Playback:
             same = Path(str(status.get("socket"))).resolve() == self.socket_path.resolve()
         except OSError:
             same = False
-        if not (same and status.get("data_dir")):
+        root = status.get("storage") or status.get("data_dir")  # what track paths are relative to
+        if not (same and root):
             return None
-        path = transfer.checked_path(str(status["data_dir"]), t)  # UnsafeTrackPath: never read it
+        path = transfer.checked_path(str(root), t)  # UnsafeTrackPath: never read it
         return path if os.access(path, os.R_OK) else None
 
     async def fetch_audio(self, t: dict[str, Any]) -> Path:

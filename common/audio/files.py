@@ -20,6 +20,8 @@ from typing import Any, Mapping
 import numpy as np
 import soundfile as sf
 
+from dgx_music.common.paths import temp_prefix
+
 from .tags import ANALYSIS_DESC, PARAMS_DESC, SOFTWARE, write_tags
 
 __all__ = ["ANALYSIS_DESC", "PARAMS_DESC", "SOFTWARE", "META_KEYS", "SUBTYPES", "slugify", "safe_filename",
@@ -91,8 +93,8 @@ def write_wav_atomic(
 ) -> Path:
     """Write [channels, samples] float audio as WAV so that ``path`` is either absent or complete.
 
-    Temp file in the same directory, fsync, rename over ``path``, fsync the directory: a crash
-    leaves no half-written track for the DB row (committed after this returns) to point at.
+    Temp file in the same directory (named after this host and process: `temp_prefix`), fsync,
+    rename over ``path``, fsync the directory: a crash leaves no half-written track for the DB row (committed after this returns) to point at.
     ``metadata`` keys (META_KEYS; any other is a ValueError): title, comment (the prompt),
     artist, date, bpm, key, params (a dict, stored as JSON), software (default "DGX Music").
     Parent directories are created."""
@@ -110,7 +112,7 @@ def write_wav_atomic(
     meta = {**(metadata or {})}
     meta["software"] = str(meta.get("software") or SOFTWARE)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem[:40]}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(dest.stem), suffix=".tmp", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w+b") as fh:

@@ -48,7 +48,7 @@ async def midi_file(ctx: Context, params: dict[str, Any]) -> tuple[str, bytes, d
         rel, name = track["midi_path"], track["title"]
     loop = asyncio.get_running_loop()
     try:
-        path = await loop.run_in_executor(None, libfiles.library_file, ctx.daemon.data_dir, rel)
+        path = await loop.run_in_executor(None, libfiles.library_file, ctx.daemon.storage.root, rel)
     except libfiles.OutsideRoot as exc:
         raise HandlerError(protocol.FORBIDDEN, str(exc)) from None
     try:

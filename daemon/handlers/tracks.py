@@ -22,7 +22,7 @@ UPDATE_PARAMS = ("id", "title", "rating", "favorite", "notes", "tags_add", "tags
 def with_file(ctx: Context, track: dict[str, Any]) -> dict[str, Any]:
     """Every track map leaves the daemon with `file`: the absolute path on the daemon's machine,
     beside `path` (relative to the data dir), so no client has to join them itself."""
-    return libfiles.with_file(ctx.daemon.data_dir, track)
+    return ctx.daemon.storage.with_file(track)
 
 
 def _read(path: Path, offset: int, size: int) -> tuple[bytes, int]:
@@ -105,7 +105,7 @@ async def delete(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     track_id = Args(params).str("id", max_len=64)
     track = await ctx.daemon.store.get_track(track_id)
     loop = asyncio.get_running_loop()
-    data_dir = ctx.daemon.data_dir
+    data_dir = ctx.daemon.storage.root
     try:
         await loop.run_in_executor(None, libfiles.library_file, data_dir, track["path"])
         await loop.run_in_executor(None, libfiles.trash_dir, data_dir)  # a symlinked trash/ is refused first
@@ -126,7 +126,7 @@ async def delete(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 async def empty_trash(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Delete the files of deleted tracks for good."""
     loop = asyncio.get_running_loop()
-    return {"removed": await loop.run_in_executor(None, libfiles.empty_trash, ctx.daemon.data_dir)}
+    return {"removed": await loop.run_in_executor(None, libfiles.empty_trash, ctx.daemon.storage.root)}
 
 
 @method("prompt.history")
@@ -145,7 +145,7 @@ async def audio(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     size = a.int("size", MAX_CHUNK, lo=1, hi=MAX_CHUNK)
     loop = asyncio.get_running_loop()
     try:
-        path = await loop.run_in_executor(None, libfiles.library_file, ctx.daemon.data_dir, track["path"])
+        path = await loop.run_in_executor(None, libfiles.library_file, ctx.daemon.storage.root, track["path"])
     except libfiles.OutsideRoot as exc:
         raise HandlerError(protocol.FORBIDDEN, str(exc)) from None
     try:

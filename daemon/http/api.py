@@ -207,7 +207,7 @@ class HttpApi:
 
     async def _audio(self, request: web.Request) -> web.StreamResponse:
         track = await self._call("track.get", {"id": request.match_info["id"]})
-        return await serve_track_file(request, track, self.daemon.data_dir)
+        return await serve_track_file(request, track, self.daemon.storage.root)
 
     def _midi(self, r: Route) -> Callable[[web.Request], Any]:
         """A MIDI file as a download: a track's (/tracks/{id}/midi) or a MIDI job's (/jobs/{id}/midi)."""
@@ -238,7 +238,8 @@ class HttpApi:
                     raise HandlerError(protocol.INVALID_PARAMS, f"{name}: must be one of "
                                        f"{', '.join(map(str, allowed))}, got {params[name]!r}", field=name)
             track = await self._call("track.get", {"id": params["id"]})
-            return await serve_export(request, track, self.daemon.data_dir, params)
+            return await serve_export(request, track, self.daemon.storage.root, params,
+                                          tmp_dir=self.daemon.data_dir)
 
         return handle
 

@@ -25,19 +25,20 @@ def _attachment_name(track: dict[str, Any], fmt: str) -> str:
     return f"{title.strip()[:80] or 'track'} ({track['id']}).{fmt}"
 
 
-async def serve_export(request: web.Request, track: dict[str, Any], data_dir: Path,
-                       params: dict[str, Any]) -> web.StreamResponse:
-    """Write `track` in the asked format to a temp dir, stream it as an attachment, delete it."""
+async def serve_export(request: web.Request, track: dict[str, Any], root: Path,
+                       params: dict[str, Any], tmp_dir: Path) -> web.StreamResponse:
+    """Write `track` (its file under the storage root `root`) in the asked format to a temp dir in
+    `tmp_dir` (the data dir: local, never the shared storage), stream it as an attachment, delete it."""
     from dgx_music.common.audio import export as exporter
     from dgx_music.daemon import libfiles
 
     fmt = params.get("format", "wav")
     try:
-        src = libfiles.library_file(data_dir, track["path"])
+        src = libfiles.library_file(root, track["path"])
     except ValueError:
         raise HandlerError(protocol.NOT_FOUND, "the track's file is not in the library") from None
     loop = asyncio.get_running_loop()
-    tmp = Path(await loop.run_in_executor(None, lambda: tempfile.mkdtemp(prefix=".export-", dir=data_dir)))
+    tmp = Path(await loop.run_in_executor(None, lambda: tempfile.mkdtemp(prefix=".export-", dir=tmp_dir)))
     try:
         if not await loop.run_in_executor(None, src.is_file):
             raise HandlerError(protocol.NOT_FOUND, f"the audio file of track {track['id']} is missing")

@@ -50,14 +50,14 @@ class _FileResponse(web.FileResponse):
         return await super().prepare(request)
 
 
-async def serve_track_file(request: web.Request, track: dict[str, Any], data_dir: Path) -> web.StreamResponse:
-    """The file of `track` (resolved inside `data_dir`), whole or the one byte range asked for."""
+async def serve_track_file(request: web.Request, track: dict[str, Any], root: Path) -> web.StreamResponse:
+    """The file of `track` (resolved inside the storage root `root`), whole or the one byte range asked for."""
     from dgx_music.daemon import libfiles
 
     try:
-        path = libfiles.library_file(data_dir, track["path"])
+        path = libfiles.library_file(root, track["path"])
     except ValueError:
-        log.warning("track %s has a path outside the data dir: %r", track.get("id"), track.get("path"))
+        log.warning("track %s has a path outside the storage root: %r", track.get("id"), track.get("path"))
         raise HandlerError(protocol.NOT_FOUND, "the track's file is not in the library") from None
     if not path.is_file():
         raise HandlerError(protocol.NOT_FOUND, f"the audio file of track {track['id']} is missing")

@@ -53,7 +53,7 @@ async def _load_prefix(ctx: JobContext, params: GenerationParams) -> Any:
     loop = asyncio.get_running_loop()
     try:
         track = await ctx.store.get_track(str(params.extend))
-        path = libfiles.library_file(ctx.data_dir, track["path"])
+        path = libfiles.library_file(ctx.storage, track["path"])
         return await loop.run_in_executor(ctx.pool, read_mono, path)
     except StoreError:
         raise EngineError("bad_request", f"the track this job continues ({params.extend}) was deleted") from None

@@ -131,7 +131,7 @@ async def _store_melody(ctx: JobContext, params: GenerationParams, model: str, u
     if not is_melody_model(model):
         raise ParamError("melody", f"model {model} does not follow a melody; use --model melody")
     loop = asyncio.get_running_loop()
-    data_dir = ctx.data_dir
+    data_dir = ctx.storage  # the stored copies and the library's audio
     if upload is not None:
         if params.melody is not None:
             raise ParamError("melody", "give a track id or melody_audio, not both")
@@ -159,7 +159,7 @@ async def _load_melody(ctx: JobContext, params: FamilyParams) -> Any:
         return None
     loop = asyncio.get_running_loop()
     try:
-        return await loop.run_in_executor(ctx.pool, MELODIES.load, ctx.data_dir, melody)
+        return await loop.run_in_executor(ctx.pool, MELODIES.load, ctx.storage, melody)
     except (OSError, RuntimeError, ParamError) as exc:
         raise EngineError("bad_request", f"the job's melody ({getattr(params, 'melody_source', None) or melody}) "
                                          f"cannot be read: {exc}") from None

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from dgx_music.daemon.render import RenderOptions
     from dgx_music.daemon.store import Store
 
-#: data_dir, job, audio [batch, channels, samples], sample rate, options -> rows for Store.finish_job.
+#: the storage root, job, audio [batch, channels, samples], sample rate, options -> rows for Store.finish_job.
 Render = Callable[[Path, dict[str, Any], "np.ndarray", int, "RenderOptions"], list[dict[str, Any]]]
 #: progress(step, total): safe to call from any thread (a compute running in an executor).
 StepProgress = Callable[[int, int], None]
@@ -48,7 +48,10 @@ class JobContext(Protocol):
     max_count: int
 
     @property
-    def data_dir(self) -> Path: ...
+    def data_dir(self) -> Path: ...  # local state (models, LoRAs): not the audio
+
+    @property
+    def storage(self) -> Path: ...  # the storage root: every audio file (library, stored copies) is under it
 
     @property
     def settings(self) -> Mapping[str, Any]: ...

@@ -59,7 +59,7 @@ class MidiKind(JobKind):
     async def check(self, ctx: JobContext, raw: dict[str, Any]) -> JobRow:
         req = validate_midi(raw)
         loop = asyncio.get_running_loop()
-        data_dir = ctx.data_dir
+        data_dir = ctx.storage
         track: dict[str, Any] | None = None
         if req.source_audio is not None:
             audio = await loop.run_in_executor(ctx.submit_pool, SOURCES.from_bytes, req.source_audio, "source_audio")
@@ -94,7 +94,7 @@ class MidiKind(JobKind):
             from dgx_music.daemon.audio import transcribe as bp
 
             try:
-                audio = SOURCES.load(ctx.data_dir, p["source_key"])
+                audio = SOURCES.load(ctx.storage, p["source_key"])
             except (OSError, ValueError, RuntimeError) as exc:
                 raise EngineError("bad_request", f"the job's source audio cannot be read: {exc}") from None
             try:
@@ -133,10 +133,10 @@ class MidiKind(JobKind):
                 return await ctx.store.finish_job_bare(job_id)
             track, old = await ctx.store.attach_midi(job_id, p["source_id"], rows[0]["path"])
             if old:
-                await asyncio.get_running_loop().run_in_executor(ctx.pool, libfiles.move_to_trash, ctx.data_dir, old)
+                await asyncio.get_running_loop().run_in_executor(ctx.pool, libfiles.move_to_trash, ctx.storage, old)
             publish = getattr(ctx, "publish", None)
             if publish is not None:
-                publish("track.updated", libfiles.with_file(ctx.data_dir, track))
+                publish("track.updated", libfiles.with_file(ctx.storage, track))
             return []
 
         return Work(prompts=[job["prompt"]], params=None, render=write, compute=compute, finish=finish)

@@ -87,7 +87,7 @@ class OperationKind(JobKind):
             raise ParamError("model", f"{operation} needs {with_article(titles)} model ({names}); {model} is "
                                       f"{with_article(family)} model")
         loop = asyncio.get_running_loop()
-        data_dir = ctx.data_dir
+        data_dir = ctx.storage  # the stored copies and the library's audio
         track: dict[str, Any] | None = None
         audio = None  # decoded and checked, stored only once the whole request is accepted
         if req.source_audio is not None:
@@ -138,7 +138,7 @@ class OperationKind(JobKind):
             raise EngineError("bad_request", f"the stored request is not valid: {exc}") from None
         try:
             source = await asyncio.get_running_loop().run_in_executor(
-                ctx.pool, SOURCES.load, ctx.data_dir, job["params"]["source_key"])
+                ctx.pool, SOURCES.load, ctx.storage, job["params"]["source_key"])
         except (OSError, RuntimeError, ValueError) as exc:
             raise EngineError("bad_request", f"the job's source audio cannot be read: {exc}") from None
         span = None
