@@ -129,7 +129,7 @@ def validate(operation: str, raw: Mapping[str, Any]) -> FitRequest | LoopRequest
         field = _field_of(str(exc))
         raise ParamError(field, _explain(cls, field, data.get(field), str(exc))) from None
     for name in ("key", "from_key"):
-        if getattr(req, name) is not None:
+        if getattr(req, name, None) is not None:
             try:
                 req = msgspec.structs.replace(req, **{name: normalise_key(getattr(req, name))})
             except ParamError as exc:

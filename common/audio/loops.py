@@ -25,9 +25,10 @@ from .features import to_mono
 
 #: How far before the detected onset a cut is placed: the attack's first milliseconds belong to the bar.
 _PRE_ONSET_S = 0.004
-#: The onset envelope's frame time offset: a flux frame j rises when the onset passes the centre of
-#: STFT frame j+1 (tempo.py: 1024-point frames, hop 160 at 16 kHz).
-_ENV_OFFSET_S = (160 + 512) / 16000
+#: The onset envelope's time offset: an onset at t peaks the flux at frame (t - 0.06 s) * 100 (tempo.py:
+#: 1024-point frames, hop 160 at 16 kHz; measured on a kick at a known time).
+_ENV_OFFSET_S = 0.06
+_LEAD_IN_S = 0.25
 
 
 def first_downbeat(audio: np.ndarray, sr: int, bpm: float, beats_per_bar: int = 4) -> float:
@@ -35,24 +36,32 @@ def first_downbeat(audio: np.ndarray, sr: int, bpm: float, beats_per_bar: int = 
     strongest, folded over every bar of the clip (the project's tempo envelopes, tempo.py)."""
     from .tempo import _tempo_envelopes  # the same envelopes the tempo reading uses
 
-    mono = to_mono(audio)
+    pad = int(_LEAD_IN_S * sr)  # silence first: an onset at sample 0 shows in the flux too
+    mono = np.concatenate([np.zeros(pad, dtype=np.float32), to_mono(audio)])
     env, low, rate, kick, *_ = _tempo_envelopes(mono, sr)
     strength = 2.0 * kick / (kick.max() + 1e-9) + low / (low.max() + 1e-9)
+    strength = np.minimum(strength, np.percentile(strength, 99))  # the first onset after silence is no louder
     bar = rate * 60.0 / bpm * beats_per_bar  # frames per bar (fractional)
     if strength.shape[0] < bar or not np.any(strength > 0):
         return 0.0
     phases = np.arange(0.0, bar, 0.5)
     frames = np.arange(strength.shape[0])
-    scores = np.zeros_like(phases)
+    scores, counts = np.zeros_like(phases), np.zeros_like(phases)
     for k in range(int(strength.shape[0] // bar) + 1):
         at = phases + k * bar
         ok = at < strength.shape[0] - 1
         scores[ok] += np.interp(at[ok], frames, strength)
-    # beats of the bar: the downbeat is the beat whose onsets are strongest; within it the phase peak
-    best = float(phases[int(np.argmax(scores))])
-    t = best / rate + _ENV_OFFSET_S - _PRE_ONSET_S
+        counts[ok] += 1
+    scores /= np.maximum(counts, 1)  # the mean over bars: a phase near the end is not cut short
+    # The downbeat is the bar phase whose onsets are strongest; a kick on 1 and 3 makes two near-equal
+    # peaks, and then the earlier one is taken (a clip cut on bars starts on its downbeat).
+    near = np.flatnonzero(scores >= 0.9 * scores.max())
+    best = float(phases[near[0]])
     bar_s = 60.0 / bpm * beats_per_bar
-    return float(t % bar_s)
+    t = (best / rate - _LEAD_IN_S + _ENV_OFFSET_S) % bar_s
+    if t > bar_s - 0.02:  # a downbeat at the very start, read a hair late or early
+        t = 0.0
+    return max(0.0, t - _PRE_ONSET_S)
 
 
 def wrap_crossfade(audio: np.ndarray, start: int, n: int, fade: int) -> np.ndarray:
