@@ -118,7 +118,7 @@ def title_of(job: dict[str, Any]) -> str:
         return f"{name} (fit {what})"
     loop = f"loop {p['bars']} {'bar' if p['bars'] == 1 else 'bars'}"
     if name is None:  # generated from a prompt
-        return f"{default_title(job['prompt'])} ({loop})"
+        return f"{default_title(p.get('loop_prompt') or job['prompt'])} ({loop})"
     return f"{name} ({loop}{', ' + format(p['bpm'], 'g') + ' BPM' if p.get('bpm') else ''})"
 
 

@@ -205,3 +205,21 @@ async def test_refusals_name_the_field(daemon: Any) -> None:
             with pytest.raises(RemoteError) as err:
                 await c.call(method, params)
             assert err.value.data.get("field") == field, (method, params, err.value)
+
+
+async def test_a_loop_from_a_prompt_through_the_model_is_bar_exact(daemon: Any) -> None:
+    """The tiny MusicGen (random weights: noise, no tempo to read) through the real worker: the job
+    asks for the tempo in the prompt, the render cuts exactly 2 bars at 240 BPM with loop points."""
+    d = daemon
+    async with await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        done = await run(c, "op.loop", {"prompt": "funk drums", "bars": 2, "bpm": 240, "seed": 4}, timeout=300)
+        assert done["state"] == "done", done
+        assert done["prompt"] == "funk drums, 240 bpm"  # MusicGen reads the tempo in its prompt
+        track = await c.call("track.get", {"id": done["track_ids"][0]})
+        path = d.data_dir / track["path"]
+        info = sf.info(str(path))
+        n = loop_samples(2, 4, 240, info.samplerate)
+        assert info.frames == n == 2 * 32000
+        assert smpl_loop(path) == (1, 0, n - 1)
+        assert track["title"] == "funk drums (loop 2 bars)"
