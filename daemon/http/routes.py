@@ -12,6 +12,8 @@ from typing import Any
 
 from dgx_music import __version__
 from dgx_music.common.families import MUSICGEN
+from dgx_music.common.fitloop import METHODS as FIT_METHODS
+from dgx_music.common.fitloop import components as fitloop_components
 from dgx_music.common.operations import METHODS as OP_METHODS
 from dgx_music.common.operations import OPERATION_SCHEMAS as OP_SCHEMAS
 from dgx_music.common.operations import OPERATIONS, operation_components
@@ -126,6 +128,12 @@ ROUTES: tuple[Route, ...] = (
     *(Route("POST", f"{API}/ops/{OP_ROUTES[op]}", OP_METHODS[op], f"Queue an operation on a track: {op.replace('_', ' ')} "
             "(ACE-Step models; docs/operations-on-tracks.md). source_audio: base64 in JSON.", body=True, created=True,
             request_schema=OP_SCHEMAS[op].__name__, response_schema="Job") for op in OPERATIONS),
+    Route("POST", f"{API}/ops/fit", FIT_METHODS["fit"], "Queue a fit: a new track, the source time-stretched to a "
+          "tempo and pitch-shifted to a key (Rubber Band; docs/operations-on-tracks.md). source_audio: base64 in "
+          "JSON.", body=True, created=True, request_schema="FitRequest", response_schema="Job"),
+    Route("POST", f"{API}/ops/loop", FIT_METHODS["loop"], "Queue a loop: exactly N bars at a tempo, generated from "
+          "a prompt (any model) or cut from a source, with loop points in the file. source_audio: base64 in JSON.",
+          body=True, created=True, request_schema="LoopRequest", response_schema="Job"),
     Route("POST", f"{API}/library/empty-trash", "library.empty_trash", "Delete the files of deleted tracks for "
           "good; answers how many were removed."),
     Route("GET", f"{API}/prompts", "prompt.history", "Distinct recent prompts, newest first.",
@@ -165,7 +173,9 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
     refs, schemas = openapi_components(default_family)
     op_refs, op_schemas = operation_components()  # operations on tracks (common/operations.py)
     sp_refs, sp_schemas = speaker_components()  # browser tabs as speakers (common/speaker.py)
-    refs, schemas = {**refs, **op_refs, **sp_refs}, {**schemas, **op_schemas, **sp_schemas}
+    fl_refs, fl_schemas = fitloop_components()  # fit and loops (common/fitloop.py)
+    refs = {**refs, **op_refs, **sp_refs, **fl_refs}
+    schemas = {**schemas, **op_schemas, **sp_schemas, **fl_schemas}
     type_names = {int: "integer", float: "number", bool: "boolean", str: "string"}
     for r in routes:
         params = [{"name": n, "in": "path", "required": True,

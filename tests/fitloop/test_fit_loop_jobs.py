@@ -33,7 +33,7 @@ needs_rubberband = pytest.mark.skipif(shutil.which("rubberband") is None,
 
 def flac(audio: np.ndarray, sr: int = SR) -> bytes:
     buf = io.BytesIO()
-    sf.write(buf, audio.T, sr, format="FLAC", subtype="PCM_24")
+    sf.write(buf, audio.T, sr, format="FLAC", subtype="PCM_24" if sr == SR else "PCM_16")
     return buf.getvalue()
 
 
