@@ -11,7 +11,9 @@ from textual.widgets import TabbedContent
 
 from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeout
 from dgx_music.common.families import ACE_STEP
+from dgx_music.common.fitloop import METHODS as FITLOOP_METHODS
 from dgx_music.common.operations import METHODS, remix_request
+from dgx_music.tui.fitloop_screens import SCREENS as FITLOOP_SCREENS
 from dgx_music.tui.ops_screens import OP_SCREENS, LineageScreen, RepaintScreen
 from dgx_music.tui.screens import ConfirmScreen, TextPromptScreen
 
@@ -89,7 +91,7 @@ def handle(app: DgxMusicApp, action: str, t: dict[str, Any]) -> None:
                             done=lambda r: lib.on_track_event("track.deleted", {"id": tid}), what="Delete")
         title = t.get("title") or t.get("prompt") or tid
         app.push_screen(ConfirmScreen(f"Delete track {tid} ({title})? It goes to the trash."), confirmed)
-    elif action in ("repaint", *OP_SCREENS):
+    elif action in ("repaint", *OP_SCREENS, *FITLOOP_SCREENS):
         app.run_worker(operation(app, action, t), group="operation", exit_on_error=False)
     elif action == "lineage":
         app.run_worker(lineage(app, t), group="lineage", exclusive=True, exit_on_error=False)
@@ -106,9 +108,11 @@ async def operation(app: DgxMusicApp, operation: str, t: dict[str, Any]) -> None
         app.notify(str(exc), title=f"Repaint of {tid}", severity="error")
         return
     models = app.compose_view.models_of(ACE_STEP)
-    if operation == "repaint":
+    if operation in FITLOOP_SCREENS:
+        screen: Any = FITLOOP_SCREENS[operation](t)
+    elif operation == "repaint":
         playing = app.player.playing and app.player.track_id == tid
-        screen: Any = RepaintScreen(t, app.player.position if playing else 0.0, models=models)
+        screen = RepaintScreen(t, app.player.position if playing else 0.0, models=models)
     else:
         screen = OP_SCREENS[operation](t, models)
     what = operation.replace("_", " ").capitalize()
@@ -123,7 +127,7 @@ async def operation(app: DgxMusicApp, operation: str, t: dict[str, Any]) -> None
             app.notify(f"{what} of {tid} queued as job {job.get('id')}; its tracks appear in the library.",
                        timeout=4)
 
-        app.request(METHODS[op], params, done=queued, what=what)
+        app.request({**METHODS, **FITLOOP_METHODS}[op], params, done=queued, what=what)
 
     app.push_screen(screen, go)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dgx_music.common import families
+from dgx_music.common.families import DEFAULT_FAMILY
 from dgx_music.common.fitloop import (FIT, LOOP, LOOP_SPARE_BARS, MAX_STRETCH, FitRequest, LoopRequest,
                                       semitone_shift, stored_params, validate)
 from dgx_music.common.operations import MAX_SOURCE_NAME
@@ -226,8 +227,8 @@ class LoopKind(JobKind):
         p = job["params"]
         gen_params = {k: v for k, v in p.items()
                       if k not in ("operation", "loop_prompt", "bars", "beats_per_bar", "start_bar")
-                      and not (k in ("bpm", "key") and not families.family(p.get("family") or "musicgen").song_fields)}
-        if families.family(p.get("family") or "musicgen").song_fields:
+                      and not (k in ("bpm", "key") and not families.family(p.get("family") or DEFAULT_FAMILY).song_fields)}
+        if families.family(p.get("family") or DEFAULT_FAMILY).song_fields:
             gen_params["bpm"] = int(round(float(p["bpm"])))
         work = await GenerateKind().prepare(ctx, {**job, "params": gen_params})
         bpm, bars, bpb = float(p["bpm"]), int(p["bars"]), int(p["beats_per_bar"])
