@@ -1,0 +1,48 @@
+"""Loop points in files (read back with an independent RIFF walk and ffprobe) and the key arithmetic."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dgx_music.common.audio.export import export_track
+from dgx_music.common.audio.files import write_wav_atomic
+from dgx_music.common.fitloop import loop_samples, semitone_shift, shifted_key
+from tests.fitloop.test_fit_loop_jobs import smpl_loop
+
+
+def test_semitone_shift_takes_the_shortest_way_and_crosses_modes_to_the_relative_key() -> None:
+    assert semitone_shift("A minor", "C minor") == 3
+    assert semitone_shift("C major", "A major") == -3  # not +9
+    assert semitone_shift("C major", "F# major") == 6
+    assert semitone_shift("B major", "C major") == 1
+    assert semitone_shift("A minor", "C major") == 0  # same notes
+    assert semitone_shift("A minor", "D major") == 2 and shifted_key("A minor", 2) == "B minor"
+    assert semitone_shift("C major", "Am") == 0 and semitone_shift("Eb major", "C minor") == 0
+    assert loop_samples(8, 4, 124, 48000) == round(8 * 4 * 60 / 124 * 48000) == 743226
+
+
+def test_loop_points_survive_writing_and_exporting(tmp_path: Path) -> None:
+    sr, n = 48000, 96000
+    t = np.arange(n) / sr
+    audio = np.stack([0.3 * np.sin(2 * np.pi * 220 * t)] * 2).astype(np.float32)
+    src = write_wav_atomic(tmp_path / "loop.wav", audio, sr, "PCM_16", {"title": "a loop", "bpm": 120,
+                                                                      "loop": (0, n)})
+    assert smpl_loop(src) == (1, 0, n - 1)
+    data, rate = sf.read(str(src))  # libsndfile still reads the file, tags and all
+    assert rate == sr and data.shape == (n, 2)
+    wav = export_track(src, tmp_path, "at 44k", "wav", sample_rate=44100)
+    assert smpl_loop(wav) == (1, 0, 88200 - 1)
+    if shutil.which("ffprobe") is None:
+        pytest.skip("ffprobe not installed: scripts/ensure-test-tools")
+    flac = export_track(src, tmp_path, "loop", "flac")
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json", str(flac)],
+                           capture_output=True, text=True, check=True)
+    tags = {k.upper(): v for k, v in json.loads(probe.stdout)["format"]["tags"].items()}
+    assert tags["LOOPSTART"] == "0" and tags["LOOPLENGTH"] == str(n)
