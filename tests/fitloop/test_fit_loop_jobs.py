@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import shutil
 import struct
 from collections.abc import Callable
@@ -223,3 +224,42 @@ async def test_a_loop_from_a_prompt_through_the_model_is_bar_exact(daemon: Any) 
         assert info.frames == n == 2 * 32000
         assert smpl_loop(path) == (1, 0, n - 1)
         assert track["title"] == "funk drums (loop 2 bars)"
+
+
+@needs_rubberband
+async def test_cancel_mid_stretch_kills_rubberband_and_stores_nothing(daemon: Any) -> None:
+    """A long fit is cancelled while Rubber Band runs: the job ends cancelled, its child process is
+    gone, no track is made."""
+    d = daemon
+    long = synth.song(100, "A", "minor", seconds=150, sr=22050)
+    async with await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        job = await c.call("op.fit", {"source_audio": flac(long, 22050), "bpm": 90, "key": "B minor",
+                                      "from_bpm": 100, "from_key": "A minor"})
+
+        def children() -> list[str]:
+            """Our child processes named rubberband (/proc: comm and parent pid)."""
+            found = []
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    text = stat.read_text()
+                except OSError:
+                    continue
+                comm, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+                if comm == "rubberband" and int(rest[1]) == os.getpid() and rest[0] != "Z":
+                    found.append(stat.parent.name)
+            return found
+
+        for _ in range(300):  # poll with a deadline for the stretcher to start
+            if children():
+                break
+            await asyncio.sleep(0.05)
+        assert children(), "rubberband never started"
+        await c.call("job.cancel", {"id": job["id"]})
+        await wait_event(c, "job.cancelled", job["id"], timeout=30)
+        for _ in range(100):
+            if not children():
+                break
+            await asyncio.sleep(0.05)
+        assert not children(), "the cancelled job's rubberband is still running"
+        assert (await c.call("track.list", {}))["tracks"] == []
