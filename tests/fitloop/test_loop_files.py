@@ -46,3 +46,36 @@ def test_loop_points_survive_writing_and_exporting(tmp_path: Path) -> None:
                            capture_output=True, text=True, check=True)
     tags = {k.upper(): v for k, v in json.loads(probe.stdout)["format"]["tags"].items()}
     assert tags["LOOPSTART"] == "0" and tags["LOOPLENGTH"] == str(n)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("ardour7-lua") is None, reason="ardour7-lua not installed (scripts/ensure-test-tools)")
+def test_an_ardour_export_of_a_loop_sets_the_loop_range_over_its_region(tmp_path: Path) -> None:
+    """Loaded in real Ardour (headless): the loop's region, and the session's loop range exactly over it."""
+    from dgx_music.common.audio.ardour import Clip, write_ardour_session
+    from tests.audio import synth
+
+    sr = 48000
+    a = synth.song(120, "A", "minor", seconds=4, sr=sr, stereo=True)
+    n = loop_samples(2, 4, 120, sr)
+    loop = write_wav_atomic(tmp_path / "loop.wav", a[:, :n], sr, "PCM_16", {"loop": (0, n)})
+    plain = write_wav_atomic(tmp_path / "plain.wav", a, sr, "PCM_16", {})
+    root = write_ardour_session(tmp_path, "Loops", [Clip(plain, "Song", 120.0), Clip(loop, "Loop", 120.0)],
+                                sequence=True)
+    script = tmp_path / "check.lua"
+    script.write_text(f'''
+load_session("{root}", "Loops")
+for t in Session:get_tracks():iter() do
+  for r in t:to_track():playlist():region_list():iter() do
+    print("REGION", t:name(), r:position():samples(), r:length():samples())
+  end
+end
+local l = Session:locations():auto_loop_location()
+print("LOOP", l:start():samples(), l:_end():samples())
+''')
+    out = subprocess.run(["stdbuf", "-oL", "ardour7-lua", str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    regions = {l.split()[1]: tuple(int(float(v)) for v in l.split()[2:]) for l in lines if l.startswith("REGION")}
+    assert regions == {"Song": (0, a.shape[1]), "Loop": (a.shape[1], n)}
+    assert f"LOOP {a.shape[1]} {a.shape[1] + n}" in lines, out.stdout
