@@ -229,7 +229,7 @@ async def test_a_loop_from_a_prompt_through_the_model_is_bar_exact(daemon: Any) 
 @needs_rubberband
 async def test_cancel_mid_stretch_kills_rubberband_and_stores_nothing(daemon: Any) -> None:
     """A long fit is cancelled while Rubber Band runs: the job ends cancelled, its child process is
-    gone, no track is made."""
+    gone, no track is made; a retry stretches again from the stored source."""
     d = daemon
     long = synth.song(100, "A", "minor", seconds=150, sr=22050)
     async with await Client.connect(d.server.path) as c:
@@ -263,3 +263,12 @@ async def test_cancel_mid_stretch_kills_rubberband_and_stores_nothing(daemon: An
             await asyncio.sleep(0.05)
         assert not children(), "the cancelled job's rubberband is still running"
         assert (await c.call("track.list", {}))["tracks"] == []
+        # a retry runs it again from the daemon's stored copy of the upload (stretching again), then cancel
+        await c.call("job.retry", {"id": job["id"]})
+        for _ in range(300):
+            if children():
+                break
+            await asyncio.sleep(0.05)
+        assert children(), "the retried fit never started stretching"
+        await c.call("job.cancel", {"id": job["id"]})
+        await wait_event(c, "job.cancelled", job["id"], timeout=30)
