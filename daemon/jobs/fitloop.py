@@ -22,7 +22,7 @@ from dgx_music.common.families import DEFAULT_FAMILY
 from dgx_music.common.fitloop import (FIT, LOOP, LOOP_SPARE_BARS, MAX_STRETCH, FitRequest, LoopRequest,
                                       semitone_shift, stored_params, validate)
 from dgx_music.common.operations import MAX_SOURCE_NAME
-from dgx_music.common.schemas import MAX_SEED, MELODY_KEY_RE, ParamError, check_model_name
+from dgx_music.common.schemas import ACE_MIN_DURATION, MAX_SEED, MELODY_KEY_RE, ParamError, check_model_name
 from dgx_music.daemon import fit_render, libfiles, render
 from dgx_music.daemon.audio_store import SOURCES
 from dgx_music.daemon.engine.errors import EngineError
@@ -173,7 +173,7 @@ class LoopKind(JobKind):
         raw: dict[str, Any] = {"prompt": req.prompt, "duration": round(seconds, 2), "count": 1, "model": req.model,
                                "seed": req.seed if req.seed is not None else secrets.randbelow(MAX_SEED + 1)}
         if family.song_fields:  # ACE-Step takes the tempo, key and metre as conditions
-            raw.update(bpm=int(round(req.bpm)), key=req.key)
+            raw.update(bpm=int(round(req.bpm)), key=req.key, duration=max(raw["duration"], ACE_MIN_DURATION))
             if req.beats_per_bar in (2, 3, 4, 6):
                 raw["time_signature"] = req.beats_per_bar
         else:  # MusicGen reads them in its prompt

@@ -78,3 +78,21 @@ async def test_http_loop_route_matches_its_openapi_schema(daemon_factory: Callab
         async with s.post(base + "/ops/fit", json={"source": "1-0", "key": "Q"}) as r:
             err = await r.json()
             assert r.status == 400 and err["error"]["field"] == "key"
+
+
+async def test_a_loop_from_a_prompt_on_ace_step_asks_the_model_for_the_tempo(daemon_factory: Callable[..., Any],
+                                                                              tiny_acestep: Path) -> None:
+    """The tiny ACE-Step pipeline through the real worker: bpm, key and metre go to the model as its
+    conditions (not into the caption); the track is exactly 2 bars of 3/4 at 90 BPM with its loop points."""
+    d = await daemon_factory(engine__model=str(tiny_acestep))
+    async with await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        job = await c.call("op.loop", {"prompt": "waltz, strings", "bars": 2, "bpm": 90, "beats_per_bar": 3,
+                                       "key": "D major", "seed": 2})
+        assert job["prompt"] == "waltz, strings"
+        assert (job["params"]["bpm"], job["params"]["key"], job["params"]["time_signature"]) == (90, "D major", 3)
+        await wait_event(c, "job.finished", job["id"], timeout=300)
+        track = await c.call("track.get", {"id": (await c.call("job.get", {"id": job["id"]}))["track_ids"][0]})
+        n = loop_samples(2, 3, 90, SR)
+        assert sf.info(str(d.data_dir / track["path"])).frames == n == 4 * SR
+        assert smpl_loop(d.data_dir / track["path"]) == (1, 0, n - 1)
