@@ -144,8 +144,6 @@ def validate(operation: str, raw: Mapping[str, Any]) -> FitRequest | LoopRequest
             raise ParamError("prompt", "give a prompt to generate a loop from, or a source to cut one from")
         if req.prompt is not None and req.bpm is None:
             raise ParamError("bpm", "a generated loop needs its tempo (--bpm)")
-        if req.prompt is not None and req.model is None:
-            pass  # the daemon's model
     else:
         if not has_source:
             raise ParamError("source", "give a library track id (source) or an audio file (source_audio)")

@@ -4,7 +4,7 @@ fit_audio:  the source stretched by source/target tempo and shifted by the key's
             Band, daemon/stretch.py). The stretch ratio and shift depend only on the request and the
             source's tempo and key, so every stem of one song fitted with the same source tempo and
             key comes out equally long and aligned.
-make_loop:  find the downbeat, stretch the stretch of whole bars around the loop (plus one spare
+make_loop:  find the downbeat, stretch the whole bars around the loop (plus one spare
             bar each side) to the target tempo, normalise that (loudness target and limiter), then
             cut exactly bars x beats x 60 / bpm seconds (to the sample) from the first downbeat
             and fade the audio that followed the cut into its start (common/audio/loops.py).
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from dgx_music import __version__
-from dgx_music.common.fitloop import LOOP_SPARE_BARS, WRAP_CROSSFADE_SECONDS, loop_samples
+from dgx_music.common.fitloop import WRAP_CROSSFADE_SECONDS, loop_samples
 from dgx_music.daemon import failpoints, libfiles, stretch
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.render import SUBTYPES, RenderOptions
