@@ -197,6 +197,30 @@ def shifted_key(source_key: str, semitones: int) -> str:
     return f"{names[(s + semitones) % 12]} {'minor' if minor else 'major'}"
 
 
+def remix_request(track: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """A track a fit or loop job made -> (operation, request) that makes it again: a loop from a prompt
+    with the same prompt, bars, tempo, key and model and no seed (a new one is drawn); a fit or a
+    loop cut from a source, the same request on the daemon's stored copy of that source (`source` =
+    its key; the stretch is deterministic, so the same audio). None for any other track."""
+    params = track.get("params") or {}
+    operation = params.get("operation")
+    cls = SCHEMAS.get(operation) if isinstance(operation, str) else None
+    if cls is None:
+        return None
+    skip = {"source", "source_audio", "source_name", "seed", "model", "prompt"}
+    raw: dict[str, Any] = {k: params[k] for k in cls.__struct_fields__ if k not in skip and params.get(k) is not None}
+    if params.get("loop_prompt"):
+        raw.update(prompt=params["loop_prompt"], model=track.get("model"))
+    elif isinstance(params.get("source_key"), str) and params["source_key"]:
+        name = params.get("source_name")
+        raw.update(source=params["source_key"], source_name=name[:MAX_SOURCE_NAME] if isinstance(name, str) else None)
+        if operation == LOOP:  # the source's tempo as the first run read it
+            raw.setdefault("bpm", params.get("from_bpm"))
+    else:
+        return None
+    return operation, {k: v for k, v in raw.items() if v is not None and v != ""}
+
+
 def components(ref_template: str = "#/components/schemas/{name}") -> tuple[dict[str, Any], dict[str, Any]]:
     """JSON Schemas of the two request bodies, for the OpenAPI document."""
     types = [FitRequest, LoopRequest]
@@ -207,5 +231,5 @@ def components(ref_template: str = "#/components/schemas/{name}") -> tuple[dict[
 
 
 __all__ = ["FIT", "LOOP", "LOOP_SPARE_BARS", "MAX_STRETCH", "METHODS", "ROUTES", "WRAP_CROSSFADE_SECONDS",
-           "FitRequest", "LoopRequest", "components", "loop_samples", "parse_key", "semitone_shift", "shifted_key",
+           "FitRequest", "LoopRequest", "components", "remix_request", "loop_samples", "parse_key", "semitone_shift", "shifted_key",
            "stored_params", "validate"]

@@ -12,6 +12,7 @@ from textual.widgets import TabbedContent
 from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeout
 from dgx_music.common.families import ACE_STEP
 from dgx_music.common.fitloop import METHODS as FITLOOP_METHODS
+from dgx_music.common.fitloop import remix_request as fitloop_remix
 from dgx_music.common.operations import METHODS, remix_request
 from dgx_music.tui.fitloop_screens import SCREENS as FITLOOP_SCREENS
 from dgx_music.tui.ops_screens import OP_SCREENS, LineageScreen, RepaintScreen
@@ -58,7 +59,7 @@ def handle(app: DgxMusicApp, action: str, t: dict[str, Any]) -> None:
                             done=updated, what="Tags")
         app.push_screen(TextPromptScreen(f"Tags for {tid}", " ".join(old),
                                          hint="space-separated; delete a word to remove that tag"), tags)
-    elif action == "remix" and (op := remix_request(t)) is not None:
+    elif action == "remix" and (op := remix_request(t) or fitloop_remix(t)) is not None:
         # An operation's track: the same operation again on the same stored source, a new seed.
         op_name, op_params = op
         name = op_name.replace("_", " ")
@@ -69,7 +70,7 @@ def handle(app: DgxMusicApp, action: str, t: dict[str, Any]) -> None:
                 or "the source"
             app.notify(f"Remixing: {name} of {src} again with a new seed (job {job.get('id')}).", timeout=4)
 
-        app.request(METHODS[op_name], op_params, done=remixing, what="Remix")
+        app.request({**METHODS, **FITLOOP_METHODS}[op_name], op_params, done=remixing, what="Remix")
     elif action == "remix":
         app.query_one(TabbedContent).active = "compose"
         app.compose_view.prefill(t)

@@ -36,6 +36,13 @@ async def test_cli_fit_and_loop_of_a_file(daemon_factory: Callable[..., Any], ti
     n = loop_samples(2, 4, 120, SR)
     assert sf.info(looped["tracks"][0]["file"]).frames == n
     assert smpl_loop(Path(looped["tracks"][0]["file"])) == (1, 0, n - 1)
+    # remix of a fit: the same fit again on the daemon's stored copy of the file (no seed to vary: same audio)
+    again = await cli_json(sock, "remix", fitted, "--wait")
+    assert again["tracks"][0]["title"] == "groove.flac (fit 120 BPM)"
+    a, b = sf.read(done["tracks"][0]["file"])[0], sf.read(again["tracks"][0]["file"])[0]
+    assert a.shape == b.shape and (a == b).all()
+    rc, _, err = await cli(sock, "remix", fitted, "--seed", "3")
+    assert rc == 2 and "--seed" in err
     # bad values are usage errors before any request: exit 2, the flag named
     rc, _, err = await cli(sock, "fit", fitted)
     assert rc == 2 and "--bpm" in err

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from dgx_music.common.audio.export import export_track
 from dgx_music.common.audio.files import write_wav_atomic
-from dgx_music.common.fitloop import loop_samples, semitone_shift, shifted_key
+from dgx_music.common.fitloop import loop_samples, remix_request, semitone_shift, shifted_key, validate
 from tests.fitloop.test_fit_loop_jobs import smpl_loop
 
 
@@ -79,3 +79,14 @@ print("LOOP", l:start():samples(), l:_end():samples())
     regions = {l.split()[1]: tuple(int(float(v)) for v in l.split()[2:]) for l in lines if l.startswith("REGION")}
     assert regions == {"Song": (0, a.shape[1]), "Loop": (a.shape[1], n)}
     assert f"LOOP {a.shape[1]} {a.shape[1] + n}" in lines, out.stdout
+
+
+def test_remix_of_a_prompt_loop_asks_for_the_same_loop_with_a_new_seed() -> None:
+    track = {"model": "small", "prompt": "funk drums, 124 bpm",
+             "params": {"operation": "loop", "loop_prompt": "funk drums", "bars": 8, "bpm": 124.0,
+                        "beats_per_bar": 4, "start_bar": 0, "duration": 16.0, "top_k": 250}}
+    op, req = remix_request(track)
+    assert op == "loop" and req == {"prompt": "funk drums", "bars": 8, "bpm": 124.0, "beats_per_bar": 4,
+                                    "start_bar": 0, "model": "small"}
+    validate(op, req)
+    assert remix_request({"params": {"operation": "stems", "source_key": "0" * 16}}) is None
