@@ -227,6 +227,17 @@ def components(ref_template: str = "#/components/schemas/{name}") -> tuple[dict[
     refs, comps = msgspec.json.schema_components(types, ref_template=ref_template)
     for t in types:
         comps[t.__name__] = nullable_optionals(comps[t.__name__])
+    text, number, null = {"type": "string"}, {"type": "number"}, {"type": "null"}
+    # The rules validate() checks across fields, as JSON Schema (null is the same as absent).
+    fit = comps["FitRequest"]
+    fit["oneOf"] = [{"required": [name], "properties": {name: text}} for name in ("source", "source_audio")]
+    fit["anyOf"] = [{"required": ["bpm"], "properties": {"bpm": number}},
+                    {"required": ["key"], "properties": {"key": text}}]
+    comps["LoopRequest"]["oneOf"] = [
+        {"required": ["prompt", "bpm"], "properties": {"prompt": text, "bpm": number, "source": null,
+                                                        "source_audio": null}},
+        {"required": ["source"], "properties": {"source": text, "prompt": null}},
+        {"required": ["source_audio"], "properties": {"source_audio": text, "prompt": null}}]
     return {t.__name__: r for t, r in zip(types, refs)}, comps
 
 
