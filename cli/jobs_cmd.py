@@ -14,6 +14,9 @@ from dgx_music.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_client_f
 from dgx_music.common.client import Client
 from dgx_music.common.families import CONTINUE, DEFAULT_FAMILY, MUSICGEN, REGISTRY, REPAINT_TASK, family_for_name
 from dgx_music.common.fmt import with_article
+from dgx_music.common.fitloop import METHODS as FITLOOP_METHODS
+from dgx_music.common.fitloop import remix_request as fitloop_remix
+from dgx_music.common.fitloop import validate as fitloop_validate
 from dgx_music.common.operations import EXTEND, METHODS, remix_request, validate_operation
 from dgx_music.common.params import TRACK_ID_RE, ParamError
 from dgx_music.common.schemas import (ACE_MAX_DURATION, ACE_MIN_DURATION, COMMON_FIELDS, LANGUAGES,
@@ -398,6 +401,12 @@ REMIX_KEYS = ("duration", "temperature", "top_k", "top_p", "cfg", "target_lufs",
 async def remix(client: Client, args: argparse.Namespace) -> int:
     t = await client.call("track.get", {"id": args.track}, timeout=args.timeout)
     op = remix_request(t)
+    methods = METHODS
+    if op is None and (op := fitloop_remix(t)) is not None:  # a fit or loop: the same request again
+        methods = FITLOOP_METHODS
+        if args.seed is not None and "prompt" not in op[1]:
+            return fail(args, "invalid_params", f"--seed: {t['id']} was made by {op[0]} of a source, which takes "
+                                                "no seed", EXIT_USAGE, field="seed")
     if op is not None:  # an operation's track: the same operation on the same stored source, a new seed
         operation, req = op
         if args.count is not None:
@@ -407,11 +416,11 @@ async def remix(client: Client, args: argparse.Namespace) -> int:
         if args.seed is not None:
             req["seed"] = args.seed
         try:
-            validate_operation(operation, req)
+            (validate_operation if methods is METHODS else fitloop_validate)(operation, req)
         except ParamError as exc:
             flag = "--seed" if exc.field == "seed" else exc.field
             return fail(args, "invalid_params", f"{flag}: {exc.message}", EXIT_USAGE, field=exc.field)
-        return await generate(client, args, req, METHODS[operation])
+        return await generate(client, args, req, methods[operation])
     raw: dict[str, Any] = {k: v for k, v in (t.get("params") or {}).items() if k in REMIX_KEYS and v is not None}
     raw.update(prompt=t["prompt"], model=t.get("model"))
     if args.seed is not None:

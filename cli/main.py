@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "library_cmd",
     "track_ops_cmd",
     "midi_cmd",
+    "fitloop_cmd",
     "audio_cmd",
     "engine_commands",
     "tui_cmd",

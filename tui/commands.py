@@ -52,6 +52,9 @@ def palette(app: DgxMusicApp) -> Iterable[SystemCommand]:
     yield SystemCommand("Stems", "Split the selected track into stems (S)", lambda: lv.action_operation("stems"))
     yield SystemCommand("Add a part", "A new part played against the selected track (A)",
                         lambda: lv.action_operation("add_part"))
+    yield SystemCommand("Fit", "The selected track at another tempo and key (T)", lambda: lv.action_operation("fit"))
+    yield SystemCommand("Loop", "A bar-exact loop cut from the selected track (B)",
+                        lambda: lv.action_operation("loop"))
     yield SystemCommand("Family", "The selected track's source and the tracks made from it (L)",
                         lv.action_lineage)
     yield SystemCommand("Delete track", "Delete the selected track, after asking (delete)", lv.action_delete)

@@ -94,6 +94,8 @@ class LibraryView(LibraryTrackActions, Vertical):
         Binding("S", "operation('stems')", "Stems", id="library.stems", show=False),
         Binding("A", "operation('add_part')", "Add part", id="library.add_part", show=False),
         Binding("M", "operation('midi')", "MIDI", id="library.midi", show=False),
+        Binding("T", "operation('fit')", "Fit tempo/key", id="library.fit", show=False),
+        Binding("B", "operation('loop')", "Loop", id="library.loop", show=False),
         Binding("L", "lineage", "Family", id="library.lineage"),
         Binding("d", "details", "Details", id="library.details", show=False),
         Binding("delete", "delete", "Delete", id="library.delete"),

@@ -13,6 +13,9 @@ from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeo
 from dgx_music.common.families import ACE_STEP, DEFAULT_FAMILY, REGISTRY, REPAINT_TASK
 from dgx_music.common.midi import METHOD as MIDI_METHOD
 from dgx_music.common.operations import EXTEND, METHODS, remix_request
+from dgx_music.common.fitloop import METHODS as FITLOOP_METHODS
+from dgx_music.common.fitloop import remix_request as fitloop_remix
+from dgx_music.tui.fitloop_screens import SCREENS as FITLOOP_SCREENS
 from dgx_music.tui.ops_screens import OP_SCREENS, LineageScreen, RepaintScreen
 from dgx_music.tui.screens import ConfirmScreen, TextPromptScreen
 
@@ -57,7 +60,7 @@ def handle(app: DgxMusicApp, action: str, t: dict[str, Any]) -> None:
                             done=updated, what="Tags")
         app.push_screen(TextPromptScreen(f"Tags for {tid}", " ".join(old),
                                          hint="space-separated; delete a word to remove that tag"), tags)
-    elif action == "remix" and (op := remix_request(t)) is not None:
+    elif action == "remix" and (op := remix_request(t) or fitloop_remix(t)) is not None:
         # An operation's track: the same operation again on the same stored source, a new seed.
         op_name, op_params = op
         name = op_name.replace("_", " ")
@@ -68,7 +71,7 @@ def handle(app: DgxMusicApp, action: str, t: dict[str, Any]) -> None:
                 or "the source"
             app.notify(f"Remixing: {name} of {src} again with a new seed (job {job.get('id')}).", timeout=4)
 
-        app.request(METHODS[op_name], op_params, done=remixing, what="Remix")
+        app.request({**METHODS, **FITLOOP_METHODS}[op_name], op_params, done=remixing, what="Remix")
     elif action == "remix":
         app.query_one(TabbedContent).active = "compose"
         app.compose_view.prefill(t)
@@ -99,7 +102,7 @@ def handle(app: DgxMusicApp, action: str, t: dict[str, Any]) -> None:
                        f"(dgx-music midi {tid} --to FILE.mid fetches one).", timeout=5)
 
         app.request(MIDI_METHOD, {"source": tid}, done=transcribing, what="MIDI")
-    elif action in ("repaint", *OP_SCREENS):
+    elif action in ("repaint", *OP_SCREENS, *FITLOOP_SCREENS):
         app.run_worker(operation(app, action, t), group="operation", exit_on_error=False)
     elif action == "lineage":
         app.run_worker(lineage(app, t), group="lineage", exclusive=True, exit_on_error=False)
@@ -122,9 +125,11 @@ async def operation(app: DgxMusicApp, operation: str, t: dict[str, Any]) -> None
         app.notify(str(exc), title=f"Repaint of {tid}", severity="error")
         return
     models = app.compose_view.models_of(ACE_STEP)
-    if operation == "repaint":
+    if operation in FITLOOP_SCREENS:
+        screen: Any = FITLOOP_SCREENS[operation](t)
+    elif operation == "repaint":
         playing = app.player.playing and app.player.track_id == tid
-        screen: Any = RepaintScreen(t, app.player.position if playing else 0.0, models=models)
+        screen = RepaintScreen(t, app.player.position if playing else 0.0, models=models)
     else:
         screen = OP_SCREENS[operation](t, models)
     what = operation.replace("_", " ").capitalize()
@@ -139,7 +144,7 @@ async def operation(app: DgxMusicApp, operation: str, t: dict[str, Any]) -> None
             app.notify(f"{what} of {tid} queued as job {job.get('id')}; its tracks appear in the library.",
                        timeout=4)
 
-        app.request(METHODS[op], params, done=queued, what=what)
+        app.request({**METHODS, **FITLOOP_METHODS}[op], params, done=queued, what=what)
 
     app.push_screen(screen, go)
 

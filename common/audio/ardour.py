@@ -16,6 +16,7 @@ import soundfile as sf
 
 from .export import resample
 from .files import safe_filename, slugify
+from .loops import read_smpl
 
 SESSION_RATE = 48000
 SUPERCLOCK = 282_240_000
@@ -113,6 +114,8 @@ def write_ardour_session(dest_dir: str | Path, name: str, clips: list[Clip], seq
     the session folder, named exactly `name` (check_session_name). Regions start at 0, or end to
     end with ``sequence``. Tempo is the first clip's BPM (120 if unknown). Each of ``midi`` is a
     MIDI track after them, its region at 0 (no instrument: route its output to a synth in Ardour).
+    A clip whose WAV has loop points (a bar-exact loop, `smpl` chunk) sets the session's loop range
+    over its region (the first such clip: a session has one), so loop playback repeats it.
     Raises FileExistsError if the folder exists."""
     if not clips:
         raise ValueError("an Ardour session needs at least one clip")
@@ -151,6 +154,7 @@ def write_ardour_session(dest_dir: str | Path, name: str, clips: list[Clip], seq
 
     cursor = 0
     end = 0
+    loop_range: tuple[int, int] | None = None  # the session's loop range: the first loop clip's region
     used: set[str] = set()
     names: set[str] = set()
     for order, clip in enumerate(clips, start=1):
@@ -168,6 +172,10 @@ def write_ardour_session(dest_dir: str | Path, name: str, clips: list[Clip], seq
         pos = cursor if sequence else 0
         cursor = pos + length if sequence else cursor
         end = max(end, pos + length)
+        smpl = read_smpl(clip.path) if str(clip.path).lower().endswith(".wav") else None
+        if smpl is not None and loop_range is None:  # a bar-exact loop (loops.py): Ardour's loop range over it
+            start = int(round(smpl[0] * SESSION_RATE / sr))
+            loop_range = (pos + start, pos + min(length, start + int(round(smpl[1] * SESSION_RATE / sr))))
 
         track = safe_filename(clip.title or f"Clip {order}")[:40] or f"Clip {order}"
         if track in names:  # Ardour route names are unique: two clips titled alike get a number
@@ -235,6 +243,9 @@ def write_ardour_session(dest_dir: str | Path, name: str, clips: list[Clip], seq
 
     ET.SubElement(locations, "Location", id=str(next(ids)), name="session", start=_sc(0), end=_sc(end),
                   flags="IsSessionRange", locked="0", timestamp="0", cue="0")
+    if loop_range is not None:
+        ET.SubElement(locations, "Location", id=str(next(ids)), name="Loop", start=_sc(loop_range[0]),
+                      end=_sc(loop_range[1]), flags="IsAutoLoop,IsHidden", locked="0", timestamp="0", cue="0")
     bpm = next((float(c.bpm) for c in clips if c.bpm), 120.0) if clips[0].bpm is None else float(clips[0].bpm)
     tmap = ET.SubElement(sess, "TempoMap", **{"superclocks-per-second": str(SUPERCLOCK)})
     tempos = ET.SubElement(tmap, "Tempos")

@@ -17,6 +17,7 @@ import soundfile as sf
 import soxr
 
 from .files import _fsync_dir, safe_filename, write_wav_atomic
+from .loops import read_smpl
 from .tags import write_tags
 
 FORMATS = ("wav", "flac")
@@ -83,11 +84,17 @@ def export_track(
 
     data, sr = sf.read(str(src_path), dtype="float32", always_2d=True)
     audio = data.T
+    loop = read_smpl(src_path) if str(src_path).lower().endswith(".wav") else None  # a bar-exact loop's points
     if sample_rate and sample_rate != sr:
         audio = resample(audio, sr, sample_rate)
+        if loop is not None:
+            start = int(round(loop[0] * sample_rate / sr))
+            loop = (start, min(int(round(loop[1] * sample_rate / sr)), audio.shape[1] - start))
         sr = sample_rate
     subtype = "PCM_16" if bit_depth == 16 else "PCM_24"
     meta = dict(tags or {})
+    if loop is not None:
+        meta["loop"] = loop
     if fmt == "wav":
         return write_wav_atomic(target, audio, sr, subtype, meta)
 

@@ -29,7 +29,7 @@ __all__ = ["ANALYSIS_DESC", "PARAMS_DESC", "SOFTWARE", "META_KEYS", "SUBTYPES", 
 
 #: The metadata keys write_wav_atomic understands; any other key is a caller's mistake (a key the
 #: writer silently ignored once kept every library file's prompt out of its tags).
-META_KEYS = frozenset({"title", "comment", "artist", "date", "software", "bpm", "key", "params", "analysis"})
+META_KEYS = frozenset({"title", "comment", "artist", "date", "software", "bpm", "key", "params", "analysis", "loop"})
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _MAX_NAME_BYTES = 120  # well under 255 (ext4, NTFS, APFS), leaving room for prefixes and suffixes
@@ -96,7 +96,8 @@ def write_wav_atomic(
     Temp file in the same directory (named after this host and process: `temp_prefix`), fsync,
     rename over ``path``, fsync the directory: a crash leaves no half-written track for the DB row (committed after this returns) to point at.
     ``metadata`` keys (META_KEYS; any other is a ValueError): title, comment (the prompt),
-    artist, date, bpm, key, params (a dict, stored as JSON), software (default "DGX Music").
+    artist, date, bpm, key, params (a dict, stored as JSON), software (default "DGX Music"), loop
+    ((start, length) in samples: a `smpl` chunk, loops.py).
     Parent directories are created."""
     if subtype not in SUBTYPES:
         raise ValueError(f"subtype must be one of {SUBTYPES}, got {subtype!r}")
@@ -123,6 +124,10 @@ def write_wav_atomic(
                 snd.software = meta["software"]
                 snd.write(np.clip(a, -1.0, 1.0).T if subtype != "FLOAT" else a.T)
             write_tags(fh, "wav", meta)
+            if meta.get("loop"):
+                from .loops import append_riff_chunk, smpl_chunk
+
+                append_riff_chunk(fh, smpl_chunk(int(sr), int(meta["loop"][0]), int(meta["loop"][1])))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, dest)

@@ -66,7 +66,11 @@ def vorbis_comments(meta: Mapping[str, Any]) -> dict[str, str]:
     """Vorbis comment fields for `meta`: the names DJ software reads (BPM, INITIALKEY)."""
     names = {"title": "TITLE", "artist": "ARTIST", "comment": "COMMENT", "date": "DATE", "bpm": "BPM",
              "key": "INITIALKEY", "software": "ENCODER", "params": PARAMS_DESC, "analysis": ANALYSIS_DESC}
-    return {names[k]: v for k, v in _texts(meta).items()}
+    out = {names[k]: v for k, v in _texts(meta).items()}
+    if meta.get("loop"):  # (start, length) in samples: a bar-exact loop's points (loops.py)
+        start, length = meta["loop"]
+        out.update(LOOPSTART=str(int(start)), LOOPLENGTH=str(int(length)))
+    return out
 
 
 def write_tags(file: str | Path | IO[bytes], fmt: str, meta: Mapping[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dgx_music.common.fitloop import FIT, LOOP
 from dgx_music.common.operations import ADD_PART, COVER, EXTEND, REPAINT, STEMS
 from dgx_music.daemon.handlers import Context, method
 from dgx_music.daemon.handlers.args import Args
@@ -38,6 +39,16 @@ async def add_part(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 async def extend(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Queue an extension: a new track, the source with `by` seconds of new music after it (or before)."""
     return await ctx.daemon.scheduler.submit(params, kind=KINDS[EXTEND].name)
+@method("op.fit")
+async def fit(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Queue a fit: a new track, the source stretched to a tempo and shifted to a key."""
+    return await ctx.daemon.scheduler.submit(params, kind=FIT)
+
+
+@method("op.loop")
+async def loop(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Queue a loop: exactly N bars at a tempo, generated from a prompt or cut from a source."""
+    return await ctx.daemon.scheduler.submit(params, kind=LOOP)
 
 
 @method("track.lineage")

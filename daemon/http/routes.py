@@ -12,6 +12,8 @@ from typing import Any
 
 from dgx_music import __version__
 from dgx_music.common.families import MUSICGEN
+from dgx_music.common.fitloop import METHODS as FIT_METHODS
+from dgx_music.common.fitloop import components as fitloop_components
 from dgx_music.common.operations import METHODS as OP_METHODS
 from dgx_music.common.operations import OPERATION_SCHEMAS as OP_SCHEMAS
 from dgx_music.common.operations import OPERATIONS, operation_components
@@ -136,6 +138,12 @@ ROUTES: tuple[Route, ...] = (
           "not_found before one).", path_params={"id": TRACK_ID}, produces="audio/midi", handler="_midi"),
     Route("GET", f"{API}/jobs/{{id}}/midi", None, "The MIDI file a done MIDI job made (a track's or an uploaded "
           "file's).", path_params={"id": JOB_ID}, produces="audio/midi", handler="_midi"),
+    Route("POST", f"{API}/ops/fit", FIT_METHODS["fit"], "Queue a fit: a new track, the source time-stretched to a "
+          "tempo and pitch-shifted to a key (Rubber Band; docs/operations-on-tracks.md). source_audio: base64 in "
+          "JSON.", body=True, created=True, request_schema="FitRequest", response_schema="Job"),
+    Route("POST", f"{API}/ops/loop", FIT_METHODS["loop"], "Queue a loop: exactly N bars at a tempo, generated from "
+          "a prompt (any model) or cut from a source, with loop points in the file. source_audio: base64 in JSON.",
+          body=True, created=True, request_schema="LoopRequest", response_schema="Job"),
     Route("POST", f"{API}/library/empty-trash", "library.empty_trash", "Delete the files of deleted tracks for "
           "good; answers how many were removed."),
     Route("GET", f"{API}/prompts", "prompt.history", "Distinct recent prompts, newest first.",
@@ -176,7 +184,9 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
     op_refs, op_schemas = operation_components()  # operations on tracks (common/operations.py)
     sp_refs, sp_schemas = speaker_components()  # browser tabs as speakers (common/speaker.py)
     mi_refs, mi_schemas = midi_component()  # MIDI of a part (common/midi.py)
-    refs, schemas = {**refs, **op_refs, **sp_refs, **mi_refs}, {**schemas, **op_schemas, **sp_schemas, **mi_schemas}
+    fl_refs, fl_schemas = fitloop_components()  # fit and loops (common/fitloop.py)
+    refs = {**refs, **op_refs, **sp_refs, **mi_refs, **fl_refs}
+    schemas = {**schemas, **op_schemas, **sp_schemas, **mi_schemas, **fl_schemas}
     type_names = {int: "integer", float: "number", bool: "boolean", str: "string"}
     for r in routes:
         params = [{"name": n, "in": "path", "required": True,

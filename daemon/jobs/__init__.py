@@ -5,6 +5,7 @@
     extend.py      continuing a library track
     operations.py  repaint, cover, stems, add a part (ACE-Step)
     midi.py        a track or file transcribed to MIDI (no model worker)
+    fitloop.py     fit to a tempo and key, bar-exact loops
 
 Importing the package registers the built-in kinds.
 """
@@ -16,12 +17,13 @@ from dgx_music.daemon.jobs.extend import ExtendKind
 from dgx_music.daemon.jobs.generate import EXTEND, GENERATE, GenerateKind, submit_kind
 from dgx_music.daemon.jobs.kinds import JobContext, JobKind, JobRow, Work, kind_of, named, register, unregister
 from dgx_music.daemon.jobs.midi import KIND as MIDI_KIND
+from dgx_music.daemon.jobs.fitloop import KINDS as FITLOOP_KINDS
 from dgx_music.daemon.jobs.operations import KINDS as OPERATION_KINDS
 
 # Asked in reverse order: an operation, then extend, then plain generation.
 register(GenerateKind())
 register(ExtendKind())
-for _kind in OPERATION_KINDS.values():
+for _kind in (*OPERATION_KINDS.values(), *FITLOOP_KINDS.values()):
     register(_kind)
 register(MIDI_KIND)
 

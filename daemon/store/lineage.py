@@ -16,7 +16,7 @@ from .base import StoreBase
 from .validate import _invalid, _json_dict, _text, _track_id
 
 #: Operations a lineage row may record (common/operations.py OPERATIONS).
-LINEAGE_OPERATIONS = ("repaint", "cover", "stems", "add_part", "extend", "mix")
+LINEAGE_OPERATIONS = ("repaint", "cover", "stems", "add_part", "extend", "mix", "fit", "loop")
 
 
 def lineage_row(value: Any) -> dict[str, Any] | None:
