@@ -40,7 +40,7 @@ async def _source(ctx: JobContext, req: FitRequest | LoopRequest) -> dict[str, A
     """Check and store the request's source before the row commits: its key, where it came from,
     its length, and the tempo and key the library knows for it (None: read at run time)."""
     loop = asyncio.get_running_loop()
-    data_dir = ctx.data_dir
+    data_dir = ctx.storage  # the stored copies and the library's audio
     audio = None
     bpm = key = None
     if req.source_audio is not None:
@@ -254,7 +254,7 @@ def _target(req: FitRequest) -> str:
 
 async def _load_source(ctx: JobContext, p: Mapping[str, Any]) -> Any:
     try:
-        return await asyncio.get_running_loop().run_in_executor(ctx.pool, SOURCES.load, ctx.data_dir,
+        return await asyncio.get_running_loop().run_in_executor(ctx.pool, SOURCES.load, ctx.storage,
                                                                 p["source_key"])
     except (OSError, RuntimeError, ValueError) as exc:
         raise EngineError("bad_request", f"the job's source audio cannot be read: {exc}") from None
