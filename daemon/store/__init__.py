@@ -1,12 +1,21 @@
-"""The daemon's database: durable job queue and track library (aiosqlite).
+"""The daemon's database: durable job queue and track library.
+
+Two backends behind one interface (the public async methods of ``Store``):
+SQLite (aiosqlite, one file in the data directory: the default) and PostgreSQL
+(asyncpg, ``store.url = "postgresql://..."``), chosen by ``open_store``.  The
+logic lives once, in the mixins; only the connection and a few SQL fragments
+differ, so the two cannot drift (tests/store runs against both).
 
 This package is the ONLY place that holds SQL, one module per concern:
 
     errors.py     StoreError, the one exception type
     validate.py   every value the store accepts (invalid -> StoreError naming the field)
     codecs.py     peaks BLOBs, FTS5 queries from user text, list cursors, rows -> dicts
-    schema.py     the schema as forward migrations, and running them
-    base.py       the connection: open, integrity check, lock, THE write path (_write)
+    schema.py     the SQLite schema as forward migrations, and running them
+    base.py       backend-neutral plumbing: lock, THE write path (_write), primitives
+    sqlite_base.py  the SQLite connection: open, integrity check, transactions
+    pg/           the PostgreSQL backend: connection, schema, search dialect
+    factory.py    open_store(settings): the backend ``store.url`` names
     jobs.py       the job queue (JobsMixin)
     tracks.py     track rows (TracksMixin)
     lineage.py    where derived tracks came from (LineageMixin)
@@ -41,6 +50,7 @@ from .errors import StoreError
 from .lineage import LINEAGE_OPERATIONS, LineageMixin
 from .jobs import ACTIVE_STATES, FINISHED_STATES, JOB_STATES, JobsMixin
 from .schema import LATEST_VERSION, MIGRATIONS
+from .sqlite_base import SqliteBase
 from .search import LIST_SORTS, MAX_LIST_LIMIT, RELEVANCE_WEIGHTS, SORT_FIELDS, SearchMixin
 from .tracks import ANALYSIS_FIELDS, MAX_LYRICS_CHARS, SONG_FIELDS, TracksMixin
 from .validate import (MAX_NOTES_CHARS, MAX_TAG_CHARS, MAX_TAGS_PER_TRACK, MAX_TITLE_CHARS,
@@ -77,5 +87,5 @@ __all__ = [
 ]
 
 
-class Store(JobsMixin, SearchMixin, TracksMixin, LineageMixin):
-    """Async facade over the database.  Create with ``await Store.open(path)``."""
+class Store(JobsMixin, SearchMixin, TracksMixin, LineageMixin, SqliteBase):
+    """The SQLite store.  Create with ``await Store.open(path)`` (or ``open_store``)."""
