@@ -67,6 +67,9 @@ OPTIONS: tuple[Option, ...] = (
            "estimated output, or the queue pauses until there is room."),
     Option("daemon.keep_finished_days", float, 30.0, "Days finished jobs stay in the job history; older "
            "ones that no longer own a track are pruned at start and daily (0 or less: never)."),
+    Option("store.url", str, "", "Where the job queue and library live: empty, SQLite in the data directory "
+           "(one box); postgresql://user@host/db, PostgreSQL (docs/operations.md, in progress).",
+           env="DGX_MUSIC_STORE"),
     Option("engine.model", str, "small", "small, medium, large, melody, random:small, a hub id or a directory."),
     Option("engine.backend", str, "transformers", "Model backend.", choices=("transformers", "audiocraft")),
     Option("engine.device", str, "auto", "auto, cuda, cuda:N, mps or cpu."),

@@ -17,14 +17,14 @@ from dgx_music.daemon.engine.supervisor import EngineSettings, EngineSupervisor
 from dgx_music.daemon.history import HistoryPruner
 from dgx_music.daemon.scheduler import Scheduler
 from dgx_music.daemon.server import StartupError
-from dgx_music.daemon.store import Store, StoreError
+from dgx_music.daemon.store import DB_NAME, StoreError, open_store, store_kind
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
 
 log = logging.getLogger("dgx_music.daemon")
 
-DB_NAME = "dgx-music.db"
+__all__ = ["DB_NAME", "start", "close", "engine_settings"]  # DB_NAME: daemon/backup.py imports it here
 
 
 def engine_settings(daemon: "Daemon") -> EngineSettings:
@@ -40,9 +40,10 @@ def engine_settings(daemon: "Daemon") -> EngineSettings:
 
 async def start(daemon: "Daemon") -> None:
     try:
-        daemon.store = await Store.open(daemon.data_dir / DB_NAME,
-                                        queue_limit=int(daemon.settings["daemon.queue_limit"]))
+        daemon.store = await open_store(daemon.settings, data_dir=daemon.data_dir)
     except StoreError as exc:
+        if exc.field == "store.url" or store_kind(str(daemon.settings["store.url"] or "")) != "sqlite":
+            raise StartupError(f"store.url: {exc}") from None  # the message names the server, never a password
         hint = (" (restore a backup with `dgx-music restore`, or move the file aside to start afresh)"
                 if exc.code == "corrupt" else "")
         raise StartupError(f"database {daemon.data_dir / DB_NAME}: {exc}{hint}") from None

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from .codecs import MAX_PEAK_PAIRS, MAX_SEARCH_TOKENS, RELEVANCE, fts_query, pack_peaks, unpack_peaks
 from .errors import StoreError
+from .factory import DB_NAME, open_store, open_url, store_kind
 from .lineage import LINEAGE_OPERATIONS, LineageMixin
 from .jobs import ACTIVE_STATES, FINISHED_STATES, JOB_STATES, JobsMixin
 from .schema import LATEST_VERSION, MIGRATIONS
@@ -58,6 +59,10 @@ from .validate import (MAX_NOTES_CHARS, MAX_TAG_CHARS, MAX_TAGS_PER_TRACK, MAX_T
 
 __all__ = [
     "Store",
+    "DB_NAME",
+    "open_store",
+    "open_url",
+    "store_kind",
     "StoreError",
     "JOB_STATES",
     "ACTIVE_STATES",
