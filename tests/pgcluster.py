@@ -86,6 +86,9 @@ class PgCluster:
         return name
 
     def drop_schema(self, name: str) -> None:
+        # A connection a test left open (a daemon not closed yet) would block the DROP: end it.
+        self.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                  f"WHERE datname = '{DATABASE}' AND pid <> pg_backend_pid()", DATABASE)
         self.psql(f"DROP SCHEMA IF EXISTS {name} CASCADE", DATABASE)
 
 
