@@ -17,6 +17,7 @@ This package is the ONLY place that holds SQL, one module per concern:
     pg/           the PostgreSQL backend: connection, schema, search dialect
     factory.py    open_store(settings): the backend ``store.url`` names
     jobs.py       the job queue (JobsMixin)
+    claims.py     jobs held by a host under a lease: several daemons on one queue (ClaimsMixin)
     tracks.py     track rows (TracksMixin)
     lineage.py    where derived tracks came from (LineageMixin)
     search.py     listing and searching the library (SearchMixin)
@@ -46,6 +47,7 @@ Crash-safety contract for files (the caller's side)
 from __future__ import annotations
 
 from .codecs import MAX_PEAK_PAIRS, MAX_SEARCH_TOKENS, RELEVANCE, fts_query, pack_peaks, unpack_peaks
+from .claims import MAX_LEASE_S, ClaimsMixin
 from .errors import StoreError
 from .factory import DB_NAME, open_store, open_url, store_kind
 from .lineage import LINEAGE_OPERATIONS, LineageMixin
@@ -60,6 +62,7 @@ from .validate import (MAX_NOTES_CHARS, MAX_TAG_CHARS, MAX_TAGS_PER_TRACK, MAX_T
 __all__ = [
     "Store",
     "DB_NAME",
+    "MAX_LEASE_S",
     "open_store",
     "open_url",
     "store_kind",
@@ -92,5 +95,5 @@ __all__ = [
 ]
 
 
-class Store(JobsMixin, SearchMixin, TracksMixin, LineageMixin, SqliteBase):
+class Store(ClaimsMixin, JobsMixin, SearchMixin, TracksMixin, LineageMixin, SqliteBase):
     """The SQLite store.  Create with ``await Store.open(path)`` (or ``open_store``)."""

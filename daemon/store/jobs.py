@@ -214,8 +214,9 @@ class JobsMixin(StoreBase):
             finished = clock.now() if state in FINISHED_STATES else None
             await self._exec(
                 "UPDATE jobs SET state = ?, error = coalesce(?, error),"
-                " finished = coalesce(?, finished) WHERE id = ?",
-                (state, error, finished, job_id))
+                " finished = coalesce(?, finished),"
+                " lease_until = CASE WHEN ? THEN NULL ELSE lease_until END WHERE id = ?",
+                (state, error, finished, finished is not None, job_id))
             return await self._job(job_id)
 
         return await self._write(op)
@@ -246,8 +247,8 @@ class JobsMixin(StoreBase):
             if row["state"] not in ("running", "processing"):
                 raise StoreError("conflict", f"job {job_id} is {row['state']}, not running")
             await self._exec(
-                "UPDATE jobs SET state = 'queued', started = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
-                " WHERE id = ?", (job_id,))
+                "UPDATE jobs SET state = 'queued', started = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
+                " claimed_by = NULL, lease_until = NULL WHERE id = ?", (job_id,))
             return await self._job(job_id)
 
         return await self._write(op)
@@ -257,11 +258,12 @@ class JobsMixin(StoreBase):
         cap = row["max_attempts"] if max_attempts is None else max_attempts
         if row["attempts"] >= cap:
             await self._exec(
-                "UPDATE jobs SET state = 'failed', finished = ?, error = ? WHERE id = ?",
+                "UPDATE jobs SET state = 'failed', finished = ?, error = ?, lease_until = NULL WHERE id = ?",
                 (clock.now(), f"{error} (gave up after {row['attempts']} attempts)", row["id"]))
             return "failed"
         await self._exec(
-            "UPDATE jobs SET state = 'queued', started = NULL, error = ? WHERE id = ?",
+            "UPDATE jobs SET state = 'queued', started = NULL, error = ?, claimed_by = NULL,"
+            " lease_until = NULL WHERE id = ?",
             (error, row["id"]))
         return "queued"
 
@@ -277,7 +279,7 @@ class JobsMixin(StoreBase):
             await self._check_room()
             await self._exec(
                 "UPDATE jobs SET state = 'queued', position = ?, attempts = 0, error = NULL,"
-                " started = NULL, finished = NULL WHERE id = ?",
+                " started = NULL, finished = NULL, claimed_by = NULL, lease_until = NULL WHERE id = ?",
                 (await self._next_position(), job_id))
             return await self._job(job_id)
 

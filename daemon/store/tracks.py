@@ -176,7 +176,7 @@ class TracksMixin(StoreBase):
                          model=r["model"] or job["model"], backend=r["backend"] or job["backend"])
                 await self._insert_track(r)
             await self._exec(
-                "UPDATE jobs SET state = 'done', finished = ?, error = NULL WHERE id = ?",
+                "UPDATE jobs SET state = 'done', finished = ?, error = NULL, lease_until = NULL WHERE id = ?",
                 (now, job_id))
             return await self._tracks_by_ids([r["id"] for r in rows], with_peaks=False)
 

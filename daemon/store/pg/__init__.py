@@ -7,6 +7,7 @@ PostgreSQL URL is configured, so SQLite installs need no asyncpg.
 
 from __future__ import annotations
 
+from ..claims import ClaimsMixin
 from ..jobs import JobsMixin
 from ..lineage import LineageMixin
 from ..search import SearchMixin
@@ -18,7 +19,8 @@ from .search import PG_SEARCH, pg_tsquery
 __all__ = ["PgStore", "LATEST_VERSION", "MIGRATIONS", "is_pg_url", "pg_sql", "pg_tsquery", "redact"]
 
 
-class PgStore(JobsMixin, SearchMixin, TracksMixin, LineageMixin, PgBase):
+class PgStore(ClaimsMixin, JobsMixin, SearchMixin, TracksMixin, LineageMixin, PgBase):
     """The PostgreSQL store.  Create with ``await PgStore.open(url)`` (or ``open_store``)."""
 
     _search_sql = PG_SEARCH
+    _skip_locked = " FOR UPDATE SKIP LOCKED"  # a claim never waits on, nor takes, a row another holds
