@@ -24,7 +24,11 @@ SKIP_REASON = ("PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/
 
 
 def find_bin() -> Path | None:
-    """The directory holding initdb, pg_ctl and psql (the newest installed), or None."""
+    """The directory holding initdb, pg_ctl and psql (the newest installed), or None.
+    DGX_MUSIC_PG_BIN names another directory, or "none" to run without PostgreSQL."""
+    chosen = os.environ.get("DGX_MUSIC_PG_BIN")
+    if chosen:
+        return None if chosen == "none" else Path(chosen)
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
                    key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0)
     if found:
