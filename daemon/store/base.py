@@ -64,6 +64,10 @@ class StoreBase:
     async def _disconnect(self) -> None:
         raise NotImplementedError
 
+    async def _ensure_connected(self) -> None:
+        """Before each operation, under the lock: a backend whose connection can be lost
+        (PostgreSQL) connects again here."""
+
     async def _exec(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run one statement (``?`` placeholders in both backends), no result."""
         raise NotImplementedError
@@ -102,6 +106,7 @@ class StoreBase:
             async with self._lock:
                 if self._closed:
                     raise StoreError("conflict", "store is closed")
+                await self._ensure_connected()
                 return await fn()
 
         task = asyncio.ensure_future(locked())

@@ -35,6 +35,11 @@ MIGRATE_LOCK = 0x64677801
 
 _SCHEMES = ("postgresql", "postgres")
 
+#: What a lost connection or a stopping server raises: the store answers "unavailable".
+_LOST: tuple[type[BaseException], ...] = (
+    (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError,
+     asyncpg.ConnectionDoesNotExistError, ConnectionError) if asyncpg is not None else ())
+
 
 def is_pg_url(url: str) -> bool:
     return urlsplit(url).scheme in _SCHEMES
@@ -135,6 +140,25 @@ class PgBase(StoreBase):
     async def _disconnect(self) -> None:
         await self._conn.close(timeout=5)
 
+    async def _connect(self) -> Any:
+        try:
+            return await asyncpg.connect(self.url, timeout=10.0)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError("unavailable", f"cannot reach the database at {self.location}: {exc}") from None
+
+    async def _ensure_connected(self) -> None:
+        # A lost connection failed the operation that found it (unavailable); the next one
+        # connects again, so the daemon carries on once the server is back.
+        if self._conn.is_closed():
+            self._conn = await self._connect()
+
+    async def _run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await super()._run(fn)
+        except _LOST as exc:
+            self._conn.terminate()  # never reused: the next operation connects afresh
+            raise StoreError("unavailable", f"lost the database {self.location}: {exc}") from exc
+
     # ------------------------------------------------------------ primitives
 
     async def _transaction(self, fn: Callable[[], Awaitable[T]]) -> T:
@@ -145,9 +169,6 @@ class PgBase(StoreBase):
         except asyncpg.DiskFullError as exc:
             raise StoreError("disk_full", f"the database {self.location} is out of disk ({exc}); "
                                           "free some space on its server") from exc
-        except (asyncpg.ConnectionDoesNotExistError, asyncpg.ConnectionFailureError,
-                ConnectionError) as exc:
-            raise StoreError("unavailable", f"lost the database {self.location}: {exc}") from exc
 
     async def _exec(self, sql: str, params: Sequence[Any] = ()) -> None:
         await self._conn.execute(pg_sql(sql), *params)
