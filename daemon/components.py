@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dgx_music.daemon")
 
-__all__ = ["DB_NAME", "start", "close", "engine_settings"]  # DB_NAME: daemon/backup.py imports it here
-
 
 def engine_settings(daemon: "Daemon") -> EngineSettings:
     s = daemon.settings
