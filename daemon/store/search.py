@@ -52,7 +52,8 @@ _RANKING_CAP = 2000
 class SearchSQL:
     """The SQL fragments of list_tracks that differ between backends (the logic is shared).
 
-    ``?`` is the one placeholder; a search is the backend's query string from ``query``."""
+    ``?`` is the one placeholder; a search is the backend's query string from ``query``, and
+    in a ranking its ``?`` comes before the filters' (in rank_from or as rank_match's first)."""
 
     query: Callable[[str | None], str | None]  # user text -> the backend's match query, None: no search
     sort_fields: dict[str, str]  # sort name -> a NOT NULL SQL expression on tracks t
@@ -65,7 +66,6 @@ class SearchSQL:
     rank_match: str  # WHERE term of a relevance ranking
     rank_seq: str  # the matched track's seq in a ranking
     rank_score: str  # its score, higher is better
-    query_in_from: bool  # the query's ? is in rank_from (else in rank_match)
 
 
 SQLITE_SEARCH = SearchSQL(
@@ -82,7 +82,6 @@ SQLITE_SEARCH = SearchSQL(
     rank_match="tracks_fts MATCH ?",
     rank_seq="tracks_fts.rowid",
     rank_score=_RELEVANCE_EXPR,
-    query_in_from=False,
 )
 
 

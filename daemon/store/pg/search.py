@@ -55,5 +55,4 @@ PG_SEARCH = SearchSQL(
     rank_match="t.fts @@ q",
     rank_seq="t.seq",
     rank_score=f"ts_rank('{_WEIGHTS}', t.fts, qo, 1)::float8",
-    query_in_from=True,
 )
