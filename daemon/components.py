@@ -41,7 +41,8 @@ async def start(daemon: "Daemon") -> None:
         daemon.store = await open_store(daemon.settings, data_dir=daemon.data_dir)
     except StoreError as exc:
         if exc.field == "store.url" or store_kind(str(daemon.settings["store.url"] or "")) != "sqlite":
-            raise StartupError(f"store.url: {exc}") from None  # the message names the server, never a password
+            msg = str(exc)  # it names the server, never a password
+            raise StartupError(msg if msg.startswith("store.url") else f"store.url: {msg}") from None
         hint = (" (restore a backup with `dgx-music restore`, or move the file aside to start afresh)"
                 if exc.code == "corrupt" else "")
         raise StartupError(f"database {daemon.data_dir / DB_NAME}: {exc}{hint}") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Union
 from urllib.parse import urlsplit
 
-from .errors import StoreError
+from .validate import _invalid
 
 #: The SQLite database's file name in the data directory.
 DB_NAME = "dgx-music.db"
@@ -25,9 +25,8 @@ def store_kind(url: str) -> str:
         return "sqlite"
     if urlsplit(url).scheme in ("postgresql", "postgres"):
         return "postgresql"
-    raise StoreError("invalid", f"store.url must be empty (SQLite in the data directory) or a "
-                                f"postgresql://user@host/db URL, got {url.split('://')[0]!r}://...",
-                     field="store.url")
+    raise _invalid("store.url", f"must be empty (SQLite in the data directory) or a "
+                                f"postgresql://user@host/db URL, got {url.split('://')[0]!r}://...")
 
 
 async def open_url(url: str, *, data_dir: Path | str, queue_limit: int = 1000, **sqlite_kw: Any) -> Any:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..base import StoreBase
 from ..errors import StoreError
-from ..validate import _int
+from ..validate import _int, _invalid
 from .schema import LATEST_VERSION, MIGRATIONS
 
 try:
@@ -90,11 +90,10 @@ class PgBase(StoreBase):
         """Connect, migrate to the latest schema.  StoreError("unavailable") when the
         server cannot be reached, ("invalid", field "store.url") for a URL it refuses."""
         if asyncpg is None:
-            raise StoreError("invalid", "store.url names PostgreSQL but asyncpg is not installed; "
-                                        "pip install 'dgx-music[daemon]'", field="store.url")
+            raise _invalid("store.url", "names PostgreSQL but asyncpg is not installed; "
+                                        "pip install 'dgx-music[daemon]'")
         if not isinstance(url, str) or not is_pg_url(url):
-            raise StoreError("invalid", f"store.url must start with postgresql://, got {url!r}",
-                             field="store.url")
+            raise _invalid("store.url", "must start with postgresql://")
         queue_limit = _int("queue_limit", queue_limit, 1)
         where = redact(url)
         try:
@@ -103,8 +102,7 @@ class PgBase(StoreBase):
                 asyncpg.TooManyConnectionsError) as exc:
             raise StoreError("unavailable", f"cannot reach the database at {where}: {exc}") from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
-            raise StoreError("invalid", f"database {where} refused the connection: {exc}",
-                             field="store.url") from None
+            raise _invalid("store.url", f"the database {where} refused the connection: {exc}") from None
         store = cls(conn, url, queue_limit)
         try:
             await store._migrate()
