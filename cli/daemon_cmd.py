@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="library, database and trash (default ~/.local/share/dgx-music)")
     p.add_argument("--storage", metavar="DIR", help="the library's audio, stored melodies and operation sources "
                    "(store.storage; default: the data dir): a directory every host mounts when several share it")
+    p.add_argument("--store", metavar="URL", help="where the queue and library live: empty (default) SQLite in "
+                   "the data directory; postgresql://user@host/db PostgreSQL (e.g. "
+                   "--store 'postgresql://dgx@db.lan/dgx'; env DGX_MUSIC_STORE)")
     p.add_argument("--config", metavar="FILE", help="TOML config file")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
     p.add_argument("--model", metavar="M", help="default model: small, medium, large, melody, random:small, a hub id or a directory")
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             "store.storage": args.storage, "daemon.log_level": args.log_level, "engine.model": args.model,
             "engine.backend": args.backend, "engine.device": args.device,
             "engine.keep_alive": args.keep_alive, "engine.offline": args.offline,
-            "engine.preload": args.preload, "http.listen": args.http,
+            "engine.preload": args.preload, "http.listen": args.http, "store.url": args.store,
         })
     except ConfigError as exc:
         print(f"dgx-music daemon: {exc}", file=sys.stderr)

@@ -418,11 +418,17 @@ def _config_init(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- backup
+_NOT_SQLITE = ("store.url names a PostgreSQL database: dgx-music {what} handles the SQLite database in the "
+               "data directory only; use pg_dump / pg_restore for PostgreSQL (docs/operations.md)")
+
+
 def _backup(args: argparse.Namespace) -> int:
     from dgx_music.daemon import backup as bk
 
     try:
         s = _settings(args)
+        if s["store.url"]:
+            return fail(args, "backup_failed", _NOT_SQLITE.format(what="backup"), EXIT_FAILED)
         report = bk.backup(s.data_dir, Path(args.dest), with_audio=args.with_audio,
                            progress=None if args.json else print, storage=s.storage)
     except ConfigError as exc:
@@ -442,6 +448,8 @@ def _restore(args: argparse.Namespace) -> int:
 
     try:
         s = _settings(args)
+        if s["store.url"]:
+            return fail(args, "restore_failed", _NOT_SQLITE.format(what="restore"), EXIT_FAILED)
         report = bk.restore(Path(args.src), s.data_dir, socket_path=s.socket, progress=None if args.json else print,
                             storage=s.storage)
     except ConfigError as exc:

@@ -72,6 +72,9 @@ OPTIONS: tuple[Option, ...] = (
            "sources (paths in the library are relative to it): one every host mounts (NFS) when several "
            "share the library. Empty: the data directory. It must exist, be writable and hold no symlinked "
            "folders."),
+    Option("store.url", str, "", "Where the job queue and library live: empty, SQLite in the data directory "
+           "(one box); postgresql://user@host/db, PostgreSQL (docs/operations.md, in progress).",
+           env="DGX_MUSIC_STORE"),
     Option("engine.model", str, "small", "small, medium, large, melody, random:small, a hub id or a directory."),
     Option("engine.backend", str, "transformers", "Model backend.", choices=("transformers", "audiocraft")),
     Option("engine.device", str, "auto", "auto, cuda, cuda:N, mps or cpu."),

@@ -31,6 +31,7 @@ CONFLICT = "conflict"
 NOT_CANCELLABLE = "not_cancellable"
 QUEUE_FULL = "queue_full"
 DISK_FULL = "disk_full"
+STORE_UNAVAILABLE = "store_unavailable"  # store.url's database server cannot be reached now
 ENGINE_ERROR = "engine_error"
 FORBIDDEN = "forbidden"
 INTERNAL = "internal"

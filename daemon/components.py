@@ -17,14 +17,12 @@ from dgx_music.daemon.engine.supervisor import EngineSettings, EngineSupervisor
 from dgx_music.daemon.history import HistoryPruner
 from dgx_music.daemon.scheduler import Scheduler
 from dgx_music.daemon.server import StartupError
-from dgx_music.daemon.store import Store, StoreError
+from dgx_music.daemon.store import DB_NAME, StoreError, open_store, store_kind
 
 if TYPE_CHECKING:
     from dgx_music.daemon.app import Daemon
 
 log = logging.getLogger("dgx_music.daemon")
-
-DB_NAME = "dgx-music.db"
 
 
 def engine_settings(daemon: "Daemon") -> EngineSettings:
@@ -40,9 +38,11 @@ def engine_settings(daemon: "Daemon") -> EngineSettings:
 
 async def start(daemon: "Daemon") -> None:
     try:
-        daemon.store = await Store.open(daemon.data_dir / DB_NAME,
-                                        queue_limit=int(daemon.settings["daemon.queue_limit"]))
+        daemon.store = await open_store(daemon.settings, data_dir=daemon.data_dir)
     except StoreError as exc:
+        if exc.field == "store.url" or store_kind(str(daemon.settings["store.url"] or "")) != "sqlite":
+            msg = str(exc)  # it names the server, never a password
+            raise StartupError(msg if msg.startswith("store.url") else f"store.url: {msg}") from None
         hint = (" (restore a backup with `dgx-music restore`, or move the file aside to start afresh)"
                 if exc.code == "corrupt" else "")
         raise StartupError(f"database {daemon.data_dir / DB_NAME}: {exc}{hint}") from None

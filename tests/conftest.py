@@ -204,3 +204,32 @@ async def wait_event(client: Client, name: str, job_id: int | None = None, timeo
             if ev.name == name and (job_id is None or ev.data.get("id") == job_id):
                 return ev
     return await asyncio.wait_for(scan(), timeout)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster for the session (tests/pgcluster.py).  Skips, saying
+    why, when PostgreSQL or asyncpg is not installed."""
+    from tests.pgcluster import SKIP_REASON, PgCluster, find_bin
+
+    pytest.importorskip("asyncpg", reason="asyncpg is not installed (pip install 'dgx-music[daemon]')")
+    bindir = find_bin()
+    if bindir is None:
+        pytest.skip(SKIP_REASON)
+    cluster = PgCluster(bindir)
+    try:
+        cluster.start()
+        cluster.setup_database()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> Iterator[str]:
+    """store.url of a fresh, empty PostgreSQL schema (the store migrates it), dropped after the test."""
+    schema = pg_cluster.new_schema()
+    try:
+        yield pg_cluster.url(schema=schema)
+    finally:
+        pg_cluster.drop_schema(schema)

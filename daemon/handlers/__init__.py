@@ -88,7 +88,7 @@ def map_error(exc: BaseException) -> HandlerError | None:
     if name == "StoreError" and isinstance(code, str):
         mapped = {"not_found": protocol.NOT_FOUND, "conflict": protocol.CONFLICT,
                   "queue_full": protocol.QUEUE_FULL, "invalid": protocol.INVALID_PARAMS,
-                  "disk_full": protocol.DISK_FULL}
+                  "disk_full": protocol.DISK_FULL, "unavailable": protocol.STORE_UNAVAILABLE}
         extra = {"field": exc.field} if code == "invalid" and getattr(exc, "field", None) else {}
         return HandlerError(mapped.get(code, protocol.INTERNAL), str(exc), **extra)
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):

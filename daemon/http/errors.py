@@ -19,6 +19,7 @@ HTTP_STATUS = {
     protocol.NOT_CANCELLABLE: 409,
     protocol.QUEUE_FULL: 429,
     protocol.DISK_FULL: 507,
+    protocol.STORE_UNAVAILABLE: 503,
     protocol.ENGINE_ERROR: 502,
     protocol.FORBIDDEN: 403,
     protocol.NO_SPEAKER: 409,

@@ -1,13 +1,23 @@
-"""The daemon's database: durable job queue and track library (aiosqlite).
+"""The daemon's database: durable job queue and track library.
+
+Two backends behind one interface (the public async methods of ``Store``):
+SQLite (aiosqlite, one file in the data directory: the default) and PostgreSQL
+(asyncpg, ``store.url = "postgresql://..."``), chosen by ``open_store``.  The
+logic lives once, in the mixins; only the connection and a few SQL fragments
+differ, so the two cannot drift (tests/store runs against both).
 
 This package is the ONLY place that holds SQL, one module per concern:
 
     errors.py     StoreError, the one exception type
     validate.py   every value the store accepts (invalid -> StoreError naming the field)
     codecs.py     peaks BLOBs, FTS5 queries from user text, list cursors, rows -> dicts
-    schema.py     the schema as forward migrations, and running them
-    base.py       the connection: open, integrity check, lock, THE write path (_write)
+    schema.py     the SQLite schema as forward migrations, and running them
+    base.py       backend-neutral plumbing: lock, THE write path (_write), primitives
+    sqlite_base.py  the SQLite connection: open, integrity check, transactions
+    pg/           the PostgreSQL backend: connection, schema, search dialect
+    factory.py    open_store(settings): the backend ``store.url`` names
     jobs.py       the job queue (JobsMixin)
+    claims.py     jobs held by a host under a lease: several daemons on one queue (ClaimsMixin)
     tracks.py     track rows (TracksMixin)
     lineage.py    where derived tracks came from (LineageMixin)
     search.py     listing and searching the library (SearchMixin)
@@ -37,10 +47,13 @@ Crash-safety contract for files (the caller's side)
 from __future__ import annotations
 
 from .codecs import MAX_PEAK_PAIRS, MAX_SEARCH_TOKENS, RELEVANCE, fts_query, pack_peaks, unpack_peaks
+from .claims import MAX_LEASE_S, ClaimsMixin
 from .errors import StoreError
+from .factory import DB_NAME, open_store, open_url, store_kind
 from .lineage import LINEAGE_OPERATIONS, LineageMixin
 from .jobs import ACTIVE_STATES, FINISHED_STATES, JOB_STATES, JobsMixin
 from .schema import LATEST_VERSION, MIGRATIONS
+from .sqlite_base import SqliteBase
 from .search import LIST_SORTS, MAX_LIST_LIMIT, RELEVANCE_WEIGHTS, SORT_FIELDS, SearchMixin
 from .tracks import ANALYSIS_FIELDS, MAX_LYRICS_CHARS, SONG_FIELDS, TracksMixin
 from .validate import (MAX_NOTES_CHARS, MAX_TAG_CHARS, MAX_TAGS_PER_TRACK, MAX_TITLE_CHARS,
@@ -48,6 +61,11 @@ from .validate import (MAX_NOTES_CHARS, MAX_TAG_CHARS, MAX_TAGS_PER_TRACK, MAX_T
 
 __all__ = [
     "Store",
+    "DB_NAME",
+    "MAX_LEASE_S",
+    "open_store",
+    "open_url",
+    "store_kind",
     "StoreError",
     "JOB_STATES",
     "ACTIVE_STATES",
@@ -77,5 +95,5 @@ __all__ = [
 ]
 
 
-class Store(JobsMixin, SearchMixin, TracksMixin, LineageMixin):
-    """Async facade over the database.  Create with ``await Store.open(path)``."""
+class Store(ClaimsMixin, JobsMixin, SearchMixin, TracksMixin, LineageMixin, SqliteBase):
+    """The SQLite store.  Create with ``await Store.open(path)`` (or ``open_store``)."""

@@ -63,6 +63,19 @@ def unpack_peaks(blob: bytes | None) -> list[list[float]] | None:
 # ---------------------------------------------------------------- full-text
 
 
+def search_tokens(text: str | None) -> list[str]:
+    """The words of a search as both backends take them: whitespace-separated tokens with
+    control characters as spaces, tokens without a letter or digit dropped, at most
+    MAX_SEARCH_TOKENS.  Empty: no search."""
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        raise _invalid("search", f"must be a string, got {type(text).__name__}")
+    cleaned = "".join(" " if unicodedata.category(c) in ("Cc", "Cs") else c for c in text)
+    tokens = [tok for tok in cleaned.split() if any(c.isalnum() for c in tok)]
+    return tokens[:MAX_SEARCH_TOKENS]
+
+
 def fts_query(text: str | None) -> str | None:
     """Turn ANY user text into a safe FTS5 MATCH expression, or None for "no search".
 
@@ -74,13 +87,7 @@ def fts_query(text: str | None) -> str | None:
     tokens with no letter or digit are dropped (the tokenizer would index
     nothing for them).  At most MAX_SEARCH_TOKENS tokens are used.
     """
-    if text is None:
-        return None
-    if not isinstance(text, str):
-        raise _invalid("search", f"must be a string, got {type(text).__name__}")
-    cleaned = "".join(" " if unicodedata.category(c) in ("Cc", "Cs") else c for c in text)
-    tokens = [tok for tok in cleaned.split() if any(c.isalnum() for c in tok)]
-    tokens = tokens[:MAX_SEARCH_TOKENS]
+    tokens = search_tokens(text)
     if not tokens:
         return None
     parts = ['"' + tok.replace('"', '""') + '"' for tok in tokens]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import sqlite3
 from typing import Iterable
 
 from . import clock
-from .base import StoreBase
+from .base import Row, StoreBase
 from .codecs import _job_dict
 from .errors import StoreError
 from .validate import (MAX_COUNT, MAX_PROMPT_CHARS, MAX_SEED, _bool, _float, _int, _invalid,
@@ -39,7 +38,7 @@ class JobsMixin(StoreBase):
 
     # ------------------------------------------------------------ jobs: reads
 
-    async def _job_row(self, job_id: int) -> sqlite3.Row:
+    async def _job_row(self, job_id: int) -> Row:
         row = await self._one(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?", (job_id,))
         if row is None:
             raise StoreError("not_found", f"no job {job_id}")
@@ -50,7 +49,7 @@ class JobsMixin(StoreBase):
         ids = await self._all("SELECT id FROM tracks WHERE job_id = ? ORDER BY idx, id", (job_id,))
         return _job_dict(row, [r[0] for r in ids])
 
-    async def _jobs(self, rows: list[sqlite3.Row]) -> list[dict]:
+    async def _jobs(self, rows: list[Row]) -> list[dict]:
         if not rows:
             return []
         ids = [r["id"] for r in rows]
@@ -108,8 +107,8 @@ class JobsMixin(StoreBase):
     async def melody_keys(self) -> set[str]:
         """The stored melodies (daemon/audio_store.py) that some job still refers to."""
         async def op() -> set[str]:
-            rows = await self._all("SELECT DISTINCT json_extract(params, '$.melody') FROM jobs "
-                                   "WHERE json_extract(params, '$.melody') IS NOT NULL")
+            melody = self._json_text("params", "melody")
+            rows = await self._all(f"SELECT DISTINCT {melody} FROM jobs WHERE {melody} IS NOT NULL")
             return {str(r[0]) for r in rows}
 
         return await self._run(op)
@@ -118,8 +117,8 @@ class JobsMixin(StoreBase):
         """The stored operation sources (daemon/audio_store.py) that some job still refers to: an
         operation job keeps its copy's key as `source_key` (a retry or remix names the same key)."""
         async def op() -> set[str]:
-            rows = await self._all("SELECT DISTINCT json_extract(params, '$.source_key') FROM jobs "
-                                   "WHERE json_extract(params, '$.source_key') IS NOT NULL")
+            key = self._json_text("params", "source_key")
+            rows = await self._all(f"SELECT DISTINCT {key} FROM jobs WHERE {key} IS NOT NULL")
             return {str(r[0]) for r in rows if r[0]}
 
         return await self._run(op)
@@ -164,13 +163,11 @@ class JobsMixin(StoreBase):
         async def op() -> dict:
             await self._check_room()
             position = await self._next_position()
-            cur = await self._conn.execute(
+            job_id = await self._scalar(
                 "INSERT INTO jobs (state, prompt, params, count, seed, model, backend, position,"
-                " max_attempts, created) VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " max_attempts, created) VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (prompt, params_json, count, seed, model, backend, position, max_attempts,
                  clock.now()))
-            job_id = cur.lastrowid
-            await cur.close()
             return await self._job(job_id)
 
         return await self._write(op)
@@ -187,7 +184,7 @@ class JobsMixin(StoreBase):
             state = await self._state_of(job_id)
             if state != "queued":
                 raise StoreError("conflict", f"job {job_id} is {state}, only a queued job can start")
-            await self._conn.execute(
+            await self._exec(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, started = ?,"
                 " finished = NULL, backend = coalesce(?, backend) WHERE id = ?",
                 (clock.now(), backend, job_id))
@@ -215,10 +212,11 @@ class JobsMixin(StoreBase):
             if state not in _TRANSITIONS[current]:
                 raise StoreError("conflict", f"job {job_id} is {current}, cannot become {state}")
             finished = clock.now() if state in FINISHED_STATES else None
-            await self._conn.execute(
+            await self._exec(
                 "UPDATE jobs SET state = ?, error = coalesce(?, error),"
-                " finished = coalesce(?, finished) WHERE id = ?",
-                (state, error, finished, job_id))
+                " finished = coalesce(?, finished),"
+                " lease_until = CASE WHEN ? THEN NULL ELSE lease_until END WHERE id = ?",
+                (state, error, finished, finished is not None, job_id))
             return await self._job(job_id)
 
         return await self._write(op)
@@ -248,23 +246,24 @@ class JobsMixin(StoreBase):
             row = await self._job_row(job_id)
             if row["state"] not in ("running", "processing"):
                 raise StoreError("conflict", f"job {job_id} is {row['state']}, not running")
-            await self._conn.execute(
-                "UPDATE jobs SET state = 'queued', started = NULL, attempts = max(attempts - 1, 0)"
-                " WHERE id = ?", (job_id,))
+            await self._exec(
+                "UPDATE jobs SET state = 'queued', started = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
+                " claimed_by = NULL, lease_until = NULL WHERE id = ?", (job_id,))
             return await self._job(job_id)
 
         return await self._write(op)
 
-    async def _requeue_or_fail(self, row: sqlite3.Row, error: str,
+    async def _requeue_or_fail(self, row: Row, error: str,
                                max_attempts: int | None = None) -> str:
         cap = row["max_attempts"] if max_attempts is None else max_attempts
         if row["attempts"] >= cap:
-            await self._conn.execute(
-                "UPDATE jobs SET state = 'failed', finished = ?, error = ? WHERE id = ?",
+            await self._exec(
+                "UPDATE jobs SET state = 'failed', finished = ?, error = ?, lease_until = NULL WHERE id = ?",
                 (clock.now(), f"{error} (gave up after {row['attempts']} attempts)", row["id"]))
             return "failed"
-        await self._conn.execute(
-            "UPDATE jobs SET state = 'queued', started = NULL, error = ? WHERE id = ?",
+        await self._exec(
+            "UPDATE jobs SET state = 'queued', started = NULL, error = ?, claimed_by = NULL,"
+            " lease_until = NULL WHERE id = ?",
             (error, row["id"]))
         return "queued"
 
@@ -278,9 +277,9 @@ class JobsMixin(StoreBase):
                 raise StoreError("conflict", f"job {job_id} is {state}; only a failed or "
                                              "cancelled job can be retried")
             await self._check_room()
-            await self._conn.execute(
+            await self._exec(
                 "UPDATE jobs SET state = 'queued', position = ?, attempts = 0, error = NULL,"
-                " started = NULL, finished = NULL WHERE id = ?",
+                " started = NULL, finished = NULL, claimed_by = NULL, lease_until = NULL WHERE id = ?",
                 (await self._next_position(), job_id))
             return await self._job(job_id)
 
@@ -294,7 +293,7 @@ class JobsMixin(StoreBase):
             state = await self._state_of(job_id)
             if state != "queued":
                 raise StoreError("conflict", f"job {job_id} is {state}, not queued")
-            await self._conn.execute(
+            await self._exec(
                 "UPDATE jobs SET state = 'cancelled', finished = ? WHERE id = ?",
                 (clock.now(), job_id))
             return await self._job(job_id)
@@ -316,7 +315,7 @@ class JobsMixin(StoreBase):
             if where == "top":
                 first = await self._scalar("SELECT min(position) FROM jobs WHERE state = 'queued'")
                 if first < pos:
-                    await self._conn.execute("UPDATE jobs SET position = ? WHERE id = ?",
+                    await self._exec("UPDATE jobs SET position = ? WHERE id = ?",
                                              (first - 1, job_id))
             else:
                 cmp, direction = ("<", "DESC") if where == "up" else (">", "ASC")
@@ -324,9 +323,9 @@ class JobsMixin(StoreBase):
                     f"SELECT id, position FROM jobs WHERE state = 'queued' AND position {cmp} ? "
                     f"ORDER BY position {direction} LIMIT 1", (pos,))
                 if other is not None:
-                    await self._conn.execute("UPDATE jobs SET position = ? WHERE id = ?",
+                    await self._exec("UPDATE jobs SET position = ? WHERE id = ?",
                                              (other["position"], job_id))
-                    await self._conn.execute("UPDATE jobs SET position = ? WHERE id = ?",
+                    await self._exec("UPDATE jobs SET position = ? WHERE id = ?",
                                              (pos, other["id"]))
             return await self._job(job_id)
 

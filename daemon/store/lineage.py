@@ -45,7 +45,7 @@ class LineageMixin(StoreBase):
     """Writing lineage rows (inside finish_job's transaction) and reading a track's family."""
 
     async def _insert_lineage(self, seq: int, row: dict[str, Any]) -> None:
-        await self._conn.execute(
+        await self._exec(
             "INSERT INTO track_lineage (track_seq, source_id, source_name, operation, part, params) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (seq, row["source_id"], row["source_name"], row["operation"], row["part"], row["params"]))
@@ -58,11 +58,11 @@ class LineageMixin(StoreBase):
         pruned jobs), then jobs (one still queued or running)."""
 
         async def op() -> str | None:
-            for table in ("tracks", "jobs"):
+            source_id, source_key = self._json_text("params", "source_id"), self._json_text("params", "source_key")
+            for table, newest in (("tracks", "seq"), ("jobs", "id")):
                 found = await self._scalar(
-                    f"SELECT json_extract(params, '$.source_id') FROM {table} "
-                    "WHERE json_extract(params, '$.source_key') = ? "
-                    "AND json_extract(params, '$.source_id') IS NOT NULL ORDER BY rowid DESC LIMIT 1", (key,))
+                    f"SELECT {source_id} FROM {table} WHERE {source_key} = ? "
+                    f"AND {source_id} IS NOT NULL ORDER BY {newest} DESC LIMIT 1", (key,))
                 if isinstance(found, str) and found:
                     return found
             return None

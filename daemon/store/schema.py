@@ -254,7 +254,19 @@ V5 = [
     "ALTER TABLE tracks ADD COLUMN midi_path TEXT",
 ]
 
-MIGRATIONS: list[list[str]] = [V1, V2, V3, V4, V5]
+# --- v6: claims (issue 21: several daemons on one queue) -------------------------------
+#
+# * a running job may be held by a host under a lease (claims.py): claimed_by names the
+#   host, lease_until (Unix time) is when it goes back to the queue unless renewed.  Both
+#   NULL for a job run by mark_running (one box: its lease never ends).  The partial index
+#   keeps the search for expired leases off the finished history.
+V6 = [
+    "ALTER TABLE jobs ADD COLUMN claimed_by TEXT",
+    "ALTER TABLE jobs ADD COLUMN lease_until REAL",
+    "CREATE INDEX jobs_lease ON jobs (lease_until) WHERE lease_until IS NOT NULL",
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2, V3, V4, V5, V6]
 
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import sqlite3
 from array import array
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
+from .base import Row
 from .codecs import RELEVANCE, _decode_cursor, _encode_cursor, _track_dict, fts_query
 from .tracks import _PEAKS_COL, _TRACK_COLS, TracksMixin
 from .validate import _bool, _float, _int, _invalid, _text, normalise_tag
@@ -47,6 +48,43 @@ _RANKING_ROWS_MAX = 1_000_000
 _RANKING_CAP = 2000
 
 
+@dataclass(frozen=True)
+class SearchSQL:
+    """The SQL fragments of list_tracks that differ between backends (the logic is shared).
+
+    ``?`` is the one placeholder; a search is the backend's query string from ``query``, and
+    in a ranking its ``?`` comes before the filters' (in rank_from or as rank_match's first)."""
+
+    query: Callable[[str | None], str | None]  # user text -> the backend's match query, None: no search
+    sort_fields: dict[str, str]  # sort name -> a NOT NULL SQL expression on tracks t
+    plus: str  # the unary + that keeps a filter off its index ("" where the backend has no such trick)
+    match_filter: str  # WHERE term: track t matches the query (one ?)
+    match_count: str  # how many tracks match the query alone (one ?)
+    key_filter: str  # WHERE term: t.key equals ? ignoring case
+    rank_from: str  # FROM of a relevance ranking when only the search filters
+    rank_from_joined: str  # ... when other filters on t apply too
+    rank_match: str  # WHERE term of a relevance ranking
+    rank_seq: str  # the matched track's seq in a ranking
+    rank_score: str  # its score, higher is better
+
+
+SQLITE_SEARCH = SearchSQL(
+    query=fts_query,
+    sort_fields=SORT_FIELDS,
+    plus="+",
+    match_filter="t.seq IN (SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?)",
+    match_count="SELECT count(*) FROM tracks_fts WHERE tracks_fts MATCH ?",
+    key_filter="t.key = ? COLLATE NOCASE",
+    # The search drives (CROSS JOIN keeps the FTS table outer, "+" keeps the
+    # filters off their indexes): every match has to be scored anyway.
+    rank_from="tracks_fts",
+    rank_from_joined="tracks_fts CROSS JOIN tracks t ON t.seq = tracks_fts.rowid",
+    rank_match="tracks_fts MATCH ?",
+    rank_seq="tracks_fts.rowid",
+    rank_score=_RELEVANCE_EXPR,
+)
+
+
 class _Ranking:
     """A relevance ranking kept for later pages: track seqs best first, and their scores."""
 
@@ -61,6 +99,8 @@ class _Ranking:
 
 class SearchMixin(TracksMixin):
     """list_tracks: one page of the library for a search, filters and a sort."""
+
+    _search_sql: SearchSQL = SQLITE_SEARCH
 
     async def list_tracks(self, *, search: str | None = None, tag: str | None = None,
                           favorite: bool | None = None, model: str | None = None,
@@ -92,7 +132,8 @@ class SearchMixin(TracksMixin):
         if order not in ("asc", "desc"):
             raise _invalid("order", f"must be 'asc' or 'desc', got {order!r}")
         limit = _int("limit", limit, 1, MAX_LIST_LIMIT)
-        match = fts_query(search)
+        dialect = self._search_sql
+        match = dialect.query(search)
         if sort == RELEVANCE and match is None:
             raise _invalid("sort", "relevance needs a search with at least one letter or digit; "
                                    "sort by created, duration, bpm, rating or title without one")
@@ -114,8 +155,7 @@ class SearchMixin(TracksMixin):
         # planner from driving the query by that filter's index, args).
         filters: list[tuple[str, list[Any]]] = []
         if match is not None:
-            filters.append(("{p}t.seq IN (SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?)",
-                            [match]))
+            filters.append(("{p}" + dialect.match_filter, [match]))
         if tag_n is not None:
             filters.append(("{p}t.seq IN (SELECT tt.track_seq FROM track_tags tt JOIN tags g "
                             "ON g.id = tt.tag_id WHERE g.name = ?)", [tag_n]))
@@ -125,11 +165,11 @@ class SearchMixin(TracksMixin):
             filters.append(("{p}t.model = ?", [model]))
         if bpm_min is not None or bpm_max is not None:
             # On the indexed expression; a lower bound >= 0 also drops unknown BPM (-1).
-            filters.append(("{p}ifnull(t.bpm, -1.0) >= ?", [bpm_min or 0.0]))
+            filters.append(("{p}" + dialect.sort_fields["bpm"] + " >= ?", [bpm_min or 0.0]))
         if bpm_max is not None:
-            filters.append(("{p}ifnull(t.bpm, -1.0) <= ?", [bpm_max]))
+            filters.append(("{p}" + dialect.sort_fields["bpm"] + " <= ?", [bpm_max]))
         if key is not None:
-            filters.append(("{p}t.key = ? COLLATE NOCASE", [key.strip()]))
+            filters.append(("{p}" + dialect.key_filter, [key.strip()]))
         if job_id is not None:  # the tracks one job made (indexed: tracks_job)
             filters.append(("{p}t.job_id = ?", [job_id]))
         if source is not None:  # tracks derived from that track (repaints, covers, stems, parts)
@@ -148,7 +188,7 @@ class SearchMixin(TracksMixin):
         if sort == RELEVANCE:
             return await self._list_by_relevance(match, filters[1:], order, limit, cursor,  # type: ignore[arg-type]
                                                  fingerprint, with_peaks)
-        expr = SORT_FIELDS[sort]
+        expr = dialect.sort_fields[sort]
         keyset: list[str] = []
         keyset_args: list[Any] = []
         drive = None
@@ -162,8 +202,7 @@ class SearchMixin(TracksMixin):
         direction = order.upper()
         cols = _TRACK_COLS + (", " + _PEAKS_COL if with_peaks else "")
         if match is not None and len(filters) == 1:
-            count_sql, count_args = ("SELECT count(*) FROM tracks_fts WHERE tracks_fts MATCH ?",
-                                     [match])
+            count_sql, count_args = dialect.match_count, [match]
         else:
             w, count_args = where_sql("")
             count_sql = "SELECT count(*) FROM tracks t" + w
@@ -174,7 +213,7 @@ class SearchMixin(TracksMixin):
             if cursor is None:
                 total = await self._scalar(count_sql, count_args)
                 drive = total <= _DRIVE_MAX
-            w, params = where_sql("" if drive else "+", keyset)
+            w, params = where_sql("" if drive else dialect.plus, keyset)
             sql = (f"SELECT {cols}, {expr} AS sort_value FROM tracks t{w} "
                    f"ORDER BY {expr} {direction}, t.seq {direction} LIMIT ?")
             rows = await self._all(sql, (*params, *keyset_args, limit + 1))
@@ -218,38 +257,39 @@ class SearchMixin(TracksMixin):
         direction = order.upper()
         cmp = "<" if order == "desc" else ">"
         cols = _TRACK_COLS + (", " + _PEAKS_COL if with_peaks else "")
-        # The search drives (CROSS JOIN keeps the FTS table outer, "+" keeps the
-        # filters off their indexes): every match has to be scored anyway.
-        join = " CROSS JOIN tracks t ON t.seq = tracks_fts.rowid" if filters else ""
-        terms = ["tracks_fts MATCH ?", *(f.format(p="+") for f, _ in filters)]
-        args = [match, *(a for _, fa in filters for a in fa)]
+        d = self._search_sql
+        source = d.rank_from_joined if filters else d.rank_from
+        seq, score = d.rank_seq, d.rank_score
+        terms = [d.rank_match, *(f.format(p=d.plus) for f, _ in filters)]
+        filter_args = [a for _, fa in filters for a in fa]
+        args = [match, *filter_args]  # the query's ? comes first either way: FROM or the first term
 
         async def rank() -> _Ranking:
             t, a = terms, args
             if after is not None:
-                t = [*terms, f"({_RELEVANCE_EXPR}, tracks_fts.rowid) {cmp} (?, ?)"]
+                t = [*terms, f"({score}, {seq}) {cmp} (?, ?)"]
                 a = [*args, *after]
             rows = await self._all(
-                f"SELECT tracks_fts.rowid, {_RELEVANCE_EXPR} AS score FROM tracks_fts{join} "
-                f"WHERE {' AND '.join(t)} ORDER BY score {direction}, tracks_fts.rowid {direction} "
+                f"SELECT {seq} AS seq, {score} AS score FROM {source} "
+                f"WHERE {' AND '.join(t)} ORDER BY score {direction}, {seq} {direction} "
                 f"LIMIT {_RANKING_CAP}", a)
             return _Ranking(fingerprint, order, array("q", [r[0] for r in rows]),
                             array("d", [r[1] for r in rows]), capped=len(rows) == _RANKING_CAP)
 
         async def count() -> int:
-            return int(await self._scalar(f"SELECT count(*) FROM tracks_fts{join} WHERE {' AND '.join(terms)}",
+            return int(await self._scalar(f"SELECT count(*) FROM {source} WHERE {' AND '.join(terms)}",
                                           args))
 
-        async def rows_of(seqs: Iterable[int], recheck: bool) -> dict[int, sqlite3.Row]:
+        async def rows_of(seqs: Iterable[int], recheck: bool) -> dict[int, Row]:
             seqs = list(seqs)
             if not seqs:
                 return {}
             sql = f"SELECT {cols} FROM tracks t WHERE t.seq IN ({','.join('?' * len(seqs))})"
             a: list[Any] = seqs
             if recheck:  # a kept ranking: drop tracks deleted or edited out of the match since
-                sql += " AND t.seq IN (SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?)"
+                sql += " AND " + d.match_filter
                 sql += "".join(" AND " + f.format(p="") for f, _ in filters)
-                a = [*seqs, *args]
+                a = [*seqs, match, *filter_args]
             return {r["seq"]: r for r in await self._all(sql, a)}
 
         async def op() -> dict:
@@ -259,7 +299,7 @@ class SearchMixin(TracksMixin):
                     and pos <= len(ranking.seqs):
                 self._rankings.move_to_end(ranking_id)  # type: ignore[arg-type]
                 rid = ranking_id
-                page: list[tuple[int, sqlite3.Row]] = []  # (position in the ranking, row)
+                page: list[tuple[int, Row]] = []  # (position in the ranking, row)
                 i = pos
                 while len(page) <= limit and i < len(ranking.seqs):
                     chunk = ranking.seqs[i:i + limit + 1 - len(page)]

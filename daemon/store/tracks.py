@@ -3,13 +3,12 @@ analysis results, deletion, and reading tracks back."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any, Iterable
 
 from dgx_music.common.fmt import noun, plural
 
 from . import clock
-from .base import StoreBase
+from .base import Row, StoreBase
 from .lineage import lineage_row
 from .codecs import _track_dict, pack_peaks
 from .errors import StoreError
@@ -106,12 +105,12 @@ class TracksMixin(StoreBase):
 
     async def _insert_track(self, r: dict) -> int:
         try:
-            cur = await self._conn.execute(
+            seq = await self._scalar(
                 "INSERT INTO tracks (id, job_id, path, prompt, title, model, backend, seed, idx,"
                 " params, duration, sample_rate, channels, created, lufs_before, lufs, true_peak,"
                 " gain_db, loudness_note, bpm, bpm_confidence, key, key_confidence, rating,"
                 " favorite, notes, family, lyrics, language, req_bpm, req_key, req_time_signature)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq",
                 (r["id"], r["job_id"], r["path"], r["prompt"], r["title"], r["model"],
                  r["backend"], r["seed"], r["idx"], r["params"], r["duration"],
                  r["sample_rate"], r["channels"], r["created"], r["lufs_before"], r["lufs"],
@@ -120,14 +119,12 @@ class TracksMixin(StoreBase):
                  r.get("rating", 0), int(r.get("favorite", False)), r.get("notes", ""),
                  r["family"], r["lyrics"], r["language"], r["req_bpm"], r["req_key"],
                  r["req_time_signature"]))
-        except sqlite3.IntegrityError as e:
-            if "UNIQUE" in str(e) and "tracks.id" in str(e):
+        except Exception as e:
+            if self._is_unique_violation(e, "tracks", "id"):
                 raise StoreError("conflict", f"track {r['id']} already exists") from None
             raise
-        seq = cur.lastrowid
-        await cur.close()
         if r["peaks"] is not None:
-            await self._conn.execute("INSERT INTO track_peaks (seq, peaks) VALUES (?, ?)",
+            await self._exec("INSERT INTO track_peaks (seq, peaks) VALUES (?, ?)",
                                      (seq, r["peaks"]))
         await self._add_tags(seq, r["tags"])
         if r.get("lineage") is not None:
@@ -136,10 +133,10 @@ class TracksMixin(StoreBase):
 
     async def _add_tags(self, seq: int, tags: list[str]) -> None:
         for tag in tags:
-            await self._conn.execute("INSERT OR IGNORE INTO tags (name) VALUES (?)", (tag,))
-            await self._conn.execute(
-                "INSERT OR IGNORE INTO track_tags (tag_id, track_seq) "
-                "SELECT id, ? FROM tags WHERE name = ?", (seq, tag))
+            await self._exec("INSERT INTO tags (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (tag,))
+            await self._exec(
+                "INSERT INTO track_tags (tag_id, track_seq) "
+                "SELECT id, ? FROM tags WHERE name = ? ON CONFLICT DO NOTHING", (seq, tag))
 
     async def finish_job(self, job_id: int, tracks: list[dict]) -> list[dict]:
         """ONE transaction: insert every track (+ tags + FTS) and mark the job done.
@@ -189,8 +186,8 @@ class TracksMixin(StoreBase):
         job = await self._job_row(job_id)
         if job["state"] not in ("running", "processing"):
             raise StoreError("conflict", f"job {job_id} is {job['state']}, not running")
-        await self._conn.execute(
-            "UPDATE jobs SET state = 'done', finished = ?, error = NULL WHERE id = ?",
+        await self._exec(
+            "UPDATE jobs SET state = 'done', finished = ?, error = NULL, lease_until = NULL WHERE id = ?",
             (clock.now() if now is None else now, job_id))
 
     async def finish_job_bare(self, job_id: int) -> list[dict]:
@@ -214,7 +211,7 @@ class TracksMixin(StoreBase):
 
         async def op() -> tuple[dict, str | None]:
             track = await self._track(track_id, with_peaks=False)
-            await self._conn.execute("UPDATE tracks SET midi_path = ? WHERE id = ?", (rel, track_id))
+            await self._exec("UPDATE tracks SET midi_path = ? WHERE id = ?", (rel, track_id))
             await self._mark_done(job_id)
             old = track.get("midi_path")
             return {**track, "midi_path": rel}, (old if old != rel else None)
@@ -279,7 +276,7 @@ class TracksMixin(StoreBase):
             seq = await self._seq(track_id)
             if sets:
                 cols = ", ".join(f"{k} = ?" for k in sets)
-                await self._conn.execute(f"UPDATE tracks SET {cols} WHERE seq = ?",
+                await self._exec(f"UPDATE tracks SET {cols} WHERE seq = ?",
                                          (*sets.values(), seq))
             if add:
                 have = await self._scalar("SELECT count(*) FROM track_tags WHERE track_seq = ?",
@@ -288,7 +285,7 @@ class TracksMixin(StoreBase):
                     raise _invalid("tags", f"at most {MAX_TAGS_PER_TRACK} tags per track")
                 await self._add_tags(seq, add)
             for tag in remove:
-                await self._conn.execute(
+                await self._exec(
                     "DELETE FROM track_tags WHERE track_seq = ? AND tag_id = "
                     "(SELECT id FROM tags WHERE name = ?)", (seq, tag))
             if remove:
@@ -317,14 +314,14 @@ class TracksMixin(StoreBase):
             if "peaks" in sets:
                 peaks = sets.pop("peaks")
                 if peaks is None:
-                    await self._conn.execute("DELETE FROM track_peaks WHERE seq = ?", (seq,))
+                    await self._exec("DELETE FROM track_peaks WHERE seq = ?", (seq,))
                 else:
-                    await self._conn.execute(
+                    await self._exec(
                         "INSERT INTO track_peaks (seq, peaks) VALUES (?, ?) "
                         "ON CONFLICT (seq) DO UPDATE SET peaks = excluded.peaks", (seq, peaks))
             if sets:
                 cols = ", ".join(f"{k} = ?" for k in sets)
-                await self._conn.execute(f"UPDATE tracks SET {cols} WHERE seq = ?",
+                await self._exec(f"UPDATE tracks SET {cols} WHERE seq = ?",
                                          (*sets.values(), seq))
             return await self._track(track_id, with_peaks=False)
 
@@ -340,14 +337,14 @@ class TracksMixin(StoreBase):
 
         async def op() -> dict:
             track = await self._track(track_id, with_peaks=False)
-            await self._conn.execute("DELETE FROM tracks WHERE id = ?", (track_id,))
+            await self._exec("DELETE FROM tracks WHERE id = ?", (track_id,))
             await self._drop_unused_tags()
             return track
 
         return await self._write(op)
 
     async def _drop_unused_tags(self) -> None:
-        await self._conn.execute(
+        await self._exec(
             "DELETE FROM tags WHERE NOT EXISTS (SELECT 1 FROM track_tags WHERE tag_id = tags.id)")
 
     # ------------------------------------------------------------ tracks: reads

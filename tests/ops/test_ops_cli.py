@@ -251,3 +251,15 @@ def test_backup_refuses_a_non_empty_destination(short_tmp: Path) -> None:
         backup.backup(data, short_tmp / "full")
     with pytest.raises(backup.BackupError, match="not a dgx-music backup"):
         backup.restore(short_tmp / "full", data)
+
+
+def test_backup_and_restore_refuse_a_postgresql_store(short_tmp: Path) -> None:
+    """They copy the SQLite file: with store.url naming PostgreSQL there is none to copy, and a
+    backup that silently held no library would be found out only when it is needed."""
+    env = {"DGX_MUSIC_CONFIG": str(short_tmp / "empty.toml"), "DGX_MUSIC_STORE": "postgresql://dgx@db.lan/dgx"}
+    (short_tmp / "empty.toml").touch()
+    for args in (("backup", str(short_tmp / "b")), ("restore", str(short_tmp / "b"))):
+        r = cli(*args, "--json", "--data-dir", str(short_tmp / "data"), env=env)
+        assert r.returncode == 1, r.stderr
+        assert "pg_dump" in json.loads(r.stdout)["error"]["message"]
+    assert not (short_tmp / "b").exists()

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 import pytest
 
-from dgx_music.daemon.store import Store
+from dgx_music.daemon.store import Store, open_url
 
 
 @pytest.fixture
@@ -12,10 +13,28 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "dgx.sqlite"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Every test that uses a store runs once per backend: "" (SQLite) or a fresh
+    PostgreSQL database (skipped, saying why, when PostgreSQL is not installed)."""
+    return "" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
-async def store(db_path: Path):
-    # NORMAL keeps the suite fast; durability (FULL) is exercised in test_jobs.
-    s = await Store.open(db_path, queue_limit=10, synchronous="NORMAL")
+def opener(store_url: str, db_path: Path) -> Callable[..., Awaitable[Any]]:
+    """Open (another) store on this test's database, whichever the backend."""
+    async def open_(**kw: Any) -> Any:
+        if not store_url:
+            # NORMAL keeps the suite fast; durability (FULL) is exercised in test_jobs.
+            kw.setdefault("synchronous", "NORMAL")
+            return await Store.open(db_path, **kw)
+        return await open_url(store_url, data_dir=db_path.parent, **kw)
+    return open_
+
+
+@pytest.fixture
+async def store(opener: Callable[..., Awaitable[Any]]):
+    s = await opener(queue_limit=10)
     yield s
     await s.close()
 

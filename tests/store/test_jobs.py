@@ -160,16 +160,16 @@ async def test_requeue_keeps_position_then_fails_past_cap(store: Store) -> None:
     assert e.value.code == "conflict"
 
 
-async def test_recover_after_crash(db_path) -> None:
+async def test_recover_after_crash(opener) -> None:
     """open, mark running, close without finishing, reopen: back in the queue,
     the attempt counted; past the cap: failed with the reason."""
-    s = await Store.open(db_path)
+    s = await opener()
     a = await s.add_job(prompt="a", params={}, count=1, seed=1, model=None)
     b = await s.add_job(prompt="b", params={}, count=1, seed=1, model=None)
     await s.mark_running(a["id"])
     await s.close()
     for round_ in range(1, 4):
-        s = await Store.open(db_path)
+        s = await opener()
         out = await s.recover()
         if round_ < 3:
             assert out == {"requeued": [a["id"]], "failed": []}
@@ -183,7 +183,7 @@ async def test_recover_after_crash(db_path) -> None:
             job = await s.get_job(a["id"])
             assert job["state"] == "failed" and "gave up after 3 attempts" in job["error"]
         await s.close()
-    s = await Store.open(db_path)
+    s = await opener()
     assert (await s.get_job(b["id"]))["state"] == "queued"
     assert await s.recover() == {"requeued": [], "failed": []}
     await s.close()
@@ -318,8 +318,8 @@ async def test_prompt_history(store: Store) -> None:
     assert await store.prompt_history(limit=1) == ["c"]
 
 
-async def test_closed_store(db_path) -> None:
-    s = await Store.open(db_path)
+async def test_closed_store(opener) -> None:
+    s = await opener()
     await s.close()
     await s.close()  # idempotent
     with pytest.raises(StoreError):

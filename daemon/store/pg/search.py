@@ -1,0 +1,58 @@
+"""list_tracks' SQL for PostgreSQL: tsvector + GIN for the search, ts_rank for relevance.
+
+The search text is split into the same tokens as SQLite's (codecs.search_tokens); each
+token is one quoted tsquery operand, so operators (& | ! <-> : * parentheses) in the
+user's text are plain text, never syntax; the operands are ANDed and the last one is
+a prefix match (search as you type).  PostgreSQL's parser then splits an operand as it
+split the indexed text ("hip-hop" -> a phrase), in the ``dgx`` configuration
+(accents folded), so a search finds what SQLite's FTS5 finds.
+"""
+
+from __future__ import annotations
+
+from ..codecs import search_tokens
+from ..search import RELEVANCE_WEIGHTS, SearchSQL
+
+
+def pg_tsquery(text: str | None) -> str | None:
+    """Any user text -> a safe to_tsquery('dgx', ...) input, or None for "no search"."""
+    tokens = search_tokens(text)
+    if not tokens:
+        return None
+    parts = ["'" + tok.replace("\\", "\\\\").replace("'", "\\'") + "'" for tok in tokens]
+    parts[-1] += ":*"
+    return " & ".join(parts)
+
+
+# ts_rank's weights are {D, C, B, A}: notes (D), lyrics (C), prompt (B), title and tags (A),
+# SQLite's bm25 column weights scaled to A = 1.
+_W = RELEVANCE_WEIGHTS
+_WEIGHTS = "{" + ",".join(str(_W[k] / _W["title"]) for k in ("notes", "lyrics", "prompt", "title")) + "}"
+_QUERY = "to_tsquery('dgx', ?)"
+# A ranking matches with the query (every word) and scores with the same words ORed: ts_rank
+# of an AND query goes by how close the words are, of an OR query by how often each occurs
+# (with diminishing returns), which is what bm25 rewards.  Tokens hold no spaces, so " & "
+# only ever joins operands.  Normalisation 1 divides by 1 + log(length): a word in a short
+# title counts more than the same word in a long one, as bm25's length normalisation does.
+_RANK_FROM = ("(SELECT ?::text AS s) m CROSS JOIN to_tsquery('dgx', m.s) q"
+              " CROSS JOIN to_tsquery('dgx', replace(m.s, ' & ', ' | ')) qo CROSS JOIN tracks t")
+
+PG_SEARCH = SearchSQL(
+    query=pg_tsquery,
+    sort_fields={
+        "created": "t.created",
+        "duration": "t.duration",
+        "bpm": "coalesce(t.bpm, -1.0)",  # unknown BPM sorts below every real tempo
+        "rating": "t.rating",
+        "title": "lower(t.title)",
+    },
+    plus="",  # PostgreSQL has no unary + on text; its planner chooses by statistics
+    match_filter=f"t.fts @@ {_QUERY}",
+    match_count=f"SELECT count(*) FROM tracks t WHERE t.fts @@ {_QUERY}",
+    key_filter="lower(t.key) = lower(?)",
+    rank_from=_RANK_FROM,
+    rank_from_joined=_RANK_FROM,
+    rank_match="t.fts @@ q",
+    rank_seq="t.seq",
+    rank_score=f"ts_rank('{_WEIGHTS}', t.fts, qo, 1)::float8",
+)
