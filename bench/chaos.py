@@ -21,10 +21,12 @@ Scenarios (each reports tried / survived / lost):
              and a track's file leading outside: refused, nothing outside touched)
   ops        kill -9 of the daemon mid stems job (tiny ACE-Step pipeline): each stem exists once,
              the source track and the daemon's stored source copy are unchanged
+  tools      kill -9 of the daemon mid loop (generation, then cut and stretch) and mid fit (a
+             Rubber Band child): each job ends once, with one track of exactly the asked length
 
 The harness (a killable daemon, the audit) is bench/chaos_harness.py; the scenarios are
 bench/chaos_kills.py (kill9, worker, postproc, diskfull), bench/chaos_floods.py (lockout,
-httplock, frames), bench/chaos_paths.py and bench/chaos_ops.py.
+httplock, frames), bench/chaos_paths.py, bench/chaos_ops.py and bench/chaos_tools.py.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from chaos_harness import Outcome
 from chaos_kills import scenario_diskfull, scenario_kill9, scenario_postproc, scenario_worker
 from chaos_ops import scenario_ops
 from chaos_paths import scenario_paths
+from chaos_tools import scenario_tools
 
 
 # --------------------------------------------------------------------------- driver
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> list[Outcome]:
             ("frames", lambda r: scenario_frames(r, model, args.frames, rng)),
             ("paths", lambda r: scenario_paths(r, model, rng)),
             ("ops", lambda r: scenario_ops(r, _acestep(work), args.op_kills, rng)),
+            ("tools", lambda r: scenario_tools(r, model, args.tool_kills, rng)),
         ]
         for name, fn in plan:
             if args.only and name not in args.only:
@@ -119,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker-kills", type=int, default=12)
     p.add_argument("--post-kills", type=int, default=10)
     p.add_argument("--op-kills", type=int, default=6, help="kill -9 cycles mid stems job (default 6)")
+    p.add_argument("--tool-kills", type=int, default=8, help="kill -9 cycles mid loop / fit job (default 8)")
     p.add_argument("--frames", type=int, default=11000, help="hostile frames (default 11000)")
     p.add_argument("--lockout-rounds", type=int, default=3)
     p.add_argument("--lockout-conns", type=int, default=256)
@@ -134,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.kills, args.worker_kills, args.post_kills, args.frames, args.op_kills = 2, 1, 2, 300, 1
+        args.tool_kills = 2
         args.lockout_rounds, args.lockout_conns, args.idle_timeout = 1, 64, 2.0
         args.header_timeout = 2.0
     outcomes = run(args)

@@ -1,4 +1,4 @@
-"""The fault campaign's quick mode (bench/chaos.py --quick): kills (also mid operation), disk full, lock-out,
+"""The fault campaign's quick mode (bench/chaos.py --quick): kills (also mid operation, loop and fit), disk full, lock-out,
 hostile frames.
 
 The full campaign's figures are in docs/benchmarks.md; this keeps every scenario passing.
@@ -25,7 +25,7 @@ def test_quick_fault_campaign_loses_nothing() -> None:
     outcomes = json.loads(r.stdout)
     by_name = {o["scenario"]: o for o in outcomes}
     assert set(by_name) == {"kill9", "worker", "postproc", "diskfull", "lockout", "httplock", "frames", "paths",
-                            "ops"}, r.stderr[-2000:]
+                            "ops", "tools"}, r.stderr[-2000:]
     for o in outcomes:
         if o["skipped"]:
             continue
