@@ -80,6 +80,15 @@ class Family:
     #: hub logging it quiets while building.
     test_model_what: str = ""
     quiet_libraries: tuple[str, ...] = ("transformers",)
+    #: Tasks upstream trains only on the family's base model (`base_model`); a distilled variant
+    #: (`distilled_names`) is swapped for it when the request names no model, else refused.
+    base_only_tasks: tuple[str, ...] = ()
+    base_model: str = ""
+    distilled_names: tuple[str, ...] = ()
+
+    def needs_base(self, task: str, model: str) -> bool:
+        """Whether `model` is a distilled variant that cannot run `task` (the base model must)."""
+        return task in self.base_only_tasks and model.strip() in self.distilled_names
 
     def backend_for(self, name: str) -> str:
         """The "module:Class" for backend `name`; a family with one backend ignores the name."""
@@ -121,7 +130,9 @@ REGISTRY: dict[str, Family] = {
         doctor_libraries=_ENGINE + "doctor:acestep_libraries",
         label="ACE-Step (songs, lyrics)", css_class="-ace-step",
         job_audio=1200.0,  # two 10-minute songs; latents and decode grow with both
-        test_model_what="ACE-Step pipeline", quiet_libraries=("transformers", "diffusers")),
+        test_model_what="ACE-Step pipeline", quiet_libraries=("transformers", "diffusers"),
+        base_only_tasks=(EXTRACT_TASK, LEGO_TASK), base_model="ace-step-base",
+        distilled_names=("ace-step", "ace-step-xl", "random:ace-step", "ACE-Step/acestep-v15-xl-turbo-diffusers")),
     SEPARATION: Family(
         name=SEPARATION, title="Demucs", licence="MIT (weights and code)",
         backends={"demucs": _ENGINE + "separation_backend:SeparationBackend"},

@@ -1,0 +1,114 @@
+"""`stems` by a separation model: a tiny HTDemucs (the real architecture, random weights, saved as a
+demucs repository and loaded by demucs-infer's own loader) in the real worker, through a real daemon.
+
+Every stem is read back with soundfile and checked against the daemon's stored source (and the
+uploaded file, resampled here with soxr): as long, at its rate, aligned, and adding up to it."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from dgx_music.common.client import Client
+from tests.conftest import wait_event
+from tests.operations.test_operation_jobs import refused as refused_op
+from tests.operations.test_operation_jobs import run
+
+SR = 48000
+
+
+def song(seconds: float = 2.5, sr: int = 44100) -> tuple[bytes, np.ndarray]:
+    """A stereo file with a click at 1 s (for alignment) over two sines and noise; and its samples."""
+    rng = np.random.default_rng(7)
+    t = np.arange(int(seconds * sr)) / sr
+    a = np.stack([0.3 * np.sin(2 * np.pi * 110 * t), 0.2 * np.sin(2 * np.pi * 440 * t)], axis=1)
+    a += 0.05 * rng.standard_normal(a.shape)
+    a[sr:sr + 8] = 0.9  # the click
+    buf = io.BytesIO()
+    sf.write(buf, a.astype(np.float32), sr, format="FLAC", subtype="PCM_24")
+    return buf.getvalue(), a.astype(np.float32)
+
+
+@pytest.fixture
+async def daemon(daemon_factory: Callable[..., Any], tiny_separator: Path) -> Any:
+    # 32-bit float files: the stems' sum is checked to float rounding (random weights make stems far
+    # louder than the mix that cancel out; a 16-bit file would clip them).
+    return await daemon_factory(engine__separator=str(tiny_separator), engine__keep_alive=-1, audio__bit_depth=32)
+
+
+async def test_stems_are_aligned_as_long_as_the_source_and_add_up_to_it(daemon: Any) -> None:
+    d = daemon
+    data, original = song()
+    async with await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        done = await run(c, "op.stems", {"source_audio": data, "source_name": "take.flac"})
+        p = done["params"]
+        assert p["method"] == "separate" and p["family"] == "separation" and done["model"] == str(d.settings[
+            "engine.separator"])
+        assert p["parts"] == ["vocals", "drums", "bass", "other"] and len(done["track_ids"]) == 4
+        tracks = [await c.call("track.get", {"id": t}) for t in done["track_ids"]]
+        stored, sr_src = sf.read(str(d.data_dir / "sources" / f"{p['source_key']}.wav"), dtype="float32",
+                                 always_2d=True)
+        stems = {}
+        for t in tracks:
+            a, sr = sf.read(str(d.data_dir / t["path"]), dtype="float32", always_2d=True)
+            assert sr == sr_src == SR and a.shape == stored.shape  # as long as the source, at its rate
+            assert t["loudness_note"] == "kept at the level of the source"
+            lin = await c.call("track.lineage", {"id": t["id"]})
+            assert lin["source"]["operation"] == "stems" and lin["source"]["name"] == "take.flac"
+            stems[lin["source"]["part"]] = a
+        assert sorted(stems) == ["bass", "drums", "other", "vocals"]
+        # The model ran: its stems are neither silent nor copies of each other.
+        assert all(np.abs(stems[s]).max() > 1e-4 for s in ("vocals", "drums", "bass"))
+        assert not np.allclose(stems["vocals"], stems["drums"], atol=1e-4)
+        total = sum(stems.values())
+        # The sum is the stored source, to float32 rounding.
+        assert np.abs(total - stored).max() < 1e-5
+        # ...and the uploaded file, resampled independently: aligned to the sample (click at 1 s).
+        ref = soxr.resample(original, 44100, SR)
+        n = min(len(ref), len(total))
+        err = total[:n] - ref[:n]
+        assert 10 * np.log10(np.sum(ref[:n] ** 2) / np.sum(err ** 2)) > 40  # dB: reconstruction error
+        click = int(np.argmax(np.abs(total[:, 0])))
+        assert abs(click - int(np.argmax(np.abs(ref[:, 0])))) <= 1 and SR <= click < SR + 10  # 8 samples at 44.1k
+
+
+async def test_stems_refusals_name_the_field(daemon: Any) -> None:
+    data, _ = song(1.5)
+    async with await Client.connect(daemon.server.path) as c:
+        async def refused(params: dict[str, Any], field: str) -> str:
+            return await refused_op(c, "op.stems", {"source_audio": data, **params}, field)
+
+        assert "htdemucs_6s" in await refused({"parts": ["guitar"]}, "parts")  # the tiny model makes four
+        assert "generate" in await refused({"parts": ["strings"]}, "parts")  # an ACE-Step part
+        assert "generate" in await refused({"steps": 4}, "steps")  # separation has no sampler
+        assert "ace-step-base" in await refused({"method": "generate", "model": "ace-step"}, "model")
+        assert "needs a Demucs model (htdemucs" in await refused({"model": "small"}, "model")  # MusicGen separates nothing
+
+
+async def test_a_stems_job_reports_progress_cancels_and_retries_with_only_the_asked_stems(
+        daemon_factory: Callable[..., Any], tiny_separator: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("DGX_MUSIC_TEST_STEP_DELAY", "0.5")  # each model segment waits: time to cancel
+    d = await daemon_factory(engine__separator=str(tiny_separator))
+    data, _ = song(6.0)  # four 2 s segments of the tiny model
+    async with await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        job = await c.call("op.stems", {"source_audio": data, "parts": ["bass", "vocals"]})
+        assert job["count"] == 2
+        ev = await wait_event(c, "job.progress", job["id"], timeout=120)
+        assert ev.data["total"] == 4 and 1 <= ev.data["step"] < 4
+        await c.call("job.cancel", {"id": job["id"]})
+        await wait_event(c, "job.cancelled", job["id"], timeout=60)
+        assert (await c.call("track.list", {}))["tracks"] == []
+        await c.call("job.retry", {"id": job["id"]})
+        await wait_event(c, "job.finished", job["id"], timeout=120)
+        done = await c.call("job.get", {"id": job["id"]})
+        titles = [(await c.call("track.get", {"id": t}))["title"] for t in done["track_ids"]]
+        assert titles == ["uploaded audio (bass)", "uploaded audio (vocals)"]
