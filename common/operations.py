@@ -263,6 +263,8 @@ def remix_request(track: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None
         return None
     skip = {"source", "source_audio", "source_name", "seed", "model", "prompt"}
     raw: dict[str, Any] = {k: params[k] for k in cls.__struct_fields__ if k not in skip and params.get(k) is not None}
+    if operation == STEMS:
+        raw.setdefault("method", GENERATE)  # stems made before separation came: ACE-Step's extract
     # The source's name goes too: the new tracks are titled and traced by it, not by the key.
     name = params.get("source_name")
     raw.update(source=key, source_name=name[:MAX_SOURCE_NAME] if isinstance(name, str) else None,

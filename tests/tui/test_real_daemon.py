@@ -231,7 +231,7 @@ async def test_repaint_stems_family_and_ardour_export_with_stems_from_the_librar
     async with await Client.connect(d.server.path) as c:  # a 3 s library track to work on
         await c.subscribe("job")
         await run(c, "op.stems", {"source_audio": tone(3.0), "source_name": "take.flac", "parts": ["vocals"],
-                                  "steps": 1})
+                                  "steps": 1, "method": "generate"})
     app = make_app(d.server.path, tmp_path)
     async with app.run_test(size=(120, 45)) as pilot:
         await wait_for(pilot, lambda: app.connected, 10, "connected")
