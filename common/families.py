@@ -79,6 +79,8 @@ class Family:
     #: `make-test-model`: what it builds ({backend}: the MusicGen backend), and the libraries whose
     #: hub logging it quiets while building.
     test_model_what: str = ""
+    #: The daemon flag that picks a model of the family (`make-test-model` says how to try one).
+    daemon_flag: str = "--model"
     quiet_libraries: tuple[str, ...] = ("transformers",)
     #: Tasks upstream trains only on the family's base model (`base_model`); a distilled variant
     #: (`distilled_names`) is swapped for it when the request names no model, else refused.
@@ -141,7 +143,7 @@ REGISTRY: dict[str, Family] = {
         test_model=_ENGINE + "separation_models:build_test_model",
         doctor_libraries=_ENGINE + "separation_models:doctor_libraries",
         label="Demucs (stems)", job_audio=600.0 * 6,  # six 10-minute stems
-        test_model_what="HTDemucs separation model", quiet_libraries=()),
+        test_model_what="HTDemucs separation model", daemon_flag="--separator", quiet_libraries=()),
 }
 #: Every family, the separation models' included (a track's `family` is one of these).
 ALL_FAMILIES = tuple(REGISTRY)
