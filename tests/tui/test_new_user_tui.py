@@ -79,7 +79,7 @@ async def test_operation_forms_submit_with_ctrl_s_show_their_keys_and_ticks_in_t
         await wait_for(pilot, lambda: "^s Submit" in screen_text(app), what="the form's footer")
         text = screen_text(app)
         # The separation model by default: its stems, none ticked (all the model makes).
-        assert "separate: separation model" in text and "[ ] vocals" in text and "[ ] other" in text, text
+        assert "separate: separation model" in text and "[ ] vocals" in text and "[ ] piano" in text, text
         assert "strings" not in text, text  # ACE-Step's parts show with --method generate only
         assert app.screen.query(Footer) and "esc Cancel" in text, text
         # ctrl+s submits from any field, here a checkbox (where enter would tick it).
