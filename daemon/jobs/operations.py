@@ -30,6 +30,7 @@ from dgx_music.common.schemas import MAX_SEED, MELODY_KEY_RE, AceStepParams, Par
 from dgx_music.daemon import libfiles, op_render, render
 from dgx_music.daemon.audio_store import SOURCES
 from dgx_music.daemon.engine.errors import EngineError
+from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.jobs.kinds import JobContext, JobKind, JobRow, Work
 
 
@@ -118,6 +119,15 @@ class OperationKind(JobKind):
             audio = await loop.run_in_executor(ctx.submit_pool, SOURCES.from_file, path, "source")
             key, seconds = "", SOURCES.seconds(audio)
             source_id, source_name = track["id"], track["title"]
+        native: dict[str, Any] = {}
+        if separate:  # separated stems are written back at the source's own rate, channels and length
+            origin = track
+            if origin is None and audio is None and source_id:  # a stored key: the track it came from
+                try:
+                    origin = await ctx.library_track("source", str(source_id))
+                except HandlerError:
+                    origin = None  # deleted since: the stems stay at the stored copy's 48 kHz stereo
+            native = await loop.run_in_executor(ctx.submit_pool, _native_format, req.source_audio, origin, data_dir)
         if operation == REPAINT:
             _check_span(req, seconds)
         if audio is not None:  # on disk before the job row is committed
@@ -128,7 +138,7 @@ class OperationKind(JobKind):
         if track is not None and not stored.get("lyrics") and operation == REPAINT and track.get("lyrics"):
             stored["lyrics"] = track["lyrics"]  # a repaint sings the source's words unless told otherwise
         if parts is not None:
-            stored.update(method=req.method, parts=list(parts))
+            stored.update(method=req.method, parts=list(parts), **native)
         params = {"family": family, "operation": operation, "source_key": key, "source_id": source_id,
                   "source_name": source_name, "duration": round(seconds, 3), **stored}
         seed = req.seed if req.seed is not None else secrets.randbelow(MAX_SEED + 1)
@@ -164,6 +174,23 @@ def _check_span(req: Any, seconds: float) -> None:
         raise ParamError("start", f"{req.start:g} s is past the end of the source ({seconds:.2f} s)")
     if req.end > seconds + 1e-3:
         raise ParamError("end", f"{req.end:g} s is past the end of the source ({seconds:.2f} s)")
+
+
+def _native_format(upload: bytes | None, track: dict[str, Any] | None, data_dir: Path) -> dict[str, Any]:
+    """The source file's rate, channels and frames (common.audio.source.native_format): of the upload,
+    else of the library track ({} when neither: the stems stay at the stored copy's 48 kHz stereo)."""
+    import io
+
+    from dgx_music.common.audio.source import native_format
+
+    try:
+        if upload is not None:
+            return native_format(io.BytesIO(upload), "source_audio")
+        if track is not None:
+            return native_format(libfiles.library_file(data_dir, track["path"]), "source")
+    except (ParamError, OSError):
+        return {}
+    return {}
 
 
 def task_of(operation: str, req: Any) -> str:

@@ -76,6 +76,11 @@ def test_a_named_model_downloads_once_with_progress_then_loads_offline(
     steps: list[tuple[int, int]] = []
     out, sr = b.run(["x"], {"parts": ["vocals", "other"]}, lambda s, t: steps.append((s, t)), {"source": src})
     assert out.shape == (2, 2, 48000) and sr == 48000 and steps[-1][0] == steps[-1][1] >= 1
+    every, _ = b.run(["x"], {"parts": []}, lambda s, t: None, {"source": src})  # all four, the model's order
+    assert every.shape == (4, 2, 48000) and np.abs(every.sum(axis=0) - src).max() < 1e-6  # exact: "other" is the rest
+    # drums, bass, other, vocals: the same stems as asked by name, and deterministic (no random shifts)
+    assert np.abs(every).max() > 1e-4
+    assert np.allclose(every[3], out[0], atol=1e-6) and np.allclose(every[2], out[1], atol=1e-6)
     assert json.loads((d / "dgx-music.json").read_text())["sources"] == ["drums", "bass", "other", "vocals"]
 
 
