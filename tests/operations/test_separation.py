@@ -12,12 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import jsonschema
 import numpy as np
 import pytest
 import soundfile as sf
 
 from dgx_music.common.client import Client
-from tests.conftest import wait_event
+from tests.cli.test_cli_e2e import cli_json
+from tests.conftest import start_http, wait_event
 from tests.operations.test_operation_jobs import refused as refused_op
 from tests.operations.test_operation_jobs import run
 
@@ -114,3 +117,53 @@ async def test_a_stems_job_reports_progress_cancels_and_retries_with_only_the_as
         done = await c.call("job.get", {"id": job["id"]})
         titles = [(await c.call("track.get", {"id": t}))["title"] for t in done["track_ids"]]
         assert titles == ["uploaded audio (bass)", "uploaded audio (vocals)"]
+
+
+async def test_extract_and_lego_run_on_the_base_model(daemon_factory: Callable[..., Any]) -> None:
+    """Upstream trains extract and lego on ace-step-base only: with a turbo daemon model and no
+    --model the job is the base model's (offline and not cached here: it fails naming it), and a
+    turbo --model is refused."""
+    d = await daemon_factory(engine__model="random:ace-step", engine__offline=True)
+    data, _ = song(1.5)
+    async with await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        job = await c.call("op.add_part", {"source_audio": data, "part": "drums"})
+        assert job["model"] == "ace-step-base"
+        ev = await wait_event(c, "job.failed", job["id"], timeout=60)
+        assert "ace-step-base" in ev.data["error"] and ev.data["reason"] == "model_not_found"
+        stems = await c.call("op.stems", {"source_audio": data, "method": "generate", "parts": ["vocals"]})
+        assert stems["model"] == "ace-step-base"
+        assert "ace-step-base" in await refused_op(c, "op.add_part", {"source_audio": data, "part": "bass",
+                                                                      "model": "ace-step-xl"}, "model")
+
+
+async def test_cli_json_and_http_stems_by_separation(daemon_factory: Callable[..., Any], tiny_separator: Path,
+                                                     tmp_path: Path) -> None:
+    """The CLI splits a file (--json --wait); the HTTP API, checked against its OpenAPI schema,
+    splits one of the library tracks that made, at that track's own rate."""
+    d = await daemon_factory(engine__separator=str(tiny_separator), http__listen="127.0.0.1:0")
+    f = tmp_path / "take 1.flac"
+    f.write_bytes(song(2.0)[0])
+    done = await cli_json(d.server.path, "stems", str(f), "--parts", "vocals,other", "--wait")
+    assert done["state"] == "done" and [t["title"] for t in done["tracks"]] == \
+        ["take 1.flac (vocals)", "take 1.flac (other)"]
+    assert all(sf.info(t["file"]).samplerate == 44100 for t in done["tracks"])
+    vocals = done["tracks"][0]["id"]
+    api = await start_http(d)
+    body = {"source": vocals, "method": "separate", "parts": ["bass"]}
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api.plan.token}"}) as s, \
+            await Client.connect(d.server.path) as c:
+        await c.subscribe("job")
+        async with s.get(api.url + "/openapi.json") as r:
+            doc = await r.json()
+        schema = {**doc["paths"]["/api/v1/ops/stems"]["post"]["requestBody"]["content"]["application/json"]
+                  ["schema"], "components": doc["components"]}
+        jsonschema.validate(body, schema)
+        async with s.post(api.url + "/api/v1/ops/stems", json=body) as r:
+            assert r.status == 201, await r.text()
+            job = await r.json()
+        await wait_event(c, "job.finished", job["id"], timeout=120)
+        new = await c.call("track.get", {"id": (await c.call("job.get", {"id": job["id"]}))["track_ids"][0]})
+        assert new["title"] == f"{done['tracks'][0]['title']} (bass)" and new["sample_rate"] == 44100
+        lin = await c.call("track.lineage", {"id": new["id"]})
+        assert lin["source"]["id"] == vocals and lin["source"]["part"] == "bass"
