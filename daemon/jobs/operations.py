@@ -25,7 +25,8 @@ import msgspec
 from dgx_music.common import families
 from dgx_music.common.fmt import with_article
 from dgx_music.common.operations import (ADD_PART, DEFAULT_STEM_PARTS, GENERATE, OPERATIONS, REPAINT, SEPARATE,
-                                         STEMS, TASKS, OperationRequest, stored_params, validate_operation)
+                                         SEPARATION_PARTS, STEMS, TASKS, OperationRequest, stored_params,
+                                         validate_operation)
 from dgx_music.common.schemas import MAX_SEED, MELODY_KEY_RE, AceStepParams, ParamError, check_model_name
 from dgx_music.daemon import libfiles, op_render, render
 from dgx_music.daemon.audio_store import SOURCES
@@ -219,7 +220,7 @@ def _stem_parts(req: Any, model: str) -> tuple[str, ...]:
     from dgx_music.daemon.engine.separation_models import sources_of
 
     made = sources_of(model if model in families.SEPARATION_ALIASES else resolve_model(model).ref)
-    order = [p for p in ("vocals", "drums", "bass", "other", "guitar", "piano") if p in made]
+    order = [p for p in SEPARATION_PARTS if p in made]  # vocals first, as people list them
     order += [p for p in made if p not in order]
     if not req.parts:
         return tuple(order)
