@@ -95,7 +95,8 @@ def resolve_model(name: str) -> ModelSpec:
     parts = name.split("/")
     if len(parts) == 2 and all(parts):
         return ModelSpec(name, "hub", name, _hub_family(name))
-    known = ", ".join([*ALIASES, *ACE_STEP_ALIASES, *SEPARATION_ALIASES, *("random:" + s for s in (*RANDOM_SIZES, *ACE_STEP_RANDOM))])
+    known = ", ".join([*ALIASES, *ACE_STEP_ALIASES, *SEPARATION_ALIASES,
+                       *("random:" + s for s in (*RANDOM_SIZES, *ACE_STEP_RANDOM))])
     raise EngineError(
         "model_not_found",
         f"unknown model {name!r}: use {known}, a hub id like facebook/musicgen-small, or a directory",

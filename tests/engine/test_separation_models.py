@@ -65,7 +65,8 @@ def test_a_named_model_downloads_once_with_progress_then_loads_offline(
         separation_models.fetch("htdemucs", offline=True, cache_dir=cache)
     assert offline.value.code == "model_not_found" and "--offline" in offline.value.message
     seen: list[tuple[float | None, str]] = []
-    d = separation_models.fetch("htdemucs", offline=False, cache_dir=cache, progress_cb=lambda p, m: seen.append((p, m)))
+    d = separation_models.fetch("htdemucs", offline=False, cache_dir=cache,
+                                progress_cb=lambda p, m: seen.append((p, m)))
     assert is_cached(spec, cache) and (d / name).is_file() and not list(d.glob("*.part"))
     assert seen[-1] == (1.0, "download complete") and any("downloading htdemucs" in m for _, m in seen)
     # Offline from now on (the server is not asked again): the real loader, the real backend.

@@ -95,7 +95,8 @@ async def test_stems_refusals_name_the_field(daemon: Any) -> None:
         assert "generate" in await refused({"parts": ["strings"]}, "parts")  # an ACE-Step part
         assert "generate" in await refused({"steps": 4}, "steps")  # separation has no sampler
         assert "ace-step-base" in await refused({"method": "generate", "model": "ace-step"}, "model")
-        assert "needs a Demucs model (htdemucs" in await refused({"model": "small"}, "model")  # MusicGen separates nothing
+        # MusicGen separates nothing
+        assert "needs a Demucs model (htdemucs" in await refused({"model": "small"}, "model")
 
 
 async def test_a_stems_job_reports_progress_cancels_and_retries_with_only_the_asked_stems(
