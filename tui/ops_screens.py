@@ -315,7 +315,7 @@ class StemsScreen(_OpScreen):
                           ("generate: ACE-Step extract (ace-step-base)", GENERATE)],
                          value=SEPARATE, allow_blank=False, id="op-method", compact=True)
         with Vertical(id="stems-separate"):
-            yield Label("Stems, adding up to the source (none ticked: all the model makes):", classes="dim")
+            yield Label("Stems that add up to the source (none ticked: all):", classes="dim")
             with Horizontal(classes="modal-row"):
                 for part in SEPARATION_PARTS:
                     yield TickBox(part, False, id=f"sep-{part}", compact=True)
