@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, Select
 
 from dgx_music.tui.app import DgxMusicApp
 from dgx_music.tui.player import Player
@@ -248,6 +248,7 @@ async def test_repaint_stems_family_and_ardour_export_with_stems_from_the_librar
         lib.table.focus()
         await pilot.press("S")
         await wait_for(pilot, lambda: isinstance(app.screen, StemsScreen), 10, "stems form")
+        app.screen.query_one("#op-method", Select).value = "generate"  # ACE-Step's extract (no separator here)
         app.screen.query_one("#part-vocals", Checkbox).value = False  # drums and bass
         await pilot.press("enter")
         await wait_for(pilot, lambda: job_state(app, 3) == "done", 240, "stems done")
