@@ -54,7 +54,7 @@ def scenario_ops(root: Path, model: Path, n: int, rng: random.Random) -> Outcome
     d = Daemon(root, model, DGX_MUSIC_TEST_STEP_DELAY="0.1")
     d.start()
     first = call(d.socket, "op.stems", {"source_audio": _tone(2.0), "source_name": "chaos.flac", "parts": ["vocals"],
-                                        "steps": 2, "seed": 1})
+                                        "steps": 2, "seed": 1, "method": "generate"})
     jobs: dict[int, int] = {first["id"]: 1}
     if not wait_drained(d, 300):
         out.notes.append("the source job did not finish")
@@ -66,7 +66,8 @@ def scenario_ops(root: Path, model: Path, n: int, rng: random.Random) -> Outcome
     stored: dict[Path, str] = {}  # the daemon's source copies, as first seen
     seen: dict[str, dict[str, Any]] = {}
     for _ in range(n):
-        j = call(d.socket, "op.stems", {"source": src, "parts": OP_PARTS, "steps": 4, "seed": rng.randrange(1000)})
+        j = call(d.socket, "op.stems", {"source": src, "parts": OP_PARTS, "steps": 4, "seed": rng.randrange(1000),
+                                          "method": "generate"})
         jobs[j["id"]] = len(OP_PARTS)
         for p in (d.data_dir / "sources").glob("*.wav"):
             stored.setdefault(p, _sha(p))

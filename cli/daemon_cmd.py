@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML config file")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
     p.add_argument("--model", metavar="M", help="default model: small, medium, large, melody, random:small, a hub id or a directory")
+    p.add_argument("--separator", metavar="NAME|DIR", help="source-separation model for `stems`: htdemucs (default), "
+                   "htdemucs_ft, htdemucs_6s (six stems) or a demucs model directory (make-test-model --family separation)")
     p.add_argument("--backend", choices=("transformers", "audiocraft"), help="model backend")
     p.add_argument("--device", metavar="DEV", help="auto, cuda, cuda:N, mps or cpu")
     p.add_argument("--keep-alive", type=float, metavar="S", help="idle seconds before the model unloads (0: at once, -1: never)")
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(args.config, {
             "daemon.socket": args.socket, "daemon.data_dir": args.data_dir,
             "store.storage": args.storage, "daemon.log_level": args.log_level, "engine.model": args.model,
+            "engine.separator": args.separator,
             "engine.backend": args.backend, "engine.device": args.device,
             "engine.keep_alive": args.keep_alive, "engine.offline": args.offline,
             "engine.preload": args.preload, "http.listen": args.http, "store.url": args.store,

@@ -32,13 +32,18 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
-        "make-test-model", help="build a tiny random-weight MusicGen or ACE-Step pipeline for offline tests",
+        "make-test-model", help="build a tiny random-weight MusicGen, ACE-Step or separation model for offline tests",
         description="Build a tiny model with random weights in the real on-disk format, then e.g. "
                     "`dgx-music daemon --model DIR`. MusicGen: tiny T5 + word-list tokenizer, tiny EnCodec, tiny "
                     "decoder. ACE-Step (--family ace-step): a diffusers AceStepPipeline with tiny widths but the "
-                    "real 48 kHz stereo, 25 latents/s contract. It makes noise, fast, and needs no download.")
+                    "real 48 kHz stereo, 25 latents/s contract. Separation (--family separation): a tiny HTDemucs saved as a "
+                    "demucs repository, for `dgx-music daemon --separator DIR` (its stems still add up to the source). "
+                    "It makes noise, fast, and needs no download.\n\nexamples:\n  dgx-music make-test-model /tmp/tiny\n"
+                    "  dgx-music make-test-model /tmp/tiny-ace --family ace-step\n"
+                    "  dgx-music make-test-model /tmp/tiny-sep --family separation --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", type=Path, help="directory to write the model into")
-    p.add_argument("--family", choices=families.FAMILIES, default=families.DEFAULT_FAMILY,
+    p.add_argument("--family", choices=families.ALL_FAMILIES, default=families.DEFAULT_FAMILY,
                    help="model family (default: musicgen)")
     p.add_argument("--backend", choices=("transformers", "audiocraft"), default="transformers",
                    help="MusicGen on-disk format (default: transformers)")
@@ -169,7 +174,7 @@ def make_test_model_cmd(args: argparse.Namespace) -> int:
     else:
         flag = " --backend audiocraft" if backend == "audiocraft" else ""
         print(f"tiny {what} written to {data['path']} ({size / 1e6:.1f} MB)\n"
-              f"try it: dgx-music daemon --model {data['path']}{flag}")
+              f"try it: dgx-music daemon {fam.daemon_flag} {data['path']}{flag}")
     return EXIT_OK
 
 

@@ -1,4 +1,5 @@
-"""repaint, cover, stems, add-part: operations on a library track or an audio file (ACE-Step models)."""
+"""repaint, cover, stems, add-part: operations on a library track or an audio file (ACE-Step models; stems by
+default on a source-separation model)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from typing import Any
 
 from dgx_music.cli.common import EXIT_USAGE, UsageError, add_client_flags, fail, run_client
 from dgx_music.common.operations import (ADD_PART, COVER, DEFAULT_STEM_PARTS, MAX_UPLOAD_BYTES, METHODS, PARTS,
-                                         REPAINT, STEMS, validate_operation)
+                                         REPAINT, SEPARATE, SEPARATION_PARTS, STEM_METHODS, STEMS,
+                                         validate_operation)
 from dgx_music.common.schemas import TRACK_ID_RE, ParamError
 
 PART_LIST = ", ".join(PARTS)
 FLAGS = {"start": "--from", "end": "--to", "source_audio": "SOURCE", "source": "SOURCE", "parts": "--parts",
+         "method": "--method",
          "strength": "--strength", "part": "PART"}
 #: Fields a message names in words, as this command line spells them ("must be after start" -> "after --from").
 FLAG_WORDS = {"after start": "after --from"}
@@ -41,14 +44,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(operation=COVER)
 
     p = _parser(sub, "stems", "split a track or file into stems, one new track per part",
-                f"Parts ACE-Step knows: {PART_LIST}.\n{common_epilog}\n\nexamples:\n"
-                "  dgx-music stems 12-0 --wait\n  dgx-music stems mix.wav --parts vocals,drums,bass,guitar --json --wait")
+                "--method separate (default): the daemon's source-separation model (--separator: htdemucs makes "
+                "vocals, drums, bass, other; htdemucs_6s adds guitar, piano) splits the source; the stems are as "
+                "long as the source, start at its first sample, keep its level and add up to it (other holds "
+                "what the rest leave). --model picks another separation model; --steps does not apply.\n"
+                "--method generate: ACE-Step's extract makes each part anew (parts: "
+                f"{PART_LIST}). Upstream trains extract (and add-part's lego) on the base model only, so it runs "
+                "on ace-step-base: a turbo daemon model is swapped for it for the job; a turbo --model is refused.\n"
+                "SOURCE is a library track id (12-0) or an audio file here (WAV, FLAC, OGG, MP3; uploaded to the "
+                "daemon, which keeps its own copy).\n\nexamples:\n"
+                "  dgx-music stems 12-0 --wait\n  dgx-music stems mix.wav --parts vocals,drums --json --wait\n"
+                "  dgx-music stems 12-0 --model htdemucs_6s --wait\n"
+                "  dgx-music stems 12-0 --method generate --parts vocals,guitar --wait")
+    p.add_argument("--method", choices=STEM_METHODS, default=SEPARATE,
+                   help="separate: a separation model (default); generate: ACE-Step extract, on ace-step-base")
     p.add_argument("--parts", metavar="A,B,...",
-                   help=f"comma-separated parts (default {','.join(DEFAULT_STEM_PARTS)}); any of {PART_LIST}")
+                   help=f"comma-separated parts. separate: any of {', '.join(SEPARATION_PARTS)} (default: all the "
+                        f"model makes); generate: any of {PART_LIST} (default {','.join(DEFAULT_STEM_PARTS)})")
     p.set_defaults(operation=STEMS)
 
     p = _parser(sub, "add-part", "add a part to a track: a new track holding only that part, aligned",
-                f"Parts: {PART_LIST}.\n{common_epilog}\n\nexamples:\n  dgx-music add-part 12-0 drums --wait\n"
+                f"Parts: {PART_LIST}.\n{common_epilog} Runs on ace-step-base (upstream trains lego on the base "
+                "model only): a turbo daemon model is swapped for it for the job; a turbo --model is refused.\n\nexamples:\n  dgx-music add-part 12-0 drums --wait\n"
                 "  dgx-music add-part 12-0 strings \"lush legato strings\" --mix --wait")
     p.add_argument("part", help=f"the part to add: {PART_LIST}")
     p.add_argument("prompt", nargs="?", help="caption for the part (optional)")
@@ -62,7 +79,8 @@ def _parser(sub: argparse._SubParsersAction, name: str, helptext: str, epilog: s
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="SOURCE", help="a library track id (12-0) or an audio file")
     p.add_argument("--seed", type=int, metavar="N", help="fix the seed to reproduce a result")
-    p.add_argument("--model", metavar="M", help="an ACE-Step model (default: the daemon's)")
+    p.add_argument("--model", metavar="M", help="an ACE-Step model (default: the daemon's); stems --method separate: "
+                   "a separation model (default: the daemon's --separator)")
     p.add_argument("--steps", type=int, metavar="N", help="denoising steps (default: the variant's; 8 for turbo)")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
     add_client_flags(p)
@@ -107,7 +125,7 @@ def _compress(path: Path) -> bytes:
 
 def build_request(args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, Any] = {"seed": args.seed, "model": args.model, "steps": args.steps}
-    for name in ("start", "end", "prompt", "strength", "part", "mix", "language"):
+    for name in ("start", "end", "prompt", "strength", "part", "mix", "language", "method"):
         if getattr(args, name, None) is not None:
             raw[name] = getattr(args, name)
     if getattr(args, "parts", None):

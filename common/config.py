@@ -76,6 +76,8 @@ OPTIONS: tuple[Option, ...] = (
            "(one box); postgresql://user@host/db, PostgreSQL (docs/operations.md, in progress).",
            env="DGX_MUSIC_STORE"),
     Option("engine.model", str, "small", "small, medium, large, melody, random:small, a hub id or a directory."),
+    Option("engine.separator", str, "htdemucs", "Source-separation model of `stems` (--method separate): htdemucs, "
+           "htdemucs_ft, htdemucs_6s (six stems) or a demucs model directory."),
     Option("engine.backend", str, "transformers", "Model backend.", choices=("transformers", "audiocraft")),
     Option("engine.device", str, "auto", "auto, cuda, cuda:N, mps or cpu."),
     Option("engine.keep_alive", float, 600.0, "Idle seconds before the model unloads; 0 at once, -1 never."),

@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 MUSICGEN = "musicgen"
 ACE_STEP = "ace-step"
+SEPARATION = "separation"
+#: The generative families (a prompt -> music; common/schemas.py has one request schema each).
 FAMILIES = (MUSICGEN, ACE_STEP)
 #: The family of a job row or model that names none (every row stored before families existed).
 DEFAULT_FAMILY = MUSICGEN
@@ -24,6 +26,8 @@ DEFAULT_FAMILY = MUSICGEN
 #: track, `melody` follows one; the rest are ACE-Step's task types on a source (acestep_tasks.py).
 TEXT2MUSIC, CONTINUE, MELODY = "text2music", "continue", "melody"
 REPAINT_TASK, COVER_TASK, EXTRACT_TASK, LEGO_TASK = "repaint", "cover", "extract", "lego"
+#: Source separation: a mix -> its stems (vocals, drums, bass, other...), by a separation model.
+SEPARATE_TASK = "separate"
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,18 @@ class Family:
     #: `make-test-model`: what it builds ({backend}: the MusicGen backend), and the libraries whose
     #: hub logging it quiets while building.
     test_model_what: str = ""
+    #: The daemon flag that picks a model of the family (`make-test-model` says how to try one).
+    daemon_flag: str = "--model"
     quiet_libraries: tuple[str, ...] = ("transformers",)
+    #: Tasks upstream trains only on the family's base model (`base_model`); a distilled variant
+    #: (`distilled_names`) is swapped for it when the request names no model, else refused.
+    base_only_tasks: tuple[str, ...] = ()
+    base_model: str = ""
+    distilled_names: tuple[str, ...] = ()
+
+    def needs_base(self, task: str, model: str) -> bool:
+        """Whether `model` is a distilled variant that cannot run `task` (the base model must)."""
+        return task in self.base_only_tasks and model.strip() in self.distilled_names
 
     def backend_for(self, name: str) -> str:
         """The "module:Class" for backend `name`; a family with one backend ignores the name."""
@@ -117,9 +132,22 @@ REGISTRY: dict[str, Family] = {
         doctor_libraries=_ENGINE + "doctor:acestep_libraries",
         label="ACE-Step (songs, lyrics)", css_class="-ace-step",
         job_audio=1200.0,  # two 10-minute songs; latents and decode grow with both
-        test_model_what="ACE-Step pipeline", quiet_libraries=("transformers", "diffusers")),
+        test_model_what="ACE-Step pipeline", quiet_libraries=("transformers", "diffusers"),
+        base_only_tasks=(EXTRACT_TASK, LEGO_TASK), base_model="ace-step-base",
+        distilled_names=("ace-step", "ace-step-xl", "random:ace-step", "ACE-Step/acestep-v15-xl-turbo-diffusers")),
+    SEPARATION: Family(
+        name=SEPARATION, title="Demucs", licence="MIT (weights and code)",
+        backends={"demucs": _ENGINE + "separation_backend:SeparationBackend"},
+        tasks=(SEPARATE_TASK,), why_no_stream="a separation model splits a whole track; it makes no new music",
+        audio_inputs={"source": AudioInput(2, 48000)}, operation_models=("htdemucs", "htdemucs_6s"),
+        test_model=_ENGINE + "separation_models:build_test_model",
+        doctor_libraries=_ENGINE + "separation_models:doctor_libraries",
+        label="Demucs (stems)", job_audio=600.0 * 6,  # six 10-minute stems
+        test_model_what="HTDemucs separation model", daemon_flag="--separator", quiet_libraries=()),
 }
-assert tuple(REGISTRY) == FAMILIES
+#: Every family, the separation models' included (a track's `family` is one of these).
+ALL_FAMILIES = tuple(REGISTRY)
+assert tuple(f for f in REGISTRY if REGISTRY[f].does(TEXT2MUSIC)) == FAMILIES
 
 
 def family(name: str | None) -> Family:
@@ -148,6 +176,15 @@ ACE_STEP_ALIASES: dict[str, str] = {
     "ace-step-base": "ACE-Step/acestep-v15-xl-base-diffusers",  # base: CFG, more steps, all task types
 }
 
+#: Separation models (demucs-infer's HTDemucs checkpoints, daemon/engine/separation_models.py):
+#: name -> the stems it makes, in the order it makes them.
+SEPARATION_ALIASES: dict[str, tuple[str, ...]] = {
+    "htdemucs": ("drums", "bass", "other", "vocals"),
+    "htdemucs_ft": ("drums", "bass", "other", "vocals"),  # four fine-tuned models, one per stem: 4x slower
+    "htdemucs_6s": ("drums", "bass", "other", "vocals", "guitar", "piano"),
+}
+DEFAULT_SEPARATOR = "htdemucs"
+
 MUSICGEN_RANDOM = ("small", "medium", "large", "melody")
 ACE_STEP_RANDOM = ("ace-step", "ace-step-base")
 
@@ -161,6 +198,8 @@ def family_for_name(name: str | None) -> str | None:
         return MUSICGEN
     if n in ACE_STEP_ALIASES:
         return ACE_STEP
+    if n in SEPARATION_ALIASES:
+        return SEPARATION
     if n.startswith("random:"):
         size = n.split(":", 1)[1]
         return ACE_STEP if size in ACE_STEP_RANDOM else MUSICGEN if size in MUSICGEN_RANDOM else None
@@ -177,6 +216,6 @@ def is_builtin_name(name: str) -> bool:
     """A built-in model name (an alias or a `random:` size of any family): never a path, whether or
     not this engine version can load it yet."""
     n = name.strip()
-    if n in MUSICGEN_ALIASES or n in ACE_STEP_ALIASES:
+    if n in MUSICGEN_ALIASES or n in ACE_STEP_ALIASES or n in SEPARATION_ALIASES:
         return True
     return n.startswith("random:") and n.split(":", 1)[1] in MUSICGEN_RANDOM + ACE_STEP_RANDOM

@@ -1,5 +1,9 @@
-"""Operations on tracks you have (ACE-Step only): repaint a span, cover/restyle, split into stems, add a part,
-extend (repaint past either end).
+"""Operations on tracks you have: repaint a span, cover/restyle, split into stems, add a part, extend
+(repaint past either end).
+
+All run on ACE-Step but `stems`, which by default (`method: separate`) runs a source-separation model
+(HTDemucs: vocals, drums, bass, other, and guitar, piano with a six-stem model); `method: generate`
+is ACE-Step's generative extract.
 
 One typed msgspec Struct per operation: the CLI and the TUI check a request with
 `validate_operation` before sending it, the daemon checks it again (plus what only
@@ -37,7 +41,19 @@ PARTS = ("vocals", "backing_vocals", "drums", "bass", "guitar", "keyboard", "syn
 Part = Literal["vocals", "backing_vocals", "drums", "bass", "guitar", "keyboard", "synth", "strings", "brass",
                "woodwinds", "percussion", "fx"]
 assert get_args(Part) == PARTS
-DEFAULT_STEM_PARTS = ("vocals", "drums", "bass")
+DEFAULT_STEM_PARTS = ("vocals", "drums", "bass")  # method generate's default
+
+#: How `stems` splits a source: a separation model (default; the stems add up to the source) or
+#: ACE-Step's generative extract (each part made anew, on the base model).
+SEPARATE, GENERATE = "separate", "generate"
+STEM_METHODS = (SEPARATE, GENERATE)
+#: The stems separation models make (htdemucs: the first four; htdemucs_6s: all six).
+SEPARATION_PARTS = ("vocals", "drums", "bass", "other", "guitar", "piano")
+StemPart = Literal["vocals", "backing_vocals", "drums", "bass", "guitar", "keyboard", "synth", "strings", "brass",
+                   "woodwinds", "percussion", "fx", "other", "piano"]
+assert set(get_args(StemPart)) == set(PARTS) | set(SEPARATION_PARTS)
+#: Fields only ACE-Step's sampler reads: refused with method separate, which has no sampler.
+SAMPLER_FIELDS = ("steps", "guidance", "shift")
 
 MIN_SPAN = 0.5  # seconds: a shorter repaint has nothing to regenerate
 MIN_SOURCE_SECONDS = 1.0
@@ -114,14 +130,20 @@ class StemsRequest(_Operation, frozen=True, kw_only=True, forbid_unknown_fields=
     """One new track per part, each as long as the source and aligned with it sample for sample."""
 
     operation: ClassVar[str] = STEMS
-    parts: Annotated[list[Part], Meta(min_length=1, max_length=len(PARTS),
-                                      description="Parts to extract: " + ", ".join(PARTS) + ".")] \
-        = msgspec.field(default_factory=lambda: list(DEFAULT_STEM_PARTS))
+    method: Annotated[Literal["separate", "generate"], Meta(
+        description="separate: a source-separation model splits the source (the stems add up to it; model: "
+                    "the daemon's --separator, or htdemucs, htdemucs_ft, htdemucs_6s); generate: ACE-Step's "
+                    "extract makes each part anew (on ace-step-base).")] = SEPARATE
+    parts: Annotated[list[StemPart], Meta(
+        min_length=1, max_length=len(PARTS),
+        description="Parts to make. separate: " + ", ".join(SEPARATION_PARTS) + " (guitar and piano: six-stem "
+                    "models), default all the model makes; generate: " + ", ".join(PARTS) + ", default "
+                    + ", ".join(DEFAULT_STEM_PARTS) + ".")] | None = None
     prompt: Annotated[Caption, Meta(description="A caption of the source (optional): what it sounds like.")] \
         | None = None
 
     def outputs(self) -> int:
-        return len(self.parts)
+        return len(self.parts) if self.parts else len(DEFAULT_STEM_PARTS) if self.method == GENERATE else 4
 
 
 class AddPartRequest(_Operation, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -192,11 +214,22 @@ def validate_operation(operation: str, raw: Mapping[str, Any]) -> OperationReque
         data["parts"] = [p for p in data["parts"].replace(" ", "").split(",") if p]
     if isinstance(data.get("part"), str):
         data["part"] = data["part"].strip().lower()
+    if isinstance(data.get("method"), str):
+        data["method"] = data["method"].strip().lower()
+    method = data.get("method", SEPARATE)
+    if operation == STEMS and method == SEPARATE:
+        for name in SAMPLER_FIELDS:
+            if name in data:
+                raise ParamError(name, f"{name} is a sampler setting of --method generate; a separation model "
+                                       "has none")
     if isinstance(data.get("parts"), list):
         data["parts"] = [p.strip().lower() if isinstance(p, str) else p for p in data["parts"]]
+        known, who = (SEPARATION_PARTS, "separation models make") if operation == STEMS and method == SEPARATE \
+            else (PARTS, "ACE-Step knows")
         for p in data["parts"]:
-            if p not in PARTS:
-                raise ParamError("parts", f"unknown part {p!r}; the parts ACE-Step knows: {', '.join(PARTS)}")
+            if p not in known:
+                hint = " (or --method generate)" if p in PARTS else ""
+                raise ParamError("parts", f"unknown part {p!r}; the parts {who}: {', '.join(known)}{hint}")
         if len(set(data["parts"])) != len(data["parts"]):
             raise ParamError("parts", "names a part twice")
     if "part" in data and data["part"] not in PARTS:
@@ -232,7 +265,7 @@ def stored_params(req: OperationRequest) -> dict[str, Any]:
     d = req.to_dict()
     for k in ("source", "source_audio", "source_name", "seed", "model"):
         d.pop(k, None)
-    return d
+    return {k: v for k, v in d.items() if v is not None or k != "parts"}
 
 
 def remix_request(track: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
@@ -247,6 +280,8 @@ def remix_request(track: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None
         return None
     skip = {"source", "source_audio", "source_name", "seed", "model", "prompt"}
     raw: dict[str, Any] = {k: params[k] for k in cls.__struct_fields__ if k not in skip and params.get(k) is not None}
+    if operation == STEMS:
+        raw.setdefault("method", GENERATE)  # stems made before separation came: ACE-Step's extract
     # The source's name goes too: the new tracks are titled and traced by it, not by the key.
     name = params.get("source_name")
     raw.update(source=key, source_name=name[:MAX_SOURCE_NAME] if isinstance(name, str) else None,
@@ -271,7 +306,8 @@ def operation_components(ref_template: str = "#/components/schemas/{name}") -> t
     return {t.__name__: r for t, r in zip(types, refs)}, components
 
 
-__all__ = ["ADD_PART", "COVER", "CROSSFADE_SECONDS", "DEFAULT_STEM_PARTS", "EXTEND", "LANGUAGES",
+__all__ = ["GENERATE", "SEPARATE", "SEPARATION_PARTS", "STEM_METHODS",
+           "ADD_PART", "COVER", "CROSSFADE_SECONDS", "DEFAULT_STEM_PARTS", "EXTEND", "LANGUAGES",
            "MAX_SOURCE_SECONDS", "MAX_SEED", "METHODS", "MIN_SOURCE_SECONDS", "MIN_SPAN", "OPERATIONS",
            "OPERATION_SCHEMAS", "PARTS", "REPAINT", "ROUTES", "STEMS", "TASKS", "AddPartRequest", "CoverRequest",
            "ExtendRequest", "OperationRequest", "RepaintRequest", "StemsRequest", "operation_components",

@@ -30,7 +30,8 @@ from dgx_music.daemon.render import SUBTYPES, RenderOptions, song_fields
 LEVEL_SECONDS = 10
 
 #: Job params that say where the source is, not what was asked: left out of lineage rows.
-INTERNAL_KEYS = ("family", "operation", "source_key", "source_id", "source_name", "duration")
+INTERNAL_KEYS = ("family", "operation", "source_key", "source_id", "source_name", "duration", "source_rate",
+                 "source_channels", "source_frames")
 
 
 def fit(audio: np.ndarray, n: int) -> np.ndarray:
@@ -168,6 +169,29 @@ class Output:
     normalise: bool
     part: str | None = None
     extra: dict[str, Any] | None = None
+    sample_rate: int | None = None  # None: the model's (48 kHz)
+
+
+def in_source_format(stems: list[np.ndarray], sr: int, p: dict[str, Any]) -> tuple[list[np.ndarray], int]:
+    """Separated stems ([2, n] at the stored 48 kHz copy's rate) -> the source file's own rate,
+    channel count and length (job params `source_rate`, `source_channels`, `source_frames`).
+
+    Resampling and a mono downmix are linear, so stems that add up to the stored copy add up to
+    its conversion back, which is the source up to the two resamplings (soxr HQ)."""
+    rate, channels, frames = (int(p.get(k) or 0) for k in ("source_rate", "source_channels", "source_frames"))
+    if not rate or not frames:
+        return stems, sr  # a row from before, or a source whose format was not recorded
+    out = []
+    for a in stems:
+        a = np.asarray(a, dtype=np.float32)
+        if rate != sr:
+            import soxr
+
+            a = soxr.resample(a.T, sr, rate, quality="HQ").T
+        if channels == 1:
+            a = a.mean(axis=0, keepdims=True)
+        out.append(fit(a, frames))
+    return out, rate
 
 
 def outputs(job: dict[str, Any], source: np.ndarray, audio: np.ndarray, sr: int,
@@ -181,7 +205,10 @@ def outputs(job: dict[str, Any], source: np.ndarray, audio: np.ndarray, sr: int,
     if op == COVER:
         return [Output(fit(audio[0], n), f"{name} (cover)", True)]
     if op == STEMS:
-        return [Output(fit(audio[i], n), f"{name} ({part})", False, part) for i, part in enumerate(p["parts"])]
+        stems, rate = [fit(audio[i], n) for i in range(len(p["parts"]))], None
+        if p.get("method") == "separate":  # they add up to the source: write them in its own format
+            stems, rate = in_source_format(stems, sr, p)
+        return [Output(a, f"{name} ({part})", False, part, sample_rate=rate) for a, part in zip(stems, p["parts"])]
     if op == ADD_PART:
         part = fit(audio[0], n)
         outs = [Output(part, f"{name} (+{p['part']})", False, p["part"])]
@@ -223,13 +250,14 @@ def render_operation(data_dir: Path, job: dict[str, Any], source: np.ndarray, au
     rows: list[dict[str, Any]] = []
     for index, out in enumerate(outputs(job, source, np.asarray(audio, dtype=np.float32), sr, opts.ceiling_dbtp)):
         track_id = f"{job['id']}-{index}"
+        rate = out.sample_rate or sr
         if out.normalise:
-            processed = pipeline.process(out.audio, sr, target_lufs=opts.target_lufs, ceiling_dbtp=opts.ceiling_dbtp)
+            processed = pipeline.process(out.audio, rate, target_lufs=opts.target_lufs, ceiling_dbtp=opts.ceiling_dbtp)
             data, a = processed.audio, processed.analysis
         else:
-            data, a = out.audio, _measure(out.audio, sr)
+            data, a = out.audio, _measure(out.audio, rate)
         path = libfiles.new_track_file(data_dir, track_id, out.title, created)
-        files.write_wav_atomic(path, data, sr, subtype=SUBTYPES[opts.bit_depth], metadata={
+        files.write_wav_atomic(path, data, rate, subtype=SUBTYPES[opts.bit_depth], metadata={
             "title": out.title, "comment": job["prompt"],
             "software": f"DGX Music {__version__} ({opts.model}, {opts.backend}, seed {job['seed']})",
             "date": f"{created:%Y-%m-%d}",

@@ -188,6 +188,14 @@ def tiny_acestep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_test_model(tmp_path_factory.mktemp("tiny-acestep"), family="ace-step")
 
 
+@pytest.fixture(scope="session")
+def tiny_separator(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny HTDemucs (vocals, drums, bass, other) with random weights as a demucs repository, once per session."""
+    from dgx_music.daemon.engine.testmodel import build_test_model
+
+    return build_test_model(tmp_path_factory.mktemp("tiny-separator"), family="separation")
+
+
 @pytest.fixture
 async def studio(daemon_factory: Callable[..., Any], tiny_model: Path) -> Any:
     """An in-process daemon with the tiny model: the whole product, no GPU."""

@@ -19,7 +19,7 @@ from textual.widgets import Button, Checkbox, Collapsible, Input, Label, OptionL
 
 from pathlib import Path
 
-from dgx_music.common.families import ACE_STEP, MUSICGEN, REGISTRY, family_for_name
+from dgx_music.common.families import ACE_STEP, FAMILIES, MUSICGEN, REGISTRY, family_for_name
 from dgx_music.common.params import MELODY_KEY_RE, TRACK_ID_RE, ParamError
 from dgx_music.common.schemas import AceStepParams, MusicGenParams, validate_request
 from dgx_music.tui import fmt
@@ -200,6 +200,8 @@ class ComposeView(Vertical):
         self._families: dict[str, str] = {}
         for m in models:
             name = str(m.get("name") or "")
+            if m.get("family") and m["family"] not in FAMILIES:
+                continue  # a separation model makes stems of a track, not music from a prompt
             if name:
                 opts.append((name + ("" if m.get("cached", True) else " (download)"), name))
                 if m.get("family") in FAMILY_FIELDS:  # the daemon knows the family of a directory or hub id

@@ -23,9 +23,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 
-from dgx_music.common.families import ACE_STEP_ALIASES
-from dgx_music.common.operations import (ADD_PART, COVER, DEFAULT_STEM_PARTS, EXTEND, PARTS, REPAINT, STEMS,
-                                         validate_operation)
+from dgx_music.common.families import ACE_STEP_ALIASES, SEPARATION_ALIASES
+from dgx_music.common.operations import (ADD_PART, COVER, DEFAULT_STEM_PARTS, EXTEND, GENERATE, PARTS, REPAINT,
+                                         SEPARATE, SEPARATION_PARTS, STEMS, validate_operation)
 from dgx_music.common.params import ParamError
 from dgx_music.tui import fmt
 from dgx_music.tui.compose import LyricsArea
@@ -297,24 +297,60 @@ class CoverScreen(_OpScreen):
 
 
 class StemsScreen(_OpScreen):
+    """Stems by a separation model (default: they add up to the source) or by ACE-Step's extract;
+    each method shows its own parts."""
+
     operation = STEMS
     sings = False
+    SHARED_FIELDS = {**_OpScreen.SHARED_FIELDS, "method": "op-method"}
+
+    def __init__(self, track: dict[str, Any], models: list[str] | None = None) -> None:
+        super().__init__(track, models)
+        self.models = list(dict.fromkeys([*self.models, *SEPARATION_ALIASES]))  # for --method separate
 
     def fields(self) -> ComposeResult:
-        yield Label("Parts to split out, one new track each:", classes="dim")
-        for i in range(0, len(PARTS), 4):
+        with Horizontal(classes="modal-row"):
+            yield Label("method ")
+            yield Select([("separate: separation model", SEPARATE),
+                          ("generate: ACE-Step extract (ace-step-base)", GENERATE)],
+                         value=SEPARATE, allow_blank=False, id="op-method", compact=True)
+        with Vertical(id="stems-separate"):
+            yield Label("Stems that add up to the source (none ticked: all):", classes="dim")
             with Horizontal(classes="modal-row"):
-                for part in PARTS[i:i + 4]:
-                    yield TickBox(part, part in DEFAULT_STEM_PARTS, id=f"part-{part}", compact=True)
+                for part in SEPARATION_PARTS:
+                    yield TickBox(part, False, id=f"sep-{part}", compact=True)
+        with Vertical(id="stems-generate"):
+            yield Label("Parts to make anew, one new track each:", classes="dim")
+            for i in range(0, len(PARTS), 4):
+                with Horizontal(classes="modal-row"):
+                    for part in PARTS[i:i + 4]:
+                        yield TickBox(part, part in DEFAULT_STEM_PARTS, id=f"part-{part}", compact=True)
 
     def on_mount(self) -> None:
+        self._show_method(SEPARATE)
         self.query_one("#op-go", Button).focus()
 
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "op-method" and isinstance(event.value, str):
+            self._show_method(event.value)
+
+    def _show_method(self, method: str) -> None:
+        self.query_one("#stems-separate").display = method == SEPARATE
+        self.query_one("#stems-generate").display = method == GENERATE
+
+    @property
+    def method(self) -> str:
+        value = self.query_one("#op-method", Select).value
+        return value if isinstance(value, str) and value else SEPARATE
+
     def params(self) -> dict[str, Any]:
+        if self.method == SEPARATE:
+            parts = [p for p in SEPARATION_PARTS if self.query_one(f"#sep-{p}", Checkbox).value]
+            return {"method": SEPARATE, **({"parts": parts} if parts else {})}
         parts = [p for p in PARTS if self.query_one(f"#part-{p}", Checkbox).value]
         if not parts:
             raise ParamError("parts", "tick at least one part")
-        return {"parts": parts}
+        return {"method": GENERATE, "parts": parts}
 
 
 class AddPartScreen(_OpScreen):

@@ -32,6 +32,15 @@ def decode(source: io.BytesIO | Path, field: str) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(audio.T), sr
 
 
+def native_format(source: io.BytesIO | Path, field: str) -> dict[str, int]:
+    """What a source file is before `prepare` converts it: its rate, channels (at most 2, as
+    `decode` keeps) and frames (as many as `decode` reads), so stems can be written back in it."""
+    with open_checked(source, field) as snd:
+        sr = int(snd.samplerate)
+        frames = min(int(snd.frames), int((MAX_SOURCE_SECONDS + 1) * sr))
+        return {"source_rate": sr, "source_channels": min(int(snd.channels), 2), "source_frames": frames}
+
+
 def prepare(audio: np.ndarray, sr: int, field: str) -> np.ndarray:
     """[channels, samples] at any rate -> float32 [2, samples] at 48 kHz, checked (length, silence)."""
     a = np.asarray(audio, dtype=np.float32)

@@ -141,14 +141,14 @@ def _backend_check(checks: list[dict[str, Any]], info: dict[str, Any], backend: 
 
 def _families_check(checks: list[dict[str, Any]], info: dict[str, Any], cache_dir: str | Path | None) -> None:
     """Both model families: does each one's library import, which of its named models are cached, licence."""
-    from dgx_music.common.families import FAMILIES, LICENCES, family
+    from dgx_music.common.families import ALL_FAMILIES, LICENCES, family
 
     fams: dict[str, dict[str, Any]] = {}
     for m in known_models(cache_dir):
         if m["kind"] == "hub":
             fams.setdefault(m["family"], {"models": []})["models"].append(
                 {"name": m["name"], "source": m["source"], "cached": m["cached"], "size_bytes": m["size_bytes"]})
-    for fam in FAMILIES:
+    for fam in ALL_FAMILIES:
         entry = fams.setdefault(fam, {"models": []})
         entry["licence"] = LICENCES[fam]
         cached = [m["name"] for m in entry["models"] if m["cached"]]

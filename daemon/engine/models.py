@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from dgx_music.common import families
 from dgx_music.common.families import (ACE_STEP, ACE_STEP_ALIASES, ACE_STEP_RANDOM, LICENCES, MUSICGEN,
-                                       MUSICGEN_ALIASES, family_for_name)
+                                       MUSICGEN_ALIASES, SEPARATION, SEPARATION_ALIASES, family_for_name)
 from dgx_music.common.fmt import with_article
 from dgx_music.daemon.engine.errors import EngineError
 
@@ -81,6 +81,8 @@ def resolve_model(name: str) -> ModelSpec:
         return ModelSpec(name, "hub", ALIASES[name])
     if name in ACE_STEP_ALIASES:
         return ModelSpec(name, "hub", ACE_STEP_ALIASES[name], ACE_STEP)
+    if name in SEPARATION_ALIASES:  # Meta's checkpoints (separation_models.py), not a hub repository
+        return ModelSpec(name, "hub", name, SEPARATION)
     try:
         path = Path(name).expanduser()
     except RuntimeError:  # "~user" for a user that does not exist: no such directory, not a daemon bug
@@ -93,7 +95,8 @@ def resolve_model(name: str) -> ModelSpec:
     parts = name.split("/")
     if len(parts) == 2 and all(parts):
         return ModelSpec(name, "hub", name, _hub_family(name))
-    known = ", ".join([*ALIASES, *ACE_STEP_ALIASES, *("random:" + s for s in (*RANDOM_SIZES, *ACE_STEP_RANDOM))])
+    known = ", ".join([*ALIASES, *ACE_STEP_ALIASES, *SEPARATION_ALIASES,
+                       *("random:" + s for s in (*RANDOM_SIZES, *ACE_STEP_RANDOM))])
     raise EngineError(
         "model_not_found",
         f"unknown model {name!r}: use {known}, a hub id like facebook/musicgen-small, or a directory",
@@ -103,10 +106,13 @@ def resolve_model(name: str) -> ModelSpec:
 def dir_family(path: str | Path) -> str:
     """The family of a model directory: a diffusers AceStepPipeline is ace-step, anything else MusicGen.
 
-    A directory with some other diffusers pipeline is refused here, naming the class it holds."""
+    A directory with some other diffusers pipeline is refused here, naming the class it holds; a demucs
+    repository (*.th checkpoints, a *.yaml bag) is a separation model."""
+    from dgx_music.daemon.engine import separation_models
+
     index = Path(path) / "model_index.json"
     if not index.is_file():
-        return MUSICGEN
+        return SEPARATION if separation_models.is_separation_dir(path) else MUSICGEN
     try:
         cls = json.loads(index.read_text()).get("_class_name")
     except (OSError, ValueError, AttributeError) as exc:
@@ -198,6 +204,10 @@ def is_cached(spec: ModelSpec, cache_dir: str | Path | None = None, backend: str
         return True
     if spec.kind == "local":
         return Path(spec.ref).is_dir()
+    if spec.ref in SEPARATION_ALIASES:
+        from dgx_music.daemon.engine import separation_models
+
+        return separation_models.is_cached(spec.ref, cache_dir)
     return cached_snapshot(spec.ref, cache_dir, _files_key(spec, backend)) is not None
 
 
@@ -250,6 +260,15 @@ def known_models(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
                     "licence": LICENCES[ACE_STEP],
                     "description": f"ACE-Step 1.5 {variant} architecture (3.2 B parameters) with random weights "
                                    "(noise; for benchmarks, no download)"})
+    from dgx_music.daemon.engine import separation_models
+
+    for name in SEPARATION_ALIASES:
+        d = separation_models.model_dir(name, cache_dir)
+        cached = separation_models.is_cached(name, cache_dir)
+        out.append({"name": name, "family": SEPARATION, "source": separation_models.ROOT_URL, "kind": "hub",
+                    "cached": cached, "path": str(d) if cached else None,
+                    "size_bytes": size_on_disk(d) if cached else None, "licence": LICENCES[SEPARATION],
+                    "description": separation_models.DESCRIPTIONS[name]})
     return out
 
 

@@ -165,7 +165,7 @@ def build_test_model(directory: str | Path, backend: str = "transformers", seed:
     (acestep_testmodel.py).
     """
     if family not in families.REGISTRY:
-        raise ValueError(f"unknown family {family!r}: use {' or '.join(families.FAMILIES)}")
+        raise ValueError(f"unknown family {family!r}: use {' or '.join(families.ALL_FAMILIES)}")
     return families.family(family).tool("test_model")(  # type: ignore[no-any-return]
         directory, backend=backend, seed=seed, python=python, melody=melody)
 

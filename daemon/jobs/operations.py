@@ -24,12 +24,14 @@ import msgspec
 
 from dgx_music.common import families
 from dgx_music.common.fmt import with_article
-from dgx_music.common.operations import (ADD_PART, EXTEND, MAX_SOURCE_SECONDS, OPERATIONS, REPAINT, STEMS, TASKS,
+from dgx_music.common.operations import (ADD_PART, DEFAULT_STEM_PARTS, EXTEND, GENERATE, MAX_SOURCE_SECONDS,
+                                         OPERATIONS, REPAINT, SEPARATE, SEPARATION_PARTS, STEMS, TASKS,
                                          ExtendRequest, OperationRequest, stored_params, validate_operation)
 from dgx_music.common.schemas import MAX_SEED, MELODY_KEY_RE, AceStepParams, ParamError, check_model_name
 from dgx_music.daemon import libfiles, op_render, render
 from dgx_music.daemon.audio_store import SOURCES
 from dgx_music.daemon.engine.errors import EngineError
+from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.jobs.kinds import JobContext, JobKind, JobRow, Work
 
 
@@ -78,14 +80,28 @@ class OperationKind(JobKind):
         """Check the request, then store the source: on disk before the job row is committed."""
         operation = self.operation
         req = validate_operation(operation, raw)
-        model = ctx.check_model(check_model_name(req.model) if req.model is not None else None)
+        separate = getattr(req, "method", None) == SEPARATE
+        task = task_of(operation, req)
+        if separate:
+            model = _separator(ctx, req.model)
+        else:
+            model = ctx.check_model(check_model_name(req.model) if req.model is not None else None)
         family = ctx.family_of(model)
-        if not families.family(family).does(TASKS[operation]):
-            able = [families.family(f) for f in families.with_task(TASKS[operation])]
+        fam = families.family(family)
+        if not fam.does(task):
+            able = [families.family(f) for f in families.with_task(task)]
             titles = " or ".join(f.title for f in able)
             names = ", ".join(m for f in able for m in f.operation_models)  # the models each family suggests
-            raise ParamError("model", f"{operation} needs {with_article(titles)} model ({names}); {model} is "
+            how = "stems --method separate" if separate else operation
+            raise ParamError("model", f"{how} needs {with_article(titles)} model ({names}); {model} is "
                                       f"{with_article(family)} model")
+        if fam.needs_base(task, model):
+            if req.model is not None:
+                raise ParamError("model", f"{operation} runs on {fam.base_model} only: upstream trains {task} on "
+                                          f"the base model, not on {model} (turbo); leave --model out or name "
+                                          f"{fam.base_model}")
+            model = fam.base_model  # the daemon's turbo default: the base model is loaded for this job
+        parts = _stem_parts(req, model) if operation == STEMS else None
         loop = asyncio.get_running_loop()
         data_dir = ctx.storage  # the stored copies and the library's audio
         track: dict[str, Any] | None = None
@@ -109,6 +125,15 @@ class OperationKind(JobKind):
             audio = await loop.run_in_executor(ctx.submit_pool, SOURCES.from_file, path, "source")
             key, seconds = "", SOURCES.seconds(audio)
             source_id, source_name = track["id"], track["title"]
+        native: dict[str, Any] = {}
+        if separate:  # separated stems are written back at the source's own rate, channels and length
+            origin = track
+            if origin is None and audio is None and source_id:  # a stored key: the track it came from
+                try:
+                    origin = await ctx.library_track("source", str(source_id))
+                except HandlerError:
+                    origin = None  # deleted since: the stems stay at the stored copy's 48 kHz stereo
+            native = await loop.run_in_executor(ctx.submit_pool, _native_format, req.source_audio, origin, data_dir)
         if operation == REPAINT:
             _check_span(req, seconds)
         total = seconds
@@ -119,16 +144,19 @@ class OperationKind(JobKind):
                                        f"it would be {total:.1f} s, past the {MAX_SOURCE_SECONDS:g} s limit")
         if audio is not None:  # on disk before the job row is committed
             key = await loop.run_in_executor(ctx.submit_pool, SOURCES.save, data_dir, audio)
-        prompt = getattr(req, "prompt", None) or (track or {}).get("prompt") or _default_prompt(operation, req)
+        prompt = getattr(req, "prompt", None) or (track or {}).get("prompt") or _default_prompt(operation, req, parts)
         stored = stored_params(req)
         stored.pop("prompt", None)
         if track is not None and not stored.get("lyrics") and operation in (REPAINT, EXTEND) and track.get("lyrics"):
             stored["lyrics"] = track["lyrics"]  # a repaint sings the source's words unless told otherwise
+        if parts is not None:
+            stored.update(method=req.method, parts=list(parts), **native)
         # duration: the result's (an extension's is the source's plus the time added)
         params = {"family": family, "operation": operation, "source_key": key, "source_id": source_id,
                   "source_name": source_name, "duration": round(total, 3), **stored}
         seed = req.seed if req.seed is not None else secrets.randbelow(MAX_SEED + 1)
-        return JobRow(prompt=prompt, params=params, count=req.outputs(), seed=seed, model=model,
+        return JobRow(prompt=prompt, params=params, count=len(parts) if parts else req.outputs(),
+                      seed=seed, model=model,
                       summary=f"{operation} of {source_id or source_name} ({seconds:.1f} s), seed {seed}")
 
     async def prepare(self, ctx: JobContext, job: dict[str, Any]) -> Work:
@@ -166,9 +194,64 @@ def _check_span(req: Any, seconds: float) -> None:
         raise ParamError("end", f"{req.end:g} s is past the end of the source ({seconds:.2f} s)")
 
 
-def _default_prompt(operation: str, req: Any) -> str:
+def _native_format(upload: bytes | None, track: dict[str, Any] | None, data_dir: Path) -> dict[str, Any]:
+    """The source file's rate, channels and frames (common.audio.source.native_format): of the upload,
+    else of the library track ({} when neither: the stems stay at the stored copy's 48 kHz stereo)."""
+    import io
+
+    from dgx_music.common.audio.source import native_format
+
+    try:
+        if upload is not None:
+            return native_format(io.BytesIO(upload), "source_audio")
+        if track is not None:
+            return native_format(libfiles.library_file(data_dir, track["path"]), "source")
+    except (ParamError, OSError):
+        return {}
+    return {}
+
+
+def task_of(operation: str, req: Any) -> str:
+    """The family task an operation's request runs (stems: separation or ACE-Step's extract)."""
+    return families.SEPARATE_TASK if getattr(req, "method", None) == SEPARATE else TASKS[operation]
+
+
+def _separator(ctx: JobContext, asked: str | None) -> str:
+    """The separation model of a stems job: the request's (a named one, or a directory under the data
+    directory's models/), else the daemon's configured `engine.separator` (any directory)."""
+    try:
+        configured = str(ctx.settings["engine.separator"] or families.DEFAULT_SEPARATOR)
+    except KeyError:
+        configured = families.DEFAULT_SEPARATOR
+    if asked is None or asked.strip() == configured:
+        return configured
+    return ctx.check_model(check_model_name(asked))
+
+
+def _stem_parts(req: Any, model: str) -> tuple[str, ...]:
+    """The stems a stems job makes: the request's, else the method's default (separate: all the
+    model's stems); a separation model is asked only for stems it makes."""
+    if req.method == GENERATE:
+        return tuple(req.parts or DEFAULT_STEM_PARTS)
+    from dgx_music.daemon.engine.models import resolve_model
+    from dgx_music.daemon.engine.separation_models import sources_of
+
+    made = sources_of(model if model in families.SEPARATION_ALIASES else resolve_model(model).ref)
+    order = [p for p in SEPARATION_PARTS if p in made]  # vocals first, as people list them
+    order += [p for p in made if p not in order]
+    if not req.parts:
+        return tuple(order)
+    missing = [p for p in req.parts if p not in made]
+    if missing:
+        six = [n for n, s in families.SEPARATION_ALIASES.items() if all(p in s for p in missing)]
+        hint = f"; {six[0]} makes {', '.join(missing)}" if six else ""
+        raise ParamError("parts", f"{model} makes no {', '.join(missing)} stem; it makes {', '.join(order)}{hint}")
+    return tuple(req.parts)
+
+
+def _default_prompt(operation: str, req: Any, parts: tuple[str, ...] | None = None) -> str:
     if operation == STEMS:
-        return "stems: " + ", ".join(req.parts)
+        return "stems: " + ", ".join(parts or req.parts or ())
     if operation == ADD_PART:
         return f"add {req.part}"
     return operation
@@ -180,6 +263,8 @@ def request_of(job: dict[str, Any]) -> OperationRequest:
     p = job["params"]
     raw = {k: v for k, v in p.items() if k not in op_render.INTERNAL_KEYS}
     raw.update(source=p["source_key"], seed=job["seed"], model=job.get("model"), prompt=job["prompt"])
+    if p["operation"] == STEMS:
+        raw.setdefault("method", GENERATE)  # rows stored before separation came: ACE-Step's extract
     return validate_operation(p["operation"], raw)
 
 
@@ -193,7 +278,7 @@ def wire_params(job: dict[str, Any], req: OperationRequest,
     return OperationParams(
         prompt=job["prompt"], lyrics=getattr(req, "lyrics", ""), language=getattr(req, "language", "en"),
         duration=float(p["duration"]), count=1, seed=job["seed"], model=job.get("model"), steps=req.steps,
-        guidance=req.guidance, shift=req.shift, task=TASKS[p["operation"]],
+        guidance=req.guidance, shift=req.shift, task=task_of(p["operation"], req),
         repaint_start=start, repaint_end=end,
         strength=getattr(req, "strength", None),
         parts=tuple(getattr(req, "parts", None) or ([part] if part else [])))
@@ -202,4 +287,6 @@ def wire_params(job: dict[str, Any], req: OperationRequest,
 def generations(job: dict[str, Any]) -> int:
     """Pipeline outputs the job needs (a stems job: one per part; a mix is made here, not by the model)."""
     p = job["params"]
+    if p["operation"] == STEMS and p.get("method") == SEPARATE:
+        return 1  # one pass of the separation model makes every stem
     return len(p["parts"]) if p["operation"] == STEMS else 1

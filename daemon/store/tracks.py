@@ -8,7 +8,7 @@ from typing import Any, Iterable
 from dgx_music.common.fmt import noun, plural
 
 from . import clock
-from .base import Row, StoreBase
+from .base import StoreBase
 from .lineage import lineage_row
 from .codecs import _track_dict, pack_peaks
 from .errors import StoreError
@@ -29,7 +29,7 @@ _ANALYSIS_TEXT = ("loudness_note", "key")
 ANALYSIS_FIELDS = _ANALYSIS_FLOATS + _ANALYSIS_TEXT
 
 try:  # the model families a track can come from (common/families.py)
-    from dgx_music.common.families import FAMILIES, MUSICGEN
+    from dgx_music.common.families import ALL_FAMILIES as FAMILIES, MUSICGEN
 except Exception:  # pragma: no cover - store used stand-alone
     FAMILIES, MUSICGEN = ("musicgen", "ace-step"), "musicgen"
 

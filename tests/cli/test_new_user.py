@@ -78,8 +78,8 @@ TRACK_COMMANDS = [
     ("favorite", "999-0"), ("rename", "999-0", "t"), ("notes", "999-0", "n"), ("rm", "999-0"),
     ("remix", "999-0"), ("extend", "999-0", "--by", "5"), ("export", "999-0", "--to", "{tmp}/out"),
     ("repaint", "999-0", "--from", "1", "--to", "2", "--model", "ace-step"),
-    ("cover", "999-0", "bossa nova", "--model", "ace-step"), ("stems", "999-0", "--model", "ace-step"),
-    ("add-part", "999-0", "drums", "--model", "ace-step"), ("generate", "x", "--melody", "999-0", "--model", "melody"),
+    ("cover", "999-0", "bossa nova", "--model", "ace-step"), ("stems", "999-0"),
+    ("add-part", "999-0", "drums", "--model", "ace-step-base"), ("generate", "x", "--melody", "999-0", "--model", "melody"),
 ]
 
 

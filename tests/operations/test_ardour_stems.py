@@ -52,9 +52,10 @@ async def test_export_with_stems_opens_in_ardour_one_track_per_part(daemon_facto
     async with await Client.connect(sock) as c:
         await c.subscribe("job")
         first = await run(c, "op.stems", {"source_audio": tone(2.0), "source_name": "take.flac",
-                                          "parts": ["vocals", "guitar"], "steps": 1, "seed": 3})
+                                          "parts": ["vocals", "guitar"], "steps": 1, "seed": 3, "method": "generate"})
         song, guitar = first["track_ids"]  # two library tracks: one gets stems of its own, one none
-        split = await run(c, "op.stems", {"source": song, "parts": ["drums", "bass"], "steps": 1, "seed": 5})
+        split = await run(c, "op.stems", {"source": song, "parts": ["drums", "bass"], "steps": 1, "seed": 5,
+                                          "method": "generate"})
         drums, bass = split["track_ids"]
 
     # One track with its stems: mix, then each part, all at 0 and as long as the source.

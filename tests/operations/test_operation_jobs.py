@@ -100,7 +100,8 @@ async def test_stems_from_an_upload_are_aligned_and_as_long_as_the_source(daemon
     async with await Client.connect(d.server.path) as c:
         await c.subscribe("job")
         done = await run(c, "op.stems", {"source_audio": tone(3.0), "source_name": "take1.flac",
-                                         "parts": ["vocals", "drums"], "steps": 2, "seed": 1})
+                                         "parts": ["vocals", "drums"], "steps": 2, "seed": 1,
+                                         "method": "generate"})
         tracks = [await c.call("track.get", {"id": t}) for t in done["track_ids"]]
         assert len(tracks) == 2
         stems = [read(d, t, "float32") for t in tracks]
@@ -134,7 +135,7 @@ async def test_pruning_forgets_sources_no_job_uses(daemon: Any) -> None:
 
     async with await Client.connect(d.server.path) as c:
         await c.subscribe("job")
-        op = {"parts": ["drums"], "steps": 2, "seed": 1}
+        op = {"parts": ["drums"], "steps": 2, "seed": 1, "method": "generate"}
         first = await run(c, "op.stems", {"source_audio": tone(3.0), "source_name": "a.flac", **op})
         shared = first["params"]["source_key"]
         remix = await run(c, "op.stems", {"source": shared, **op})  # names the same stored copy
@@ -198,7 +199,8 @@ async def test_bad_input_is_refused_naming_the_field_and_nothing_changes(daemon:
     d = daemon
     async with await Client.connect(d.server.path) as c:
         await c.subscribe("job")
-        ok = await run(c, "op.stems", {"source_audio": tone(2.0), "parts": "bass", "steps": 1})
+        ok = await run(c, "op.stems", {"source_audio": tone(2.0), "parts": "bass", "steps": 1,
+                                       "method": "generate"})
         src = ok["track_ids"][0]
         before = ((await c.call("status"))["queue"], sorted((d.data_dir / "sources").iterdir()),
                   (await c.call("track.list", {}))["tracks"])
@@ -230,7 +232,8 @@ async def test_cancel_mid_operation_keeps_nothing_and_a_retry_makes_each_stem_on
     d = await daemon_factory(engine__model=str(tiny_acestep))
     async with await Client.connect(d.server.path) as c:
         await c.subscribe("job")
-        job = await c.call("op.stems", {"source_audio": tone(2.0), "parts": ["vocals", "bass"], "steps": 4})
+        job = await c.call("op.stems", {"source_audio": tone(2.0), "parts": ["vocals", "bass"], "steps": 4,
+                                        "method": "generate"})
         await wait_event(c, "job.progress", job["id"], timeout=300)
         await c.call("job.cancel", {"id": job["id"]})
         await wait_event(c, "job.cancelled", job["id"], timeout=60)

@@ -23,7 +23,8 @@ async def test_cli_stems_of_a_file_then_show_lists_the_family(daemon_factory: Ca
     sock = d.server.path
     f = tmp_path / "take 1.ogg"
     f.write_bytes(tone(2.0, fmt="OGG"))
-    done = await cli_json(sock, "stems", str(f), "--parts", "vocals,bass", "--steps", "1", "--seed", "4", "--wait")
+    done = await cli_json(sock, "stems", str(f), "--method", "generate", "--parts", "vocals,bass", "--steps", "1",
+                          "--seed", "4", "--wait")
     assert done["state"] == "done" and [t["title"] for t in done["tracks"]] == \
         ["take 1.ogg (vocals)", "take 1.ogg (bass)"]
     for t in done["tracks"]:
@@ -39,7 +40,7 @@ async def test_cli_stems_of_a_file_then_show_lists_the_family(daemon_factory: Ca
     # Bad values are usage errors before any request: exit 2, the flag named.
     rc, out, err = await cli(sock, "repaint", vocals, "--from", "1", "--to", "1.1")
     assert rc == 2 and "--to" in err
-    rc, _, err = await cli(sock, "stems", vocals, "--parts", "kazoo")
+    rc, _, err = await cli(sock, "stems", vocals, "--method", "generate", "--parts", "kazoo")
     assert rc == 2 and "--parts" in err and "backing_vocals" in err
     rc, out, _ = await cli(sock, "stems", "--help")
     assert "percussion" in out and "examples" in out
@@ -78,7 +79,8 @@ async def test_cli_remix_of_a_stem_runs_stems_again_on_the_same_source(daemon_fa
     sock = d.server.path
     f = tmp_path / "take.flac"
     f.write_bytes(tone(1.5))
-    done = await cli_json(sock, "stems", str(f), "--parts", "vocals,bass", "--steps", "1", "--seed", "4", "--wait")
+    done = await cli_json(sock, "stems", str(f), "--method", "generate", "--parts", "vocals,bass", "--steps", "1",
+                          "--seed", "4", "--wait")
     vocals = done["tracks"][0]["id"]
     again = await cli_json(sock, "remix", vocals, "--wait")
     assert again["state"] == "done" and again["id"] != done["id"]
@@ -105,7 +107,8 @@ async def test_cli_remix_of_a_library_tracks_stem_is_listed_under_the_source(
     sock = d.server.path
     song = await cli_json(sock, "generate", "synth pop", "--duration", "10", "--steps", "1", "--seed", "2", "--wait")
     src = song["tracks"][0]["id"]
-    stems = await cli_json(sock, "stems", src, "--parts", "drums", "--steps", "1", "--seed", "4", "--wait")
+    stems = await cli_json(sock, "stems", src, "--method", "generate", "--parts", "drums", "--steps", "1", "--seed", "4",
+                           "--wait")
     again = await cli_json(sock, "remix", stems["tracks"][0]["id"], "--wait")
     assert again["state"] == "done" and again["params"]["source_id"] == src
     remixed = again["tracks"][0]["id"]

@@ -128,7 +128,7 @@ async def test_every_field_a_user_sets_reaches_the_pipeline(spied: Any) -> None:
 
         # Stems: one extract call per part, each naming its part, all on the source.
         await run(c, "op.stems", {"source_audio": up, "source_name": "riff.wav", "parts": ["vocals", "drums"],
-                                  "steps": 2})
+                                  "steps": 2, "method": "generate"})
         calls = taken()
         assert [(k["task_type"], k["track_name"]) for k in calls] == [("extract", "vocals"), ("extract", "drums")]
         assert all(audio(k["src_audio"]).shape == upload.shape for k in calls)

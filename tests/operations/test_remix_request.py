@@ -12,7 +12,7 @@ from dgx_music.common.operations import (ADD_PART, COVER, EXTEND, OPERATION_SCHE
 KEY = "0123456789abcdef"
 ASKED = {REPAINT: {"start": 1.0, "end": 3.5, "lyrics": "[verse]\nla la", "language": "de", "steps": 4},
          COVER: {"prompt": "bossa nova", "strength": 0.8, "target_lufs": -12.0, "guidance": 3.0},
-         STEMS: {"parts": ["vocals", "strings"], "shift": 2.0},
+         STEMS: {"method": "generate", "parts": ["vocals", "strings"], "shift": 2.0},
          ADD_PART: {"part": "bass", "mix": True, "prompt": "walking upright"},
          EXTEND: {"by": 12.5, "before": True, "steps": 4}}
 
@@ -49,3 +49,16 @@ def test_a_text_to_music_track_is_not_remixed_as_an_operation() -> None:
     assert remix_request(musicgen) is None
     assert remix_request({"id": "3-1", "prompt": "x", "params": None}) is None
     assert remix_request({"id": "3-2", "prompt": "x", "params": {"operation": "stems"}}) is None  # no stored source
+
+
+def test_stems_made_before_separation_remix_as_acestep_extract() -> None:
+    """A stems track stored without `method` was ACE-Step's extract: its remix stays one, and a
+    separated stem's remix separates again (the default method is now a separation model)."""
+    old = track_of(STEMS, ASKED[STEMS])
+    del old["params"]["method"]
+    op, params = remix_request(old) or ("", {})
+    assert validate_operation(op, params).method == "generate"
+    sep = track_of(STEMS, {"parts": ["vocals", "other"]})
+    op, params = remix_request(sep) or ("", {})
+    req = validate_operation(op, params)
+    assert req.method == "separate" and req.parts == ["vocals", "other"]

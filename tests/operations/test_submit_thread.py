@@ -34,7 +34,7 @@ async def test_an_upload_is_accepted_while_the_audio_thread_renders(ace: Any) ->
         async with await Client.connect(ace.server.path) as c:
             # Decoding, checking and storing the upload all happen before the answer.
             job = await asyncio.wait_for(c.call("op.stems", {"source_audio": wav(3.0), "source_name": "up.wav",
-                                                             "parts": "drums"}), 30)
+                                                             "parts": "drums", "method": "generate"}), 30)
             assert job["state"] == "queued" and job["params"]["source_key"]
             assert (ace.data_dir / "sources" / f"{job['params']['source_key']}.wav").is_file()
             assert not release.is_set()  # the audio thread was busy the whole time

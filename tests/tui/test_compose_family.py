@@ -19,7 +19,8 @@ class AceFake(FakeDaemon):
         if method == "model.list":
             return {"models": [{"name": "small", "cached": True, "loaded": True},
                                {"name": "ace-step", "cached": True, "loaded": False},
-                               {"name": "my-song-model", "cached": True, "loaded": False, "family": "ace-step"}]}
+                               {"name": "my-song-model", "cached": True, "loaded": False, "family": "ace-step"},
+                               {"name": "htdemucs", "cached": False, "loaded": False, "family": "separation"}]}
         return super().answer(method, p)
 
 
@@ -34,6 +35,7 @@ async def test_composer_switches_fields_with_the_model(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: app.connected)
         compose = app.compose_view
         await wait_for(pilot, lambda: "ace-step" in {v for _, v in compose._model_opts})
+        assert "htdemucs" not in {v for _, v in compose._model_opts}  # a separation model makes no music
         lyrics, top_k = app.query_one("#lyrics", TextArea), app.query_one("#top-k", Input)
         assert not lyrics.is_on_screen and not top_k.is_on_screen  # MusicGen: no lyrics editor
         await pilot.press(*"synthwave")

@@ -78,15 +78,17 @@ async def test_operation_forms_submit_with_ctrl_s_show_their_keys_and_ticks_in_t
         # Ticked and unticked parts read differently without colour; the form's own footer shows its keys.
         await wait_for(pilot, lambda: "^s Submit" in screen_text(app), what="the form's footer")
         text = screen_text(app)
-        assert "[x] vocals" in text and "[x] drums" in text and "[ ] guitar" in text, text
+        # The separation model by default: its stems, none ticked (all the model makes).
+        assert "separate: separation model" in text and "[ ] vocals" in text and "[ ] piano" in text, text
+        assert "strings" not in text, text  # ACE-Step's parts show with --method generate only
         assert app.screen.query(Footer) and "esc Cancel" in text, text
         # ctrl+s submits from any field, here a checkbox (where enter would tick it).
-        app.screen.query_one("#part-guitar").focus()
+        app.screen.query_one("#sep-vocals").focus()
         await pilot.press("enter")  # enter on a checkbox ticks it
-        await wait_for(pilot, lambda: "[x] guitar" in screen_text(app))
+        await wait_for(pilot, lambda: "[x] vocals" in screen_text(app))
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: bool(fake.methods_called("op.stems")))
-        assert fake.methods_called("op.stems") == [{"source": tid, "parts": ["vocals", "drums", "bass", "guitar"]}]
+        assert fake.methods_called("op.stems") == [{"source": tid, "method": "separate", "parts": ["vocals"]}]
         # The cover form: ctrl+s from the lyrics editor, where enter is a new line.
         await wait_for(pilot, lambda: app.screen is app.screen_stack[0], what="form closed")
         app.library_view.table.focus()

@@ -126,6 +126,7 @@ async def test_stems_has_seed_steps_and_the_daemons_models_but_no_lyrics_add_par
         await pilot.press("S")
         await wait_for(pilot, lambda: isinstance(app.screen, StemsScreen), what="stems form")
         assert not app.screen.query("#op-lyrics") and not app.screen.query("#op-language")
+        app.screen.query_one("#op-method", Select).value = "generate"  # steps: ACE-Step's sampler
         app.screen.query_one("#op-seed", Input).value = "123"
         app.screen.query_one("#op-steps", Input).value = "50"
         model = app.screen.query_one("#op-model", Select)
@@ -135,8 +136,8 @@ async def test_stems_has_seed_steps_and_the_daemons_models_but_no_lyrics_add_par
         model.value = "/models/my-ace"
         await go(pilot, app)
         await wait_for(pilot, lambda: bool(fake.methods_called("op.stems")), what="op.stems sent")
-        assert fake.methods_called("op.stems") == [{"source": tid, "parts": ["vocals", "drums", "bass"],
-                                                    "seed": 123, "steps": 50, "model": "/models/my-ace"}]
+        assert fake.methods_called("op.stems") == [{"source": tid, "method": "generate",
+                                                    "parts": ["vocals", "drums", "bass"], "seed": 123, "steps": 50, "model": "/models/my-ace"}]
         await wait_for(pilot, lambda: app.screen is app.screen_stack[0], what="form closed")
         app.library_view.table.focus()
         await pilot.press("A")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, Select
 
 from dgx_music.tui.app import DgxMusicApp
 from dgx_music.tui.player import Player
@@ -220,7 +220,7 @@ async def test_repaint_stems_family_and_ardour_export_with_stems_from_the_librar
     with the keyboard, stems, the family view jumping to a stem, and the export dialog's Ardour session
     with the stems (read back with soundfile)."""
     import soundfile as sf
-    from textual.widgets import Checkbox, OptionList, Select
+    from textual.widgets import Checkbox, OptionList
 
     from dgx_music.common.client import Client
     from dgx_music.tui.ops_screens import LineageScreen, RepaintScreen, StemsScreen
@@ -231,7 +231,7 @@ async def test_repaint_stems_family_and_ardour_export_with_stems_from_the_librar
     async with await Client.connect(d.server.path) as c:  # a 3 s library track to work on
         await c.subscribe("job")
         await run(c, "op.stems", {"source_audio": tone(3.0), "source_name": "take.flac", "parts": ["vocals"],
-                                  "steps": 1})
+                                  "steps": 1, "method": "generate"})
     app = make_app(d.server.path, tmp_path)
     async with app.run_test(size=(120, 45)) as pilot:
         await wait_for(pilot, lambda: app.connected, 10, "connected")
@@ -248,6 +248,7 @@ async def test_repaint_stems_family_and_ardour_export_with_stems_from_the_librar
         lib.table.focus()
         await pilot.press("S")
         await wait_for(pilot, lambda: isinstance(app.screen, StemsScreen), 10, "stems form")
+        app.screen.query_one("#op-method", Select).value = "generate"  # ACE-Step's extract (no separator here)
         app.screen.query_one("#part-vocals", Checkbox).value = False  # drums and bass
         await pilot.press("enter")
         await wait_for(pilot, lambda: job_state(app, 3) == "done", 240, "stems done")

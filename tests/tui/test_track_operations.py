@@ -90,16 +90,19 @@ async def test_cover_stems_and_add_part_forms_send_their_operation(tmp_path: Pat
         await pilot.press("enter")
         await wait_for(pilot, lambda: bool(fake.methods_called("op.cover")))
         assert fake.methods_called("op.cover") == [{"source": tid, "prompt": "bossa nova", "strength": 0.8}]
-        # Stems: vocals, drums, bass ticked by default; untick drums, tick strings.
+        # Stems by ACE-Step: vocals, drums, bass ticked by default; untick drums, tick strings.
         await wait_for(pilot, lambda: app.screen is app.screen_stack[0], what="form closed")
         app.library_view.table.focus()
         await pilot.press("S")
         await wait_for(pilot, lambda: app.screen.query("#part-drums"), what="stems form")
+        app.screen.query_one("#op-method", Select).value = "generate"
+        await wait_for(pilot, lambda: app.screen.query_one("#stems-generate").display, what="ACE-Step's parts")
         app.screen.query_one("#part-drums", Checkbox).value = False
         app.screen.query_one("#part-strings", Checkbox).value = True
         await pilot.press("enter")  # the Stems button has focus
         await wait_for(pilot, lambda: bool(fake.methods_called("op.stems")))
-        assert fake.methods_called("op.stems") == [{"source": tid, "parts": ["vocals", "bass", "strings"]}]
+        assert fake.methods_called("op.stems") == [{"source": tid, "method": "generate",
+                                                    "parts": ["vocals", "bass", "strings"]}]
         # Add a part, with the mix.
         await wait_for(pilot, lambda: app.screen is app.screen_stack[0], what="form closed")
         app.library_view.table.focus()
@@ -167,6 +170,7 @@ async def test_remix_of_an_operation_track_runs_the_operation_again_on_its_sourc
         await wait_for(pilot, lambda: bool(fake.methods_called("op.stems")), what="op.stems sent")
         # The same operation on the stored source: no seed (the daemon draws a new one), no internal key.
         assert fake.methods_called("op.stems") == [{"source": "0123456789abcdef", "parts": ["vocals", "drums"],
+                                                    "method": "generate",  # stored before separation came
                                                     "steps": 2, "source_name": "night drive",
                                                     "prompt": "a live take",
                                                     "model": "acestep-v15-turbo"}]

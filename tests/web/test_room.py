@@ -189,6 +189,9 @@ async def test_compose_queue_cancel(page: Any, room_daemon: Any, made: dict[str,
     assert own == str(room_daemon.settings["engine.model"])
     await page.select_option("#model", own)
     await page.locator("#f-top_k").wait_for(state="attached")  # under "More parameters"
+    # Separation models (stems of a track) make no music from a prompt: not offered here.
+    offered = await page.evaluate("[...document.querySelector('#model').options].map(o => o.value)")
+    assert "ace-step" in offered and "htdemucs" not in offered, offered
 
     # A bad value is the daemon's to judge; its message names the field, shown by the field.
     await page.fill("#f-prompt", "web composed drone")

@@ -62,6 +62,8 @@ export class Compose {
       this.onError(err);
     }
     const groups = {};
+    // Models that make music from a prompt only: a separation model (stems) has no request schema here.
+    this.models = this.models.filter((m) => !m.family || this.schemas[m.family]);
     for (const m of this.models) (groups[m.family] ||= []).push(m);
     this.model.replaceChildren(...Object.entries(groups).map(([family, ms]) => {
       const g = document.createElement('optgroup');
