@@ -21,8 +21,9 @@ Scenarios (each reports tried / survived / lost):
              and a track's file leading outside: refused, nothing outside touched)
   ops        kill -9 of the daemon mid stems job (tiny ACE-Step pipeline): each stem exists once,
              the source track and the daemon's stored source copy are unchanged
-  tools      kill -9 of the daemon mid loop (generation, then cut and stretch) and mid fit (a
-             Rubber Band child): each job ends once, with one track of exactly the asked length
+  tools      kill -9 of the daemon mid separation (tiny HTDemucs), mid loop (generation, then cut
+             and stretch) and mid fit (a Rubber Band child): each job ends once, its tracks exactly
+             as long as asked (a stem as the file, a loop its bars to the sample)
 
 The harness (a killable daemon, the audit) is bench/chaos_harness.py; the scenarios are
 bench/chaos_kills.py (kill9, worker, postproc, diskfull), bench/chaos_floods.py (lockout,
