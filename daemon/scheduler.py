@@ -450,15 +450,22 @@ class Scheduler:
         self.publish("job.started", {"id": job_id, "attempt": job["attempts"]})
         failpoints.hit("after_start")
         t0 = time.monotonic()
+        work: jobs.Work | None = None
         try:
             if job_id in self._cancel_requested:
                 raise EngineError("cancelled", f"job {job_id} was cancelled")
             work = await kind.prepare(self, job)
+            if work.compute is not None:
+                computed = await work.compute(lambda p: self._on_progress(job_id, p))
+                await self._commit_computed(job_id, work, computed)
+                return
             result = await self.engine.generate(job_id, work.prompts, work.params,
                                                 lambda p: self._on_progress(job_id, p),
                                                 on_audio=self.streams.on_audio if work.stream else None,
                                                 **work.inputs)
         except EngineError as exc:
+            if exc.code == "cancelled" and work is not None and work.discard is not None:
+                await work.discard()
             await self._engine_failed(job, exc)
             return
         log.info("job %d generated %s in %.1fs", job_id, plural(len(work.prompts), "output"), time.monotonic() - t0)
@@ -511,11 +518,29 @@ class Scheduler:
             self.publish("track.added", t)
         self.publish("job.finished", {"id": job_id, "track_ids": [t["id"] for t in tracks]})
 
+    async def _commit_computed(self, job_id: int, work: "jobs.Work", result: Any) -> None:
+        """The end of a job whose run was `Work.compute`: cancelled meanwhile, its leftovers go;
+        else the kind's `commit` records its result with the job's end."""
+        if job_id in self._cancel_requested:
+            if work.discard is not None:
+                await work.discard()
+            await self.store.set_job_state(job_id, "cancelled", error="cancelled by request")
+            self.publish("job.cancelled", {"id": job_id})
+            return
+        assert work.commit is not None, "a kind with compute needs commit"
+        done = await work.commit(result)
+        log.info("job %d done: %s", job_id, done.get("summary", "committed"))
+        self.publish("job.finished", {"id": job_id, "track_ids": [], **{k: v for k, v in done.items()
+                                                                        if k != "summary"}})
+
     def _on_progress(self, job_id: int, p: dict[str, Any]) -> None:
         step, total, elapsed = int(p.get("step", 0)), int(p.get("total", 0)), float(p.get("elapsed", 0.0))
         eta = elapsed / step * (total - step) if step > 0 and total >= step else None
+        if "eta" in p:  # a kind that knows better (training resumed mid-way)
+            eta = p["eta"]
         data = {"id": job_id, "step": step, "total": total, "elapsed": round(elapsed, 3),
                 "eta": None if eta is None else round(eta, 3)}
+        data.update({k: p[k] for k in ("loss", "rate", "phase") if k in p})
         self.progress[job_id] = data
         self.publish("job.progress", data)
 

@@ -4,6 +4,7 @@
     generate.py    text to music (any family; MusicGen with a melody)
     extend.py      continuing a library track
     operations.py  repaint, cover, stems, add a part (ACE-Step)
+    train.py       training a style (a LoRA) on your tracks (ACE-Step): its result is a style
 
 Importing the package registers the built-in kinds.
 """
@@ -15,12 +16,14 @@ from dgx_music.daemon.jobs.extend import ExtendKind
 from dgx_music.daemon.jobs.generate import EXTEND, GENERATE, GenerateKind, submit_kind
 from dgx_music.daemon.jobs.kinds import JobContext, JobKind, JobRow, Work, kind_of, named, register, unregister
 from dgx_music.daemon.jobs.operations import KINDS as OPERATION_KINDS
+from dgx_music.daemon.jobs.train import TRAIN_KIND, TrainKind
 
 # Asked in reverse order: an operation, then extend, then plain generation.
 register(GenerateKind())
 register(ExtendKind())
 for _kind in OPERATION_KINDS.values():
     register(_kind)
+register(TrainKind())
 
-__all__ = ["EXTEND", "GENERATE", "JobContext", "JobKind", "JobRow", "Work", "kind_of", "kinds", "named", "register",
+__all__ = ["EXTEND", "GENERATE", "JobContext", "JobKind", "JobRow", "TRAIN_KIND", "Work", "kind_of", "kinds", "named", "register",
            "submit_kind", "unregister"]

@@ -14,7 +14,7 @@ import abc
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 #: data_dir, job, audio [batch, channels, samples], sample rate, options -> rows for Store.finish_job.
 Render = Callable[[Path, dict[str, Any], "np.ndarray", int, "RenderOptions"], list[dict[str, Any]]]
+#: compute(progress) -> result: a run that is not a generation (training), awaited by the scheduler.
+Compute = Callable[[Callable[[dict[str, Any]], None]], Awaitable[Any]]
 
 
 class JobContext(Protocol):
@@ -71,6 +73,12 @@ class Work:
     inputs: dict[str, Any] = field(default_factory=dict)  # engine.generate keyword arguments: melody, prefix, audio_in
     stream: bool = False  # offer the audio as it is made (stream_relay.py)
     target_lufs: float | None = None  # None: the daemon's audio.target_lufs
+    #: A kind whose result is not new tracks (training): the scheduler awaits `compute(progress)`
+    #: instead of engine.generate, then `commit(result)` ends the job (its own rows, in one
+    #: transaction with the job's end); `discard()` removes what a cancelled run left behind.
+    compute: Compute | None = None
+    commit: Callable[[Any], Awaitable[dict[str, Any]]] | None = None
+    discard: Callable[[], Awaitable[None]] | None = None
 
 
 class JobKind(abc.ABC):

@@ -10,6 +10,7 @@ This package is the ONLY place that holds SQL, one module per concern:
     jobs.py       the job queue (JobsMixin)
     tracks.py     track rows (TracksMixin)
     lineage.py    where derived tracks came from (LineageMixin)
+    styles.py     LoRAs trained on your tracks (StylesMixin)
     search.py     listing and searching the library (SearchMixin)
     snapshot.py   whole-database copies for backup and restore (synchronous)
     clock.py      the store's clock
@@ -41,6 +42,7 @@ from .errors import StoreError
 from .lineage import LINEAGE_OPERATIONS, LineageMixin
 from .jobs import ACTIVE_STATES, FINISHED_STATES, JOB_STATES, JobsMixin
 from .schema import LATEST_VERSION, MIGRATIONS
+from .styles import STYLE_NAME_RE, StylesMixin, check_style_name
 from .search import LIST_SORTS, MAX_LIST_LIMIT, RELEVANCE_WEIGHTS, SORT_FIELDS, SearchMixin
 from .tracks import ANALYSIS_FIELDS, MAX_LYRICS_CHARS, SONG_FIELDS, TracksMixin
 from .validate import (MAX_NOTES_CHARS, MAX_TAG_CHARS, MAX_TAGS_PER_TRACK, MAX_TITLE_CHARS,
@@ -48,6 +50,8 @@ from .validate import (MAX_NOTES_CHARS, MAX_TAG_CHARS, MAX_TAGS_PER_TRACK, MAX_T
 
 __all__ = [
     "Store",
+    "STYLE_NAME_RE",
+    "check_style_name",
     "StoreError",
     "JOB_STATES",
     "ACTIVE_STATES",
@@ -77,5 +81,5 @@ __all__ = [
 ]
 
 
-class Store(JobsMixin, SearchMixin, TracksMixin, LineageMixin):
+class Store(JobsMixin, SearchMixin, TracksMixin, LineageMixin, StylesMixin):
     """Async facade over the database.  Create with ``await Store.open(path)``."""

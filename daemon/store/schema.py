@@ -245,7 +245,29 @@ V4 = [
     "CREATE INDEX track_lineage_source ON track_lineage (source_id)",
 ]
 
-MIGRATIONS: list[list[str]] = [V1, V2, V3, V4]
+# --- v5: styles (LoRAs trained on your own tracks: daemon/jobs/train.py) ---------------
+#
+# * one row per finished style: its unique name, the model it was trained on, how (steps,
+#   rank), on what (track ids or file names, JSON), the final smoothed loss, the adapter's
+#   size and directory (relative to the data dir), the job that made it.
+V5 = [
+    """
+    CREATE TABLE styles (
+        name        TEXT    PRIMARY KEY,
+        base_model  TEXT    NOT NULL,
+        steps       INTEGER NOT NULL,
+        rank        INTEGER NOT NULL,
+        tracks      TEXT    NOT NULL DEFAULT '[]',
+        final_loss  REAL,
+        size        INTEGER NOT NULL,
+        path        TEXT    NOT NULL,
+        job_id      INTEGER,
+        created     REAL    NOT NULL
+    )
+    """,
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2, V3, V4, V5]
 
 LATEST_VERSION = len(MIGRATIONS)
 
