@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,12 +76,24 @@ async def test_a_style_trained_on_tracks_is_listed_used_by_name_and_deleted(daem
         assert err.value.data.get("field") == "lora"
 
 
+def training_set(data_dir: Path, name: str = "set", seconds: float = 1.0) -> Path:
+    """Two short stereo files in <data>/training/NAME, captioned by sidecar .txt files."""
+    d = data_dir / "training" / name
+    d.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * 44100)) / 44100
+    for i, f in enumerate((220.0, 330.0)):
+        sf.write(d / f"take{i}.flac", np.stack([0.4 * np.sin(2 * np.pi * f * t)] * 2, axis=1), 44100)
+        (d / f"take{i}.txt").write_text(f"slow sine at {f:g} Hz")
+    return d
+
+
 async def test_cancel_mid_training_leaves_no_style_behind(daemon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DGX_MUSIC_TEST_STEP_DELAY", "0.2")  # the worker inherits it: slow steps to cancel into
+    training_set(daemon.data_dir)
     async with await Client.connect(daemon.server.path) as c:
-        ids = await two_tracks(c)
-        await daemon.engine.unload()  # a fresh worker, with the delay
-        job = await c.call("style.train", {"name": "halfway", "tracks": ids, "steps": 200, "checkpoint_every": 2})
+        await c.subscribe("job")
+        job = await c.call("style.train", {"name": "halfway", "directory": "set", "steps": 200,
+                                           "checkpoint_every": 2})
         work = daemon.data_dir / "styles" / ".work" / f"job-{job['id']}"
 
         async def trained_a_few() -> None:
@@ -92,6 +107,42 @@ async def test_cancel_mid_training_leaves_no_style_behind(daemon: Any, monkeypat
         assert (await c.call("job.get", {"id": job["id"]}))["state"] == "cancelled"
         assert (await c.call("style.list"))["styles"] == []
         assert not work.exists() and not (daemon.data_dir / "styles" / "halfway").exists()
+
+
+def test_kill_9_mid_training_resumes_at_the_last_checkpoint(daemon_process: Callable[..., Any],
+                                                            tiny_acestep: Path) -> None:
+    p = daemon_process("--model", str(tiny_acestep), env={"DGX_MUSIC_TEST_STEP_DELAY": "0.1"}).start()
+    training_set(p.data_dir)
+
+    async def submit() -> int:
+        async with await Client.connect(p.socket) as c:
+            job = await c.call("style.train", {"name": "survivor", "directory": "set", "steps": 20,
+                                               "checkpoint_every": 4})
+            return int(job["id"])
+
+    job_id = asyncio.run(submit())
+    state = p.data_dir / "styles" / ".work" / f"job-{job_id}" / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 120
+    while not (state.is_file() and json.loads(state.read_text())["step"] >= 4):
+        assert time.monotonic() < deadline, p.logs()
+        time.sleep(0.05)
+    p.stop(signal.SIGKILL)
+    at = json.loads(state.read_text())["step"]  # the checkpoint the restart must resume from
+    assert 4 <= at < 20
+    p.start()
+
+    async def finished() -> dict[str, Any]:
+        async with await Client.connect(p.socket) as c:
+            while True:
+                job = await c.call("job.get", {"id": job_id})
+                if job["state"] not in ("queued", "running", "processing"):
+                    return {"job": job, "styles": (await c.call("style.list"))["styles"]}
+                await asyncio.sleep(0.2)
+
+    end = asyncio.run(asyncio.wait_for(finished(), 180))
+    assert end["job"]["state"] == "done", end
+    assert [(s["name"], s["steps"]) for s in end["styles"]] == [("survivor", 20)]
+    assert f"job {job_id}: training resumes at step {at}/20" in p.logs()
 
 
 async def test_a_musicgen_daemon_refuses_to_train_naming_the_model(daemon_factory: Callable[..., Any],
