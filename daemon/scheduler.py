@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from dgx_music.common.fmt import plural
 from dgx_music.common.families import DEFAULT_FAMILY, family_for_name, is_builtin_name
 from dgx_music.common.params import ParamError
 from dgx_music.daemon.engine.errors import EngineError
+from dgx_music.daemon.engine.supervisor import GenerateResult
 from dgx_music.daemon.engine.models import resolve_model
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.store import StoreError
@@ -78,6 +80,7 @@ class Scheduler:
         self.streams = StreamRelay(daemon)  # streamed audio of running MusicGen jobs (stream_relay.py)
         self.running: int | None = None
         self._cancel_requested: set[int] = set()
+        self._compute_cancel: dict[int, threading.Event] = {}  # running Work.compute jobs' cancel flags
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
@@ -275,7 +278,11 @@ class Scheduler:
                 # Recorded here as well as in the engine: the job may not have reached it yet,
                 # and post-processing checks this set before anything is committed.
                 self._cancel_requested.add(job_id)
-                await self.engine.cancel(job_id)
+                flag = self._compute_cancel.get(job_id)
+                if flag is not None:
+                    flag.set()
+                else:
+                    await self.engine.cancel(job_id)
                 job["cancel_requested"] = True
             return self.with_progress(job)
         raise StoreError("conflict", f"job {job_id} changed state while being cancelled; try again")
@@ -450,22 +457,18 @@ class Scheduler:
         self.publish("job.started", {"id": job_id, "attempt": job["attempts"]})
         failpoints.hit("after_start")
         t0 = time.monotonic()
-        work: jobs.Work | None = None
         try:
             if job_id in self._cancel_requested:
                 raise EngineError("cancelled", f"job {job_id} was cancelled")
             work = await kind.prepare(self, job)
             if work.compute is not None:
-                computed = await work.compute(lambda p: self._on_progress(job_id, p))
-                await self._commit_computed(job_id, work, computed)
-                return
-            result = await self.engine.generate(job_id, work.prompts, work.params,
-                                                lambda p: self._on_progress(job_id, p),
-                                                on_audio=self.streams.on_audio if work.stream else None,
-                                                **work.inputs)
+                result = await self._compute(job_id, work)
+            else:
+                result = await self.engine.generate(job_id, work.prompts, work.params,
+                                                    lambda p: self._on_progress(job_id, p),
+                                                    on_audio=self.streams.on_audio if work.stream else None,
+                                                    **work.inputs)
         except EngineError as exc:
-            if exc.code == "cancelled" and work is not None and work.discard is not None:
-                await work.discard()
             await self._engine_failed(job, exc)
             return
         log.info("job %d generated %s in %.1fs", job_id, plural(len(work.prompts), "output"), time.monotonic() - t0)
@@ -477,7 +480,27 @@ class Scheduler:
             ceiling_dbtp=self.ceiling, bit_depth=self.bit_depth, model=result.model, backend=result.backend)
         rendered = await asyncio.get_running_loop().run_in_executor(
             self.pool, work.render, self.daemon.data_dir, job, result.audio, result.sample_rate, opts)
-        await self.commit_rendered(job_id, rendered)
+        await self.commit_rendered(job_id, rendered, work.finish)
+
+    async def _compute(self, job_id: int, work: jobs.Work) -> GenerateResult:
+        """A kind's own computation (Work.compute) in place of the worker's: the same progress
+        events, and a cancel that sets the flag it checks between steps."""
+        assert work.compute is not None
+        loop = asyncio.get_running_loop()
+        flag = threading.Event()
+        self._compute_cancel[job_id] = flag
+        if job_id in self._cancel_requested:
+            flag.set()
+        t0 = time.monotonic()
+
+        def progress(step: int, total: int, **extra: Any) -> None:
+            p = {"step": step, "total": total, "elapsed": time.monotonic() - t0, **extra}
+            loop.call_soon_threadsafe(self._on_progress, job_id, p)
+
+        try:
+            return await work.compute(progress, flag)
+        finally:
+            self._compute_cancel.pop(job_id, None)
 
     async def start_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
         """queued -> running for the job the runner just read; None when it is no longer queued.
@@ -497,9 +520,11 @@ class Scheduler:
         await self.refresh_counts()
         return job
 
-    async def commit_rendered(self, job_id: int, rendered: list[dict[str, Any]]) -> None:
+    async def commit_rendered(self, job_id: int, rendered: list[dict[str, Any]],
+                              finish: jobs.kinds.Finish | None = None) -> None:
         """The last step of every job: its files are on disk; commit their rows and announce them,
-        unless the job was cancelled meanwhile (then its files go). Shared with operation jobs."""
+        unless the job was cancelled meanwhile (then its files go). `finish` is the kind's own
+        commit (Work.finish), by default the rows become library tracks."""
         loop = asyncio.get_running_loop()
         if job_id in self._cancel_requested:
             await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.data_dir, rendered)
@@ -508,7 +533,7 @@ class Scheduler:
             return
         failpoints.hit("after_files")
         try:
-            tracks = await self.store.finish_job(job_id, rendered)
+            tracks = await (finish or self.store.finish_job)(job_id, rendered)
         except StoreError as exc:
             if exc.code == "disk_full":  # the job runs again when there is room: no orphan files meanwhile
                 await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.data_dir, rendered)
@@ -518,21 +543,6 @@ class Scheduler:
             self.publish("track.added", t)
         self.publish("job.finished", {"id": job_id, "track_ids": [t["id"] for t in tracks]})
 
-    async def _commit_computed(self, job_id: int, work: "jobs.Work", result: Any) -> None:
-        """The end of a job whose run was `Work.compute`: cancelled meanwhile, its leftovers go;
-        else the kind's `commit` records its result with the job's end."""
-        if job_id in self._cancel_requested:
-            if work.discard is not None:
-                await work.discard()
-            await self.store.set_job_state(job_id, "cancelled", error="cancelled by request")
-            self.publish("job.cancelled", {"id": job_id})
-            return
-        assert work.commit is not None, "a kind with compute needs commit"
-        done = await work.commit(result)
-        log.info("job %d done: %s", job_id, done.get("summary", "committed"))
-        self.publish("job.finished", {"id": job_id, "track_ids": [], **{k: v for k, v in done.items()
-                                                                        if k != "summary"}})
-
     def _on_progress(self, job_id: int, p: dict[str, Any]) -> None:
         step, total, elapsed = int(p.get("step", 0)), int(p.get("total", 0)), float(p.get("elapsed", 0.0))
         eta = elapsed / step * (total - step) if step > 0 and total >= step else None
@@ -540,7 +550,7 @@ class Scheduler:
             eta = p["eta"]
         data = {"id": job_id, "step": step, "total": total, "elapsed": round(elapsed, 3),
                 "eta": None if eta is None else round(eta, 3)}
-        data.update({k: p[k] for k in ("loss", "rate", "phase") if k in p})
+        data.update({k: p[k] for k in ("loss", "rate", "phase") if k in p})  # training's extras
         self.progress[job_id] = data
         self.publish("job.progress", data)
 

@@ -14,19 +14,29 @@ import abc
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
+import threading
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from dgx_music.daemon.engine.supervisor import EngineSupervisor
+    from dgx_music.daemon.engine.supervisor import EngineSupervisor, GenerateResult
     from dgx_music.daemon.render import RenderOptions
     from dgx_music.daemon.store import Store
 
 #: data_dir, job, audio [batch, channels, samples], sample rate, options -> rows for Store.finish_job.
 Render = Callable[[Path, dict[str, Any], "np.ndarray", int, "RenderOptions"], list[dict[str, Any]]]
-#: compute(progress) -> result: a run that is not a generation (training), awaited by the scheduler.
-Compute = Callable[[Callable[[dict[str, Any]], None]], Awaitable[Any]]
+#: progress(step, total, **extra): safe to call from any thread (a compute running in an executor);
+#: extra keys loss, rate, phase and eta (training's) go into the job's progress as they are.
+StepProgress = Callable[..., None]
+#: A job's own computation in place of the model worker's (fitting with Rubber Band, a loop cut from a
+#: stored track, a transcription): given progress and a cancel flag it checks between steps, it returns
+#: what the worker would (audio [batch, channels, samples], its rate, the model and backend named in the
+#: tracks' metadata); cancelled, it raises EngineError("cancelled"). Heavy work runs off the loop
+#: (`ctx.pool`, a subprocess): the daemon's event loop never waits on it.
+Compute = Callable[[StepProgress, threading.Event], Awaitable["GenerateResult"]]
+#: job id, rendered rows -> the committed tracks: the job's end and its results in one transaction.
+Finish = Callable[[int, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 
 class JobContext(Protocol):
@@ -73,12 +83,8 @@ class Work:
     inputs: dict[str, Any] = field(default_factory=dict)  # engine.generate keyword arguments: melody, prefix, audio_in
     stream: bool = False  # offer the audio as it is made (stream_relay.py)
     target_lufs: float | None = None  # None: the daemon's audio.target_lufs
-    #: A kind whose result is not new tracks (training): the scheduler awaits `compute(progress)`
-    #: instead of engine.generate, then `commit(result)` ends the job (its own rows, in one
-    #: transaction with the job's end); `discard()` removes what a cancelled run left behind.
-    compute: Compute | None = None
-    commit: Callable[[Any], Awaitable[dict[str, Any]]] | None = None
-    discard: Callable[[], Awaitable[None]] | None = None
+    compute: Compute | None = None  # None: the model worker makes the audio (engine.generate)
+    finish: Finish | None = None  # None: Store.finish_job (rendered rows become library tracks)
 
 
 class JobKind(abc.ABC):

@@ -21,9 +21,12 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
+
+import numpy as np
 
 from dgx_music.common import families, protocol
 from dgx_music.common.families import TRAIN
@@ -33,7 +36,8 @@ from dgx_music.common.training import AUDIO_SUFFIXES, validate_train
 from dgx_music.daemon import libfiles
 from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.handlers import HandlerError
-from dgx_music.daemon.jobs.kinds import JobContext, JobKind, JobRow, Work
+from dgx_music.daemon.engine.supervisor import GenerateResult
+from dgx_music.daemon.jobs.kinds import JobContext, JobKind, JobRow, StepProgress, Work
 from dgx_music.daemon.store import StoreError
 
 log = logging.getLogger("dgx_music.queue")
@@ -145,14 +149,35 @@ class TrainKind(JobKind):
         data_dir, job_id = ctx.data_dir, int(job["id"])
         work = work_dir(data_dir, job_id)
         loop = asyncio.get_running_loop()
+        await _sweep(ctx, job_id)
         wire = {"steps": int(p["steps"]), "rank": int(p["rank"]), "lr": float(p["lr"]), "seed": int(job["seed"]),
                 "checkpoint_every": int(p["checkpoint_every"])}
+        box: dict[str, Any] = {}
 
-        async def compute(progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        async def compute(progress: StepProgress, cancel: threading.Event) -> GenerateResult:
             await loop.run_in_executor(ctx.pool, functools_mkdir, work)
-            return await ctx.engine.train(job_id, job["model"], items, wire, str(work), _Rate(progress, job_id))
+            task = asyncio.ensure_future(ctx.engine.train(job_id, job["model"], items, wire, str(work),
+                                                          _Rate(progress, job_id)))
+            told = False
+            while not task.done():  # the scheduler's cancel sets the flag: pass it on to the worker
+                if cancel.is_set() and not told:
+                    told = await ctx.engine.cancel(job_id)
+                await asyncio.wait({task}, timeout=0.1)
+            try:
+                result = task.result()
+                if cancel.is_set():
+                    raise EngineError("cancelled", f"job {job_id} was cancelled")
+            except EngineError as exc:
+                if exc.code == "cancelled":  # nothing half-written stays: checkpoints, latents, adapter
+                    await loop.run_in_executor(ctx.pool, shutil.rmtree, work, True)
+                raise
+            box["result"] = result
+            return GenerateResult(audio=np.zeros((0, 2, 0), dtype=np.float32), sample_rate=48000,
+                                  model=job["model"], backend="diffusers", device="",
+                                  seconds=float(result.get("seconds") or 0.0))
 
-        async def commit(result: dict[str, Any]) -> dict[str, Any]:
+        async def finish(job_id: int, rendered: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            result = box["result"]
             final = Path(str(result.get("path") or ""))
             if final.resolve().parent != work.resolve():
                 raise EngineError("internal", f"the worker wrote the adapter to {final}, not under {work}")
@@ -169,13 +194,34 @@ class TrainKind(JobKind):
                 raise
             await loop.run_in_executor(ctx.pool, shutil.rmtree, work, True)
             loss = style.get("final_loss")
-            return {"style": style, "summary": f"style {style['name']} ({style['steps']} steps, loss "
-                                               f"{'?' if loss is None else format(loss, '.4f')})"}
+            log.info("job %d: style %s saved (%d steps, smoothed loss %s, %.1f KiB)", job_id, style["name"],
+                     style["steps"], "?" if loss is None else format(loss, ".4f"), style["size"] / 1024)
+            return []  # no tracks: the style is the result (style.list)
 
-        async def discard() -> None:
-            await loop.run_in_executor(ctx.pool, shutil.rmtree, work, True)
+        return Work(prompts=[], params=None, render=_no_render, compute=compute, finish=finish)
 
-        return Work(prompts=[], params=None, render=_no_render, compute=compute, commit=commit, discard=discard)
+
+async def _sweep(ctx: JobContext, current: int) -> None:
+    """Work directories of training jobs that ended (cancelled, done, pruned) go: a cancel that
+    landed between the worker's last step and the commit leaves one behind."""
+    root = styles_dir(ctx.data_dir) / WORK
+    names = await asyncio.get_running_loop().run_in_executor(
+        ctx.pool, lambda: [d.name for d in root.iterdir()] if root.is_dir() else [])
+    for name in names:
+        try:
+            job_id = int(name.removeprefix("job-"))
+        except ValueError:
+            continue
+        if job_id == current:
+            continue
+        try:
+            state = (await ctx.store.get_job(job_id))["state"]
+        except StoreError as exc:
+            if exc.code != "not_found":
+                raise
+            state = "gone"
+        if state in ("cancelled", "done", "gone"):
+            await asyncio.get_running_loop().run_in_executor(ctx.pool, shutil.rmtree, root / name, True)
 
 
 def functools_mkdir(path: Path) -> None:
@@ -183,7 +229,7 @@ def functools_mkdir(path: Path) -> None:
 
 
 def _no_render(*args: Any) -> list[dict[str, Any]]:
-    raise RuntimeError("a training job renders no audio")
+    return []  # a training job makes no audio: its result goes through `finish`
 
 
 def _trained_on(p: Mapping[str, Any]) -> list[str]:
@@ -229,9 +275,9 @@ def _place(final: Path, dest: Path, meta: dict[str, Any]) -> int:
 
 class _Rate:
     """Worker progress -> the job's: steps per second and ETA over this run (a resumed run starts
-    mid-way, so the step count alone would overstate the rate)."""
+    mid-way, so the step count alone would overstate the rate), the smoothed loss, the phase."""
 
-    def __init__(self, progress: Callable[[dict[str, Any]], None], job_id: int) -> None:
+    def __init__(self, progress: StepProgress, job_id: int) -> None:
         self.progress, self.job_id = progress, job_id
         self.first: tuple[int, float] | None = None
 
@@ -249,6 +295,5 @@ class _Rate:
                 rate = done / took
                 eta = (total - step) / rate
         loss = p.get("loss")
-        self.progress({"step": step, "total": total, "elapsed": p.get("elapsed") or 0.0, "phase": phase,
-                       "loss": None if loss is None else round(float(loss), 5),
-                       "rate": None if rate is None else round(rate, 4), "eta": eta})
+        self.progress(step, total, phase=phase, loss=None if loss is None else round(float(loss), 5),
+                      rate=None if rate is None else round(rate, 4), eta=eta)

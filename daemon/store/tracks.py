@@ -178,10 +178,29 @@ class TracksMixin(StoreBase):
                          title=r["title"] or default_title(job["prompt"]),
                          model=r["model"] or job["model"], backend=r["backend"] or job["backend"])
                 await self._insert_track(r)
-            await self._conn.execute(
-                "UPDATE jobs SET state = 'done', finished = ?, error = NULL WHERE id = ?",
-                (now, job_id))
+            await self._mark_done(job_id, now)
             return await self._tracks_by_ids([r["id"] for r in rows], with_peaks=False)
+
+        return await self._write(op)
+
+    async def _mark_done(self, job_id: int, now: float | None = None) -> None:
+        """Inside a write: a running job is done. A kind whose result is not tracks (a MIDI file,
+        a style) calls this from its own store method, in the transaction that stores the result."""
+        job = await self._job_row(job_id)
+        if job["state"] not in ("running", "processing"):
+            raise StoreError("conflict", f"job {job_id} is {job['state']}, not running")
+        await self._conn.execute(
+            "UPDATE jobs SET state = 'done', finished = ?, error = NULL WHERE id = ?",
+            (clock.now() if now is None else now, job_id))
+
+    async def finish_job_bare(self, job_id: int) -> list[dict]:
+        """A running job is done and made no tracks (its result was stored elsewhere, or there is
+        none). Returns [] like finish_job with no tracks would."""
+        job_id = _job_id(job_id)
+
+        async def op() -> list[dict]:
+            await self._mark_done(job_id)
+            return []
 
         return await self._write(op)
 
