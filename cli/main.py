@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "history_cmd",
     "library_cmd",
     "track_ops_cmd",
+    "styles_cmd",
     "audio_cmd",
     "engine_commands",
     "tui_cmd",
