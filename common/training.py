@@ -78,3 +78,15 @@ def validate_train(raw: Any) -> TrainRequest:
     if req.seed is not None and not 0 <= req.seed <= MAX_SEED:
         raise ParamError("seed", f"must be 0-{MAX_SEED}")
     return req
+
+
+def training_components(ref_template: str = "#/components/schemas/{name}") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON Schema of the request body, for the OpenAPI document."""
+    from dgx_music.common.schema_openapi import nullable_optionals
+
+    refs, components = msgspec.json.schema_components([TrainRequest], ref_template=ref_template)
+    component = nullable_optionals(components["TrainRequest"])
+    # Exactly one of the two sources, as validate_train checks (null is the same as absent).
+    component["oneOf"] = [{"required": ["tracks"], "properties": {"tracks": {"type": "array", "minItems": 1}}},
+                          {"required": ["directory"], "properties": {"directory": {"type": "string"}}}]
+    return {"TrainRequest": refs[0]}, components
