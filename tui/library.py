@@ -94,6 +94,7 @@ class LibraryView(LibraryTrackActions, Vertical):
         Binding("S", "operation('stems')", "Stems", id="library.stems", show=False),
         Binding("A", "operation('add_part')", "Add part", id="library.add_part", show=False),
         Binding("L", "lineage", "Family", id="library.lineage"),
+        Binding("T", "train_style", "Train style", id="library.train_style", show=False),
         Binding("d", "details", "Details", id="library.details", show=False),
         Binding("delete", "delete", "Delete", id="library.delete"),
         *[Binding(str(i), f"rate({i})", f"Rate {i}", show=False, id=f"library.rate_{i}") for i in range(6)],
