@@ -71,8 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ace.add_argument("--steps", type=int, metavar="N", help="denoising steps (default: the variant's; 8 for turbo)")
     ace.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance (turbo: 1.0, off)")
     ace.add_argument("--shift", type=float, metavar="S", help="timestep shift of the schedule (default 3.0)")
-    ace.add_argument("--lora", metavar="DIR[:SCALE]", help="a LoRA directory under the daemon's <data>/loras "
-                                                          "(a bare name) or <data>/models, scale default 1.0")
+    ace.add_argument("--lora", metavar="NAME[:SCALE]", help="a style `dgx-music train` made (`dgx-music loras`), "
+                                                           "or a LoRA directory under the daemon's <data>/loras "
+                                                           "(a bare name) or <data>/models; scale default 1.0")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
     p.add_argument("--listen", action="store_true", help="play the audio as it is made (MusicGen; implies --wait; "
                                                         "`dgx-music listen JOB --to FILE.wav` without a sound card)")
