@@ -52,7 +52,7 @@ def validate_train(raw: Any) -> TrainRequest:
     """An untrusted request -> TrainRequest; ParamError names the field."""
     if not isinstance(raw, Mapping):
         raise ParamError("params", "must be a map")
-    data = dict(raw)
+    data = {k: v for k, v in raw.items() if v is not None}  # null is the same as absent (as the OpenAPI says)
     if isinstance(data.get("tracks"), str):
         data["tracks"] = [t.strip() for t in data["tracks"].split(",") if t.strip()]
     if "model" in data and data["model"] is not None:

@@ -73,7 +73,8 @@ def directory_files(data_dir: Path, directory: str, caption: str | None) -> list
                                                f"directory; copy the files to {root / TRAINING}/NAME and give NAME",
                            field="directory")
     if not path.is_dir():
-        raise ParamError("directory", f"no directory {path} (bare names are looked up in {root / TRAINING})")
+        raise HandlerError(protocol.NOT_FOUND, f"directory: no directory {path} (bare names are looked up in "
+                                               f"{root / TRAINING})", field="directory")
     out = []
     for f in sorted(path.iterdir()):
         if f.suffix.lower() not in AUDIO_SUFFIXES or not f.is_file():
@@ -136,12 +137,13 @@ class TrainKind(JobKind):
             if exc.code != "not_found":
                 raise
         else:
-            raise ParamError("name", f"a style named {name} exists already: pick another name, or delete it "
-                                     f"first (dgx-music loras rm {name})")
+            raise HandlerError(protocol.CONFLICT, f"name: a style named {name} exists already: pick another name, "
+                                                  f"or delete it first (dgx-music loras rm {name})", field="name")
         for job in await ctx.store.list_jobs():
             p = job.get("params") or {}
             if p.get("operation") == TRAIN_KIND and p.get("name") == name:
-                raise ParamError("name", f"job {job['id']} is already training a style named {name}")
+                raise HandlerError(protocol.CONFLICT, f"name: job {job['id']} is already training a style named "
+                                                      f"{name}", field="name")
 
     async def prepare(self, ctx: JobContext, job: dict[str, Any]) -> Work:
         p = job["params"]

@@ -27,8 +27,8 @@ async def test_train_wait_then_loras_lists_and_deletes_the_style(daemon_factory:
     assert s["base_model"] == str(tiny_acestep) and s["final_loss"] > 0 and s["size"] > 0 and s["created"] > 0
     rc, out, err = await cli(sock, "loras")
     assert rc == 0 and out.startswith("clisound") and "6 steps on 2 items" in out
-    rc, out, err = await cli(sock, "train", "clisound", "--from", "set")  # the name is taken: refused, exit 2
-    assert rc == 2 and "clisound exists already" in err
+    rc, out, err = await cli(sock, "train", "clisound", "--from", "set")  # the name is taken: a conflict, exit 1
+    assert rc == 1 and "clisound exists already" in err
     rc, out, err = await cli(sock, "loras", "rm", "clisound", "--json")
     assert rc == 0 and json.loads(out) == {"deleted": "clisound"}
     rc, out, err = await cli(sock, "loras", "rm", "clisound")

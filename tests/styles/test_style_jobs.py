@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -142,6 +144,30 @@ def test_kill_9_mid_training_resumes_at_the_last_checkpoint(daemon_process: Call
     assert end["job"]["state"] == "done", end
     assert [(s["name"], s["steps"]) for s in end["styles"]] == [("survivor", 20)]
     assert f"job {job_id}: training resumes at step {at}/20" in p.logs()
+
+
+async def test_kill_9_of_the_worker_mid_training_resumes_at_the_last_checkpoint(
+        daemon: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("DGX_MUSIC_TEST_STEP_DELAY", "0.1")
+    caplog.set_level(logging.INFO, logger="dgx_music.queue")
+    training_set(daemon.data_dir)
+    async with await Client.connect(daemon.server.path) as c:
+        await c.subscribe("job")
+        job = await c.call("style.train", {"name": "tough", "directory": "set", "steps": 16, "checkpoint_every": 4})
+        state = daemon.data_dir / "styles" / ".work" / f"job-{job['id']}" / "checkpoint" / "state.json"
+        deadline = time.monotonic() + 120
+        while not (state.is_file() and json.loads(state.read_text())["step"] >= 4):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        pid = daemon.engine.worker.pid
+        os.kill(pid, signal.SIGKILL)
+        at = json.loads(state.read_text())["step"]
+        seen: list[Any] = []
+        await wait_event(c, "job.finished", job["id"], timeout=180, seen=seen)
+        assert any(e.name == "job.failed" and e.data.get("retrying") for e in seen)  # the crash, then the retry
+        [style] = (await c.call("style.list"))["styles"]
+        assert style["steps"] == 16 and daemon.engine.worker.pid != pid
+        assert f"job {job['id']}: training resumes at step {at}/16" in caplog.text
 
 
 async def test_a_musicgen_daemon_refuses_to_train_naming_the_model(daemon_factory: Callable[..., Any],
