@@ -114,7 +114,8 @@ async def _check_lora(ctx: JobContext, name: str) -> tuple[str, str | None]:
     <data>/loras (a bare name) or <data>/models -> (its absolute path, the style's name or None).
     As with models, no request makes the daemon read outside its data directory."""
     data_dir = ctx.data_dir
-    allowed = [(data_dir / "loras").resolve(), (data_dir / "models").resolve()]
+    styles = (data_dir / "styles").resolve()
+    allowed = [(data_dir / "loras").resolve(), (data_dir / "models").resolve(), styles]
     if STYLE_NAME_RE.match(name):
         try:
             style = await ctx.store.get_style(name)
@@ -136,7 +137,8 @@ async def _check_lora(ctx: JobContext, name: str) -> tuple[str, str | None]:
     if not any(a in path.parents for a in allowed):
         raise HandlerError(protocol.FORBIDDEN, f"lora: LoRA directories must be under {allowed[0]} or "
                                                f"{allowed[1]}", field="lora")
-    return str(path), None
+    # A remix of a styled track sends the style's directory: it keeps naming the style.
+    return str(path), (path.name if path.parent == styles and STYLE_NAME_RE.match(path.name) else None)
 
 
 async def _store_melody(ctx: JobContext, params: GenerationParams, model: str, upload: Any,

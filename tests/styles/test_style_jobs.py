@@ -66,6 +66,8 @@ async def test_a_style_trained_on_tracks_is_listed_used_by_name_and_deleted(daem
         assert a[0].shape == a[1].shape and float(np.abs(a[0] - a[1]).max()) > 1e-3
         track = tracks[1]
         assert track["params"]["lora"] == str(style_dir) and track["params"].get("style") == "mine"
+        again = await run(c, "job.submit", {**req, "lora": track["params"]["lora"]})  # what a remix sends
+        assert (await c.call("track.get", {"id": again["track_ids"][0]}))["params"]["style"] == "mine"
 
         with pytest.raises(RemoteError) as err:  # the name is taken
             await c.call("style.train", {"name": "mine", "tracks": ids})
