@@ -27,7 +27,7 @@ from dgx_music.daemon import failpoints, libfiles
 from dgx_music.daemon.render import SUBTYPES, RenderOptions, song_fields
 
 #: Job params that say where the source is, not what was asked: left out of lineage rows.
-INTERNAL_KEYS = ("family", "operation", "source_key", "source_id", "source_name", "duration")
+INTERNAL_KEYS = ("family", "operation", "source_key", "source_id", "source_name", "duration", "style")
 
 
 def fit(audio: np.ndarray, n: int) -> np.ndarray:

@@ -76,7 +76,7 @@ def fuzzable(doc: dict[str, Any]) -> dict[str, Any]:
         if name.endswith("Request") and name != "JobRequest":  # the operations on tracks
             props = schema["properties"]
             props["source"] = {"type": "string", "enum": [SOURCE]}
-            for key in ("source_audio", "source_name", "model"):
+            for key in ("source_audio", "source_name", "model", "lora", "lora_scale"):  # a made-up style is refused
                 props.pop(key, None)
             schema.pop("oneOf", None)
             schema["required"] = sorted({*schema.get("required", ()), "source"})

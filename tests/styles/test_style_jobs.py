@@ -68,6 +68,10 @@ async def test_a_style_trained_on_tracks_is_listed_used_by_name_and_deleted(daem
         assert track["params"]["lora"] == str(style_dir) and track["params"].get("style") == "mine"
         again = await run(c, "job.submit", {**req, "lora": track["params"]["lora"]})  # what a remix sends
         assert (await c.call("track.get", {"id": again["track_ids"][0]}))["params"]["style"] == "mine"
+        # Operations take a style too: the new track names it.
+        op = await run(c, "op.repaint", {"source": ids[0], "start": 2.0, "end": 4.0, "steps": 1, "lora": "mine:0.5"})
+        p = (await c.call("track.get", {"id": op["track_ids"][0]}))["params"]
+        assert (p["style"], p["lora"], p["lora_scale"]) == ("mine", str(style_dir), 0.5)
 
         with pytest.raises(RemoteError) as err:  # the name is taken
             await c.call("style.train", {"name": "mine", "tracks": ids})
