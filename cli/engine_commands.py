@@ -80,6 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="ACE-Step: denoising steps (default: the variant's, 8 for turbo)")
     p.add_argument("--warmup", action="store_true",
                    help="warm up first (GPU kernels): a 1 s MusicGen clip, or one ACE-Step step")
+    p.add_argument("--train", type=int, default=None, metavar="STEPS",
+                   help="ACE-Step: measure LoRA training instead (STEPS steps on two clips of --duration s), "
+                        "e.g. `dgx-music bench --model random:ace-step --train 3 --duration 10`")
     p.add_argument("--worker-python", default=None, metavar="PATH",
                    help="interpreter for the worker, e.g. .venv-audiocraft/bin/python for --backend audiocraft")
     p.add_argument("--decode", default=None, metavar="LOOP[,LOOP]",
@@ -236,7 +239,7 @@ def bench_cmd(args: argparse.Namespace) -> int:
                        offline=bool(_opt(args, s, "offline", "engine.offline", False)), cache_dir=args.cache_dir,
                        duration=args.duration, batch=args.batch, prompt=args.prompt or DEFAULT_PROMPT,
                        warmup=args.warmup, python=args.worker_python, progress_cb=progress,
-                       lyrics=args.lyrics, steps=args.steps)
+                       lyrics=args.lyrics, steps=args.steps, train=args.train)
     except ParamError as exc:
         if tty:
             sys.stderr.write("\n")

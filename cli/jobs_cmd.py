@@ -74,8 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ace.add_argument("--steps", type=int, metavar="N", help="denoising steps (default: the variant's; 8 for turbo)")
     ace.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance (turbo: 1.0, off)")
     ace.add_argument("--shift", type=float, metavar="S", help="timestep shift of the schedule (default 3.0)")
-    ace.add_argument("--lora", metavar="DIR[:SCALE]", help="a LoRA directory under the daemon's <data>/loras "
-                                                          "(a bare name) or <data>/models, scale default 1.0")
+    ace.add_argument("--lora", metavar="NAME[:SCALE]", help="a style `dgx-music train` made (`dgx-music loras`), "
+                                                           "or a LoRA directory under the daemon's <data>/loras "
+                                                           "(a bare name) or <data>/models; scale default 1.0")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
     p.add_argument("--listen", action="store_true", help="play the audio as it is made (MusicGen; implies --wait; "
                                                         "`dgx-music listen JOB --to FILE.wav` without a sound card)")
@@ -247,6 +248,15 @@ def format_job(j: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def training_extra(d: dict[str, Any]) -> str:
+    """A training job's progress beyond step/total: smoothed loss, steps per second, or what it encodes."""
+    phase = str(d.get("phase") or "")
+    if phase.startswith("encoded"):
+        return f"  encoding audio ({phase.removeprefix('encoded ')})"
+    out = f"  loss {d['loss']:.4f}" if isinstance(d.get("loss"), (int, float)) else ""
+    return out + (f"  {d['rate']:.2f} steps/s" if isinstance(d.get("rate"), (int, float)) else "")
+
+
 def _bar(frac: float, width: int = 30) -> str:
     full = int(frac * width)
     return "#" * full + "-" * (width - full)
@@ -351,11 +361,12 @@ async def submit_job(client: Client, args: argparse.Namespace, method: str, para
                 d = ev.data
                 frac = d["step"] / d["total"] if d.get("total") else 0.0
                 sys.stderr.write(f"\r[{_bar(frac)}] {frac * 100:5.1f}%  {d['step']}/{d['total']}  "
-                                 f"ETA {human_duration(d.get('eta'))}   ")
+                                 f"ETA {human_duration(d.get('eta'))}{training_extra(d)}   ")
                 sys.stderr.flush()
             elif ev.name == "job.progress" and not args.json and time.monotonic() - last_line > 5:
                 last_line = time.monotonic()
-                print(f"job {job_id}: step {ev.data['step']}/{ev.data['total']}", file=sys.stderr)
+                print(f"job {job_id}: step {ev.data['step']}/{ev.data['total']}{training_extra(ev.data)}",
+                      file=sys.stderr)
             elif ev.name == "job.started" and not args.json:
                 print(("\r" if tty else "") + f"job {job_id} started (attempt {ev.data.get('attempt')})",
                       file=sys.stderr)

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "track_ops_cmd",
     "midi_cmd",
     "fitloop_cmd",
+    "styles_cmd",
     "audio_cmd",
     "engine_commands",
     "tui_cmd",

@@ -82,6 +82,8 @@ def _parser(sub: argparse._SubParsersAction, name: str, helptext: str, epilog: s
     p.add_argument("--model", metavar="M", help="an ACE-Step model (default: the daemon's); stems --method separate: "
                    "a separation model (default: the daemon's --separator)")
     p.add_argument("--steps", type=int, metavar="N", help="denoising steps (default: the variant's; 8 for turbo)")
+    p.add_argument("--lora", metavar="NAME[:SCALE]", help="a style `dgx-music train` made, or a LoRA directory "
+                                                           "under the daemon's <data>/loras; scale default 1.0")
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
     add_client_flags(p)
     p.set_defaults(func=op_cmd)
@@ -124,7 +126,8 @@ def _compress(path: Path) -> bytes:
 
 
 def build_request(args: argparse.Namespace) -> dict[str, Any]:
-    raw: dict[str, Any] = {"seed": args.seed, "model": args.model, "steps": args.steps}
+    raw: dict[str, Any] = {"seed": args.seed, "model": args.model, "steps": args.steps,
+                           "lora": getattr(args, "lora", None)}
     for name in ("start", "end", "prompt", "strength", "part", "mix", "language", "method"):
         if getattr(args, name, None) is not None:
             raw[name] = getattr(args, name)

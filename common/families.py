@@ -29,6 +29,9 @@ REPAINT_TASK, COVER_TASK, EXTRACT_TASK, LEGO_TASK = "repaint", "cover", "extract
 #: Source separation: a mix -> its stems (vocals, drums, bass, other...), by a separation model.
 SEPARATE_TASK = "separate"
 
+#: Training a LoRA (a style) on your own audio, in the worker (daemon/engine/acestep_train.py).
+TRAIN = "train"
+
 
 @dataclass(frozen=True)
 class AudioInput:
@@ -123,7 +126,7 @@ REGISTRY: dict[str, Family] = {
     ACE_STEP: Family(
         name=ACE_STEP, title="ACE-Step", licence="MIT (weights and code)",
         backends={"diffusers": _ENGINE + "acestep_backend:AceStepBackend"},
-        tasks=(TEXT2MUSIC, REPAINT_TASK, COVER_TASK, EXTRACT_TASK, LEGO_TASK),
+        tasks=(TEXT2MUSIC, REPAINT_TASK, COVER_TASK, EXTRACT_TASK, LEGO_TASK, TRAIN),
         why_no_stream="ACE-Step is a diffusion model: it makes the whole clip at once",
         audio_inputs={"source": AudioInput(2, 48000)}, song_fields=True, model_defaults=True,
         operation_models=("ace-step", "ace-step-base"),

@@ -26,7 +26,7 @@ from msgspec import Meta
 from dgx_music.common.schema_openapi import nullable_optionals
 from dgx_music.common.schemas import (LANGUAGES, MAX_LYRICS_CHARS, MAX_PROMPT_CHARS, MAX_SEED, MELODY_KEY_RE,
                                       TRACK_ID_RE, Language, ModelName, ParamError, Seed, TargetLufs,
-                                      _explain, _field_of, check_model_name, refuse_loose_bools)
+                                      _explain, _field_of, check_model_name, refuse_loose_bools, split_lora)
 
 #: The operations, as protocol methods name them (`op.<name>`) and as jobs record them.
 REPAINT, COVER, STEMS, ADD_PART, EXTEND = "repaint", "cover", "stems", "add_part", "extend"
@@ -92,6 +92,10 @@ class _Operation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     steps: Steps | None = None
     guidance: Guidance | None = None
     shift: Shift | None = None
+    lora: Annotated[str, Meta(min_length=1, max_length=1000, pattern=r"^[^\x00]*$",
+                              description="A style's name (style.list) or a LoRA directory under <data>/loras, "
+                                          "optionally NAME:scale.")] | None = None
+    lora_scale: Annotated[float, Meta(ge=0.0, le=4.0, description="How strongly the LoRA applies.")] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return msgspec.structs.asdict(self)
@@ -236,6 +240,15 @@ def validate_operation(operation: str, raw: Mapping[str, Any]) -> OperationReque
         raise ParamError("part", f"unknown part {data['part']!r}; the parts ACE-Step knows: {', '.join(PARTS)}")
     if "model" in data:
         data["model"] = check_model_name(data["model"])
+    if isinstance(data.get("lora"), str):  # NAME:scale, as job.submit takes it
+        name, scale = split_lora(data["lora"])
+        if not name.strip():
+            raise ParamError("lora", "must name a style or a LoRA directory")
+        data["lora"] = name.strip()
+        if scale is not None:
+            if data.get("lora_scale") is not None and data["lora_scale"] != scale:
+                raise ParamError("lora_scale", "give the scale once: NAME:scale or lora_scale")
+            data["lora_scale"] = scale
     if isinstance(data.get("source_audio"), bytearray):
         data["source_audio"] = bytes(data["source_audio"])
     try:

@@ -187,8 +187,8 @@ class AceStepParams(_Params, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     model: ModelName | None = None
     target_lufs: TargetLufs | None = None
     lora: Annotated[str, Meta(min_length=1, max_length=1000, pattern=r"^[^\x00]*$",
-                              description="A LoRA directory under <data>/loras (or a path there), optionally "
-                                          "DIR:scale.")] | None = None
+                              description="A style's name (style.list) or a LoRA directory under <data>/loras "
+                                          "(or a path there), optionally NAME:scale.")] | None = None
     lora_scale: Annotated[float, Meta(ge=0.0, le=4.0, description="How strongly the LoRA applies.")] = 1.0
 
     def wire(self) -> dict[str, Any]:

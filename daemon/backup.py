@@ -11,6 +11,8 @@ A backup is a directory:
     DEST/sources/...      melodies that jobs follow and the source audio of operations on
                           tracks (so a queued job, a retry or a remix still runs after a
                           restore); content-addressed, checked and restored the same way
+    DEST/styles/NAME/...  the styles (LoRAs trained on your tracks: daemon/jobs/train.py), always:
+                          they are small and cannot be made again without the time they took
     DEST/manifest.json    what was copied, when, from where, and what was missing
 
 The audio is read from (and restored into) the storage root (`store.storage`, by default the
@@ -47,6 +49,7 @@ from dgx_music.daemon.store import snapshot as db_copy
 
 MANIFEST = "manifest.json"
 LIBRARY = "library"
+STYLES = "styles"  # daemon/jobs/train.py's folder (not imported: backup stays usable without the job kinds)
 # Keyed stored copies: <folder>/<key>.wav, content-addressed, never changed once written: the
 # folders of daemon/audio_store.py's stores (it imports no audio library).
 KEYED = tuple(store.folder for store in STORES)  # each is also the name of the Report field that counts its copies
@@ -64,6 +67,7 @@ class Report:
     files: int = 0
     melodies: int = 0
     sources: int = 0
+    styles: int = 0
     bytes: int = 0
     missing: list[str] = field(default_factory=list)
     schema_version: int = 0
@@ -73,7 +77,7 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {"dest": str(self.dest), "tracks": self.tracks, "jobs": self.jobs, "files": self.files,
-                "melodies": self.melodies, "sources": self.sources, "bytes": self.bytes, "missing": self.missing,
+                "melodies": self.melodies, "sources": self.sources, "styles": self.styles, "bytes": self.bytes, "missing": self.missing,
                 "schema_version": self.schema_version,
                 "seconds": round(self.seconds, 3), "kept_aside": self.kept_aside,
                 "refused": self.refused}
@@ -148,6 +152,7 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
     report.bytes += out.stat().st_size
     if progress:
         progress(f"database: {plural(report.tracks, 'track')}, {plural(report.jobs, 'job')} (schema v{report.schema_version})")
+    _copy_styles(data_dir, dest, report)
     if with_audio:
         for rel in paths:
             try:  # a tampered row must not copy a file from outside the storage root into the backup
@@ -192,6 +197,32 @@ def _copy_keyed(src_root: Path, dest_root: Path, report: Report) -> None:
                 copy_atomic(f, d)
                 setattr(report, folder, getattr(report, folder) + 1)
                 report.bytes += d.stat().st_size
+
+
+def _style_dirs(root: Path) -> list[Path]:
+    """The styles' directories under root/styles (not the work directories of running trainings)."""
+    from dgx_music.daemon.store import STYLE_NAME_RE
+
+    base = root / STYLES
+    if not base.is_dir() or base.is_symlink():
+        return []
+    return [d for d in sorted(base.iterdir()) if STYLE_NAME_RE.match(d.name) and d.is_dir() and not d.is_symlink()]
+
+
+def _copy_styles(src_root: Path, dest_root: Path, report: Report, check: bool = False) -> None:
+    """Every style's files (plain files only), replacing what the destination holds under that name."""
+    for d in _style_dirs(src_root):
+        files = [f for f in sorted(d.iterdir()) if _plain_file(f)] if check else \
+            [f for f in sorted(d.iterdir()) if f.is_file() and not f.is_symlink()]
+        target = _member(dest_root, f"{STYLES}/{d.name}") if check else dest_root / STYLES / d.name
+        target.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            out = target / f.name
+            if out.is_symlink():
+                out.unlink()
+            shutil.copy2(f, out)
+            report.bytes += out.stat().st_size
+        report.styles += 1
 
 
 def _check_keyed(src: Path, data_dir: Path) -> list[str]:
@@ -282,6 +313,13 @@ def _restore_plan(src: Path | None, data_dir: Path,
         plan.append((rel, source, target))
     if src is not None:
         refused += _check_keyed(src, data_dir)
+        for d in _style_dirs(src):
+            try:
+                _member(data_dir, f"{STYLES}/{d.name}")
+                for f in d.iterdir():
+                    _plain_file(f)
+            except BackupError as exc:
+                refused.append(str(exc))
     if refused:
         more = f" (and {len(refused) - 5} more)" if len(refused) > 5 else ""
         raise BackupError("this backup is refused, nothing was changed: " + "; ".join(refused[:5]) + more)
@@ -357,6 +395,7 @@ def _restore_locked(src: Path, backup_db: Path, data_dir: Path, t0: float,
         report.bytes += target.stat().st_size
     if src.is_dir():
         _copy_keyed(src, root, report)
+        _copy_styles(src, data_dir, report, check=True)
     if progress:
         progress(f"audio: {plural(report.files, 'file')}, {plural(report.melodies, 'melody', 'melodies')}, "
                  f"{plural(report.sources, 'source')} restored"

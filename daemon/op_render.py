@@ -31,7 +31,7 @@ LEVEL_SECONDS = 10
 
 #: Job params that say where the source is, not what was asked: left out of lineage rows.
 INTERNAL_KEYS = ("family", "operation", "source_key", "source_id", "source_name", "duration", "source_rate",
-                 "source_channels", "source_frames")
+                 "source_channels", "source_frames", "style")
 
 
 def fit(audio: np.ndarray, n: int) -> np.ndarray:

@@ -512,8 +512,8 @@ class Scheduler:
             flag.set()
         t0 = time.monotonic()
 
-        def progress(step: int, total: int) -> None:
-            p = {"step": step, "total": total, "elapsed": time.monotonic() - t0}
+        def progress(step: int, total: int, **extra: Any) -> None:
+            p = {"step": step, "total": total, "elapsed": time.monotonic() - t0, **extra}
             loop.call_soon_threadsafe(self._on_progress, job_id, p)
 
         try:
@@ -565,8 +565,11 @@ class Scheduler:
     def _on_progress(self, job_id: int, p: dict[str, Any]) -> None:
         step, total, elapsed = int(p.get("step", 0)), int(p.get("total", 0)), float(p.get("elapsed", 0.0))
         eta = elapsed / step * (total - step) if step > 0 and total >= step else None
+        if "eta" in p:  # a kind that knows better (training resumed mid-way)
+            eta = p["eta"]
         data = {"id": job_id, "step": step, "total": total, "elapsed": round(elapsed, 3),
                 "eta": None if eta is None else round(eta, 3)}
+        data.update({k: p[k] for k in ("loss", "rate", "phase") if k in p})  # training's extras
         self.progress[job_id] = data
         self.publish("job.progress", data)
 

@@ -36,6 +36,7 @@ from dgx_music.tui.player import Player
 from dgx_music.tui.queue import QueueView
 from dgx_music.tui.screens import HelpScreen
 from dgx_music.tui.speaker_out import SEEK_STEP, TabSpeaker
+from dgx_music.tui.styles import StylesView
 from dgx_music.tui.widgets import Banner, StatusBar
 
 log = logging.getLogger("dgx_music.tui")
@@ -62,6 +63,7 @@ class DgxMusicApp(Playback, App[int]):
         Binding("f2", "show_tab('compose')", "Compose", id="app.compose", show=False),
         Binding("f3", "show_tab('queue')", "Queue", id="app.queue", show=False),
         Binding("f4", "show_tab('library')", "Library", id="app.library", show=False),
+        Binding("f5", "show_tab('styles')", "Styles", id="app.styles", show=False),
         Binding("space", "toggle_play", "Play/Stop", id="app.play"),
         Binding("b", "toggle_tab_output", "Browser tab", id="app.tab_output", show=False),
         Binding("left_square_bracket", f"seek({-SEEK_STEP})", "Back", id="app.seek_back", show=False),
@@ -97,6 +99,8 @@ class DgxMusicApp(Playback, App[int]):
                 yield QueueView(id="queue-view")
             with TabPane("Library F4", id="library"):
                 yield LibraryView(id="library-view")
+            with TabPane("Styles F5", id="styles"):
+                yield StylesView(id="styles-view")
         yield StatusBar(id="status")
         yield Footer()
 
@@ -111,6 +115,10 @@ class DgxMusicApp(Playback, App[int]):
     @property
     def library_view(self) -> LibraryView:
         return self.query_one(LibraryView)
+
+    @property
+    def styles_view(self) -> StylesView:
+        return self.query_one(StylesView)
 
     @property
     def status_bar(self) -> StatusBar:
@@ -230,6 +238,7 @@ class DgxMusicApp(Playback, App[int]):
         self.library_view.set_models(models)
         self.compose_view.set_history(snap.prompts)
         self.library_view.request_query()
+        self.styles_view.action_refresh()
         self.request("track.list", {"limit": 100}, done=self._library_prompts, what="prompt history",
                      on_error=lambda exc: True)
         self.run_worker(self.tab.refresh(), group="speaker", exit_on_error=False)
@@ -287,10 +296,14 @@ class DgxMusicApp(Playback, App[int]):
                     self.model_state["state"] = "ready"
                     self.status_bar.set_model(self.model_state)
                 self.run_worker(self._poll_model(), group="model-poll", exit_on_error=False)
+            if name == "job.progress" and ("loss" in data or "phase" in data):  # a training job (styles)
+                self.styles_view.on_progress(data)
+            elif name in ("job.finished", "job.failed", "job.cancelled") and data.get("id") is not None:
+                self.styles_view.on_job_end(int(data["id"]), name)
             if name == "job.finished":
                 n = len(data.get("track_ids") or [])
-                self.notify(f"Job {data.get('id')} finished: {n} track{'s' if n != 1 else ''} in the library.",
-                            timeout=4)
+                self.notify(f"Job {data.get('id')} finished: {n} track{'s' if n != 1 else ''} in the library."
+                            if n else f"Job {data.get('id')} finished.", timeout=4)
             elif name == "job.failed" and not data.get("retrying"):
                 self.notify(str(data.get("error") or "failed"), title=f"Job {data.get('id')} failed",
                             severity="error", timeout=8)
@@ -382,7 +395,8 @@ class DgxMusicApp(Playback, App[int]):
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
-        target = {"compose": "#prompt", "queue": "#queue-table", "library": "#lib-table"}[tab]
+        target = {"compose": "#prompt", "queue": "#queue-table", "library": "#lib-table",
+                  "styles": "#styles-table"}[tab]
         self.call_after_refresh(lambda: self.query_one(target).focus())
 
     def action_help(self) -> None:

@@ -97,6 +97,7 @@ class LibraryView(LibraryTrackActions, Vertical):
         Binding("T", "operation('fit')", "Fit tempo/key", id="library.fit", show=False),
         Binding("B", "operation('loop')", "Loop", id="library.loop", show=False),
         Binding("L", "lineage", "Family", id="library.lineage"),
+        Binding("Y", "train_style", "Train style", id="library.train_style", show=False),
         Binding("d", "details", "Details", id="library.details", show=False),
         Binding("delete", "delete", "Delete", id="library.delete"),
         *[Binding(str(i), f"rate({i})", f"Rate {i}", show=False, id=f"library.rate_{i}") for i in range(6)],

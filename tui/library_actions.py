@@ -19,6 +19,14 @@ class LibraryTrackActions:
             self.app.notify("No track selected.", severity="warning")
         return t
 
+    def action_train_style(self) -> None:
+        """Train a style (a LoRA) on the marked tracks, or the one under the cursor (tui/styles.py)."""
+        from dgx_music.tui.styles import train_from_marked
+
+        ids = list(self.marked) or ([str(t["id"])] if (t := self._need()) is not None else [])
+        if ids:
+            train_from_marked(self.app, ids)
+
     def action_favorite(self) -> None:
         if (t := self._need()) is not None:
             self.post_message(self.TrackAction("favorite", t))

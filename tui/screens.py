@@ -52,7 +52,11 @@ HELP_SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         ("x", "export the marked tracks, else the selected one: WAV, FLAC (44.1/48 kHz) or one Ardour "
               "session (optionally with stems)"),
         ("R", "repaint a span (ACE-Step): ←/→ move the cursor, i / o set the in / out marks"),
-        ("C / S / A", "cover in a new style / split into stems / add a part (ACE-Step)"),
+        ("C / S / A", "cover in a new style / split into stems (a separation model, or ACE-Step's extract) / "
+                      "add a part (ACE-Step)"),
+        ("M", "MIDI: transcribe the track (or stem) to a MIDI file stored with it"),
+        ("T / B", "fit to a tempo and key / a bar-exact loop cut from the track"),
+        ("Y", "train a style (a LoRA, ACE-Step) on the marked tracks"),
         ("L", "family: the track's source, stems, repaints, covers; enter goes to one"),
         ("delete", "delete (asks first)"),
     ]),

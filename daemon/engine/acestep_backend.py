@@ -193,6 +193,26 @@ class AceStepBackend(Backend):
         audio = np.concatenate([np.pad(o, ((0, 0), (0, 0), (0, width - o.shape[-1]))) for o in outs], axis=0)
         return np.ascontiguousarray(audio, dtype=np.float32), self.sample_rate
 
+    # ------------------------------------------------------------------ training
+    def train(self, items: list[dict[str, Any]], params: Mapping[str, Any], work_dir: str,
+              on_step: Any) -> dict[str, Any]:
+        """Train a LoRA on this pipeline (acestep_train.py); the adapter ends in work_dir/final.
+
+        Any LoRA a generation applied is taken off first: the style learns on the bare model."""
+        from dgx_music.daemon.engine.acestep_train import TrainItem, TrainOptions, train_lora
+
+        if self.pipe is None:
+            raise EngineError("internal", "train before load")
+        opts = TrainOptions.from_wire(params)
+        try:
+            parsed = [TrainItem(path=str(i["path"]), caption=str(i.get("caption") or ""),
+                                lyrics=str(i.get("lyrics") or ""), language=str(i.get("language") or "en"))
+                      for i in items]
+        except (TypeError, KeyError) as exc:
+            raise EngineError("bad_request", f"items: each needs a path ({exc})") from None
+        self._use_lora(None, 1.0)
+        return train_lora(self.pipe, parsed, opts, Path(work_dir), self.variant == "turbo", on_step)
+
     def expected_samples(self, duration: float) -> int:
         """Samples the pipeline makes for `duration` s: whole latent frames (1920 samples at 48 kHz)."""
         lps = self.pipe.latents_per_second

@@ -98,7 +98,11 @@ def bench(**kwargs: Any) -> dict[str, Any]:
 
 def bench_musicgen(**kwargs: Any) -> dict[str, Any]:
     """MusicGen's bench (through the real worker), once per `--decode` loop asked."""
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("lyrics", "steps")}
+    if kwargs.get("train"):
+        from dgx_music.daemon.engine.errors import EngineError
+
+        raise EngineError("bad_request", "--train: training a style needs an ACE-Step model (--model random:ace-step)")
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("lyrics", "steps", "train")}
     modes = [m.strip() for m in str(kwargs.pop("decode", None) or "").split(",") if m.strip()]
     if len(modes) <= 1:
         return asyncio.run(bench_async(**kwargs, decode=modes[0] if modes else None))

@@ -295,6 +295,50 @@ class EngineSupervisor:
                 self._schedule_idle()
         return result
 
+    async def train(self, job_id: int, model: str, items: list[dict[str, Any]], params: dict[str, Any],
+                    work_dir: str, on_progress: ProgressCb | None = None) -> dict[str, Any]:
+        """Train a LoRA on `model` in the worker (worker_main's `train` request); one model in memory,
+        so the queue waits as it does for a generation. Cancel stops it at the next step; a crash or
+        hang is `worker_crashed`/`hung` (transient: the retry resumes from the last checkpoint).
+        Returns the worker's result: steps, final_loss, path (work_dir/final), size, ..."""
+        resolve_model(model)
+        self._cancel_idle()
+        self._waiting.add(job_id)
+        try:
+            async with self._lock:
+                self._waiting.discard(job_id)
+                self._raise_if_cancelled(job_id)
+                # A worker already holding the model keeps its load extras: training takes any LoRA off.
+                await self._ensure_loaded(model, self._load_extra if model == self._model else {})
+                self._raise_if_cancelled(job_id)
+                self._job, self._state = job_id, "busy"
+
+                def on_frame(frame: dict[str, Any]) -> None:
+                    if frame.get("type") == "progress" and on_progress is not None:
+                        on_progress({"job_id": job_id, **{k: frame.get(k) for k in
+                                                          ("step", "total", "elapsed", "loss", "phase")}})
+
+                def on_sent(req_id: int) -> None:
+                    self._job_req = req_id
+                    if job_id in self._cancel_requested and self._worker is not None:
+                        self._worker.cancel(req_id)
+
+                msg = {"type": "train", "job_id": job_id, "items": items, "params": params, "work_dir": work_dir}
+                try:
+                    # Encoding a long song on a slow device reports once per item: allow what loading allows.
+                    reply = await self._call(msg, idle_limit=max(self.settings.hang_timeout, LOAD_IDLE_LIMIT),
+                                             what=f"training job {job_id}", on_frame=on_frame, on_sent=on_sent)
+                finally:
+                    self._job, self._job_req = None, None
+                    self._cancel_requested.discard(job_id)
+                    self._state = "ready" if self._alive() else "unloaded"
+                self._crash_streak = 0
+        finally:
+            self._waiting.discard(job_id)
+            if not self._closing and self._alive():
+                self._schedule_idle()
+        return {k: v for k, v in reply.items() if k not in ("type", "id", "memory")}
+
     # ------------------------------------------------------------------ generation
     def _raise_if_cancelled(self, job_id: int) -> None:
         if job_id in self._cancel_requested:

@@ -20,6 +20,9 @@ Supervisor -> worker:
       channel-major [channels, samples] at the model's rate (ACE-Step's `source`, stereo 48 kHz)
       params: the family's request (its schema's wire()), handed to backend.run(); the
       audio inputs and streaming allowed are the backend's `capabilities`
+  {type: train, id, job_id, items: [{path, caption, lyrics, language}], params: {steps, rank, lr, seed,
+   checkpoint_every}, work_dir}   a LoRA on the loaded model (backends whose capabilities list the
+      `train` task); resumes from work_dir's checkpoint; the adapter ends in work_dir/final
   {type: cancel, id}   id of the request to stop: a running one stops at its next
                        decode step, a queued one answers "cancelled" without starting,
                        a finished one is ignored (read by a thread)
@@ -31,6 +34,7 @@ Worker -> supervisor:
   audio {id, offset, shape: [batch, channels, n], sample_rate, pcm}   interim, when the generate frame
       had stream: true and the backend streams (MusicGen via transformers): n float32 samples per
       channel starting at sample `offset` of the clip, as the clip is made (engine/streaming.py)
+  progress {id, step, total, elapsed, loss, phase} ... result {id, steps, final_loss, path, size, ...}   (train)
   stats {id, memory}
   error {id, op, code, message, transient}   the final reply of a failed request
 """
@@ -192,6 +196,8 @@ class Worker:
                     self.load(req_id, msg)
                 elif kind == "generate":
                     self.generate(req_id, msg)
+                elif kind == "train":
+                    self.train(req_id, msg)
                 elif kind == "stats":
                     send({"type": "stats", "id": req_id, "memory": memory()})
                 else:
@@ -323,6 +329,40 @@ class Worker:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         send({"type": "result", "id": req_id, "pcm": audio.tobytes(), "shape": list(audio.shape),
               "dtype": "float32", "sample_rate": int(sr), "seconds": round(time.perf_counter() - t0, 4),
+              "memory": memory()})
+
+
+    def train(self, req_id: int, msg: dict[str, Any]) -> None:
+        """A LoRA training run: progress per step (with the smoothed loss), then the result."""
+        from dgx_music.common.families import TRAIN
+
+        if self.backend is None:
+            raise EngineError("bad_request", "train before load")
+        caps = self.backend.capabilities
+        if TRAIN not in caps.tasks or not callable(getattr(self.backend, "train", None)):
+            raise EngineError("bad_request", f"{caps.family} models cannot be trained here: training a style "
+                                             f"needs an ACE-Step model")
+        items, work_dir = msg.get("items"), msg.get("work_dir")
+        if not isinstance(items, list) or not items or not isinstance(work_dir, str) or not work_dir:
+            raise EngineError("bad_request", "train needs items (a non-empty list) and a work_dir")
+        t0 = time.perf_counter()
+        last = [0.0]
+
+        def on_step(step: int, total: int, loss: float | None, phase: str) -> None:
+            if self.cancel_event.is_set():
+                raise Cancelled()
+            if self.test_step_delay:
+                time.sleep(self.test_step_delay)
+            now = time.perf_counter()
+            if step <= 1 or step == total or phase != "training" or now - last[0] >= PROGRESS_INTERVAL:
+                last[0] = now
+                send({"type": "progress", "id": req_id, "step": step, "total": total,
+                      "elapsed": round(now - t0, 4), "loss": loss, "phase": phase})
+
+        if self.cancel_event.is_set():
+            raise Cancelled()
+        result = self.backend.train(items, msg.get("params") or {}, work_dir, on_step)
+        send({"type": "result", "id": req_id, **result, "seconds_total": round(time.perf_counter() - t0, 4),
               "memory": memory()})
 
 

@@ -51,7 +51,7 @@ class MethodSpec:
 REGISTRY: dict[str, MethodSpec] = {}
 
 #: Modules that register methods; imported once by `load_all`.
-MODULES = ("core", "models", "jobs", "tracks", "operations", "midi", "stream", "speaker")
+MODULES = ("core", "models", "jobs", "tracks", "operations", "midi", "styles", "stream", "speaker")
 
 
 def method(name: str) -> Callable[[Handler], Handler]:

@@ -23,6 +23,7 @@ from dgx_music.common.midi import ROUTE as MIDI_ROUTE
 from dgx_music.common.midi import midi_component
 from dgx_music.common.schema_openapi import openapi_components
 from dgx_music.common.speaker import SCRIPT_PATH, speaker_components
+from dgx_music.common.training import STYLE_NAME_PATTERN, training_components
 from dgx_music.common.speaker import WS_PATH as SPEAKER_WS
 from dgx_music.daemon.store import LIST_SORTS
 
@@ -144,6 +145,15 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{API}/ops/loop", FIT_METHODS["loop"], "Queue a loop: exactly N bars at a tempo, generated from "
           "a prompt (any model) or cut from a source, with loop points in the file. source_audio: base64 in JSON.",
           body=True, created=True, request_schema="LoopRequest", response_schema="Job"),
+    Route("GET", f"{API}/styles", "style.list", "Styles (LoRAs trained on your tracks): name, base model, steps, "
+          "what it learnt from, final loss, size, created."),
+    Route("POST", f"{API}/styles", "style.train", "Queue training a style on library tracks or a directory of "
+          "audio files under the data directory (ACE-Step models; docs/engine.md).", body=True, created=True,
+          request_schema="TrainRequest", response_schema="Job"),
+    Route("GET", f"{API}/styles/{{name}}", "style.get", "One style.",
+          path_params={"name": _p(str, pattern=STYLE_NAME_PATTERN, maxLength=64)}),
+    Route("DELETE", f"{API}/styles/{{name}}", "style.delete", "Delete a style (its files go to the trash).",
+          path_params={"name": _p(str, pattern=STYLE_NAME_PATTERN, maxLength=64)}),
     Route("POST", f"{API}/library/empty-trash", "library.empty_trash", "Delete the files of deleted tracks for "
           "good; answers how many were removed."),
     Route("GET", f"{API}/prompts", "prompt.history", "Distinct recent prompts, newest first.",
@@ -185,8 +195,9 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
     sp_refs, sp_schemas = speaker_components()  # browser tabs as speakers (common/speaker.py)
     mi_refs, mi_schemas = midi_component()  # MIDI of a part (common/midi.py)
     fl_refs, fl_schemas = fitloop_components()  # fit and loops (common/fitloop.py)
-    refs = {**refs, **op_refs, **sp_refs, **mi_refs, **fl_refs}
-    schemas = {**schemas, **op_schemas, **sp_schemas, **mi_schemas, **fl_schemas}
+    tr_refs, tr_schemas = training_components()  # styles (common/training.py)
+    refs = {**refs, **op_refs, **sp_refs, **mi_refs, **fl_refs, **tr_refs}
+    schemas = {**schemas, **op_schemas, **sp_schemas, **mi_schemas, **fl_schemas, **tr_schemas}
     type_names = {int: "integer", float: "number", bool: "boolean", str: "string"}
     for r in routes:
         params = [{"name": n, "in": "path", "required": True,

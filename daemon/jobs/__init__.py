@@ -6,6 +6,7 @@
     operations.py  repaint, cover, stems, add a part (ACE-Step)
     midi.py        a track or file transcribed to MIDI (no model worker)
     fitloop.py     fit to a tempo and key, bar-exact loops
+    train.py       training a style (a LoRA) on your tracks (ACE-Step): its result is a style
 
 Importing the package registers the built-in kinds.
 """
@@ -19,6 +20,7 @@ from dgx_music.daemon.jobs.kinds import JobContext, JobKind, JobRow, Work, kind_
 from dgx_music.daemon.jobs.midi import KIND as MIDI_KIND
 from dgx_music.daemon.jobs.fitloop import KINDS as FITLOOP_KINDS
 from dgx_music.daemon.jobs.operations import KINDS as OPERATION_KINDS
+from dgx_music.daemon.jobs.train import TRAIN_KIND, TrainKind
 
 # Asked in reverse order: an operation, then extend, then plain generation.
 register(GenerateKind())
@@ -26,6 +28,7 @@ register(ExtendKind())
 for _kind in (*OPERATION_KINDS.values(), *FITLOOP_KINDS.values()):
     register(_kind)
 register(MIDI_KIND)
+register(TrainKind())
 
-__all__ = ["EXTEND", "GENERATE", "JobContext", "JobKind", "JobRow", "Work", "kind_of", "kinds", "named", "register",
+__all__ = ["EXTEND", "GENERATE", "JobContext", "JobKind", "JobRow", "TRAIN_KIND", "Work", "kind_of", "kinds", "named", "register",
            "submit_kind", "unregister"]

@@ -24,6 +24,7 @@ from dgx_music.daemon.engine.errors import EngineError
 from dgx_music.daemon.engine.models import accepts_melody, resolve_model
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.jobs.kinds import JobContext, JobKind, JobRow, Work
+from dgx_music.daemon.store import STYLE_NAME_RE, StoreError
 
 GENERATE, EXTEND = "generate", "extend"
 
@@ -45,6 +46,7 @@ def params_of(job: Mapping[str, Any], max_count: int) -> FamilyParams:
     raw = {**job["params"], "prompt": job["prompt"], "count": job["count"], "seed": job["seed"],
            "model": job["model"]}
     family = raw.pop("family", DEFAULT_FAMILY)
+    raw.pop("style", None)  # lineage only: the style's name beside its resolved `lora` directory
     return validate_request(raw, family, max_count=max(max_count, job["count"]))
 
 
@@ -69,8 +71,10 @@ class GenerateKind(JobKind):
             raise ParamError("melody_audio", f"melody_audio is a parameter of "
                                              f"{', '.join(families.family(f).title for f in families.with_task(MELODY))}; "
                                              f"{family} does not take it")
+        style = None
         if getattr(params, "lora", None) is not None:
-            params = msgspec.structs.replace(params, lora=await _check_lora(ctx, params.lora))  # type: ignore[union-attr]
+            lora, style = await _check_lora(ctx, params.lora)  # type: ignore[union-attr]
+            params = msgspec.structs.replace(params, lora=lora)  # type: ignore[union-attr]
         # The tasks the family declares decide which fields its schema has: a melody to follow
         # (MELODY), a track to extend (CONTINUE); both are MusicGen's (GenerationParams).
         if fam.does(MELODY):
@@ -84,6 +88,8 @@ class GenerateKind(JobKind):
         stored = {k: v for k, v in params.to_dict().items() if k not in ("prompt", "count", "seed", "model")}
         if family != DEFAULT_FAMILY:
             stored["family"] = family  # absent: the default, as every job stored before families existed
+        if style is not None:
+            stored["style"] = style  # lineage: the job's tracks name the style they were made with
         return JobRow(prompt=params.prompt, params=stored, count=params.count, seed=int(params.seed or 0),
                       model=model, summary=f"{family} {params.prompt[:60]!r} x{params.count}, "
                                            f"{params.duration:.1f}s, seed {params.seed}")
@@ -103,11 +109,21 @@ class GenerateKind(JobKind):
                     inputs=inputs, stream=True, target_lufs=params.target_lufs)
 
 
-async def _check_lora(ctx: JobContext, name: str) -> str:
-    """A LoRA directory that exists under <data>/loras (a bare name) or <data>/models: its absolute path.
+async def _check_lora(ctx: JobContext, name: str) -> tuple[str, str | None]:
+    """A style's name (one `dgx-music train` made, in the styles table), or a LoRA directory under
+    <data>/loras (a bare name) or <data>/models -> (its absolute path, the style's name or None).
     As with models, no request makes the daemon read outside its data directory."""
     data_dir = ctx.data_dir
-    allowed = [(data_dir / "loras").resolve(), (data_dir / "models").resolve()]
+    styles = (data_dir / "styles").resolve()
+    allowed = [(data_dir / "loras").resolve(), (data_dir / "models").resolve(), styles]
+    if STYLE_NAME_RE.match(name):
+        try:
+            style = await ctx.store.get_style(name)
+        except StoreError as exc:
+            if exc.code != "not_found":
+                raise
+        else:
+            return str((data_dir / style["path"]).resolve()), style["name"]
 
     def look() -> Path | None:
         p = Path(name).expanduser()
@@ -116,11 +132,13 @@ async def _check_lora(ctx: JobContext, name: str) -> str:
 
     path = await asyncio.get_running_loop().run_in_executor(ctx.submit_pool, look)
     if path is None:
-        raise ParamError("lora", f"no LoRA directory {name} (bare names are looked up in {allowed[0]})")
+        raise ParamError("lora", f"no style and no LoRA directory named {name} (dgx-music loras lists the styles; "
+                                 f"bare names are also looked up in {allowed[0]})")
     if not any(a in path.parents for a in allowed):
         raise HandlerError(protocol.FORBIDDEN, f"lora: LoRA directories must be under {allowed[0]} or "
                                                f"{allowed[1]}", field="lora")
-    return str(path)
+    # A remix of a styled track sends the style's directory: it keeps naming the style.
+    return str(path), (path.name if path.parent == styles and STYLE_NAME_RE.match(path.name) else None)
 
 
 async def _store_melody(ctx: JobContext, params: GenerationParams, model: str, upload: Any,

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
 #: the storage root, job, audio [batch, channels, samples], sample rate, options -> rows for Store.finish_job.
 Render = Callable[[Path, dict[str, Any], "np.ndarray", int, "RenderOptions"], list[dict[str, Any]]]
-#: progress(step, total): safe to call from any thread (a compute running in an executor).
-StepProgress = Callable[[int, int], None]
+#: progress(step, total, **extra): safe to call from any thread (a compute running in an executor);
+#: extra keys loss, rate, phase and eta (training's) go into the job's progress as they are.
+StepProgress = Callable[..., None]
 #: A job's own computation in place of the model worker's (fitting with Rubber Band, a loop cut from a
 #: stored track, a transcription): given progress and a cancel flag it checks between steps, it returns
 #: what the worker would (audio [batch, channels, samples], its rate, the model and backend named in the

@@ -144,8 +144,19 @@ class OperationKind(JobKind):
                                        f"it would be {total:.1f} s, past the {MAX_SOURCE_SECONDS:g} s limit")
         if audio is not None:  # on disk before the job row is committed
             key = await loop.run_in_executor(ctx.submit_pool, SOURCES.save, data_dir, audio)
+        style = None
+        if req.lora is not None:  # a style's name or a LoRA directory, resolved as generation does
+            from dgx_music.daemon.jobs.generate import _check_lora
+
+            lora, style = await _check_lora(ctx, req.lora)
+            req = msgspec.structs.replace(req, lora=lora)
         prompt = getattr(req, "prompt", None) or (track or {}).get("prompt") or _default_prompt(operation, req, parts)
         stored = stored_params(req)
+        if stored.get("lora") is None:
+            stored.pop("lora", None)
+            stored.pop("lora_scale", None)
+        if style is not None:
+            stored["style"] = style  # lineage: the new tracks name the style they were made with
         stored.pop("prompt", None)
         if track is not None and not stored.get("lyrics") and operation in (REPAINT, EXTEND) and track.get("lyrics"):
             stored["lyrics"] = track["lyrics"]  # a repaint sings the source's words unless told otherwise
@@ -280,7 +291,8 @@ def wire_params(job: dict[str, Any], req: OperationRequest,
         duration=float(p["duration"]), count=1, seed=job["seed"], model=job.get("model"), steps=req.steps,
         guidance=req.guidance, shift=req.shift, task=task_of(p["operation"], req),
         repaint_start=start, repaint_end=end,
-        strength=getattr(req, "strength", None),
+        strength=getattr(req, "strength", None), lora=req.lora,
+        lora_scale=1.0 if req.lora_scale is None else req.lora_scale,
         parts=tuple(getattr(req, "parts", None) or ([part] if part else [])))
 
 

@@ -20,6 +20,7 @@ This package is the ONLY place that holds SQL, one module per concern:
     claims.py     jobs held by a host under a lease: several daemons on one queue (ClaimsMixin)
     tracks.py     track rows (TracksMixin)
     lineage.py    where derived tracks came from (LineageMixin)
+    styles.py     LoRAs trained on your tracks (StylesMixin)
     search.py     listing and searching the library (SearchMixin)
     snapshot.py   whole-database copies for backup and restore (synchronous)
     clock.py      the store's clock
@@ -54,6 +55,7 @@ from .lineage import LINEAGE_OPERATIONS, LineageMixin
 from .jobs import ACTIVE_STATES, FINISHED_STATES, JOB_STATES, JobsMixin
 from .schema import LATEST_VERSION, MIGRATIONS
 from .sqlite_base import SqliteBase
+from .styles import STYLE_NAME_RE, StylesMixin, check_style_name
 from .search import LIST_SORTS, MAX_LIST_LIMIT, RELEVANCE_WEIGHTS, SORT_FIELDS, SearchMixin
 from .tracks import ANALYSIS_FIELDS, MAX_LYRICS_CHARS, SONG_FIELDS, TracksMixin
 from .validate import (MAX_NOTES_CHARS, MAX_TAG_CHARS, MAX_TAGS_PER_TRACK, MAX_TITLE_CHARS,
@@ -66,6 +68,8 @@ __all__ = [
     "open_store",
     "open_url",
     "store_kind",
+    "STYLE_NAME_RE",
+    "check_style_name",
     "StoreError",
     "JOB_STATES",
     "ACTIVE_STATES",
@@ -95,5 +99,5 @@ __all__ = [
 ]
 
 
-class Store(ClaimsMixin, JobsMixin, SearchMixin, TracksMixin, LineageMixin, SqliteBase):
+class Store(ClaimsMixin, JobsMixin, SearchMixin, TracksMixin, LineageMixin, StylesMixin, SqliteBase):
     """The SQLite store.  Create with ``await Store.open(path)`` (or ``open_store``)."""

@@ -266,7 +266,29 @@ V6 = [
     "CREATE INDEX jobs_lease ON jobs (lease_until) WHERE lease_until IS NOT NULL",
 ]
 
-MIGRATIONS: list[list[str]] = [V1, V2, V3, V4, V5, V6]
+# --- v7: styles (LoRAs trained on your own tracks: daemon/jobs/train.py) ---------------
+#
+# * one row per finished style: its unique name, the model it was trained on, how (steps,
+#   rank), on what (track ids or file names, JSON), the final smoothed loss, the adapter's
+#   size and directory (relative to the data dir), the job that made it.
+V7 = [
+    """
+    CREATE TABLE styles (
+        name        TEXT    PRIMARY KEY,
+        base_model  TEXT    NOT NULL,
+        steps       INTEGER NOT NULL,
+        rank        INTEGER NOT NULL,
+        tracks      TEXT    NOT NULL DEFAULT '[]',
+        final_loss  REAL,
+        size        INTEGER NOT NULL,
+        path        TEXT    NOT NULL,
+        job_id      INTEGER,
+        created     REAL    NOT NULL
+    )
+    """,
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2, V3, V4, V5, V6, V7]
 
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -65,10 +65,19 @@ def fuzzable(doc: dict[str, Any]) -> dict[str, Any]:
             # category C), which no portable JSON Schema regex states; test_schema_agreement.py covers it.
             op["parameters"] = [p for p in params if p["name"] not in ("cursor", "wait", "tag")]
     for name, schema in doc["components"]["schemas"].items():
+        if name == "TrainRequest":  # styles: trained on the source track; model and directory are refused when made up
+            props = schema["properties"]
+            for key in ("model", "directory", "caption"):
+                props.pop(key, None)
+            props["tracks"] = {"type": "array", "items": {"type": "string", "enum": [SOURCE]}, "minItems": 1,
+                               "maxItems": 1}
+            schema.pop("oneOf", None)
+            schema["required"] = sorted({*schema.get("required", ()), "tracks"})
+            continue
         if name.endswith("Request") and name != "JobRequest":  # the operations on tracks
             props = schema["properties"]
             props["source"] = {"type": "string", "enum": [SOURCE]}
-            for key in ("source_audio", "source_name", "model"):
+            for key in ("source_audio", "source_name", "model", "lora", "lora_scale"):  # a made-up style is refused
                 props.pop(key, None)
             schema.pop("oneOf", None)
             if name == "LoopRequest":  # pinned to the source: a loop cut from it, not generated

@@ -101,6 +101,7 @@ class FakeDaemon:
         self.lineage: dict[str, dict[str, Any]] = {}  # track.lineage answers by track id
         self.delay = 0.0
         self.audio: dict[str, bytes] = {}  # track.audio bytes by track id (real audio files); else a stub blob
+        self.styles: list[dict[str, Any]] = []  # style.list's answer
 
     async def connect(self, path: Path) -> "FakeClient":
         if not self.up:
@@ -203,6 +204,17 @@ class FakeDaemon:
                     "format": "wav"}
         if method == "subscribe":
             return {"topics": ["daemon", "job", "model", "track"]}
+        if method == "style.list":
+            return {"styles": list(self.styles)}
+        if method == "style.train":
+            self.next_job += 1
+            return {"id": self.next_job, "state": "queued", "prompt": f"style {p['name']}", "params": dict(p)}
+        if method == "style.delete":
+            before = len(self.styles)
+            self.styles = [x for x in self.styles if x["name"] != p.get("name")]
+            if len(self.styles) == before:
+                raise RemoteError("not_found", f"there is no style {p.get('name')}")
+            return {"deleted": p["name"]}
         raise RemoteError("unknown_method", f"unknown method {method!r}")
 
     def track(self, tid: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ one transaction (PostgreSQL DDL is transactional) under an advisory lock, so two
 daemons starting at once against one database migrate it once.  Same rules as the
 SQLite schema: never edit a migration that has shipped; append one.
 
-v1 is the SQLite schema at its v6 (MIDI paths and claims included), in PostgreSQL's types, plus the full-text index:
+v1 is the SQLite schema at its v7 (MIDI paths, claims and styles included), in PostgreSQL's types, plus the full-text index:
 ``tracks.fts`` is a tsvector (GIN-indexed) that a trigger writes from the title and
 tags (weight A), the prompt (B), the lyrics (C) and the notes (D), in the text search
 configuration ``dgx`` (``simple`` with accents folded by ``unaccent``, like SQLite's
@@ -162,6 +162,20 @@ V1 = [
     """
     CREATE TRIGGER track_tags_text AFTER INSERT OR DELETE ON track_tags
     FOR EACH ROW EXECUTE FUNCTION track_tags_text()
+    """,
+    """
+    CREATE TABLE styles (
+        name        TEXT    PRIMARY KEY,
+        base_model  TEXT    NOT NULL,
+        steps       INTEGER NOT NULL,
+        rank        INTEGER NOT NULL,
+        tracks      TEXT    NOT NULL DEFAULT '[]',
+        final_loss  DOUBLE PRECISION,
+        size        BIGINT  NOT NULL,
+        path        TEXT    NOT NULL,
+        job_id      BIGINT,
+        created     DOUBLE PRECISION NOT NULL
+    )
     """,
 ]
 
