@@ -21,8 +21,8 @@ from msgspec import Meta
 
 from dgx_music.common.schema_openapi import nullable_optionals
 from dgx_music.common.schemas import (KEY_PATTERN, MAX_PROMPT_CHARS, MELODY_KEY_RE, TRACK_ID_RE, ModelName, ParamError,
-                                      Seed, _explain, _field_of, check_model_name, normalise_key, refuse_loose_bools)
-from dgx_music.common.operations import MAX_SOURCE_NAME, MAX_UPLOAD_BYTES
+                                      Seed, check_model_name, normalise_key)
+from dgx_music.common.operations import MAX_SOURCE_NAME, check_source, convert_request
 
 FIT, LOOP = "fit", "loop"
 METHODS = {FIT: "op.fit", LOOP: "op.loop"}
@@ -120,23 +120,15 @@ def validate(operation: str, raw: Mapping[str, Any]) -> FitRequest | LoopRequest
                 del data[name]
     if "model" in data:
         data["model"] = check_model_name(data["model"])
-    if isinstance(data.get("source_audio"), bytearray):
-        data["source_audio"] = bytes(data["source_audio"])
-    try:
-        refuse_loose_bools(cls, data)
-        req = msgspec.convert(data, cls, strict=False)
-    except msgspec.ValidationError as exc:
-        field = _field_of(str(exc))
-        raise ParamError(field, _explain(cls, field, data.get(field), str(exc))) from None
+    req = convert_request(cls, data)
     for name in ("key", "from_key"):
         if getattr(req, name, None) is not None:
             try:
                 req = msgspec.structs.replace(req, **{name: normalise_key(getattr(req, name))})
             except ParamError as exc:
                 raise ParamError(name, exc.message) from None
+    check_source(req, required=False)
     has_source = req.source is not None or req.source_audio is not None
-    if req.source is not None and req.source_audio is not None:
-        raise ParamError("source", "give a library track id (source) or an audio file (source_audio), not both")
     if isinstance(req, LoopRequest):
         if req.prompt is not None and has_source:
             raise ParamError("prompt", "a loop is generated from a prompt or cut from a source, not both")
@@ -149,12 +141,6 @@ def validate(operation: str, raw: Mapping[str, Any]) -> FitRequest | LoopRequest
             raise ParamError("source", "give a library track id (source) or an audio file (source_audio)")
         if req.bpm is None and req.key is None:
             raise ParamError("bpm", "give a target tempo (bpm), a target key (key), or both")
-    if req.source_audio is not None:
-        if not req.source_audio:
-            raise ParamError("source_audio", "is empty")
-        if len(req.source_audio) > MAX_UPLOAD_BYTES:
-            raise ParamError("source_audio", f"is {len(req.source_audio) / 2**20:.1f} MiB; at most "
-                                             f"{MAX_UPLOAD_BYTES / 2**20:.0f} MiB per upload")
     return req
 
 

@@ -17,9 +17,9 @@ from typing import Annotated, Any, Mapping
 import msgspec
 from msgspec import Meta
 
-from dgx_music.common.operations import MAX_SOURCE_NAME, MAX_UPLOAD_BYTES, SourceRef
+from dgx_music.common.operations import MAX_SOURCE_NAME, SourceRef, check_source, convert_request
 from dgx_music.common.schema_openapi import nullable_optionals
-from dgx_music.common.schemas import ParamError, _explain, _field_of, refuse_loose_bools
+from dgx_music.common.schemas import ParamError
 
 MIDI = "midi"  # the job kind, and the name the job rows carry (params.kind)
 METHOD = "op.midi"
@@ -56,22 +56,8 @@ def validate_midi(raw: Mapping[str, Any]) -> MidiRequest:
             data[name] = data[name].strip()
             if not data[name]:
                 del data[name]
-    if isinstance(data.get("source_audio"), bytearray):
-        data["source_audio"] = bytes(data["source_audio"])
-    try:
-        refuse_loose_bools(MidiRequest, data)
-        req = msgspec.convert(data, MidiRequest, strict=False)
-    except msgspec.ValidationError as exc:
-        field = _field_of(str(exc))
-        raise ParamError(field, _explain(MidiRequest, field, data.get(field), str(exc))) from None
-    if (req.source is None) == (req.source_audio is None):
-        raise ParamError("source", "give a library track id (source) or an audio file (source_audio), one of them")
-    if req.source_audio is not None:
-        if not req.source_audio:
-            raise ParamError("source_audio", "is empty")
-        if len(req.source_audio) > MAX_UPLOAD_BYTES:
-            raise ParamError("source_audio", f"is {len(req.source_audio) / 2**20:.1f} MiB; at most "
-                                             f"{MAX_UPLOAD_BYTES / 2**20:.0f} MiB per upload")
+    req = convert_request(MidiRequest, data)
+    check_source(req)
     return req
 
 

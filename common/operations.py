@@ -18,7 +18,7 @@ the bytes of an audio file (`source_audio`, with its `source_name`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Mapping, get_args
+from typing import Annotated, Any, ClassVar, Literal, Mapping, TypeVar, get_args
 
 import msgspec
 from msgspec import Meta
@@ -27,6 +27,8 @@ from dgx_music.common.schema_openapi import nullable_optionals
 from dgx_music.common.schemas import (LANGUAGES, MAX_LYRICS_CHARS, MAX_PROMPT_CHARS, MAX_SEED, MELODY_KEY_RE,
                                       TRACK_ID_RE, Language, ModelName, ParamError, Seed, TargetLufs,
                                       _explain, _field_of, check_model_name, refuse_loose_bools, split_lora)
+
+T = TypeVar("T")
 
 #: The operations, as protocol methods name them (`op.<name>`) and as jobs record them.
 REPAINT, COVER, STEMS, ADD_PART, EXTEND = "repaint", "cover", "stems", "add_part", "extend"
@@ -187,6 +189,36 @@ METHODS = {op: f"op.{op}" for op in OPERATIONS}
 ROUTES = {REPAINT: "repaint", COVER: "cover", STEMS: "stems", ADD_PART: "add-part", EXTEND: "extend"}
 
 
+
+def convert_request(cls: type[T], data: dict[str, Any]) -> T:
+    """Untrusted fields (None already dropped) -> the typed request: an upload's bytearray becomes
+    bytes, a loose bool ("yes", 1) is refused, a type or range error names its field."""
+    if isinstance(data.get("source_audio"), bytearray):
+        data["source_audio"] = bytes(data["source_audio"])
+    try:
+        refuse_loose_bools(cls, data)
+        return msgspec.convert(data, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        field = _field_of(str(exc))
+        raise ParamError(field, _explain(cls, field, data.get(field), str(exc))) from None
+
+
+def check_source(req: Any, *, required: bool = True) -> None:
+    """A request's source: a library track id (`source`) or an uploaded file (`source_audio`), one
+    of them (`required`: exactly one; else at most one), and an upload neither empty nor too big."""
+    has_track, has_file = getattr(req, "source", None) is not None, getattr(req, "source_audio", None) is not None
+    if has_track and has_file:
+        raise ParamError("source", "give a library track id (source) or an audio file (source_audio), not both")
+    if required and not (has_track or has_file):
+        raise ParamError("source", "give a library track id (source) or an audio file (source_audio), one of them")
+    if has_file:
+        if not req.source_audio:
+            raise ParamError("source_audio", "is empty")
+        if len(req.source_audio) > MAX_UPLOAD_BYTES:
+            raise ParamError("source_audio", f"is {len(req.source_audio) / 2**20:.1f} MiB; at most "
+                                             f"{MAX_UPLOAD_BYTES / 2**20:.0f} MiB per upload (import the file "
+                                             "into the library first)")
+
 def validate_operation(operation: str, raw: Mapping[str, Any]) -> OperationRequest:
     """Untrusted input (a protocol map, CLI flags, a form) -> the operation's checked request.
 
@@ -249,23 +281,8 @@ def validate_operation(operation: str, raw: Mapping[str, Any]) -> OperationReque
             if data.get("lora_scale") is not None and data["lora_scale"] != scale:
                 raise ParamError("lora_scale", "give the scale once: NAME:scale or lora_scale")
             data["lora_scale"] = scale
-    if isinstance(data.get("source_audio"), bytearray):
-        data["source_audio"] = bytes(data["source_audio"])
-    try:
-        refuse_loose_bools(cls, data)
-        req = msgspec.convert(data, cls, strict=False)
-    except msgspec.ValidationError as exc:
-        field = _field_of(str(exc))
-        raise ParamError(field, _explain(cls, field, data.get(field), str(exc))) from None
-    if (req.source is None) == (req.source_audio is None):
-        raise ParamError("source", "give a library track id (source) or an audio file (source_audio), one of them")
-    if req.source_audio is not None:
-        if not req.source_audio:
-            raise ParamError("source_audio", "is empty")
-        if len(req.source_audio) > MAX_UPLOAD_BYTES:
-            raise ParamError("source_audio", f"is {len(req.source_audio) / 2**20:.1f} MiB; at most "
-                                             f"{MAX_UPLOAD_BYTES / 2**20:.0f} MiB per upload (import the file "
-                                             "into the library first)")
+    req = convert_request(cls, data)
+    check_source(req)
     if isinstance(req, RepaintRequest) and req.end <= req.start:
         raise ParamError("end", f"must be after start ({req.start:g} s), got {req.end:g} s")
     if isinstance(req, RepaintRequest) and req.end - req.start < MIN_SPAN:
@@ -324,4 +341,4 @@ __all__ = ["GENERATE", "SEPARATE", "SEPARATION_PARTS", "STEM_METHODS",
            "MAX_SOURCE_SECONDS", "MAX_SEED", "METHODS", "MIN_SOURCE_SECONDS", "MIN_SPAN", "OPERATIONS",
            "OPERATION_SCHEMAS", "PARTS", "REPAINT", "ROUTES", "STEMS", "TASKS", "AddPartRequest", "CoverRequest",
            "ExtendRequest", "OperationRequest", "RepaintRequest", "StemsRequest", "operation_components",
-           "remix_request", "stored_params", "validate_operation"]
+           "check_source", "convert_request", "remix_request", "stored_params", "validate_operation"]
