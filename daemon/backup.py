@@ -58,7 +58,7 @@ class BackupError(RuntimeError):
 
 @dataclass
 class Report:
-    dest: Path
+    dest: Path | str  # a directory; for a restore into PostgreSQL, the database (its URL, no password)
     tracks: int = 0
     jobs: int = 0
     files: int = 0

@@ -90,13 +90,12 @@ async def _load(db: Path, url: str, progress: Progress | None) -> transfer.CopyR
         conn.close()
 
 
-async def _held(url: str) -> dict[str, int]:
+async def _held(url: str) -> tuple[str, dict[str, int]]:
+    """Where ``url`` points (password left out) and its rows per table."""
     from dgx_music.daemon.store.pg import PgStore
     pg = await PgStore.open(url)
     try:
-        counts = await transfer.pg_counts(pg)
-        counts["location"] = pg.location  # type: ignore[assignment]
-        return counts
+        return pg.location, await transfer.pg_counts(pg)
     finally:
         await pg.close()
 
@@ -113,14 +112,14 @@ def restore_pg(src: Path, url: str, *, storage: Path, progress: Progress | None 
         raise BackupError(f"store.storage {root} is not a directory (is the shared directory mounted?)")
     try:
         summary = db_copy.inspect(backup_db)
-        held = asyncio.run(_held(url))
+        location, held = asyncio.run(_held(url))
     except StoreError as exc:
         raise BackupError(exc.message) from None
     if held["tracks"] or held["jobs"] or held["tags"]:
-        raise BackupError(f"the database {held['location']} already holds a library ({held['tracks']} tracks, "
+        raise BackupError(f"the database {location} already holds a library ({held['tracks']} tracks, "
                           f"{held['jobs']} jobs); restore into an empty database (or schema) and point "
                           "store.url at it; nothing was changed")
-    report = Report(Path(str(held["location"])))
+    report = Report(location)  # restored into: the database, not a directory
     report.schema_version, report.tracks, report.jobs = summary.schema_version, summary.tracks, summary.jobs
     plan = _restore_plan(src if src.is_dir() else None, root, summary.paths)
     for rel, source, target in plan:
@@ -139,7 +138,7 @@ def restore_pg(src: Path, url: str, *, storage: Path, progress: Progress | None 
         raise BackupError(exc.message) from None
     if progress:
         progress(f"database: {plural(copied.rows['tracks'], 'track')}, {plural(copied.rows['jobs'], 'job')} "
-                 f"into {held['location']}; verified ({copied.sampled} rows compared field by field)")
+                 f"into {location}; verified ({copied.sampled} rows compared field by field)")
         progress(f"audio: {plural(report.files, 'file')}, {plural(report.melodies, 'melody', 'melodies')}, "
                  f"{plural(report.sources, 'source')} restored"
                  + (f"; {plural(len(report.missing), 'track')} without an audio file" if report.missing else ""))

@@ -102,7 +102,7 @@ def test_a_sqlite_backup_restores_into_postgresql(pg_url: str, tmp_path: Path) -
     assert library_view(tmp_path / "out" / DB_NAME) == library_view(data / DB_NAME)
 
 
-def test_the_cli_backs_up_postgresql(pg_url: str, tmp_path: Path) -> None:
+def test_the_cli_backs_up_and_restores_postgresql(pg_url: str, second_pg_url: str, tmp_path: Path) -> None:
     data, shared = tmp_path / "data", tmp_path / "shared"
     data.mkdir()
     shared.mkdir()
@@ -117,3 +117,14 @@ def test_the_cli_backs_up_postgresql(pg_url: str, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout)["tracks"] == 3
     assert library_view(tmp_path / "bk" / DB_NAME) == library_view(data / DB_NAME)
+    shared2 = tmp_path / "shared2"
+    shared2.mkdir()
+    env.update(DGX_MUSIC_STORE=second_pg_url, DGX_MUSIC_STORAGE=str(shared2))
+    args = [sys.executable, "-m", "dgx_music.cli.main", "restore", str(tmp_path / "bk"), "--json",
+            "--config", str(tmp_path / "c.toml"), "--data-dir", str(tmp_path / "d")]
+    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    restored = json.loads(out.stdout)
+    assert (restored["dest"], restored["tracks"], restored["files"]) == (second_pg_url, 3, 4)
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 1 and "already holds a library" in json.loads(again.stdout)["error"]["message"]
