@@ -9,6 +9,7 @@ from pathlib import Path
 from dgx_music.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, human_bytes, print_json
 from dgx_music.cli.extras import requires_extra
 from dgx_music.common.config import ConfigError, load_settings
+from dgx_music.common.fmt import plural
 
 MIGRATE_EPILOG = """\
 examples:
@@ -47,8 +48,8 @@ def _migrate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.as_dict())
     else:
-        print(f"moved {report.rows.get('tracks', 0)} tracks and {report.rows.get('jobs', 0)} jobs into "
-              f"{redact(args.to)}, {report.files} files ({human_bytes(report.bytes)}) into {report.storage} "
+        print(f"moved {plural(report.rows.get('tracks', 0), 'track')} and {plural(report.rows.get('jobs', 0), 'job')} "
+              f"into {redact(args.to)}, {plural(report.files, 'file')} ({human_bytes(report.bytes)}) into {report.storage} "
               f"in {report.seconds:.1f}s; the SQLite library is unchanged")
     return EXIT_OK
 

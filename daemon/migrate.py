@@ -118,7 +118,7 @@ async def _check_empty(url: str) -> None:
         counts = await transfer.pg_counts(pg)
         if counts["jobs"] or counts["tracks"] or counts["tags"]:
             raise StoreError("conflict", f"the database {pg.location} already holds a library "
-                                         f"({counts['tracks']} tracks, {counts['jobs']} jobs); "
+                                         f"({plural(counts['tracks'], 'track')}, {plural(counts['jobs'], 'job')}); "
                                          "name an empty database (or schema)")
     finally:
         await pg.close()
@@ -156,7 +156,8 @@ def import_database(db: Path, src_root: Path | None, url: str, storage: Path,
         raise MigrateError(exc.message) from None
     report.rows, report.sampled_rows, report.schema_version = copied.rows, copied.sampled, copied.schema_version
     if progress:
-        progress(f"verified: row counts of {len(report.rows)} tables, {report.sampled_rows} rows field by field, "
+        progress(f"verified: row counts of {plural(len(report.rows), 'table')}, {plural(report.sampled_rows, 'row')} "
+                 "field by field, "
                  f"sha256 of {plural(report.files, 'file')}")
     report.seconds = time.monotonic() - t0
     return report

@@ -116,8 +116,8 @@ def restore_pg(src: Path, url: str, *, storage: Path, progress: Progress | None 
     except StoreError as exc:
         raise BackupError(exc.message) from None
     if held["tracks"] or held["jobs"] or held["tags"]:
-        raise BackupError(f"the database {location} already holds a library ({held['tracks']} tracks, "
-                          f"{held['jobs']} jobs); restore into an empty database (or schema) and point "
+        raise BackupError(f"the database {location} already holds a library ({plural(held['tracks'], 'track')}, "
+                          f"{plural(held['jobs'], 'job')}); restore into an empty database (or schema) and point "
                           "store.url at it; nothing was changed")
     report = Report(location)  # restored into: the database, not a directory
     report.schema_version, report.tracks, report.jobs = summary.schema_version, summary.tracks, summary.jobs
@@ -138,7 +138,7 @@ def restore_pg(src: Path, url: str, *, storage: Path, progress: Progress | None 
         raise BackupError(exc.message) from None
     if progress:
         progress(f"database: {plural(copied.rows['tracks'], 'track')}, {plural(copied.rows['jobs'], 'job')} "
-                 f"into {location}; verified ({copied.sampled} rows compared field by field)")
+                 f"into {location}; verified ({plural(copied.sampled, 'row')} compared field by field)")
         progress(f"audio: {plural(report.files, 'file')}, {plural(report.melodies, 'melody', 'melodies')}, "
                  f"{plural(report.sources, 'source')} restored"
                  + (f"; {plural(len(report.missing), 'track')} without an audio file" if report.missing else ""))

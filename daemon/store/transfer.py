@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from dgx_music.common.fmt import plural
+
 from .errors import StoreError
 from .snapshot import readonly_uri
 
@@ -115,7 +117,7 @@ async def sqlite_to_pg(src: sqlite3.Connection, pg: Any, progress: Progress | No
         held = {t: int(await pg._scalar(f"SELECT count(*) FROM {t}")) for t in ("jobs", "tracks", "tags")}
         if any(held.values()):
             raise StoreError("conflict", f"the database {pg.location} already holds a library "
-                                         f"({held['tracks']} tracks, {held['jobs']} jobs, {held['tags']} tags); "
+                                         f"({plural(held['tracks'], 'track')}, {plural(held['jobs'], 'job')}, {plural(held['tags'], 'tag')}); "
                                          "name an empty database (or schema)")
         for table, _key in TABLES:
             types = await _pg_types(pg, table)
@@ -133,7 +135,7 @@ async def sqlite_to_pg(src: sqlite3.Connection, pg: Any, progress: Progress | No
                 n += len(batch)
             report.rows[table] = n
             if progress:
-                progress(f"{table}: {n} rows")
+                progress(f"{table}: {plural(n, 'row')}")
         for table, key in (("jobs", "id"), ("tracks", "seq"), ("tags", "id")):
             await pg._exec(f"SELECT setval(pg_get_serial_sequence('{table}', '{key}'), "
                            f"(SELECT coalesce(max({key}), 0) + 1 FROM {table}), false)")
@@ -216,7 +218,7 @@ async def pg_to_sqlite(pg: Any, dest: Path, progress: Progress | None = None) ->
                         n += 1
                     report.rows[table] = n
                     if progress:
-                        progress(f"{table}: {n} rows")
+                        progress(f"{table}: {plural(n, 'row')}")
                 out.commit()
                 got = sqlite_counts(out)
                 if got != report.rows:
