@@ -160,3 +160,17 @@ async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     """migrate runs its own event loop (it is the CLI's): run it off the test's loop."""
     import asyncio
     return await asyncio.to_thread(fn, *args)
+
+
+def test_a_target_that_is_not_postgresql_or_a_missing_storage_is_refused_naming_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    out = run_cli("store", "migrate", "--to", "mysql://x@y/z", "--storage", str(tmp_path), "--data-dir", str(data),
+                  "--json")
+    err = json.loads(out.stdout)["error"]
+    assert out.returncode == 2 and err["field"] == "to" and "postgresql://" in err["message"]
+    with pytest.raises(mg.MigrateError, match="no database at"):
+        mg.migrate(data, "postgresql://x@/y", tmp_path / "shared")
+    (data / DB_NAME).touch()
+    with pytest.raises(mg.MigrateError, match="is not a directory .is the shared directory mounted"):
+        mg.migrate(data, "postgresql://x@/y", tmp_path / "not-mounted")
