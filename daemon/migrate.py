@@ -111,20 +111,18 @@ def copy_files(rels: list[str], src_root: Path, dest_root: Path, report: Migrate
             progress(f"files: {i}/{len(plan)} copied")
 
 
-async def _check_empty(url: str) -> None:
+async def held_rows(url: str) -> tuple[str, dict[str, int]]:
+    """Where ``url`` points (no password) and its rows per table (the schema is created if new)."""
     from dgx_music.daemon.store.pg import PgStore
     pg = await PgStore.open(url)
     try:
-        counts = await transfer.pg_counts(pg)
-        if counts["jobs"] or counts["tracks"] or counts["tags"]:
-            raise StoreError("conflict", f"the database {pg.location} already holds a library "
-                                         f"({plural(counts['tracks'], 'track')}, {plural(counts['jobs'], 'job')}); "
-                                         "name an empty database (or schema)")
+        return pg.location, await transfer.pg_counts(pg)
     finally:
         await pg.close()
 
 
-async def _copy_rows(db: Path, url: str, progress: Progress | None) -> transfer.CopyReport:
+async def copy_rows(db: Path, url: str, progress: Progress | None = None) -> transfer.CopyReport:
+    """Every table of the SQLite file ``db`` into the empty PostgreSQL database ``url``, verified."""
     from dgx_music.daemon.store.pg import PgStore
     conn = transfer.open_sqlite_readonly(db)
     try:
@@ -145,13 +143,16 @@ def import_database(db: Path, src_root: Path | None, url: str, storage: Path,
     t0 = time.monotonic()
     report = MigrateReport(redact(url), str(storage))
     try:
-        asyncio.run(_check_empty(url))
+        location, held = asyncio.run(held_rows(url))
+        if held["jobs"] or held["tracks"] or held["tags"]:
+            raise MigrateError(f"the database {location} already holds a library ({plural(held['tracks'], 'track')}, "
+                               f"{plural(held['jobs'], 'job')}); name an empty database (or schema)")
         if src_root is not None:
             rels = library_files(db, src_root)
             if progress:
                 progress(f"files: {plural(len(rels), 'file')} to copy into {storage}")
             copy_files(rels, src_root, storage, report, progress)
-        copied = asyncio.run(_copy_rows(db, url, progress))
+        copied = asyncio.run(copy_rows(db, url, progress))
     except StoreError as exc:
         raise MigrateError(exc.message) from None
     report.rows, report.sampled_rows, report.schema_version = copied.rows, copied.sampled, copied.schema_version

@@ -24,6 +24,7 @@ from dgx_music.common.fmt import plural
 from dgx_music.daemon.backup import (DB_NAME, MANIFEST, BackupError, Report, _copy_keyed, _restore_plan,
                                      copy_audio)
 from dgx_music.daemon.libfiles import copy_atomic
+from dgx_music.daemon.migrate import copy_rows, held_rows
 from dgx_music.daemon.store import StoreError
 from dgx_music.daemon.store import snapshot as db_copy
 from dgx_music.daemon.store import transfer
@@ -77,29 +78,6 @@ def backup_pg(url: str, dest: Path, *, storage: Path, with_audio: bool = False,
     return report
 
 
-async def _load(db: Path, url: str, progress: Progress | None) -> transfer.CopyReport:
-    from dgx_music.daemon.store.pg import PgStore
-    conn = transfer.open_sqlite_readonly(db)
-    try:
-        pg = await PgStore.open(url)
-        try:
-            return await transfer.sqlite_to_pg(conn, pg, progress)
-        finally:
-            await pg.close()
-    finally:
-        conn.close()
-
-
-async def _held(url: str) -> tuple[str, dict[str, int]]:
-    """Where ``url`` points (password left out) and its rows per table."""
-    from dgx_music.daemon.store.pg import PgStore
-    pg = await PgStore.open(url)
-    try:
-        return pg.location, await transfer.pg_counts(pg)
-    finally:
-        await pg.close()
-
-
 def restore_pg(src: Path, url: str, *, storage: Path, progress: Progress | None = None) -> Report:
     """Restore the backup at ``src`` (of either backend) into the EMPTY PostgreSQL database ``url``
     and its files into ``storage``."""
@@ -112,7 +90,7 @@ def restore_pg(src: Path, url: str, *, storage: Path, progress: Progress | None 
         raise BackupError(f"store.storage {root} is not a directory (is the shared directory mounted?)")
     try:
         summary = db_copy.inspect(backup_db)
-        location, held = asyncio.run(_held(url))
+        location, held = asyncio.run(held_rows(url))
     except StoreError as exc:
         raise BackupError(exc.message) from None
     if held["tracks"] or held["jobs"] or held["tags"]:
@@ -133,7 +111,7 @@ def restore_pg(src: Path, url: str, *, storage: Path, progress: Progress | None 
     if src.is_dir():
         _copy_keyed(src, root, report)
     try:
-        copied = asyncio.run(_load(backup_db, url, None))
+        copied = asyncio.run(copy_rows(backup_db, url))
     except StoreError as exc:
         raise BackupError(exc.message) from None
     if progress:

@@ -22,6 +22,7 @@ This package is the ONLY place that holds SQL, one module per concern:
     lineage.py    where derived tracks came from (LineageMixin)
     search.py     listing and searching the library (SearchMixin)
     snapshot.py   whole-database copies for backup and restore (synchronous)
+    transfer.py   table-by-table copies between the backends (store migrate, PostgreSQL backup/restore)
     clock.py      the store's clock
 
 Durability
