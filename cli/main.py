@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "engine_commands",
     "tui_cmd",
     "ops_cmd",
+    "store_cmd",
     "completion_cmd",
 )
 

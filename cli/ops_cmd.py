@@ -418,19 +418,18 @@ def _config_init(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- backup
-_NOT_SQLITE = ("store.url names a PostgreSQL database: dgx-music {what} handles the SQLite database in the "
-               "data directory only; use pg_dump / pg_restore for PostgreSQL (docs/operations.md)")
-
-
 def _backup(args: argparse.Namespace) -> int:
     from dgx_music.daemon import backup as bk
 
     try:
         s = _settings(args)
-        if s["store.url"]:
-            return fail(args, "backup_failed", _NOT_SQLITE.format(what="backup"), EXIT_FAILED)
-        report = bk.backup(s.data_dir, Path(args.dest), with_audio=args.with_audio,
-                           progress=None if args.json else print, storage=s.storage)
+        if s["store.url"]:  # PostgreSQL: the same backup format (daemon/pgbackup.py)
+            from dgx_music.daemon import pgbackup
+            report = pgbackup.backup_pg(str(s["store.url"]), Path(args.dest), with_audio=args.with_audio,
+                                        progress=None if args.json else print, storage=s.storage)
+        else:
+            report = bk.backup(s.data_dir, Path(args.dest), with_audio=args.with_audio,
+                               progress=None if args.json else print, storage=s.storage)
     except ConfigError as exc:
         return fail(args, "config", str(exc), EXIT_USAGE)
     except (bk.BackupError, OSError) as exc:
@@ -448,10 +447,13 @@ def _restore(args: argparse.Namespace) -> int:
 
     try:
         s = _settings(args)
-        if s["store.url"]:
-            return fail(args, "restore_failed", _NOT_SQLITE.format(what="restore"), EXIT_FAILED)
-        report = bk.restore(Path(args.src), s.data_dir, socket_path=s.socket, progress=None if args.json else print,
-                            storage=s.storage)
+        if s["store.url"]:  # into an empty PostgreSQL database (daemon/pgbackup.py)
+            from dgx_music.daemon import pgbackup
+            report = pgbackup.restore_pg(Path(args.src), str(s["store.url"]), storage=s.storage,
+                                         progress=None if args.json else print)
+        else:
+            report = bk.restore(Path(args.src), s.data_dir, socket_path=s.socket,
+                                progress=None if args.json else print, storage=s.storage)
     except ConfigError as exc:
         return fail(args, "config", str(exc), EXIT_USAGE)
     except (bk.BackupError, OSError) as exc:
@@ -459,9 +461,22 @@ def _restore(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.as_dict())
     else:
-        print(f"restored into {s.data_dir} in {report.seconds:.1f}s; start the daemon again "
+        print(f"restored into {report.dest} in {report.seconds:.1f}s; start the daemon again "
               "(systemctl --user start dgx-music.socket dgx-music.service)")
     return EXIT_OK
+
+
+BACKUP_EPILOG = """\
+examples:
+  dgx-music backup ~/backups/2026-12-07 --with-audio
+  DGX_MUSIC_STORE=postgresql://dgx@db.lan/dgx dgx-music backup /mnt/backups/studio --with-audio --json"""
+
+RESTORE_EPILOG = """\
+examples:
+  systemctl --user stop dgx-music.socket dgx-music.service
+  dgx-music restore ~/backups/2026-12-07
+  createdb dgx_restored && DGX_MUSIC_STORE=postgresql://dgx@db.lan/dgx_restored \\
+      dgx-music restore ~/backups/2026-12-07 --storage /mnt/studio"""
 
 
 # ----------------------------------------------------------------------------- registration
@@ -518,7 +533,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     bk = sub.add_parser("backup", help="back up the library (safe while the daemon runs)",
                         description="Copy the database with SQLite's online backup API (safe while the daemon "
-                                    "runs) into the new directory DEST, and with --with-audio the audio files.")
+                                    "runs) into the new directory DEST, and with --with-audio the audio files. "
+                                    "With store.url (PostgreSQL) the tables are read in one snapshot into the "
+                                    "same format (a SQLite file), so a backup of either backend restores into "
+                                    "either.",
+                        epilog=BACKUP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     bk.add_argument("dest", metavar="DEST", help="a new (or empty) directory")
     bk.add_argument("--with-audio", action="store_true", help="also copy every track's audio file, and the stored "
                     "melodies and operation sources that jobs refer to")
@@ -529,7 +548,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     rs = sub.add_parser("restore", help="restore a backup (the daemon must be stopped)",
                         description="Replace the database with the backup in SRC (and copy its audio files). "
-                                    "Refuses while the daemon runs; the old database is kept aside next to it.")
+                                    "Refuses while the daemon runs; the old database is kept aside next to it. "
+                                    "With store.url (PostgreSQL) the backup (of either backend) goes into that "
+                                    "database, which must be empty (a database that holds a library is refused).",
+                        epilog=RESTORE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     rs.add_argument("src", metavar="SRC", help="a directory written by `dgx-music backup`")
     rs.add_argument("--storage", metavar="DIR", help="where the audio goes (store.storage; default: the data "
                     "dir); it must exist")

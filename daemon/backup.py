@@ -61,7 +61,7 @@ class BackupError(RuntimeError):
 
 @dataclass
 class Report:
-    dest: Path
+    dest: Path | str  # a directory; for a restore into PostgreSQL, the database (its URL, no password)
     tracks: int = 0
     jobs: int = 0
     files: int = 0
@@ -154,33 +154,40 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
         progress(f"database: {plural(report.tracks, 'track')}, {plural(report.jobs, 'job')} (schema v{report.schema_version})")
     _copy_styles(data_dir, dest, report)
     if with_audio:
-        for rel in paths:
-            try:  # a tampered row must not copy a file from outside the storage root into the backup
-                s = resolve_under(root, rel)
-            except OutsideRoot:
-                report.refused.append(rel)
-                continue
-            d = dest / PurePosixPath(rel)
-            d.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                shutil.copy2(s, d)
-            except FileNotFoundError:
-                # Deleted after the snapshot (rows go first, then files go to the trash).
-                report.missing.append(rel)
-                continue
-            report.files += 1
-            report.bytes += d.stat().st_size
-        _copy_keyed(root, dest, report)
-        if progress:
-            progress(f"audio: {plural(report.files, 'file')}, {plural(report.melodies, 'melody', 'melodies')}, "
-                     f"{plural(report.sources, 'source')}"
-                     + (f", {len(report.missing)} missing" if report.missing else "")
-                     + (f", {len(report.refused)} refused (paths outside the data dir)" if report.refused else ""))
+        copy_audio(paths, root, dest, report, progress)
     report.seconds = time.monotonic() - t0
     manifest = {"format": 1, "created": time.time(), "source": str(data_dir), "storage": str(root), "database": DB_NAME,
                 "with_audio": with_audio, **report.as_dict()}
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def copy_audio(paths: list[str], root: Path, dest: Path, report: Report,
+               progress: Callable[[str], None] | None = None) -> None:
+    """Copy the library files ``paths`` (relative to the storage ``root``) and the keyed stored
+    copies into the backup ``dest``, counting them in ``report``."""
+    for rel in paths:
+        try:  # a tampered row must not copy a file from outside the storage root into the backup
+            s = resolve_under(root, rel)
+        except OutsideRoot:
+            report.refused.append(rel)
+            continue
+        d = dest / PurePosixPath(rel)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copy2(s, d)
+        except FileNotFoundError:
+            # Deleted after the snapshot (rows go first, then files go to the trash).
+            report.missing.append(rel)
+            continue
+        report.files += 1
+        report.bytes += d.stat().st_size
+    _copy_keyed(root, dest, report)
+    if progress:
+        progress(f"audio: {plural(report.files, 'file')}, {plural(report.melodies, 'melody', 'melodies')}, "
+                 f"{plural(report.sources, 'source')}"
+                 + (f", {len(report.missing)} missing" if report.missing else "")
+                 + (f", {len(report.refused)} refused (paths outside the data dir)" if report.refused else ""))
 
 
 def _copy_keyed(src_root: Path, dest_root: Path, report: Report) -> None:

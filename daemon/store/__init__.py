@@ -23,6 +23,7 @@ This package is the ONLY place that holds SQL, one module per concern:
     styles.py     LoRAs trained on your tracks (StylesMixin)
     search.py     listing and searching the library (SearchMixin)
     snapshot.py   whole-database copies for backup and restore (synchronous)
+    transfer.py   table-by-table copies between the backends (store migrate, PostgreSQL backup/restore)
     clock.py      the store's clock
 
 Durability

@@ -19,6 +19,7 @@ ALLOWED = {
     ("cli/engine_commands.py", "bench_cmd"),
     ("cli/ops_cmd.py", "_backup"),  # reads the database files directly, daemon stopped or not
     ("cli/ops_cmd.py", "_restore"),
+    ("cli/store_cmd.py", "_migrate"),  # reads the SQLite library (a snapshot), writes PostgreSQL
 }
 
 

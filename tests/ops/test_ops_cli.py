@@ -253,13 +253,14 @@ def test_backup_refuses_a_non_empty_destination(short_tmp: Path) -> None:
         backup.restore(short_tmp / "full", data)
 
 
-def test_backup_and_restore_refuse_a_postgresql_store(short_tmp: Path) -> None:
-    """They copy the SQLite file: with store.url naming PostgreSQL there is none to copy, and a
-    backup that silently held no library would be found out only when it is needed."""
+def test_backup_and_restore_of_an_unreachable_postgresql_store_fail_naming_it(short_tmp: Path) -> None:
+    """With store.url naming PostgreSQL they read (or fill) that database: one that cannot be
+    reached fails naming it, and leaves no backup directory that looks like a backup."""
     env = {"DGX_MUSIC_CONFIG": str(short_tmp / "empty.toml"), "DGX_MUSIC_STORE": "postgresql://dgx@db.lan/dgx"}
     (short_tmp / "empty.toml").touch()
-    for args in (("backup", str(short_tmp / "b")), ("restore", str(short_tmp / "b"))):
-        r = cli(*args, "--json", "--data-dir", str(short_tmp / "data"), env=env)
-        assert r.returncode == 1, r.stderr
-        assert "pg_dump" in json.loads(r.stdout)["error"]["message"]
+    r = cli("backup", str(short_tmp / "b"), "--json", "--data-dir", str(short_tmp / "data"), env=env)
+    assert r.returncode == 1, r.stderr
+    assert "cannot reach the database at postgresql://dgx@db.lan/dgx" in json.loads(r.stdout)["error"]["message"]
     assert not (short_tmp / "b").exists()
+    r = cli("restore", str(short_tmp / "b"), "--json", "--data-dir", str(short_tmp / "data"), env=env)
+    assert r.returncode == 1 and "not a dgx-music backup" in json.loads(r.stdout)["error"]["message"]
