@@ -10,6 +10,7 @@ from typing import Any
 from dgx_music.cli.common import (EXIT_OK, EXIT_USAGE, add_client_flags, emit, fail, human_bytes, print_json,
                                   run_client)
 from dgx_music.common.client import Client
+from dgx_music.common.fmt import plural
 from dgx_music.common.schemas import TRACK_ID_RE, ParamError
 from dgx_music.common.training import DEFAULT_LR, DEFAULT_RANK, DEFAULT_STEPS, validate_train
 
@@ -82,18 +83,17 @@ def train_cmd(args: argparse.Namespace) -> int:
     async def go(client: Client, args: argparse.Namespace) -> int:
         code = await submit_job(client, args, "style.train", raw)
         if code == EXIT_OK and args.wait and not args.json:
-            s = await client.call("style.get", {"name": raw["name"]}, timeout=args.timeout)
-            print(f"style {s['name']} saved: {describe(s)}; use it with --lora {s['name']}[:scale]")
+            style = await client.call("style.get", {"name": raw["name"]}, timeout=args.timeout)
+            print(f"style {style['name']} saved: {describe(style)}; use it with --lora {style['name']}[:scale]")
         return code
 
     return run_client(args, go)
 
 
-def describe(s: dict[str, Any]) -> str:
-    loss = "?" if s.get("final_loss") is None else f"{s['final_loss']:.4f}"
-    n = len(s.get("tracks") or [])
-    return (f"{s['steps']} steps on {n} {'item' if n == 1 else 'items'}, loss {loss}, rank {s['rank']}, "
-            f"{human_bytes(s['size'])}")
+def describe(style: dict[str, Any]) -> str:
+    loss = "?" if style.get("final_loss") is None else f"{style['final_loss']:.4f}"
+    return (f"{plural(style['steps'], 'step')} on {plural(len(style.get('tracks') or []), 'item')}, loss {loss}, "
+            f"rank {style['rank']}, {human_bytes(style['size'])}")
 
 
 def loras_cmd(args: argparse.Namespace) -> int:
@@ -111,9 +111,9 @@ def loras_cmd(args: argparse.Namespace) -> int:
             return EXIT_OK
         if not styles:
             print("no styles yet: `dgx-music train NAME --from TRACK,TRACK` makes one")
-        for s in styles:
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(s["created"]))
-            print(f"{s['name']:<20} {s['base_model'][-30:]:<30} {describe(s)}  {when}")
+        for style in styles:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(style["created"]))
+            print(f"{style['name']:<20} {style['base_model'][-30:]:<30} {describe(style)}  {when}")
         return EXIT_OK
 
     return run_client(args, go)

@@ -69,7 +69,7 @@ def wrap_crossfade(audio: np.ndarray, start: int, n: int, fade: int) -> np.ndarr
     the `fade` samples that follow it (which must exist: start + n + fade <= m)."""
     a = np.asarray(audio, dtype=np.float32)
     if start < 0 or start + n + fade > a.shape[1]:
-        raise ValueError(f"a loop of {n} samples at {start} with a {fade}-sample wrap needs "
+        raise ValueError(f"a loop of {n} samples at {start} with its wrap of {fade} samples needs "
                          f"{start + n + fade} samples, the audio has {a.shape[1]}")
     out = np.array(a[:, start:start + n], dtype=np.float64, copy=True)
     if fade > 0:

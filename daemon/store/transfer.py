@@ -31,7 +31,7 @@ from .snapshot import readonly_uri
 #: copied: each backend's triggers write them from the copied rows.
 TABLES: tuple[tuple[str, str], ...] = (
     ("jobs", "id"), ("tracks", "seq"), ("track_peaks", "seq"), ("tags", "id"),
-    ("track_tags", "track_seq, tag_id"), ("track_lineage", "track_seq"))
+    ("track_tags", "track_seq, tag_id"), ("track_lineage", "track_seq"), ("styles", "name"))
 #: Columns of PostgreSQL's tables that SQLite has not (derived; written by triggers).
 _PG_ONLY = {"tracks": {"tags_text", "fts"}}
 #: Rows compared field by field per table after a copy (spread evenly over the keys).

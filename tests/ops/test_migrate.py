@@ -89,7 +89,7 @@ async def test_migrate_moves_everything_and_a_daemon_serves_it(pg_url: str, shor
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["rows"] == {"jobs": 4, "tracks": 3, "track_peaks": 2, "tags": 3, "track_tags": 5,
-                               "track_lineage": 1}
+                               "track_lineage": 1, "styles": 0}
     assert summary["files"] == len(lib["files"]) == 5 and summary["sampled_rows"] >= 15
     assert "tracks: 3 rows" in out.stderr  # progress on stderr, the summary alone on stdout
     assert tree_digest(data) == before  # the source (database and files) is unchanged
