@@ -38,6 +38,7 @@ from dgx_music.daemon.engine.models import resolve_model
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.store import StoreError
 from dgx_music.daemon import diskspace, failpoints, jobs, libfiles, render
+from dgx_music.daemon.hosts import Hosts
 from dgx_music.daemon.stream_relay import StreamRelay
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class Scheduler:
         self._stuck: int | None = None  # a job the full disk left `running`: requeued when space returns
         self._disk_wait = self.DISK_DELAY[0]
         self._disk_path: Path = daemon.data_dir  # the filesystem `_free` found fullest
+        self.hosts = Hosts(daemon, self)  # claims, leases and events across hosts on a shared store (hosts.py)
 
     @property
     def data_dir(self) -> Path:
@@ -112,6 +114,7 @@ class Scheduler:
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> dict[str, Any]:
         """Recover after a crash, set orphan files aside, then start taking jobs."""
+        await self.hosts.start()  # on a shared store: act as this host, so recovery touches only its jobs
         recovered = await self.store.recover(max_attempts=self.max_attempts)
         if recovered.get("requeued") or recovered.get("failed"):
             log.warning("recovered after an unclean stop: requeued jobs %s, failed jobs %s",
@@ -151,7 +154,8 @@ class Scheduler:
                 await self.store.release_job(interrupted)
                 log.info("job %d interrupted by shutdown; it will run again at the next start", interrupted)
             except StoreError:
-                pass  # it finished or failed just before the shutdown
+                pass  # it finished or failed just before the shutdown (or another host holds it now)
+        await self.hosts.close()
 
     def summary(self) -> dict[str, int]:
         return dict(self._counts)
@@ -179,6 +183,10 @@ class Scheduler:
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
         self.daemon.publish(name, data)
+
+    def wake(self) -> None:
+        """Look at the queue now (a job was queued here or on another host)."""
+        self._wake.set()
 
     def with_progress(self, job: dict[str, Any]) -> dict[str, Any]:
         job["progress"] = self.progress.get(job["id"]) if job.get("state") == "running" else None
@@ -294,17 +302,27 @@ class Scheduler:
                 await self.refresh_counts()
                 self.publish("job.cancelled", {"id": job_id})
             elif job["state"] in ("running", "processing"):
-                # Recorded here as well as in the engine: the job may not have reached it yet,
-                # and post-processing checks this set before anything is committed.
-                self._cancel_requested.add(job_id)
-                flag = self._compute_cancel.get(job_id)
-                if flag is not None:
-                    flag.set()
+                if self.hosts.enabled and self.running != job_id:
+                    self.hosts.ask_cancel(job_id)  # another host runs it: it stops it when told
                 else:
-                    await self.engine.cancel(job_id)
+                    await self.stop_running(job_id)
                 job["cancel_requested"] = True
             return self.with_progress(job)
         raise StoreError("conflict", f"job {job_id} changed state while being cancelled; try again")
+
+    async def stop_running(self, job_id: int, *, cancel: bool = True) -> None:
+        """Stop a job this host runs: cancelled by a request (here or at another host), or lost to
+        another host (hosts.py; then nothing of it is recorded). Recorded here as well as in the
+        engine: the job may not have reached it yet, and post-processing checks this set before
+        anything is committed."""
+        if self.hosts.enabled and self.running != job_id:
+            return
+        self._cancel_requested.add(job_id)
+        flag = self._compute_cancel.get(job_id)
+        if flag is not None:
+            flag.set()
+        else:
+            await self.engine.cancel(job_id)
 
     async def retry(self, job_id: int) -> dict[str, Any]:
         job = await self.store.retry_job(job_id)
@@ -351,17 +369,34 @@ class Scheduler:
             job = await self.store.next_queued_job()
             if job is None:
                 self._wake.clear()
-                await self._wake.wait()
+                if self.hosts.enabled:  # a poll as well: a notification from another host may be lost
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self.hosts.poll_s)
+                    except asyncio.TimeoutError:
+                        pass
+                else:
+                    await self._wake.wait()
                 continue
             if not await self._room_for(job):
                 continue
+            if self.hosts.enabled:  # claim: another host may have taken that one; the loaded model's first
+                job = await self.hosts.claim()
+                if job is None:
+                    continue
             try:
-                await self._run_job(job)
+                if self.hosts.enabled:
+                    async with self.hosts.holding(job["id"]):
+                        await self._run_job(job, claimed=True)
+                else:
+                    await self._run_job(job)
                 self._disk_wait = self.disk_delay[0]  # a job went through: the disk is fine again
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must cost one job, not the queue
-                if diskspace.is_disk_full(exc) or await self._below_margin():
+                if self.hosts.enabled and (job["id"] in self.hosts.lost or
+                                           (isinstance(exc, StoreError) and exc.code == "conflict")):
+                    log.warning("job %d: not recorded here, this host no longer holds it (%s)", job["id"], exc)
+                elif diskspace.is_disk_full(exc) or await self._below_margin():
                     self._stall(job["id"], exc)
                 else:
                     log.exception("job %d: unexpected failure", job["id"])
@@ -377,6 +412,7 @@ class Scheduler:
                 self.running = None
                 self.progress.pop(job["id"], None)
                 self._cancel_requested.discard(job["id"])
+                self.hosts.lost.discard(job["id"])
                 await self.refresh_counts()
 
     # -- a full disk ---------------------------------------------------------------------------
@@ -463,17 +499,19 @@ class Scheduler:
         if self.warmup is None:
             self.warmup = asyncio.get_running_loop().run_in_executor(self.pool, _warm_audio)
 
-    async def _run_job(self, job: dict[str, Any]) -> None:
-        """One job, whatever its kind: start, the kind's engine call, render, commit, events."""
+    async def _run_job(self, job: dict[str, Any], *, claimed: bool = False) -> None:
+        """One job, whatever its kind: start, the kind's engine call, render, commit, events.
+        `claimed`: the job is already running, claimed by this host (hosts.py)."""
         kind = jobs.kind_of(job)
         job_id = job["id"]
-        started = await self.start_job(job)
+        started = await self.start_job(job, claimed=claimed)
         if started is None:
             return
         job = started
         log.info("job %d started: %s (attempt %d/%d)", job_id, kind.describe(job), job["attempts"],
                  job["max_attempts"])
-        self.publish("job.started", {"id": job_id, "attempt": job["attempts"]})
+        self.publish("job.started", {"id": job_id, "attempt": job["attempts"],
+                                     **({"host": self.hosts.name} if self.hosts.enabled else {})})
         failpoints.hit("after_start")
         t0 = time.monotonic()
         try:
@@ -521,13 +559,17 @@ class Scheduler:
         finally:
             self._compute_cancel.pop(job_id, None)
 
-    async def start_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
+    async def start_job(self, job: dict[str, Any], *, claimed: bool = False) -> dict[str, Any] | None:
         """queued -> running for the job the runner just read; None when it is no longer queued.
 
         A cancel (or a prune, a move to another state) may land between `next_queued_job` and
         this write: the store then refuses with `conflict`, and the job is simply not run (the
         canceller already recorded and announced its end). That is not a failure to record."""
         self.warm_audio()
+        if claimed:
+            self.running = job["id"]
+            await self.refresh_counts()
+            return job
         try:
             job = await self.store.mark_running(job["id"])
         except StoreError as exc:
@@ -547,6 +589,9 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         if job_id in self._cancel_requested:
             await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.storage.root, rendered)
+            if job_id in self.hosts.lost:
+                log.warning("job %d: its files are discarded, another host runs it now", job_id)
+                return
             await self.store.set_job_state(job_id, "cancelled", error="cancelled by request")
             self.publish("job.cancelled", {"id": job_id})
             return
@@ -554,8 +599,11 @@ class Scheduler:
         try:
             tracks = await (finish or self.store.finish_job)(job_id, rendered)
         except StoreError as exc:
-            if exc.code == "disk_full":  # the job runs again when there is room: no orphan files meanwhile
+            lost = exc.code == "conflict" and self.hosts.enabled  # the store says another host holds it now
+            if exc.code == "disk_full" or lost:  # the job runs again: no orphan files meanwhile
                 await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.storage.root, rendered)
+            if lost:
+                self.hosts.lost.add(job_id)
             raise
         log.info("job %d done: tracks %s", job_id, ", ".join(t["id"] for t in tracks))
         for t in tracks:
@@ -572,6 +620,9 @@ class Scheduler:
 
     async def _engine_failed(self, job: dict[str, Any], exc: EngineError) -> None:
         job_id = job["id"]
+        if job_id in self.hosts.lost:
+            log.warning("job %d: stopped, another host runs it now", job_id)
+            return
         if exc.code == "cancelled":
             await self.store.set_job_state(job_id, "cancelled", error="cancelled by request")
             log.info("job %d cancelled while running", job_id)
