@@ -15,6 +15,7 @@ from typing import Any, Callable
 import pytest
 
 from dgx_music.common.client import Client
+from dgx_music.daemon.store import open_url
 from tests.conftest import wait_event
 
 LEASE = 2.0
@@ -143,3 +144,31 @@ async def test_a_killed_hosts_job_runs_again_on_another_within_the_lease(
         assert j["attempts"] == 2  # B's claim counted, and A's: the job ran once more, once
         assert j["started"] - died < LEASE + 5, "a dead host's job waited past its lease + 5 s"
         assert await library_ids(ca) == [f"{job['id']}-0"]
+
+
+async def test_a_host_that_loses_its_lease_stops_the_job_and_records_nothing(
+        pg_url: str, daemon_factory: Callable[..., Any], shared: Path, tiny_model: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DGX_MUSIC_TEST_STEP_DELAY", SLOW)
+    b = await host(daemon_factory, shared, "b", pg_url, tiny_model)
+    async with await Client.connect(b.server.path) as cb:
+        await cb.subscribe("job", "track")
+        job = await cb.call("job.submit", {"prompt": "taken away", "duration": 1.0})
+        seen: list[Any] = []
+        await wait_event(cb, "job.progress", job["id"], seen=seen)
+        # As if B's renewals had not reached the store for a whole lease: its job goes back to the queue.
+        other = await open_url(pg_url, data_dir=shared / "probe")
+        try:
+            assert (await other.requeue_expired(now=time.time() + 1000))["requeued"] == [job["id"]]
+        finally:
+            await other.close()
+        # B's next renewal is refused: it stops the job, records nothing of that run, then claims it anew.
+        await wait_event(cb, "job.finished", job["id"], seen=seen)
+        names = [e.name for e in seen if e.data.get("id") == job["id"]]
+        assert names.count("job.finished") == 1 and "job.cancelled" not in names and "job.failed" not in names
+        assert [e.data["attempt"] for e in seen if e.name == "job.started"] == [1, 2]
+        j = await cb.call("job.get", {"id": job["id"]})
+        assert j["state"] == "done" and j["attempts"] == 2
+        assert await library_ids(cb) == [f"{job['id']}-0"]
+        wavs = sorted(p.name for p in (shared / "shared").glob("library/**/*.wav"))
+        assert len(wavs) == 1, wavs  # the stopped run left no file behind
