@@ -79,6 +79,10 @@ class Daemon:
             out["model"] = self.engine.state()
         if self.scheduler is not None:
             out["queue"] = self.scheduler.summary()
+            hosts = self.scheduler.hosts.status()
+            if hosts is not None:  # a shared store: every daemon on the queue (hosts.py)
+                out["host"] = self.scheduler.hosts.name
+                out["hosts"] = hosts
         return out
 
     async def start(self, inherited: socket.socket | None = None) -> None:

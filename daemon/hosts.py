@@ -74,6 +74,8 @@ class Hosts:
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._inbox: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self.started = time.time()
+        self.known: list[dict[str, Any]] = []  # the hosts table at the last heartbeat, for `status`
 
     @property
     def poll_s(self) -> float:
@@ -90,6 +92,7 @@ class Hosts:
         self.channel = await listen.channel_of(self.store)
         self._listener = listen.Listener(self.store.url, self.channel, self._inbox.put_nowait)
         await self._listener.start()
+        await self._heartbeat()
         for coro, name in ((self._send(), "hosts-send"), (self._receive(), "hosts-receive"),
                            (self._maintain(), "hosts-maintain")):
             self._tasks.append(asyncio.create_task(coro, name=name))
@@ -105,6 +108,8 @@ class Hosts:
         if self._listener is not None:
             await self._listener.close()
             self._listener = None
+            with contextlib.suppress(StoreError):
+                await self.store.leave(self.name)
 
     # -- claiming --------------------------------------------------------------------------------
     def loaded_model(self) -> str | None:
@@ -172,6 +177,33 @@ class Hosts:
             if out["requeued"] or out["failed"]:
                 await self.scheduler.refresh_counts()
             self.scheduler.wake()
+            try:
+                await self._heartbeat()
+            except StoreError as exc:
+                log.warning("could not write this host's heartbeat: %s", exc.message)
+
+    async def _heartbeat(self) -> None:
+        """Write this host's row (model, state, running job) and read every host's."""
+        state = "starting" if self.scheduler._task is None else self.scheduler.runner_status()["state"]
+        await self.store.heartbeat(self.name, state=state,
+                                   model=self.loaded_model(), job_id=self.scheduler.running, started=self.started)
+        self.known = await self.store.hosts()
+
+    def status(self) -> list[dict[str, Any]] | None:
+        """`status`'s `hosts`: every host sharing the queue, as of the last heartbeat (a third of a
+        lease ago at most); `state` "gone" for one not seen for a whole lease (dead, or cut off).
+        None on one box."""
+        if not self.enabled:
+            return None
+        now = time.time()
+        out = []
+        for h in self.known:
+            state = h["state"]
+            if state != "stopped" and now - h["last_seen"] > self.lease_s + self.poll_s:
+                state = "gone"
+            out.append({"host": h["name"], "model": h["model"], "state": state, "job_id": h["job_id"],
+                        "last_seen": round(h["last_seen"], 3), "this": h["name"] == self.name})
+        return out
 
     # -- events ----------------------------------------------------------------------------------
     def forward(self, name: str, data: dict[str, Any]) -> None:

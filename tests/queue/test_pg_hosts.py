@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
+from dgx_music.cli.status_cmd import format_status
 from dgx_music.common.client import Client
 from dgx_music.daemon.store import open_url
 from tests.conftest import wait_event
@@ -46,6 +47,17 @@ async def wait_all(c: Client, name: str, ids: list[int], seen: list[Any], timeou
     await asyncio.wait_for(scan(), timeout)
 
 
+async def hosts_seen(c: Client, want: dict[str, str], timeout: float = 30.0) -> list[dict[str, Any]]:
+    """`status`'s hosts once each named host is in the wanted state (heartbeats come every lease/3)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        hosts = (await c.call("status")).get("hosts") or []
+        if {h["host"]: h["state"] for h in hosts if h["host"] in want} == want:
+            return hosts
+        assert time.monotonic() < deadline, hosts
+        await asyncio.sleep(0.1)
+
+
 async def library_ids(c: Client) -> list[str]:
     return sorted(t["id"] for t in (await c.call("track.list", {"limit": 100}))["tracks"])
 
@@ -74,6 +86,12 @@ async def test_jobs_submitted_on_one_host_run_once_on_either(pg_url: str, daemon
         added = [e.data for e in seen_a if e.name == "track.added"]
         assert sorted(t["id"] for t in added) == sorted(f"{i}-0" for i in ids)
         assert all(Path(t["file"]).is_file() for t in added)  # the shared storage, as A names it
+        hosts = await hosts_seen(ca, {"a": "idle", "b": "idle"})
+        assert [(h["host"], h["this"]) for h in hosts] == [("a", True), ("b", False)]
+        ran = {e.data["host"] for e in starts}
+        assert all(h["model"] == str(tiny_model) for h in hosts if h["host"] in ran)  # loaded to run its jobs
+        text = format_status(await ca.call("status"))  # what `dgx-music status` prints
+        assert f"host     a (this one): idle, {tiny_model}" in text and "host     b: idle" in text
 
 
 async def test_a_client_of_one_host_sees_the_job_another_host_ran(pg_url: str, daemon_factory: Callable[..., Any],
@@ -144,6 +162,7 @@ async def test_a_killed_hosts_job_runs_again_on_another_within_the_lease(
         assert j["attempts"] == 2  # B's claim counted, and A's: the job ran once more, once
         assert j["started"] - died < LEASE + 5, "a dead host's job waited past its lease + 5 s"
         assert await library_ids(ca) == [f"{job['id']}-0"]
+        await hosts_seen(ca, {"a": "idle", "b": "gone"})  # B never came back
 
 
 async def test_a_host_that_loses_its_lease_stops_the_job_and_records_nothing(
