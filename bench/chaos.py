@@ -21,6 +21,9 @@ Scenarios (each reports tried / survived / lost):
              and a track's file leading outside: refused, nothing outside touched)
   ops        kill -9 of the daemon mid stems job (tiny ACE-Step pipeline): each stem exists once,
              the source track and the daemon's stored source copy are unchanged
+  hosts      3 daemons on one PostgreSQL and one storage root, random ones killed with kill -9 and
+             restarted: every job ends once, no track lost or twice, a dead host's job restarts
+             within its lease + 5 s (bench/chaos_hosts.py; skipped without PostgreSQL)
 
 The harness (a killable daemon, the audit) is bench/chaos_harness.py; the scenarios are
 bench/chaos_kills.py (kill9, worker, postproc, diskfull), bench/chaos_floods.py (lockout,
@@ -43,6 +46,7 @@ from typing import Callable
 # The harness and the scenarios are modules beside this script (`python bench/chaos.py` puts bench/ on the path).
 from chaos_floods import scenario_frames, scenario_httplock, scenario_lockout
 from chaos_harness import Outcome
+from chaos_hosts import scenario_hosts
 from chaos_kills import scenario_diskfull, scenario_kill9, scenario_postproc, scenario_worker
 from chaos_ops import scenario_ops
 from chaos_paths import scenario_paths
@@ -80,6 +84,7 @@ def run(args: argparse.Namespace) -> list[Outcome]:
             ("frames", lambda r: scenario_frames(r, model, args.frames, rng)),
             ("paths", lambda r: scenario_paths(r, model, rng)),
             ("ops", lambda r: scenario_ops(r, _acestep(work), args.op_kills, rng)),
+            ("hosts", lambda r: scenario_hosts(r, model, args.host_kills, rng)),
         ]
         for name, fn in plan:
             if args.only and name not in args.only:
@@ -119,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker-kills", type=int, default=12)
     p.add_argument("--post-kills", type=int, default=10)
     p.add_argument("--op-kills", type=int, default=6, help="kill -9 cycles mid stems job (default 6)")
+    p.add_argument("--host-kills", type=int, default=10,
+                   help="kill -9 cycles of one of 3 hosts on one PostgreSQL (default 10)")
     p.add_argument("--frames", type=int, default=11000, help="hostile frames (default 11000)")
     p.add_argument("--lockout-rounds", type=int, default=3)
     p.add_argument("--lockout-conns", type=int, default=256)
@@ -134,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.kills, args.worker_kills, args.post_kills, args.frames, args.op_kills = 2, 1, 2, 300, 1
+        args.host_kills = 2
         args.lockout_rounds, args.lockout_conns, args.idle_timeout = 1, 64, 2.0
         args.header_timeout = 2.0
     outcomes = run(args)
