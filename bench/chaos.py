@@ -24,6 +24,9 @@ Scenarios (each reports tried / survived / lost):
   tools      kill -9 of the daemon mid separation (tiny HTDemucs), mid loop (generation, then cut
              and stretch) and mid fit (a Rubber Band child): each job ends once, its tracks exactly
              as long as asked (a stem as the file, a loop its bars to the sample)
+  hosts      3 daemons on one PostgreSQL and one storage root, random ones killed with kill -9 and
+             restarted: every job ends once, no track lost or twice, a dead host's job restarts
+             within its lease + 5 s (bench/chaos_hosts.py; skipped without PostgreSQL)
 
 The harness (a killable daemon, the audit) is bench/chaos_harness.py; the scenarios are
 bench/chaos_kills.py (kill9, worker, postproc, diskfull), bench/chaos_floods.py (lockout,
@@ -46,6 +49,7 @@ from typing import Callable
 # The harness and the scenarios are modules beside this script (`python bench/chaos.py` puts bench/ on the path).
 from chaos_floods import scenario_frames, scenario_httplock, scenario_lockout
 from chaos_harness import Outcome
+from chaos_hosts import scenario_hosts
 from chaos_kills import scenario_diskfull, scenario_kill9, scenario_postproc, scenario_worker
 from chaos_ops import scenario_ops
 from chaos_paths import scenario_paths
@@ -85,6 +89,7 @@ def run(args: argparse.Namespace) -> list[Outcome]:
             ("paths", lambda r: scenario_paths(r, model, rng)),
             ("ops", lambda r: scenario_ops(r, _acestep(work), args.op_kills, rng)),
             ("tools", lambda r: scenario_tools(r, model, args.tool_kills, rng)),
+            ("hosts", lambda r: scenario_hosts(r, model, args.host_kills, rng)),
         ]
         for name, fn in plan:
             if args.only and name not in args.only:
@@ -125,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--post-kills", type=int, default=10)
     p.add_argument("--op-kills", type=int, default=6, help="kill -9 cycles mid stems job (default 6)")
     p.add_argument("--tool-kills", type=int, default=8, help="kill -9 cycles mid loop / fit job (default 8)")
+    p.add_argument("--host-kills", type=int, default=10,
+                   help="kill -9 cycles of one of 3 hosts on one PostgreSQL (default 10)")
     p.add_argument("--frames", type=int, default=11000, help="hostile frames (default 11000)")
     p.add_argument("--lockout-rounds", type=int, default=3)
     p.add_argument("--lockout-conns", type=int, default=256)
@@ -140,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.kills, args.worker_kills, args.post_kills, args.frames, args.op_kills = 2, 1, 2, 300, 1
-        args.tool_kills = 2
+        args.tool_kills, args.host_kills = 2, 2
         args.lockout_rounds, args.lockout_conns, args.idle_timeout = 1, 64, 2.0
         args.header_timeout = 2.0
     outcomes = run(args)

@@ -40,4 +40,8 @@ def format_status(st: dict[str, Any]) -> str:
         states = ("running", "processing", "queued", "done", "failed", "cancelled")
         parts = [f"{queue[k]} {k}" for k in states if queue.get(k)]
         lines.append("queue    " + (", ".join(parts) if parts else "empty"))
+    for h in st.get("hosts") or []:  # several daemons on one shared queue (PostgreSQL)
+        doing = f", job {h['job_id']}" if h.get("job_id") else ""
+        model = h.get("model") or "no model loaded"
+        lines.append(f"host     {h['host']}{' (this one)' if h.get('this') else ''}: {h['state']}, {model}{doing}")
     return "\n".join(lines)

@@ -68,6 +68,10 @@ OPTIONS: tuple[Option, ...] = (
            "estimated output, or the queue pauses until there is room."),
     Option("daemon.keep_finished_days", float, 30.0, "Days finished jobs stay in the job history; older "
            "ones that no longer own a track are pruned at start and daily (0 or less: never)."),
+    Option("daemon.host", str, "", "This daemon's name among the hosts sharing a PostgreSQL store (store.url): "
+           "unique per daemon. Empty: the machine's host name and a hash of the data directory."),
+    Option("daemon.lease_s", float, 30.0, "Seconds a host holds a job it runs on a shared store without "
+           "renewing (it renews every third of it); a dead host's job runs elsewhere after this."),
     Option("store.storage", str, "", "The directory holding the library's audio, stored melodies and operation "
            "sources (paths in the library are relative to it): one every host mounts (NFS) when several "
            "share the library. Empty: the data directory. It must exist, be writable and hold no symlinked "

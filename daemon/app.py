@@ -52,6 +52,13 @@ class Daemon:
         handlers.load_all()
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
+        """An event of this daemon: to its clients, and on a shared store to the other hosts'."""
+        self.publish_local(name, data)
+        if self.scheduler is not None:
+            self.scheduler.hosts.forward(name, data)
+
+    def publish_local(self, name: str, data: dict[str, Any]) -> None:
+        """To this daemon's clients only (another host's events, which that host sent out)."""
         if name in ("track.added", "track.updated"):  # a track has one shape everywhere: `path` and `file`
             data = self.storage.with_file(data)
         self.events.publish(name, data)
@@ -72,6 +79,10 @@ class Daemon:
             out["model"] = self.engine.state()
         if self.scheduler is not None:
             out["queue"] = self.scheduler.summary()
+            hosts = self.scheduler.hosts.status()
+            if hosts is not None:  # a shared store: every daemon on the queue (hosts.py)
+                out["host"] = self.scheduler.hosts.name
+                out["hosts"] = hosts
         return out
 
     async def start(self, inherited: socket.socket | None = None) -> None:

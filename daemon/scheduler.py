@@ -38,6 +38,8 @@ from dgx_music.daemon.engine.models import resolve_model
 from dgx_music.daemon.handlers import HandlerError
 from dgx_music.daemon.store import StoreError
 from dgx_music.daemon import diskspace, failpoints, jobs, libfiles, render
+from dgx_music.daemon.diskqueue import DiskPauseMixin
+from dgx_music.daemon.hosts import Hosts
 from dgx_music.daemon.stream_relay import StreamRelay
 
 if TYPE_CHECKING:
@@ -55,7 +57,7 @@ def _warm_audio() -> None:
         log.exception("audio warm-up failed")
 
 
-class Scheduler:
+class Scheduler(DiskPauseMixin):
     #: Backoff (seconds) between restarts of a runner that raised, and between free-space checks
     #: while the disk is full. Instance attributes copy them, so a test can shorten its own.
     RESTART_DELAY = (0.5, 30.0)
@@ -96,6 +98,7 @@ class Scheduler:
         self._stuck: int | None = None  # a job the full disk left `running`: requeued when space returns
         self._disk_wait = self.DISK_DELAY[0]
         self._disk_path: Path = daemon.data_dir  # the filesystem `_free` found fullest
+        self.hosts = Hosts(daemon, self)  # claims, leases and events across hosts on a shared store (hosts.py)
 
     @property
     def data_dir(self) -> Path:
@@ -112,6 +115,7 @@ class Scheduler:
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> dict[str, Any]:
         """Recover after a crash, set orphan files aside, then start taking jobs."""
+        await self.hosts.start()  # on a shared store: act as this host, so recovery touches only its jobs
         recovered = await self.store.recover(max_attempts=self.max_attempts)
         if recovered.get("requeued") or recovered.get("failed"):
             log.warning("recovered after an unclean stop: requeued jobs %s, failed jobs %s",
@@ -151,7 +155,8 @@ class Scheduler:
                 await self.store.release_job(interrupted)
                 log.info("job %d interrupted by shutdown; it will run again at the next start", interrupted)
             except StoreError:
-                pass  # it finished or failed just before the shutdown
+                pass  # it finished or failed just before the shutdown (or another host holds it now)
+        await self.hosts.close()
 
     def summary(self) -> dict[str, int]:
         return dict(self._counts)
@@ -169,16 +174,16 @@ class Scheduler:
         return {"state": state, "alive": state not in ("stopped", "restarting"), "restarts": self.runner_restarts,
                 "error": self.runner_error, "reason": "disk_full" if state == "paused" else None}
 
-    def disk_status(self) -> dict[str, Any]:
-        """Free bytes at the last check and what the next job needed, with the configured margin."""
-        return {"full": self.disk_full, **self.disk, "min_free": self.min_free}
-
     async def refresh_counts(self) -> None:
         """Re-read the counts by state that `status` reports (after any change to the jobs)."""
         self._counts = await self.store.queue_depth()
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
         self.daemon.publish(name, data)
+
+    def wake(self) -> None:
+        """Look at the queue now (a job was queued here or on another host)."""
+        self._wake.set()
 
     def with_progress(self, job: dict[str, Any]) -> dict[str, Any]:
         job["progress"] = self.progress.get(job["id"]) if job.get("state") == "running" else None
@@ -238,37 +243,6 @@ class Scheduler:
         self._wake.set()
         return self.with_progress(job)
 
-    async def _refuse_if_disk_full(self) -> None:
-        """A submission is `disk_full` while less than the margin is free (statvfs, off the loop: a
-        SQLite write may still fit in the WAL, but the job could not run). If the queue was paused
-        and space is back, the runner is woken to resume at once."""
-        free = await self._free()
-        if free is None or free >= self.min_free:
-            if self.disk_full:
-                self._wake.set()
-            return
-        raise HandlerError(protocol.DISK_FULL, self._disk_message(free, self.min_free))
-
-    def _disk_message(self, free: int | None, needed: int) -> str:
-        have = "unknown" if free is None else f"{free / diskspace.MB:.0f} MiB"
-        return (f"the disk holding {self._disk_path} is full: {have} free, {needed / diskspace.MB:.0f} MiB "
-                "needed (daemon.min_free_mb plus the job's output); free some space: the queue resumes by itself")
-
-    async def _free(self) -> int | None:
-        """Free bytes on the fullest of the filesystems of the data directory (the database) and
-        the storage root (the audio), statvfs off the event loop; `_disk_path` names that one."""
-        loop = asyncio.get_running_loop()
-        free: int | None = None
-        for path in dict.fromkeys((self.daemon.data_dir, self.daemon.storage.root)):
-            try:
-                n = await loop.run_in_executor(None, diskspace.free_bytes, path)
-            except OSError as exc:
-                log.warning("cannot read the free space of %s: %s", path, exc)
-                continue
-            if free is None or n < free:
-                free, self._disk_path = n, path
-        return free
-
     async def library_track(self, field: str, track_id: str) -> dict[str, Any]:
         """A track a request names in `field`; a missing one is `not_found` naming that field, as
         track.get answers it: a missing track has one error code (and one CLI exit code) everywhere."""
@@ -294,17 +268,27 @@ class Scheduler:
                 await self.refresh_counts()
                 self.publish("job.cancelled", {"id": job_id})
             elif job["state"] in ("running", "processing"):
-                # Recorded here as well as in the engine: the job may not have reached it yet,
-                # and post-processing checks this set before anything is committed.
-                self._cancel_requested.add(job_id)
-                flag = self._compute_cancel.get(job_id)
-                if flag is not None:
-                    flag.set()
+                if self.hosts.enabled and self.running != job_id:
+                    self.hosts.ask_cancel(job_id)  # another host runs it: it stops it when told
                 else:
-                    await self.engine.cancel(job_id)
+                    await self.stop_running(job_id)
                 job["cancel_requested"] = True
             return self.with_progress(job)
         raise StoreError("conflict", f"job {job_id} changed state while being cancelled; try again")
+
+    async def stop_running(self, job_id: int, *, cancel: bool = True) -> None:
+        """Stop a job this host runs: cancelled by a request (here or at another host), or lost to
+        another host (hosts.py; then nothing of it is recorded). Recorded here as well as in the
+        engine: the job may not have reached it yet, and post-processing checks this set before
+        anything is committed."""
+        if self.hosts.enabled and self.running != job_id:
+            return
+        self._cancel_requested.add(job_id)
+        flag = self._compute_cancel.get(job_id)
+        if flag is not None:
+            flag.set()
+        else:
+            await self.engine.cancel(job_id)
 
     async def retry(self, job_id: int) -> dict[str, Any]:
         job = await self.store.retry_job(job_id)
@@ -351,17 +335,34 @@ class Scheduler:
             job = await self.store.next_queued_job()
             if job is None:
                 self._wake.clear()
-                await self._wake.wait()
+                if self.hosts.enabled:  # a poll as well: a notification from another host may be lost
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self.hosts.poll_s)
+                    except asyncio.TimeoutError:
+                        pass
+                else:
+                    await self._wake.wait()
                 continue
             if not await self._room_for(job):
                 continue
+            if self.hosts.enabled:  # claim: another host may have taken that one; the loaded model's first
+                job = await self.hosts.claim()
+                if job is None:
+                    continue
             try:
-                await self._run_job(job)
+                if self.hosts.enabled:
+                    async with self.hosts.holding(job["id"]):
+                        await self._run_job(job, claimed=True)
+                else:
+                    await self._run_job(job)
                 self._disk_wait = self.disk_delay[0]  # a job went through: the disk is fine again
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must cost one job, not the queue
-                if diskspace.is_disk_full(exc) or await self._below_margin():
+                if self.hosts.enabled and (job["id"] in self.hosts.lost or
+                                           (isinstance(exc, StoreError) and exc.code == "conflict")):
+                    log.warning("job %d: not recorded here, this host no longer holds it (%s)", job["id"], exc)
+                elif diskspace.is_disk_full(exc) or await self._below_margin():
                     self._stall(job["id"], exc)
                 else:
                     log.exception("job %d: unexpected failure", job["id"])
@@ -377,83 +378,8 @@ class Scheduler:
                 self.running = None
                 self.progress.pop(job["id"], None)
                 self._cancel_requested.discard(job["id"])
+                self.hosts.lost.discard(job["id"])
                 await self.refresh_counts()
-
-    # -- a full disk ---------------------------------------------------------------------------
-    def _needed(self, job: dict[str, Any] | None) -> int:
-        if job is None:
-            return self.min_free
-        duration = float((job.get("params") or {}).get("duration") or 0.0)
-        return self.min_free + diskspace.job_bytes(duration, int(job.get("count") or 1))
-
-    async def _room_for(self, job: dict[str, Any]) -> bool:
-        """Whether the job's estimated output plus the margin fits; if not, the queue pauses
-        (the job stays queued, no attempt is used)."""
-        needed = self._needed(job)
-        free = await self._free()
-        self.disk.update(free=free, needed=needed)
-        if free is None or free >= needed:
-            return True
-        self._set_disk_full(True, f"{free / diskspace.MB:.0f} MiB free, job {job['id']} needs "
-                                  f"{needed / diskspace.MB:.0f} MiB with the margin")
-        return False
-
-    async def _below_margin(self) -> bool:
-        """A failure while free space is under the margin is taken for a full disk (libsndfile, for
-        one, reports a failed write without its errno)."""
-        free = await self._free()
-        return free is not None and free < self.min_free
-
-    def _stall(self, job_id: int, exc: BaseException) -> None:
-        """A job hit the full disk: its state may not be recordable now, so it is requeued later."""
-        self._stuck = job_id
-        self._set_disk_full(True, f"job {job_id} could not be written ({exc}); it will run again")
-        self.publish("job.failed", {"id": job_id, "error": "the disk is full", "reason": protocol.DISK_FULL,
-                                    "retrying": True})
-
-    def _set_disk_full(self, full: bool, why: str) -> None:
-        """One log line and one `daemon.disk` event per change of state, never one per retry."""
-        if full == self.disk_full:
-            return
-        self.disk_full = full
-        self._disk_wait = self.disk_delay[0]
-        if full:
-            log.warning("disk full at %s: %s; the queue is paused until there is room", self._disk_path, why)
-        else:
-            log.info("disk space is back at %s: %s; the queue resumes", self._disk_path, why)
-        self.publish("daemon.disk", self.disk_status())
-
-    async def _wait_for_space(self) -> None:
-        """Paused: check again after a growing delay (or at once when a submit or retry wakes us);
-        requeue the job the full disk interrupted, then resume when the next job fits."""
-        self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), self._disk_wait)
-        except asyncio.TimeoutError:
-            pass
-        self._disk_wait = min(self._disk_wait * 2, self.disk_delay[1])
-        free = await self._free()
-        self.disk["free"] = free
-        if free is not None and free < self.min_free:
-            return
-        requeued = ""
-        if self._stuck is not None:
-            try:
-                job = await self.store.release_job(self._stuck)
-            except StoreError as exc:
-                if exc.code == "disk_full":
-                    return
-                job = None  # finished or gone meanwhile: nothing to requeue
-            if job is not None:
-                requeued = f"job {self._stuck} is queued again, "
-                self.publish("job.queued", self.with_progress(job))
-            self._stuck = None
-            await self.refresh_counts()
-        nxt = await self.store.next_queued_job()
-        needed = self._needed(nxt)
-        self.disk["needed"] = needed
-        if free is None or free >= needed:
-            self._set_disk_full(False, f"{requeued}{'?' if free is None else round(free / diskspace.MB)} MiB free")
 
     def warm_audio(self) -> None:
         """Import and prime the audio stack (~1 s, holding the GIL) in the audio thread, once.
@@ -463,17 +389,19 @@ class Scheduler:
         if self.warmup is None:
             self.warmup = asyncio.get_running_loop().run_in_executor(self.pool, _warm_audio)
 
-    async def _run_job(self, job: dict[str, Any]) -> None:
-        """One job, whatever its kind: start, the kind's engine call, render, commit, events."""
+    async def _run_job(self, job: dict[str, Any], *, claimed: bool = False) -> None:
+        """One job, whatever its kind: start, the kind's engine call, render, commit, events.
+        `claimed`: the job is already running, claimed by this host (hosts.py)."""
         kind = jobs.kind_of(job)
         job_id = job["id"]
-        started = await self.start_job(job)
+        started = await self.start_job(job, claimed=claimed)
         if started is None:
             return
         job = started
         log.info("job %d started: %s (attempt %d/%d)", job_id, kind.describe(job), job["attempts"],
                  job["max_attempts"])
-        self.publish("job.started", {"id": job_id, "attempt": job["attempts"]})
+        self.publish("job.started", {"id": job_id, "attempt": job["attempts"],
+                                     **({"host": self.hosts.name} if self.hosts.enabled else {})})
         failpoints.hit("after_start")
         t0 = time.monotonic()
         try:
@@ -521,13 +449,17 @@ class Scheduler:
         finally:
             self._compute_cancel.pop(job_id, None)
 
-    async def start_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
+    async def start_job(self, job: dict[str, Any], *, claimed: bool = False) -> dict[str, Any] | None:
         """queued -> running for the job the runner just read; None when it is no longer queued.
 
         A cancel (or a prune, a move to another state) may land between `next_queued_job` and
         this write: the store then refuses with `conflict`, and the job is simply not run (the
         canceller already recorded and announced its end). That is not a failure to record."""
         self.warm_audio()
+        if claimed:
+            self.running = job["id"]
+            await self.refresh_counts()
+            return job
         try:
             job = await self.store.mark_running(job["id"])
         except StoreError as exc:
@@ -547,6 +479,9 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         if job_id in self._cancel_requested:
             await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.storage.root, rendered)
+            if job_id in self.hosts.lost:
+                log.warning("job %d: its files are discarded, another host runs it now", job_id)
+                return
             await self.store.set_job_state(job_id, "cancelled", error="cancelled by request")
             self.publish("job.cancelled", {"id": job_id})
             return
@@ -554,8 +489,11 @@ class Scheduler:
         try:
             tracks = await (finish or self.store.finish_job)(job_id, rendered)
         except StoreError as exc:
-            if exc.code == "disk_full":  # the job runs again when there is room: no orphan files meanwhile
+            lost = exc.code == "conflict" and self.hosts.enabled  # the store says another host holds it now
+            if exc.code == "disk_full" or lost:  # the job runs again: no orphan files meanwhile
                 await loop.run_in_executor(self.pool, libfiles.discard, self.daemon.storage.root, rendered)
+            if lost:
+                self.hosts.lost.add(job_id)
             raise
         log.info("job %d done: tracks %s", job_id, ", ".join(t["id"] for t in tracks))
         for t in tracks:
@@ -575,6 +513,9 @@ class Scheduler:
 
     async def _engine_failed(self, job: dict[str, Any], exc: EngineError) -> None:
         job_id = job["id"]
+        if job_id in self.hosts.lost:
+            log.warning("job %d: stopped, another host runs it now", job_id)
+            return
         if exc.code == "cancelled":
             await self.store.set_job_state(job_id, "cancelled", error="cancelled by request")
             log.info("job %d cancelled while running", job_id)

@@ -13,7 +13,10 @@ plus ``FOR UPDATE SKIP LOCKED`` on the row, so two hosts never claim the same jo
 Times come from the store's clock (clock.py): hosts sharing a queue keep their clocks
 in step (NTP); leases are tens of seconds, far above any such skew.
 
-The scheduler does not use these yet (it runs next_queued_job + mark_running, one box).
+The scheduler claims when the store is shared (PostgreSQL; daemon/hosts.py): it calls
+``hold_as(host)`` first, after which a running job can only be changed (finished, failed,
+requeued, released) by the host that holds it, and ``recover`` touches only its jobs.
+On SQLite (one box) it keeps next_queued_job + mark_running.
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ class ClaimsMixin(JobsMixin):
     #: Row locking of the claim's SELECT: PostgreSQL's FOR UPDATE SKIP LOCKED ("" in SQLite,
     #: whose one writer at a time needs none).
     _skip_locked = ""
+
+    def hold_as(self, host: str) -> None:
+        """From now on this store acts for ``host``: changes to a running job check that the
+        host holds it (a conflict if not), and ``recover`` touches only the host's own jobs."""
+        self.host = _host(host)
 
     async def claim_next_job(self, host: str, *, lease_s: float, prefer_model: str | None = None,
                              backend: str | None = None) -> dict | None:

@@ -175,6 +175,21 @@ class JobsMixin(StoreBase):
     async def _state_of(self, job_id: int) -> str:
         return (await self._job_row(job_id))["state"]
 
+    #: The host this store's daemon claims jobs as (claims.py's ``hold_as``); None on one box,
+    #: where no host check is made.
+    host: str | None = None
+
+    async def _check_held(self, job_id: int, state: str) -> None:
+        """Inside a write: with a host set, a running/processing job may only be changed by the
+        host that holds it; another host (its lease ran out and the job moved on) gets a
+        conflict, so a lost job's result is never recorded."""
+        if self.host is None or state not in ("running", "processing"):
+            return
+        holder = await self._scalar("SELECT claimed_by FROM jobs WHERE id = ?", (job_id,))
+        if holder != self.host:
+            raise StoreError("conflict", f"job {job_id} is {state}, held by {holder or 'no host'}: "
+                                         f"{self.host} no longer holds it")
+
     async def mark_running(self, job_id: int, *, backend: str | None = None) -> dict:
         """queued -> running; attempts += 1 (counted now, so a crash counts), started = now."""
         job_id = _job_id(job_id)
@@ -207,6 +222,7 @@ class JobsMixin(StoreBase):
 
         async def op() -> dict:
             current = await self._state_of(job_id)
+            await self._check_held(job_id, current)
             if state == current:
                 return await self._job(job_id)
             if state not in _TRANSITIONS[current]:
@@ -232,6 +248,7 @@ class JobsMixin(StoreBase):
             if row["state"] not in ("running", "processing"):
                 raise StoreError("conflict", f"job {job_id} is {row['state']}, only a running "
                                              "job can be requeued")
+            await self._check_held(job_id, row["state"])
             await self._requeue_or_fail(row, error)
             return await self._job(job_id)
 
@@ -246,6 +263,7 @@ class JobsMixin(StoreBase):
             row = await self._job_row(job_id)
             if row["state"] not in ("running", "processing"):
                 raise StoreError("conflict", f"job {job_id} is {row['state']}, not running")
+            await self._check_held(job_id, row["state"])
             await self._exec(
                 "UPDATE jobs SET state = 'queued', started = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
                 " claimed_by = NULL, lease_until = NULL WHERE id = ?", (job_id,))
@@ -335,14 +353,17 @@ class JobsMixin(StoreBase):
         """At daemon start: jobs left running/processing by a crash go back to the
         queue (their attempt was counted by mark_running), or fail past the cap.
         The cap is ``max_attempts`` if given, else each job's own (default 3).
+        With a host set (``hold_as``), only the jobs this host held: another host's running
+        job is that host's, or ``requeue_expired``'s once its lease runs out.
         Returns {"requeued": [ids], "failed": [ids]}."""
         if max_attempts is not None:
             max_attempts = _int("max_attempts", max_attempts, 1, 100)
 
         async def op() -> dict:
             out: dict[str, list[int]] = {"requeued": [], "failed": []}
+            mine, args = ("", ()) if self.host is None else (" AND claimed_by = ?", (self.host,))
             rows = await self._all(f"SELECT {_JOB_COLS} FROM jobs WHERE state IN "
-                                   "('running','processing') ORDER BY position, id")
+                                   f"('running','processing'){mine} ORDER BY position, id", args)
             for row in rows:
                 result = await self._requeue_or_fail(
                     row, f"interrupted: the daemon stopped while the job was {row['state']}",

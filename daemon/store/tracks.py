@@ -165,6 +165,7 @@ class TracksMixin(StoreBase):
                 raise StoreError("conflict", f"job {job_id} is already done; its tracks exist")
             if job["state"] not in ("running", "processing"):
                 raise StoreError("conflict", f"job {job_id} is {job['state']}, not running")
+            await self._check_held(job_id, job["state"])
             if len(rows) > job["count"] or max(indexes) >= job["count"]:
                 raise _invalid("tracks", f"job {job_id} has count {job['count']}: got "
                                          f"{plural(len(rows), 'track')} with indexes {indexes}")
@@ -186,6 +187,7 @@ class TracksMixin(StoreBase):
         job = await self._job_row(job_id)
         if job["state"] not in ("running", "processing"):
             raise StoreError("conflict", f"job {job_id} is {job['state']}, not running")
+        await self._check_held(job_id, job["state"])
         await self._exec(
             "UPDATE jobs SET state = 'done', finished = ?, error = NULL, lease_until = NULL WHERE id = ?",
             (clock.now() if now is None else now, job_id))

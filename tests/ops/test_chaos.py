@@ -25,7 +25,7 @@ def test_quick_fault_campaign_loses_nothing() -> None:
     outcomes = json.loads(r.stdout)
     by_name = {o["scenario"]: o for o in outcomes}
     assert set(by_name) == {"kill9", "worker", "postproc", "diskfull", "lockout", "httplock", "frames", "paths",
-                            "ops", "tools"}, r.stderr[-2000:]
+                            "ops", "tools", "hosts"}, r.stderr[-2000:]
     for o in outcomes:
         if o["skipped"]:
             continue

@@ -123,3 +123,29 @@ async def test_claim_arguments_are_checked(store: Store, kw: dict, field: str) -
     with pytest.raises(StoreError) as e:
         await store.claim_next_job(args.pop("host"), **args)
     assert e.value.code == "invalid" and e.value.field == field
+
+
+async def test_a_host_changes_only_the_jobs_it_holds(store: Store, opener) -> None:
+    a, b = await add(store, "a"), await add(store, "b")
+    other = await opener()  # host-2's daemon, on its own connection
+    try:
+        store.hold_as("host-1")
+        other.hold_as("host-2")
+        await store.claim_next_job("host-1", lease_s=30)
+        await other.claim_next_job("host-2", lease_s=30)
+        # host-1 may not finish, fail, requeue or release host-2's job: the store refuses it
+        for attempt in (lambda: store.finish_job(b["id"], [track(f"library/{b['id']}-0.wav")]),
+                        lambda: store.set_job_state(b["id"], "failed", error="x"),
+                        lambda: store.requeue_job(b["id"], error="x"),
+                        lambda: store.release_job(b["id"])):
+            with pytest.raises(StoreError) as e:
+                await attempt()
+            assert e.value.code == "conflict" and "host-1 no longer holds it" in str(e.value)
+        assert (await store.get_job(b["id"]))["state"] == "running"
+        # host-1 starting again recovers its own job only; host-2's stays running
+        assert await store.recover() == {"requeued": [a["id"]], "failed": []}
+        assert (await store.get_job(b["id"]))["state"] == "running"
+        done = await other.finish_job(b["id"], [track(f"library/{b['id']}-0.wav")])
+        assert [t["id"] for t in done] == [f"{b['id']}-0"]
+    finally:
+        await other.close()

@@ -13,6 +13,7 @@ from ..lineage import LineageMixin
 from ..search import SearchMixin
 from ..styles import StylesMixin
 from ..tracks import TracksMixin
+from .hosts import HostsMixin
 from .conn import PgBase, is_pg_url, pg_sql, redact
 from .schema import LATEST_VERSION, MIGRATIONS
 from .search import PG_SEARCH, pg_tsquery
@@ -20,7 +21,7 @@ from .search import PG_SEARCH, pg_tsquery
 __all__ = ["PgStore", "LATEST_VERSION", "MIGRATIONS", "is_pg_url", "pg_sql", "pg_tsquery", "redact"]
 
 
-class PgStore(ClaimsMixin, JobsMixin, SearchMixin, TracksMixin, LineageMixin, StylesMixin, PgBase):
+class PgStore(HostsMixin, ClaimsMixin, JobsMixin, SearchMixin, TracksMixin, LineageMixin, StylesMixin, PgBase):
     """The PostgreSQL store.  Create with ``await PgStore.open(url)`` (or ``open_store``)."""
 
     _search_sql = PG_SEARCH

@@ -11,6 +11,8 @@ tags (weight A), the prompt (B), the lyrics (C) and the notes (D), in the text s
 configuration ``dgx`` (``simple`` with accents folded by ``unaccent``, like SQLite's
 ``unicode61 remove_diacritics``).  ``tracks.tags_text`` holds the track's tag names,
 rewritten by a trigger on track_tags, so no code path can forget the index.
+v2 adds ``hosts``: one row per daemon sharing the queue (its model, state, running job,
+last heartbeat), which ``status`` lists.
 """
 
 from __future__ import annotations
@@ -179,6 +181,20 @@ V1 = [
     """,
 ]
 
-MIGRATIONS: list[list[str]] = [V1]
+#: v2: the hosts sharing the queue (issue 21), each writing its own row as a heartbeat.
+V2 = [
+    """
+    CREATE TABLE hosts (
+        name       TEXT PRIMARY KEY,
+        model      TEXT,
+        state      TEXT NOT NULL,
+        job_id     BIGINT,
+        started    DOUBLE PRECISION NOT NULL,
+        last_seen  DOUBLE PRECISION NOT NULL
+    )
+    """,
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2]
 
 LATEST_VERSION = len(MIGRATIONS)
