@@ -330,6 +330,13 @@ def operation_components(ref_template: str = "#/components/schemas/{name}") -> t
                               for name in ("source", "source_audio")]
         if "parts" in component["properties"]:
             component["properties"]["parts"]["uniqueItems"] = True  # "names a part twice" is refused
+        if t is StemsRequest:  # which parts a stems request may name depends on its method
+            def parts_of(names: tuple[str, ...]) -> dict[str, Any]:
+                return {"anyOf": [{"type": "array", "items": {"type": "string", "enum": list(names)}}, {"type": "null"}]}
+            component["anyOf"] = [
+                {"required": ["method"], "properties": {"method": {"const": GENERATE}, "parts": parts_of(PARTS)}},
+                {"properties": {"method": {"enum": [SEPARATE, None]}, "parts": parts_of(SEPARATION_PARTS),
+                                **{name: {"type": "null"} for name in SAMPLER_FIELDS}}}]  # no sampler there
         prompt = component["properties"].get("prompt", {})
         for caption in prompt.get("anyOf", ()):  # optional: an empty caption is the same as none
             caption.pop("minLength", None)

@@ -14,6 +14,8 @@ from typing import Any, BinaryIO
 
 from dgx_music.common import transfer
 from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeout
+from textual.css.query import NoMatches
+
 from dgx_music.tui.detail import DetailPane
 from dgx_music.tui.player import PlayerUnavailable, local_output_problem, to_wav
 from dgx_music.tui.queue import QueueView
@@ -175,7 +177,10 @@ class Playback:
                 self.notify(player.failure, title="The player stopped", severity="warning", timeout=10)
             return
         lib = self.library_view
-        pane = self.query_one(DetailPane)
+        try:  # the library's pane, not the screen's: a modal on top (help, a form) has none
+            pane = lib.query_one(DetailPane)
+        except NoMatches:  # the app is shutting down (the timer's last tick)
+            return
         if lib.detail and lib.detail.get("id") == player.track_id and player.duration:
             pane.set_position(player.position / player.duration)
         else:

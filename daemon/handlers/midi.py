@@ -23,7 +23,7 @@ async def midi_file(ctx: Context, params: dict[str, Any]) -> tuple[str, bytes, d
     """(name, bytes, about) of the MIDI a request names: `id` a track (its latest transcription) or
     `job` a MIDI job (the track's MIDI it made, or an uploaded file's). Shared with HTTP."""
     a = Args(params).only("id", "job")
-    track_id, job_id = a.str("id", None, max_len=64), a.int("job", None, lo=1, hi=2**62)
+    track_id, job_id = a.str("id", None, max_len=64), a.int("job", None, lo=1)
     if (track_id is None) == (job_id is None):
         raise HandlerError(protocol.INVALID_PARAMS, "id: give a track id (id) or a MIDI job (job), one of them",
                            field="id")

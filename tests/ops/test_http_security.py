@@ -172,7 +172,8 @@ async def test_malformed_range_is_416_or_the_whole_file_never_a_crash(http_daemo
 async def test_an_undocumented_method_is_405_on_every_route(http_daemon: Any) -> None:
     from dgx_music.daemon.http.routes import ROUTES
 
-    paths = {r.path.replace("{id}", "1-0" if "/tracks/" in r.path else "1") for r in ROUTES}
+    paths = {r.path.replace("{id}", "1-0" if "/tracks/" in r.path else "1").replace("{name}", "mysound")
+             for r in ROUTES}
     async with aiohttp.ClientSession(headers=bearer(http_daemon.http)) as s:
         for path in sorted(paths):
             for method in ("TRACE", "OPTIONS", "PUT"):

@@ -63,7 +63,10 @@ def fuzzable(doc: dict[str, Any]) -> dict[str, Any]:
             # The long poll's `wait` (up to 300 s) is left out too: tests/ops/test_http_contract.py covers it.
             # `tag` too: the library takes any tag without control or format characters (Unicode
             # category C), which no portable JSON Schema regex states; test_schema_agreement.py covers it.
-            op["parameters"] = [p for p in params if p["name"] not in ("cursor", "wait", "tag")]
+            # `search` and `sort` too: `sort=relevance` needs a search with a word to rank (refused naming
+            # `sort` otherwise), a rule between two query parameters that OpenAPI cannot state;
+            # tests/store/test_relevance.py and tests/cli/test_library_cli.py cover both.
+            op["parameters"] = [p for p in params if p["name"] not in ("cursor", "wait", "tag", "search", "sort")]
     for name, schema in doc["components"]["schemas"].items():
         if name == "TrainRequest":  # styles: trained on the source track; model and directory are refused when made up
             props = schema["properties"]
@@ -87,6 +90,11 @@ def fuzzable(doc: dict[str, Any]) -> dict[str, Any]:
                 props["start"], props["end"] = {"type": "number", "enum": [1.0]}, {"type": "number", "enum": [2.5]}
             if "by" in props:  # an extension: the source (4 s) plus `by` within 600 s, as a span within the source
                 props["by"] = {"type": "number", "enum": [1.5]}
+            if name == "StemsRequest":  # the parts both methods take: a four-stem model makes no guitar
+                props["parts"] = {"type": "array", "items": {"type": "string", "enum": ["vocals", "drums", "bass"]},
+                                  "minItems": 1, "uniqueItems": True}
+                for branch in schema.get("anyOf", ()):  # each method's rule stays (separation: no sampler)
+                    branch["properties"].pop("parts", None)
     for name in ("MusicGenParams", "AceStepParams"):
         props = doc["components"]["schemas"][name]["properties"]
         # `model` too: a made-up name is rightly refused (model_not_found), and the daemon's own is the default.

@@ -67,3 +67,21 @@ async def test_a_stored_path_outside_the_data_dir_is_not_played(tmp_path: Path, 
         assert "is not inside" in str(note.message) and "not reading it" in str(note.message)
         assert not started and not app.player.playing
         assert fake.methods_called("track.audio") == []
+
+
+async def test_the_player_keeps_ticking_under_a_modal(tmp_path: Path, monkeypatch: Any) -> None:
+    """While a track plays, the play position is drawn on every tick; with the help screen (or a
+    form) on top, the tick must find the library's pane, not fail on the modal's DOM."""
+    started = stub_player_process(monkeypatch, "ffplay")
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path, player=Player(use_sounddevice=False))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: app.library_view.detail is not None)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: bool(started) and app.player.playing, 10)
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+        app._tick_player()  # what the timer does: raised NoMatches('DetailPane') on the help screen
+        assert app.player.playing
