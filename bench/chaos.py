@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> list[Outcome]:
             ("paths", lambda r: scenario_paths(r, model, rng)),
             ("ops", lambda r: scenario_ops(r, _acestep(work), args.op_kills, rng)),
             ("tools", lambda r: scenario_tools(r, model, args.tool_kills, rng)),
-            ("hosts", lambda r: scenario_hosts(r, model, args.host_kills, rng)),
+            ("hosts", lambda r: scenario_hosts(r, model, args.host_kills, rng, args.host_jobs)),
         ]
         for name, fn in plan:
             if args.only and name not in args.only:
@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tool-kills", type=int, default=8, help="kill -9 cycles mid loop / fit job (default 8)")
     p.add_argument("--host-kills", type=int, default=10,
                    help="kill -9 cycles of one of 3 hosts on one PostgreSQL (default 10)")
+    p.add_argument("--host-jobs", type=int, default=2,
+                   help="jobs submitted to random hosts before each of those kills (default 2; issue 21's "
+                        "campaign: --host-kills 20 --host-jobs 15, 300 jobs)")
     p.add_argument("--frames", type=int, default=11000, help="hostile frames (default 11000)")
     p.add_argument("--lockout-rounds", type=int, default=3)
     p.add_argument("--lockout-conns", type=int, default=256)

@@ -50,7 +50,7 @@ def _drained(d: Daemon, timeout: float) -> bool:
     return False
 
 
-def scenario_hosts(root: Path, model: Path, kills: int, rng: random.Random) -> Outcome:
+def scenario_hosts(root: Path, model: Path, kills: int, rng: random.Random, per_kill: int = 2) -> Outcome:
     out = Outcome("hosts")
     cluster = _cluster()
     if cluster is None:
@@ -70,7 +70,7 @@ def scenario_hosts(root: Path, model: Path, kills: int, rng: random.Random) -> O
             h.start()
         jobs: dict[int, int] = {}
         for _ in range(kills):
-            for _ in range(2):
+            for _ in range(per_kill):  # jobs submitted before each kill
                 live = [h for h in hosts if h.alive()]
                 j = call(rng.choice(live).socket, "job.submit",
                          {"prompt": f"hosts {rng.randrange(10**6)}", "duration": 0.5, "count": rng.choice([1, 2])})
