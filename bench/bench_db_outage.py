@@ -1,0 +1,154 @@
+"""Losing the database (issue 21): two hosts on one PostgreSQL, the server stopped for 30 s.
+
+Two daemon processes share a throwaway PostgreSQL cluster (tests/pgcluster.py) and one storage
+directory; jobs are queued, then the server is stopped (`pg_ctl -m immediate`, as a crash or a
+lost network would) for `--outage` seconds and started again on the same data. Meanwhile every
+`--probe` seconds each host is asked a read (`status`, `track.list`) and a write (`job.submit`),
+and each answer is counted by its kind: ok, `store_unavailable` (the refusal the issue asks
+for), or anything else (a finding: `internal` above all). After the server is back it measures
+how long until each host takes a write again by itself, then drains the queue and audits:
+every job queued before the outage ends done exactly once with its tracks, none lost.
+
+    .venv/bin/python bench/bench_db_outage.py [--outage 30] [--jobs 8] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chaos_harness import Daemon, call  # noqa: E402
+from chaos_hosts import _cluster, _drained  # noqa: E402
+
+from dgx_music.common.protocol import RemoteError  # noqa: E402
+
+LEASE = 5.0
+
+
+def _answer(sock: Path, method: str, params: dict[str, Any] | None = None) -> str:
+    try:
+        call(sock, method, params or {}, timeout=15.0)
+        return "ok"
+    except RemoteError as exc:
+        return exc.code
+    except Exception as exc:  # no answer at all: the daemon itself is in trouble
+        return f"no answer ({type(exc).__name__})"
+
+
+def _pg_ctl(cluster: Any, *args: str) -> None:
+    prefix = ["runuser", "-u", "postgres", "--"] if cluster._as_root else []
+    subprocess.run([*prefix, str(cluster.bin / "pg_ctl"), "-D", str(cluster.root / "db"), *args],
+                   check=True, capture_output=True, timeout=120)
+
+
+def run(outage: float, jobs: int, probe: float, seed: int) -> dict[str, Any]:
+    from dgx_music.daemon.engine.testmodel import build_test_model
+
+    rng = random.Random(seed)
+    cluster = _cluster()
+    if cluster is None:
+        return {"skipped": "PostgreSQL is not installed (scripts/ensure-test-tools installs it)"}
+    root = Path(tempfile.mkdtemp(prefix="dgx-dbout-"))
+    cluster.start()
+    # The test cluster runs without fsync and with asynchronous commits, which a crash may undo:
+    # restart it as a production server runs (fsync, synchronous commits) before crashing it.
+    safe = f"-k {cluster.root} -c listen_addresses=''"
+    _pg_ctl(cluster, "-m", "fast", "stop")
+    _pg_ctl(cluster, "-o", safe, "-l", str(cluster.root / "log"), "-w", "start")
+    hosts: list[Daemon] = []
+    try:
+        model = build_test_model(root / "tiny", backend="transformers")
+        cluster.setup_database()
+        url = cluster.url(schema=cluster.new_schema())
+        shared = root / "shared"
+        shared.mkdir()
+        hosts = [Daemon(root / f"h{i}", model, DGX_MUSIC_STORE=url, DGX_MUSIC_STORAGE=str(shared),
+                        DGX_MUSIC_HOST=f"h{i}", DGX_MUSIC_LEASE_S=str(LEASE)) for i in range(2)]
+        for h in hosts:
+            h.root.mkdir()
+            h.start()
+        queued = {}
+        for _ in range(jobs):
+            j = call(rng.choice(hosts).socket, "job.submit",
+                     {"prompt": f"outage {rng.randrange(10**6)}", "duration": 1.0, "count": rng.choice([1, 2])})
+            queued[j["id"]] = j["count"]
+        answers: dict[str, Counter[str]] = {"status": Counter(), "track.list": Counter(), "job.submit": Counter()}
+        _pg_ctl(cluster, "-m", "immediate", "stop")
+        down = time.monotonic()
+        while time.monotonic() - down < outage:
+            for h in hosts:
+                answers["status"][_answer(h.socket, "status")] += 1
+                answers["track.list"][_answer(h.socket, "track.list", {"limit": 5})] += 1
+                answers["job.submit"][_answer(h.socket, "job.submit", {"prompt": "during the outage",
+                                                                       "duration": 0.5})] += 1
+            time.sleep(probe)
+        _pg_ctl(cluster, "-o", safe, "-l", str(cluster.root / "log"), "-w", "start")
+        back = time.monotonic()
+        recovered: dict[str, float | None] = {}
+        late: dict[int, int] = {}
+        for h in hosts:
+            took = None
+            while time.monotonic() - back < 120:
+                try:
+                    j = call(h.socket, "job.submit", {"prompt": "after the outage", "duration": 0.5}, timeout=15.0)
+                    late[j["id"]] = j["count"]
+                    took = time.monotonic() - back
+                    break
+                except Exception:
+                    time.sleep(0.2)
+            recovered[h.root.name] = None if took is None else round(took, 2)
+        drained = all(_drained(h, 300) for h in hosts)
+        lost: list[str] = []
+        for job_id, count in {**queued, **late}.items():
+            try:
+                job = call(hosts[0].socket, "job.get", {"id": job_id})
+            except RemoteError as exc:
+                lost.append(f"job {job_id}: {exc}")
+                continue
+            if job["state"] != "done" or len(job["track_ids"]) != count:
+                lost.append(f"job {job_id}: {job['state']} with {len(job['track_ids'])} of {count} tracks "
+                            f"({job.get('error')})")
+        alive = [h.root.name for h in hosts if h.alive()]
+        return {"outage_s": outage, "jobs_before": len(queued), "answers_during_outage":
+                {k: dict(v) for k, v in answers.items()}, "first_write_after_s": recovered,
+                "drained": drained, "daemons_alive": alive, "lost": lost}
+    finally:
+        for h in hosts:
+            if h.alive():
+                h.stop()
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--outage", type=float, default=30.0, help="seconds the server is stopped (default 30)")
+    p.add_argument("--jobs", type=int, default=8, help="jobs queued before the outage (default 8)")
+    p.add_argument("--probe", type=float, default=2.0, help="seconds between rounds of requests (default 2)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    r = run(args.outage, args.jobs, args.probe, args.seed)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        for k, v in r.items():
+            print(f"{k}: {v}")
+    bad = [code for counts in r.get("answers_during_outage", {}).values() for code in counts
+           if code not in ("ok", "store_unavailable")]
+    return 1 if r.get("lost") or bad or not r.get("drained", True) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
