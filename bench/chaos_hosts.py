@@ -4,8 +4,8 @@ Three daemon processes (their own sockets, data directories and model workers) s
 throwaway PostgreSQL cluster (tests/pgcluster.py) and one storage directory. Jobs are
 submitted to random hosts while random hosts are killed with kill -9 and restarted; then
 the queue drains and the audit checks what users rely on: every job ends exactly once
-(done jobs own exactly `count` readable tracks, no track twice, none stuck), and a dead
-host's job starts again within its lease + 5 s.
+(done jobs own exactly `count` readable tracks, no track twice, none stuck), a dead
+host's job starts again within its lease + 5 s, and a search finds the same tracks on every host.
 
     .venv/bin/python bench/chaos.py --only hosts
 """
@@ -120,6 +120,20 @@ def scenario_hosts(root: Path, model: Path, kills: int, rng: random.Random, per_
             elif job["state"] not in ("done", "failed", "cancelled"):
                 out.lost += 1
                 out.notes.append(f"job {job_id} stuck {job['state']}")
+        listed = {t["id"] for t in tracks}
+        for h in hosts:  # `library --search` agrees on every host: every prompt here holds the word
+            found: set[str] = set()
+            cursor = None
+            while True:
+                page = call(h.socket, "track.list", {"search": "hosts", "limit": 500,
+                                                     **({"cursor": cursor} if cursor else {})})
+                found |= {t["id"] for t in page["tracks"]}
+                cursor = page.get("next_cursor")
+                if not cursor:
+                    break
+            if found != listed:
+                out.lost += 1
+                out.notes.append(f"a search on {h.root.name} finds {len(found)} tracks, the library lists {len(listed)}")
         wavs = list(shared.glob("library/**/*.wav"))
         if len(wavs) != len(tracks):
             out.notes.append(f"{len(wavs)} audio files for {len(tracks)} tracks (a killed host's unfinished "

@@ -1,0 +1,34 @@
+"""Losing the database (issue 21), the quick version of bench/bench_db_outage.py: two hosts on one
+PostgreSQL whose server is crashed (`pg_ctl -m immediate`) for 5 s and started again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_two_hosts_refuse_writes_while_the_database_is_away_and_lose_nothing() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DGX_MUSIC_")}
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_db_outage.py"), "--outage", "5", "--jobs", "3",
+                        "--probe", "1", "--json"], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    report = json.loads(r.stdout)
+    if "skipped" in report:
+        pytest.skip(report["skipped"])
+    answers = report["answers_during_outage"]
+    # While the server is away: the daemon answers status from what it holds; library reads and
+    # writes are refused as store_unavailable (never internal, never no answer).
+    assert set(answers["status"]) == {"ok"}, answers
+    assert set(answers["track.list"]) == {"store_unavailable"}, answers
+    assert set(answers["job.submit"]) == {"store_unavailable"}, answers
+    # Back: each host takes a write by itself, and every job (queued before, and after) ends once.
+    assert all(t is not None for t in report["first_write_after_s"].values()), report
+    assert report["drained"] and report["lost"] == [] and len(report["daemons_alive"]) == 2, report
+    assert r.returncode == 0, r.stderr[-2000:]
