@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dgx_music.tui.player import Player
+from dgx_music.tui.widgets import Waveform
 from tests.tui.fakes import FakeDaemon, stub_player_process
 from tests.tui.test_views import make_app, wait_for
 
@@ -83,5 +84,12 @@ async def test_the_player_keeps_ticking_under_a_modal(tmp_path: Path, monkeypatc
         await wait_for(pilot, lambda: bool(started) and app.player.playing, 10)
         await pilot.press("f1")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
-        app._tick_player()  # what the timer does: raised NoMatches('DetailPane') on the help screen
+        waves = list(app.library_view.query(Waveform))
+        assert waves, "the library's detail pane draws a waveform"
+        for wave in waves:
+            wave.position = None
+        app._tick_player()  # what the timer does (looked up on the active screen: NoMatches, no position)
         assert app.player.playing
+        # The tick found the library's pane under the modal and drew the play position on it.
+        assert all(isinstance(w.position, float) and 0.0 <= w.position <= 1.0 for w in waves), \
+            [w.position for w in waves]
