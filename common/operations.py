@@ -56,6 +56,8 @@ StemPart = Literal["vocals", "backing_vocals", "drums", "bass", "guitar", "keybo
 assert set(get_args(StemPart)) == set(PARTS) | set(SEPARATION_PARTS)
 #: Fields only ACE-Step's sampler reads: refused with method separate, which has no sampler.
 SAMPLER_FIELDS = ("steps", "guidance", "shift")
+#: A style (LoRA) adapts ACE-Step: refused with method separate too.
+STYLE_FIELDS = ("lora", "lora_scale")
 
 MIN_SPAN = 0.5  # seconds: a shorter repaint has nothing to regenerate
 MIN_SOURCE_SECONDS = 1.0
@@ -258,6 +260,10 @@ def validate_operation(operation: str, raw: Mapping[str, Any]) -> OperationReque
             if name in data:
                 raise ParamError(name, f"{name} is a sampler setting of --method generate; a separation model "
                                        "has none")
+        for name in STYLE_FIELDS:
+            if data.get(name) is not None:
+                raise ParamError(name, "a style adapts ACE-Step (--method generate); a separation model takes "
+                                       "none")
     if isinstance(data.get("parts"), list):
         data["parts"] = [p.strip().lower() if isinstance(p, str) else p for p in data["parts"]]
         known, who = (SEPARATION_PARTS, "separation models make") if operation == STEMS and method == SEPARATE \
@@ -336,7 +342,8 @@ def operation_components(ref_template: str = "#/components/schemas/{name}") -> t
             component["anyOf"] = [
                 {"required": ["method"], "properties": {"method": {"const": GENERATE}, "parts": parts_of(PARTS)}},
                 {"properties": {"method": {"enum": [SEPARATE, None]}, "parts": parts_of(SEPARATION_PARTS),
-                                **{name: {"type": "null"} for name in SAMPLER_FIELDS}}}]  # no sampler there
+                                **{name: {"type": "null"} for name in (*SAMPLER_FIELDS, *STYLE_FIELDS)}}}]
+                # no sampler and no style there
         prompt = component["properties"].get("prompt", {})
         for caption in prompt.get("anyOf", ()):  # optional: an empty caption is the same as none
             caption.pop("minLength", None)

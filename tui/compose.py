@@ -159,7 +159,7 @@ class ComposeView(Vertical):
                     yield Input("", placeholder="3", id="shift", compact=True, classes="num")
                 with Horizontal(classes="form-row"):
                     yield Label("LoRA", classes="form-label")
-                    yield Input("", placeholder="name in <data>/loras[:scale]", id="lora", compact=True)
+                    yield Input("", placeholder="a trained style (F5): NAME[:scale]", id="lora", compact=True)
         with Collapsible(title="Advanced sampling", collapsed=True, id="advanced", classes="musicgen-only"):
             with Horizontal(classes="form-row"):
                 yield Label("Temperature", classes="form-label")

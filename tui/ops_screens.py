@@ -119,7 +119,7 @@ class _OpScreen(ModalScreen[OpResult]):
                 Binding("ctrl+s", "submit", "Submit", id="op.submit", priority=True)]
     #: request field -> the widget that edits it, to mark and focus on a refusal
     SHARED_FIELDS = {"lyrics": "op-lyrics", "language": "op-language", "seed": "op-seed", "steps": "op-steps",
-                     "model": "op-model"}
+                     "model": "op-model", "lora": "op-lora", "lora_scale": "op-lora"}
 
     def __init__(self, track: dict[str, Any], models: list[str] | None = None) -> None:
         """`models`: ACE-Step models the daemon offers, for the picker (its aliases are always there)."""
@@ -166,6 +166,9 @@ class _OpScreen(ModalScreen[OpResult]):
             yield Label(" model ")
             yield Select([("daemon default", ""), *((m, m) for m in self.models)], value="", allow_blank=False,
                          id="op-model", compact=True)
+        with Horizontal(classes="modal-row", id="op-lora-row"):
+            yield Label("style ")
+            yield Input("", placeholder="none, or a trained style (F5): NAME[:scale]", id="op-lora", compact=True)
 
     def shared_params(self) -> dict[str, Any]:
         """The shared fields as request params; empty ones are left out (the daemon's default).
@@ -175,6 +178,9 @@ class _OpScreen(ModalScreen[OpResult]):
         model = self.query_one("#op-model", Select).value
         if isinstance(model, str) and model:
             out["model"] = model
+        lora = self.query_one("#op-lora", Input).value.strip()
+        if lora and self.query_one("#op-lora-row").display:  # hidden where the method takes no style
+            out["lora"] = lora
         if self.sings:
             lyrics = self.query_one("#op-lyrics", TextArea).text
             if lyrics.strip():
@@ -337,6 +343,7 @@ class StemsScreen(_OpScreen):
     def _show_method(self, method: str) -> None:
         self.query_one("#stems-separate").display = method == SEPARATE
         self.query_one("#stems-generate").display = method == GENERATE
+        self.query_one("#op-lora-row").display = method == GENERATE  # a style applies to ACE-Step only
 
     @property
     def method(self) -> str:

@@ -92,3 +92,18 @@ async def test_unknown_fields_and_long_tags_are_refused(http_daemon: Any) -> Non
         # null optional fields mean the default, as the document now says.
         async with s.post(url + "/jobs", json={"prompt": "nulls", "duration": 0.5, "cfg": None}) as r:
             assert r.status == 201, await r.text()
+
+
+def test_a_separation_takes_no_sampler_setting_or_style_and_the_document_says_so() -> None:
+    stems = _validator(openapi(), "StemsRequest")
+    for field, value in (("steps", 8), ("lora", "warm-tape"), ("lora_scale", 0.5)):
+        for method in ("separate", None):  # separate is the default
+            req = {"source": "1-0", field: value, **({"method": method} if method else {})}
+            with pytest.raises(ParamError) as e:
+                validate_operation("stems", req)
+            assert e.value.field == field and "separation model" in e.value.message, req
+            assert not stems.is_valid(req), req
+        generate = {"source": "1-0", "method": "generate", field: value}
+        assert stems.is_valid(generate), generate
+    req = validate_operation("stems", {"source": "1-0", "method": "generate", "lora": "warm-tape:0.5"})
+    assert (req.lora, req.lora_scale) == ("warm-tape", 0.5)

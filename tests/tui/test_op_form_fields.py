@@ -179,3 +179,38 @@ async def test_plus_on_an_ace_step_track_extends_before_it_on_80x24(tmp_path: Pa
         assert sent["lyrics"] == SONG  # the track's own words, editable in the form
         await wait_for(pilot, lambda: app.screen is app.screen_stack[0], what="form closed")
         assert app.query_one("TabbedContent").active != "compose"  # not the MusicGen composer hand-off
+
+
+async def test_a_style_goes_with_an_operation_and_not_with_a_separation(tmp_path: Path) -> None:
+    fake = FakeDaemon()
+    src = fake.track("30-1")
+    src.update(family="ace-step", lyrics=SONG)
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await library(pilot, app)
+        await pilot.press("C")
+        await wait_for(pilot, lambda: isinstance(app.screen, CoverScreen), what="cover form")
+        scr = app.screen
+        await pilot.press(*"dub techno")
+        scr.query_one("#op-lyrics", TextArea).text = ""
+        scr.query_one("#op-lora", Input).value = "warm-tape:9"  # scale above 4
+        await go(pilot, app)
+        await wait_for(pilot, lambda: "lora" in error_text(app), what=f"a bad scale refused: {error_text(app)!r}")
+        assert scr.query_one("#op-lora", Input).has_class("-invalid") and fake.methods_called("op.cover") == []
+        scr.query_one("#op-lora", Input).value = "warm-tape:0.6"
+        await go(pilot, app)
+        await wait_for(pilot, lambda: bool(fake.methods_called("op.cover")), what="op.cover sent")
+        assert fake.methods_called("op.cover")[0]["lora"] == "warm-tape:0.6"
+        await wait_for(pilot, lambda: app.screen is app.screen_stack[0], what="form closed")
+        app.library_view.table.focus()
+        await pilot.press("S")
+        await wait_for(pilot, lambda: isinstance(app.screen, StemsScreen), what="stems form")
+        scr = app.screen
+        row = scr.query_one("#op-lora-row")
+        assert not row.display  # separation (the default method) takes no style
+        scr.query_one("#op-lora", Input).value = "warm-tape"
+        scr.query_one("#op-method", Select).value = "generate"
+        await wait_for(pilot, lambda: bool(row.display), what="the style row shown for generate")
+        await go(pilot, app)
+        await wait_for(pilot, lambda: bool(fake.methods_called("op.stems")), what="op.stems sent")
+        assert fake.methods_called("op.stems")[0]["lora"] == "warm-tape"
