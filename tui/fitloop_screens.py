@@ -1,9 +1,10 @@
-"""Forms for fit (T) and loop (B) on the selected library track.
+"""Forms for fit (T), loop (B) and MIDI (M) on the selected library track.
 
 They reuse the operation form's frame (title, scrolling fields, inline refusal naming the field,
-buttons that stay on an 80x24 screen, ctrl+s / escape) but take no model, seed or steps: fit and
-a loop cut from a track are the daemon's own work (Rubber Band), not a model's. Requests are
-checked with `common.fitloop.validate`, the schema every surface uses.
+buttons that stay on an 80x24 screen, ctrl+s / escape) but take no model, seed or steps: fit, a
+loop cut from a track and a transcription are the daemon's own work (Rubber Band, Basic Pitch),
+not a generating model's. Requests are checked with the schema every surface uses
+(`common.fitloop.validate`, `common.midi.validate_midi`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import Checkbox, Input, Label
+from textual.widgets import Checkbox, Input, Label, Select
 
 from dgx_music.common.fitloop import FIT, LOOP, validate
+from dgx_music.common.midi import MIDI, validate_midi
 from dgx_music.common.params import ParamError
 from dgx_music.tui.ops_screens import _integer, _number, _OpScreen
 from dgx_music.tui.widgets import TickBox
@@ -31,6 +33,10 @@ class _FitLoopScreen(_OpScreen):
     def shared_params(self) -> dict[str, Any]:
         return {}
 
+    def check(self, params: dict[str, Any]) -> None:
+        """The request's own schema (ParamError naming the field)."""
+        validate(self.operation, params)
+
     def submit(self) -> None:
         for wid in self.FIELDS.values():
             for w in self.query(f"#{wid}"):
@@ -38,7 +44,7 @@ class _FitLoopScreen(_OpScreen):
         try:
             params = {"source": str(self.track.get("id")), **self.params()}
             params = {k: v for k, v in params.items() if v is not None}
-            validate(self.operation, params)
+            self.check(params)
         except ParamError as exc:
             self.show_error(exc.field, exc.message)
             wid = self.FIELDS.get(exc.field or "")
@@ -114,5 +120,42 @@ class LoopScreen(_FitLoopScreen):
                 "start_bar": _integer("start_bar", text["start_bar"]), "key": text["key"] or None}
 
 
-SCREENS: dict[str, type[_OpScreen]] = {FIT: FitScreen, LOOP: LoopScreen}
-__all__ = ["SCREENS", "FitScreen", "LoopScreen"]
+#: General MIDI's instrument families, each by its first program: what a transcribed part plays as.
+GM_FAMILIES = (("piano", 0), ("chromatic percussion", 8), ("organ", 16), ("guitar", 24), ("bass", 32),
+               ("strings", 40), ("ensemble", 48), ("brass", 56), ("reed", 64), ("pipe", 72),
+               ("synth lead", 80), ("synth pad", 88), ("synth effects", 96), ("ethnic", 104),
+               ("percussive", 112), ("sound effects", 120))
+
+
+class MidiScreen(_FitLoopScreen):
+    """The instrument the notes play as, and the tempo written in the file (empty: the track's)."""
+
+    operation = MIDI
+    FIELDS = {"program": "midi-program", "bpm": "midi-bpm"}
+
+    def fields(self) -> ComposeResult:
+        bpm = self.track.get("bpm")
+        yield Label("Basic Pitch on the daemon's CPU; the MIDI is stored with the track.", classes="dim")
+        with Horizontal(classes="modal-row"):
+            yield Label("plays as ")
+            yield Select([(f"{name} ({n})", n) for name, n in GM_FAMILIES], value=0, allow_blank=False,
+                         id="midi-program", compact=True)
+        with Horizontal(classes="modal-row"):
+            yield Label("tempo in the file ")
+            yield Input("", placeholder=f"{bpm:g} (its own)" if bpm else "120", id="midi-bpm", compact=True,
+                        classes="num")
+
+    def on_mount(self) -> None:
+        self.query_one("#midi-program", Select).focus()
+
+    def check(self, params: dict[str, Any]) -> None:
+        validate_midi(params)
+
+    def params(self) -> dict[str, Any]:
+        program = self.query_one("#midi-program", Select).value
+        return {"program": program if isinstance(program, int) and program else None,
+                "bpm": _number("bpm", self.query_one("#midi-bpm", Input).value.strip())}
+
+
+SCREENS: dict[str, type[_OpScreen]] = {FIT: FitScreen, LOOP: LoopScreen, MIDI: MidiScreen}
+__all__ = ["GM_FAMILIES", "SCREENS", "FitScreen", "LoopScreen", "MidiScreen"]

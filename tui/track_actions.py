@@ -12,6 +12,7 @@ from textual.widgets import TabbedContent
 from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeout
 from dgx_music.common.families import ACE_STEP, DEFAULT_FAMILY, REGISTRY, REPAINT_TASK
 from dgx_music.common.midi import METHOD as MIDI_METHOD
+from dgx_music.common.midi import MIDI
 from dgx_music.common.operations import EXTEND, METHODS, remix_request
 from dgx_music.common.fitloop import METHODS as FITLOOP_METHODS
 from dgx_music.common.fitloop import remix_request as fitloop_remix
@@ -95,13 +96,6 @@ def handle(app: DgxMusicApp, action: str, t: dict[str, Any]) -> None:
                             done=lambda r: lib.on_track_event("track.deleted", {"id": tid}), what="Delete")
         title = t.get("title") or t.get("prompt") or tid
         app.push_screen(ConfirmScreen(f"Delete track {tid} ({title})? It goes to the trash."), confirmed)
-    elif action == "midi":  # no form: the track's own tempo, piano; the job shows in the queue
-        def transcribing(job: dict[str, Any]) -> None:
-            app.queue_view.upsert(job)
-            app.notify(f"MIDI of {tid} queued as job {job.get('id')}; it is stored with the track "
-                       f"(dgx-music midi {tid} --to FILE.mid fetches one).", timeout=5)
-
-        app.request(MIDI_METHOD, {"source": tid}, done=transcribing, what="MIDI")
     elif action in ("repaint", *OP_SCREENS, *FITLOOP_SCREENS):
         app.run_worker(operation(app, action, t), group="operation", exit_on_error=False)
     elif action == "lineage":
@@ -132,7 +126,7 @@ async def operation(app: DgxMusicApp, operation: str, t: dict[str, Any]) -> None
         screen = RepaintScreen(t, app.player.position if playing else 0.0, models=models)
     else:
         screen = OP_SCREENS[operation](t, models)
-    what = operation.replace("_", " ").capitalize()
+    what = "MIDI" if operation == MIDI else operation.replace("_", " ").capitalize()
 
     def go(result: tuple[str, dict[str, Any]] | None) -> None:
         if result is None:
@@ -141,10 +135,11 @@ async def operation(app: DgxMusicApp, operation: str, t: dict[str, Any]) -> None
 
         def queued(job: dict[str, Any]) -> None:
             app.queue_view.upsert(job)
-            app.notify(f"{what} of {tid} queued as job {job.get('id')}; its tracks appear in the library.",
-                       timeout=4)
+            where = (f"it is stored with the track (dgx-music midi {tid} --to FILE.mid fetches one)" if op == MIDI
+                     else "its tracks appear in the library")
+            app.notify(f"{what} of {tid} queued as job {job.get('id')}; {where}.", timeout=5)
 
-        app.request({**METHODS, **FITLOOP_METHODS}[op], params, done=queued, what=what)
+        app.request({**METHODS, **FITLOOP_METHODS, MIDI: MIDI_METHOD}[op], params, done=queued, what=what)
 
     app.push_screen(screen, go)
 

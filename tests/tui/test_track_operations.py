@@ -9,6 +9,7 @@ from typing import Any, Callable
 from textual.widgets import Checkbox, Input, OptionList, Select
 
 from dgx_music.tui.app import DgxMusicApp
+from dgx_music.tui.fitloop_screens import MidiScreen
 from dgx_music.tui.ops_screens import LineageScreen, RepaintScreen, SpanPicker
 from tests.tui.fakes import FakeDaemon
 
@@ -192,7 +193,25 @@ async def test_midi_key_queues_a_transcription_of_the_selected_track_at_80x24(tm
     async with app.run_test(size=(80, 24)) as pilot:
         tid = await library(pilot, app)
         await pilot.press("M")
+        await wait_for(pilot, lambda: isinstance(app.screen, MidiScreen), what="the MIDI form")
+        scr = app.screen
+        await pilot.press("ctrl+s")  # the defaults: piano, the track's own tempo
         await wait_for(pilot, lambda: bool(fake.methods_called("op.midi")), what="op.midi sent")
         assert fake.methods_called("op.midi") == [{"source": tid}]
+        await wait_for(pilot, lambda: app.screen is app.screen_stack[0], what="form closed")
+        app.library_view.table.focus()
+        await pilot.press("M")
+        await wait_for(pilot, lambda: isinstance(app.screen, MidiScreen) and app.screen is not scr,
+                       what="the MIDI form again")
+        scr = app.screen
+        scr.query_one("#midi-program", Select).value = 32  # bass
+        scr.query_one("#midi-bpm", Input).value = "900"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "bpm" in error_text(app), what=f"bpm refused: {error_text(app)!r}")
+        assert scr.query_one("#midi-bpm", Input).has_class("-invalid") and len(fake.methods_called("op.midi")) == 1
+        scr.query_one("#midi-bpm", Input).value = "96.5"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: len(fake.methods_called("op.midi")) == 2, what="the second op.midi")
+        assert fake.methods_called("op.midi")[1] == {"source": tid, "program": 32, "bpm": 96.5}
         job_id = fake.jobs[-1]["id"]
         await wait_for(pilot, lambda: job_id in app.queue_view.jobs, what="the MIDI job in the queue")
