@@ -24,7 +24,8 @@ Scenarios (each reports tried / survived / lost):
   tools      kill -9 of the daemon mid separation (tiny HTDemucs), mid loop (generation, then cut
              and stretch) and mid fit (a Rubber Band child): each job ends once, its tracks exactly
              as long as asked (a stem as the file, a loop its bars to the sample)
-  hosts      3 daemons on one PostgreSQL and one storage root, random ones killed with kill -9 and
+  hosts      3 daemons on one PostgreSQL and one storage root (each in a network namespace of its
+             own where the machine allows it: they share only those), random ones killed with kill -9 and
              restarted: every job ends once, no track lost or twice, a dead host's job restarts
              within its lease + 5 s (bench/chaos_hosts.py; skipped without PostgreSQL)
 

@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 from dgx_music.common.client import Client, RemoteError
@@ -42,8 +42,9 @@ class Daemon:
     """One daemon process on a data directory; restartable, killable."""
 
     def __init__(self, root: Path, model: Path, data_dir: Path | None = None, http: str = "off",
-                 nofile: int | None = None, **env: str) -> None:
+                 nofile: int | None = None, wrap: Callable[[list[str]], list[str]] | None = None, **env: str) -> None:
         self.root = root
+        self.wrap = wrap  # e.g. tests/netns.py's command: the daemon in a network namespace of its own
         self.http = http  # off unless a scenario needs it: parallel campaigns must not share a port
         self.nofile = nofile  # RLIMIT_NOFILE for the daemon, or None for ours
         self.socket = root / "d.sock"
@@ -64,12 +65,12 @@ class Daemon:
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
+        argv = [sys.executable, "-m", "dgx_music", "daemon", "--socket", str(self.socket),
+                "--data-dir", str(self.data_dir), "--model", str(self.model), "--log-level", "info",
+                "--http", self.http]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dgx_music", "daemon", "--socket", str(self.socket),
-                 "--data-dir", str(self.data_dir), "--model", str(self.model), "--log-level", "info",
-                 "--http", self.http],
-                stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=limit)
+            self.proc = subprocess.Popen(self.wrap(argv) if self.wrap else argv,
+                                         stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=limit)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -1,7 +1,8 @@
 """Chaos over several hosts (issue 21): daemons on one PostgreSQL and one storage root, killed.
 
-Three daemon processes (their own sockets, data directories and model workers) share a
-throwaway PostgreSQL cluster (tests/pgcluster.py) and one storage directory. Jobs are
+Three daemon processes (their own sockets, data directories, model workers and, where the
+machine allows it, network namespaces: tests/netns.py) share a throwaway PostgreSQL cluster
+(tests/pgcluster.py, a Unix socket) and one storage directory: all that hosts share. Jobs are
 submitted to random hosts while random hosts are killed with kill -9 and restarted; then
 the queue drains and the audit checks what users rely on: every job ends exactly once
 (done jobs own exactly `count` readable tracks, no track twice, none stuck), a dead
@@ -63,11 +64,21 @@ def scenario_hosts(root: Path, model: Path, kills: int, rng: random.Random, per_
         url = cluster.url(schema=cluster.new_schema())
         shared = root / "shared"
         shared.mkdir()
-        hosts = [Daemon(root / f"h{i}", model, DGX_MUSIC_STORE=url, DGX_MUSIC_STORAGE=str(shared),
-                        DGX_MUSIC_HOST=f"h{i}", DGX_MUSIC_LEASE_S=str(LEASE)) for i in range(3)]
+        from tests import netns  # the repository is on sys.path (_cluster)
+
+        why = netns.reason()
+        out.notes.append(f"hosts share this network namespace: {why}" if why else
+                         "each host in a network namespace of its own")
+        hosts = [Daemon(root / f"h{i}", model, wrap=None if why else netns.command, DGX_MUSIC_STORE=url,
+                        DGX_MUSIC_STORAGE=str(shared), DGX_MUSIC_HOST=f"h{i}", DGX_MUSIC_LEASE_S=str(LEASE))
+                 for i in range(3)]
         for h in hosts:
             h.root.mkdir()
             h.start()
+        spaces = {netns.of(h.proc.pid) for h in hosts if h.proc is not None}
+        if not why and len(spaces | {netns.of()}) != 4:  # the scenario's premise: it would prove nothing
+            out.lost += 1
+            out.notes.append(f"hosts are not in namespaces of their own: {sorted(spaces)}")
         jobs: dict[int, int] = {}
         for _ in range(kills):
             for _ in range(per_kill):  # jobs submitted before each kill

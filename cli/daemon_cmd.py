@@ -1,10 +1,21 @@
-"""`dgx-music daemon`: run the daemon in the foreground (systemd runs it so)."""
+"""`dgx-music daemon`: run the daemon in the foreground (systemd runs it so); and the CLI's one bridge
+into the daemon package, for the commands that run on the daemon's machine.
+
+The CLI is a client: it reaches the daemon over the socket, never through its modules (over a
+forwarded socket they would describe the laptop). The box-side commands (backup, restore, store
+migrate, make-test-model, doctor, bench) read the data directory or load the engine on this
+machine, so their code lives in dgx_music.daemon.admin; the CLI keeps their flags and help, and
+`box_command` imports the code only when the command runs: `--help` and every client command
+load nothing from the daemon, and a client install (no `daemon` extra) gets cli/extras.py's line.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
+from typing import Callable
 
 from dgx_music.cli.common import EXIT_USAGE
 from dgx_music.cli.extras import requires_extra
@@ -61,3 +72,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     app.setup_logging(settings["daemon.log_level"])
     return asyncio.run(app.run(settings))
+
+
+def box_command(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """The run function `name` of dgx_music.daemon.admin.`module`, imported when the command runs."""
+    def run(args: argparse.Namespace) -> int:
+        return int(getattr(importlib.import_module(f"dgx_music.daemon.admin.{module}"), name)(args))
+
+    run.__name__ = run.__qualname__ = name
+    return run

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dgx_music.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, human_bytes, print_json
+from dgx_music.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, print_json
+from dgx_music.cli.daemon_cmd import box_command
 from dgx_music.cli.extras import requires_extra
 from dgx_music.common import paths
 from dgx_music.common.config import OPTIONS, ConfigError, load_settings, render_default_toml
-from dgx_music.common.fmt import plural
 
 SERVICE = "dgx-music.service"
 SOCKET = "dgx-music.socket"
@@ -369,7 +369,8 @@ def _service_install(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- config
-def _settings(args: argparse.Namespace) -> Any:
+def local_settings(args: argparse.Namespace) -> Any:
+    """This machine's settings with the command's --config, --socket, --data-dir and --storage."""
     return load_settings(getattr(args, "config", None),
                          {"daemon.socket": getattr(args, "socket", None),
                           "daemon.data_dir": getattr(args, "data_dir", None),
@@ -378,7 +379,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def _config_show(args: argparse.Namespace) -> int:
     try:
-        s = _settings(args)
+        s = local_settings(args)
     except ConfigError as exc:
         return fail(args, "config", str(exc), EXIT_USAGE)
     by_key = {o.key: o for o in OPTIONS}
@@ -418,54 +419,6 @@ def _config_init(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- backup
-def _backup(args: argparse.Namespace) -> int:
-    from dgx_music.daemon import backup as bk
-
-    try:
-        s = _settings(args)
-        if s["store.url"]:  # PostgreSQL: the same backup format (daemon/pgbackup.py)
-            from dgx_music.daemon import pgbackup
-            report = pgbackup.backup_pg(str(s["store.url"]), Path(args.dest), with_audio=args.with_audio,
-                                        progress=None if args.json else print, storage=s.storage)
-        else:
-            report = bk.backup(s.data_dir, Path(args.dest), with_audio=args.with_audio,
-                               progress=None if args.json else print, storage=s.storage)
-    except ConfigError as exc:
-        return fail(args, "config", str(exc), EXIT_USAGE)
-    except (bk.BackupError, OSError) as exc:
-        return fail(args, "backup_failed", str(exc), EXIT_FAILED)
-    if args.json:
-        print_json(report.as_dict())
-    else:
-        print(f"backup in {report.dest}: {human_bytes(report.bytes)} in {report.seconds:.1f}s"
-              + (f" ({plural(len(report.missing), 'file')} deleted during the backup skipped)" if report.missing else ""))
-    return EXIT_OK
-
-
-def _restore(args: argparse.Namespace) -> int:
-    from dgx_music.daemon import backup as bk
-
-    try:
-        s = _settings(args)
-        if s["store.url"]:  # into an empty PostgreSQL database (daemon/pgbackup.py)
-            from dgx_music.daemon import pgbackup
-            report = pgbackup.restore_pg(Path(args.src), str(s["store.url"]), storage=s.storage,
-                                         progress=None if args.json else print)
-        else:
-            report = bk.restore(Path(args.src), s.data_dir, socket_path=s.socket,
-                                progress=None if args.json else print, storage=s.storage)
-    except ConfigError as exc:
-        return fail(args, "config", str(exc), EXIT_USAGE)
-    except (bk.BackupError, OSError) as exc:
-        return fail(args, "restore_failed", str(exc), EXIT_FAILED)
-    if args.json:
-        print_json(report.as_dict())
-    else:
-        print(f"restored into {report.dest} in {report.seconds:.1f}s; start the daemon again "
-              "(systemctl --user start dgx-music.socket dgx-music.service)")
-    return EXIT_OK
-
-
 BACKUP_EPILOG = """\
 examples:
   dgx-music backup ~/backups/2026-12-07 --with-audio
@@ -543,7 +496,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "melodies and operation sources that jobs refer to")
     bk.add_argument("--storage", metavar="DIR", help="where the audio is (store.storage; default: the data dir)")
     _common(bk)
-    bk.set_defaults(func=_backup)
+    bk.set_defaults(func=box_command("backup_cmd", "backup"))
     requires_extra(bk, modules=("aiosqlite",))  # reads the database with the daemon's store
 
     rs = sub.add_parser("restore", help="restore a backup (the daemon must be stopped)",
@@ -556,5 +509,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     rs.add_argument("--storage", metavar="DIR", help="where the audio goes (store.storage; default: the data "
                     "dir); it must exist")
     _common(rs)
-    rs.set_defaults(func=_restore)
+    rs.set_defaults(func=box_command("backup_cmd", "restore"))
     requires_extra(rs, modules=("aiosqlite",))

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from dgx_music.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, human_bytes, print_json
+from dgx_music.cli.common import EXIT_USAGE
+from dgx_music.cli.daemon_cmd import box_command
 from dgx_music.cli.extras import requires_extra
-from dgx_music.common.config import ConfigError, load_settings
-from dgx_music.common.fmt import plural
 
 MIGRATE_EPILOG = """\
 examples:
@@ -19,39 +16,6 @@ examples:
 then set store.url and store.storage to the same values on every host and start the daemons.
 A rerun after a failure is safe: the database copy is one transaction, and files already
 copied (same sha256) are kept."""
-
-
-def _err(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _migrate(args: argparse.Namespace) -> int:
-    from dgx_music.daemon import migrate as mg
-    from dgx_music.daemon.store import store_kind
-    from dgx_music.daemon.store.pg import redact
-
-    try:
-        s = load_settings(args.config, {"daemon.data_dir": args.data_dir})
-        if s["store.url"]:
-            return fail(args, "invalid", "store.url is set already: migrate reads the SQLite library in the data "
-                                         "directory; run it with the configuration that daemon used", EXIT_USAGE)
-        if store_kind(args.to) != "postgresql":
-            raise ValueError
-    except ConfigError as exc:
-        return fail(args, "config", str(exc), EXIT_USAGE)
-    except Exception:
-        return fail(args, "invalid", "--to must be a postgresql://user@host/db URL", EXIT_USAGE, field="to")
-    try:
-        report = mg.migrate(s.data_dir, args.to, Path(args.storage), src_storage=s.storage, progress=_err)
-    except (mg.MigrateError, OSError) as exc:
-        return fail(args, "migrate_failed", str(exc), EXIT_FAILED)
-    if args.json:
-        print_json(report.as_dict())
-    else:
-        print(f"moved {plural(report.rows.get('tracks', 0), 'track')} and {plural(report.rows.get('jobs', 0), 'job')} "
-              f"into {redact(args.to)}, {plural(report.files, 'file')} ({human_bytes(report.bytes)}) into {report.storage} "
-              f"in {report.seconds:.1f}s; the SQLite library is unchanged")
-    return EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,6 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     mig.add_argument("--config", metavar="FILE", help="config file (default: ~/.config/dgx-music/config.toml)")
     mig.add_argument("--data-dir", metavar="DIR", help="the SQLite library's data directory (default: from the config)")
     mig.add_argument("--json", action="store_true", help="print one JSON document (the summary)")
-    mig.set_defaults(func=_migrate)
+    mig.set_defaults(func=box_command("store_cmd", "migrate"))
     requires_extra(mig, modules=("aiosqlite", "asyncpg"))
     st.set_defaults(func=lambda a: (st.print_help(), EXIT_USAGE)[1])

@@ -22,6 +22,7 @@ atexit.register(shutil.rmtree, _config_home, True)
 
 from dgx_music.common.client import Client
 from dgx_music.common.config import Settings, load_settings
+from tests import netns
 
 
 @pytest.fixture
@@ -96,24 +97,25 @@ async def client(daemon: Any) -> AsyncIterator[Client]:
 class DaemonProcess:
     """A daemon in a child process, for signals, restarts and kill -9."""
 
-    def __init__(self, root: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, *extra: str, env: dict[str, str] | None = None, netns: bool = False) -> None:
         self.root = root
         self.socket = root / "d.sock"
         self.data_dir = root / "data"
         self.log = root / "daemon.log"
         self.extra = extra
         self.env = env or {}
+        self.netns = netns  # a network namespace of its own (tests/netns.py), where the machine allows it
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: bool = True) -> "DaemonProcess":
         env = {k: v for k, v in os.environ.items() if not k.startswith("DGX_MUSIC_")}
         env.update(self.env)
         env["PYTHONUNBUFFERED"] = "1"
+        argv = [sys.executable, "-m", "dgx_music", "daemon", "--socket", str(self.socket),
+                "--data-dir", str(self.data_dir), "--log-level", "debug", "--http", "off", *self.extra]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dgx_music", "daemon", "--socket", str(self.socket),
-                 "--data-dir", str(self.data_dir), "--log-level", "debug", "--http", "off", *self.extra],
-                stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.proc = subprocess.Popen(netns.wrap(argv) if self.netns else argv,
+                                         stdout=log, stderr=subprocess.STDOUT, env=env)
         if wait:
             self.wait_ready()
         return self
@@ -152,8 +154,9 @@ async def _ping(sock: Path) -> None:
 def daemon_process(short_tmp: Path) -> Iterator[Callable[..., DaemonProcess]]:
     procs: list[DaemonProcess] = []
 
-    def make(*extra: str, env: dict[str, str] | None = None) -> DaemonProcess:
-        p = DaemonProcess(short_tmp, *extra, env=env)
+    def make(*extra: str, env: dict[str, str] | None = None, root: Path | None = None,
+             netns: bool = False) -> DaemonProcess:
+        p = DaemonProcess(root or short_tmp, *extra, env=env, netns=netns)
         procs.append(p)
         return p
 

@@ -164,7 +164,8 @@ def test_help_for_every_command(light: LightEnv) -> None:
 
 
 @pytest.mark.parametrize("argv", [["daemon"], ["analyze", "x.wav"], ["doctor"], ["bench"],
-                                  ["make-test-model", "tiny"], ["backup", "bk"], ["restore", "bk"]])
+                                  ["make-test-model", "tiny"], ["backup", "bk"], ["restore", "bk"],
+                                  ["store", "migrate", "--to", "postgresql://dgx@/dgx", "--storage", "bk"]])
 def test_daemon_side_commands_name_the_extra(light: LightEnv, argv: list[str]) -> None:
     r = light.run(*argv, timeout=60)
     assert r.returncode == 4, (r.returncode, r.stdout, r.stderr)

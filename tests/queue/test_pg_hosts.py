@@ -3,11 +3,16 @@ each claims jobs under a lease, events reach the clients of every host, a dead h
 runs again elsewhere, a cancel reaches the host that runs the job.
 
 Each host has its own socket, data directory and model worker; they share store.url and
-store.storage. Skips without PostgreSQL, as the store tests do."""
+store.storage. The hosts started as processes run in network namespaces of their own where the
+machine allows it (tests/netns.py; a warning says why not): PostgreSQL's Unix socket and the
+storage directory are paths, so they are all the hosts share. The in-process hosts share the
+test's namespace. Skips without PostgreSQL, as the store tests do."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -15,8 +20,9 @@ from typing import Any, Callable
 import pytest
 
 from dgx_music.cli.status_cmd import format_status
-from dgx_music.common.client import Client
+from dgx_music.common.client import Client, RemoteError
 from dgx_music.daemon.store import open_url
+from tests import netns
 from tests.conftest import wait_event
 
 LEASE = 2.0
@@ -94,13 +100,52 @@ async def test_jobs_submitted_on_one_host_run_once_on_either(pg_url: str, daemon
         assert f"host     a (this one): idle, {tiny_model}" in text and "host     b: idle" in text
 
 
-async def test_a_client_of_one_host_sees_the_job_another_host_ran(pg_url: str, daemon_factory: Callable[..., Any],
-                                                                 shared: Path, tiny_model: Path) -> None:
-    # A's queue is paused (its disk never has room by its margin), so B runs every job.
-    a = await host(daemon_factory, shared, "a", pg_url, tiny_model, daemon__min_free_mb=1 << 40)
-    b = await host(daemon_factory, shared, "b", pg_url, tiny_model)
-    async with await Client.connect(a.server.path) as ca, await Client.connect(b.server.path) as cb:
+def test_hosts_in_their_own_network_namespaces_meet_only_in_the_database_and_storage(
+        pg_url: str, daemon_process: Callable[..., Any], shared: Path, tiny_model: Path) -> None:
+    """Two host processes, each in a network namespace of its own (tests/netns.py): a job queued at A
+    runs on B and A's client sees it all, though neither host can reach the other (or the test) over
+    the network. Each serves HTTP on the same 127.0.0.1 port, which only separate namespaces allow,
+    and that port is closed from the test's namespace while each host's socket answers there."""
+    why = netns.reason()
+    port = 0 if why else _free_port()
+    procs = {}
+    for name, extra in (("a", {"DGX_MUSIC_MIN_FREE_MB": str(1 << 40)}), ("b", {})):  # A's queue is paused
+        (shared / name).mkdir()
+        procs[name] = daemon_process(
+            "--store", pg_url, "--storage", str(shared / "shared"), "--http", f"127.0.0.1:{port}" if port else "off",
+            root=shared / name, netns=True,
+            env={"DGX_MUSIC_HOST": name, "DGX_MUSIC_LEASE_S": str(LEASE), "DGX_MUSIC_MODEL": str(tiny_model),
+                 "DGX_MUSIC_KEEP_ALIVE": "-1", **extra}).start(wait=False)
+    for p in procs.values():
+        p.wait_ready()
+    asyncio.run(_queued_at_a_run_on_b(procs["a"].socket, procs["b"].socket))
+    if why:
+        pytest.skip(f"the hosts shared the test's network namespace ({why}); the job part passed")
+    spaces = {name: netns.of(p.proc.pid) for name, p in procs.items()}
+    assert len({netns.of(), *spaces.values()}) == 3, spaces  # the test's, A's and B's
+    with pytest.raises(ConnectionRefusedError):  # A's and B's listeners are not in this namespace
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    for name, p in procs.items():  # ... but in their own, each answers on it
+        inside = netns.enter(p.proc.pid, [sys.executable, "-c", _HTTP_GET, str(port)], timeout=30)
+        assert inside.stdout.startswith("HTTP/1.1 "), (name, inside.stderr, p.logs()[-2000:])
+
+
+#: Run inside a host's namespace: the first line of its HTTP answer at 127.0.0.1:PORT.
+_HTTP_GET = ("import socket, sys\nc = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)\n"
+             "c.sendall(b'GET / HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n')\n"
+             "print(c.makefile('rb').readline().decode().strip())")
+
+
+def _free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        return int(s.getsockname()[1])
+
+
+async def _queued_at_a_run_on_b(sock_a: Path, sock_b: Path) -> None:
+    async with await Client.connect(sock_a) as ca, await Client.connect(sock_b) as cb:
         await ca.subscribe("job", "track")
+        with pytest.raises(RemoteError):  # A refuses submits while its disk is "full"
+            await ca.call("job.submit", {"prompt": "refused on a", "duration": 0.5})
         job = await cb.call("job.submit", {"prompt": "made on b", "duration": 0.5})
         seen: list[Any] = []
         done = await wait_event(ca, "job.finished", job["id"], seen=seen)
@@ -112,6 +157,8 @@ async def test_a_client_of_one_host_sees_the_job_another_host_ran(pg_url: str, d
         assert [t["id"] for t in added] == done.data["track_ids"] and Path(added[0]["file"]).is_file()
         status = await ca.call("status")
         assert status["queue"].get("done") == 1  # A's counts follow B's work
+        hosts = await hosts_seen(ca, {"b": "idle"})  # B's heartbeats reach A through the database
+        assert [(h["host"], h["this"]) for h in hosts] == [("a", True), ("b", False)]
 
 
 async def test_a_cancel_at_one_host_stops_the_job_another_host_runs(
@@ -137,8 +184,9 @@ async def test_a_cancel_at_one_host_stops_the_job_another_host_runs(
 async def test_a_killed_hosts_job_runs_again_on_another_within_the_lease(
         pg_url: str, daemon_factory: Callable[..., Any], daemon_process: Callable[..., Any], shared: Path,
         tiny_model: Path) -> None:
-    # Host B, a real process, claims the job and is killed (kill -9) right after starting it.
-    b = daemon_process("--store", pg_url, "--storage", str(shared / "shared"),
+    # Host B, a real process in a network namespace of its own, claims the job and is killed (kill -9)
+    # right after starting it.
+    b = daemon_process("--store", pg_url, "--storage", str(shared / "shared"), netns=True,
                        env={"DGX_MUSIC_FAILPOINT": "after_start", "DGX_MUSIC_HOST": "b",
                             "DGX_MUSIC_LEASE_S": str(LEASE), "DGX_MUSIC_MODEL": str(tiny_model)}).start(wait=False)
     deadline = time.monotonic() + 60
