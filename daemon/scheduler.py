@@ -135,6 +135,7 @@ class Scheduler(DiskPauseMixin):
             log.warning("orphan audio file with no library row kept aside: %s", path)
         await self.refresh_counts()
         self._task = asyncio.create_task(self._supervise(), name="queue-runner")
+        self.hosts.touch()  # taking jobs now: other hosts' `status` shows it at once
         return {**recovered, "orphans": [str(p) for p in orphans], "swept": [str(p) for p in swept]}
 
     async def close(self) -> None:
@@ -268,10 +269,16 @@ class Scheduler(DiskPauseMixin):
                 await self.refresh_counts()
                 self.publish("job.cancelled", {"id": job_id})
             elif job["state"] in ("running", "processing"):
-                if self.hosts.enabled and self.running != job_id:
-                    self.hosts.ask_cancel(job_id)  # another host runs it: it stops it when told
-                else:
-                    await self.stop_running(job_id)
+                try:
+                    if self.hosts.enabled and self.running != job_id:
+                        job = await self.hosts.ask_cancel(job_id)  # another host runs it: recorded, and told
+                    else:
+                        job = await self.store.request_cancel(job_id)  # recorded: a crash now cannot run it again
+                        await self.stop_running(job_id)
+                except StoreError as exc:
+                    if exc.code == "conflict":
+                        continue
+                    raise
                 job["cancel_requested"] = True
             return self.with_progress(job)
         raise StoreError("conflict", f"job {job_id} changed state while being cancelled; try again")
@@ -379,6 +386,7 @@ class Scheduler(DiskPauseMixin):
                 self.progress.pop(job["id"], None)
                 self._cancel_requested.discard(job["id"])
                 self.hosts.lost.discard(job["id"])
+                self.hosts.touch()  # idle again: other hosts' `status` shows it now
                 await self.refresh_counts()
 
     def warm_audio(self) -> None:

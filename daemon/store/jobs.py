@@ -274,6 +274,11 @@ class JobsMixin(StoreBase):
     async def _requeue_or_fail(self, row: Row, error: str,
                                max_attempts: int | None = None) -> str:
         cap = row["max_attempts"] if max_attempts is None else max_attempts
+        if await self._scalar("SELECT cancel_requested FROM jobs WHERE id = ?", (row["id"],)):
+            await self._exec(  # its host stopped before it saw the cancel: it does not run again
+                "UPDATE jobs SET state = 'cancelled', finished = ?, error = 'cancelled by request',"
+                " lease_until = NULL WHERE id = ?", (clock.now(), row["id"]))
+            return "cancelled"
         if row["attempts"] >= cap:
             await self._exec(
                 "UPDATE jobs SET state = 'failed', finished = ?, error = ?, lease_until = NULL WHERE id = ?",
@@ -297,8 +302,8 @@ class JobsMixin(StoreBase):
             await self._check_room()
             await self._exec(
                 "UPDATE jobs SET state = 'queued', position = ?, attempts = 0, error = NULL,"
-                " started = NULL, finished = NULL, claimed_by = NULL, lease_until = NULL WHERE id = ?",
-                (await self._next_position(), job_id))
+                " started = NULL, finished = NULL, claimed_by = NULL, lease_until = NULL, cancel_requested = 0"
+                " WHERE id = ?", (await self._next_position(), job_id))
             return await self._job(job_id)
 
         return await self._write(op)
@@ -368,7 +373,8 @@ class JobsMixin(StoreBase):
                 result = await self._requeue_or_fail(
                     row, f"interrupted: the daemon stopped while the job was {row['state']}",
                     max_attempts)
-                out["requeued" if result == "queued" else "failed"].append(row["id"])
+                if result != "cancelled":  # a cancel recorded before the stop: it just ends
+                    out["requeued" if result == "queued" else "failed"].append(row["id"])
             return out
 
         return await self._write(op)

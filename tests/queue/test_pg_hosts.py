@@ -25,8 +25,9 @@ SLOW = "0.05"  # seconds per decode step in the worker: room to cancel mid-run
 
 async def host(daemon_factory: Callable[..., Any], root: Path, name: str, url: str, tiny_model: Path,
                **overrides: Any) -> Any:
+    overrides.setdefault("daemon__lease_s", LEASE)
     return await daemon_factory(daemon__socket=str(root / f"{name}.sock"), daemon__data_dir=str(root / name),
-                                daemon__host=name, daemon__lease_s=LEASE, store__url=url,
+                                daemon__host=name, store__url=url,
                                 store__storage=str(root / "shared"), engine__model=str(tiny_model),
                                 engine__keep_alive=-1, **overrides)
 
