@@ -33,7 +33,6 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-from dgx_music.daemon import failpoints
 from dgx_music.daemon.server import StartupError
 from dgx_music.daemon.store import StoreError
 

@@ -163,7 +163,11 @@ async def test_a_killed_hosts_job_runs_again_on_another_within_the_lease(
         assert j["attempts"] == 2  # B's claim counted, and A's: the job ran once more, once
         assert j["started"] - died < LEASE + 5, "a dead host's job waited past its lease + 5 s"
         assert await library_ids(ca) == [f"{job['id']}-0"]
-        await hosts_seen(ca, {"a": "idle", "b": "gone"})  # B never came back
+        hosts = await hosts_seen(ca, {"a": "idle", "b": "gone"})  # B never came back
+        gone = next(h for h in hosts if h["host"] == "b")
+        assert gone["seen_s"] > LEASE  # its row is older than its lease
+        text = format_status(await ca.call("status"))
+        assert "host     b: gone" in text and "unreachable" in text
 
 
 async def test_a_host_that_loses_its_lease_stops_the_job_and_records_nothing(

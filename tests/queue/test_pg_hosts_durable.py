@@ -20,9 +20,15 @@ from dgx_music.common.client import Client
 from dgx_music.daemon import failpoints
 from dgx_music.daemon.hosts import Hosts
 from tests.conftest import wait_event
-from tests.queue.test_pg_hosts import LEASE, SLOW, host, library_ids, shared  # noqa: F401 (fixture)
+from tests.queue.test_pg_hosts import LEASE, SLOW, host, library_ids
 
 asyncpg = pytest.importorskip("asyncpg")
+
+
+@pytest.fixture
+def shared(short_tmp: Path) -> Path:
+    (short_tmp / "shared").mkdir()
+    return short_tmp
 
 
 async def cut_listener(url: str, name: str) -> None:
@@ -62,7 +68,7 @@ async def running_on_b(daemon_factory: Callable[..., Any], shared: Path, url: st
 
 
 async def test_a_cancel_sent_while_the_running_host_is_not_listening_stops_it_at_its_renewal(
-        pg_url: str, daemon_factory: Callable[..., Any], shared: Path, tiny_model: Path,  # noqa: F811
+        pg_url: str, daemon_factory: Callable[..., Any], shared: Path, tiny_model: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DGX_MUSIC_TEST_STEP_DELAY", SLOW)
     monkeypatch.setenv(failpoints.ENV, "relisten_never")  # B never hears the cancel's NOTIFY
@@ -77,7 +83,7 @@ async def test_a_cancel_sent_while_the_running_host_is_not_listening_stops_it_at
 
 
 async def test_a_cancel_missed_while_not_listening_is_found_when_the_host_listens_again(
-        pg_url: str, daemon_factory: Callable[..., Any], shared: Path, tiny_model: Path,  # noqa: F811
+        pg_url: str, daemon_factory: Callable[..., Any], shared: Path, tiny_model: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DGX_MUSIC_TEST_STEP_DELAY", SLOW)
     monkeypatch.setenv(failpoints.ENV, "relisten_slow")  # B listens again after a few seconds
@@ -101,7 +107,7 @@ async def b_row(c: Client, ok: Callable[[dict[str, Any]], bool], seconds: float)
 
 
 async def test_status_shows_another_hosts_change_at_once_not_at_its_next_heartbeat(
-        pg_url: str, daemon_factory: Callable[..., Any], shared: Path, tiny_model: Path,  # noqa: F811
+        pg_url: str, daemon_factory: Callable[..., Any], shared: Path, tiny_model: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DGX_MUSIC_TEST_STEP_DELAY", SLOW)
     monkeypatch.setattr(Hosts, "POLL_MAX", 600.0)  # periodic heartbeats every 20 s (a third of the lease)
@@ -115,6 +121,8 @@ async def test_status_shows_another_hosts_change_at_once_not_at_its_next_heartbe
         await wait_event(cb, "job.progress", job["id"])  # B loaded the model and runs the job
         row = await b_row(ca, lambda h: h["state"] == "working" and h["job_id"] == job["id"], 3)
         assert row["model"] == str(tiny_model) and row["seen_s"] < lease
+        text = format_status(await ca.call("status"))  # what `dgx-music status` on A prints
+        assert f"host     b: working, {tiny_model}, job {job['id']}, seen " in text
         await cb.call("job.cancel", {"id": job["id"]})
         await wait_event(cb, "job.cancelled", job["id"])
         await b_row(ca, lambda h: h["state"] == "idle" and h["job_id"] is None, 3)
