@@ -125,7 +125,7 @@ class ClaimsMixin(JobsMixin):
             if state not in ("running", "processing"):
                 raise StoreError("conflict", f"job {job_id} is {state}, not running")
             await self._exec("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
-            if notify is not None and self.backend == "postgresql":
+            if notify is not None and getattr(self, "backend", "sqlite") == "postgresql":
                 await self._exec("SELECT pg_notify(?, ?)", notify)
             return await self._job(job_id)
 
