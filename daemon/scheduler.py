@@ -153,8 +153,12 @@ class Scheduler(DiskPauseMixin):
                 None, functools.partial(pool.shutdown, wait=True, cancel_futures=True))
         if interrupted is not None:
             try:
-                await self.store.release_job(interrupted)
-                log.info("job %d interrupted by shutdown; it will run again at the next start", interrupted)
+                released = await self.store.release_job(interrupted)
+                if released["state"] == "cancelled":  # a cancel was on its way: it does not run again
+                    log.info("job %d cancelled (stopped by the shutdown)", interrupted)
+                    self.publish("job.cancelled", {"id": interrupted})
+                else:
+                    log.info("job %d interrupted by shutdown; it will run again at the next start", interrupted)
             except StoreError:
                 pass  # it finished or failed just before the shutdown (or another host holds it now)
         await self.hosts.close()

@@ -256,7 +256,8 @@ class JobsMixin(StoreBase):
 
     async def release_job(self, job_id: int) -> dict:
         """A running job interrupted by an orderly daemon shutdown goes back to the queue at
-        its old position, and the attempt is not counted: only crashes use up attempts."""
+        its old position, and the attempt is not counted: only crashes use up attempts.  One
+        whose cancel was recorded (claims.py request_cancel) ends cancelled instead."""
         job_id = _job_id(job_id)
 
         async def op() -> dict:
@@ -264,6 +265,10 @@ class JobsMixin(StoreBase):
             if row["state"] not in ("running", "processing"):
                 raise StoreError("conflict", f"job {job_id} is {row['state']}, not running")
             await self._check_held(job_id, row["state"])
+            if await self._scalar("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)):
+                await self._exec("UPDATE jobs SET state = 'cancelled', finished = ?, error = 'cancelled by request',"
+                                 " lease_until = NULL WHERE id = ?", (clock.now(), job_id))
+                return await self._job(job_id)
             await self._exec(
                 "UPDATE jobs SET state = 'queued', started = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
                 " claimed_by = NULL, lease_until = NULL WHERE id = ?", (job_id,))

@@ -110,6 +110,11 @@ async def test_a_cancel_recorded_on_the_row_reaches_the_running_host_at_its_rene
     with pytest.raises(StoreError) as e:  # nothing runs any more: nothing to record
         await store.request_cancel(a["id"])
     assert e.value.code == "conflict"
+    # An orderly shutdown of the running host ends a job with a cancel on it; it is not queued again.
+    b = await add(store)
+    await store.claim_next_job("runner", lease_s=30)
+    await store.request_cancel(b["id"])
+    assert (await store.release_job(b["id"]))["state"] == "cancelled"
     # A retried job starts with no cancel on it.
     await store.retry_job(a["id"])
     await store.claim_next_job("other", lease_s=30)
