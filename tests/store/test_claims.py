@@ -176,3 +176,12 @@ async def test_a_host_changes_only_the_jobs_it_holds(store: Store, opener) -> No
         assert [t["id"] for t in done] == [f"{b['id']}-0"]
     finally:
         await other.close()
+
+
+async def test_a_job_with_a_cancel_recorded_ends_cancelled_at_recovery_not_queued(store: Store) -> None:
+    # One box: the daemon crashed between the cancel request and the job's stop.
+    a = await add(store)
+    await store.mark_running(a["id"])
+    await store.request_cancel(a["id"])
+    assert await store.recover() == {"requeued": [], "failed": []}
+    assert (await store.get_job(a["id"]))["state"] == "cancelled"
