@@ -43,5 +43,19 @@ def format_status(st: dict[str, Any]) -> str:
     for h in st.get("hosts") or []:  # several daemons on one shared queue (PostgreSQL)
         doing = f", job {h['job_id']}" if h.get("job_id") else ""
         model = h.get("model") or "no model loaded"
-        lines.append(f"host     {h['host']}{' (this one)' if h.get('this') else ''}: {h['state']}, {model}{doing}")
+        seen = f", seen {_ago(h['seen_s'])}" if h.get("seen_s") is not None else ""
+        if h["state"] == "gone":
+            seen += ": unreachable, its jobs go to the other hosts"
+        lines.append(f"host     {h['host']}{' (this one)' if h.get('this') else ''}: {h['state']}, {model}{doing}{seen}")
     return "\n".join(lines)
+
+
+def _ago(seconds: float) -> str:
+    """How long ago a host wrote its row, the way a person reads it."""
+    if seconds < 1:
+        return "just now"
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"

@@ -152,7 +152,7 @@ def backup(data_dir: Path, dest: Path, *, with_audio: bool = False,
     report.bytes += out.stat().st_size
     if progress:
         progress(f"database: {plural(report.tracks, 'track')}, {plural(report.jobs, 'job')} (schema v{report.schema_version})")
-    _copy_styles(data_dir, dest, report)
+    _copy_styles(root, dest, report)  # styles live under the storage root (daemon/jobs/train.py)
     if with_audio:
         copy_audio(paths, root, dest, report, progress)
     report.seconds = time.monotonic() - t0
@@ -402,7 +402,7 @@ def _restore_locked(src: Path, backup_db: Path, data_dir: Path, t0: float,
         report.bytes += target.stat().st_size
     if src.is_dir():
         _copy_keyed(src, root, report)
-        _copy_styles(src, data_dir, report, check=True)
+        _copy_styles(src, root, report, check=True)
     if progress:
         progress(f"audio: {plural(report.files, 'file')}, {plural(report.melodies, 'melody', 'melodies')}, "
                  f"{plural(report.sources, 'source')} restored"

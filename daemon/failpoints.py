@@ -13,6 +13,15 @@ import signal
 
 ENV = "DGX_MUSIC_FAILPOINT"
 POINTS = ("after_start", "processing", "after_files")
+#: Failpoints that change behaviour instead of killing: "relisten_never" (a lost LISTEN
+#: connection is not opened again) and "relisten_slow" (it is, after RELISTEN_SLOW_S).
+SLOW_POINTS = ("relisten_never", "relisten_slow")
+RELISTEN_SLOW_S = 4.0
+
+
+def active(name: str) -> bool:
+    """Whether failpoint ``name`` is set (for the ones that do not kill)."""
+    return os.environ.get(ENV) == name
 
 
 def hit(name: str) -> None:

@@ -10,8 +10,14 @@ never committed: every job ends once.
 Events cross hosts by NOTIFY (store/pg/listen.py): job.* and track.* events go out as small
 JSON payloads (a track, or a job too big for a payload, as its id: receivers read the row),
 and each host re-publishes the others' to its own clients. A cancel of a job another host
-runs goes out the same way. A queued job wakes idle hosts; a poll every third of a lease
-covers a lost notification.
+runs is recorded on its row (`request_cancel`) and notified in the same transaction: the host
+that runs it stops it on the notification, or, when that was lost (its LISTEN connection was
+down), at its next lease renewal or right after it listens again, whichever comes first. A
+queued job wakes idle hosts; a poll every third of a lease covers a lost notification.
+
+Each host writes its row in the hosts table (model, state, job) as soon as these change and
+every third of a lease besides (`touch`, coalesced, off the event loop's path); `status`
+reads the table when asked and calls a host whose row is older than its lease "gone".
 
 On SQLite (one box) none of this runs: `enabled` is false and the scheduler works as alone.
 """
@@ -41,6 +47,8 @@ FORWARDED = ("job.", "track.")
 LOCAL_ONLY = ("job.stream",)
 #: Events whose data is a track: sent as its id, each receiver reads the row.
 TRACK_REFS = ("track.added", "track.updated")
+#: Events after which this host's row is written at once (what `status` shows of it changed).
+_TOUCHING = ("model.loaded", "model.unloaded", "model.crashed", "job.started")
 #: Job events that change the counts `status` reports (progress does not).
 _COUNTED = ("job.queued", "job.started", "job.processing", "job.finished", "job.failed",
             "job.cancelled", "job.pruned")
@@ -57,6 +65,10 @@ def host_name(configured: str, data_dir: Any) -> str:
 
 class Hosts:
     """This daemon's part in a shared queue (see the module docstring)."""
+
+    #: The longest wait between two looks at the queue and heartbeats (a test lengthens it to
+    #: show that a change reaches `status` without waiting for the periodic heartbeat).
+    POLL_MAX = 10.0
 
     def __init__(self, daemon: "Daemon", scheduler: "Scheduler") -> None:
         self.daemon = daemon
@@ -75,12 +87,13 @@ class Hosts:
         self._inbox: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = time.time()
-        self.known: list[dict[str, Any]] = []  # the hosts table at the last heartbeat, for `status`
+        self.known: list[dict[str, Any]] = []  # the hosts table as last read, for `status`
+        self._dirty = asyncio.Event()  # this host's row is out of date: `_beats` writes it
 
     @property
     def poll_s(self) -> float:
         """How often an idle host looks at the queue and at expired leases by itself."""
-        return min(self.lease_s / 3, 10.0)
+        return min(self.lease_s / 3, self.POLL_MAX)
 
     async def start(self) -> None:
         """Act as this host in the store (before recovery), listen to the others."""
@@ -90,11 +103,12 @@ class Hosts:
 
         self.store.hold_as(self.name)
         self.channel = await listen.channel_of(self.store)
-        self._listener = listen.Listener(self.store.url, self.channel, self._inbox.put_nowait)
+        self._listener = listen.Listener(self.store.url, self.channel, self._inbox.put_nowait,
+                                         name=self.name, on_reconnect=self._relistened)
         await self._listener.start()
         await self._heartbeat()
         for coro, name in ((self._send(), "hosts-send"), (self._receive(), "hosts-receive"),
-                           (self._maintain(), "hosts-maintain")):
+                           (self._maintain(), "hosts-maintain"), (self._beats(), "hosts-beats")):
             self._tasks.append(asyncio.create_task(coro, name=name))
         log.info("host %s: claiming jobs on the shared queue (lease %.1f s)", self.name, self.lease_s)
 
@@ -138,11 +152,16 @@ class Hosts:
 
     async def _renew(self, job_id: int) -> None:
         until = time.time() + self.lease_s
+        told = False
         while True:
             await asyncio.sleep(self.lease_s / 3)
             try:
-                await self.store.renew_lease(job_id, self.name, lease_s=self.lease_s)
+                renewed = await self.store.renew(job_id, self.name, lease_s=self.lease_s)
                 until = time.time() + self.lease_s
+                if renewed["cancel_requested"] and not told:  # its notification did not reach us
+                    told = True
+                    log.info("job %d: a cancel was recorded for it; stopping it", job_id)
+                    await self.scheduler.stop_running(job_id, cancel=True)
                 continue
             except StoreError as exc:
                 if exc.code in ("conflict", "not_found"):
@@ -170,11 +189,14 @@ class Hosts:
                 log.warning("job %d: its host stopped renewing its lease; it is queued again", job_id)
                 with contextlib.suppress(StoreError):
                     self.daemon.publish("job.queued", self.scheduler.with_progress(await self.store.get_job(job_id)))
+            for job_id in out.get("cancelled", []):
+                log.info("job %d: its host stopped before it saw the job's cancel; cancelled", job_id)
+                self.daemon.publish("job.cancelled", {"id": job_id})
             for job_id in out["failed"]:
                 log.warning("job %d: its host stopped renewing its lease and its attempts are used up", job_id)
                 self.daemon.publish("job.failed", {"id": job_id, "error": "its host stopped while running it",
                                                    "reason": "interrupted", "retrying": False})
-            if out["requeued"] or out["failed"]:
+            if out["requeued"] or out["failed"] or out.get("cancelled"):
                 await self.scheduler.refresh_counts()
             self.scheduler.wake()
             try:
@@ -185,29 +207,54 @@ class Hosts:
     async def _heartbeat(self) -> None:
         """Write this host's row (model, state, running job) and read every host's."""
         state = "starting" if self.scheduler._task is None else self.scheduler.runner_status()["state"]
-        await self.store.heartbeat(self.name, state=state,
-                                   model=self.loaded_model(), job_id=self.scheduler.running, started=self.started)
+        await self.store.heartbeat(self.name, state=state, model=self.loaded_model(),
+                                   job_id=self.scheduler.running, started=self.started, lease_s=self.lease_s)
         self.known = await self.store.hosts()
 
+    def touch(self) -> None:
+        """This host's model or state changed: write its row soon (coalesced; never waits)."""
+        if self.enabled and self._tasks:
+            self._dirty.set()
+
+    async def _beats(self) -> None:
+        """Write this host's row after each `touch`: one write at a time, however many touches
+        came meanwhile, so other hosts' `status` sees a change within one write, not a heartbeat."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self._heartbeat()
+            except StoreError as exc:  # the periodic heartbeat tries again
+                log.warning("could not write this host's row: %s", exc.message)
+
+    async def refresh(self) -> None:
+        """Read every host's row now (for `status`: another host's change shows at once)."""
+        if self.enabled:
+            self.known = await self.store.hosts()
+
     def status(self) -> list[dict[str, Any]] | None:
-        """`status`'s `hosts`: every host sharing the queue, as of the last heartbeat (a third of a
-        lease ago at most); `state` "gone" for one not seen for a whole lease (dead, or cut off).
-        None on one box."""
+        """`status`'s `hosts`: every host sharing the queue as last read, with `seen_s` (seconds
+        since its row was written); `state` "gone" for one whose row is older than its lease
+        (dead, or cut off from the database). None on one box."""
         if not self.enabled:
             return None
         now = time.time()
         out = []
         for h in self.known:
             state = h["state"]
-            if state != "stopped" and now - h["last_seen"] > self.lease_s + self.poll_s:
+            seen = max(0.0, now - h["last_seen"])
+            if state != "stopped" and seen > (h.get("lease_s") or self.lease_s):
                 state = "gone"
             out.append({"host": h["name"], "model": h["model"], "state": state, "job_id": h["job_id"],
-                        "last_seen": round(h["last_seen"], 3), "this": h["name"] == self.name})
+                        "last_seen": round(h["last_seen"], 3), "seen_s": round(seen, 1),
+                        "this": h["name"] == self.name})
         return out
 
     # -- events ----------------------------------------------------------------------------------
     def forward(self, name: str, data: dict[str, Any]) -> None:
         """Send one of this host's events to the others (called for every local publish)."""
+        if name in _TOUCHING:
+            self.touch()
         if not self.enabled or not self._tasks or name in LOCAL_ONLY or not name.startswith(FORWARDED):
             return
         msg: dict[str, Any] = {"h": self.name, "n": name}
@@ -220,10 +267,23 @@ class Hosts:
             text = json.dumps({"h": self.name, "n": name, "job": data["id"]}, separators=(",", ":"))
         self._outbox.put_nowait(text)
 
-    def ask_cancel(self, job_id: int) -> None:
-        """Ask the host that runs `job_id` to cancel it."""
-        if self._tasks:
-            self._outbox.put_nowait(json.dumps({"h": self.name, "cancel": job_id}))
+    async def ask_cancel(self, job_id: int) -> dict[str, Any]:
+        """Ask the host that runs `job_id` to cancel it: recorded on the job's row (it finds it at
+        its next renewal) and notified in the same transaction (it hears at once). Returns the job;
+        StoreError "conflict" when it is no longer running."""
+        payload = json.dumps({"h": self.name, "cancel": job_id})
+        return await self.store.request_cancel(job_id, notify=(self.channel, payload) if self.channel else None)
+
+    def _relistened(self) -> None:
+        """The LISTEN connection is back: what was notified meanwhile is lost, so look at the
+        running job's row for a cancel (through the inbox, after what came before)."""
+        self._inbox.put_nowait(json.dumps({"relisten": True}))
+
+    async def _check_cancel(self) -> None:
+        job_id = self.scheduler.running
+        if job_id is not None and await self.store.cancel_requested(job_id):
+            log.info("job %d: a cancel was recorded for it while this host was not listening", job_id)
+            await self.scheduler.stop_running(job_id, cancel=True)
 
     async def _send(self) -> None:
         from dgx_music.daemon.store.pg import listen
@@ -249,6 +309,9 @@ class Hosts:
                 log.exception("a bad notification from another host: %.200s", text)
 
     async def _handle(self, msg: dict[str, Any]) -> None:
+        if msg.get("relisten"):
+            await self._check_cancel()
+            return
         if msg.get("h") == self.name:
             return  # our own, already published here
         if "cancel" in msg:

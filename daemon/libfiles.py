@@ -38,6 +38,7 @@ TRASH = "trash"
 FOLDERS = (LIBRARY, TRASH, ORPHANS, "sources", "melodies", "midi")
 #: Folders where other hosts' writes may be in flight on a shared storage root.
 WRITTEN = (LIBRARY, "sources", "melodies", "midi")
+STYLES = "styles"  # styles' adapter directories (daemon/jobs/train.py)
 #: A temporary file of this host in shared storage is swept at start only once it is this old:
 #: no write takes an hour, so one that old was abandoned by a crash.
 TEMP_GRACE = 3600.0
@@ -284,6 +285,16 @@ def sweep_stale_temp(root: Path, grace: float = TEMP_GRACE) -> list[Path]:
                 except FileNotFoundError:
                     continue
                 removed.append(p)
+    styles = plain(root, STYLES)  # a style is copied in as a temporary directory (daemon/jobs/train.py)
+    for p in sorted(styles.iterdir()) if styles.is_dir() else []:
+        m = TEMP_RE.search(p.name)
+        if m is None or m["host"] != me or not p.is_dir() or p.is_symlink():
+            continue
+        pid = int(m["pid"])
+        if pid == os.getpid() or _pid_alive(pid) or p.lstat().st_mtime >= cutoff:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
     return removed
 
 

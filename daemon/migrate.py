@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from dgx_music.common.fmt import plural
 from dgx_music.common.paths import OutsideRoot, resolve_under
-from dgx_music.daemon.backup import KEYED, db_path
+from dgx_music.daemon.backup import KEYED, STYLES, _style_dirs, db_path
 from dgx_music.daemon.libfiles import copy_atomic
 from dgx_music.daemon.store import StoreError
 from dgx_music.daemon.store import snapshot as db_copy
@@ -77,6 +77,8 @@ def library_files(db: Path, src_root: Path) -> list[str]:
         d = src_root / folder
         if d.is_dir():
             rels += [f"{folder}/{f.name}" for f in sorted(d.glob("*.wav"))]
+    for d in _style_dirs(src_root):  # styles' adapters: every host resolves them under the storage
+        rels += [f"{STYLES}/{d.name}/{f.name}" for f in sorted(d.iterdir()) if f.is_file() and not f.is_symlink()]
     return rels
 
 

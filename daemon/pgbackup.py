@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from dgx_music.common.fmt import plural
-from dgx_music.daemon.backup import (DB_NAME, MANIFEST, BackupError, Report, _copy_keyed, _restore_plan,
+from dgx_music.daemon.backup import (DB_NAME, MANIFEST, BackupError, Report, _copy_keyed, _copy_styles, _restore_plan,
                                      copy_audio)
 from dgx_music.daemon.libfiles import copy_atomic
 from dgx_music.daemon.migrate import copy_rows, held_rows
@@ -69,6 +69,7 @@ def backup_pg(url: str, dest: Path, *, storage: Path, with_audio: bool = False,
     if progress:
         progress(f"database: {plural(report.tracks, 'track')}, {plural(report.jobs, 'job')} "
                  f"(from PostgreSQL, schema v{report.schema_version} in SQLite's format)")
+    _copy_styles(root, dest, report)  # small, and not in the database: always, as a SQLite backup
     if with_audio:
         copy_audio(summary.paths, root, dest, report, progress)
     report.seconds = time.monotonic() - t0
@@ -110,6 +111,7 @@ def restore_pg(src: Path, url: str, *, storage: Path, progress: Progress | None 
         report.bytes += target.stat().st_size
     if src.is_dir():
         _copy_keyed(src, root, report)
+        _copy_styles(src, root, report, check=True)
     try:
         copied = asyncio.run(copy_rows(backup_db, url))
     except StoreError as exc:

@@ -135,6 +135,7 @@ class Scheduler(DiskPauseMixin):
             log.warning("orphan audio file with no library row kept aside: %s", path)
         await self.refresh_counts()
         self._task = asyncio.create_task(self._supervise(), name="queue-runner")
+        self.hosts.touch()  # taking jobs now: other hosts' `status` shows it at once
         return {**recovered, "orphans": [str(p) for p in orphans], "swept": [str(p) for p in swept]}
 
     async def close(self) -> None:
@@ -152,8 +153,12 @@ class Scheduler(DiskPauseMixin):
                 None, functools.partial(pool.shutdown, wait=True, cancel_futures=True))
         if interrupted is not None:
             try:
-                await self.store.release_job(interrupted)
-                log.info("job %d interrupted by shutdown; it will run again at the next start", interrupted)
+                released = await self.store.release_job(interrupted)
+                if released["state"] == "cancelled":  # a cancel was on its way: it does not run again
+                    log.info("job %d cancelled (stopped by the shutdown)", interrupted)
+                    self.publish("job.cancelled", {"id": interrupted})
+                else:
+                    log.info("job %d interrupted by shutdown; it will run again at the next start", interrupted)
             except StoreError:
                 pass  # it finished or failed just before the shutdown (or another host holds it now)
         await self.hosts.close()
@@ -268,10 +273,16 @@ class Scheduler(DiskPauseMixin):
                 await self.refresh_counts()
                 self.publish("job.cancelled", {"id": job_id})
             elif job["state"] in ("running", "processing"):
-                if self.hosts.enabled and self.running != job_id:
-                    self.hosts.ask_cancel(job_id)  # another host runs it: it stops it when told
-                else:
-                    await self.stop_running(job_id)
+                try:
+                    if self.hosts.enabled and self.running != job_id:
+                        job = await self.hosts.ask_cancel(job_id)  # another host runs it: recorded, and told
+                    else:
+                        job = await self.store.request_cancel(job_id)  # recorded: a crash now cannot run it again
+                        await self.stop_running(job_id)
+                except StoreError as exc:
+                    if exc.code == "conflict":
+                        continue
+                    raise
                 job["cancel_requested"] = True
             return self.with_progress(job)
         raise StoreError("conflict", f"job {job_id} changed state while being cancelled; try again")
@@ -379,6 +390,7 @@ class Scheduler(DiskPauseMixin):
                 self.progress.pop(job["id"], None)
                 self._cancel_requested.discard(job["id"])
                 self.hosts.lost.discard(job["id"])
+                self.hosts.touch()  # idle again: other hosts' `status` shows it now
                 await self.refresh_counts()
 
     def warm_audio(self) -> None:

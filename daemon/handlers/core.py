@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from dgx_music import __version__
 from dgx_music.common import protocol
 from dgx_music.daemon.handlers import REGISTRY, Context, HandlerError, method
 from dgx_music.daemon.handlers.args import Args
+from dgx_music.daemon.store import StoreError
+
+log = logging.getLogger(__name__)
 
 
 @method("hello")
@@ -28,9 +32,15 @@ async def hello(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 @method("status")
 async def status(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """Daemon version, uptime, clients; model and queue when present, with the runner and the disk."""
-    out = ctx.daemon.status()
+    """Daemon version, uptime, clients; model and queue when present, with the runner and the disk;
+    on a shared store every host as its row says now (hosts write theirs when they change)."""
     sched = ctx.daemon.scheduler
+    if sched is not None:
+        try:
+            await sched.hosts.refresh()
+        except StoreError as exc:  # the rows read last time, with their age: still worth showing
+            log.warning("could not read the hosts' rows: %s", exc.message)
+    out = ctx.daemon.status()
     if sched is not None:
         # A runner that is down or paused means queued jobs wait: say so, not just the counts.
         out["runner"] = sched.runner_status()

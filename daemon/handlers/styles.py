@@ -14,8 +14,9 @@ from dgx_music.daemon.jobs.train import TRAIN_KIND, style_dir
 
 
 def _with_dir(ctx: Context, style: dict[str, Any]) -> dict[str, Any]:
-    """A style leaves the daemon with `dir`: its adapter directory on the daemon's machine."""
-    return {**style, "dir": str(ctx.daemon.data_dir / style["path"])}
+    """A style leaves the daemon with `dir`: its adapter directory on the daemon's machine (under the
+    storage root: on shared storage every host names the same files)."""
+    return {**style, "dir": str(ctx.daemon.storage.root / style["path"])}
 
 
 @method("style.train")
@@ -43,12 +44,12 @@ async def delete_style(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Delete a style: its row first, then its directory goes to the trash."""
     name = Args(params).only("name").str("name", max_len=64)
     style = await ctx.daemon.store.delete_style(name)
-    data_dir = ctx.daemon.data_dir
+    root = ctx.daemon.storage.root
 
-    def trash() -> None:
-        src = style_dir(data_dir, style["name"])
+    def trash() -> None:  # the trash of the storage root: a rename, never a copy across filesystems
+        src = style_dir(root, style["name"])
         if src.exists():
-            dest = libfiles.trash_dir(data_dir)
+            dest = libfiles.trash_dir(root)
             dest.mkdir(parents=True, exist_ok=True)
             os.replace(src, dest / f"{int(time.time())}-style-{style['name']}")
 

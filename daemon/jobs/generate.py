@@ -110,11 +110,12 @@ class GenerateKind(JobKind):
 
 
 async def _check_lora(ctx: JobContext, name: str) -> tuple[str, str | None]:
-    """A style's name (one `dgx-music train` made, in the styles table), or a LoRA directory under
-    <data>/loras (a bare name) or <data>/models -> (its absolute path, the style's name or None).
-    As with models, no request makes the daemon read outside its data directory."""
+    """A style's name (one `dgx-music train` made, in the styles table; its files under the storage
+    root, shared by the hosts), or a LoRA directory under <data>/loras (a bare name) or <data>/models
+    -> (its absolute path, the style's name or None). As with models, no request makes the daemon
+    read outside its data directory or the styles of its storage root."""
     data_dir = ctx.data_dir
-    styles = (data_dir / "styles").resolve()
+    styles = (ctx.storage / "styles").resolve()
     allowed = [(data_dir / "loras").resolve(), (data_dir / "models").resolve(), styles]
     if STYLE_NAME_RE.match(name):
         try:
@@ -123,7 +124,7 @@ async def _check_lora(ctx: JobContext, name: str) -> tuple[str, str | None]:
             if exc.code != "not_found":
                 raise
         else:
-            return str((data_dir / style["path"]).resolve()), style["name"]
+            return str((ctx.storage / style["path"]).resolve()), style["name"]
 
     def look() -> Path | None:
         p = Path(name).expanduser()

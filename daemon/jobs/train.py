@@ -9,8 +9,14 @@ Running is not a generation: `Work.compute` asks the worker to train (engine sup
 `train`), reporting step, smoothed loss, steps per second and ETA; the worker caches latents and
 writes checkpoints in the job's work directory (<data>/styles/.work/job-N), so a killed daemon
 or worker resumes at the last checkpoint when the job runs again. `Work.commit` moves the
-finished adapter to <data>/styles/NAME (one rename) and records the style with the job's end in
+finished adapter to <storage>/styles/NAME (one rename) and records the style with the job's end in
 one transaction; a cancel removes the work directory, so nothing half-written is left.
+
+Styles live under the storage root (`store.storage`, by default the data directory), their row's
+path relative to it, so on shared storage a style trained on one host is used on every host. The
+work directory stays on the training host's data directory; on shared storage the adapter is
+copied into a temporary directory named for this host next to its place, then renamed into it, so
+another host never sees half a style.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import secrets
 import shutil
 import threading
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,6 +37,7 @@ import numpy as np
 
 from dgx_music.common import families, protocol
 from dgx_music.common.families import TRAIN
+from dgx_music.common.paths import temp_prefix
 from dgx_music.common.fmt import plural
 from dgx_music.common.schemas import MAX_SEED, ParamError
 from dgx_music.common.training import AUDIO_SUFFIXES, validate_train
@@ -53,8 +61,9 @@ def styles_dir(data_dir: Path) -> Path:
     return libfiles.plain(data_dir, STYLES)
 
 
-def style_dir(data_dir: Path, name: str) -> Path:
-    return styles_dir(data_dir) / name
+def style_dir(root: Path, name: str) -> Path:
+    """A style's adapter directory under `root`, the storage root (shared by every host)."""
+    return styles_dir(root) / name
 
 
 def work_dir(data_dir: Path, job_id: int) -> Path:
@@ -186,8 +195,9 @@ class TrainKind(JobKind):
             meta = {"name": p["name"], "base_model": job["model"], "steps": int(result.get("steps") or 0),
                     "rank": int(p["rank"]), "tracks": _trained_on(p), "final_loss": result.get("final_loss"),
                     "job_id": job_id, "created": time.time()}
-            dest = style_dir(data_dir, p["name"])
-            size = await loop.run_in_executor(ctx.pool, _place, final, dest, meta)
+            dest = style_dir(ctx.storage, p["name"])
+            shared = dest.parent.resolve() != styles_dir(data_dir).resolve()
+            size = await loop.run_in_executor(ctx.pool, _place, final, dest, meta, shared)
             row = {**meta, "size": size, "path": f"{STYLES}/{p['name']}"}
             try:
                 style = await ctx.store.finish_training(job_id, row)
@@ -255,15 +265,19 @@ async def _items(ctx: JobContext, p: Mapping[str, Any]) -> list[dict[str, str]]:
     return items
 
 
-def _place(final: Path, dest: Path, meta: dict[str, Any]) -> int:
+def _place(final: Path, dest: Path, meta: dict[str, Any], shared: bool = False) -> int:
     """style.json beside the adapter, then the directory renamed into place (a leftover of a run cut
-    between this rename and the row's commit is replaced). Returns the adapter's size in bytes."""
+    between this rename and the row's commit is replaced). `shared`: `dest` is on the shared storage
+    (maybe another filesystem): the files are copied into a temporary directory of this host beside
+    it first, each fsynced, and that is renamed. Returns the adapter's size in bytes."""
     tmp = final / f".{STYLE_META}.tmp"
     tmp.write_text(json.dumps(meta, indent=1))
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, final / STYLE_META)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if shared:
+        final = _copy_beside(final, dest)
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(final, dest)
@@ -273,6 +287,24 @@ def _place(final: Path, dest: Path, meta: dict[str, Any]) -> int:
     finally:
         os.close(fd)
     return sum(f.stat().st_size for f in dest.iterdir() if f.is_file())
+
+
+def _copy_beside(src: Path, dest: Path) -> Path:
+    """`src`'s plain files copied (and fsynced) into a new temporary directory next to `dest`, named
+    for this host (common/paths.temp_prefix, so `libfiles.sweep_stale_temp` can tell whose it is)."""
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name), suffix=".tmp", dir=dest.parent))
+    try:
+        for f in sorted(src.iterdir()):
+            if not f.is_file() or f.is_symlink():
+                continue
+            with open(f, "rb") as inp, open(tmp / f.name, "xb") as out:
+                shutil.copyfileobj(inp, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
 
 
 class _Rate:

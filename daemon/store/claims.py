@@ -87,11 +87,17 @@ class ClaimsMixin(JobsMixin):
         """Push the lease of a job ``host`` holds to now + ``lease_s``; returns the new end.
         StoreError("conflict") when the host no longer holds it (its lease ran out and the
         job went back to the queue, or it was cancelled or finished): stop the job."""
+        return (await self.renew(job_id, host, lease_s=lease_s))["lease_until"]
+
+    async def renew(self, job_id: int, host: str, *, lease_s: float) -> dict:
+        """``renew_lease`` that also says whether a cancel of the job was recorded
+        (``request_cancel``): {"lease_until", "cancel_requested"}.  The running host renews
+        every third of a lease, so a cancel whose notification was lost still stops the job."""
         job_id = _job_id(job_id)
         host = _host(host)
         lease_s = _lease(lease_s)
 
-        async def op() -> float:
+        async def op() -> dict:
             row = await self._one("SELECT state, claimed_by, lease_until FROM jobs WHERE id = ?", (job_id,))
             if row is None:
                 raise StoreError("not_found", f"no job {job_id}")
@@ -101,22 +107,51 @@ class ClaimsMixin(JobsMixin):
                 raise StoreError("conflict", f"job {job_id} is {row['state']}, {held}: {host} no longer "
                                              "holds it; stop running it")
             until = clock.now() + lease_s
-            await self._exec("UPDATE jobs SET lease_until = ? WHERE id = ?", (until, job_id))
-            return until
+            asked = await self._scalar("UPDATE jobs SET lease_until = ? WHERE id = ? RETURNING cancel_requested",
+                                       (until, job_id))
+            return {"lease_until": until, "cancel_requested": bool(asked)}
 
         return await self._write(op)
+
+    async def request_cancel(self, job_id: int, *, notify: tuple[str, str] | None = None) -> dict:
+        """Record a cancel of a running job on its row, for the host that runs it (``renew``,
+        ``cancel_requested``); a cancel survives a lost notification that way.  On PostgreSQL
+        ``notify`` = (channel, payload) goes out in the same transaction (the quick path).
+        StoreError("conflict") when the job is not running (a queued one: ``cancel_queued``)."""
+        job_id = _job_id(job_id)
+
+        async def op() -> dict:
+            state = await self._state_of(job_id)
+            if state not in ("running", "processing"):
+                raise StoreError("conflict", f"job {job_id} is {state}, not running")
+            await self._exec("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+            if notify is not None and getattr(self, "backend", "sqlite") == "postgresql":
+                await self._exec("SELECT pg_notify(?, ?)", notify)
+            return await self._job(job_id)
+
+        return await self._write(op)
+
+    async def cancel_requested(self, job_id: int) -> bool:
+        """Whether a cancel of ``job_id`` was recorded (a host checks after it missed notifications)."""
+        job_id = _job_id(job_id)
+
+        async def op() -> bool:
+            return bool(await self._scalar("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)))
+
+        return await self._run(op)
 
     async def requeue_expired(self, *, now: float | None = None) -> dict:
         """Running jobs whose lease ended before ``now`` (default: the clock) go back to the
         queue at their old position, or fail once their attempts are used up (the attempt
-        was counted at the claim).  Returns {"requeued": [ids], "failed": [ids]}."""
+        was counted at the claim), or end cancelled when a cancel was recorded for them.
+        Returns {"requeued": [ids], "failed": [ids], "cancelled": [ids]}."""
         now = _float("now", now, optional=True)
         cutoff = clock.now() if now is None else now
         if not math.isfinite(cutoff):
             raise _invalid("now", "must be a finite time")
 
         async def op() -> dict:
-            out: dict[str, list[int]] = {"requeued": [], "failed": []}
+            out: dict[str, list[int]] = {"requeued": [], "failed": [], "cancelled": []}
             rows = await self._all(
                 f"SELECT {_JOB_COLS}, claimed_by FROM jobs WHERE state IN ('running','processing') "
                 "AND lease_until IS NOT NULL AND lease_until < ? ORDER BY position, id", (cutoff,))
@@ -124,7 +159,7 @@ class ClaimsMixin(JobsMixin):
                 result = await self._requeue_or_fail(
                     row, f"interrupted: {row['claimed_by']} stopped renewing its lease while the job "
                          f"was {row['state']}")
-                out["requeued" if result == "queued" else "failed"].append(row["id"])
+                out["requeued" if result == "queued" else result].append(row["id"])
             return out
 
         return await self._write(op)

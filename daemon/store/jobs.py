@@ -256,7 +256,8 @@ class JobsMixin(StoreBase):
 
     async def release_job(self, job_id: int) -> dict:
         """A running job interrupted by an orderly daemon shutdown goes back to the queue at
-        its old position, and the attempt is not counted: only crashes use up attempts."""
+        its old position, and the attempt is not counted: only crashes use up attempts.  One
+        whose cancel was recorded (claims.py request_cancel) ends cancelled instead."""
         job_id = _job_id(job_id)
 
         async def op() -> dict:
@@ -264,6 +265,10 @@ class JobsMixin(StoreBase):
             if row["state"] not in ("running", "processing"):
                 raise StoreError("conflict", f"job {job_id} is {row['state']}, not running")
             await self._check_held(job_id, row["state"])
+            if await self._scalar("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)):
+                await self._exec("UPDATE jobs SET state = 'cancelled', finished = ?, error = 'cancelled by request',"
+                                 " lease_until = NULL WHERE id = ?", (clock.now(), job_id))
+                return await self._job(job_id)
             await self._exec(
                 "UPDATE jobs SET state = 'queued', started = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
                 " claimed_by = NULL, lease_until = NULL WHERE id = ?", (job_id,))
@@ -274,6 +279,11 @@ class JobsMixin(StoreBase):
     async def _requeue_or_fail(self, row: Row, error: str,
                                max_attempts: int | None = None) -> str:
         cap = row["max_attempts"] if max_attempts is None else max_attempts
+        if await self._scalar("SELECT cancel_requested FROM jobs WHERE id = ?", (row["id"],)):
+            await self._exec(  # its host stopped before it saw the cancel: it does not run again
+                "UPDATE jobs SET state = 'cancelled', finished = ?, error = 'cancelled by request',"
+                " lease_until = NULL WHERE id = ?", (clock.now(), row["id"]))
+            return "cancelled"
         if row["attempts"] >= cap:
             await self._exec(
                 "UPDATE jobs SET state = 'failed', finished = ?, error = ?, lease_until = NULL WHERE id = ?",
@@ -297,8 +307,8 @@ class JobsMixin(StoreBase):
             await self._check_room()
             await self._exec(
                 "UPDATE jobs SET state = 'queued', position = ?, attempts = 0, error = NULL,"
-                " started = NULL, finished = NULL, claimed_by = NULL, lease_until = NULL WHERE id = ?",
-                (await self._next_position(), job_id))
+                " started = NULL, finished = NULL, claimed_by = NULL, lease_until = NULL, cancel_requested = 0"
+                " WHERE id = ?", (await self._next_position(), job_id))
             return await self._job(job_id)
 
         return await self._write(op)
@@ -368,7 +378,8 @@ class JobsMixin(StoreBase):
                 result = await self._requeue_or_fail(
                     row, f"interrupted: the daemon stopped while the job was {row['state']}",
                     max_attempts)
-                out["requeued" if result == "queued" else "failed"].append(row["id"])
+                if result != "cancelled":  # a cancel recorded before the stop: it just ends
+                    out["requeued" if result == "queued" else "failed"].append(row["id"])
             return out
 
         return await self._write(op)

@@ -288,7 +288,15 @@ V7 = [
     """,
 ]
 
-MIGRATIONS: list[list[str]] = [V1, V2, V3, V4, V5, V6, V7]
+# --- v8: durable cancel across hosts (issue 21) ------------------------------------------
+#
+# * a cancel of a running job is recorded on its row (1), so the host that runs it finds it at
+#   its next lease renewal even when the notification was lost (claims.py request_cancel).
+V8 = [
+    "ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0",
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2, V3, V4, V5, V6, V7, V8]
 
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -31,8 +31,9 @@ SLOW = "0.05"  # seconds per decode step in the worker: room to cancel mid-run
 
 async def host(daemon_factory: Callable[..., Any], root: Path, name: str, url: str, tiny_model: Path,
                **overrides: Any) -> Any:
+    overrides.setdefault("daemon__lease_s", LEASE)
     return await daemon_factory(daemon__socket=str(root / f"{name}.sock"), daemon__data_dir=str(root / name),
-                                daemon__host=name, daemon__lease_s=LEASE, store__url=url,
+                                daemon__host=name, store__url=url,
                                 store__storage=str(root / "shared"), engine__model=str(tiny_model),
                                 engine__keep_alive=-1, **overrides)
 
@@ -210,7 +211,11 @@ async def test_a_killed_hosts_job_runs_again_on_another_within_the_lease(
         assert j["attempts"] == 2  # B's claim counted, and A's: the job ran once more, once
         assert j["started"] - died < LEASE + 5, "a dead host's job waited past its lease + 5 s"
         assert await library_ids(ca) == [f"{job['id']}-0"]
-        await hosts_seen(ca, {"a": "idle", "b": "gone"})  # B never came back
+        hosts = await hosts_seen(ca, {"a": "idle", "b": "gone"})  # B never came back
+        gone = next(h for h in hosts if h["host"] == "b")
+        assert gone["seen_s"] > LEASE  # its row is older than its lease
+        text = format_status(await ca.call("status"))
+        assert "host     b: gone" in text and "unreachable" in text
 
 
 async def test_a_host_that_loses_its_lease_stops_the_job_and_records_nothing(

@@ -225,3 +225,23 @@ def test_the_service_unit_passes_the_storage_and_may_write_there() -> None:
         assert exec_line.endswith(" --storage /mnt/music"), (mode, exec_line)
         assert "/mnt/music" in [p.lstrip("-") for p in rw_line.split("=", 1)[1].split()], (mode, rw_line)
     assert "--storage" not in render_service(EXAMPLE)  # one box: the unit is as before
+
+
+def test_an_abandoned_style_copy_of_this_host_is_swept_and_no_other(tmp_path: Path) -> None:
+    """A style reaches shared storage as a temporary directory of its host (daemon/jobs/train.py):
+    a crash mid-copy leaves one, which only that host removes, once its process is gone."""
+    from dgx_music.daemon import libfiles
+
+    def copy(host: str, pid: int, age: float) -> Path:
+        d = tmp_path / "styles" / f".mine.dgxtmp-{host}-{pid}-ab12cd34.tmp"
+        d.mkdir(parents=True)
+        (d / "pytorch_lora_weights.safetensors").write_bytes(b"half")
+        t = time.time() - age
+        os.utime(d, (t, t))
+        return d
+
+    mine = copy(host_tag(), _dead_pid(), 2 * HOUR)
+    theirs = copy("another-host", _dead_pid(), 2 * HOUR)
+    (tmp_path / "styles" / "done").mkdir()  # a finished style
+    assert libfiles.sweep_stale_temp(tmp_path) == [mine]
+    assert not mine.exists() and theirs.is_dir() and (tmp_path / "styles" / "done").is_dir()

@@ -54,8 +54,8 @@ async def test_a_dead_hosts_job_goes_back_to_the_queue_once_its_lease_ends(store
     a, b = await add(store, "a"), await add(store, "b")
     job = await store.claim_next_job("dead-host", lease_s=60)
     t0 = clock.now()
-    assert await store.requeue_expired(now=t0 + 30) == {"requeued": [], "failed": []}  # still held
-    assert await store.requeue_expired(now=t0 + 61) == {"requeued": [a["id"]], "failed": []}
+    assert await store.requeue_expired(now=t0 + 30) == {"requeued": [], "failed": [], "cancelled": []}  # still held
+    assert await store.requeue_expired(now=t0 + 61) == {"requeued": [a["id"]], "failed": [], "cancelled": []}
     back = await store.get_job(a["id"])
     assert back["state"] == "queued" and back["attempts"] == 1 and "dead-host" in back["error"]
     assert back["position"] < b["position"]  # its old place, ahead of b
@@ -73,7 +73,7 @@ async def test_a_job_whose_hosts_keep_dying_fails_after_its_attempts(store: Stor
     for attempt in (1, 2):
         assert (await store.claim_next_job(f"h{attempt}", lease_s=1))["attempts"] == attempt
         out = await store.requeue_expired(now=clock.now() + 2)
-    assert out == {"requeued": [], "failed": [job["id"]]}
+    assert out == {"requeued": [], "failed": [job["id"]], "cancelled": []}
     failed = await store.get_job(job["id"])
     assert failed["state"] == "failed" and "gave up after 2 attempts" in failed["error"]
     assert await store.claim_next_job("h3", lease_s=1) is None
@@ -84,20 +84,47 @@ async def test_renewing_keeps_the_job_and_finishing_ends_the_lease(store: Store)
     await store.claim_next_job("h", lease_s=10)
     until = await store.renew_lease(a["id"], "h", lease_s=600)
     assert until > clock.now() + 500
-    assert await store.requeue_expired(now=clock.now() + 20) == {"requeued": [], "failed": []}
+    assert await store.requeue_expired(now=clock.now() + 20) == {"requeued": [], "failed": [], "cancelled": []}
     with pytest.raises(StoreError) as e:  # another host cannot renew what h holds
         await store.renew_lease(a["id"], "intruder", lease_s=10)
     assert e.value.code == "conflict" and "held by h" in str(e.value)
     await store.set_job_state(a["id"], "processing")
     await store.finish_job(a["id"], [track("t/a.flac")])
-    assert await store.requeue_expired(now=clock.now() + 10_000) == {"requeued": [], "failed": []}
+    assert await store.requeue_expired(now=clock.now() + 10_000) == {"requeued": [], "failed": [], "cancelled": []}
     assert (await store.get_job(a["id"]))["state"] == "done"
+
+
+async def test_a_cancel_recorded_on_the_row_reaches_the_running_host_at_its_renewal(store: Store) -> None:
+    # Issue 21: a cancel sent while the running host was not listening is not lost.
+    a = await add(store)
+    await store.claim_next_job("runner", lease_s=30)
+    assert (await store.renew(a["id"], "runner", lease_s=30))["cancel_requested"] is False
+    job = await store.request_cancel(a["id"])
+    assert job["state"] == "running"  # the running host ends it, not the asker
+    assert await store.cancel_requested(a["id"]) is True
+    assert (await store.renew(a["id"], "runner", lease_s=30))["cancel_requested"] is True
+    # Its host died before it saw the cancel: the job ends cancelled, it does not run again.
+    assert await store.requeue_expired(now=clock.now() + 60) == {"requeued": [], "failed": [], "cancelled": [a["id"]]}
+    assert (await store.get_job(a["id"]))["state"] == "cancelled"
+    assert await store.claim_next_job("other", lease_s=30) is None
+    with pytest.raises(StoreError) as e:  # nothing runs any more: nothing to record
+        await store.request_cancel(a["id"])
+    assert e.value.code == "conflict"
+    # An orderly shutdown of the running host ends a job with a cancel on it; it is not queued again.
+    b = await add(store)
+    await store.claim_next_job("runner", lease_s=30)
+    await store.request_cancel(b["id"])
+    assert (await store.release_job(b["id"]))["state"] == "cancelled"
+    # A retried job starts with no cancel on it.
+    await store.retry_job(a["id"])
+    await store.claim_next_job("other", lease_s=30)
+    assert (await store.renew(a["id"], "other", lease_s=30))["cancel_requested"] is False
 
 
 async def test_a_job_run_on_one_box_has_no_lease_to_lose(store: Store) -> None:
     a = await add(store)
     await store.mark_running(a["id"])  # the scheduler's path today
-    assert await store.requeue_expired(now=clock.now() + 10**9) == {"requeued": [], "failed": []}
+    assert await store.requeue_expired(now=clock.now() + 10**9) == {"requeued": [], "failed": [], "cancelled": []}
     assert (await store.get_job(a["id"]))["state"] == "running"
 
 
@@ -149,3 +176,12 @@ async def test_a_host_changes_only_the_jobs_it_holds(store: Store, opener) -> No
         assert [t["id"] for t in done] == [f"{b['id']}-0"]
     finally:
         await other.close()
+
+
+async def test_a_job_with_a_cancel_recorded_ends_cancelled_at_recovery_not_queued(store: Store) -> None:
+    # One box: the daemon crashed between the cancel request and the job's stop.
+    a = await add(store)
+    await store.mark_running(a["id"])
+    await store.request_cancel(a["id"])
+    assert await store.recover() == {"requeued": [], "failed": []}
+    assert (await store.get_job(a["id"]))["state"] == "cancelled"

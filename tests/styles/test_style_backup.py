@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +75,27 @@ def test_a_backup_whose_style_file_is_a_symlink_is_refused_whole(tmp_path: Path)
     with pytest.raises(backup.BackupError, match="symlink"):
         backup.restore(tmp_path / "bk", tmp_path / "restored")
     assert not (tmp_path / "restored" / "styles").exists()
+
+
+def test_store_migrate_and_a_postgresql_backup_carry_styles_under_the_shared_storage(
+        tmp_path: Path, pg_url: str, pg_cluster: Any) -> None:
+    # Issue 21: on shared storage a style's files live under --storage, where every host reads them.
+    from dgx_music.daemon import migrate, pgbackup
+
+    data, shared = tmp_path / "data", tmp_path / "shared"
+    shared.mkdir()
+    weights = make_style(data)
+    report = migrate.migrate(data, pg_url, shared)
+    assert report.rows["styles"] == 1
+    assert (shared / "styles" / "mine" / "pytorch_lora_weights.safetensors").read_bytes() == weights
+    assert not (shared / "styles" / ".work").exists()
+    assert pgbackup.backup_pg(pg_url, tmp_path / "bk", storage=shared).styles == 1
+    assert (tmp_path / "bk" / "styles" / "mine" / "pytorch_lora_weights.safetensors").read_bytes() == weights
+    other = pg_cluster.new_schema()
+    try:  # into an empty schema and another storage directory: the files come back beside the row
+        again = tmp_path / "again"
+        again.mkdir()
+        assert pgbackup.restore_pg(tmp_path / "bk", pg_cluster.url(schema=other), storage=again).styles == 1
+        assert (again / "styles" / "mine" / "pytorch_lora_weights.safetensors").read_bytes() == weights
+    finally:
+        pg_cluster.drop_schema(other)

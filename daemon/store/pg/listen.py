@@ -2,10 +2,12 @@
 
 Every daemon LISTENs on one channel per schema (channel names are database-wide, and
 two queues may share a database in different schemas) on a connection of its own,
-and NOTIFYs on it through its store's connection.  Payloads are short JSON texts
+and NOTIFYs on it through its store's connection (named "dgx-music listen <host>" in
+pg_stat_activity's application_name).  Payloads are short JSON texts
 (PostgreSQL refuses more than 8000 bytes: callers send ids for big things).  A lost
 listening connection is opened again; what was sent meanwhile is missed, which the
-daemon covers by polling the queue (daemon/hosts.py).
+daemon covers by polling the queue and, once listening again (``on_reconnect``), by
+reading what it must not miss from the rows (a cancel: daemon/hosts.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import asyncio
 import hashlib
 import logging
 from typing import Any, Callable
+
+from dgx_music.daemon import failpoints
 
 from ..errors import StoreError
 from .conn import redact
@@ -48,12 +52,16 @@ async def notify(store: Any, channel: str, payload: str) -> None:
 
 class Listener:
     """LISTEN on ``channel`` at ``url``, calling ``on_payload(text)`` for each notification
-    (on the event loop); reconnects with backoff when the connection is lost."""
+    (on the event loop); reconnects with backoff when the connection is lost, then calls
+    ``on_reconnect()``."""
 
-    def __init__(self, url: str, channel: str, on_payload: Callable[[str], None]) -> None:
+    def __init__(self, url: str, channel: str, on_payload: Callable[[str], None], *, name: str = "",
+                 on_reconnect: Callable[[], None] | None = None) -> None:
         self.url = url
         self.channel = channel
         self.on_payload = on_payload
+        self.on_reconnect = on_reconnect
+        self.app_name = f"dgx-music listen {name}".strip()[:63]
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
@@ -65,7 +73,8 @@ class Listener:
 
     async def _connect(self) -> None:
         try:
-            conn = await asyncpg.connect(self.url, timeout=10.0)
+            conn = await asyncpg.connect(self.url, timeout=10.0,
+                                         server_settings={"application_name": self.app_name})
             await conn.add_listener(self.channel, self._received)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError("unavailable", f"cannot listen at {redact(self.url)}: {exc}") from None
@@ -86,9 +95,15 @@ class Listener:
                 delay = 0.5
                 continue
             self.connected.clear()
+            if failpoints.active("relisten_never"):
+                continue
+            if failpoints.active("relisten_slow"):
+                await asyncio.sleep(failpoints.RELISTEN_SLOW_S)
             try:
                 await self._connect()
                 log.info("listening for the other hosts' events again")
+                if self.on_reconnect is not None:
+                    self.on_reconnect()
             except StoreError as exc:
                 log.warning("%s; trying again in %.0f s", exc, delay)
                 await asyncio.sleep(delay)

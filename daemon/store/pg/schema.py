@@ -13,6 +13,7 @@ configuration ``dgx`` (``simple`` with accents folded by ``unaccent``, like SQLi
 rewritten by a trigger on track_tags, so no code path can forget the index.
 v2 adds ``hosts``: one row per daemon sharing the queue (its model, state, running job,
 last heartbeat), which ``status`` lists.
+v3 adds ``jobs.cancel_requested`` (durable cancel across hosts) and ``hosts.lease_s``.
 """
 
 from __future__ import annotations
@@ -195,6 +196,14 @@ V2 = [
     """,
 ]
 
-MIGRATIONS: list[list[str]] = [V1, V2]
+#: v3: a cancel of a running job is recorded on its row (SQLite's v8), so the host running it
+#: finds it at its next lease renewal when the notification was lost; each host's lease, so
+#: `status` can call a host gone once its row is older than its own lease.
+V3 = [
+    "ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE hosts ADD COLUMN lease_s DOUBLE PRECISION",
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2, V3]
 
 LATEST_VERSION = len(MIGRATIONS)
