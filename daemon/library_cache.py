@@ -6,9 +6,9 @@ their exact normalised parameters.  Both are LRU and bounded in entries and in (
 
 The cache is *only* read when the store raises StoreError("unavailable"): while the database is up
 every read goes to it, so a deleted track is never served from here.  Library events (local or
-relayed from the other hosts) keep it honest for the next outage: a deleted track's row goes, an
-updated one is replaced, and any change drops the cached pages (a page's membership and order may
-have changed, and a page is cheap to read again).
+relayed from the other hosts) keep it honest for the next outage: a deleted track leaves its row
+and every cached page, an edited one is replaced everywhere, and a new one is remembered by id (its
+audio can be fetched) but not added to pages, which stay what this host last saw.
 
 A fallback answer carries ``stale: true`` and ``stale_since`` (Unix time the database was last
 reached), so clients can say they are showing what this host last saw.
@@ -62,6 +62,21 @@ class _Lru:
         self._items[key] = (value, size)
         self.bytes += size
         while len(self._items) > self.max_entries or self.bytes > self.max_bytes:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self.bytes -= dropped
+
+    def peek(self, key: str) -> Any:
+        """The value without making it the most recently used."""
+        return self._items[key][0]
+
+    def keys(self) -> list[str]:
+        return list(self._items)
+
+    def replace(self, key: str, value: Any, size: int) -> None:
+        """Change an entry in place (its place in the LRU order stays)."""
+        self.bytes += size - self._items[key][1]
+        self._items[key] = (value, size)
+        while self.bytes > self.max_bytes and self._items:
             _, (_, dropped) = self._items.popitem(last=False)
             self.bytes -= dropped
 
@@ -126,21 +141,38 @@ class LibraryCache:
 
     def on_event(self, name: str, data: dict[str, Any]) -> None:
         """An EventHub listener: library changes from this host or relayed from another."""
-        if not name.startswith("track."):
-            return
         if name == "track.deleted":
             tid = str(data.get("id"))
             self.rows.pop(tid)
             self._full.discard(tid)
-            self.pages.clear()
-        elif name in ("track.added", "track.updated"):
-            if "id" in data and data.get("id") in self.rows:
-                tid = str(data["id"])
-                if "peaks" in data or tid not in self._full:
-                    self._put_row(dict(data), full="peaks" in data)
-                else:  # keep the cached peaks (they do not change on an edit), take the rest
-                    self._put_row({**self.rows.get(tid), **data}, full=True)
-            self.pages.clear()
+            self._edit_pages(tid, None)
+        elif name in ("track.added", "track.updated") and "id" in data:
+            tid = str(data["id"])
+            row = {k: v for k, v in data.items() if k not in ("stale", "stale_since")}
+            if "peaks" not in row and tid in self._full:  # peaks do not change on an edit: keep them
+                row = {**self.rows.get(tid), **row}
+            self._put_row(row, full="peaks" in row)
+            self._evicted()
+            if name == "track.updated":
+                self._edit_pages(tid, {k: v for k, v in row.items() if k != "peaks"})
+
+    def _edit_pages(self, tid: str, row: dict[str, Any] | None) -> None:
+        """Replace (or, with None, remove) track ``tid`` in every cached page.
+
+        A new track is not added to pages: a page stays what this host last saw, and an answer
+        from it says so (stale).  A deleted one must not be offered, an edited one shows its edit."""
+        for key in self.pages.keys():
+            page = self.pages.peek(key)
+            tracks = page.get("tracks") or []
+            if not any(str(t.get("id")) == tid for t in tracks):
+                continue
+            if row is None:
+                kept = [t for t in tracks if str(t.get("id")) != tid]
+                total = page.get("total")
+                page = {**page, "tracks": kept, "total": total - 1 if isinstance(total, int) and total else total}
+            else:
+                page = {**page, "tracks": [row if str(t.get("id")) == tid else t for t in tracks]}
+            self.pages.replace(key, page, _size(page))
 
     def clear(self) -> None:
         self.rows.clear()

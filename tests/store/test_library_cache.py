@@ -52,19 +52,19 @@ def test_page_keys_are_the_exact_normalised_parameters() -> None:
     assert page_key({"search": "rain", "limit": 5}) != page_key({"search": "rain", "limit": 6})
 
 
-def test_events_drop_deleted_tracks_replace_updated_ones_and_clear_pages() -> None:
+def test_events_drop_deleted_tracks_everywhere_and_show_edits() -> None:
     c = LibraryCache()
     c.remember_track(_t(1, peaks=[[0, 1]]))
     c.remember_page("k", {"tracks": [_t(1), _t(2)], "next_cursor": None, "total": 2})
     c.on_event("track.updated", _t(1, title="renamed"))
     row = c.track("t1")
     assert row is not None and row["title"] == "renamed" and row["peaks"] == [[0, 1]]
-    assert c.page("k") is None  # its membership or order may have changed
-    c.remember_page("k", {"tracks": [_t(1), _t(2)], "next_cursor": None, "total": 2})
-    c.on_event("track.added", _t(3))
-    assert c.page("k") is None
+    assert [t["title"] for t in c.page("k")["tracks"]] == ["renamed", "song 2"]
+    c.on_event("track.added", _t(3))  # remembered by id (its audio), pages stay what was seen
+    assert c.track("t3", full=False) is not None and len(c.page("k")["tracks"]) == 2
     c.on_event("track.deleted", {"id": "t2"})
     assert c.track("t2", full=False) is None
+    assert [t["id"] for t in c.page("k")["tracks"]] == ["t1"] and c.page("k")["total"] == 1
     c.on_event("job.finished", {"id": 1})  # not a library event: nothing happens
     assert c.track("t1") is not None
 
@@ -154,7 +154,8 @@ async def test_a_deleted_track_is_not_served_in_the_next_outage(ctx: Context) ->
     await store.delete_track(tid)
     ctx.daemon.library_cache.on_event("track.deleted", {"id": tid})  # as the daemon's EventHub passes it on
     ctx.daemon.store.away = True
-    for method, params in (("track.get", {"id": tid}), ("track.list", {})):
-        with pytest.raises(HandlerError) as exc:
-            await _call(ctx, method, params)
-        assert exc.value.code == protocol.STORE_UNAVAILABLE
+    with pytest.raises(HandlerError) as exc:
+        await _call(ctx, "track.get", {"id": tid})
+    assert exc.value.code == protocol.STORE_UNAVAILABLE
+    page = await _call(ctx, "track.list", {})  # the page this host saw, without the deleted track
+    assert page["stale"] is True and page["tracks"] == [] and page["total"] == 0
