@@ -13,7 +13,9 @@ from dgx_music.common import protocol
 from dgx_music.daemon import handlers, libfiles
 from dgx_music.daemon.handlers import Context, HandlerError, map_error
 from dgx_music.daemon.library_cache import LibraryCache, page_key
-from dgx_music.daemon.store import Store, StoreError
+from dgx_music.daemon.store import Store
+
+from tests.outage import AwayStore
 
 from .conftest import make_job
 
@@ -69,33 +71,12 @@ def test_events_drop_deleted_tracks_everywhere_and_show_edits() -> None:
     assert c.track("t1") is not None
 
 
-class _Switch:
-    """A real store whose server can be 'away': every call then raises StoreError("unavailable")."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.away = False
-        self.last_reached = 1_700_000_000.0
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.store, name)
-        if not callable(attr):
-            return attr
-
-        async def call(*a: Any, **kw: Any) -> Any:
-            if self.away:
-                raise StoreError("unavailable", "lost the database postgresql://db/dgx: connection refused")
-            return await attr(*a, **kw)
-
-        return call
-
-
 @pytest.fixture
 async def ctx(tmp_path: Path):
     store = await Store.open(tmp_path / "dgx.sqlite", synchronous="NORMAL")
     handlers.load_all()
     cache = LibraryCache()
-    daemon = SimpleNamespace(store=_Switch(store), library_cache=cache, storage=libfiles.Storage(tmp_path))
+    daemon = SimpleNamespace(store=AwayStore(store), library_cache=cache, storage=libfiles.Storage(tmp_path))
     yield Context(daemon)  # type: ignore[arg-type]
     await store.close()
 
