@@ -69,6 +69,9 @@ class _Lru:
         """The value without making it the most recently used."""
         return self._items[key][0]
 
+    def size_of(self, key: str) -> int:
+        return self._items[key][1]
+
     def keys(self) -> list[str]:
         return list(self._items)
 
@@ -113,11 +116,11 @@ class LibraryCache:
 
     # ------------------------------------------------------------ filling
 
-    def _put_row(self, track: dict[str, Any], *, full: bool) -> None:
+    def _put_row(self, track: dict[str, Any], *, full: bool, size: int | None = None) -> None:
         tid = str(track.get("id"))
         if not full and tid in self._full and tid in self.rows:
             return  # a list row (no peaks) does not replace the full row of track.get
-        self.rows.put(tid, track, _size(track))
+        self.rows.put(tid, track, _size(track) if size is None else size)
         (self._full.add if full else self._full.discard)(tid)
 
     def _evicted(self) -> None:
@@ -131,9 +134,12 @@ class LibraryCache:
 
     def remember_page(self, key: str, page: dict[str, Any]) -> None:
         page = {**page, "tracks": [dict(t) for t in page.get("tracks") or []]}
-        self.pages.put(key, page, _size(page))
-        for t in page["tracks"]:
-            self._put_row(dict(t), full=False)
+        sizes = [_size(t) for t in page["tracks"]]  # each row measured once, for the page and the row
+        # With the ids it holds, so an event finds the pages to edit without walking their rows.
+        self.pages.put(key, (page, {str(t.get("id")) for t in page["tracks"]}),
+                       sum(sizes) + _size({k: v for k, v in page.items() if k != "tracks"}))
+        for t, size in zip(page["tracks"], sizes):
+            self._put_row(dict(t), full=False, size=size)
         self._evicted()
         self.last_ok = self._clock()
 
@@ -160,19 +166,23 @@ class LibraryCache:
         """Replace (or, with None, remove) track ``tid`` in every cached page.
 
         A new track is not added to pages: a page stays what this host last saw, and an answer
-        from it says so (stale).  A deleted one must not be offered, an edited one shows its edit."""
+        from it says so (stale).  A deleted one must not be offered, an edited one shows its edit.
+        Sizes change by the row's own size (never re-measuring whole pages: this runs on the loop)."""
+        new_size = _size(row) if row is not None else 0
         for key in self.pages.keys():
-            page = self.pages.peek(key)
-            tracks = page.get("tracks") or []
-            if not any(str(t.get("id")) == tid for t in tracks):
+            page, ids = self.pages.peek(key)
+            if tid not in ids:
                 continue
+            tracks = page["tracks"]
+            old = next(t for t in tracks if str(t.get("id")) == tid)
             if row is None:
-                kept = [t for t in tracks if str(t.get("id")) != tid]
                 total = page.get("total")
-                page = {**page, "tracks": kept, "total": total - 1 if isinstance(total, int) and total else total}
+                page = {**page, "tracks": [t for t in tracks if t is not old],
+                        "total": total - 1 if isinstance(total, int) and total else total}
+                ids = ids - {tid}
             else:
-                page = {**page, "tracks": [row if str(t.get("id")) == tid else t for t in tracks]}
-            self.pages.replace(key, page, _size(page))
+                page = {**page, "tracks": [row if t is old else t for t in tracks]}
+            self.pages.replace(key, (page, ids), self.pages.size_of(key) + new_size - _size(old))
 
     def clear(self) -> None:
         self.rows.clear()
@@ -192,9 +202,10 @@ class LibraryCache:
         return dict(self.rows.get(track_id))
 
     def page(self, key: str) -> dict[str, Any] | None:
-        p = self.pages.get(key)
-        if p is None:
+        entry = self.pages.get(key)
+        if entry is None:
             return None
+        p = entry[0]
         return {**p, "tracks": [dict(t) for t in p.get("tracks") or []]}
 
     async def get_track(self, read: Callable[[], Awaitable[dict[str, Any]]], track_id: str, *,

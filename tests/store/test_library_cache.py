@@ -41,7 +41,8 @@ def test_pages_and_rows_are_bounded_in_bytes() -> None:
     assert 0 < c.rows.bytes <= 10_000 and len(c.rows) < 100
     assert c.track("t99") is not None and c.track("t0") is None
     for i in range(100):
-        c.remember_page(page_key({"search": f"q{i}"}), {"tracks": [_t(i)], "next_cursor": None, "total": 1})
+        c.remember_page(page_key({"search": f"q{i}"}), {"tracks": [_t(i, notes="n" * 300)], "next_cursor": None,
+                                                        "total": 1})
     assert 0 < c.pages.bytes <= 10_000 and len(c.pages) < 100
     assert c.page(page_key({"search": "q99"})) is not None and c.page(page_key({"search": "q0"})) is None
     huge = {"tracks": [_t(0, notes="x" * 20_000)], "next_cursor": None, "total": 1}
