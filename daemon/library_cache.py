@@ -155,7 +155,7 @@ class LibraryCache:
         elif name in ("track.added", "track.updated") and "id" in data:
             tid = str(data["id"])
             row = {k: v for k, v in data.items() if k not in ("stale", "stale_since")}
-            if "peaks" not in row and tid in self._full:  # peaks do not change on an edit: keep them
+            if "peaks" not in row and tid in self._full and tid in self.rows:  # an edit keeps the peaks
                 row = {**self.rows.get(tid), **row}
             self._put_row(row, full="peaks" in row)
             self._evicted()

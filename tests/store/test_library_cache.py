@@ -141,3 +141,11 @@ async def test_a_deleted_track_is_not_served_in_the_next_outage(ctx: Context) ->
     assert exc.value.code == protocol.STORE_UNAVAILABLE
     page = await _call(ctx, "track.list", {})  # the page this host saw, without the deleted track
     assert page["stale"] is True and page["tracks"] == [] and page["total"] == 0
+
+
+def test_an_edit_of_an_evicted_track_is_remembered_without_its_old_row() -> None:
+    c = LibraryCache(max_rows=2)
+    c.remember_track(_t(1, peaks=[[0, 1]]))
+    c.remember_page("k", {"tracks": [_t(2), _t(3)], "next_cursor": None, "total": 2})  # t1 evicted
+    c.on_event("track.updated", _t(1, title="renamed"))
+    assert c.track("t1") is None and c.track("t1", full=False)["title"] == "renamed"
