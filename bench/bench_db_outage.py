@@ -1,7 +1,8 @@
 """Losing the database (issue 21): two hosts on one PostgreSQL, the server stopped for 30 s.
 
 Two daemon processes share a throwaway PostgreSQL cluster (tests/pgcluster.py) and one storage
-directory; jobs are queued, then the server is stopped (`pg_ctl -m immediate`, as a crash or a
+directory; one job makes three tracks, which each host lists, searches, shows and plays, and one of
+which is then deleted on h1 (h0 hears of it by NOTIFY); jobs are queued, then the server is stopped (`pg_ctl -m immediate`, as a crash or a
 lost network would) for `--outage` seconds and started again on the same data. Meanwhile every
 `--probe` seconds each host is asked reads and a write (`job.submit`), and each answer is counted
 by its kind: ok, stale (a library read answered from what that host saw before the outage:
@@ -17,6 +18,7 @@ every job queued before the outage ends done exactly once with its tracks, none 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import shutil
@@ -32,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chaos_harness import Daemon, call  # noqa: E402
 from chaos_hosts import _cluster, _drained  # noqa: E402
 
+from dgx_music.common.client import Client  # noqa: E402
 from dgx_music.common.protocol import RemoteError  # noqa: E402
 
 LEASE = 5.0
@@ -51,6 +54,25 @@ def _answer(sock: Path, method: str, params: dict[str, Any] | None = None) -> tu
 #: The library reads each host makes before the outage (and is asked again during it), and one it never made.
 SEEN = {"track.list": {"limit": 5}, "search": {"search": "lighthouse", "limit": 5}}
 NEVER = {"search": "a query no host ever made", "limit": 5}
+
+
+async def _delete_seen_elsewhere(deleter: Path, watcher: Path, track_id: str, timeout: float = 30.0) -> bool:
+    """Delete ``track_id`` on one host and wait until the other host publishes its track.deleted
+    (relayed over NOTIFY): the event that drops it from that host's read cache."""
+    async with await Client.connect(watcher) as c:
+        await c.subscribe("track")
+        await asyncio.to_thread(call, deleter, "track.delete", {"id": track_id})
+
+        async def seen() -> bool:
+            async for ev in c.events():
+                if ev.name == "track.deleted" and ev.data.get("id") == track_id:
+                    return True
+            return False
+
+        try:
+            return await asyncio.wait_for(seen(), timeout)
+        except TimeoutError:
+            return False
 
 
 def _ids(r: Any) -> list[str]:
@@ -101,11 +123,18 @@ def run(outage: float, jobs: int, probe: float, seed: int) -> dict[str, Any]:
             h.root.mkdir()
             h.start()
         # A library to browse: one job's tracks, then every host lists, searches and shows them.
-        first = call(hosts[0].socket, "job.submit", {"prompt": "outage lighthouse", "duration": 1.0, "count": 2})
+        first = call(hosts[0].socket, "job.submit", {"prompt": "outage lighthouse", "duration": 1.0, "count": 3})
         _drained(hosts[0], 300)
-        track_id = call(hosts[0].socket, "job.get", {"id": first["id"]})["track_ids"][0]
+        track_id, *others = sorted(call(hosts[0].socket, "job.get", {"id": first["id"]})["track_ids"])
         seen = {h.root.name: {k: _ids(r) for k, (code, r) in _reads(h.socket, track_id, never=False).items()
                               if code == "ok"} for h in hosts}
+        # One of the tracks both hosts listed is deleted on h1: h0 learns it by h1's event (NOTIFY)
+        # and must not offer it during the outage; what each host is expected to show loses it.
+        gone = others[-1]
+        deleted_seen = asyncio.run(_delete_seen_elsewhere(hosts[1].socket, hosts[0].socket, gone))
+        for reads in seen.values():
+            for name, ids in reads.items():
+                reads[name] = [i for i in ids if i != gone]
         queued = {first["id"]: 2}
         for _ in range(jobs):
             j = call(rng.choice(hosts).socket, "job.submit",
@@ -156,7 +185,7 @@ def run(outage: float, jobs: int, probe: float, seed: int) -> dict[str, Any]:
                 lost.append(f"job {job_id}: {job['state']} with {len(job['track_ids'])} of {count} tracks "
                             f"({job.get('error')})")
         alive = [h.root.name for h in hosts if h.alive()]
-        return {"outage_s": outage, "jobs_before": len(queued), "seen_before": seen, "answers_during_outage":
+        return {"outage_s": outage, "jobs_before": len(queued), "seen_before": seen, "deleted": gone, "delete_relayed": deleted_seen, "answers_during_outage":
                 {k: dict(v) for k, v in answers.items()}, "stale_but_wrong": wrong, "reads_after": after,
                 "first_write_after_s": recovered,
                 "drained": drained, "daemons_alive": alive, "lost": lost}
