@@ -1,9 +1,10 @@
 """Losing the database (issue 21): two hosts on one PostgreSQL, the server stopped for 30 s.
 
 Two daemon processes share a throwaway PostgreSQL cluster (tests/pgcluster.py) and one storage
-directory; one job makes three tracks, which each host lists, searches, shows and plays, and one of
-which is then deleted on h1 (h0 hears of it by NOTIFY); jobs are queued, then the server is stopped (`pg_ctl -m immediate`, as a crash or a
-lost network would) for `--outage` seconds and started again on the same data. Meanwhile every
+directory; one job makes three tracks, which each host lists, searches, shows and plays, and one
+of which is then deleted on h1 (h0 hears of it by NOTIFY); jobs are queued, then the server is
+stopped (`pg_ctl -m immediate`, as a crash or a lost network would) for `--outage` seconds and
+started again on the same data. Meanwhile every
 `--probe` seconds each host is asked reads and a write (`job.submit`), and each answer is counted
 by its kind: ok, stale (a library read answered from what that host saw before the outage:
 `track.list`, a search, `track.get`, `track.audio`, each checked against what it saw),
