@@ -1,11 +1,15 @@
 """Losing the database (issue 21): two hosts on one PostgreSQL, the server stopped for 30 s.
 
 Two daemon processes share a throwaway PostgreSQL cluster (tests/pgcluster.py) and one storage
-directory; jobs are queued, then the server is stopped (`pg_ctl -m immediate`, as a crash or a
-lost network would) for `--outage` seconds and started again on the same data. Meanwhile every
-`--probe` seconds each host is asked a read (`status`, `track.list`) and a write (`job.submit`),
-and each answer is counted by its kind: ok, `store_unavailable` (the refusal the issue asks
-for), or anything else (a finding: `internal` above all). After the server is back it measures
+directory; one job makes three tracks, which each host lists, searches, shows and plays, and one
+of which is then deleted on h1 (h0 hears of it by NOTIFY); jobs are queued, then the server is
+stopped (`pg_ctl -m immediate`, as a crash or a lost network would) for `--outage` seconds and
+started again on the same data. Meanwhile every
+`--probe` seconds each host is asked reads and a write (`job.submit`), and each answer is counted
+by its kind: ok, stale (a library read answered from what that host saw before the outage:
+`track.list`, a search, `track.get`, `track.audio`, each checked against what it saw),
+`store_unavailable` (the refusal the issue asks for: writes, and a search no host made before), or
+anything else (a finding: `internal` above all). After the server is back it measures
 how long until each host takes a write again by itself, then drains the queue and audits:
 every job queued before the outage ends done exactly once with its tracks, none lost.
 
@@ -15,6 +19,7 @@ every job queued before the outage ends done exactly once with its tracks, none 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import shutil
@@ -30,19 +35,60 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chaos_harness import Daemon, call  # noqa: E402
 from chaos_hosts import _cluster, _drained  # noqa: E402
 
+from dgx_music.common.client import Client  # noqa: E402
 from dgx_music.common.protocol import RemoteError  # noqa: E402
 
 LEASE = 5.0
 
 
-def _answer(sock: Path, method: str, params: dict[str, Any] | None = None) -> str:
+def _answer(sock: Path, method: str, params: dict[str, Any] | None = None) -> tuple[str, Any]:
+    """("ok" or "stale" with the result, or the error code with None)."""
     try:
-        call(sock, method, params or {}, timeout=15.0)
-        return "ok"
+        r = call(sock, method, params or {}, timeout=15.0)
+        return ("stale" if isinstance(r, dict) and r.get("stale") else "ok"), r
     except RemoteError as exc:
-        return exc.code
+        return exc.code, None
     except Exception as exc:  # no answer at all: the daemon itself is in trouble
-        return f"no answer ({type(exc).__name__})"
+        return f"no answer ({type(exc).__name__})", None
+
+
+#: The library reads each host makes before the outage (and is asked again during it), and one it never made.
+SEEN = {"track.list": {"limit": 5}, "search": {"search": "lighthouse", "limit": 5}}
+NEVER = {"search": "a query no host ever made", "limit": 5}
+
+
+async def _delete_seen_elsewhere(deleter: Path, watcher: Path, track_id: str, timeout: float = 30.0) -> bool:
+    """Delete ``track_id`` on one host and wait until the other host publishes its track.deleted
+    (relayed over NOTIFY): the event that drops it from that host's read cache."""
+    async with await Client.connect(watcher) as c:
+        await c.subscribe("track")
+        await asyncio.to_thread(call, deleter, "track.delete", {"id": track_id})
+
+        async def seen() -> bool:
+            async for ev in c.events():
+                if ev.name == "track.deleted" and ev.data.get("id") == track_id:
+                    return True
+            return False
+
+        try:
+            return await asyncio.wait_for(seen(), timeout)
+        except TimeoutError:
+            return False
+
+
+def _ids(r: Any) -> list[str]:
+    return sorted(t["id"] for t in r["tracks"]) if "tracks" in r else [r["id"]]
+
+
+def _reads(sock: Path, track_id: str, *, never: bool = True) -> dict[str, tuple[str, Any]]:
+    """The library reads a host serves: list, search, show, audio (first chunk), and (``never``)
+    the search no host makes before the outage."""
+    out = {name: _answer(sock, "track.list", params) for name, params in SEEN.items()}
+    out["track.get"] = _answer(sock, "track.get", {"id": track_id})
+    out["track.audio"] = _answer(sock, "track.audio", {"id": track_id, "size": 4096})
+    if never:
+        out["never_seen"] = _answer(sock, "track.list", NEVER)
+    return out
 
 
 def _pg_ctl(cluster: Any, *args: str) -> None:
@@ -77,20 +123,40 @@ def run(outage: float, jobs: int, probe: float, seed: int) -> dict[str, Any]:
         for h in hosts:
             h.root.mkdir()
             h.start()
-        queued = {}
+        # A library to browse: one job's tracks, then every host lists, searches and shows them.
+        first = call(hosts[0].socket, "job.submit", {"prompt": "outage lighthouse", "duration": 1.0, "count": 3})
+        _drained(hosts[0], 300)
+        track_id, *others = sorted(call(hosts[0].socket, "job.get", {"id": first["id"]})["track_ids"])
+        seen = {h.root.name: {k: _ids(r) for k, (code, r) in _reads(h.socket, track_id, never=False).items()
+                              if code == "ok"} for h in hosts}
+        # One of the tracks both hosts listed is deleted on h1: h0 learns it by h1's event (NOTIFY)
+        # and must not offer it during the outage; what each host is expected to show loses it.
+        gone = others[-1]
+        deleted_seen = asyncio.run(_delete_seen_elsewhere(hosts[1].socket, hosts[0].socket, gone))
+        for reads in seen.values():
+            for name, ids in reads.items():
+                reads[name] = [i for i in ids if i != gone]
+        queued = {first["id"]: 2}
         for _ in range(jobs):
             j = call(rng.choice(hosts).socket, "job.submit",
                      {"prompt": f"outage {rng.randrange(10**6)}", "duration": 1.0, "count": rng.choice([1, 2])})
             queued[j["id"]] = j["count"]
-        answers: dict[str, Counter[str]] = {"status": Counter(), "track.list": Counter(), "job.submit": Counter()}
+        answers: dict[str, Counter[str]] = {k: Counter() for k in ("status", *SEEN, "track.get", "track.audio",
+                                                                    "never_seen", "job.submit")}
+        wrong: list[str] = []  # a stale answer that is not what the host saw before
         _pg_ctl(cluster, "-m", "immediate", "stop")
         down = time.monotonic()
         while time.monotonic() - down < outage:
             for h in hosts:
-                answers["status"][_answer(h.socket, "status")] += 1
-                answers["track.list"][_answer(h.socket, "track.list", {"limit": 5})] += 1
+                answers["status"][_answer(h.socket, "status")[0]] += 1
+                for name, (code, r) in _reads(h.socket, track_id).items():
+                    answers[name][code] += 1
+                    if code == "stale" and _ids(r) != seen[h.root.name].get(name):
+                        wrong.append(f"{h.root.name} {name}: {_ids(r)}, saw {seen[h.root.name].get(name)}")
+                    if code == "stale" and not r.get("stale_since"):
+                        wrong.append(f"{h.root.name} {name}: stale without stale_since")
                 answers["job.submit"][_answer(h.socket, "job.submit", {"prompt": "during the outage",
-                                                                       "duration": 0.5})] += 1
+                                                                       "duration": 0.5})[0]] += 1
             time.sleep(probe)
         _pg_ctl(cluster, "-o", safe, "-l", str(cluster.root / "log"), "-w", "start")
         back = time.monotonic()
@@ -107,6 +173,7 @@ def run(outage: float, jobs: int, probe: float, seed: int) -> dict[str, Any]:
                 except Exception:
                     time.sleep(0.2)
             recovered[h.root.name] = None if took is None else round(took, 2)
+        after = {h.root.name: {k: code for k, (code, _r) in _reads(h.socket, track_id).items()} for h in hosts}
         drained = all(_drained(h, 300) for h in hosts)
         lost: list[str] = []
         for job_id, count in {**queued, **late}.items():
@@ -119,8 +186,9 @@ def run(outage: float, jobs: int, probe: float, seed: int) -> dict[str, Any]:
                 lost.append(f"job {job_id}: {job['state']} with {len(job['track_ids'])} of {count} tracks "
                             f"({job.get('error')})")
         alive = [h.root.name for h in hosts if h.alive()]
-        return {"outage_s": outage, "jobs_before": len(queued), "answers_during_outage":
-                {k: dict(v) for k, v in answers.items()}, "first_write_after_s": recovered,
+        return {"outage_s": outage, "jobs_before": len(queued), "seen_before": seen, "deleted": gone, "delete_relayed": deleted_seen, "answers_during_outage":
+                {k: dict(v) for k, v in answers.items()}, "stale_but_wrong": wrong, "reads_after": after,
+                "first_write_after_s": recovered,
                 "drained": drained, "daemons_alive": alive, "lost": lost}
     finally:
         for h in hosts:
@@ -146,8 +214,8 @@ def main() -> int:
         for k, v in r.items():
             print(f"{k}: {v}")
     bad = [code for counts in r.get("answers_during_outage", {}).values() for code in counts
-           if code not in ("ok", "store_unavailable")]
-    return 1 if r.get("lost") or bad or not r.get("drained", True) else 0
+           if code not in ("ok", "stale", "store_unavailable")]
+    return 1 if r.get("lost") or bad or r.get("stale_but_wrong") or not r.get("drained", True) else 0
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 from dgx_music.common.client import Client, DaemonUnavailable, RequestTimeout, UnsafeSocket
 from dgx_music.common.config import ConfigError, Settings, load_settings
 from dgx_music.common.fmt import duration as human_duration, nbytes as human_bytes  # noqa: F401
+from dgx_music.common.fmt import stale_note
 from dgx_music.common.protocol import RemoteError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -63,7 +64,17 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+def warn_stale(data: Any) -> None:
+    """One line on stderr when the daemon answered from its cache (its database is away): stdout,
+    --json included, stays exactly the reply, whose `stale` field says the same."""
+    note = stale_note(data)
+    if note:
+        print(f"warning: {note} (its database cannot be reached; changes are refused until it is back)",
+              file=sys.stderr)
+
+
 def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str | None]) -> None:
+    warn_stale(data)
     if getattr(args, "json", False):
         print_json(data)
     else:

@@ -193,6 +193,8 @@ async def show(client: Client, args: argparse.Namespace) -> int:
     t = await client.call("track.get", {"id": args.id}, timeout=args.timeout)
     if args.json:
         emit(args, t, format_track)  # exactly what track.get answers, `file` included
+    elif t.get("stale"):  # the database is away: the row the daemon last saw, without its lineage
+        emit(args, t, format_track)
     else:
         lineage = await client.call("track.lineage", {"id": args.id}, timeout=args.timeout)
         emit(args, t, lambda t: format_track(t) + format_lineage(lineage))

@@ -49,3 +49,15 @@ def with_article(word: str) -> str:
     (quotes and brackets skipped), so no message says "a ace-step job"."""
     first = word.lstrip("'\"([`").lower()[:1]
     return f"{'an' if first and first in 'aeiou' else 'a'} {word}"
+
+
+def stale_note(reply: Any) -> str | None:
+    """The one line a client shows for a reply the daemon answered from its cache while its database
+    was away (`stale: true`, issue 21); None for a fresh reply."""
+    if not isinstance(reply, dict) or not reply.get("stale"):
+        return None
+    import time
+
+    since = reply.get("stale_since")
+    when = time.strftime("%H:%M", time.localtime(float(since))) if isinstance(since, (int, float)) else "its last read"
+    return f"database away — showing what this host last saw at {when}"

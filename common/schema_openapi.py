@@ -81,6 +81,9 @@ class Track(msgspec.Struct, kw_only=True):
     req_time_signature: int | None = None
     midi_path: str | None = None  # its MIDI transcription (`dgx-music midi`), relative to the data dir
     peaks: list[list[float]] | None = None
+    # While the database is away (store_unavailable otherwise): the row this host last read, marked so.
+    stale: bool = False
+    stale_since: float | None = None  # Unix time the database was last reached
 
 
 class JobList(msgspec.Struct):
@@ -88,9 +91,14 @@ class JobList(msgspec.Struct):
 
 
 class TrackPage(msgspec.Struct):
+    """One page of track.list. `stale`: the database is away and this is the same page as this host
+    last read (`stale_since`: Unix time the database was last reached); absent on a fresh answer."""
+
     tracks: list[Track]
     next_cursor: str | None = None
     total: int | None = None  # all matches, on the first page
+    stale: bool = False
+    stale_since: float | None = None
 
 
 # ---------------------------------------------------------------------------------- other request bodies

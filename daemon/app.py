@@ -24,6 +24,7 @@ from dgx_music.common.config import Settings
 from dgx_music.daemon import handlers, libfiles
 from dgx_music.daemon.datalock import DataDirLock, DataDirLocked
 from dgx_music.daemon.events import EventHub
+from dgx_music.daemon.library_cache import LibraryCache
 from dgx_music.daemon.server import Server, StartupError
 
 log = logging.getLogger("dgx_music.daemon")
@@ -35,6 +36,10 @@ class Daemon:
         self.data_dir: Path = settings.data_dir  # local state: the database, the lock
         self.storage = libfiles.Storage.from_settings(settings)  # the audio: track paths are relative to it
         self.events = EventHub()
+        # Library reads answered from what this host last saw while the database is away (issue 21);
+        # every library event, local or another host's, passes through publish_local to it.
+        self.library_cache = LibraryCache()
+        self.events.listen(self.library_cache.on_event)
         self.server = Server(self)
         self.started = time.time()
         self.stopping = False

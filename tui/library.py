@@ -27,7 +27,7 @@ from textual.widgets import Checkbox, DataTable, Input, Label, Select
 from textual.widgets.data_table import CellDoesNotExist
 
 from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeout
-from dgx_music.common.fmt import plural
+from dgx_music.common.fmt import plural, stale_note
 from dgx_music.tui import fmt
 from dgx_music.tui.detail import DetailPane
 from dgx_music.tui.library_actions import LibraryTrackActions
@@ -142,11 +142,14 @@ class LibraryView(LibraryTrackActions, Vertical):
         self._columns: tuple = ()
         self._count_text: Text | None = None
         self.queries = 0  # count of first-page queries answered (tests, benchmarks)
+        self.stale: str | None = None  # the stale note of the page shown, None when it is fresh
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="lib-bar"):
             yield Input(placeholder="search prompts, titles, tags, notes… ( / )", id="search", compact=True)
             yield Label("", id="lib-count")
+        # Shown while the daemon answers from what it last saw because its database is away (issue 21).
+        yield Label("", id="lib-stale")
         with Vertical(id="filters"):
             with Horizontal(classes="form-row"):
                 yield Label("Tag", classes="form-label-s")
@@ -270,6 +273,7 @@ class LibraryView(LibraryTrackActions, Vertical):
                 table.move_cursor(row=0, animate=False)
         self.queries += 1
         self._update_count()
+        self._show_stale(res)
         if not tracks:
             self.detail = None
             self.query_one(DetailPane).show(None)
@@ -284,6 +288,17 @@ class LibraryView(LibraryTrackActions, Vertical):
             if tid in self.marked:
                 self.marked[tid] = t
             table.add_row(*self._cells(t), key=tid)
+
+    def _show_stale(self, res: dict[str, Any]) -> None:
+        """Say so, visibly, when the page is what the daemon last saw (its database is away); a fresh
+        page takes the note away."""
+        note = stale_note(res)
+        if note == self.stale:
+            return
+        self.stale = note
+        label = self.query_one("#lib-stale", Label)
+        label.update(Text(f"⚠ {note} (read only until it is back)", style="bold") if note else "")
+        label.set_class(note is not None, "-shown")
 
     def _update_count(self) -> None:
         n = len(self.tracks)

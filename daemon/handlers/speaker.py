@@ -7,6 +7,7 @@ from typing import Any, Awaitable, Callable
 from dgx_music.common.speaker import SpeakerPlay, SpeakerSeek, SpeakerStop, SpeakerStream, validate
 from dgx_music.daemon.handlers import Context, HandlerError, method
 from dgx_music.daemon.handlers.stream import check_streamable
+from dgx_music.daemon.handlers.tracks import read_track
 from dgx_music.daemon.speaker_hub import SpeakerHubError, hub_of
 
 
@@ -36,7 +37,8 @@ async def play(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     req = validate(SpeakerPlay, params)
     hub = hub_of(ctx.daemon)
     hub.target()  # no tab: say so before looking anything up
-    track = await ctx.daemon.store.get_track(req.track_id)
+    # While the database is away, a track this host has seen still plays (its file is on storage).
+    track = await read_track(ctx, req.track_id, full=False)
     return hub.play(req, track)
 
 

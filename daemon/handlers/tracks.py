@@ -25,6 +25,20 @@ def with_file(ctx: Context, track: dict[str, Any]) -> dict[str, Any]:
     return ctx.daemon.storage.with_file(track)
 
 
+async def read_track(ctx: Context, track_id: str, *, full: bool = True) -> dict[str, Any]:
+    """The store's row of ``track_id``; while the database is away, the row this host last read
+    (marked ``stale``) or store_unavailable. ``full=False`` also takes a row seen in a list page
+    (enough to find the audio file, which lives on shared storage)."""
+    store = ctx.daemon.store
+    return await ctx.daemon.library_cache.get_track(lambda: store.get_track(track_id), track_id, full=full,
+                                                   since=getattr(store, "last_reached", None))
+
+
+def _stale_of(track: dict[str, Any]) -> dict[str, Any]:
+    """The stale marks of a fallback answer, to carry over to a reply built from it."""
+    return {k: track[k] for k in ("stale", "stale_since") if k in track}
+
+
 def _read(path: Path, offset: int, size: int) -> tuple[bytes, int]:
     return stream.read_chunk(path, offset, size), stream.file_size(path)
 
@@ -41,15 +55,18 @@ async def list_tracks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     if lo is not None and hi is not None and lo > hi:  # an empty range matches nothing; not an error
         a.str("cursor", None, max_len=1000)
         return {"tracks": [], "next_cursor": None, "total": 0}
-    try:
-        page = await ctx.daemon.store.list_tracks(
-            search=a.str("search", None, max_len=1000), tag=a.str("tag", None, max_len=MAX_TAG_CHARS),
-            favorite=a.bool("favorite", None), model=a.str("model", None, max_len=500),
-            bpm_min=a.float("bpm_min", None), bpm_max=a.float("bpm_max", None),
-            key=a.str("key", None, max_len=100), source=a.str("source", None, max_len=64),
-            sort=a.str("sort", "created", max_len=20),
-            order=a.str("order", "desc", max_len=4), limit=a.int("limit", 50, lo=1, hi=500),
-            cursor=a.str("cursor", None, max_len=1000), job_id=a.int("job_id", None, lo=1))
+    query = dict(
+        search=a.str("search", None, max_len=1000), tag=a.str("tag", None, max_len=MAX_TAG_CHARS),
+        favorite=a.bool("favorite", None), model=a.str("model", None, max_len=500),
+        bpm_min=a.float("bpm_min", None), bpm_max=a.float("bpm_max", None),
+        key=a.str("key", None, max_len=100), source=a.str("source", None, max_len=64),
+        sort=a.str("sort", "created", max_len=20),
+        order=a.str("order", "desc", max_len=4), limit=a.int("limit", 50, lo=1, hi=500),
+        cursor=a.str("cursor", None, max_len=1000), job_id=a.int("job_id", None, lo=1))
+    store = ctx.daemon.store
+    try:  # while the database is away: the same page as this host last read, marked stale
+        page = await ctx.daemon.library_cache.list_tracks(lambda: store.list_tracks(**query), query,
+                                                          since=getattr(store, "last_reached", None))
     except StoreError as exc:  # name the parameter (`field`), e.g. sort=relevance without a search
         if exc.code == "invalid" and exc.field:
             raise HandlerError(protocol.INVALID_PARAMS, str(exc), field=exc.field) from None
@@ -61,14 +78,14 @@ async def list_tracks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 @method("track.get")
 async def get(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """One track with its waveform peaks."""
-    return with_file(ctx, await ctx.daemon.store.get_track(Args(params).only("id").str("id", max_len=64)))
+    return with_file(ctx, await read_track(ctx, Args(params).only("id").str("id", max_len=64)))
 
 
 @method("track.peaks")
 async def peaks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Only the waveform peaks (min/max pairs) and duration, for seek bars."""
-    t = await ctx.daemon.store.get_track(Args(params).str("id", max_len=64))
-    return {"id": t["id"], "duration": t["duration"], "peaks": t.get("peaks") or []}
+    t = await read_track(ctx, Args(params).str("id", max_len=64))
+    return {"id": t["id"], "duration": t["duration"], "peaks": t.get("peaks") or [], **_stale_of(t)}
 
 
 def _tags(a: Args, name: str) -> list[str]:
@@ -140,7 +157,7 @@ async def history(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 async def audio(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """The track's WAV file in bounded chunks, so a remote client can play it."""
     a = Args(params)
-    track = await ctx.daemon.store.get_track(a.str("id", max_len=64))
+    track = await read_track(ctx, a.str("id", max_len=64), full=False)
     offset = a.int("offset", 0, lo=0, hi=2**40)
     size = a.int("size", MAX_CHUNK, lo=1, hi=MAX_CHUNK)
     loop = asyncio.get_running_loop()
@@ -153,4 +170,4 @@ async def audio(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     except FileNotFoundError:
         raise HandlerError(protocol.NOT_FOUND, f"the audio file of track {track['id']} is missing") from None
     return {"id": track["id"], "data": data, "offset": offset, "total": total,
-            "eof": offset + len(data) >= total, "format": path.suffix.lstrip(".")}
+            "eof": offset + len(data) >= total, "format": path.suffix.lstrip("."), **_stale_of(track)}

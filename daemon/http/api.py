@@ -205,9 +205,26 @@ class HttpApi:
             family = None  # a model that does not resolve: bodies without a model may take either shape
         return web.json_response(openapi(default_family=family))
 
+    async def _track_row(self, track_id: str) -> dict[str, Any]:
+        """The row behind a file route: while the database is away, the one this host last saw
+        (the audio itself is on shared storage), so a cached track still plays."""
+        from dgx_music.daemon.handlers.tracks import read_track
+
+        if self.daemon.stopping:
+            raise HandlerError(protocol.SHUTTING_DOWN, "the daemon is shutting down")
+        if not isinstance(track_id, str) or not 0 < len(track_id) <= 64:
+            raise HandlerError(protocol.INVALID_PARAMS, "id: must be 1 to 64 characters", field="id")
+        return await read_track(Context(self.daemon, None), track_id, full=False)
+
+    @staticmethod
+    def _mark_stale(resp: web.StreamResponse, track: dict[str, Any]) -> web.StreamResponse:
+        if track.get("stale") and not resp.prepared:  # a ranged answer may already be on its way
+            resp.headers["X-Dgx-Stale-Since"] = str(track.get("stale_since") or "")
+        return resp
+
     async def _audio(self, request: web.Request) -> web.StreamResponse:
-        track = await self._call("track.get", {"id": request.match_info["id"]})
-        return await serve_track_file(request, track, self.daemon.storage.root)
+        track = await self._track_row(request.match_info["id"])
+        return self._mark_stale(await serve_track_file(request, track, self.daemon.storage.root), track)
 
     def _midi(self, r: Route) -> Callable[[web.Request], Any]:
         """A MIDI file as a download: a track's (/tracks/{id}/midi) or a MIDI job's (/jobs/{id}/midi)."""
@@ -237,7 +254,7 @@ class HttpApi:
                 if name in params and params[name] not in allowed:
                     raise HandlerError(protocol.INVALID_PARAMS, f"{name}: must be one of "
                                        f"{', '.join(map(str, allowed))}, got {params[name]!r}", field=name)
-            track = await self._call("track.get", {"id": params["id"]})
+            track = await self._track_row(params["id"])
             return await serve_export(request, track, self.daemon.storage.root, params,
                                           tmp_dir=self.daemon.data_dir)
 

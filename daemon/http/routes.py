@@ -237,6 +237,10 @@ def openapi(routes: tuple[Route, ...] = ROUTES, default_family: str | None = MUS
             op["parameters"] = params
         if r.path.endswith("/export"):  # WAV or FLAC, as ?format= asks
             op["responses"][ok]["content"]["audio/wav"] = {"schema": {"type": "string"}}
+        if r.path.endswith(("/audio", "/export")):  # the file is on shared storage; its row may be cached
+            op["responses"][ok]["headers"] = {"X-Dgx-Stale-Since": {
+                "description": "Only while the database is away: the track's row is what this host last read; "
+                               "Unix time the database was last reached", "schema": {"type": "string"}}}
         if r.body:
             body = refs[r.request_schema] if r.request_schema else {"type": "object"}
             # A body whose schema has required fields (move's `to`) must be sent at all.

@@ -70,3 +70,31 @@ async def test_track_list_names_the_field(daemon: Any) -> None:
         assert page == {"tracks": [], "next_cursor": None, "total": 0}
     finally:
         await client.close()
+
+
+async def test_stale_replies_warn_on_stderr_and_keep_json_valid(daemon: Any) -> None:
+    """While the daemon's database is away, `library` and `show` answer what it last saw: a one-line
+    warning on stderr says so, and --json stays one valid document carrying `stale`."""
+    from tests.outage import AwayStore
+
+    sock = daemon.server.path
+    await daemon.store.import_tracks([row(1, "harbour lights at dusk", title="Harbour")])
+    fresh = await cli_json(sock, "library", "--search", "harbour")
+    rc, out, err = await cli(sock, "show", "91-0")
+    assert rc == 0 and "warning" not in err and "stale" not in fresh
+    daemon.store = AwayStore(daemon.store)
+    daemon.store.away = True
+    try:
+        rc, out, err = await cli(sock, "library", "--search", "harbour", "--json")
+        page = json.loads(out)
+        assert rc == 0 and page["stale"] is True and [t["id"] for t in page["tracks"]] == ["91-0"]
+        warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and "database away — showing what this host last saw at" in warnings[0]
+        rc, out, err = await cli(sock, "show", "91-0")
+        assert rc == 0 and "Harbour" in out and "database away" in err
+        rc, out, err = await cli(sock, "library", "--search", "never asked")
+        assert rc == 1 and "cannot answer until the database is back" in err, (rc, out, err)
+    finally:
+        daemon.store = daemon.store.store
+    rc, out, err = await cli(sock, "library", "--search", "harbour")
+    assert rc == 0 and "warning" not in err

@@ -104,3 +104,18 @@ async def test_daemon_agrees_with_the_openapi_document(http_daemon: Any) -> None
         async with s.get(base + "/api/v1/jobs?all=true") as r:
             listing = await r.json()
         assert _validator(doc, "JobList").is_valid(listing) and len(listing["jobs"]) == len(GOOD)
+
+
+def test_the_document_declares_stale_library_answers() -> None:
+    """A read answered from the daemon's cache while the database is away (issue 21) carries
+    `stale` and `stale_since`: the document names both, and such an answer validates."""
+    doc = openapi()
+    for component in ("Track", "TrackPage"):
+        props = doc["components"]["schemas"][component]["properties"]
+        assert props["stale"]["type"] == "boolean", component
+        assert {"type": "number"} in props["stale_since"]["anyOf"], component
+    page = {"tracks": [], "next_cursor": None, "total": 0, "stale": True, "stale_since": 1_700_000_000.5}
+    assert _validator(doc, "TrackPage").is_valid(page)
+    assert not _validator(doc, "TrackPage").is_valid({**page, "stale": "yes"})
+    audio = doc["paths"]["/api/v1/tracks/{id}/audio"]["get"]["responses"]["200"]
+    assert "X-Dgx-Stale-Since" in audio["headers"]

@@ -102,6 +102,7 @@ class FakeDaemon:
         self.delay = 0.0
         self.audio: dict[str, bytes] = {}  # track.audio bytes by track id (real audio files); else a stub blob
         self.styles: list[dict[str, Any]] = []  # style.list's answer
+        self.stale_since: float | None = None  # set: the database is away; library reads answer stale
 
     async def connect(self, path: Path) -> "FakeClient":
         if not self.up:
@@ -179,7 +180,8 @@ class FakeDaemon:
         if method == "prompt.history":
             return {"prompts": list(dict.fromkeys(j["prompt"] for j in self.jobs))}
         if method == "track.list":
-            return self.track_list(p)
+            page = self.track_list(p)
+            return {**page, "stale": True, "stale_since": self.stale_since} if self.stale_since else page
         if method in ("track.get", "track.peaks"):
             t = self.track(p.get("id"))
             return {**t, "peaks": peaks(200, t["seed"])}

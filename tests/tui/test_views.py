@@ -513,3 +513,33 @@ async def test_library_table_renders_its_cells() -> None:
         assert lines[5].startswith(" " + "x" * 19 + "… ")
         assert lines[6].startswith(" café au lait — crèm… ") and "★····" in lines[6]
         assert {cell_len(line) for line in lines} == {100}  # every row fills the screen, wide characters too
+
+
+async def test_library_says_when_the_database_is_away(tmp_path: Path) -> None:
+    """A stale page (the daemon's database is away, issue 21) shows a visible note with the time the
+    daemon last reached it; a fresh page takes the note away."""
+    import time
+
+    from textual.widgets import Label
+
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
+        lib = app.library_view
+        await pilot.press("f4")
+        note = lib.query_one("#lib-stale", Label)
+        assert not note.display or note.region.height == 0
+        since = time.mktime((2026, 12, 7, 4, 42, 0, 0, 0, -1))
+        fake.stale_since = since
+        await pilot.press("slash", *"techno")
+        await wait_for(pilot, lambda: lib.stale is not None)
+        await pilot.pause(0.05)
+        shown = str(note.render())
+        assert "database away — showing what this host last saw at 04:42" in shown
+        assert note.display and note.region.height >= 1  # laid out on screen, not only set
+        fake.stale_since = None
+        await pilot.press("backspace")
+        await wait_for(pilot, lambda: lib.stale is None)
+        await pilot.pause(0.05)
+        assert note.region.height == 0

@@ -138,6 +138,41 @@ async def test_lists_finds_and_plays_a_track(page: Any, made: dict[str, Any], tm
         assert saved.read_bytes()[:4] == magic and download.suggested_filename.endswith(suffix)
 
 
+async def test_the_library_says_when_the_database_is_away(page: Any, room_daemon: Any,
+                                                          made: dict[str, Any]) -> None:
+    """While the daemon's database is away (issue 21) the search it answered before comes back from
+    its cache: the page lists the same tracks, says so beside the count, and the audio still plays
+    (fetched by id from storage, the row from the cache)."""
+    from tests.outage import AwayStore
+
+    a, b = made["track_ids"]
+    await page.fill("#search", "nothingmatchesthis")
+    await until(page, "document.querySelectorAll('#tracks li').length === 0")
+    await page.fill("#search", WORD)  # the search the daemon answers, and so remembers
+    await until(page, "document.querySelectorAll('#tracks li').length === 2")
+    real = room_daemon.store
+    room_daemon.store = AwayStore(real)
+    room_daemon.store.away = True
+    try:
+        await page.fill("#search", "nothingmatchesthis")  # asked before too: stale, and no track
+        await until(page, "document.querySelector('#lib-count').textContent.includes('database away')")
+        await until(page, "document.querySelectorAll('#tracks li').length === 0")
+        await page.fill("#search", WORD)
+        await until(page, "document.querySelectorAll('#tracks li').length === 2")
+        ids = await page.locator("#tracks li").evaluate_all("els => els.map(e => e.dataset.id)")
+        assert sorted(ids) == [a, b]
+        assert "showing what this host last saw at" in await page.inner_text("#lib-count")
+        got = await page.evaluate(f"""async () => {{ const r = await fetch('/api/v1/tracks/{a}/audio');
+            return [r.status, r.headers.get('X-Dgx-Stale-Since'), (await r.arrayBuffer()).byteLength]; }}""")
+        assert got[0] == 200 and got[1] and got[2] > 1000, got
+    finally:
+        room_daemon.store = real
+    await page.fill("#search", "nothingmatchesthis")
+    await until(page, "document.querySelectorAll('#tracks li').length === 0")
+    await page.fill("#search", WORD)
+    await until(page, "!document.querySelector('#lib-count').textContent.includes('database away')")
+
+
 async def test_rate_favourite_tag_rename(page: Any, room_daemon: Any, made: dict[str, Any]) -> None:
     a = made["track_ids"][0]
     await page.goto(base_url(room_daemon) + f"#track={a}")

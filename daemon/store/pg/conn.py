@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -80,6 +81,8 @@ class PgBase(StoreBase):
         super().__init__(queue_limit)
         self._conn = conn
         self.url = url
+        #: When an operation last reached the server (Unix time): a stale read says since when.
+        self.last_reached: float | None = time.time()
 
     @property
     def location(self) -> str:
@@ -152,10 +155,12 @@ class PgBase(StoreBase):
 
     async def _run(self, fn: Callable[[], Awaitable[T]]) -> T:
         try:
-            return await super()._run(fn)
+            out = await super()._run(fn)
         except _LOST as exc:
             self._conn.terminate()  # never reused: the next operation connects afresh
             raise StoreError("unavailable", f"lost the database {self.location}: {exc}") from exc
+        self.last_reached = time.time()
+        return out
 
     # ------------------------------------------------------------ primitives
 

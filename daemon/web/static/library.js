@@ -93,7 +93,13 @@ export class Library {
       this.tracks.clear();
       this.el.list.replaceChildren();
       const n = page.total;
-      this.el.count.textContent = n === null || n === undefined ? '' : `${n} track${n === 1 ? '' : 's'}`;
+      let text = n === null || n === undefined ? '' : `${n} track${n === 1 ? '' : 's'}`;
+      if (page.stale) {  // the daemon's database is away: this is what it last saw (issue 21)
+        const at = page.stale_since ? new Date(page.stale_since * 1000).toTimeString().slice(0, 5) : '?';
+        text += `${text ? ' · ' : ''}database away — showing what this host last saw at ${at}`;
+      }
+      this.el.count.textContent = text;
+      this.el.count.classList.toggle('stale', !!page.stale);
     }
     for (const t of page.tracks) {
       this.tracks.set(t.id, t);
