@@ -38,12 +38,6 @@ async def host(daemon_factory: Callable[..., Any], root: Path, name: str, url: s
                                 engine__keep_alive=-1, **overrides)
 
 
-@pytest.fixture
-def shared(short_tmp: Path) -> Path:
-    (short_tmp / "shared").mkdir()
-    return short_tmp
-
-
 async def wait_all(c: Client, name: str, ids: list[int], seen: list[Any], timeout: float = 120.0) -> None:
     """Read `c`'s events into `seen` until `name` has come for every id (in any order)."""
     async def scan() -> None:

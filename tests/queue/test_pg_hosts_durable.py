@@ -25,12 +25,6 @@ from tests.queue.test_pg_hosts import LEASE, SLOW, host, library_ids
 asyncpg = pytest.importorskip("asyncpg")
 
 
-@pytest.fixture
-def shared(short_tmp: Path) -> Path:
-    (short_tmp / "shared").mkdir()
-    return short_tmp
-
-
 async def cut_listener(url: str, name: str) -> None:
     """Terminate host `name`'s LISTEN connection and wait until the server has dropped it."""
     app = f"dgx-music listen {name}"

@@ -13,11 +13,11 @@ import aiohttp
 from tests.conftest import start_http
 from tests.ops.conftest import bearer
 from tests.ops.test_http import check_audio, get_json, read_sse
-from tests.queue.test_pg_hosts import host, shared  # noqa: F401  (shared: a fixture)
+from tests.queue.test_pg_hosts import host
 
 
 async def test_a_job_posted_to_one_hosts_http_is_followed_and_played_at_another(
-        pg_url: str, daemon_factory: Callable[..., Any], shared: Path, tiny_model: Path) -> None:  # noqa: F811
+        pg_url: str, daemon_factory: Callable[..., Any], shared: Path, tiny_model: Path) -> None:
     # A's queue is paused (its disk never has room by its margin), so B runs the job; the user
     # watches and listens through A's HTTP API, the one their browser tab reaches.
     a = await host(daemon_factory, shared, "a", pg_url, tiny_model, daemon__min_free_mb=1 << 40,

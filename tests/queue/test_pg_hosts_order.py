@@ -10,11 +10,11 @@ import pytest
 
 from dgx_music.common.client import Client
 from tests.conftest import wait_event
-from tests.queue.test_pg_hosts import SLOW, host, shared, wait_all  # noqa: F401  (shared: a fixture)
+from tests.queue.test_pg_hosts import SLOW, host, wait_all
 
 
 async def test_move_cancel_and_retry_at_one_host_order_the_work_of_another(
-        pg_url: str, daemon_factory: Callable[..., Any], shared: Path, tiny_model: Path,  # noqa: F811
+        pg_url: str, daemon_factory: Callable[..., Any], shared: Path, tiny_model: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DGX_MUSIC_TEST_STEP_DELAY", SLOW)
     # A's queue is paused (its disk never has room by its margin): B runs every job, in the
