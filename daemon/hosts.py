@@ -276,7 +276,10 @@ class Hosts:
 
     def _relistened(self) -> None:
         """The LISTEN connection is back: what was notified meanwhile is lost, so look at the
-        running job's row for a cancel (through the inbox, after what came before)."""
+        running job's row for a cancel (through the inbox, after what came before), and forget
+        the library this host remembers for an outage: an edit or delete made elsewhere in the
+        gap never reached it (the database is up now, so reads fill it again)."""
+        self.daemon.library_cache.clear()
         self._inbox.put_nowait(json.dumps({"relisten": True}))
 
     async def _check_cancel(self) -> None:

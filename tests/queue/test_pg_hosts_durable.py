@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 
 from dgx_music.cli.status_cmd import format_status
-from dgx_music.common.client import Client
+from dgx_music.common.client import Client, RemoteError
 from dgx_music.daemon import failpoints
 from dgx_music.daemon.hosts import Hosts
 from tests.conftest import wait_event
@@ -122,3 +122,37 @@ async def test_status_shows_another_hosts_change_at_once_not_at_its_next_heartbe
         await b_row(ca, lambda h: h["state"] == "idle" and h["job_id"] is None, 3)
         await cb.call("model.unload")
         await b_row(ca, lambda h: h["model"] is None, 3)
+
+
+async def test_a_delete_missed_while_not_listening_is_not_offered_in_a_later_outage(
+        pg_url: str, daemon_factory: Callable[..., Any], shared: Path, tiny_model: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.ops.test_http import write_wav
+    from tests.outage import AwayStore
+
+    monkeypatch.setenv(failpoints.ENV, "relisten_slow")  # B is deaf for a few seconds
+    a = await host(daemon_factory, shared, "a", pg_url, tiny_model)
+    b = await host(daemon_factory, shared, "b", pg_url, tiny_model)
+    rel = "library/imported/950-0.wav"
+    write_wav(shared / "shared" / rel)
+    await a.store.import_tracks([{"id": "950-0", "prompt": "gone soon", "path": rel, "duration": 0.5,
+                                  "sample_rate": 32000, "channels": 1, "peaks": [[-0.3, 0.3]] * 8}])
+    async with await Client.connect(a.server.path) as ca, await Client.connect(b.server.path) as cb:
+        await cb.subscribe("track")  # may wait between requests
+        assert (await cb.call("track.get", {"id": "950-0"}))["prompt"] == "gone soon"  # B remembers it
+        await cut_listener(pg_url, "b")
+        await ca.call("track.delete", {"id": "950-0"})  # its NOTIFY is lost on B
+        away = AwayStore(b.store)
+        b.store = away
+        deadline = time.monotonic() + failpoints.RELISTEN_SLOW_S + 10
+        while True:  # once B listens again, an outage must not bring the deleted track back
+            away.away = True
+            try:
+                t = await cb.call("track.get", {"id": "950-0"})
+            except RemoteError as exc:
+                assert exc.code == "store_unavailable", exc
+                break
+            finally:
+                away.away = False
+            assert t.get("stale") and time.monotonic() < deadline, t
+            await asyncio.sleep(0.1)
