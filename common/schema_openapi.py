@@ -90,7 +90,9 @@ class JobList(msgspec.Struct):
 class TrackPage(msgspec.Struct):
     tracks: list[Track]
     next_cursor: str | None = None
-    total: int | None = None  # all matches, on the first page
+    total: int | None = None  # all matches, on the first page; a lower bound when total_exact is false
+    total_exact: bool | None = None  # false: more than `total` match (counting stops there: show "10,000+")
+    ranked: int | None = None  # sort=relevance, first page: how many of the newest matches were ranked
 
 
 # ---------------------------------------------------------------------------------- other request bodies

@@ -93,7 +93,10 @@ export class Library {
       this.tracks.clear();
       this.el.list.replaceChildren();
       const n = page.total;
-      this.el.count.textContent = n === null || n === undefined ? '' : `${n} track${n === 1 ? '' : 's'}`;
+      // total_exact false: counting stopped at a bound, so more than n match ("10,000+ tracks")
+      const plus = page.total_exact === false ? '+' : '';
+      this.el.count.textContent =
+        n === null || n === undefined ? '' : `${n.toLocaleString('en')}${plus} track${n === 1 && !plus ? '' : 's'}`;
     }
     for (const t of page.tracks) {
       this.tracks.set(t.id, t);
