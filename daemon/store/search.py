@@ -95,8 +95,9 @@ class SearchSQL:
     # {where}; the backend decides whether scoring can wait until the window is cut.
     rank_window: str = ("SELECT {seq} AS seq, {score} AS score FROM {source} WHERE {where} "
                         "ORDER BY {order} DESC LIMIT {window}")
-    window_by_count: bool = False  # count first: walk the seq index only for a broad search
-    window_no_index: str = "{seq}"  # the seq as an expression no index serves (reads the matches)
+    # Where set: the window from the first {bound} matches, with their count as a third column;
+    # rank_window (with window_walk_match) only when more than TOTAL_EXACT_MAX match.
+    rank_window_counted: str = ""
     window_walk_match: str = ""  # the search term as no index serves it (walks the seq index)
     window_source: str = ""  # FROM of rank_window's {source} ("": rank_from / rank_from_joined)
     window_match: str = ""  # its WHERE term for the search ("": rank_match)
@@ -320,18 +321,20 @@ class SearchMixin(TracksMixin):
             t, a = wterms, list(args)
             if below is not None:
                 t, a = [*t, f"{wseq} < ?"], [*a, below]
-            n, order_by = None, wseq
-            if d.window_by_count:
-                # A broad search (more than TOTAL_EXACT_MAX matches) walks the seq index back and
-                # stops after the window; a narrower one reads its matches and keeps the newest.
-                n = await count(t, a)
-                if n > TOTAL_EXACT_MAX:
-                    t = [d.window_walk_match or t[0], *t[1:]]
-                else:
-                    order_by = d.window_no_index.format(seq=wseq)
-            window = d.rank_window.format(seq=wseq, order=order_by, score=score, source=wsource,
-                                          where=" AND ".join(t), window=_RANK_WINDOW)
-            rows = await self._all(window, [*a, match] if d.window_trailing_match else a)
+            fmt = dict(seq=wseq, order=wseq, score=score, source=wsource, where=" AND ".join(t),
+                       window=_RANK_WINDOW, bound=TOTAL_EXACT_MAX + 1)
+            trail = [match] if d.window_trailing_match else []
+            n = None
+            rows: list[Any] = []
+            if d.rank_window_counted:
+                # One pass over at most TOTAL_EXACT_MAX + 1 matches gives both the count and,
+                # when that is all of them, the window; a broader search walks instead.
+                rows = await self._all(d.rank_window_counted.format(**fmt), [*a, *trail])
+                n = int(rows[0][2]) if rows else 0
+            if n is None or n > TOTAL_EXACT_MAX:
+                if n is not None:
+                    fmt["where"] = " AND ".join([d.window_walk_match or t[0], *t[1:]])
+                rows = await self._all(d.rank_window.format(**fmt), [*a, *trail])
             floor = min((r[0] for r in rows), default=None)
             # Best first: score, then seq, both in the order asked for (the window is at most
             # _RANK_WINDOW rows, so sorting it here costs well under a millisecond).

@@ -67,14 +67,17 @@ PG_SEARCH = SearchSQL(
     window_match=f"t.fts @@ {_QUERY}",
     window_seq="t.seq",
     window_trailing_match=True,
-    # The planner misjudges the backward walk: each row's @@ reads its tsvector (~4 us), so a
-    # word in 8% of 100k tracks walked 23k rows (93 ms) where reading its 8.5k GIN matches
-    # and keeping the newest takes ~6 ms; past TOTAL_EXACT_MAX matches the walk wins.
-    # Each plan is forced, not left to estimates: asyncpg's prepared statements get PostgreSQL's
-    # generic plan after five runs, which cannot see the word's frequency.  "seq + 0" is no
-    # index's order (the GIN matches are read); ts_match_vq is @@ as a function, which no
-    # index serves (the primary key is walked back).
-    window_by_count=True,
-    window_no_index="({seq} + 0)",
+    # Each plan is forced, not left to estimates (asyncpg's prepared statements get
+    # PostgreSQL's generic plan after five runs, which cannot see a word's frequency, and the
+    # planner misjudges the walk: each row's @@ reads its tsvector, so a word in 8% of 100k
+    # tracks walked 23k rows, 93 ms, where reading its 8.5k GIN matches takes ~6 ms).  Up to
+    # TOTAL_EXACT_MAX matches: one read of them gives the count and the newest window; more:
+    # ts_match_vq (@@ as a function, which no index serves) walks the primary key back and
+    # stops after the window.
+    rank_window_counted="WITH m AS MATERIALIZED (SELECT t.seq FROM {source} WHERE {where} LIMIT {bound}), "
+                        "c AS (SELECT seq AS s FROM m ORDER BY seq DESC LIMIT {window}) "
+                        "SELECT t.seq AS seq, {score} AS score, (SELECT count(*) FROM m) AS n FROM c "
+                        "JOIN tracks t ON t.seq = c.s "
+                        "CROSS JOIN to_tsquery('dgx', replace(?::text, ' & ', ' | ')) qo",
     window_walk_match=f"ts_match_vq(t.fts, {_QUERY})",
 )
