@@ -64,7 +64,7 @@ PG_SEARCH = SearchSQL(
                 "(SELECT t.seq AS s FROM {source} WHERE {where} ORDER BY {order} DESC LIMIT {window}) c "
                 "JOIN tracks t ON t.seq = c.s CROSS JOIN to_tsquery('dgx', replace(?::text, ' & ', ' | ')) qo",
     window_source="tracks t",
-    window_match=f"t.fts @@ {_QUERY}",
+    window_match=f"t.fts @@ (SELECT {_QUERY})",  # parsed once, also for the bitmap's recheck
     window_seq="t.seq",
     window_trailing_match=True,
     # Each plan is forced, not left to estimates (asyncpg's prepared statements get
@@ -79,5 +79,7 @@ PG_SEARCH = SearchSQL(
                         "SELECT t.seq AS seq, {score} AS score, (SELECT count(*) FROM m) AS n FROM c "
                         "JOIN tracks t ON t.seq = c.s "
                         "CROSS JOIN to_tsquery('dgx', replace(?::text, ' & ', ' | ')) qo",
-    window_walk_match=f"ts_match_vq(t.fts, {_QUERY})",
+    # The tsquery as an InitPlan: to_tsquery is only STABLE, so as a call in a filter it would
+    # be parsed again for every row walked (~4 us each).
+    window_walk_match=f"ts_match_vq(t.fts, (SELECT {_QUERY}))",
 )
