@@ -36,6 +36,7 @@ async def all_pages(store: Store, limit: int, **kw) -> list[str]:
     seen: list[str] = []
     cursor = None
     while True:
+        assert len(seen) < 5000, "paging never ends"
         page = await store.list_tracks(sort=RELEVANCE, limit=limit, cursor=cursor, **kw)
         assert (page["total"] is None) == (cursor is not None)
         assert len(page["tracks"]) <= limit
@@ -158,6 +159,7 @@ async def test_many_matches_rank_in_windows_of_the_newest(store: Store, order: s
     seen: list[str] = []
     cursor = None
     while True:
+        assert len(seen) < 5000, "paging never ends"
         store._rankings.clear()
         page = await store.list_tracks(sort=RELEVANCE, order=order, limit=4, search="lofi", cursor=cursor)
         seen += [t["id"] for t in page["tracks"]]
