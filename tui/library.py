@@ -291,7 +291,10 @@ class LibraryView(LibraryTrackActions, Vertical):
         n = len(self.tracks)
         total = self.total
         arrow = "↓" if self.order == "desc" else "↑"
-        what = plural_total(total, self.total_exact, "track") if total is not None else f"{n:,}+ tracks" if self._cursor else plural(n, "track")
+        if total is not None:
+            what = plural_total(total, self.total_exact, "track")
+        else:
+            what = f"{n:,}+ tracks" if self._cursor else plural(n, "track")
         marked = f" · {len(self.marked):,} marked" if self.marked else ""
         self._show_count(Text(f"{what}{marked} · {self.sort} {arrow}", style="dim"))
 
