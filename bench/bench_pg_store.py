@@ -1,6 +1,11 @@
 """SQLite and PostgreSQL side by side: library search at 100k tracks, and queue claim throughput.
 
     .venv/bin/python bench/bench_pg_store.py [--tracks 100000] [--runs 100] [--jobs 500] [--pg-url URL]
+                                             [--keep DIR]
+
+--keep DIR keeps both 100k-track libraries (DIR/lib.db and a PostgreSQL cluster in DIR/pg) and
+reuses them on the next run with the same DIR and --tracks (building them takes ~2 min per
+backend); the store's migrations still run on open, so a schema change applies to them too.
 
 Without --pg-url a throwaway PostgreSQL cluster is started (tests/pgcluster.py's binaries) with
 its DURABLE defaults (fsync on, synchronous_commit on: unlike the test fixture), so the claim
@@ -37,8 +42,9 @@ SEARCHES = [(name, kw) for name, kw in QUERIES if "search" in kw] + [
     (name, kw) for name, kw in QUERIES if name in ("list default (created desc)", "list tag 'keeper'")]
 
 
-def durable_cluster() -> Any:
-    """A throwaway cluster with PostgreSQL's durable defaults (the test fixture turns fsync off)."""
+def durable_cluster(keep: Path | None = None) -> Any:
+    """A throwaway cluster with PostgreSQL's durable defaults (the test fixture turns fsync off);
+    with ``keep``, one in keep/pg that outlives the run (started again if it is there)."""
     from tests.pgcluster import PgCluster, _locales, find_bin
 
     bindir = find_bin()
@@ -46,19 +52,34 @@ def durable_cluster() -> Any:
         sys.exit("PostgreSQL is not installed (apt-get install postgresql); or pass --pg-url")
 
     class Durable(PgCluster):
+        reused = False
+
         def start(self) -> None:
+            if keep is not None:
+                self.root = keep / "pg"
+                self.root.mkdir(parents=True, exist_ok=True)
+                self.reused = (self.root / "db" / "PG_VERSION").exists()
             if self._as_root:
                 shutil.chown(self.root, "postgres")
             os.chmod(self.root, 0o755)
             locale = ["--locale=C.UTF-8"] if "C.utf8" in _locales() else []
-            self._server(str(self.bin / "initdb"), "-D", str(self.root / "db"), "-A", "trust", "-U", "postgres",
-                         "--encoding=UTF8", *locale)
+            if not self.reused:
+                self._server(str(self.bin / "initdb"), "-D", str(self.root / "db"), "-A", "trust", "-U",
+                             "postgres", "--encoding=UTF8", *locale)
+            elif (self.root / "db" / "postmaster.pid").exists():
+                return  # still running (started by hand to look at plans): use it
             self._server(str(self.bin / "pg_ctl"), "-D", str(self.root / "db"), "-o",
                          f"-k {self.root} -c listen_addresses=''", "-l", str(self.root / "log"), "-w", "start")
 
+        def stop(self) -> None:
+            if keep is None:
+                return super().stop()
+            self._server(str(self.bin / "pg_ctl"), "-D", str(self.root / "db"), "-m", "fast", "stop")
+
     cluster = Durable(bindir)
     cluster.start()
-    cluster.setup_database()
+    if not cluster.reused:
+        cluster.setup_database()
     return cluster
 
 
@@ -100,32 +121,57 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=500)
     ap.add_argument("--pg-url", help="an empty PostgreSQL database (default: a throwaway cluster)")
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="keep the built libraries in DIR and reuse them next time (a short path: "
+                         "PostgreSQL's socket goes there)")
+    ap.add_argument("--no-claims", action="store_true", help="time the searches only")
     args = ap.parse_args()
+    if args.keep is not None:
+        args.keep = args.keep.resolve()
+        args.keep.mkdir(parents=True, exist_ok=True)
 
-    cluster = None if args.pg_url else durable_cluster()
+    cluster = None if args.pg_url else durable_cluster(args.keep)
     tmp = tempfile.TemporaryDirectory(prefix="dgx-bench-")
+    libdir = args.keep if args.keep is not None else Path(tmp.name)
     try:
         def pg_url(schema: str) -> str:
             if args.pg_url:
                 return args.pg_url
-            cluster.psql(f"CREATE SCHEMA {schema}", "dgx_tests")
+            cluster.psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}", "dgx_tests")
             return cluster.url(schema=schema)
+
+        def built(backend: str) -> Path | None:
+            """The marker of a kept library of this size (None: nothing is kept)."""
+            return None if args.keep is None else args.keep / f"{backend}-{args.tracks}.built"
 
         results: dict[str, dict[str, tuple[float, float, int]]] = {}
         claims: dict[str, tuple[float, float]] = {}
         for backend in ("sqlite", "postgresql"):
-            store = await (Store.open(Path(tmp.name) / "lib.db") if backend == "sqlite" else PgStore.open(pg_url("lib")))
-            print(f"[{backend}]", flush=True)
-            await build(store, args.tracks)
+            marker = built(backend)
+            reuse = marker is not None and marker.exists() and (backend == "sqlite" or not args.pg_url)
+            if backend == "sqlite":
+                if not reuse:
+                    for f in libdir.glob("lib.db*"):
+                        f.unlink()
+                store = await Store.open(libdir / "lib.db")
+            else:
+                store = await PgStore.open(cluster.url(schema="lib") if reuse else pg_url("lib"))
+            print(f"[{backend}]" + (f" reusing the library kept in {args.keep}" if reuse else ""), flush=True)
+            if not reuse:
+                await build(store, args.tracks)
             if backend == "postgresql":
                 # What autovacuum does after a bulk load (PostgreSQL 13+ vacuums after inserts too): the
                 # visibility map lets count(*) (each page's `total`) use an index-only scan.
                 await store._conn.execute("VACUUM ANALYZE")
             else:
                 await store.close()  # PRAGMA optimize on close, as the daemon's stores get
-                store = await Store.open(Path(tmp.name) / "lib.db")
+                store = await Store.open(libdir / "lib.db")
+            if marker is not None:
+                marker.touch()
             results[backend] = await search_times(store, args.runs)
             await store.close()
+            if args.no_claims:
+                continue
             q = await (Store.open(Path(tmp.name) / "queue.db") if backend == "sqlite" else PgStore.open(pg_url("q")))
             claims[backend] = await claim_rate(q, args.jobs)
             await q.close()

@@ -132,8 +132,11 @@ async def library(client: Client, args: argparse.Namespace) -> int:
         lines = [head, *map(track_line, page["tracks"])]
         total = page.get("total")
         if page.get("next_cursor"):
-            lines.append(f"... {total} in all; next page: --cursor {page['next_cursor']}" if total
-                         else f"... next page: --cursor {page['next_cursor']}")
+            in_all = f"{total:,}{'+' if page.get('total_exact') is False else ''} in all; " if total else ""
+            lines.append(f"... {in_all}next page: --cursor {page['next_cursor']}")
+        ranked = page.get("ranked")
+        if ranked is not None and total is not None and (ranked < total or page.get("total_exact") is False):
+            lines.append(f"(best first among the {ranked:,} newest matches; later pages rank older ones)")
         return "\n".join(lines)
 
     emit(args, page, human)

@@ -44,6 +44,14 @@ def plural(count: Any, word: str, many: str | None = None) -> str:
     return f"{int(count):,} {noun(count, word, many)}"
 
 
+def plural_total(count: Any, exact: bool | None, word: str) -> str:
+    """'1,200 tracks', or '10,000+ tracks' when the count is a lower bound (a reply's
+    ``total_exact`` False: the library counts matches only up to a bound)."""
+    if exact is False:
+        return f"{int(count):,}+ {noun(count, word)}"
+    return plural(count, word)
+
+
 def with_article(word: str) -> str:
     """'a musicgen', 'an ace-step', "an 'llama'": the indefinite article by the word's first letter
     (quotes and brackets skipped), so no message says "a ace-step job"."""

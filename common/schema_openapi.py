@@ -96,7 +96,9 @@ class TrackPage(msgspec.Struct):
 
     tracks: list[Track]
     next_cursor: str | None = None
-    total: int | None = None  # all matches, on the first page
+    total: int | None = None  # all matches, on the first page; a lower bound when total_exact is false
+    total_exact: bool | None = None  # false: more than `total` match (counting stops there: show "10,000+")
+    ranked: int | None = None  # sort=relevance, first page: how many of the newest matches were ranked
     stale: bool = False
     stale_since: float | None = None
 

@@ -27,7 +27,7 @@ from textual.widgets import Checkbox, DataTable, Input, Label, Select
 from textual.widgets.data_table import CellDoesNotExist
 
 from dgx_music.common.client import DaemonUnavailable, RemoteError, RequestTimeout
-from dgx_music.common.fmt import plural, stale_note
+from dgx_music.common.fmt import plural, plural_total, stale_note
 from dgx_music.tui import fmt
 from dgx_music.tui.detail import DetailPane
 from dgx_music.tui.library_actions import LibraryTrackActions
@@ -130,6 +130,7 @@ class LibraryView(LibraryTrackActions, Vertical):
         self._searching = False  # a search is active: relevance is offered, and the default
         self._list_sort = ("created", "desc")  # sort and order to go back to when it is cleared
         self.total: int | None = None
+        self.total_exact: bool | None = None  # False: total is a lower bound ("10,000+")
         self.last_query: dict[str, Any] = {}
         self._cursor: str | None = None
         self._params: dict[str, Any] = {}
@@ -263,6 +264,7 @@ class LibraryView(LibraryTrackActions, Vertical):
         self.last_query = params
         self._cursor = res.get("next_cursor")
         self.total = res.get("total")
+        self.total_exact = res.get("total_exact")
         with self.app.batch_update():
             table.clear()
             self.tracks = {}
@@ -304,7 +306,10 @@ class LibraryView(LibraryTrackActions, Vertical):
         n = len(self.tracks)
         total = self.total
         arrow = "↓" if self.order == "desc" else "↑"
-        what = plural(total, "track") if total is not None else f"{n:,}+ tracks" if self._cursor else plural(n, "track")
+        if total is not None:
+            what = plural_total(total, self.total_exact, "track")
+        else:
+            what = f"{n:,}+ tracks" if self._cursor else plural(n, "track")
         marked = f" · {len(self.marked):,} marked" if self.marked else ""
         self._show_count(Text(f"{what}{marked} · {self.sort} {arrow}", style="dim"))
 
@@ -474,7 +479,7 @@ class LibraryView(LibraryTrackActions, Vertical):
                     self.table.remove_row(tid)
                 except Exception:
                     pass
-                if self.total:
+                if self.total and self.total_exact is not False:  # "10,000+" stays true
                     self.total -= 1
                 self._update_count()
             if self.detail and self.detail.get("id") == tid:

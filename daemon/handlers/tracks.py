@@ -54,7 +54,7 @@ async def list_tracks(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     lo, hi = a.float("bpm_min", None), a.float("bpm_max", None)
     if lo is not None and hi is not None and lo > hi:  # an empty range matches nothing; not an error
         a.str("cursor", None, max_len=1000)
-        return {"tracks": [], "next_cursor": None, "total": 0}
+        return {"tracks": [], "next_cursor": None, "total": 0, "total_exact": True}
     query = dict(
         search=a.str("search", None, max_len=1000), tag=a.str("tag", None, max_len=MAX_TAG_CHARS),
         favorite=a.bool("favorite", None), model=a.str("model", None, max_len=500),

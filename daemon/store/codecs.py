@@ -107,7 +107,7 @@ def _encode_cursor(sort: str, order: str, fingerprint: str, value: Any, seq: int
 
 def _decode_cursor(cursor: Any, sort: str, order: str,
                    fingerprint: str) -> tuple[Any, int, bool, list[Any]]:
-    """(value, seq, drive, extra); extra is [ranking id or None, position] for relevance."""
+    """(value, seq, drive, extra); extra is [ranking id or None, position, window bound] for relevance."""
     if not isinstance(cursor, str) or not cursor or len(cursor) > 2000:
         raise _invalid("cursor", "is not a cursor returned by list_tracks")
     try:
@@ -126,8 +126,10 @@ def _decode_cursor(cursor: Any, sort: str, order: str,
     if isinstance(value, bool) or not isinstance(value, want):
         raise _invalid("cursor", "is not a cursor returned by list_tracks")
     if sort == RELEVANCE:
-        ok = (len(extra) == 2 and (extra[0] is None or isinstance(extra[0], str) and len(extra[0]) <= 32)
-              and type(extra[1]) is int and extra[1] >= 0)
+        # [ranking id or None, position, the window's seq bound or None (absent in older cursors)]
+        ok = (len(extra) in (2, 3) and (extra[0] is None or isinstance(extra[0], str) and len(extra[0]) <= 32)
+              and type(extra[1]) is int and extra[1] >= 0
+              and (len(extra) == 2 or extra[2] is None or type(extra[2]) is int and extra[2] >= 0))
     else:
         ok = not extra
     if not ok:

@@ -42,10 +42,35 @@ LIST_SORTS = (*SORT_FIELDS, RELEVANCE)
 # at most _RANKING_ROWS_MAX rows in all (16 bytes a row).
 _RANKINGS_MAX = 64
 _RANKING_ROWS_MAX = 1_000_000
-# A ranking keeps the best _RANKING_CAP matches: SQLite's top-N sort is ~40% cheaper than
-# sorting and fetching every match of a broad search (48k: 69 -> 42 ms). Pages past the cap
-# go on by keyset from the last kept row, as when a ranking is no longer kept.
-_RANKING_CAP = 2000
+# Relevance scores a bounded window of matches, not every match: the _RANK_WINDOW newest
+# (highest seq) matches are ranked best first; older matches follow in further windows of the
+# same size, each best first.  A search that matches up to _RANK_WINDOW tracks (nearly every
+# specific search) is ranked whole, exactly as before.  Why: scoring is ~1.7 us a match plus
+# a sort (a word in every one of 100k tracks: 130-320 ms a page), and among thousands of
+# matches of a one- or two-letter prefix the best-scored few are not much better than the
+# newest; the window is found without scoring (FTS5 walks its doclist by rowid descending and
+# stops, PostgreSQL reads the newest seqs of the GIN match), so its cost stops growing with
+# the matches.  The reply says how many were ranked (``ranked``).
+_RANK_WINDOW = 2000
+# ``total`` is exact up to this many matches and then reported as this bound with
+# total_exact False ("10,000+"), as Elasticsearch's track_total_hits does: counting every one
+# of 100k matches costs more than finding the page (15-30 ms, docs/benchmarks.md).
+TOTAL_EXACT_MAX = 10_000
+
+
+def bounded_count(sql_from_where: str) -> str:
+    """count(*) of a FROM ... WHERE ... that stops after {bound} rows (see with_bound)."""
+    return f"SELECT count(*) FROM (SELECT 1 {sql_from_where} LIMIT {{bound}}) b"
+
+
+def with_bound(sql: str) -> str:
+    """A bounded_count's SQL with its bound: one row past TOTAL_EXACT_MAX tells "more"."""
+    return sql.replace("{bound}", str(TOTAL_EXACT_MAX + 1))
+
+
+def capped_total(n: int) -> tuple[int, bool]:
+    """(total, total_exact) from a bounded count."""
+    return (TOTAL_EXACT_MAX, False) if n > TOTAL_EXACT_MAX else (n, True)
 
 
 @dataclass(frozen=True)
@@ -59,13 +84,25 @@ class SearchSQL:
     sort_fields: dict[str, str]  # sort name -> a NOT NULL SQL expression on tracks t
     plus: str  # the unary + that keeps a filter off its index ("" where the backend has no such trick)
     match_filter: str  # WHERE term: track t matches the query (one ?)
-    match_count: str  # how many tracks match the query alone (one ?)
+    match_count: str  # how many tracks match the query alone, bounded_count (one ?)
     key_filter: str  # WHERE term: t.key equals ? ignoring case
     rank_from: str  # FROM of a relevance ranking when only the search filters
     rank_from_joined: str  # ... when other filters on t apply too
     rank_match: str  # WHERE term of a relevance ranking
     rank_seq: str  # the matched track's seq in a ranking
     rank_score: str  # its score, higher is better
+    # The newest {window} matches, scored: {seq} AS seq, {score} AS score from {source} where
+    # {where}; the backend decides whether scoring can wait until the window is cut.
+    rank_window: str = ("SELECT {seq} AS seq, {score} AS score FROM {source} WHERE {where} "
+                        "ORDER BY {order} DESC LIMIT {window}")
+    # Where set: the window from the first {bound} matches, with their count as a third column;
+    # rank_window (with window_walk_match) only when more than TOTAL_EXACT_MAX match.
+    rank_window_counted: str = ""
+    window_walk_match: str = ""  # the search term as no index serves it (walks the seq index)
+    window_source: str = ""  # FROM of rank_window's {source} ("": rank_from / rank_from_joined)
+    window_match: str = ""  # its WHERE term for the search ("": rank_match)
+    window_seq: str = ""  # its {seq} ("": rank_seq)
+    window_trailing_match: bool = False  # the query's ? is passed once more after the WHERE's
 
 
 SQLITE_SEARCH = SearchSQL(
@@ -73,7 +110,7 @@ SQLITE_SEARCH = SearchSQL(
     sort_fields=SORT_FIELDS,
     plus="+",
     match_filter="t.seq IN (SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?)",
-    match_count="SELECT count(*) FROM tracks_fts WHERE tracks_fts MATCH ?",
+    match_count=bounded_count("FROM tracks_fts WHERE tracks_fts MATCH ?"),
     key_filter="t.key = ? COLLATE NOCASE",
     # The search drives (CROSS JOIN keeps the FTS table outer, "+" keeps the
     # filters off their indexes): every match has to be scored anyway.
@@ -88,13 +125,14 @@ SQLITE_SEARCH = SearchSQL(
 class _Ranking:
     """A relevance ranking kept for later pages: track seqs best first, and their scores."""
 
-    __slots__ = ("capped", "fingerprint", "order", "scores", "seqs")
+    __slots__ = ("capped", "fingerprint", "floor", "order", "scores", "seqs", "size")
 
-    def __init__(self, fingerprint: str, order: str, seqs: array, scores: array, capped: bool = False) -> None:
+    def __init__(self, fingerprint: str, order: str, seqs: array, scores: array, capped: bool = False,
+                 floor: int | None = None, size: int = 0) -> None:
         self.fingerprint, self.order, self.seqs, self.scores = fingerprint, order, seqs, scores
-        self.capped = capped  # more matches than the ranking holds (_RANKING_CAP)
-
-
+        self.capped = capped  # its window was full: older matches may follow in the next window
+        self.floor = floor  # the lowest seq in its window: the next window is below it
+        self.size = size  # how many matches its window ranked
 
 
 class SearchMixin(TracksMixin):
@@ -109,7 +147,8 @@ class SearchMixin(TracksMixin):
                           sort: str = "created", order: str = "desc",
                           limit: int = 50, cursor: str | None = None,
                           with_peaks: bool = False, job_id: int | None = None) -> dict:
-        """One page of tracks: {"tracks": [...], "next_cursor": str | None, "total": int | None}.
+        """One page of tracks: {"tracks": [...], "next_cursor": str | None, "total": int | None,
+        "total_exact": bool | None} (and "ranked" with sort=relevance).
 
         ``search`` is free text (any text is safe, see fts_query) matched against
         prompt, title, tags, notes and lyrics; the filters AND together.  Keyset
@@ -117,8 +156,10 @@ class SearchMixin(TracksMixin):
         that existed when the first page was read, whatever is added or removed
         in between.  ``sort="relevance"`` (best match first; needs a search)
         pages through the ranking made for the first page instead, see
-        _list_by_relevance.  ``total`` counts all matches and is given on the
-        first page (cursor None); it is None on later pages.  A cursor only works with the
+        _list_by_relevance.  ``total`` counts the matches and is given on the
+        first page (cursor None), exact up to TOTAL_EXACT_MAX: beyond it ``total``
+        is that bound and ``total_exact`` False (show it as "10,000+"); both are
+        None on later pages.  A cursor only works with the
         same sort, order, search and filters (StoreError "invalid" otherwise).
 
         Plan choice (the planner alone gets it wrong in both directions): with
@@ -205,13 +246,13 @@ class SearchMixin(TracksMixin):
             count_sql, count_args = dialect.match_count, [match]
         else:
             w, count_args = where_sql("")
-            count_sql = "SELECT count(*) FROM tracks t" + w
+            count_sql = bounded_count("FROM tracks t" + w)
 
         async def op() -> dict:
             nonlocal drive
-            total = None
+            total = exact = None
             if cursor is None:
-                total = await self._scalar(count_sql, count_args)
+                total, exact = capped_total(int(await self._scalar(with_bound(count_sql), count_args)))
                 drive = total <= _DRIVE_MAX
             w, params = where_sql("" if drive else dialect.plus, keyset)
             sql = (f"SELECT {cols}, {expr} AS sort_value FROM tracks t{w} "
@@ -230,7 +271,7 @@ class SearchMixin(TracksMixin):
                 last = rows[-1]
                 next_cursor = _encode_cursor(sort, order, fingerprint, last["sort_value"],
                                              last["seq"], bool(drive))
-            return {"tracks": tracks, "next_cursor": next_cursor, "total": total}
+            return {"tracks": tracks, "next_cursor": next_cursor, "total": total, "total_exact": exact}
 
         return await self._run(op)
 
@@ -239,46 +280,71 @@ class SearchMixin(TracksMixin):
                                  with_peaks: bool) -> dict:
         """list_tracks for sort=relevance; ``filters`` are the ones besides the search.
 
-        The first page scores every match (bm25 needs them all anyway) and keeps
-        the best _RANKING_CAP of the ranking in memory under a random id that the
-        cursor carries; past its end, pages go on by keyset as described below.
-        Later pages walk that ranking, so they cannot shift when scores move
-        (any added, edited or removed track changes every bm25 score): no track
-        that matched at the first page is repeated or skipped.  Each page checks
-        that its tracks still exist and still match; tracks added since are not
-        in the ranking.  A cursor whose ranking is gone (daemon restarted, or
-        _RANKINGS_MAX newer rankings since) goes on by keyset on (score, seq)
-        under the current scores: exact only if the library has not changed.
+        The first page scores the newest _RANK_WINDOW matches (all of them in a library
+        where fewer match) and keeps that ranking in memory under a random id that the
+        cursor carries.  Later pages walk that ranking, so they cannot shift when scores
+        move (any added, edited or removed track changes every bm25 score): no track that
+        matched at the first page is repeated or skipped.  Each page checks that its tracks
+        still exist and still match; tracks added since are not in the ranking.  When a
+        full window has been paged through, the next window (the _RANK_WINDOW newest matches
+        below its lowest seq) is ranked the same way, so every match still comes once.  A
+        cursor whose ranking is gone (daemon restarted, or _RANKINGS_MAX newer rankings
+        since) ranks its window again and goes on after its (score, seq) under the current
+        scores: exact only if the library has not changed.
         """
-        ranking_id, pos, after = None, 0, None
+        ranking_id, pos, after, below = None, 0, None, None
         if cursor is not None:
-            value, seq, _, (ranking_id, pos) = _decode_cursor(cursor, RELEVANCE, order, fingerprint)
-            after = [value, seq]
-        direction = order.upper()
-        cmp = "<" if order == "desc" else ">"
+            value, seq, _, extra = _decode_cursor(cursor, RELEVANCE, order, fingerprint)
+            ranking_id, pos = extra[0], extra[1]
+            below = extra[2] if len(extra) > 2 else None
+            if pos > 0:  # pos 0 starts a window: nothing of it has been shown yet
+                after = (value, seq)
+        desc = order == "desc"
         cols = _TRACK_COLS + (", " + _PEAKS_COL if with_peaks else "")
         d = self._search_sql
         source = d.rank_from_joined if filters else d.rank_from
-        seq, score = d.rank_seq, d.rank_score
+        seq_col, score = d.rank_seq, d.rank_score
         terms = [d.rank_match, *(f.format(p=d.plus) for f, _ in filters)]
         filter_args = [a for _, fa in filters for a in fa]
         args = [match, *filter_args]  # the query's ? comes first either way: FROM or the first term
 
-        async def rank() -> _Ranking:
-            t, a = terms, args
-            if after is not None:
-                t = [*terms, f"({score}, {seq}) {cmp} (?, ?)"]
-                a = [*args, *after]
-            rows = await self._all(
-                f"SELECT {seq} AS seq, {score} AS score FROM {source} "
-                f"WHERE {' AND '.join(t)} ORDER BY score {direction}, {seq} {direction} "
-                f"LIMIT {_RANKING_CAP}", a)
-            return _Ranking(fingerprint, order, array("q", [r[0] for r in rows]),
-                            array("d", [r[1] for r in rows]), capped=len(rows) == _RANKING_CAP)
+        wseq = d.window_seq or seq_col
+        wsource = d.window_source or source
+        wterms = [d.window_match or d.rank_match, *terms[1:]]
 
-        async def count() -> int:
-            return int(await self._scalar(f"SELECT count(*) FROM {source} WHERE {' AND '.join(terms)}",
-                                          args))
+        async def count(t: list[str] = wterms, a: list[Any] = args) -> int:
+            return int(await self._scalar(with_bound(bounded_count(f"FROM {wsource} WHERE {' AND '.join(t)}")), a))
+
+        async def rank() -> tuple[_Ranking, int | None]:
+            """The window below ``below`` ranked best first (after ``after``, if set), and the
+            bounded count of the matches below ``below`` where the backend counted them."""
+            t, a = wterms, list(args)
+            if below is not None:
+                t, a = [*t, f"{wseq} < ?"], [*a, below]
+            fmt = dict(seq=wseq, order=wseq, score=score, source=wsource, where=" AND ".join(t),
+                       window=_RANK_WINDOW, bound=TOTAL_EXACT_MAX + 1)
+            trail = [match] if d.window_trailing_match else []
+            n = None
+            rows: list[Any] = []
+            if d.rank_window_counted:
+                # One pass over at most TOTAL_EXACT_MAX + 1 matches gives both the count and,
+                # when that is all of them, the window; a broader search walks instead.
+                rows = await self._all(d.rank_window_counted.format(**fmt), [*a, *trail])
+                n = int(rows[0][2]) if rows else 0
+            if n is None or n > TOTAL_EXACT_MAX:
+                if n is not None:
+                    fmt["where"] = " AND ".join([d.window_walk_match or t[0], *t[1:]])
+                rows = await self._all(d.rank_window.format(**fmt), [*a, *trail])
+            floor = min((r[0] for r in rows), default=None)
+            # Best first: score, then seq, both in the order asked for (the window is at most
+            # _RANK_WINDOW rows, so sorting it here costs well under a millisecond).
+            ranked = sorted(((float(r[1]), int(r[0])) for r in rows), reverse=desc)
+            if after is not None:
+                key = (float(after[0]), int(after[1]))
+                ranked = [x for x in ranked if (x < key if desc else x > key)]
+            return _Ranking(fingerprint, order, array("q", [x[1] for x in ranked]),
+                            array("d", [x[0] for x in ranked]), capped=len(rows) == _RANK_WINDOW,
+                            floor=floor, size=len(rows)), n
 
         async def rows_of(seqs: Iterable[int], recheck: bool) -> dict[int, Row]:
             seqs = list(seqs)
@@ -293,7 +359,7 @@ class SearchMixin(TracksMixin):
             return {r["seq"]: r for r in await self._all(sql, a)}
 
         async def op() -> dict:
-            total = None
+            total = exact = ranked = None
             ranking = self._rankings.get(ranking_id) if ranking_id is not None else None
             if ranking is not None and (ranking.fingerprint, ranking.order) == (fingerprint, order) \
                     and pos <= len(ranking.seqs):
@@ -306,25 +372,32 @@ class SearchMixin(TracksMixin):
                     found = await rows_of(chunk, recheck=True)
                     page += [(j, found[s]) for j, s in enumerate(chunk, i) if s in found]
                     i += len(chunk)
-                # Past a capped ranking's end there are more matches: the cursor goes on by keyset.
-                more = len(page) > limit or (ranking.capped and i >= len(ranking.seqs) and bool(page))
-            else:  # the first page, or a ranking no longer kept: rank (after the cursor's point)
-                ranking = await rank()
+            else:  # the first page, a new window, or a ranking no longer kept: rank the window
+                ranking, n = await rank()
                 if cursor is None:
-                    total = await count() if ranking.capped else len(ranking.seqs)
-                more = len(ranking.seqs) > limit or ranking.capped
+                    ranked = ranking.size
+                    total, exact = (capped_total(n if n is not None else await count()) if ranking.capped
+                                    else (len(ranking.seqs), True))
                 rid = self._keep_ranking(ranking) if len(ranking.seqs) > limit else None
-                found = await rows_of(ranking.seqs[:limit], recheck=False)
-                page = [(j, found[s]) for j, s in enumerate(ranking.seqs[:limit]) if s in found]
+                found = await rows_of(ranking.seqs[:limit + 1], recheck=False)
+                page = [(j, found[s]) for j, s in enumerate(ranking.seqs[:limit + 1]) if s in found]
+                i = min(len(ranking.seqs), limit + 1)
+            goes_on = len(page) > limit  # a row of this window past this page
             page = page[:limit]
             tags = await self._tags_for([r["seq"] for _, r in page])
             tracks = [_track_dict(r, tags[r["seq"]], r["peaks"] if with_peaks else False) for _, r in page]
             next_cursor = None
-            if more and page:
+            if goes_on:
                 j, last = page[-1]
                 next_cursor = _encode_cursor(RELEVANCE, order, fingerprint, ranking.scores[j], last["seq"],
-                                             False, rid if j + 1 < len(ranking.seqs) else None, j + 1)
-            return {"tracks": tracks, "next_cursor": next_cursor, "total": total}
+                                             False, rid, j + 1, below)
+            elif ranking.capped and ranking.floor is not None:  # a full window is done: older matches
+                next_cursor = _encode_cursor(RELEVANCE, order, fingerprint, 0.0, 0, False,
+                                             None, 0, ranking.floor)
+            reply = {"tracks": tracks, "next_cursor": next_cursor, "total": total, "total_exact": exact}
+            if cursor is None:
+                reply["ranked"] = ranked
+            return reply
 
         return await self._run(op)
 

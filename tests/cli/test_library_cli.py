@@ -67,7 +67,7 @@ async def test_track_list_names_the_field(daemon: Any) -> None:
                 await client.call("track.list", params)
             assert e.value.code == "invalid_params" and e.value.data["field"] == field, (params, e.value)
         page = await client.call("track.list", {"search": "anything", "sort": "relevance"})
-        assert page == {"tracks": [], "next_cursor": None, "total": 0}
+        assert page == {"tracks": [], "next_cursor": None, "total": 0, "total_exact": True, "ranked": 0}
     finally:
         await client.close()
 
@@ -98,3 +98,22 @@ async def test_stale_replies_warn_on_stderr_and_keep_json_valid(daemon: Any) -> 
         daemon.store = daemon.store.store
     rc, out, err = await cli(sock, "library", "--search", "harbour")
     assert rc == 0 and "warning" not in err
+
+
+async def test_counts_past_the_bound_read_as_at_least(daemon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A total past the store's counting bound reads "N+" (never as an exact count), and a
+    relevance page over more matches than its window says which matches it ranked."""
+    from dgx_music.daemon.store import search as search_module
+
+    monkeypatch.setattr(search_module, "TOTAL_EXACT_MAX", 3)
+    monkeypatch.setattr(search_module, "_RANK_WINDOW", 2)
+    sock = daemon.server.path
+    await daemon.store.import_tracks([row(i, "lofi beat" if i < 5 else "dark techno") for i in range(7)])
+    page = await cli_json(sock, "library", "--search", "lofi", "--sort", "created", "--limit", "2")
+    assert page["total"] == 3 and page["total_exact"] is False
+    rc, out, err = await cli(sock, "library", "--search", "lofi", "--sort", "created", "--limit", "2")
+    assert rc == 0 and "3+ in all; next page" in out, (out, err)
+    rc, out, err = await cli(sock, "library", "--search", "lofi", "--limit", "1")
+    assert rc == 0 and "3+ in all" in out and "best first among the 2 newest matches" in out, (out, err)
+    rc, out, err = await cli(sock, "library", "--search", "techno", "--sort", "created", "--limit", "1")
+    assert rc == 0 and "2 in all; next page" in out and "+" not in out.splitlines()[-1], (out, err)

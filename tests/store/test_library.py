@@ -275,3 +275,24 @@ async def test_delete_and_paths(lib: Store) -> None:
     assert e.value.code == "not_found"
     assert await ids(lib, tag="keeper") == []
     assert (await lib.get_job(1))["track_ids"] == ["1-1"]
+
+
+async def test_total_is_exact_up_to_the_bound_then_flagged(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``total`` counts exactly up to TOTAL_EXACT_MAX matches; past it, it is the bound with
+    total_exact False (a lower bound: "10+"), for a search, a filter and the whole library;
+    later pages carry neither, and paging still reaches every match once."""
+    from dgx_music.daemon.store import search as search_module
+
+    monkeypatch.setattr(search_module, "TOTAL_EXACT_MAX", 10)
+    await store.import_tracks([{**track(f"b/{i}.flac"), "id": f"b{i}", "prompt": "lofi beat" if i < 12 else "dub",
+                                "tags": ["keeper"] if i < 10 else []} for i in range(14)])
+    for kw, n in (({}, 14), ({"search": "lofi"}, 12), ({"search": "dub"}, 2), ({"tag": "keeper"}, 10),
+                  ({"search": "lofi", "favorite": False}, 12)):
+        page = await store.list_tracks(limit=5, **kw)
+        assert (page["total"], page["total_exact"]) == ((10, False) if n > 10 else (n, True)), kw
+        seen = [t["id"] for t in page["tracks"]]
+        while page["next_cursor"]:
+            page = await store.list_tracks(limit=5, cursor=page["next_cursor"], **kw)
+            assert page["total"] is None and page["total_exact"] is None
+            seen += [t["id"] for t in page["tracks"]]
+        assert len(seen) == len(set(seen)) == n, kw

@@ -36,6 +36,7 @@ async def all_pages(store: Store, limit: int, **kw) -> list[str]:
     seen: list[str] = []
     cursor = None
     while True:
+        assert len(seen) < 5000, "paging never ends"
         page = await store.list_tracks(sort=RELEVANCE, limit=limit, cursor=cursor, **kw)
         assert (page["total"] is None) == (cursor is not None)
         assert len(page["tracks"]) <= limit
@@ -136,21 +137,52 @@ async def test_relevance_pages_cover_every_match_once_in_order(store: Store, ord
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
-async def test_pages_past_a_capped_ranking_go_on_in_order(store: Store, order: str, monkeypatch) -> None:
-    """A ranking keeps only the best _RANKING_CAP matches (a cheaper top-N sort); pages past
-    it go on by keyset, and together they still give every match once, best first."""
-    monkeypatch.setattr(store_module, "_RANKING_CAP", 7)
+async def test_many_matches_rank_in_windows_of_the_newest(store: Store, order: str, monkeypatch) -> None:
+    """With more matches than _RANK_WINDOW, the first page ranks only the newest _RANK_WINDOW
+    (the reply says how many: ``ranked``); pages go on window by window, newest window first,
+    each best first, and together give every match exactly once, also when the kept rankings
+    are forgotten between pages (each window is ranked again and resumed by keyset)."""
+    monkeypatch.setattr(store_module, "_RANK_WINDOW", 7)
     await seed_library(store, 150, random.Random(f"cap{order}"))
-    monkeypatch.setattr(store_module, "_RANKING_CAP", 10_000)
-    expected = [t["id"] for t in (await store.list_tracks(sort=RELEVANCE, order=order, limit=1000,
-                                                          search="lofi"))["tracks"]]
-    monkeypatch.setattr(store_module, "_RANKING_CAP", 7)
-    store._rankings.clear()
+    score = await scores(store, "lofi")
+    seq = {r[0]: r[1] for r in await store._all("SELECT id, seq FROM tracks")}
+    newest = sorted(score, key=lambda i: -seq[i])
+    expected: list[str] = []
+    for k in range(0, len(newest), 7):
+        expected += sorted(newest[k:k + 7], key=lambda i: (score[i], seq[i]), reverse=order == "desc")
     first = await store.list_tracks(sort=RELEVANCE, order=order, limit=3, search="lofi")
-    assert first["total"] == len(expected) > 7  # counted, though only 7 were ranked
-    for limit in (3, 4, 7):
+    assert first["ranked"] == 7 and first["total"] == len(expected) > 14 and first["total_exact"] is True
+    assert [t["id"] for t in first["tracks"]] == expected[:3]
+    for limit in (3, 4, 7, 10):
         store._rankings.clear()
         assert await all_pages(store, limit, order=order, search="lofi") == expected
+    seen: list[str] = []
+    cursor = None
+    while True:
+        assert len(seen) < 5000, "paging never ends"
+        store._rankings.clear()
+        page = await store.list_tracks(sort=RELEVANCE, order=order, limit=4, search="lofi", cursor=cursor)
+        seen += [t["id"] for t in page["tracks"]]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert seen == expected
+    # Past the counting bound: the total is flagged as a lower bound (PostgreSQL also takes its
+    # other window plan then, walking the seq index), and the pages are the same.
+    monkeypatch.setattr(store_module, "TOTAL_EXACT_MAX", 10)
+    store._rankings.clear()
+    first = await store.list_tracks(sort=RELEVANCE, order=order, limit=3, search="lofi")
+    assert (first["total"], first["total_exact"], first["ranked"]) == (10, False, 7)
+    assert await all_pages(store, 4, order=order, search="lofi") == expected
+
+
+async def test_few_matches_are_ranked_whole(store: Store) -> None:
+    """Up to _RANK_WINDOW matches (any library below it): every match is ranked, best first."""
+    await seed_library(store, 60, random.Random("whole"))
+    score = await scores(store, "lofi")
+    first = await store.list_tracks(sort=RELEVANCE, limit=1000, search="lofi")
+    assert first["ranked"] == first["total"] == len(score) and first["total_exact"] is True
+    got = [t["id"] for t in first["tracks"]]
+    assert [score[i] for i in got] == sorted(score.values(), reverse=True)
 
 
 def varied_library(rng: random.Random, n: int) -> list[dict]:

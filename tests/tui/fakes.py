@@ -100,6 +100,7 @@ class FakeDaemon:
         self.next_job = 100
         self.lineage: dict[str, dict[str, Any]] = {}  # track.lineage answers by track id
         self.delay = 0.0
+        self.total_bound: int | None = None  # like the store's TOTAL_EXACT_MAX: totals past it are "N+"
         self.audio: dict[str, bytes] = {}  # track.audio bytes by track id (real audio files); else a stub blob
         self.styles: list[dict[str, Any]] = []  # style.list's answer
         self.stale_since: float | None = None  # set: the database is away; library reads answer stale
@@ -257,8 +258,11 @@ class FakeDaemon:
         limit = int(p.get("limit", 50))
         page = rows[start:start + limit]
         nxt = str(start + limit) if start + limit < len(rows) else None
+        total, exact = len(rows), True
+        if self.total_bound is not None and total > self.total_bound:
+            total, exact = self.total_bound, False
         return {"tracks": [dict(t) for t in page], "next_cursor": nxt,
-                "total": len(rows) if not p.get("cursor") else None}
+                "total": total if not p.get("cursor") else None, "total_exact": exact if not p.get("cursor") else None}
 
 
 class FakeClient:

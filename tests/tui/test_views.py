@@ -140,6 +140,22 @@ async def test_pruned_history_leaves_the_queue_view(tmp_path: Path) -> None:
         assert app.queue_view.table.row_count == len(app.queue_view.jobs)
 
 
+async def test_library_shows_a_bounded_total_as_at_least(tmp_path: Path) -> None:
+    """Past the daemon's counting bound (total_exact false) the count reads "200+ tracks";
+    an exact total reads as before."""
+    fake = FakeDaemon(n_tracks=450)
+    fake.total_bound = 200
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected and app.library_view.queries > 0)
+        count = app.library_view.query_one("#lib-count")
+        await wait_for(pilot, lambda: "200+ tracks" in str(count.render()))
+        assert "450" not in str(count.render())
+        fake.total_bound = None
+        app.library_view.request_query()
+        await wait_for(pilot, lambda: "450 tracks" in str(count.render()))
+
+
 async def test_library_pages_instead_of_loading_everything(tmp_path: Path) -> None:
     fake = FakeDaemon(n_tracks=450)
     app = make_app(fake, tmp_path)

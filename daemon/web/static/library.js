@@ -93,7 +93,9 @@ export class Library {
       this.tracks.clear();
       this.el.list.replaceChildren();
       const n = page.total;
-      let text = n === null || n === undefined ? '' : `${n} track${n === 1 ? '' : 's'}`;
+      // total_exact false: counting stopped at a bound, so more than n match ("10,000+ tracks")
+      const plus = page.total_exact === false ? '+' : '';
+      let text = n === null || n === undefined ? '' : `${n.toLocaleString('en')}${plus} track${n === 1 && !plus ? '' : 's'}`;
       if (page.stale) {  // the daemon's database is away: this is what it last saw (issue 21)
         const at = page.stale_since ? new Date(page.stale_since * 1000).toTimeString().slice(0, 5) : '?';
         text += `${text ? ' · ' : ''}database away — showing what this host last saw at ${at}`;
