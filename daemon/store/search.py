@@ -56,6 +56,21 @@ _RANK_WINDOW = 2000
 # total_exact False ("10,000+"), as Elasticsearch's track_total_hits does: counting every one
 # of 100k matches costs more than finding the page (15-30 ms, docs/benchmarks.md).
 TOTAL_EXACT_MAX = 10_000
+# Where the backend can read a search's matches through its index in one pass (PostgreSQL's GIN
+# bitmap: ~1 us a match, for the count and the newest window together), it does that for up to
+# _GIN_READ_MAX matches, unless _window_by_walk says walking the seq index back is cheaper; the
+# choice comes from the share of matches in the newest _PROBE_ROWS tracks (one cheap walk).
+_PROBE_ROWS = 500
+_GIN_READ_MAX = 3 * TOTAL_EXACT_MAX
+
+
+def _window_by_walk(est: float, span: int) -> bool:
+    """Whether to count (at most TOTAL_EXACT_MAX + 1 reads) and walk the newest ``span`` seqs
+    back for the window (about _RANK_WINDOW * span / est rows) rather than read all ``est``
+    estimated matches once.  Only a plan choice: both plans give the same window and total."""
+    if est <= TOTAL_EXACT_MAX:
+        return False  # one pass reads them all anyway, and the count needs no more
+    return TOTAL_EXACT_MAX + 1 + _RANK_WINDOW * span / est < est
 
 
 def bounded_count(sql_from_where: str) -> str:
@@ -96,8 +111,11 @@ class SearchSQL:
     rank_window: str = ("SELECT {seq} AS seq, {score} AS score FROM {source} WHERE {where} "
                         "ORDER BY {order} DESC LIMIT {window}")
     # Where set: the window from the first {bound} matches, with their count as a third column;
-    # rank_window (with window_walk_match) only when more than TOTAL_EXACT_MAX match.
+    # rank_window (with window_walk_match) when more match, or when window_probe says so.
     rank_window_counted: str = ""
+    # (matches, rows, highest seq) among the newest {probe} tracks {below} (the query's ? first,
+    # then the seq bound where {below} is set): the estimate behind _window_by_walk.
+    window_probe: str = ""
     window_walk_match: str = ""  # the search term as no index serves it (walks the seq index)
     window_source: str = ""  # FROM of rank_window's {source} ("": rank_from / rank_from_joined)
     window_match: str = ""  # its WHERE term for the search ("": rank_match)
@@ -326,13 +344,22 @@ class SearchMixin(TracksMixin):
             trail = [match] if d.window_trailing_match else []
             n = None
             rows: list[Any] = []
-            if d.rank_window_counted:
-                # One pass over at most TOTAL_EXACT_MAX + 1 matches gives both the count and,
+            walk = not d.rank_window_counted
+            if d.rank_window_counted and d.window_probe:
+                probe = d.window_probe.format(probe=_PROBE_ROWS,
+                                              below="" if below is None else f"WHERE {wseq} < ?")
+                hits, seen, top = (await self._all(probe, [match, *([] if below is None else [below])]))[0]
+                walk = bool(seen) and _window_by_walk(int(hits) * int(top) / int(seen), int(top))
+            if not walk:
+                # One pass over at most _GIN_READ_MAX + 1 matches gives both the count and,
                 # when that is all of them, the window; a broader search walks instead.
-                rows = await self._all(d.rank_window_counted.format(**fmt), [*a, *trail])
+                rows = await self._all(d.rank_window_counted.format(**{**fmt, "bound": _GIN_READ_MAX + 1}),
+                                       [*a, *trail])
                 n = int(rows[0][2]) if rows else 0
-            if n is None or n > TOTAL_EXACT_MAX:
-                if n is not None:
+                if n > _GIN_READ_MAX:  # more than the estimate said: walk (and count, if not yet past)
+                    walk, n = True, (n if n > TOTAL_EXACT_MAX else None)
+            if walk:
+                if d.rank_window_counted:
                     fmt["where"] = " AND ".join([d.window_walk_match or t[0], *t[1:]])
                 rows = await self._all(d.rank_window.format(**fmt), [*a, *trail])
             floor = min((r[0] for r in rows), default=None)
