@@ -73,6 +73,14 @@ def _window_by_walk(est: float, span: int) -> bool:
     return TOTAL_EXACT_MAX + 1 + _RANK_WINDOW * span / est < est
 
 
+def _count_by_walk(est: float, span: int) -> bool:
+    """With the walk chosen and a count wanted: whether to walk on to the TOTAL_EXACT_MAX + 1-th
+    match (about that many * span / est rows; one query gives the count and the window) rather
+    than count through the index and then walk for the window (a word in every track: ~5 ms
+    against ~14 ms)."""
+    return (TOTAL_EXACT_MAX + 1) * span / est < TOTAL_EXACT_MAX + 1 + _RANK_WINDOW * span / est
+
+
 def bounded_count(sql_from_where: str) -> str:
     """count(*) of a FROM ... WHERE ... that stops after {bound} rows (see with_bound)."""
     return f"SELECT count(*) FROM (SELECT 1 {sql_from_where} LIMIT {{bound}}) b"
@@ -395,22 +403,31 @@ class SearchMixin(TracksMixin):
             n = None
             rows: list[Any] = []
             walk = not d.rank_window_counted
+            walk_where = " AND ".join([d.window_walk_match or t[0], *t[1:]])
             if d.rank_window_counted and d.window_probe:
                 probe = d.window_probe.format(probe=_PROBE_ROWS,
                                               below="" if below is None else f"WHERE {wseq} < ?")
                 hits, seen, top = (await self._all(probe, [match, *([] if below is None else [below])]))[0]
-                walk = bool(seen) and _window_by_walk(int(hits) * int(top) / int(seen), int(top))
-            if not walk:
+                est = int(hits) * int(top) / int(seen) if seen else 0.0
+                walk = bool(seen) and _window_by_walk(est, int(top))
+                if walk and cursor is None and _count_by_walk(est, int(top)):
+                    # The count (at most TOTAL_EXACT_MAX + 1 matches) and the window in one walk.
+                    rows = await self._all(d.rank_window_counted.format(
+                        **{**fmt, "where": walk_where, "bound": TOTAL_EXACT_MAX + 1,
+                           "m_order": f"ORDER BY {wseq} DESC"}), [*a, *trail])
+                    n = int(rows[0][2]) if rows else 0
+                    walk = False
+            if not walk and n is None:
                 # One pass over at most _GIN_READ_MAX + 1 matches gives both the count and,
                 # when that is all of them, the window; a broader search walks instead.
-                rows = await self._all(d.rank_window_counted.format(**{**fmt, "bound": _GIN_READ_MAX + 1}),
-                                       [*a, *trail])
+                rows = await self._all(d.rank_window_counted.format(
+                    **{**fmt, "bound": _GIN_READ_MAX + 1, "m_order": ""}), [*a, *trail])
                 n = int(rows[0][2]) if rows else 0
                 if n > _GIN_READ_MAX:  # more than the estimate said: walk (and count, if not yet past)
                     walk, n = True, (n if n > TOTAL_EXACT_MAX else None)
             if walk:
                 if d.rank_window_counted:
-                    fmt["where"] = " AND ".join([d.window_walk_match or t[0], *t[1:]])
+                    fmt["where"] = walk_where
                 rows = await self._all(d.rank_window.format(**fmt), [*a, *trail])
             floor = min((r[0] for r in rows), default=None)
             # Best first: score, then seq, both in the order asked for (the window is at most

@@ -182,8 +182,9 @@ async def test_window_plans_give_the_same_pages(store: Store, order: str, search
                                                 monkeypatch) -> None:
     """PostgreSQL gets a window either by reading every match once (count and newest window
     together) or by counting and walking the seq index back; _window_by_walk picks one from an
-    estimate.  A choice either way, or a read that finds more than _GIN_READ_MAX, only costs
-    time: the total, ``ranked`` and every page are the same."""
+    estimate (and, walking, whether to count by walking on too).  A choice either way, or a read
+    that finds more than _GIN_READ_MAX, only costs time: the total, ``ranked`` and every page
+    are the same."""
     monkeypatch.setattr(store_module, "_RANK_WINDOW", 7)
     monkeypatch.setattr(store_module, "TOTAL_EXACT_MAX", 10)
     await seed_library(store, 150, random.Random(f"plans{order}{search}"))
@@ -195,11 +196,15 @@ async def test_window_plans_give_the_same_pages(store: Store, order: str, search
         return chosen[-1]
 
     results = {}
-    for plan, choice, read_max in [("chosen", None, 30), ("read", False, 10**6), ("walk", True, 10**6),
-                                   ("read past its bound, below the count's", False, 5),
-                                   ("read past its bound, past the count's", False, 12)]:
+    for plan, choice, read_max, count_walk in [
+            ("chosen", None, 30, None), ("read", False, 10**6, None),
+            ("walk, count by index", True, 10**6, False), ("walk, count by walk", True, 10**6, True),
+            ("read past its bound, below the count's", False, 5, None),
+            ("read past its bound, past the count's", False, 12, None)]:
         monkeypatch.setattr(store_module, "_GIN_READ_MAX", read_max)
         monkeypatch.setattr(store_module, "_window_by_walk", spy if choice is None else (lambda e, s, c=choice: c))
+        if count_walk is not None:
+            monkeypatch.setattr(store_module, "_count_by_walk", lambda e, s, c=count_walk: c)
         store._rankings.clear()
         first = await store.list_tracks(sort=RELEVANCE, order=order, limit=3, search=search, **filters)
         results[plan] = ((first["total"], first["total_exact"], first["ranked"]),

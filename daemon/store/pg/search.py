@@ -74,7 +74,7 @@ PG_SEARCH = SearchSQL(
     # TOTAL_EXACT_MAX matches: one read of them gives the count and the newest window; more:
     # ts_match_vq (@@ as a function, which no index serves) walks the primary key back and
     # stops after the window.
-    rank_window_counted="WITH m AS MATERIALIZED (SELECT t.seq FROM {source} WHERE {where} LIMIT {bound}), "
+    rank_window_counted="WITH m AS MATERIALIZED (SELECT t.seq FROM {source} WHERE {where} {m_order} LIMIT {bound}), "
                         "c AS (SELECT seq AS s FROM m ORDER BY seq DESC LIMIT {window}) "
                         "SELECT t.seq AS seq, {score} AS score, (SELECT count(*) FROM m) AS n FROM c "
                         "JOIN tracks t ON t.seq = c.s "
