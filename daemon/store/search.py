@@ -118,8 +118,9 @@ class SearchSQL:
     # {where}; the backend decides whether scoring can wait until the window is cut.
     rank_window: str = ("SELECT {seq} AS seq, {score} AS score FROM {source} WHERE {where} "
                         "ORDER BY {order} DESC LIMIT {window}")
-    # Where set: the window from the first {bound} matches, with their count as a third column;
-    # rank_window (with window_walk_match) when more match, or when window_probe says so.
+    # Where set: the window from the first {bound} matches, with their count as a third column
+    # ({m_order} is "" or, when {where} walks the seq index, its ORDER BY); rank_window (with
+    # window_walk_match) when more match, or when window_probe says walking is cheaper.
     rank_window_counted: str = ""
     # (matches, rows, highest seq) among the newest {probe} tracks {below} (the query's ? first,
     # then the seq bound where {below} is set): the estimate behind _window_by_walk.
@@ -148,7 +149,8 @@ SQLITE_SEARCH = SearchSQL(
     rank_match="tracks_fts MATCH ?",
     rank_seq="tracks_fts.rowid",
     rank_score=_RELEVANCE_EXPR,
-    newest_matches="SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?{bound} ORDER BY rowid {dir} LIMIT {limit}",
+    newest_matches="SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?{bound} "
+                   "ORDER BY rowid {dir} LIMIT {limit}",
 )
 
 
