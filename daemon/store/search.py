@@ -56,6 +56,29 @@ _RANK_WINDOW = 2000
 # total_exact False ("10,000+"), as Elasticsearch's track_total_hits does: counting every one
 # of 100k matches costs more than finding the page (15-30 ms, docs/benchmarks.md).
 TOTAL_EXACT_MAX = 10_000
+# Where the backend can read a search's matches through its index in one pass (PostgreSQL's GIN
+# bitmap: ~1 us a match, for the count and the newest window together), it does that for up to
+# _GIN_READ_MAX matches, unless _window_by_walk says walking the seq index back is cheaper; the
+# choice comes from the share of matches in the newest _PROBE_ROWS tracks (one cheap walk).
+_PROBE_ROWS = 500
+_GIN_READ_MAX = 3 * TOTAL_EXACT_MAX
+
+
+def _window_by_walk(est: float, span: int) -> bool:
+    """Whether to count (at most TOTAL_EXACT_MAX + 1 reads) and walk the newest ``span`` seqs
+    back for the window (about _RANK_WINDOW * span / est rows) rather than read all ``est``
+    estimated matches once.  Only a plan choice: both plans give the same window and total."""
+    if est <= TOTAL_EXACT_MAX:
+        return False  # one pass reads them all anyway, and the count needs no more
+    return TOTAL_EXACT_MAX + 1 + _RANK_WINDOW * span / est < est
+
+
+def _count_by_walk(est: float, span: int) -> bool:
+    """With the walk chosen and a count wanted: whether to walk on to the TOTAL_EXACT_MAX + 1-th
+    match (about that many * span / est rows; one query gives the count and the window) rather
+    than count through the index and then walk for the window (a word in every track: ~5 ms
+    against ~14 ms)."""
+    return (TOTAL_EXACT_MAX + 1) * span / est < TOTAL_EXACT_MAX + 1 + _RANK_WINDOW * span / est
 
 
 def bounded_count(sql_from_where: str) -> str:
@@ -95,14 +118,21 @@ class SearchSQL:
     # {where}; the backend decides whether scoring can wait until the window is cut.
     rank_window: str = ("SELECT {seq} AS seq, {score} AS score FROM {source} WHERE {where} "
                         "ORDER BY {order} DESC LIMIT {window}")
-    # Where set: the window from the first {bound} matches, with their count as a third column;
-    # rank_window (with window_walk_match) only when more than TOTAL_EXACT_MAX match.
+    # Where set: the window from the first {bound} matches, with their count as a third column
+    # ({m_order} is "" or, when {where} walks the seq index, its ORDER BY); rank_window (with
+    # window_walk_match) when more match, or when window_probe says walking is cheaper.
     rank_window_counted: str = ""
+    # (matches, rows, highest seq) among the newest {probe} tracks {below} (the query's ? first,
+    # then the seq bound where {below} is set): the estimate behind _window_by_walk.
+    window_probe: str = ""
     window_walk_match: str = ""  # the search term as no index serves it (walks the seq index)
     window_source: str = ""  # FROM of rank_window's {source} ("": rank_from / rank_from_joined)
     window_match: str = ""  # its WHERE term for the search ("": rank_match)
     window_seq: str = ""  # its {seq} ("": rank_seq)
     window_trailing_match: bool = False  # the query's ? is passed once more after the WHERE's
+    # Where set: the {limit} matches with the highest (or lowest, {dir} ASC) seq, {bound} the seq
+    # range ("AND ... ?" or ""), the query's ? first; see SearchMixin._newest_page.
+    newest_matches: str = ""
 
 
 SQLITE_SEARCH = SearchSQL(
@@ -119,6 +149,8 @@ SQLITE_SEARCH = SearchSQL(
     rank_match="tracks_fts MATCH ?",
     rank_seq="tracks_fts.rowid",
     rank_score=_RELEVANCE_EXPR,
+    newest_matches="SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?{bound} "
+                   "ORDER BY rowid {dir} LIMIT {limit}",
 )
 
 
@@ -254,10 +286,15 @@ class SearchMixin(TracksMixin):
             if cursor is None:
                 total, exact = capped_total(int(await self._scalar(with_bound(count_sql), count_args)))
                 drive = total <= _DRIVE_MAX
-            w, params = where_sql("" if drive else dialect.plus, keyset)
-            sql = (f"SELECT {cols}, {expr} AS sort_value FROM tracks t{w} "
-                   f"ORDER BY {expr} {direction}, t.seq {direction} LIMIT ?")
-            rows = await self._all(sql, (*params, *keyset_args, limit + 1))
+            rows = None
+            if not drive and sort == "created" and dialect.newest_matches and match is not None \
+                    and len(filters) == 1:
+                rows = await self._newest_page(match, cols, order, limit, keyset, keyset_args)
+            if rows is None:
+                w, params = where_sql("" if drive else dialect.plus, keyset)
+                sql = (f"SELECT {cols}, {expr} AS sort_value FROM tracks t{w} "
+                       f"ORDER BY {expr} {direction}, t.seq {direction} LIMIT ?")
+                rows = await self._all(sql, (*params, *keyset_args, limit + 1))
             more = len(rows) > limit
             rows = rows[:limit]
             tags = await self._tags_for([r["seq"] for r in rows])
@@ -274,6 +311,47 @@ class SearchMixin(TracksMixin):
             return {"tracks": tracks, "next_cursor": next_cursor, "total": total, "total_exact": exact}
 
         return await self._run(op)
+
+    async def _newest_page(self, match: str, cols: str, order: str, limit: int, keyset: list[str],
+                           keyset_args: list[Any]) -> list[Row] | None:
+        """A search's page by date from its newest matches by seq, or None: use the usual plan.
+
+        Why: a search matching most of the library sorted by date walked the date index against
+        the IN list of every match (100k rowids built for one page, ~12 ms).  Tracks get their
+        seq as they are added, so the newest matches by seq (FTS5 reads its doclist backwards and
+        stops) are nearly always the newest by date.  Exact whatever the dates: the page is used
+        only when no track that sorts before its last row lies outside the seq range that was
+        read (one probe of the date index over that short range); otherwise None."""
+        desc = order == "desc"
+        lt, gt = ("<", ">") if desc else (">", "<")
+        bound, bargs = "", []
+        if keyset_args:  # a later page: below (above, ascending) the cursor's seq first
+            bound, bargs = f" AND rowid {lt} ?", [keyset_args[2]]
+        want = limit + 1
+        seqs = [r[0] for r in await self._all(
+            self._search_sql.newest_matches.format(bound=bound, dir=order.upper(), limit=want), [match, *bargs])]
+        if not seqs:
+            return None
+        expr = "t.created"
+        w = " AND ".join([f"t.seq IN ({','.join('?' * len(seqs))})", *keyset])
+        rows = await self._all(f"SELECT {cols}, {expr} AS sort_value FROM tracks t WHERE {w} "
+                               f"ORDER BY {expr} {order}, t.seq {order} LIMIT ?", [*seqs, *keyset_args, want])
+        if len(rows) < want:
+            return None
+        last = rows[-1]
+        # A track that sorts before the last row but whose seq was not in the range read.
+        outside = [f"t.seq {lt} ?"] if len(seqs) == want else []  # the read stopped: older seqs unread
+        outside_args: list[Any] = [seqs[-1]] if outside else []
+        if bargs:
+            outside.append(f"t.seq {gt}= ?")
+            outside_args.append(bargs[0])
+        if not outside:
+            return rows
+        probe = " AND ".join([f"{expr} {gt}= ?", f"({expr}, t.seq) {gt} (?, ?)", *keyset,
+                              "(" + " OR ".join(outside) + ")"])
+        hit = await self._all(f"SELECT 1 FROM tracks t WHERE {probe} LIMIT 1",
+                              [last["sort_value"], last["sort_value"], last["seq"], *keyset_args, *outside_args])
+        return None if hit else rows
 
     async def _list_by_relevance(self, match: str, filters: list[tuple[str, list[Any]]], order: str,
                                  limit: int, cursor: str | None, fingerprint: str,
@@ -326,14 +404,32 @@ class SearchMixin(TracksMixin):
             trail = [match] if d.window_trailing_match else []
             n = None
             rows: list[Any] = []
-            if d.rank_window_counted:
-                # One pass over at most TOTAL_EXACT_MAX + 1 matches gives both the count and,
+            walk = not d.rank_window_counted
+            walk_where = " AND ".join([d.window_walk_match or t[0], *t[1:]])
+            if d.rank_window_counted and d.window_probe:
+                probe = d.window_probe.format(probe=_PROBE_ROWS,
+                                              below="" if below is None else f"WHERE {wseq} < ?")
+                hits, seen, top = (await self._all(probe, [match, *([] if below is None else [below])]))[0]
+                est = int(hits) * int(top) / int(seen) if seen else 0.0
+                walk = bool(seen) and _window_by_walk(est, int(top))
+                if walk and cursor is None and _count_by_walk(est, int(top)):
+                    # The count (at most TOTAL_EXACT_MAX + 1 matches) and the window in one walk.
+                    rows = await self._all(d.rank_window_counted.format(
+                        **{**fmt, "where": walk_where, "bound": TOTAL_EXACT_MAX + 1,
+                           "m_order": f"ORDER BY {wseq} DESC"}), [*a, *trail])
+                    n = int(rows[0][2]) if rows else 0
+                    walk = False
+            if not walk and n is None:
+                # One pass over at most _GIN_READ_MAX + 1 matches gives both the count and,
                 # when that is all of them, the window; a broader search walks instead.
-                rows = await self._all(d.rank_window_counted.format(**fmt), [*a, *trail])
+                rows = await self._all(d.rank_window_counted.format(
+                    **{**fmt, "bound": _GIN_READ_MAX + 1, "m_order": ""}), [*a, *trail])
                 n = int(rows[0][2]) if rows else 0
-            if n is None or n > TOTAL_EXACT_MAX:
-                if n is not None:
-                    fmt["where"] = " AND ".join([d.window_walk_match or t[0], *t[1:]])
+                if n > _GIN_READ_MAX:  # more than the estimate said: walk (and count, if not yet past)
+                    walk, n = True, (n if n > TOTAL_EXACT_MAX else None)
+            if walk:
+                if d.rank_window_counted:
+                    fmt["where"] = walk_where
                 rows = await self._all(d.rank_window.format(**fmt), [*a, *trail])
             floor = min((r[0] for r in rows), default=None)
             # Best first: score, then seq, both in the order asked for (the window is at most

@@ -296,3 +296,55 @@ async def test_total_is_exact_up_to_the_bound_then_flagged(store: Store, monkeyp
             assert page["total"] is None and page["total_exact"] is None
             seen += [t["id"] for t in page["tracks"]]
         assert len(seen) == len(set(seen)) == n, kw
+
+
+@pytest.mark.parametrize("order", ["desc", "asc"])
+@pytest.mark.parametrize("dates", ["in seq order", "some out of seq order"])
+async def test_broad_search_by_date_from_the_newest_matches(store: Store, order: str, dates: str,
+                                                            monkeypatch) -> None:
+    """A search matching many tracks, sorted by date, takes its pages from the matches with the
+    highest (ascending: lowest) seq where that is exact (SQLite): every page is the one the
+    date order gives, also when tracks imported later carry older or newer dates."""
+    monkeypatch.setattr(store_module, "_DRIVE_MAX", 0)  # as with many matches
+    rng = random.Random(f"newest{order}{dates}")
+    rows = []
+    for i in range(200):
+        created = 1000.0 + i // 3  # ties too
+        if dates != "in seq order" and rng.random() < 0.06:
+            created = rng.choice([500.0, 2000.0, 1000.0 + rng.randrange(67)])
+        rows.append({**track(f"n/{i}.flac"), "id": f"n{i}", "created": created,
+                     "prompt": rng.choice(["lofi piano", "lofi", "jazz", "lofi jazz"])})
+    await store.import_tracks(rows)
+    seq = {r[0]: r[1] for r in await store._all("SELECT id, seq FROM tracks")}
+    by_id = {r["id"]: r for r in rows}
+    expected = sorted((i for i in by_id if "lofi" in by_id[i]["prompt"]),
+                      key=lambda i: (by_id[i]["created"], seq[i]), reverse=order == "desc")
+    used: list[bool] = []
+    real = store._newest_page
+
+    async def spy(*a, **kw):
+        page = await real(*a, **kw)
+        used.append(page is not None)
+        return page
+
+    monkeypatch.setattr(store, "_newest_page", spy)
+    for limit in (3, 7, 10):
+        used.clear()
+        seen: list[str] = []
+        cursor = None
+        while True:
+            assert len(seen) < 1000, "paging never ends"
+            page = await store.list_tracks(search="lofi", order=order, limit=limit, cursor=cursor)
+            if cursor is None:
+                assert (page["total"], page["total_exact"]) == (len(expected), True)
+            seen += [t["id"] for t in page["tracks"]]
+            if (cursor := page["next_cursor"]) is None:
+                break
+        assert seen == expected, limit
+        if not store._search_sql.newest_matches:
+            continue
+        # the new plan served pages, falling back where it could not be sure
+        if dates == "in seq order":
+            assert all(used[:-1]) and not used[-1]  # the last page is short: the usual plan
+        else:
+            assert any(used) and not all(used[:-1])

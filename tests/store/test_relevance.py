@@ -175,6 +175,56 @@ async def test_many_matches_rank_in_windows_of_the_newest(store: Store, order: s
     assert await all_pages(store, 4, order=order, search="lofi") == expected
 
 
+@pytest.mark.parametrize("order", ["desc", "asc"])
+@pytest.mark.parametrize("search", ["lofi", "jazz lofi"])
+@pytest.mark.parametrize("filters", [{}, {"favorite": True}])
+async def test_window_plans_give_the_same_pages(store: Store, order: str, search: str, filters: dict,
+                                                monkeypatch) -> None:
+    """PostgreSQL gets a window either by reading every match once (count and newest window
+    together) or by counting and walking the seq index back; _window_by_walk picks one from an
+    estimate (and, walking, whether to count by walking on too).  A choice either way, or a read
+    that finds more than _GIN_READ_MAX, only costs time: the total, ``ranked`` and every page
+    are the same."""
+    monkeypatch.setattr(store_module, "_RANK_WINDOW", 7)
+    monkeypatch.setattr(store_module, "TOTAL_EXACT_MAX", 10)
+    await seed_library(store, 150, random.Random(f"plans{order}{search}"))
+    chosen: list[bool] = []
+    real = store_module._window_by_walk
+
+    def spy(est: float, span: int) -> bool:
+        chosen.append(real(est, span))
+        return chosen[-1]
+
+    results = {}
+    for plan, choice, read_max, count_walk in [
+            ("chosen", None, 30, None), ("read", False, 10**6, None),
+            ("walk, count by index", True, 10**6, False), ("walk, count by walk", True, 10**6, True),
+            ("read past its bound, below the count's", False, 5, None),
+            ("read past its bound, past the count's", False, 12, None)]:
+        monkeypatch.setattr(store_module, "_GIN_READ_MAX", read_max)
+        monkeypatch.setattr(store_module, "_window_by_walk", spy if choice is None else (lambda e, s, c=choice: c))
+        if count_walk is not None:
+            monkeypatch.setattr(store_module, "_count_by_walk", lambda e, s, c=count_walk: c)
+        store._rankings.clear()
+        first = await store.list_tracks(sort=RELEVANCE, order=order, limit=3, search=search, **filters)
+        results[plan] = ((first["total"], first["total_exact"], first["ranked"]),
+                         await all_pages(store, 4, order=order, search=search, **filters))
+    assert all(r == results["read"] for r in results.values()), results
+    if not filters:  # the expected pages, from every match's score: newest windows, each best first
+        score = await scores(store, search)
+        seq = {r[0]: r[1] for r in await store._all("SELECT id, seq FROM tracks")}
+        newest = sorted(score, key=lambda i: -seq[i])
+        expected: list[str] = []
+        for k in range(0, len(newest), 7):
+            expected += sorted(newest[k:k + 7], key=lambda i: (score[i], seq[i]), reverse=order == "desc")
+        total = (10, False) if len(expected) > 10 else (len(expected), True)
+        assert results["read"] == ((*total, min(7, len(expected))), expected)
+    if store._search_sql.window_probe:  # PostgreSQL: a word in ~43% of tracks walks, ~14% reads
+        assert chosen[0] is (search == "lofi"), chosen
+    else:
+        assert chosen == []
+
+
 async def test_few_matches_are_ranked_whole(store: Store) -> None:
     """Up to _RANK_WINDOW matches (any library below it): every match is ranked, best first."""
     await seed_library(store, 60, random.Random("whole"))
