@@ -73,6 +73,9 @@ async def test_migrate_from_every_earlier_version(version: int, tmp_path: Path) 
         assert (await s.get_track("1-1"))["peaks"] is None
         assert {x["id"] for x in (await s.list_tracks(search="vinyl"))["tracks"]} == {"1-0", "1-1"}
         assert [x["id"] for x in (await s.list_tracks(search="keeper"))["tracks"]] == ["1-0"]
+        # v9: the index made again with four-letter prefixes still finds what it held
+        assert [x["id"] for x in (await s.list_tracks(search="keep"))["tracks"]] == ["1-0"]
+        assert {x["id"] for x in (await s.list_tracks(search="viny", sort="relevance"))["tracks"]} == {"1-0", "1-1"}
         assert [x["id"] for x in (await s.list_tracks(sort="bpm"))["tracks"]] == ["1-0", "1-1"]
         assert await s.recover() == {"requeued": [3], "failed": []}
         await s.update_track("1-1", tags_add=["new"], notes="migrated fine")
