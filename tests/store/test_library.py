@@ -348,3 +348,49 @@ async def test_broad_search_by_date_from_the_newest_matches(store: Store, order:
             assert all(used[:-1]) and not used[-1]  # the last page is short: the usual plan
         else:
             assert any(used) and not all(used[:-1])
+
+
+@pytest.mark.parametrize("sort", ["created", "duration"])
+@pytest.mark.parametrize("bound", [20, 1000])
+async def test_count_plans_give_the_same_total_and_pages(store: Store, sort: str, bound: int,
+                                                         monkeypatch) -> None:
+    """PostgreSQL counts a search's first page either through its index or, when the estimate
+    says the word is in most tracks, by walking the newest tracks back to the bound's match
+    (_list_count_by_walk).  Either way the total, total_exact and every page are the same."""
+    monkeypatch.setattr(store_module, "_DRIVE_MAX", 0)  # as with many matches
+    monkeypatch.setattr(store_module, "TOTAL_EXACT_MAX", bound)
+    rng = random.Random(f"count{sort}{bound}")
+    rows = [{**track(f"c/{i}.flac", duration=float(rng.choice([4, 8, 12]))), "id": f"c{i}",
+             "created": 1000.0 + rng.randrange(50), "prompt": rng.choice(["lofi piano", "lofi", "jazz", "lofi jazz"])}
+            for i in range(200)]
+    await store.import_tracks(rows)
+    chosen: list[bool] = []
+    real = store_module._list_count_by_walk
+
+    def spy(est: float, span: int) -> bool:
+        chosen.append(real(est, span))
+        return chosen[-1]
+
+    results = {}
+    for search in ("lofi", "piano"):
+        n = sum(search in r["prompt"] for r in rows)
+        for plan, choice in [("chosen", None), ("index", False), ("walk", True)]:
+            monkeypatch.setattr(store_module, "_list_count_by_walk",
+                                spy if choice is None else (lambda e, s, c=choice: c))
+            seen: list[str] = []
+            cursor = None
+            total = None
+            while True:
+                page = await store.list_tracks(search=search, sort=sort, limit=7, cursor=cursor)
+                total = total or (page["total"], page["total_exact"])
+                seen += [t["id"] for t in page["tracks"]]
+                if (cursor := page["next_cursor"]) is None:
+                    break
+            results[search, plan] = (total, seen)
+        assert results[search, "chosen"] == results[search, "index"] == results[search, "walk"], search
+        assert results[search, "index"][0] == ((bound, False) if n > bound else (n, True))
+        assert sorted(results[search, "index"][1]) == sorted(r["id"] for r in rows if search in r["prompt"])
+    if store._search_sql.window_probe:  # PostgreSQL: 'lofi' (3/4 of tracks) walks past a bound of 20
+        assert chosen == [bound == 20, False], chosen
+    else:
+        assert chosen == []
