@@ -223,6 +223,8 @@ def format_job(j: dict[str, Any]) -> str:
     lines = [f"job {j['id']}: {j['state']}", f"  prompt    {j['prompt']}",
              f"  duration  {p.get('duration', '-')} s x {j['count']}, seed {j['seed']}, model {j.get('model') or '-'}",
              f"  attempts  {j['attempts']}/{j['max_attempts']}"]
+    if j.get("host"):  # a shared queue: the box that runs (or ran) it
+        lines.append(f"  host      {j['host']}")
     prog = j.get("progress")
     if prog:
         lines.append(f"  progress  {prog['step']}/{prog['total']} steps, {human_duration(prog['elapsed'])} elapsed, "
@@ -512,6 +514,8 @@ async def queue(client: Client, args: argparse.Namespace) -> int:
             prog = j.get("progress")
             ptxt = f"{prog['step']}/{prog['total']} ETA {human_duration(prog.get('eta'))}" if prog else ""
             prompt = j["prompt"] if len(j["prompt"]) <= 50 else j["prompt"][:47] + "..."
+            if j.get("host") and j["state"] in ("running", "processing"):  # a shared queue: on which box
+                prompt = f"[{j['host']}] {prompt}"
             rows.append(f"{j['id']:>5}  {j['state']:<10} {ptxt:<16} {(j['params'] or {}).get('duration', 0):>5.1f}s "
                         f"{j['count']:>2}  {prompt}")
         return "\n".join(rows)

@@ -35,6 +35,7 @@ class Job(msgspec.Struct, kw_only=True):
     created: float
     started: float | None
     finished: float | None
+    host: str | None = None  # a shared queue: the host that runs (or ran) the job; null on one box
     track_ids: list[str] = []
     progress: dict[str, Any] | None = None
     stream_seconds: float | None = None  # a running MusicGen job: seconds of its audio ready (job.listen)

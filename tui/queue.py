@@ -166,6 +166,8 @@ class QueueView(Vertical):
         ready = job.get("stream_seconds")
         if state == "running" and ready:  # seconds of its audio ready to hear (space plays them)
             prompt = Text.assemble((f"▶{ready:.0f}s ", "green"), prompt)
+        if job.get("host") and state in ("running", "processing"):  # a shared queue: the box running it
+            prompt = Text.assemble((f"[{job['host']}] ", "cyan"), prompt)
         return [Text(str(job.get("id")), style="dim"), prompt, Text(label, style=style), progress, steps,
                 fmt.duration(elapsed), fmt.duration(eta) if eta is not None else "-"]
 
@@ -202,6 +204,7 @@ class QueueView(Vertical):
             return
         if name == "job.started":
             job["state"] = "running"
+            job["host"] = data.get("host")
             job["attempts"] = data.get("attempt", job.get("attempts"))
             job["progress"] = None
         elif name == "job.processing":

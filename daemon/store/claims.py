@@ -153,11 +153,11 @@ class ClaimsMixin(JobsMixin):
         async def op() -> dict:
             out: dict[str, list[int]] = {"requeued": [], "failed": [], "cancelled": []}
             rows = await self._all(
-                f"SELECT {_JOB_COLS}, claimed_by FROM jobs WHERE state IN ('running','processing') "
+                f"SELECT {_JOB_COLS} FROM jobs WHERE state IN ('running','processing') "
                 "AND lease_until IS NOT NULL AND lease_until < ? ORDER BY position, id", (cutoff,))
             for row in rows:
                 result = await self._requeue_or_fail(
-                    row, f"interrupted: {row['claimed_by']} stopped renewing its lease while the job "
+                    row, f"interrupted: {row['host']} stopped renewing its lease while the job "
                          f"was {row['state']}")
                 out["requeued" if result == "queued" else result].append(row["id"])
             return out

@@ -27,9 +27,11 @@ _TRANSITIONS = {
     "cancelled": set(),
 }
 
+# `host`: the daemon that claimed the job last (a shared queue: which box runs or ran it); null on
+# one box, and again once a job is queued anew.
 _JOB_COLS = (
     "id, state, prompt, params, count, seed, model, backend, position, attempts,"
-    " max_attempts, error, created, started, finished"
+    " max_attempts, error, created, started, finished, claimed_by AS host"
 )
 
 

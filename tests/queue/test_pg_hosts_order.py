@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import pytest
 
+from dgx_music.cli.jobs_cmd import format_job
 from dgx_music.common.client import Client
 from tests.conftest import wait_event
 from tests.queue.test_pg_hosts import SLOW, host, wait_all
@@ -39,5 +40,7 @@ async def test_move_cancel_and_retry_at_one_host_order_the_work_of_another(
         starts = [(e.data["id"], e.data["host"]) for e in seen if e.name == "job.started"]
         assert starts == [(j3, "b"), (j2, "b"), (j1, "b")], starts
         for job_id in (j1, j2, j3):
-            j = await cb.call("job.get", {"id": job_id})
+            j = await ca.call("job.get", {"id": job_id})
             assert j["state"] == "done" and j["track_ids"] == [f"{job_id}-0"]
+            assert j["host"] == "b"  # which box ran it, as A's clients read it
+            assert "\n  host      b\n" in format_job(j)  # `dgx-music job ID` at A

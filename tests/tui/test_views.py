@@ -129,6 +129,21 @@ async def test_queue_actions(tmp_path: Path) -> None:
         assert fake.methods_called("job.retry") == [{"id": 13}]
 
 
+async def test_the_queue_names_the_host_that_runs_a_job(tmp_path: Path) -> None:
+    """A shared queue: job.started names the box that claimed the job; the queue shows it while
+    the job runs (one box sends no host and shows none)."""
+    fake = FakeDaemon()
+    app = make_app(fake, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.connected and 13 in app.queue_view.jobs)
+        fake.push("job.started", {"id": 13, "attempt": 1, "host": "spark-2"})
+        await wait_for(pilot, lambda: app.queue_view.jobs[13]["state"] == "running")
+        await wait_for(pilot, lambda: str(app.queue_view.table.get_row("13")[1]).startswith("[spark-2] "))
+        fake.push("job.started", {"id": 14, "attempt": 1})
+        await wait_for(pilot, lambda: app.queue_view.jobs[14]["state"] == "running")
+        assert not str(app.queue_view.table.get_row("14")[1]).startswith("[")
+
+
 async def test_pruned_history_leaves_the_queue_view(tmp_path: Path) -> None:
     fake = FakeDaemon()
     app = make_app(fake, tmp_path)
