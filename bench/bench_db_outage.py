@@ -52,6 +52,20 @@ def _answer(sock: Path, method: str, params: dict[str, Any] | None = None) -> tu
         return f"no answer ({type(exc).__name__})", None
 
 
+def format_status(st: dict[str, Any]) -> str:
+    from dgx_music.cli.status_cmd import format_status as fmt
+
+    return fmt(st)
+
+
+def _store_state(status: Any) -> str:
+    """What a status answer says of the database: "reachable", "away", or "unsaid"."""
+    store = status.get("store") if isinstance(status, dict) else None
+    if not isinstance(store, dict) or "reachable" not in store:
+        return "unsaid"
+    return "reachable" if store["reachable"] else "away"
+
+
 #: The library reads each host makes before the outage (and is asked again during it), and one it never made.
 SEEN = {"track.list": {"limit": 5}, "search": {"search": "lighthouse", "limit": 5}}
 NEVER = {"search": "a query no host ever made", "limit": 5}
@@ -141,14 +155,20 @@ def run(outage: float, jobs: int, probe: float, seed: int) -> dict[str, Any]:
             j = call(rng.choice(hosts).socket, "job.submit",
                      {"prompt": f"outage {rng.randrange(10**6)}", "duration": 1.0, "count": rng.choice([1, 2])})
             queued[j["id"]] = j["count"]
-        answers: dict[str, Counter[str]] = {k: Counter() for k in ("status", *SEEN, "track.get", "track.audio",
-                                                                    "never_seen", "job.submit")}
+        answers: dict[str, Counter[str]] = {k: Counter() for k in ("status", "status_store", *SEEN, "track.get",
+                                                                    "track.audio", "never_seen", "job.submit")}
         wrong: list[str] = []  # a stale answer that is not what the host saw before
+        status_line = ""
         _pg_ctl(cluster, "-m", "immediate", "stop")
         down = time.monotonic()
         while time.monotonic() - down < outage:
             for h in hosts:
-                answers["status"][_answer(h.socket, "status")[0]] += 1
+                code, st = _answer(h.socket, "status")
+                answers["status"][code] += 1
+                answers["status_store"][_store_state(st)] += 1  # does status say the database is away?
+                if st and not status_line:  # what `dgx-music status` prints then
+                    status_line = next((line for line in format_status(st).splitlines()
+                                        if line.startswith("store")), "")
                 for name, (code, r) in _reads(h.socket, track_id).items():
                     answers[name][code] += 1
                     if code == "stale" and _ids(r) != seen[h.root.name].get(name):
@@ -174,6 +194,7 @@ def run(outage: float, jobs: int, probe: float, seed: int) -> dict[str, Any]:
                     time.sleep(0.2)
             recovered[h.root.name] = None if took is None else round(took, 2)
         after = {h.root.name: {k: code for k, (code, _r) in _reads(h.socket, track_id).items()} for h in hosts}
+        status_after = {h.root.name: _store_state(_answer(h.socket, "status")[1]) for h in hosts}
         drained = all(_drained(h, 300) for h in hosts)
         lost: list[str] = []
         for job_id, count in {**queued, **late}.items():
@@ -188,6 +209,7 @@ def run(outage: float, jobs: int, probe: float, seed: int) -> dict[str, Any]:
         alive = [h.root.name for h in hosts if h.alive()]
         return {"outage_s": outage, "jobs_before": len(queued), "seen_before": seen, "deleted": gone, "delete_relayed": deleted_seen, "answers_during_outage":
                 {k: dict(v) for k, v in answers.items()}, "stale_but_wrong": wrong, "reads_after": after,
+                "status_store_after": status_after, "status_line_during_outage": status_line,
                 "first_write_after_s": recovered,
                 "drained": drained, "daemons_alive": alive, "lost": lost}
     finally:
@@ -213,8 +235,10 @@ def main() -> int:
     else:
         for k, v in r.items():
             print(f"{k}: {v}")
-    bad = [code for counts in r.get("answers_during_outage", {}).values() for code in counts
-           if code not in ("ok", "stale", "store_unavailable")]
+    answers = dict(r.get("answers_during_outage", {}))
+    said = answers.pop("status_store", {})  # what status said of the database: it must say "away"
+    bad = [code for counts in answers.values() for code in counts
+           if code not in ("ok", "stale", "store_unavailable")] + [s for s in said if s != "away"]
     return 1 if r.get("lost") or bad or r.get("stale_but_wrong") or not r.get("drained", True) else 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from dgx_music.cli.common import add_client_flags, emit, human_bytes, human_duration, run_client
@@ -40,6 +41,16 @@ def format_status(st: dict[str, Any]) -> str:
         states = ("running", "processing", "queued", "done", "failed", "cancelled")
         parts = [f"{queue[k]} {k}" for k in states if queue.get(k)]
         lines.append("queue    " + (", ".join(parts) if parts else "empty"))
+    store = st.get("store")
+    if store:  # a shared store (PostgreSQL): is its server there now?
+        if store.get("reachable"):
+            lines.append(f"store    {store.get('location')}: reachable")
+        else:
+            since = store.get("last_reached")
+            when = f" since {time.strftime('%H:%M:%S', time.localtime(since))}" if since else ""
+            lines.append(f"store    {store.get('location')}: DATABASE AWAY{when}; answering the library reads "
+                         f"this host has made (stale), refusing writes ({store.get('served_stale', 0)} stale "
+                         "answers so far)")
     for h in st.get("hosts") or []:  # several daemons on one shared queue (PostgreSQL)
         doing = f", job {h['job_id']}" if h.get("job_id") else ""
         model = h.get("model") or "no model loaded"

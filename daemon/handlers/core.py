@@ -35,17 +35,24 @@ async def status(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Daemon version, uptime, clients; model and queue when present, with the runner and the disk;
     on a shared store every host as its row says now (hosts write theirs when they change)."""
     sched = ctx.daemon.scheduler
+    away: StoreError | None = None
     if sched is not None:
         try:
             await sched.hosts.refresh()
         except StoreError as exc:  # the rows read last time, with their age: still worth showing
             log.warning("could not read the hosts' rows: %s", exc.message)
+            away = exc if exc.code == "unavailable" else None
     out = ctx.daemon.status()
     if sched is not None:
         # A runner that is down or paused means queued jobs wait: say so, not just the counts.
         out["runner"] = sched.runner_status()
         out["disk"] = sched.disk_status()
         out["disk_full"] = sched.disk_full
+        if sched.hosts.enabled:  # a database server that can go away: say whether it is there
+            store = ctx.daemon.store
+            out["store"] = {"location": getattr(store, "location", None), "reachable": away is None,
+                            "last_reached": getattr(store, "last_reached", None),
+                            "served_stale": ctx.daemon.library_cache.served_stale}
     return out
 
 

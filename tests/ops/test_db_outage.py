@@ -27,6 +27,8 @@ def test_two_hosts_serve_what_they_saw_refuse_writes_while_the_database_is_away_
     # each host made before (list, search, show, audio) answer stale with the tracks it saw then; a
     # search no host made and every write are refused as store_unavailable (never internal).
     assert set(answers["status"]) == {"ok"}, answers
+    assert set(answers["status_store"]) == {"away"}, answers  # and says the database is away
+    assert "DATABASE AWAY since" in report["status_line_during_outage"], report["status_line_during_outage"]
     for read in ("track.list", "search", "track.get", "track.audio"):
         assert set(answers[read]) == {"stale"}, (read, answers)
     # Each host searched three tracks; one was then deleted on h1, and h0 heard of it (NOTIFY):
@@ -40,6 +42,7 @@ def test_two_hosts_serve_what_they_saw_refuse_writes_while_the_database_is_away_
     # Back: the same reads are fresh again (no stale mark) on every host.
     for host, reads in report["reads_after"].items():
         assert all(code == "ok" for code in reads.values()), (host, reads)
+    assert set(report["status_store_after"].values()) == {"reachable"}, report["status_store_after"]
     # Back: each host takes a write by itself, and every job (queued before, and after) ends once.
     assert all(t is not None for t in report["first_write_after_s"].values()), report
     assert report["drained"] and report["lost"] == [] and len(report["daemons_alive"]) == 2, report

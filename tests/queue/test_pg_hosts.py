@@ -93,6 +93,7 @@ async def test_jobs_submitted_on_one_host_run_once_on_either(pg_url: str, daemon
         assert all(h["model"] == str(tiny_model) for h in hosts if h["host"] in ran)  # loaded to run its jobs
         text = format_status(await ca.call("status"))  # what `dgx-music status` prints
         assert f"host     a (this one): idle, {tiny_model}" in text and "host     b: idle" in text
+        assert "\nstore    postgresql://" in text and ": reachable\n" in text  # the database is there
 
 
 def test_hosts_in_their_own_network_namespaces_meet_only_in_the_database_and_storage(
