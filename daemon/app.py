@@ -37,8 +37,9 @@ class Daemon:
         self.storage = libfiles.Storage.from_settings(settings)  # the audio: track paths are relative to it
         self.events = EventHub()
         # Library reads answered from what this host last saw while the database is away (issue 21);
-        # every library event, local or another host's, passes through publish_local to it.
-        self.library_cache = LibraryCache()
+        # every library event, local or another host's, passes through publish_local to it. Only a
+        # database server can go away: with SQLite in the data directory the cache stays off.
+        self.library_cache = LibraryCache(enabled=bool(str(settings["store.url"] or "").strip()))
         self.events.listen(self.library_cache.on_event)
         self.server = Server(self)
         self.started = time.time()

@@ -105,7 +105,10 @@ class LibraryCache:
     """Bounded copies of recent library reads; see the module docstring."""
 
     def __init__(self, *, max_rows: int = MAX_ROWS, max_pages: int = MAX_PAGES, max_bytes: int = MAX_BYTES,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, enabled: bool = True) -> None:
+        # Off for a store that cannot go away (SQLite in the data directory): copying and sizing every
+        # page a read returns would cost each read on the event loop for nothing.
+        self.enabled = enabled
         # Rows and pages share the byte budget half and half: a flood of pages cannot evict every row.
         self.rows = _Lru(max_rows, max_bytes // 2)
         self.pages = _Lru(max_pages, max_bytes // 2)
@@ -147,6 +150,8 @@ class LibraryCache:
 
     def on_event(self, name: str, data: dict[str, Any]) -> None:
         """An EventHub listener: library changes from this host or relayed from another."""
+        if not self.enabled:
+            return
         if name == "track.deleted":
             tid = str(data.get("id"))
             self.rows.pop(tid)
@@ -211,6 +216,8 @@ class LibraryCache:
     async def get_track(self, read: Callable[[], Awaitable[dict[str, Any]]], track_id: str, *,
                         since: float | None = None, full: bool = True) -> dict[str, Any]:
         """``read()`` (the store's get_track), remembered; on "unavailable" the cached row, marked stale."""
+        if not self.enabled:
+            return await read()
         try:
             track = await read()
         except StoreError as exc:
@@ -231,6 +238,8 @@ class LibraryCache:
                           since: float | None = None) -> dict[str, Any]:
         """``read()`` (the store's list_tracks with ``params``), remembered; on "unavailable" the
         same page as last read here, marked stale."""
+        if not self.enabled:
+            return await read()
         key = page_key(params)
         try:
             page = await read()

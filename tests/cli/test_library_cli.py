@@ -72,12 +72,23 @@ async def test_track_list_names_the_field(daemon: Any) -> None:
         await client.close()
 
 
+async def test_a_daemon_on_sqlite_keeps_no_outage_cache(daemon: Any) -> None:
+    """SQLite in the data directory cannot go away: reads are not copied into the outage cache."""
+    await daemon.store.import_tracks([row(2, "tin roof rain", title="Tin")])
+    assert [t["id"] for t in (await cli_json(daemon.server.path, "library", "--search", "tin"))["tracks"]] == ["92-0"]
+    rc, out, _err = await cli(daemon.server.path, "show", "92-0")
+    assert rc == 0 and "Tin" in out
+    cache = daemon.library_cache
+    assert not cache.enabled and len(cache.rows) == 0 and len(cache.pages) == 0
+
+
 async def test_stale_replies_warn_on_stderr_and_keep_json_valid(daemon: Any) -> None:
     """While the daemon's database is away, `library` and `show` answer what it last saw: a one-line
     warning on stderr says so, and --json stays one valid document carrying `stale`."""
     from tests.outage import AwayStore
 
     sock = daemon.server.path
+    daemon.library_cache.enabled = True  # on for a database that can go away, as AwayStore's will
     await daemon.store.import_tracks([row(1, "harbour lights at dusk", title="Harbour")])
     fresh = await cli_json(sock, "library", "--search", "harbour")
     rc, out, err = await cli(sock, "show", "91-0")

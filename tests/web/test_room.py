@@ -146,6 +146,7 @@ async def test_the_library_says_when_the_database_is_away(page: Any, room_daemon
     from tests.outage import AwayStore
 
     a, b = made["track_ids"]
+    room_daemon.library_cache.enabled = True  # on for a database that can go away, as AwayStore's will
     await page.fill("#search", "nothingmatchesthis")
     await until(page, "document.querySelectorAll('#tracks li').length === 0")
     await page.fill("#search", WORD)  # the search the daemon answers, and so remembers
